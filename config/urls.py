@@ -1,0 +1,16 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("moderation/", include("moderation.urls")),
+    path("", include("profiles.urls")),
+]
+
+if settings.DEBUG:
+    # Local only: public profile photos straight from MEDIA_ROOT. Production serves them from
+    # object storage. Quarantine has no URL at all.
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

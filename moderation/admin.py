@@ -1,0 +1,189 @@
+"""Staff-facing moderation: the banned set, the "Flag an image" page and the audit trail."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from moderation import services
+from moderation.hashing import Fingerprint
+from moderation.models import AuditEvent, FlaggedFingerprint
+
+
+def quarantine_link(fieldfile, label: str = "view") -> str:
+    """A link to the permission-checked quarantine view (never a storage URL)."""
+    if not fieldfile:
+        return "—"
+    url = reverse("moderation:quarantined-file", args=[fieldfile.name])
+    return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, label)
+
+
+class FlagImageForm(forms.Form):
+    image = forms.FileField(label=_("Image"), help_text=_("JPEG, PNG, GIF or WebP."))
+    reason = forms.CharField(
+        label=_("Reason"), max_length=500, help_text=_("Shown to other moderators and in the audit.")
+    )
+
+
+class UnflagReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason for unflagging"), max_length=500)
+
+
+@admin.register(FlaggedFingerprint)
+class FlaggedFingerprintAdmin(admin.ModelAdmin):
+    list_display = ["hex_hash", "source", "short_reason", "flagged_by", "flagged_at", "active", "original_link"]
+    list_filter = ["active", "source", "flagged_at"]
+    list_select_related = ["flagged_by"]
+    search_fields = ["reason"]
+    search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
+    readonly_fields = [
+        "hex_hash", "pipeline_version", "reason", "source", "flagged_by", "flagged_at",
+        "active", "unflagged_by", "unflagged_at", "original_link",
+    ]
+    fields = readonly_fields
+    actions = ["unflag_selected"]
+    change_list_template = "admin/moderation/flaggedfingerprint/change_list.html"
+
+    @admin.display(description=_("dHash"), ordering="dhash")
+    def hex_hash(self, obj: FlaggedFingerprint) -> str:
+        return format_html("<code>{}</code>", obj.hex)
+
+    @admin.display(description=_("reason"))
+    def short_reason(self, obj: FlaggedFingerprint) -> str:
+        return obj.reason if len(obj.reason) <= 60 else obj.reason[:57] + "…"
+
+    @admin.display(description=_("original"))
+    def original_link(self, obj: FlaggedFingerprint) -> str:
+        return quarantine_link(obj.original)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A 16-digit hex term finds the fingerprint with that hash; anything else the reason."""
+        term = search_term.strip()
+        try:
+            signed = Fingerprint.from_hex(term).signed
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(Q(dhash=signed) | Q(reason__icontains=term)), False
+
+    # The banned set only changes through the services: no add, edit or delete here.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_flag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.flag_image")
+
+    def has_unflag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.unflag_image")
+
+    @admin.action(description=_("Unflag selected fingerprints"), permissions=["unflag"])
+    def unflag_selected(self, request, queryset):
+        """Deactivate the selected fingerprints after the moderator gives a reason."""
+        form = UnflagReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            count = sum(
+                services.unflag_fingerprint(
+                    flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+                for flagged in queryset
+            )
+            self.message_user(
+                request,
+                ngettext("Unflagged %d fingerprint.", "Unflagged %d fingerprints.", count) % count,
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/moderation/unflag_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Unflag fingerprints"),
+                "opts": self.model._meta,
+                "queryset": queryset,
+                "form": form,
+                "action": "unflag_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def get_urls(self):
+        urls = [
+            path(
+                "flag-image/",
+                self.admin_site.admin_view(self.flag_image_view),
+                name="moderation_flaggedfingerprint_flag_image",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_flag": self.has_flag_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def flag_image_view(self, request):
+        """Upload a file straight into the banned set (its original is kept privately)."""
+        if not self.has_flag_permission(request):
+            raise PermissionDenied
+        form = FlagImageForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.flag_image(
+                    file=form.cleaned_data["image"],
+                    reason=form.cleaned_data["reason"],
+                    source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+                    actor=request.user,
+                )
+            except ValidationError as e:
+                form.add_error("image", e)
+            else:
+                if result.created:
+                    text = _("Flagged %(hex)s. Matching profile photos are being taken down.")
+                else:
+                    text = _("%(hex)s was already banned; your flag was added to its audit trail.")
+                self.message_user(request, text % {"hex": result.fingerprint.hex}, messages.SUCCESS)
+                return redirect("admin:moderation_flaggedfingerprint_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Flag an image"),
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/moderation/flag_image.html", context)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only, append-only."""
+
+    list_display = ["created_at", "action", "actor", "target", "fingerprint", "distance", "evidence_link"]
+    list_filter = ["action", "created_at"]
+    list_select_related = ["actor", "fingerprint"]
+    search_fields = ["target", "reason", "actor__username"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description=_("evidence"))
+    def evidence_link(self, obj: AuditEvent) -> str:
+        return quarantine_link(obj.evidence)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,56 @@
+"""System checks for the moderation settings: nonsense values fail at start-up, with an id."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+from django.core.files.storage import InvalidStorageError, storages
+
+
+@register(Tags.compatibility)
+def check_moderation_settings(app_configs=None, **kwargs):
+    errors = []
+    distance = getattr(settings, "MODERATION_MAX_DISTANCE", None)
+    if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= 64:
+        errors.append(
+            Error(
+                "MODERATION_MAX_DISTANCE must be an integer from 0 to 64 (Hamming bits).",
+                hint="The default is 6; see README 'What it catches'.",
+                obj="settings.MODERATION_MAX_DISTANCE",
+                id="moderation.E001",
+            )
+        )
+    for name, minimum in (
+        ("MODERATION_MAX_UPLOAD_BYTES", 1),
+        ("MODERATION_MAX_PIXELS", 1),
+        ("MODERATION_MIN_SIDE", 1),
+    ):
+        value = getattr(settings, name, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            errors.append(
+                Error(
+                    f"{name} must be a positive integer.",
+                    obj=f"settings.{name}",
+                    id="moderation.E002",
+                )
+            )
+    try:
+        quarantine = storages["quarantine"]
+        default = storages["default"]
+    except InvalidStorageError:
+        errors.append(
+            Error(
+                'STORAGES must define a "quarantine" storage for flagged originals.',
+                id="moderation.E003",
+            )
+        )
+    else:
+        if getattr(quarantine, "location", object()) == getattr(default, "location", None) and (
+            getattr(quarantine, "bucket_name", None) == getattr(default, "bucket_name", None)
+        ):
+            errors.append(
+                Error(
+                    "The quarantine storage must not be the public media storage.",
+                    hint="Give STORAGES['quarantine'] its own folder, bucket or prefix.",
+                    id="moderation.E004",
+                )
+            )
+    return errors

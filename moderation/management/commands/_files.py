@@ -1,0 +1,27 @@
+"""Shared by the bulk commands: turn PATH arguments into image files, folders recursively."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+
+def iter_image_paths(paths: list[str]) -> Iterator[Path]:
+    """Every regular file named by ``paths``, walking folders recursively in sorted order.
+
+    Files are judged by content later (``moderation.hashing``), not by extension, so
+    everything found is yielded; hidden files and folders are skipped.
+    """
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise CommandError(f"{raw}: no such file or folder")
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path).parts
+                if child.is_file() and not any(part.startswith(".") for part in relative):
+                    yield child
+        else:
+            yield path

@@ -1,0 +1,62 @@
+"""Fingerprint image files into the banned set (the seed tutorial's ``index.py``, grown up).
+
+For operators loading a known-bad collection: files or folders (recursive), one line per
+file, duplicates skipped, unreadable files reported without stopping the run. The exit
+status is non-zero only when no file could be read at all.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from moderation import services
+from moderation.management.commands._files import iter_image_paths
+from moderation.models import FlaggedFingerprint
+
+
+class Command(BaseCommand):
+    help = "Fingerprint image files (or folders, recursively) into the banned set."
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("--reason", required=True, help="Why these images are banned.")
+        parser.add_argument(
+            "--no-keep-originals",
+            action="store_true",
+            help="Store only fingerprints, not private copies of the files.",
+        )
+
+    def handle(self, *args, paths, reason, no_keep_originals, **options):
+        verbosity = options["verbosity"]
+        flagged = duplicates = bad = 0
+        for path in iter_image_paths(paths):
+            try:
+                with path.open("rb") as fh:
+                    result = services.flag_image(
+                        file=fh,
+                        reason=reason,
+                        source=FlaggedFingerprint.Source.COMMAND,
+                        keep_original=not no_keep_originals,
+                    )
+            except ValidationError as e:
+                bad += 1
+                self.stderr.write(f"{path}: skipped: {' '.join(e.messages)}")
+                continue
+            except OSError as e:
+                bad += 1
+                self.stderr.write(f"{path}: skipped: {e.strerror or e}")
+                continue
+            if result.created:
+                flagged += 1
+                if verbosity >= 1:
+                    self.stdout.write(f"{path}: flagged {result.fingerprint.hex}")
+            else:
+                duplicates += 1
+                if verbosity >= 1:
+                    self.stdout.write(f"{path}: already banned as {result.fingerprint.hex}")
+        if flagged + duplicates == 0:
+            raise CommandError(f"No image could be read ({bad} file(s) skipped).")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Flagged {flagged} new, {duplicates} already banned, {bad} skipped."
+            )
+        )

@@ -1,0 +1,180 @@
+"""The banned set, its change log, the audit trail and reindex progress.
+
+Hashes are stored as signed 64-bit integers (two's complement of the unsigned dHash) because
+that is what a BigIntegerField holds on every database; the admin shows them as 16 hex digits.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from moderation.hashing import Fingerprint
+
+
+def quarantine_storage():
+    """Private storage for flagged originals and taken-down photos (never given a public URL).
+
+    A callable so that tests and deployments can swap ``STORAGES["quarantine"]`` without a
+    migration.
+    """
+    return storages["quarantine"]
+
+
+class FlaggedFingerprintQuerySet(models.QuerySet):
+    def active(self) -> FlaggedFingerprintQuerySet:
+        return self.filter(active=True)
+
+    def with_hex(self, hex_text: str) -> FlaggedFingerprintQuerySet:
+        return self.filter(dhash=Fingerprint.from_hex(hex_text).signed)
+
+
+class FlaggedFingerprint(models.Model):
+    """A fingerprint of an image a moderator has banned.
+
+    Unflagging deactivates the row; it is never deleted, so the audit trail always points at
+    something. At most one *active* row exists per hash: a second flag of the same image adds an
+    audit event, not a second fingerprint.
+    """
+
+    class Source(models.TextChoices):
+        PROFILE_PHOTO = "profile_photo", _("Profile photo")
+        ADMIN_UPLOAD = "admin_upload", _("Uploaded in the admin")
+        COMMAND = "command", _("Imported by command")
+
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
+    pipeline_version = models.PositiveSmallIntegerField(_("pipeline version"))
+    reason = models.TextField(_("reason"), blank=True)
+    source = models.CharField(_("source"), max_length=20, choices=Source.choices)
+    flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("flagged by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    flagged_at = models.DateTimeField(_("flagged at"), default=timezone.now, db_index=True)
+    active = models.BooleanField(_("active"), default=True, db_index=True)
+    unflagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("unflagged by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    unflagged_at = models.DateTimeField(_("unflagged at"), null=True, blank=True)
+    original = models.FileField(
+        _("original (private)"), storage=quarantine_storage, upload_to="originals/", blank=True
+    )
+
+    objects = FlaggedFingerprintQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("flagged fingerprint")
+        ordering = ["-flagged_at", "-id"]
+        permissions = [
+            ("flag_image", _("Can flag images into the banned set")),
+            ("unflag_image", _("Can unflag banned fingerprints")),
+            ("view_quarantine", _("Can view quarantined originals")),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dhash"], condition=Q(active=True), name="one_active_fingerprint_per_hash"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.hex
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint.from_signed(self.dhash, self.pipeline_version)
+
+    @property
+    def hex(self) -> str:
+        return self.fingerprint.hex
+
+
+class BannedSetChange(models.Model):
+    """Append-only log of every change to the active banned set.
+
+    Each process's in-memory index replays the rows after the last id it has seen before it
+    answers a lookup: one primary-key range query, empty when nothing changed. Writers take a
+    lock (see ``services``) so ids are assigned in commit order and no change is skipped.
+    """
+
+    fingerprint = models.ForeignKey(FlaggedFingerprint, on_delete=models.PROTECT, related_name="+")
+    dhash = models.BigIntegerField()
+    active = models.BooleanField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("banned set change")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which image, when and why. Append-only: never edited or deleted."""
+
+    class Action(models.TextChoices):
+        FLAG = "flag", _("Flagged")
+        UNFLAG = "unflag", _("Unflagged")
+        TAKEDOWN = "takedown", _("Taken down")
+
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("Empty when the system acted (sweep, command without a user)."),
+    )
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    target = models.CharField(
+        _("target"), max_length=200, blank=True, help_text=_("What was acted on, e.g. a profile.")
+    )
+    distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    evidence = models.FileField(
+        _("evidence (private)"), storage=quarantine_storage, upload_to="takedowns/", blank=True
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.target or ''} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ReindexRun(models.Model):
+    """Progress of one `manage.py reindex`, so an interrupted run resumes where it stopped."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pipeline_version = models.PositiveSmallIntegerField()
+    # One cursor per kind of stored image, e.g. {"profiles.profile.photo": 1234}.
+    cursors = models.JSONField(default=dict)
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "in progress"
+        return f"reindex {self.started_at:%Y-%m-%d %H:%M} ({state})"

@@ -1,0 +1,61 @@
+"""Which models hold fingerprinted images, so moderation can act on them without importing them.
+
+Dependencies point one way (profiles -> moderation). An app that stores user images registers
+its field here from ``AppConfig.ready()``; the sweep, takedown and reindex services then work on
+"any registered image field" instead of naming ``profiles.Profile``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import models
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """A model's image field plus the columns that hold its fingerprint.
+
+    ``hash_field`` holds the signed 64-bit dHash (NULL when there is no image),
+    ``version_field`` the pipeline version that computed it and ``checked_field`` when the image
+    was last compared with the whole banned set.
+    """
+
+    model: type[models.Model]
+    file_field: str
+    hash_field: str
+    version_field: str
+    checked_field: str
+    describe: Callable[[models.Model], str] = str
+
+    @property
+    def key(self) -> str:
+        return f"{self.model._meta.label_lower}.{self.file_field}"
+
+    def with_images(self) -> models.QuerySet:
+        return self.model._default_manager.exclude(**{self.file_field: ""}).exclude(
+            **{f"{self.file_field}__isnull": True}
+        )
+
+    def label(self, instance: models.Model) -> str:
+        return f"{self.model._meta.verbose_name} {self.describe(instance)} (#{instance.pk})"
+
+
+_targets: dict[str, ImageTarget] = {}
+
+
+def register(target: ImageTarget) -> None:
+    _targets[target.key] = target
+
+
+def targets() -> list[ImageTarget]:
+    return list(_targets.values())
+
+
+def target_for(model: type[models.Model] | models.Model) -> ImageTarget:
+    label = model._meta.label_lower
+    for target in _targets.values():
+        if target.model._meta.label_lower == label:
+            return target
+    raise LookupError(f"{label} has no registered image field")

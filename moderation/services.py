@@ -1,0 +1,526 @@
+"""Flag, unflag, take down, sweep and reindex: the only code that writes the banned set.
+
+The admin, the management commands, the tasks and the views call these functions; none of them
+touches ``FlaggedFingerprint`` or ``BannedSetChange`` directly. Arguments are keyword-only so a
+call site reads as a sentence.
+
+Files and transactions: a file is written *before* the rows that point at it and removed again
+if the transaction fails; a public file is deleted only after the transaction that stopped
+pointing at it has committed. So no row ever points at a missing file, and a rollback never
+loses a photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
+
+from moderation import matching, registry
+from moderation.fingerprint_index import LinearIndex
+from moderation.hashing import PIPELINE_VERSION, Fingerprint, fingerprint, image_format
+from moderation.models import (
+    AuditEvent,
+    BannedSetChange,
+    FlaggedFingerprint,
+    ReindexRun,
+    quarantine_storage,
+)
+
+logger = logging.getLogger(__name__)
+
+# Any constant works: it names the one PostgreSQL advisory lock that serialises writers of
+# the banned-set change log, so change ids are handed out in commit order.
+_BANNED_SET_LOCK_KEY = 0x6D6F645F62616E  # "mod_ban"
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class FlagResult:
+    fingerprint: FlaggedFingerprint
+    created: bool  # False when the image was already banned (the flag is still audited)
+
+
+@dataclass
+class SweepResult:
+    checked: int = 0
+    taken_down: list[str] = field(default_factory=list)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _lock_banned_set() -> None:
+    """Serialise banned-set writers until commit (PostgreSQL; SQLite has one writer anyway).
+
+    Without it two transactions could take change ids 10 and 11 and commit 11 first; a reader
+    that saw 11 would never look at 10 again.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_BANNED_SET_LOCK_KEY])
+
+
+def _log_change(flagged: FlaggedFingerprint) -> None:
+    BannedSetChange.objects.create(
+        fingerprint=flagged, dhash=flagged.dhash, active=flagged.active
+    )
+
+
+def _quarantine_name(folder: str, file: Any) -> str:
+    ext = _EXTENSIONS.get(image_format(file) or "", "bin")
+    return f"{folder}/{uuid.uuid4().hex}.{ext}"
+
+
+def _copy_to_quarantine(file: Any, folder: str) -> str:
+    """Copy an image into private storage under a random name; return the stored name."""
+    name = _quarantine_name(folder, file)
+    if hasattr(file, "seek"):
+        file.seek(0)
+    stored = quarantine_storage().save(name, ContentFile(file.read()))
+    if hasattr(file, "seek"):
+        file.seek(0)
+    return stored
+
+
+def _delete_quietly(storage, name: str) -> None:
+    try:
+        storage.delete(name)
+    except Exception:  # noqa: BLE001 - cleanup must not hide the error that caused it
+        logger.exception("could not delete %s from %s", name, storage)
+
+
+def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
+    from moderation.tasks import sweep_task  # tasks imports services
+
+    transaction.on_commit(lambda: sweep_task.enqueue(fingerprint_ids=fingerprint_ids))
+
+
+# --- flag / unflag ----------------------------------------------------------------------
+
+
+def _record_flag(
+    *,
+    fp: Fingerprint,
+    reason: str,
+    source: str,
+    actor: AbstractBaseUser | None,
+    original_name: str = "",
+    target: str = "",
+) -> FlagResult:
+    """Insert the fingerprint (or reuse the active one with the same hash) and audit it."""
+    _lock_banned_set()
+    existing = FlaggedFingerprint.objects.active().filter(dhash=fp.signed).first()
+    created = existing is None
+    if created:
+        try:
+            with transaction.atomic():
+                flagged = FlaggedFingerprint.objects.create(
+                    dhash=fp.signed,
+                    pipeline_version=fp.pipeline_version,
+                    reason=reason,
+                    source=source,
+                    flagged_by=actor,
+                    original=original_name,
+                )
+        except IntegrityError:
+            # Another moderator flagged the same image a moment ago (possible on SQLite,
+            # where there is no advisory lock): one fingerprint, two audit rows.
+            flagged = FlaggedFingerprint.objects.active().get(dhash=fp.signed)
+            created = False
+        else:
+            _log_change(flagged)
+    else:
+        flagged = existing
+    if not created and original_name and not flagged.original:
+        flagged.original = original_name
+        flagged.save(update_fields=["original"])
+        original_name = ""
+    AuditEvent.objects.create(
+        action=AuditEvent.Action.FLAG,
+        actor=actor,
+        fingerprint=flagged,
+        target=target,
+        reason=reason,
+        evidence=original_name if not created else "",
+    )
+    _enqueue_sweep([flagged.pk])
+    return FlagResult(flagged, created)
+
+
+def flag_image(
+    *,
+    file: IO[bytes] | Any,
+    reason: str,
+    source: str,
+    actor: AbstractBaseUser | None = None,
+    keep_original: bool = True,
+) -> FlagResult:
+    """Fingerprint an image file into the banned set and keep the original privately.
+
+    Used by the admin's "Flag an image" page and ``manage.py flag_images``. Raises
+    ``ValidationError`` when the file is not an acceptable image; writes nothing then.
+    After commit, a sweep takes down existing photos that match.
+    """
+    fp = fingerprint(file)
+    stored = _copy_to_quarantine(file, "originals") if keep_original else ""
+    try:
+        with transaction.atomic():
+            return _record_flag(
+                fp=fp, reason=reason, source=source, actor=actor, original_name=stored
+            )
+    except BaseException:
+        if stored:
+            _delete_quietly(quarantine_storage(), stored)
+        raise
+
+
+def flag_stored_image(
+    *, instance: models.Model, reason: str, actor: AbstractBaseUser | None = None
+) -> FlagResult | None:
+    """Ban the image a registered model holds (e.g. a profile photo) and take it down.
+
+    The file moves to private storage as the flag's original; the model loses its image.
+    Returns None when the instance has no image any more.
+    """
+    target = registry.target_for(instance)
+    with transaction.atomic():
+        locked = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+        image = getattr(locked, target.file_field)
+        if not image:
+            return None
+        public_name = image.name
+        with image.open("rb") as fh:
+            fp = fingerprint(fh)
+            stored = _copy_to_quarantine(fh, "originals")
+        try:
+            label = target.label(locked)
+            result = _record_flag(
+                fp=fp,
+                reason=reason,
+                source=FlaggedFingerprint.Source.PROFILE_PHOTO,
+                actor=actor,
+                original_name=stored,
+                target=label,
+            )
+            _clear_image(target, locked)
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.TAKEDOWN,
+                actor=actor,
+                fingerprint=result.fingerprint,
+                target=label,
+                distance=0,
+                reason=reason,
+                evidence=stored,
+            )
+        except BaseException:
+            _delete_quietly(quarantine_storage(), stored)
+            raise
+        _delete_after_commit(image.storage, public_name)
+    instance.refresh_from_db()
+    return result
+
+
+def unflag_fingerprint(
+    *, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> bool:
+    """Deactivate a banned fingerprint (never delete it). Returns False if it was inactive.
+
+    Photos already taken down stay down: their evidence remains in quarantine for review.
+    """
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        if not locked.active:
+            return False
+        locked.active = False
+        locked.unflagged_by = actor
+        locked.unflagged_at = timezone.now()
+        locked.save(update_fields=["active", "unflagged_by", "unflagged_at"])
+        _log_change(locked)
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.UNFLAG, actor=actor, fingerprint=locked, reason=reason
+        )
+    flagged.refresh_from_db()
+    return True
+
+
+# --- takedown and sweep -----------------------------------------------------------------
+
+
+def _clear_image(target: registry.ImageTarget, instance: models.Model) -> None:
+    setattr(instance, target.file_field, "")
+    setattr(instance, target.hash_field, None)
+    setattr(instance, target.version_field, None)
+    instance.save(update_fields=[target.file_field, target.hash_field, target.version_field])
+
+
+def _delete_after_commit(storage, name: str) -> None:
+    transaction.on_commit(lambda: _delete_quietly(storage, name))
+
+
+def take_down_image(
+    *,
+    instance: models.Model,
+    flagged: FlaggedFingerprint,
+    distance: int,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+) -> bool:
+    """Move a stored image that matches a banned fingerprint into quarantine and clear it.
+
+    Re-reads the row under a lock and gives up (returns False) if the image changed since the
+    match was found, e.g. the user replaced it in the meantime.
+    """
+    target = registry.target_for(instance)
+    expected = getattr(instance, target.hash_field)
+    with transaction.atomic():
+        locked = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+        image = getattr(locked, target.file_field)
+        if not image or getattr(locked, target.hash_field) != expected:
+            return False
+        public_name = image.name
+        try:
+            with image.open("rb") as fh:
+                stored = _copy_to_quarantine(fh, "takedowns")
+        except FileNotFoundError:
+            stored = ""  # already gone from storage: clear the row, record that in the audit
+            reason = f"{reason} (file was missing from storage)".strip()
+        try:
+            _clear_image(target, locked)
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.TAKEDOWN,
+                actor=actor,
+                fingerprint=flagged,
+                target=target.label(locked),
+                distance=distance,
+                reason=reason or flagged.reason,
+                evidence=stored,
+            )
+        except BaseException:
+            if stored:
+                _delete_quietly(quarantine_storage(), stored)
+            raise
+        if stored:
+            _delete_after_commit(image.storage, public_name)
+    return True
+
+
+def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:
+    """Take down every stored image within the match distance of a banned fingerprint.
+
+    With ``fingerprint_ids`` (the normal case, right after a flag) only those fingerprints are
+    compared; without, the whole active banned set is (after a reindex). Every stored image is
+    compared from its stored hash, so the cost is one pass over the image table.
+    """
+    result = SweepResult()
+    distance = settings.MODERATION_MAX_DISTANCE
+    if fingerprint_ids is None:
+        banned = matching.banned_set()
+
+        banned.sync()
+
+        def nearest(unsigned: int) -> tuple[int, int] | None:
+            hits = banned.find(Fingerprint(unsigned), distance, sync=False)
+            return (hits[0].fingerprint_id, hits[0].distance) if hits else None
+
+    else:
+        index = LinearIndex()
+        rows = FlaggedFingerprint.objects.active().filter(pk__in=list(fingerprint_ids))
+        pairs = [(f.pk, f.fingerprint.dhash) for f in rows]
+        if not pairs:
+            return result
+        index.build([p for p, _ in pairs], [h for _, h in pairs])
+
+        def nearest(unsigned: int) -> tuple[int, int] | None:
+            hits = index.query(unsigned, distance)
+            return hits[0] if hits else None
+
+    for target in registry.targets():
+        rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
+        hits: list[tuple[int, int, int]] = []
+        for pk, signed in rows.values_list("pk", target.hash_field).iterator(chunk_size=5000):
+            result.checked += 1
+            found = nearest(Fingerprint.from_signed(signed).dhash)
+            if found:
+                hits.append((pk, found[0], found[1]))
+        for pk, fid, dist in hits:
+            instance = target.model._default_manager.filter(pk=pk).first()
+            flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
+            if instance is None or flagged is None:
+                continue
+            if take_down_image(instance=instance, flagged=flagged, distance=dist):
+                result.taken_down.append(target.label(instance))
+        if fingerprint_ids is None:
+            rows.update(**{target.checked_field: timezone.now()})
+    return result
+
+
+def recheck_stored_image(*, instance: models.Model) -> bool:
+    """Compare one stored image with the current banned set; take it down if it matches.
+
+    Runs after an upload commits: an upload that passed its check just before a flag
+    committed is caught here (the flag's own sweep could not see the uncommitted upload).
+    """
+    target = registry.target_for(instance)
+    signed = getattr(instance, target.hash_field)
+    if signed is None:
+        return False
+    hits = matching.find(Fingerprint.from_signed(signed))
+    if not hits:
+        return False
+    flagged = FlaggedFingerprint.objects.get(pk=hits[0].fingerprint_id)
+    return take_down_image(instance=instance, flagged=flagged, distance=hits[0].distance)
+
+
+# --- reindex ----------------------------------------------------------------------------
+
+ORIGINALS_KEY = "moderation.flaggedfingerprint.original"
+
+
+@dataclass
+class BatchResult:
+    key: str
+    processed: int = 0
+    changed: int = 0
+    missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    last_pk: int = 0
+    done: bool = False
+
+
+def reindex_keys() -> list[str]:
+    """Every kind of stored image reindex walks through, originals first."""
+    return [ORIGINALS_KEY] + [t.key for t in registry.targets()]
+
+
+def reindex_open_run(*, restart: bool = False) -> ReindexRun:
+    """The unfinished run to resume, or a new one (``restart`` abandons an unfinished run)."""
+    with transaction.atomic():
+        unfinished = (
+            ReindexRun.objects.select_for_update()
+            .filter(finished_at__isnull=True, pipeline_version=PIPELINE_VERSION)
+            .first()
+        )
+        if unfinished and not restart:
+            return unfinished
+        if unfinished:
+            unfinished.finished_at = timezone.now()
+            unfinished.counts = {**unfinished.counts, "abandoned": True}
+            unfinished.save(update_fields=["finished_at", "counts"])
+        return ReindexRun.objects.create(pipeline_version=PIPELINE_VERSION)
+
+
+def _read_fingerprint(fieldfile) -> Fingerprint:
+    with fieldfile.open("rb") as fh:
+        return fingerprint(fh)
+
+
+def reindex_batch(
+    *, run: ReindexRun | None, key: str, batch_size: int, after: int | None = None
+) -> BatchResult:
+    """Re-fingerprint the next ``batch_size`` images of one kind and commit them with the cursor.
+
+    ``run=None`` is a dry run: nothing is written and ``after`` gives the cursor instead.
+    An interrupted run loses at most the batch in flight, which the next run redoes.
+    """
+    cursor = run.cursors.get(key, 0) if run is not None else (after or 0)
+    result = BatchResult(key=key)
+    if key == ORIGINALS_KEY:
+        queryset = FlaggedFingerprint.objects.exclude(original="")
+        file_field, hash_field = "original", "dhash"
+    else:
+        target = next(t for t in registry.targets() if t.key == key)
+        queryset = target.with_images()
+        file_field, hash_field = target.file_field, target.hash_field
+    batch = list(queryset.filter(pk__gt=cursor).order_by("pk")[:batch_size])
+    if not batch:
+        result.done = True
+        return result
+
+    updates: list[tuple[models.Model, Fingerprint]] = []
+    for obj in batch:
+        result.processed += 1
+        fieldfile = getattr(obj, file_field)
+        try:
+            fp = _read_fingerprint(fieldfile)
+        except FileNotFoundError:
+            result.missing.append(f"{obj._meta.label_lower} #{obj.pk}: {fieldfile.name}")
+            continue
+        except ValidationError as e:
+            result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
+            continue
+        if getattr(obj, hash_field) != fp.signed:
+            result.changed += 1
+        updates.append((obj, fp))
+
+    last_pk = result.last_pk = batch[-1].pk
+    if run is None:
+        return result
+    with transaction.atomic():
+        if key == ORIGINALS_KEY:
+            _reindex_originals(updates)
+        else:
+            _reindex_images(target, updates)
+        run.cursors = {**run.cursors, key: last_pk}
+        counts = dict(run.counts)
+        for name, value in (
+            ("processed", result.processed),
+            ("changed", result.changed),
+            ("missing", len(result.missing)),
+            ("unreadable", len(result.unreadable)),
+        ):
+            counts[name] = counts.get(name, 0) + value
+        run.counts = counts
+        run.save(update_fields=["cursors", "counts"])
+    return result
+
+
+def _reindex_images(target: registry.ImageTarget, updates) -> None:
+    now = timezone.now()
+    for obj, fp in updates:
+        # Update by pk and old hash only: a photo replaced meanwhile keeps its fresh hash.
+        target.model._default_manager.filter(
+            pk=obj.pk, **{target.hash_field: getattr(obj, target.hash_field)}
+        ).update(
+            **{
+                target.hash_field: fp.signed,
+                target.version_field: fp.pipeline_version,
+                target.checked_field: now,
+            }
+        )
+
+
+def _reindex_originals(updates) -> None:
+    _lock_banned_set()
+    for flagged, fp in updates:
+        if flagged.dhash == fp.signed and flagged.pipeline_version == fp.pipeline_version:
+            continue
+        flagged.refresh_from_db()
+        flagged.dhash = fp.signed
+        flagged.pipeline_version = fp.pipeline_version
+        if flagged.active and (
+            FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(pk=flagged.pk)
+        ).exists():
+            # Under the new pipeline two flags became one hash: keep the older one active.
+            flagged.active = False
+            flagged.unflagged_at = timezone.now()
+        flagged.save(update_fields=["dhash", "pipeline_version", "active", "unflagged_at"])
+        _log_change(flagged)
+
+
+def reindex_finish(*, run: ReindexRun, sweep: bool = True) -> SweepResult | None:
+    """Close the run and (normally) sweep every stored image against the refreshed banned set."""
+    run.finished_at = timezone.now()
+    run.save(update_fields=["finished_at"])
+    return sweep_banned_matches() if sweep else None

@@ -1,0 +1,41 @@
+"""Staff-only access to quarantined files (flagged originals and taken-down photos).
+
+Quarantine storage has no public URL; this view is the only way to see its files, and it
+checks the ``moderation.view_quarantine`` permission on every request.
+"""
+
+import mimetypes
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
+from django.http import FileResponse, Http404
+from django.views.decorators.http import require_GET
+
+from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
+
+
+def _is_referenced(name: str) -> bool:
+    return (
+        FlaggedFingerprint.objects.filter(original=name).exists()
+        or AuditEvent.objects.filter(evidence=name).exists()
+    )
+
+
+@require_GET
+@staff_member_required
+@permission_required("moderation.view_quarantine", raise_exception=True)
+def quarantined_file(request, name: str):
+    # Only names the database knows are served, so the URL can't be used to walk storage.
+    if not _is_referenced(name):
+        raise Http404("No such quarantined file.")
+    storage = quarantine_storage()
+    try:
+        handle = storage.open(name, "rb")
+    except FileNotFoundError as e:
+        raise Http404("The quarantined file is missing from storage.") from e
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Disposition"] = "inline"
+    return response

@@ -1,0 +1,104 @@
+"""Profiles in the admin: thumbnails, and the moderator's "Flag selected photos" action."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from moderation import services as moderation
+from profiles.models import Profile
+
+
+class FlagReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=500)
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["thumbnail", "user", "display_name", "photo_hash", "photo_checked_at", "updated_at"]
+    list_display_links = ["user"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "display_name"]
+    list_filter = ["photo_checked_at"]
+    readonly_fields = ["user", "thumbnail", "photo_hash", "photo_pipeline_version", "photo_checked_at"]
+    fields = ["user", "display_name", "thumbnail", "photo_hash", "photo_pipeline_version", "photo_checked_at"]
+    actions = ["flag_selected_photos"]
+
+    @admin.display(description=_("photo"))
+    def thumbnail(self, obj: Profile) -> str:
+        if not obj.photo:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover;border-radius:4px">',
+            obj.photo.url,
+        )
+
+    @admin.display(description=_("photo dHash"), ordering="photo_dhash")
+    def photo_hash(self, obj: Profile) -> str:
+        return format_html("<code>{}</code>", obj.photo_hex) if obj.photo_hex else "—"
+
+    def has_add_permission(self, request) -> bool:
+        return False  # profiles are created by signing up
+
+    def has_flag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.flag_image")
+
+    @admin.action(description=_("Flag selected photos"), permissions=["flag"])
+    def flag_selected_photos(self, request, queryset):
+        """Ban the selected profiles' photos, take them down, and sweep for copies.
+
+        Shows a confirmation page first; the moderator must give a reason.
+        """
+        with_photo = queryset.exclude(photo="")
+        form = FlagReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            flagged = failed = 0
+            for profile in with_photo:
+                try:
+                    result = moderation.flag_stored_image(
+                        instance=profile, reason=form.cleaned_data["reason"], actor=request.user
+                    )
+                except (ValidationError, OSError):
+                    failed += 1
+                    continue
+                flagged += result is not None
+            self.message_user(
+                request,
+                ngettext(
+                    "Flagged %d photo; matching photos elsewhere are being taken down.",
+                    "Flagged %d photos; matching photos elsewhere are being taken down.",
+                    flagged,
+                )
+                % flagged,
+                messages.SUCCESS,
+            )
+            if failed:
+                self.message_user(
+                    request,
+                    ngettext(
+                        "%d photo could not be read and was not flagged.",
+                        "%d photos could not be read and were not flagged.",
+                        failed,
+                    )
+                    % failed,
+                    messages.WARNING,
+                )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/profiles/profile/flag_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Flag photos"),
+                "opts": self.model._meta,
+                "profiles": with_photo,
+                "without_photo": queryset.filter(photo="").count(),
+                "queryset": queryset,
+                "form": form,
+                "action": "flag_selected_photos",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )

@@ -1,0 +1,22 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ProfilesConfig(AppConfig):
+    name = "profiles"
+    verbose_name = _("Profiles")
+
+    def ready(self) -> None:
+        from moderation import registry
+        from profiles.models import Profile
+
+        registry.register(
+            registry.ImageTarget(
+                model=Profile,
+                file_field="photo",
+                hash_field="photo_dhash",
+                version_field="photo_pipeline_version",
+                checked_field="photo_checked_at",
+                describe=lambda profile: profile.user.get_username(),
+            )
+        )

@@ -1,0 +1,32 @@
+"""What the site stores for a profile photo: a clean re-encoding, never the uploaded bytes.
+
+Re-encoding drops metadata (GPS, camera serials) and anything hidden in comments or trailing
+bytes, applies the EXIF orientation once and for all, and bounds the stored size.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from moderation.hashing import open_image
+
+# Longest side of the stored photo: plenty for a profile page, and it keeps 24 MP uploads
+# from filling storage.
+STORED_MAX_SIDE = 2048
+JPEG_QUALITY = 90
+
+
+def reencode_photo(file: Any) -> ContentFile:
+    """Decode ``file`` safely (same checks as the validator) and return clean JPEG bytes."""
+    img = open_image(file)
+    if max(img.size) > STORED_MAX_SIDE:
+        img.thumbnail((STORED_MAX_SIDE, STORED_MAX_SIDE), Image.Resampling.LANCZOS)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return ContentFile(out.getvalue())

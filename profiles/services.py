@@ -1,0 +1,107 @@
+"""Profile actions: create, rename, set and remove the photo.
+
+Photo changes follow the file rules in ``moderation.services``: the new file is written before
+the row points at it (and removed if the row update fails); the old file is deleted only after
+the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from moderation.hashing import fingerprint
+from moderation.tasks import recheck_image_task
+from profiles.models import Profile, photo_upload_to
+from profiles.photos import reencode_photo
+
+logger = logging.getLogger(__name__)
+
+
+class PhotoStorageError(Exception):
+    """The photo could not be written to storage; nothing was changed. Safe to retry."""
+
+
+def profile_for(*, user: AbstractBaseUser) -> Profile:
+    """The user's profile, created on first use (users made in the admin have none yet)."""
+    profile, _ = Profile.objects.get_or_create(user=user)
+    return profile
+
+
+def _delete_file_after_commit(storage, name: str) -> None:
+    def delete() -> None:
+        try:
+            storage.delete(name)
+        except Exception:  # noqa: BLE001 - an orphan file is better than a failed request
+            logger.exception("could not delete replaced photo %s", name)
+
+    transaction.on_commit(delete)
+
+
+def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
+    """Store a validated upload as the profile's photo (re-encoded, under a random name).
+
+    The caller has run the form (and so the banned-image validator). After commit the stored
+    photo is checked once more against the banned set, which catches an upload that raced a
+    flag of the same image. Raises ``PhotoStorageError`` if storage fails.
+    """
+    content = reencode_photo(upload)
+    stored_fp = fingerprint(content)
+    storage = profile.photo.storage
+    try:
+        new_name = storage.save(photo_upload_to(profile, ""), content)
+    except Exception as e:
+        raise PhotoStorageError("storage refused the photo") from e
+    old_name = profile.photo.name
+    try:
+        with transaction.atomic():
+            profile.photo.name = new_name
+            profile.photo_dhash = stored_fp.signed
+            profile.photo_pipeline_version = stored_fp.pipeline_version
+            profile.photo_checked_at = timezone.now()
+            profile.save(
+                update_fields=[
+                    "photo",
+                    "photo_dhash",
+                    "photo_pipeline_version",
+                    "photo_checked_at",
+                    "updated_at",
+                ]
+            )
+            if old_name:
+                _delete_file_after_commit(storage, old_name)
+            transaction.on_commit(
+                lambda: recheck_image_task.enqueue(Profile._meta.label_lower, profile.pk)
+            )
+    except BaseException:
+        profile.photo.name = old_name
+        try:
+            storage.delete(new_name)
+        except Exception:  # noqa: BLE001
+            logger.exception("could not remove %s after a failed save", new_name)
+        raise
+    return profile
+
+
+def profile_remove_photo(*, profile: Profile) -> bool:
+    """Remove the profile's photo; the file goes once the change has committed."""
+    if not profile.photo:
+        return False
+    with transaction.atomic():
+        old_name, storage = profile.photo.name, profile.photo.storage
+        profile.photo = ""
+        profile.photo_dhash = None
+        profile.photo_pipeline_version = None
+        profile.save(update_fields=["photo", "photo_dhash", "photo_pipeline_version", "updated_at"])
+        _delete_file_after_commit(storage, old_name)
+    return True
+
+
+def profile_update_details(*, profile: Profile, display_name: str) -> Profile:
+    profile.display_name = display_name
+    profile.save(update_fields=["display_name", "updated_at"])
+    return profile

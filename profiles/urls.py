@@ -1,0 +1,14 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from profiles import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("profile/", views.profile_edit, name="profile-edit"),
+    path("profile/photo/remove/", views.profile_remove_photo, name="profile-remove-photo"),
+    path("u/<str:username>/", views.profile_detail, name="profile-detail"),
+]

@@ -1,0 +1,75 @@
+"""The user side: sign up, edit your own profile, see anyone's public profile."""
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from profiles import services
+from profiles.forms import ProfileForm, SignUpForm
+from profiles.models import Profile
+
+STORAGE_RETRY_MESSAGE = _("We couldn't save your photo just now. Please try again in a moment.")
+
+
+def home(request):
+    recent = (
+        Profile.objects.exclude(photo="")
+        .select_related("user")
+        .order_by("-updated_at")[:12]
+    )
+    return render(request, "profiles/home.html", {"recent": recent})
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("profile-edit")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        services.profile_for(user=user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, _("Welcome! Add a photo to your profile."))
+        return redirect("profile-edit")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def profile_edit(request):
+    profile = services.profile_for(user=request.user)
+    if request.method == "POST":
+        form = ProfileForm(request.POST, request.FILES, instance=profile)
+        if form.is_valid():
+            services.profile_update_details(
+                profile=profile, display_name=form.cleaned_data["display_name"]
+            )
+            if "photo" in form.changed_data and form.cleaned_data.get("photo"):
+                try:
+                    services.profile_set_photo(profile=profile, upload=form.cleaned_data["photo"])
+                except services.PhotoStorageError:
+                    form.add_error("photo", STORAGE_RETRY_MESSAGE)
+            if not form.errors:
+                messages.success(request, _("Your profile was saved."))
+                return redirect("profile-edit")
+        # A refused upload must not replace the photo shown on the page.
+        profile.refresh_from_db()
+    else:
+        form = ProfileForm(instance=profile)
+    return render(request, "profiles/edit.html", {"form": form, "profile": profile})
+
+
+@login_required
+@require_POST
+def profile_remove_photo(request):
+    profile = services.profile_for(user=request.user)
+    if services.profile_remove_photo(profile=profile):
+        messages.success(request, _("Your photo was removed."))
+    return redirect("profile-edit")
+
+
+def profile_detail(request, username: str):
+    user = get_object_or_404(get_user_model(), username=username, is_active=True)
+    profile = Profile.objects.filter(user=user).first()
+    return render(request, "profiles/detail.html", {"profile": profile, "shown_user": user})

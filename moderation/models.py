@@ -8,21 +8,40 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.files.storage import storages
+from django.core.signals import setting_changed
 from django.db import models
+from django.dispatch import receiver
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext_lazy as _
 
 from moderation.hashing import Fingerprint
 
 
-def quarantine_storage():
-    """Private storage for flagged originals and taken-down photos (never given a public URL).
+class QuarantineStorage(LazyObject):
+    """``storages["quarantine"]``, resolved on first use like Django's ``default_storage``.
 
-    A callable so that tests and deployments can swap ``STORAGES["quarantine"]`` without a
-    migration.
+    A FileField resolves its storage once, at import; being lazy means a changed STORAGES
+    setting (tests, or a deployment switching to S3) is honoured without a migration.
     """
-    return storages["quarantine"]
+
+    def _setup(self) -> None:
+        self._wrapped = storages["quarantine"]
+
+
+_quarantine = QuarantineStorage()
+
+
+@receiver(setting_changed)
+def _forget_quarantine_storage(*, setting: str, **kwargs) -> None:
+    if setting == "STORAGES":
+        _quarantine._wrapped = empty
+
+
+def quarantine_storage() -> QuarantineStorage:
+    """Private storage for flagged originals and taken-down photos (never given a public URL)."""
+    return _quarantine
 
 
 class FlaggedFingerprintQuerySet(models.QuerySet):

@@ -59,7 +59,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     old_name = profile.photo.name
     try:
         with transaction.atomic():
-            profile.photo.name = new_name
+            profile.photo = new_name
             profile.photo_dhash = stored_fp.signed
             profile.photo_pipeline_version = stored_fp.pipeline_version
             profile.photo_checked_at = timezone.now()
@@ -78,7 +78,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
                 lambda: recheck_image_task.enqueue(Profile._meta.label_lower, profile.pk)
             )
     except BaseException:
-        profile.photo.name = old_name
+        profile.photo = old_name
         try:
             storage.delete(new_name)
         except Exception:  # noqa: BLE001

@@ -42,6 +42,9 @@ def profile_edit(request):
     if request.method == "POST":
         form = ProfileForm(request.POST, request.FILES, instance=profile)
         if form.is_valid():
+            # The form has already put the upload on `profile`; the services store a
+            # re-encoded copy instead, so they work on a clean instance.
+            profile = Profile.objects.get(pk=profile.pk)
             services.profile_update_details(
                 profile=profile, display_name=form.cleaned_data["display_name"]
             )

@@ -1,0 +1,96 @@
+"""Test images drawn in code: real structure (gradients, shapes, text), never binary fixtures.
+
+``photo(seed)`` draws a different scene per seed; the edit helpers make the copies people
+actually upload (resized, re-compressed, brightened) and ``at_distance`` makes a copy whose
+fingerprint sits exactly N bits from the original, to test both sides of the threshold.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+
+from moderation.hashing import fingerprint_image, hamming
+
+
+def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A scene: a two-colour gradient sky, overlapping shapes and a line of text."""
+    rng = random.Random(seed)
+    w, h = size
+    top = [rng.randrange(256) for _ in range(3)]
+    bottom = [rng.randrange(256) for _ in range(3)]
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    for y in range(h):
+        t = y / max(h - 1, 1)
+        draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+    for _ in range(rng.randint(6, 12)):
+        x0, y0 = rng.randrange(w), rng.randrange(h)
+        x1, y1 = x0 + rng.randint(w // 10, w // 2), y0 + rng.randint(h // 10, h // 2)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        shape = rng.choice(("ellipse", "rectangle", "polygon"))
+        if shape == "ellipse":
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        elif shape == "rectangle":
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+        else:
+            points = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randint(3, 6))]
+            draw.polygon(points, fill=colour)
+    font = ImageFont.load_default(size=max(12, h // 12))
+    draw.text((w // 20, h - h // 6), f"scene {seed}", fill=(255, 255, 255), font=font)
+    return img
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
+        img = img.convert("RGB")
+    img.save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+def upload(img: Image.Image, name: str = "photo.jpg", fmt: str = "JPEG", **params):
+    """The image as the file a browser would post."""
+    content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+    return SimpleUploadedFile(name, encode(img, fmt, **params), content_type.get(fmt, "application/octet-stream"))
+
+
+def resized(img: Image.Image, factor: float) -> Image.Image:
+    w, h = img.size
+    return img.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS)
+
+
+def recompressed(img: Image.Image, quality: int) -> Image.Image:
+    return Image.open(io.BytesIO(encode(img, "JPEG", quality=quality))).convert("RGB")
+
+
+def brightened(img: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Brightness(img).enhance(factor)
+
+
+def at_distance(img: Image.Image, bits: int, seed: int = 0, tries: int = 4000) -> Image.Image:
+    """A copy of ``img`` whose dHash is exactly ``bits`` away from the original's.
+
+    Paints small random rectangles one at a time, keeping each only if it does not overshoot,
+    so the result still looks like the original with a few blemishes. PNG keeps it lossless.
+    """
+    rng = random.Random(seed)
+    target = fingerprint_image(img).dhash
+    current = img.copy()
+    w, h = img.size
+    for _ in range(tries):
+        distance = hamming(fingerprint_image(current).dhash, target)
+        if distance == bits:
+            return current
+        candidate = current.copy()
+        x, y = rng.randrange(w), rng.randrange(h)
+        size = rng.randint(w // 30, w // 8)
+        ImageDraw.Draw(candidate).rectangle(
+            [x, y, x + size, y + size], fill=tuple(rng.randrange(256) for _ in range(3))
+        )
+        if hamming(fingerprint_image(candidate).dhash, target) <= bits:
+            current = candidate
+    raise AssertionError(f"could not make a copy exactly {bits} bits away")

@@ -3,8 +3,39 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 
 from moderation import matching
+
+SERVICE_MARKERS = ("postgres", "s3", "worker", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``postgres`` need PostgreSQL: on SQLite they are skipped, and said so."""
+    engine = django_settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" in engine:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: this run uses SQLite (make test runs both)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A run that skipped tests needing a real service says so loudly, never silently."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    by_marker: dict[str, list[str]] = {}
+    for report in skipped:
+        for marker in SERVICE_MARKERS:
+            if marker in report.keywords:
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+                by_marker.setdefault(marker, []).append(reason)
+    if not by_marker:
+        return
+    terminalreporter.section("SERVICE TESTS SKIPPED", sep="!", red=True, bold=True)
+    for marker, reasons in sorted(by_marker.items()):
+        first = sorted(set(reasons))[0] if reasons else ""
+        terminalreporter.write_line(f"{marker}: {len(reasons)} test(s) skipped — {first}", red=True)
 
 
 @pytest.fixture(autouse=True)

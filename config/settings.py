@@ -55,6 +55,10 @@ if not SECRET_KEY:
     SECRET_KEY = "local-development-only-not-secret"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+if not DEBUG and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off (e.g. profiles.example.com)."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -70,6 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.RequestSizeLimitMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +133,9 @@ LOGOUT_REDIRECT_URL = "home"
 # photos, which must never be served publicly (no base_url: nothing builds a URL for them).
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# Locally WhiteNoise serves straight from the apps' static folders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_URL = env_str("DJANGO_MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 QUARANTINE_ROOT = Path(env_str("MODERATION_QUARANTINE_ROOT", str(BASE_DIR / "var" / "quarantine")))
@@ -140,7 +149,13 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(QUARANTINE_ROOT), "base_url": None},
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Compressed, cache-busting static files served by WhiteNoise (needs collectstatic);
+    # the plain storage locally so runserver needs no build step.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 
 # Uploads larger than this are refused before the image is decoded (bytes).
@@ -149,6 +164,23 @@ MODERATION_MAX_UPLOAD_BYTES = env_int("MODERATION_MAX_UPLOAD_BYTES", 15 * 1024 *
 # the request itself is capped a little above the photo limit so the form can say why.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# A request body larger than this is answered 413 before Django reads it (a photo at the
+# byte limit plus room for the rest of the form).
+MODERATION_MAX_REQUEST_BYTES = env_int("MODERATION_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+
+# --- Production hardening (DJANGO_DEBUG=0) -------------------------------------------------
+# `manage.py check --deploy` is clean with these; TLS is expected to end at a proxy that sets
+# X-Forwarded-Proto.
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+    CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Moderation --------------------------------------------------------------------------
 # Hamming distance (bits out of 64) at or under which (<=) an upload is refused as a copy of

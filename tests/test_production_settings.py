@@ -1,0 +1,55 @@
+"""The production settings path: required variables fail loudly, `check --deploy` is clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "x7Qp-2mZ9!vL4rT8#kW1nB6yH3cJ5dF0gS_aE9uI2oP7lK4jM8",
+    "DJANGO_ALLOWED_HOSTS": "profiles.example.com",
+}
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_required_variable(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_nonsense_max_distance_is_a_system_check_error():
+    result = manage("check", env={"MODERATION_MAX_DISTANCE": "65"})
+    assert result.returncode != 0
+    assert "moderation.E001" in result.stderr
+
+
+def test_oversized_request_gets_a_friendly_413(client, settings):
+    settings.MODERATION_MAX_REQUEST_BYTES = 1000
+    response = client.post("/profile/", data=b"x" * 2000, content_type="application/octet-stream")
+    assert response.status_code == 413
+    assert "too large" in response.content.decode()

@@ -509,18 +509,29 @@ def _reindex_originals(updates) -> None:
         flagged.refresh_from_db()
         flagged.dhash = fp.signed
         flagged.pipeline_version = fp.pipeline_version
-        if flagged.active and (
+        keeper = flagged.active and (
             FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(pk=flagged.pk)
-        ).exists():
+        ).first()
+        if keeper:
             # Under the new pipeline two flags became one hash: keep the older one active.
             flagged.active = False
             flagged.unflagged_at = timezone.now()
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.UNFLAG,
+                fingerprint=flagged,
+                reason=f"reindex: same fingerprint as #{keeper.pk} under the current pipeline",
+            )
         flagged.save(update_fields=["dhash", "pipeline_version", "active", "unflagged_at"])
         _log_change(flagged)
 
 
 def reindex_finish(*, run: ReindexRun, sweep: bool = True) -> SweepResult | None:
-    """Close the run and (normally) sweep every stored image against the refreshed banned set."""
+    """(Normally) sweep every stored image against the refreshed banned set, then close the run.
+
+    The run is closed only after the sweep: if the sweep is interrupted, the next reindex
+    resumes this run, finds every batch done and sweeps again (takedowns are idempotent).
+    """
+    result = sweep_banned_matches() if sweep else None
     run.finished_at = timezone.now()
     run.save(update_fields=["finished_at"])
-    return sweep_banned_matches() if sweep else None
+    return result

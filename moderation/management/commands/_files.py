@@ -12,12 +12,15 @@ def iter_image_paths(paths: list[str]) -> Iterator[Path]:
     """Every regular file named by ``paths``, walking folders recursively in sorted order.
 
     Files are judged by content later (``moderation.hashing``), not by extension, so
-    everything found is yielded; hidden files and folders are skipped.
+    everything found is yielded; hidden files and folders are skipped. Every argument is
+    checked before the first file is yielded, so a mistyped path stops the command before it
+    has done anything.
     """
+    missing = [raw for raw in paths if not Path(raw).exists()]
+    if missing:
+        raise CommandError(f"{', '.join(missing)}: no such file or folder")
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            raise CommandError(f"{raw}: no such file or folder")
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path).parts

@@ -18,11 +18,25 @@ from moderation.models import FlaggedFingerprint
 
 
 class Command(BaseCommand):
-    help = "Show each image's dHash, whether an upload of it would be blocked, and its matches."
+    help = (
+        "Show each image's dHash, whether an upload of it would be blocked or pass, and the "
+        "banned fingerprints it matches, nearest first. Read-only."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("paths", nargs="+", metavar="PATH")
-        parser.add_argument("--json", action="store_true", help="One JSON object per line.")
+        parser.add_argument(
+            "paths",
+            nargs="+",
+            metavar="PATH",
+            help="Image files, or folders searched recursively (hidden entries are skipped).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help='One JSON object per line: {"path", "dhash", "decision", "matches": [{"id", '
+            '"dhash", "distance", "reason"}]}, or {"path", "error"} for an unreadable file.',
+        )
         parser.add_argument(
             "--max-distance",
             type=int,
@@ -30,7 +44,7 @@ class Command(BaseCommand):
             help="Override MODERATION_MAX_DISTANCE for this lookup (bits, <=).",
         )
 
-    def handle(self, *args, paths, json: bool, max_distance, **options):
+    def handle(self, *args, paths, as_json: bool, max_distance, **options):
         distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
         if not 0 <= distance <= 64:
             raise CommandError("--max-distance must be between 0 and 64.")
@@ -41,7 +55,7 @@ class Command(BaseCommand):
                     fp = fingerprint(fh)
             except (ValidationError, OSError) as e:
                 message = " ".join(e.messages) if isinstance(e, ValidationError) else str(e)
-                if json:
+                if as_json:
                     self.stdout.write(_dumps({"path": str(path), "error": message}))
                 else:
                     self.stderr.write(f"{path}: error: {message}")
@@ -54,7 +68,7 @@ class Command(BaseCommand):
                 ).values_list("pk", "reason")
             )
             decision = "block" if matches else "pass"
-            if json:
+            if as_json:
                 self.stdout.write(
                     _dumps(
                         {
@@ -78,7 +92,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"{path}  {fp.hex}  {style(decision)}")
                 for m in matches:
                     reason = reasons.get(m.fingerprint_id, "")
-                    self.stdout.write(f"    #{m.fingerprint_id} {m.hex} distance {m.distance}  {reason}")
+                    self.stdout.write(
+                        f"    #{m.fingerprint_id} {m.hex} distance {m.distance}  {reason}"
+                    )
         if read == 0:
             raise CommandError("No image could be read.")
 

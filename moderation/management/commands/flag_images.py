@@ -14,11 +14,24 @@ from moderation.models import FlaggedFingerprint
 
 
 class Command(BaseCommand):
-    help = "Fingerprint image files (or folders, recursively) into the banned set."
+    help = (
+        "Fingerprint image files (or folders, recursively) into the banned set, one line per "
+        "file; unreadable files are reported and skipped, and the command fails only if none "
+        "could be read."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("paths", nargs="+", metavar="PATH")
-        parser.add_argument("--reason", required=True, help="Why these images are banned.")
+        parser.add_argument(
+            "paths",
+            nargs="+",
+            metavar="PATH",
+            help="Image files, or folders searched recursively (hidden entries are skipped).",
+        )
+        parser.add_argument(
+            "--reason",
+            required=True,
+            help="Why these images are banned; stored with each fingerprint and in the audit.",
+        )
         parser.add_argument(
             "--no-keep-originals",
             action="store_true",
@@ -55,8 +68,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"{path}: already banned as {result.fingerprint.hex}")
         if flagged + duplicates == 0:
             raise CommandError(f"No image could be read ({bad} file(s) skipped).")
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Flagged {flagged} new, {duplicates} already banned, {bad} skipped."
+        if verbosity >= 1:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Flagged {flagged} new, {duplicates} already banned, {bad} skipped."
+                )
             )
-        )

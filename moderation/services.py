@@ -173,7 +173,11 @@ def flag_image(
     After commit, a sweep takes down existing photos that match.
     """
     fp = fingerprint(file)
-    stored = _copy_to_quarantine(file, "originals") if keep_original else ""
+    already_kept = (
+        FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(original="").exists()
+    )
+    # A re-flag of an image whose original is already kept adds an audit row, not another copy.
+    stored = _copy_to_quarantine(file, "originals") if keep_original and not already_kept else ""
     try:
         with transaction.atomic():
             return _record_flag(

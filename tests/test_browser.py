@@ -1,0 +1,310 @@
+"""End to end in a real headless Chromium against the live server (``-m browser``).
+
+The main flow: a new user signs up and uploads a photo; a moderator logs into the admin and
+flags it; the user's re-upload of a resized copy is refused with the generic message; the public
+profile no longer shows the photo and its old URL is gone. Plus the admin's "Flag an image" page.
+
+Every step leaves a screenshot in ``artifacts/screenshots/<test name>/NN-step.png``.
+
+How the pieces fit:
+- ``live_server`` (pytest-django) runs the site in a thread of this process on a transactional
+  test database, so rows the browser creates are visible to the assertions here and the other
+  way round. Tasks use the immediate backend, so the sweep after a flag runs in that thread.
+- Media: ``config/urls.py`` serves MEDIA_URL only with DEBUG on, and tests run with DEBUG off.
+  Django's ``LiveServerThread`` wraps the site in its own media handler, which serves MEDIA_URL
+  from ``settings.MEDIA_ROOT`` as read on each request (the per-test folder that
+  ``conftest.isolated_storage`` sets) and hands anything it can't find back to the site, which
+  answers 404. So photos load in the browser with production URLs unchanged, and no test urlconf
+  is needed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select
+
+from moderation.hashing import fingerprint
+from moderation.models import AuditEvent, FlaggedFingerprint
+from profiles.management.commands.demo_setup import MODERATOR_PERMISSIONS
+from profiles.models import Profile
+from tests import browser, images
+
+pytestmark = pytest.mark.browser
+
+GENERIC = "This image can't be used as a profile photo."
+USER_PASSWORD = "a-long-pass-phrase-42"
+MOD_PASSWORD = "moderate-carefully-7"
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    """One Chromium for the module (about 1.5 s to start); each test clears its cookies."""
+    browser.require_browser()
+    drv = browser.start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture
+def site(driver, live_server, request):
+    """The browser on a fresh session of the live server, with a screenshot recorder."""
+    driver.get(live_server.url + "/")
+    driver.delete_all_cookies()
+    folder = request.config.rootpath / "artifacts" / "screenshots" / request.node.name
+    return Site(driver, live_server.url, browser.Screenshots(driver, folder))
+
+
+@pytest.fixture
+def moderator_account(django_user_model):
+    """Staff with the permissions the "Moderators" group gets (see demo_setup)."""
+    mod = django_user_model.objects.create_user(
+        username="moira", password=MOD_PASSWORD, is_staff=True
+    )
+    mod.user_permissions.add(
+        *(
+            Permission.objects.get(content_type__app_label=app, codename=codename)
+            for app, codename in MODERATOR_PERMISSIONS
+        )
+    )
+    return mod
+
+
+class Site:
+    def __init__(self, driver, base_url: str, shot: browser.Screenshots):
+        self.driver = driver
+        self.base_url = base_url
+        self.shot = shot
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str) -> None:
+        self.driver.get(self.url(path))
+
+    def find(self, css: str):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str):
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait_for(self, css: str):
+        visible = EC.visibility_of_element_located((By.CSS_SELECTOR, css))
+        return browser.wait(self.driver).until(visible)
+
+    def wait_for_text(self, css: str, text: str):
+        present = EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        browser.wait(self.driver).until(present)
+        return self.find(css)
+
+    def wait_for_path(self, path: str) -> None:
+        browser.wait(self.driver).until(
+            lambda d: d.current_url.split("?")[0] == self.url(path),
+            f"expected to land on {path}",
+        )
+
+    def fill(self, css: str, value: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(value)
+
+    def submit(self, css: str) -> None:
+        """Click a submit button and wait for the next page to replace this one."""
+        old_html = self.find("html")
+        self.find(css).click()
+        browser.wait(self.driver).until(EC.staleness_of(old_html))
+
+    def messages(self, css: str = ".messages li, .messagelist li") -> list[str]:
+        return [li.text for li in self.find_all(css)]
+
+
+def write_jpeg(path, img, **params):
+    path.write_bytes(images.encode(img, "JPEG", **params))
+    return path
+
+
+def site_login(site: Site, username: str, password: str) -> None:
+    site.get("/login/")
+    site.fill("#id_username", username)
+    site.fill("#id_password", password)
+    site.shot(f"login-as-{username}")
+    site.submit("main form button[type=submit]")
+
+
+def admin_login(site: Site, username: str, password: str) -> None:
+    site.get("/admin/")
+    site.wait_for_path("/admin/login/")
+    site.fill("#id_username", username)
+    site.fill("#id_password", password)
+    site.shot("admin-login")
+    site.submit("#login-form input[type=submit], #login-form button[type=submit]")
+    site.wait_for_path("/admin/")
+
+
+def site_logout(site: Site) -> None:
+    site.submit("header form button")  # the "Log out" button in the site header
+    assert site.find_all("header a[href='/login/']"), "still logged in"
+
+
+def admin_logout(site: Site) -> None:
+    site.submit("#logout-form button")
+    site.get("/")
+    assert site.find_all("header a[href='/login/']"), "still logged in"
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_flagged_photo_is_taken_down_and_its_copy_refused(
+    site, moderator_account, tmp_path, django_user_model
+):
+    original = images.photo(21)
+    first_upload = write_jpeg(tmp_path / "me at the lake.jpg", original, quality=90)
+    resized_copy = write_jpeg(tmp_path / "me-small.jpg", images.resized(original, 0.6), quality=80)
+
+    # a. A new user signs up through the form ...
+    site.get("/signup/")
+    site.fill("#id_username", "carol")
+    site.fill("#id_password1", USER_PASSWORD)
+    site.fill("#id_password2", USER_PASSWORD)
+    site.shot("signup-form")
+    site.submit("main form button[type=submit]")
+    site.wait_for_path("/profile/")
+    assert "Welcome! Add a photo to your profile." in site.messages()
+    site.shot("signed-up")
+    carol = django_user_model.objects.get(username="carol")
+
+    # ... uploads a photo on /profile/ ...
+    site.fill("#id_display_name", "Carol")
+    site.find("#id_photo").send_keys(str(first_upload))
+    site.shot("photo-chosen")
+    site.submit("main form[enctype] button[type=submit]")
+    site.wait_for_path("/profile/")
+    assert "Your profile was saved." in site.messages()
+    assert browser.wait_for_image(site.driver, site.find("#current-photo")) > 0
+    site.shot("photo-saved")
+    profile = Profile.objects.get(user=carol)
+    assert profile.photo and profile.photo_dhash is not None
+
+    # ... and the public page shows it.
+    site.get("/u/carol/")
+    img = site.wait_for("#profile-photo")
+    assert browser.wait_for_image(site.driver, img) > 0, "the photo did not load"
+    photo_url = img.get_attribute("src")
+    assert photo_url == site.url(profile.photo.url)
+    assert browser.fetch_status(site.driver, photo_url) == 200
+    site.shot("public-page-with-photo")
+    site_logout(site)
+
+    # b. A moderator logs into the admin, selects the profile and flags its photo.
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.shot("admin-home")
+    site.find("#content-main a[href='/admin/profiles/profile/']").click()  # "Profiles"
+    site.wait_for_path("/admin/profiles/profile/")
+    row_checkbox = site.find(f"input.action-select[value='{profile.pk}']")
+    thumb = site.find("#result_list img")
+    assert browser.wait_for_image(site.driver, thumb) > 0, "the admin thumbnail did not load"
+    row_checkbox.click()
+    Select(site.find("select[name=action]")).select_by_visible_text("Flag selected photos")
+    site.shot("flag-action-chosen")
+    site.submit("button[name=index]")
+
+    site.wait_for_text("#content", "These photos will be banned")
+    preview = site.find(".flag-list img")
+    assert browser.wait_for_image(site.driver, preview) > 0
+    assert "carol" in site.find(".flag-list").text
+    site.fill("#id_reason", "Not a photo of the user: reported stock image")
+    site.shot("flag-confirmation")
+    site.submit("#content form input[type=submit]")
+
+    site.wait_for_path("/admin/profiles/profile/")
+    success = site.wait_for(".messagelist .success")
+    assert success.text == "Flagged 1 photo; matching photos elsewhere are being taken down."
+    site.shot("flagged")
+    profile.refresh_from_db()
+    assert not profile.photo and profile.photo_dhash is None
+    flagged = FlaggedFingerprint.objects.get()
+    assert flagged.active and flagged.flagged_by == moderator_account
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN, target__contains="carol")
+    admin_logout(site)
+
+    # c. The user logs in again and re-uploads a resized copy: refused, generic message only.
+    site_login(site, "carol", USER_PASSWORD)
+    site.wait_for_path("/profile/")
+    assert site.find(".avatar.empty").text == "No photo yet"
+    site.find("#id_photo").send_keys(str(resized_copy))
+    site.shot("resized-copy-chosen")
+    site.submit("main form[enctype] button[type=submit]")
+    errors = site.wait_for("main form .errorlist")
+    assert errors.text == GENERIC
+    page_text = site.find("main").text
+    assert "distance" not in page_text.lower() and flagged.hex not in page_text
+    assert "Your profile was saved." not in site.messages()
+    assert not site.find_all("#current-photo")
+    site.shot("reupload-refused")
+    profile.refresh_from_db()
+    assert not profile.photo
+
+    # d. The public profile no longer shows a photo, and the old photo URL is gone.
+    site.get("/u/carol/")
+    site.wait_for_text("main .card", "Carol")
+    assert not site.find_all("#profile-photo")
+    assert site.find(".avatar.empty").text == "No photo"
+    site.shot("public-page-without-photo")
+    assert browser.fetch_status(site.driver, photo_url) == 404
+    site.driver.get(photo_url)
+    assert "Not Found" in site.find("body").text
+    site.shot("old-photo-url-404")
+
+    assert [p.name for p in site.shot.taken] == [
+        "01-signup-form.png",
+        "02-signed-up.png",
+        "03-photo-chosen.png",
+        "04-photo-saved.png",
+        "05-public-page-with-photo.png",
+        "06-admin-login.png",
+        "07-admin-home.png",
+        "08-flag-action-chosen.png",
+        "09-flag-confirmation.png",
+        "10-flagged.png",
+        "11-login-as-carol.png",
+        "12-resized-copy-chosen.png",
+        "13-reupload-refused.png",
+        "14-public-page-without-photo.png",
+        "15-old-photo-url-404.png",
+    ]
+
+
+def test_admin_flag_an_image_page_adds_to_banned_set(site, moderator_account, tmp_path):
+    path = write_jpeg(tmp_path / "reported.jpg", images.photo(22), quality=85)
+    with path.open("rb") as fh:
+        expected_hex = fingerprint(fh).hex
+
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/flaggedfingerprint/")
+    site.shot("flagged-fingerprints-empty")
+    site.find(".object-tools a[href$='/flag-image/']").click()  # "Flag an image"
+    site.wait_for_path("/admin/moderation/flaggedfingerprint/flag-image/")
+    site.find("#id_image").send_keys(str(path))
+    site.fill("#id_reason", "Reported by three users")
+    site.shot("flag-image-form")
+    site.submit("#flag-image-form input[type=submit]")
+
+    site.wait_for_path("/admin/moderation/flaggedfingerprint/")
+    success = site.wait_for(".messagelist .success")
+    assert success.text == f"Flagged {expected_hex}. Matching profile photos are being taken down."
+    rows = site.find_all("#result_list tbody tr")
+    assert len(rows) == 1
+    assert rows[0].find_element(By.CSS_SELECTOR, "code").text == expected_hex
+    assert "Reported by three users" in rows[0].text
+    site.shot("listed-in-flagged-fingerprints")
+
+    flagged = FlaggedFingerprint.objects.get()
+    assert flagged.hex == expected_hex
+    assert flagged.source == FlaggedFingerprint.Source.ADMIN_UPLOAD
+    assert flagged.original  # kept, privately

@@ -6,6 +6,7 @@ the storage variables and `DJANGO_SECRET_KEY` (see README, "Production").
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -110,6 +111,26 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The file is shared by processes: the dev server's threads, a task worker, commands. WAL
+    # lets readers run beside the one writer; IMMEDIATE takes the write lock when a transaction
+    # begins, so one that reads and then writes waits its turn (up to the timeout, seconds)
+    # instead of failing half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL",
+        "timeout": env_int("DATABASE_SQLITE_TIMEOUT", 20),
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+    # Tests use a file, not SQLite's private in-memory database, so that the processes a test
+    # starts (the task worker, management commands) open the same test database. One file per
+    # test run (pid), removed when the run ends; pytest-xdist adds its own per-worker suffix.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str(
+            "DATABASE_SQLITE_TEST_NAME",
+            str(Path(tempfile.gettempdir()) / f"moderation-test-{os.getpid()}.sqlite3"),
+        ),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -179,6 +179,15 @@ STORAGES = {
     },
 }
 
+# --- S3 storage (issue 4) --------------------------------------------------------------------
+# MODERATION_S3_BUCKET set: public photos and quarantined originals live in S3-compatible object
+# storage (django-storages), configured from AWS_S3_* / MODERATION_S3_* variables, parsed and
+# checked in config/s3_storage.py (README "Object storage"). Unset: the folders above.
+from config.s3_storage import s3_storages  # noqa: E402
+
+STORAGES.update(s3_storages(os.environ))
+# --- end of S3 storage -----------------------------------------------------------------------
+
 # Uploads larger than this are refused before the image is decoded (bytes).
 MODERATION_MAX_UPLOAD_BYTES = env_int("MODERATION_MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
 # Let Django stream anything bigger than the in-memory threshold to a temporary file;

@@ -29,7 +29,9 @@ def quarantine_link(fieldfile, label: str = "view") -> str:
 class FlagImageForm(forms.Form):
     image = forms.FileField(label=_("Image"), help_text=_("JPEG, PNG, GIF or WebP."))
     reason = forms.CharField(
-        label=_("Reason"), max_length=500, help_text=_("Shown to other moderators and in the audit.")
+        label=_("Reason"),
+        max_length=500,
+        help_text=_("Shown to other moderators and in the audit."),
     )
 
 
@@ -39,7 +41,9 @@ class UnflagReasonForm(forms.Form):
 
 @admin.register(FlaggedFingerprint)
 class FlaggedFingerprintAdmin(admin.ModelAdmin):
-    list_display = ["hex_hash", "source", "short_reason", "flagged_by", "flagged_at", "active", "original_link"]
+    list_display = [
+        "hex_hash", "source", "short_reason", "flagged_by", "flagged_at", "active", "original_link",
+    ]
     list_filter = ["active", "source", "flagged_at"]
     list_select_related = ["flagged_by"]
     search_fields = ["reason"]
@@ -169,11 +173,20 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     """The audit trail: read-only, append-only."""
 
-    list_display = ["created_at", "action", "actor", "target", "fingerprint", "distance", "evidence_link"]
+    list_display = [
+        "created_at", "action", "actor", "target", "fingerprint", "distance", "evidence_link",
+    ]
     list_filter = ["action", "created_at"]
     list_select_related = ["actor", "fingerprint"]
     search_fields = ["target", "reason", "actor__username"]
     date_hierarchy = "created_at"
+    # The evidence goes through the permission-checked quarantine view: the default display of
+    # a FileField would link the storage URL, which for quarantine must never be built.
+    fields = [
+        "created_at", "action", "actor", "target", "fingerprint", "distance", "reason",
+        "evidence_link",
+    ]
+    readonly_fields = fields
 
     @admin.display(description=_("evidence"))
     def evidence_link(self, obj: AuditEvent) -> str:

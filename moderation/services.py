@@ -190,18 +190,24 @@ def flag_image(
 
 
 def flag_stored_image(
-    *, instance: models.Model, reason: str, actor: AbstractBaseUser | None = None
+    *,
+    instance: models.Model,
+    reason: str,
+    actor: AbstractBaseUser | None = None,
+    expected_name: str | None = None,
 ) -> FlagResult | None:
     """Ban the image a registered model holds (e.g. a profile photo) and take it down.
 
     The file moves to private storage as the flag's original; the model loses its image.
-    Returns None when the instance has no image any more.
+    ``expected_name`` is the stored file the moderator looked at: if the image has been
+    replaced since (stored names are never reused), nothing is flagged. Returns None when the
+    instance has no image any more, or no longer the expected one.
     """
     target = registry.target_for(instance)
     with transaction.atomic():
         locked = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
         image = getattr(locked, target.file_field)
-        if not image:
+        if not image or (expected_name is not None and image.name != expected_name):
             return None
         public_name = image.name
         with image.open("rb") as fh:

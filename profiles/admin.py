@@ -18,13 +18,20 @@ class FlagReasonForm(forms.Form):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "user", "display_name", "photo_hash", "photo_checked_at", "updated_at"]
+    list_display = [
+        "thumbnail", "user", "display_name", "photo_hash", "photo_checked_at", "updated_at",
+    ]
     list_display_links = ["user"]
     list_select_related = ["user"]
     search_fields = ["user__username", "display_name"]
     list_filter = ["photo_checked_at"]
-    readonly_fields = ["user", "thumbnail", "photo_hash", "photo_pipeline_version", "photo_checked_at"]
-    fields = ["user", "display_name", "thumbnail", "photo_hash", "photo_pipeline_version", "photo_checked_at"]
+    readonly_fields = [
+        "user", "thumbnail", "photo_hash", "photo_pipeline_version", "photo_checked_at",
+    ]
+    fields = [
+        "user", "display_name", "thumbnail", "photo_hash", "photo_pipeline_version",
+        "photo_checked_at",
+    ]
     actions = ["flag_selected_photos"]
 
     @admin.display(description=_("photo"))
@@ -32,7 +39,8 @@ class ProfileAdmin(admin.ModelAdmin):
         if not obj.photo:
             return "—"
         return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover;border-radius:4px">',
+            '<img src="{}" alt="" '
+            'style="width:64px;height:64px;object-fit:cover;border-radius:4px">',
             obj.photo.url,
         )
 
@@ -55,16 +63,25 @@ class ProfileAdmin(admin.ModelAdmin):
         with_photo = queryset.exclude(photo="")
         form = FlagReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            flagged = failed = 0
+            flagged = failed = changed = 0
             for profile in with_photo:
+                # Only the photo the moderator was shown: one the user replaced after the
+                # confirmation page was rendered has not been looked at by anyone.
+                shown = request.POST.get(f"photo-{profile.pk}", "")
                 try:
-                    result = moderation.flag_stored_image(
-                        instance=profile, reason=form.cleaned_data["reason"], actor=request.user
+                    result = shown and moderation.flag_stored_image(
+                        instance=profile,
+                        reason=form.cleaned_data["reason"],
+                        actor=request.user,
+                        expected_name=shown,
                     )
                 except (ValidationError, OSError):
                     failed += 1
                     continue
-                flagged += result is not None
+                if result:
+                    flagged += 1
+                elif Profile.objects.filter(pk=profile.pk).exclude(photo="").exists():
+                    changed += 1  # a photo gone meanwhile (e.g. swept by this flag) is no news
             self.message_user(
                 request,
                 ngettext(
@@ -84,6 +101,17 @@ class ProfileAdmin(admin.ModelAdmin):
                         failed,
                     )
                     % failed,
+                    messages.WARNING,
+                )
+            if changed:
+                self.message_user(
+                    request,
+                    ngettext(
+                        "%d photo changed after you confirmed and was not flagged.",
+                        "%d photos changed after you confirmed and were not flagged.",
+                        changed,
+                    )
+                    % changed,
                     messages.WARNING,
                 )
             return None

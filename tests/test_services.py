@@ -1,0 +1,467 @@
+"""Flag, unflag and sweep as the services do them: rows, files, audit and the banned set."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from moderation import matching, services
+from moderation.hashing import Fingerprint, fingerprint, hamming
+from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
+from profiles.models import Profile
+from profiles.services import profile_for, profile_set_photo
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def make_profile(django_user_model):
+    """A callable: a user's profile, with ``img`` stored as its photo the way an upload is."""
+
+    def make(username: str, img=None) -> Profile:
+        user = django_user_model.objects.create_user(username=username, password=f"pw-{username}")
+        profile = profile_for(user=user)
+        if img is not None:
+            profile_set_photo(profile=profile, upload=images.upload(img, f"{username}.jpg"))
+        return Profile.objects.get(pk=profile.pk)
+
+    return make
+
+
+@pytest.fixture
+def quarantine_files(isolated_storage):
+    """A callable listing every file in quarantine storage (relative paths)."""
+
+    def list_files() -> list[str]:
+        root = isolated_storage / "quarantine"
+        if not root.exists():
+            return []
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    return list_files
+
+
+def stored_fingerprint(profile: Profile) -> Fingerprint:
+    return Fingerprint.from_signed(profile.photo_dhash)
+
+
+def flag_file(img, *, reason="test ban", actor=None, name="banned.png"):
+    return services.flag_image(
+        file=images.upload(img, name, "PNG"),
+        reason=reason,
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+        actor=actor,
+    )
+
+
+# --- flag_stored_image --------------------------------------------------------------------
+
+
+def test_flagging_a_stored_photo_bans_its_fingerprint(make_profile, moderator):
+    profile = make_profile("alice", images.photo(1))
+    expected = stored_fingerprint(profile)
+
+    result = services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+
+    assert result.created
+    flagged = FlaggedFingerprint.objects.get()
+    assert flagged == result.fingerprint
+    assert flagged.hex == expected.hex
+    assert flagged.source == FlaggedFingerprint.Source.PROFILE_PHOTO
+    assert flagged.flagged_by == moderator
+    assert flagged.reason == "spam"
+    assert flagged.active
+
+
+def test_flagging_a_stored_photo_clears_it_from_the_profile(make_profile, moderator):
+    profile = make_profile("alice", images.photo(1))
+
+    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+
+    profile.refresh_from_db()
+    assert not profile.photo
+    assert profile.photo_dhash is None
+    assert profile.photo_pipeline_version is None
+
+
+def test_flagging_a_stored_photo_moves_the_original_to_quarantine(
+    make_profile, moderator, quarantine_files
+):
+    profile = make_profile("alice", images.photo(1))
+    public_bytes = profile.photo.read()
+    profile.photo.close()
+
+    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+
+    flagged = FlaggedFingerprint.objects.get()
+    assert flagged.original.name.startswith("originals/")
+    assert quarantine_files() == [flagged.original.name]
+    with quarantine_storage().open(flagged.original.name, "rb") as fh:
+        assert fh.read() == public_bytes
+
+
+def test_public_file_of_flagged_photo_is_deleted_only_after_commit(
+    make_profile, moderator, media_files, django_capture_on_commit_callbacks
+):
+    profile = make_profile("alice", images.photo(1))
+    public_name = profile.photo.name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+        assert media_files() == [public_name]
+
+    assert media_files() == []
+
+
+def test_flagging_a_stored_photo_audits_the_flag_and_the_takedown(make_profile, moderator):
+    profile = make_profile("alice", images.photo(1))
+
+    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+
+    flagged = FlaggedFingerprint.objects.get()
+    events = {e.action: e for e in AuditEvent.objects.filter(fingerprint=flagged)}
+    assert set(events) == {AuditEvent.Action.FLAG, AuditEvent.Action.TAKEDOWN}
+    for event in events.values():
+        assert event.actor == moderator
+        assert event.reason == "spam"
+        assert "alice" in event.target
+    assert events[AuditEvent.Action.TAKEDOWN].distance == 0
+    assert events[AuditEvent.Action.TAKEDOWN].evidence.name == flagged.original.name
+
+
+def test_flagging_a_profile_without_photo_does_nothing(make_profile, moderator):
+    profile = make_profile("alice")
+
+    assert services.flag_stored_image(instance=profile, reason="spam", actor=moderator) is None
+
+    assert not FlaggedFingerprint.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_flagging_a_stored_photo_flags_nothing_if_it_is_not_the_expected_file(
+    make_profile, moderator, quarantine_files
+):
+    profile = make_profile("alice", images.photo(1))
+    seen = profile.photo.name
+    profile_set_photo(profile=profile, upload=images.upload(images.photo(31)))
+
+    result = services.flag_stored_image(
+        instance=profile, reason="spam", actor=moderator, expected_name=seen
+    )
+
+    assert result is None
+    assert not FlaggedFingerprint.objects.exists()
+    assert not AuditEvent.objects.exists()
+    assert quarantine_files() == []
+    profile.refresh_from_db()
+    assert profile.photo
+
+
+def test_flagging_a_stored_photo_flags_it_when_it_is_the_expected_file(make_profile, moderator):
+    profile = make_profile("alice", images.photo(1))
+
+    result = services.flag_stored_image(
+        instance=profile, reason="spam", actor=moderator, expected_name=profile.photo.name
+    )
+
+    assert result is not None and result.created
+
+
+# --- flag_image ---------------------------------------------------------------------------
+
+
+def test_flag_image_keeps_the_original_privately(moderator, quarantine_files, media_files):
+    result = flag_file(images.photo(2), actor=moderator)
+
+    assert result.created
+    assert result.fingerprint.source == FlaggedFingerprint.Source.ADMIN_UPLOAD
+    assert result.fingerprint.hex == fingerprint(images.upload(images.photo(2), fmt="PNG")).hex
+    assert quarantine_files() == [result.fingerprint.original.name]
+    assert media_files() == []
+
+
+def test_flag_image_refuses_a_non_image_and_writes_nothing(moderator, quarantine_files):
+    junk = SimpleUploadedFile("banned.jpg", b"this is not an image", "image/jpeg")
+
+    with pytest.raises(ValidationError) as excinfo:
+        services.flag_image(
+            file=junk, reason="x", source=FlaggedFingerprint.Source.ADMIN_UPLOAD, actor=moderator
+        )
+
+    assert excinfo.value.code == "unsupported_format"
+    assert not FlaggedFingerprint.objects.exists()
+    assert not AuditEvent.objects.exists()
+    assert quarantine_files() == []
+
+
+def test_flagging_the_same_image_twice_keeps_one_fingerprint_and_audits_both(moderator):
+    first = flag_file(images.photo(2), reason="first", actor=moderator)
+    second = flag_file(images.photo(2), reason="second", actor=moderator)
+
+    assert first.created and not second.created
+    assert second.fingerprint == first.fingerprint
+    assert FlaggedFingerprint.objects.count() == 1
+    reasons = AuditEvent.objects.filter(action=AuditEvent.Action.FLAG).values_list(
+        "reason", flat=True
+    )
+    assert sorted(reasons) == ["first", "second"]
+
+
+# --- sweep --------------------------------------------------------------------------------
+
+
+def test_flag_sweeps_near_duplicate_photo_on_another_profile(
+    make_profile, moderator, settings, media_files, django_capture_on_commit_callbacks
+):
+    original = images.photo(3)
+    flagged_profile = make_profile("alice", original)
+    copy_profile = make_profile("bob", images.recompressed(images.resized(original, 0.7), 60))
+    distance = hamming(
+        stored_fingerprint(flagged_profile).dhash, stored_fingerprint(copy_profile).dhash
+    )
+    assert distance <= settings.MODERATION_MAX_DISTANCE  # the copy really is near
+    copy_name = copy_profile.photo.name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+
+    copy_profile.refresh_from_db()
+    assert not copy_profile.photo
+    assert copy_profile.photo_dhash is None
+    assert copy_name not in media_files()
+
+
+def test_sweep_leaves_unrelated_photo_alone(
+    make_profile, moderator, settings, media_files, django_capture_on_commit_callbacks
+):
+    flagged_profile = make_profile("alice", images.photo(3))
+    other = make_profile("carol", images.photo(40))
+    assert (
+        hamming(stored_fingerprint(flagged_profile).dhash, stored_fingerprint(other).dhash)
+        > settings.MODERATION_MAX_DISTANCE
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+
+    other.refresh_from_db()
+    assert other.photo
+    assert media_files() == [other.photo.name]
+    assert not AuditEvent.objects.filter(target__contains="carol").exists()
+
+
+def test_sweep_takedown_is_audited_with_distance_and_evidence(
+    make_profile, moderator, quarantine_files, django_capture_on_commit_callbacks
+):
+    original = images.photo(3)
+    flagged_profile = make_profile("alice", original)
+    copy_profile = make_profile("bob", images.resized(original, 0.5))
+    distance = hamming(
+        stored_fingerprint(flagged_profile).dhash, stored_fingerprint(copy_profile).dhash
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+
+    flagged = FlaggedFingerprint.objects.get()
+    takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN, target__contains="bob")
+    assert takedown.fingerprint == flagged
+    assert takedown.distance == distance
+    assert takedown.actor is None  # the sweep acts, not the moderator
+    assert takedown.reason == "spam"
+    assert takedown.evidence.name.startswith("takedowns/")
+    assert takedown.evidence.name in quarantine_files()
+
+
+def test_flag_image_sweeps_photos_uploaded_before_the_flag(
+    make_profile, moderator, django_capture_on_commit_callbacks
+):
+    original = images.photo(5)
+    profile = make_profile("bob", images.resized(original, 0.8))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        flag_file(original, actor=moderator)
+
+    profile.refresh_from_db()
+    assert not profile.photo
+
+
+def test_sweep_only_compares_the_given_fingerprints(make_profile, moderator):
+    profile = make_profile("bob", images.photo(6))
+    unrelated = flag_file(images.photo(60), actor=moderator).fingerprint
+    # Ban bob's photo without going through the services' sweep (as if its sweep had not run).
+    same = flag_file(images.photo(6), actor=moderator).fingerprint
+
+    result = services.sweep_banned_matches(fingerprint_ids=[unrelated.pk])
+
+    assert result.taken_down == []
+    profile.refresh_from_db()
+    assert profile.photo
+    result = services.sweep_banned_matches(fingerprint_ids=[same.pk])
+    assert len(result.taken_down) == 1
+
+
+def test_full_sweep_checks_every_photo_against_the_whole_banned_set(make_profile, moderator):
+    doomed = make_profile("bob", images.photo(6))
+    kept = make_profile("carol", images.photo(61))
+    flag_file(images.photo(6), actor=moderator)  # its on-commit sweep is not run here
+
+    result = services.sweep_banned_matches()
+
+    assert result.checked == 2
+    assert len(result.taken_down) == 1
+    doomed.refresh_from_db()
+    kept.refresh_from_db()
+    assert not doomed.photo
+    assert kept.photo
+    assert kept.photo_checked_at is not None
+
+
+def test_sweep_ignores_inactive_fingerprints(make_profile, moderator):
+    profile = make_profile("bob", images.photo(6))
+    flagged = flag_file(images.photo(6), actor=moderator).fingerprint
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    assert services.sweep_banned_matches(fingerprint_ids=[flagged.pk]).taken_down == []
+    assert services.sweep_banned_matches().taken_down == []
+    profile.refresh_from_db()
+    assert profile.photo
+
+
+def test_takedown_gives_up_when_the_photo_changed_since_the_match(make_profile, moderator):
+    profile = make_profile("bob", images.photo(6))
+    flagged = flag_file(images.photo(6), actor=moderator).fingerprint
+    stale = Profile.objects.get(pk=profile.pk)
+    profile_set_photo(profile=profile, upload=images.upload(images.photo(62)))
+
+    taken = services.take_down_image(instance=stale, flagged=flagged, distance=0)
+
+    assert taken is False
+    profile.refresh_from_db()
+    assert profile.photo
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).exists()
+
+
+def test_recheck_takes_down_a_photo_that_slipped_in_before_a_flag(make_profile, moderator):
+    profile = make_profile("bob", images.photo(7))
+    flag_file(images.photo(7), actor=moderator)  # as if it committed while bob was uploading
+
+    assert services.recheck_stored_image(instance=profile) is True
+
+    profile.refresh_from_db()
+    assert not profile.photo
+
+
+# --- unflag -------------------------------------------------------------------------------
+
+
+def test_unflag_deactivates_and_never_deletes(moderator):
+    flagged = flag_file(images.photo(8), actor=moderator).fingerprint
+
+    assert services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    flagged.refresh_from_db()
+    assert not flagged.active
+    assert flagged.unflagged_by == moderator
+    assert flagged.unflagged_at is not None
+    assert FlaggedFingerprint.objects.filter(pk=flagged.pk).exists()
+    assert quarantine_storage().exists(flagged.original.name)
+
+
+def test_unflag_is_audited_with_reason(moderator):
+    flagged = flag_file(images.photo(8), actor=moderator).fingerprint
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    event = AuditEvent.objects.get(action=AuditEvent.Action.UNFLAG)
+    assert event.fingerprint == flagged
+    assert event.actor == moderator
+    assert event.reason == "mistake"
+
+
+def test_unflagging_an_inactive_fingerprint_does_nothing(moderator):
+    flagged = flag_file(images.photo(8), actor=moderator).fingerprint
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    assert services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="again") is False
+
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.UNFLAG).count() == 1
+
+
+def test_unflag_leaves_photos_already_taken_down_down(
+    make_profile, moderator, django_capture_on_commit_callbacks
+):
+    profile = make_profile("bob", images.photo(9))
+    with django_capture_on_commit_callbacks(execute=True):
+        flagged = flag_file(images.photo(9), actor=moderator).fingerprint
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    profile.refresh_from_db()
+    assert not profile.photo
+    takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)
+    assert quarantine_storage().exists(takedown.evidence.name)
+
+
+def test_flagging_again_after_unflag_creates_a_new_active_fingerprint(moderator):
+    first = flag_file(images.photo(8), actor=moderator).fingerprint
+    services.unflag_fingerprint(flagged=first, actor=moderator, reason="mistake")
+
+    second = flag_file(images.photo(8), actor=moderator)
+
+    assert second.created
+    assert second.fingerprint.pk != first.pk
+    assert list(FlaggedFingerprint.objects.active()) == [second.fingerprint]
+
+
+# --- the banned set seen by matching.find ---------------------------------------------------
+
+
+def test_find_sees_a_flag_made_after_the_index_was_loaded(moderator):
+    fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
+    assert matching.find(fp) == []  # loads this process's index
+
+    flagged = flag_file(images.photo(10), actor=moderator).fingerprint
+
+    assert [m.fingerprint_id for m in matching.find(fp)] == [flagged.pk]
+
+
+def test_find_stops_seeing_an_unflagged_fingerprint(moderator):
+    fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
+    flagged = flag_file(images.photo(10), actor=moderator).fingerprint
+    assert matching.find(fp)
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    assert matching.find(fp) == []
+
+
+def test_another_processs_index_notices_flag_and_unflag(moderator):
+    """A second ``BannedSet`` stands for a web worker that never saw these calls happen."""
+    other = matching.BannedSet()
+    fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
+    assert other.find(fp) == []
+
+    flagged = flag_file(images.photo(10), actor=moderator).fingerprint
+    assert [m.fingerprint_id for m in other.find(fp)] == [flagged.pk]
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    assert other.find(fp) == []
+
+    again = flag_file(images.photo(10), actor=moderator).fingerprint
+    assert [m.fingerprint_id for m in other.find(fp)] == [again.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_find_sees_committed_flag_and_unflag_at_once(moderator):
+    """With real commits (and the on-commit sweep really running), the cache is never stale."""
+    fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
+    assert matching.find(fp) == []
+
+    flagged = flag_file(images.photo(10), actor=moderator).fingerprint
+    assert [m.distance for m in matching.find(fp)] == [0]
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    assert matching.find(fp) == []

@@ -64,8 +64,11 @@ def _lock_banned_set() -> None:
     """Serialise banned-set writers until commit (PostgreSQL; SQLite has one writer anyway).
 
     Without it two transactions could take change ids 10 and 11 and commit 11 first; a reader
-    that saw 11 would never look at 10 again.
+    that saw 11 would never look at 10 again. The lock lasts until the transaction ends, so
+    it must be taken inside ``transaction.atomic()``: in autocommit it would end at once.
     """
+    if not connection.in_atomic_block:
+        raise RuntimeError("the banned-set lock must be taken inside transaction.atomic()")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_BANNED_SET_LOCK_KEY])

@@ -360,3 +360,12 @@ def test_without_the_advisory_lock_a_reader_would_skip_a_change_committed_late(m
     assert matching.find(fp_of(scene_a)) == []  # A is committed, active, and missed for good
     matching.reset_banned_set()
     assert [h.fingerprint_id for h in matching.find(fp_of(scene_a))] == [a.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writers_lock_refuses_to_be_taken_outside_a_transaction():
+    # In autocommit pg_advisory_xact_lock would be released at once, ordering nothing.
+    with pytest.raises(RuntimeError, match="atomic"):
+        services._lock_banned_set()
+    with transaction.atomic():
+        services._lock_banned_set()

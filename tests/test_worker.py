@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from html.parser import HTMLParser
+from io import StringIO
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
@@ -288,3 +289,20 @@ def test_enqueue_on_commit_refuses_arguments_that_are_not_json():
         enqueue_on_commit(sweep_task, fingerprint_ids={1, 2})
     with pytest.raises(TypeError, match="round trip"):
         enqueue_on_commit(sweep_task, fingerprint_ids=(1, 2))
+
+
+@pytest.mark.django_db
+def test_reindex_background_without_a_worker_backend_runs_in_the_command(client, user):
+    upload_photo(client, user, images.photo(31))
+    out = StringIO()
+    call_command("reindex", "--background", stdout=out)
+    assert "Tasks run immediately here" in out.getvalue()
+    run = ReindexRun.objects.get()
+    assert run.finished_at is not None and run.counts["processed"] == 1
+
+
+@pytest.mark.django_db
+def test_reindex_background_refuses_a_dry_run():
+    with pytest.raises(CommandError, match="dry-run"):
+        call_command("reindex", "--background", "--dry-run")
+    assert not ReindexRun.objects.exists()

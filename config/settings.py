@@ -167,7 +167,7 @@ STORAGES = {
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     },
     "quarantine": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "BACKEND": "moderation.storage.PrivateFileSystemStorage",
         "OPTIONS": {"location": str(QUARANTINE_ROOT), "base_url": None},
     },
     # Compressed, cache-busting static files served by WhiteNoise (needs collectstatic);

@@ -49,11 +49,17 @@ def isolated_storage(settings, tmp_path):
             "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/media/"},
         },
         "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "BACKEND": "moderation.storage.PrivateFileSystemStorage",
             "OPTIONS": {"location": str(tmp_path / "quarantine"), "base_url": None},
         },
     }
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Real hashers cost ~0.3 s per user; the tests are not about password strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,10 @@ def shared_database_url() -> str:
 
 def _storage_location(alias: str) -> str:
     storage = settings.STORAGES[alias]
-    if storage["BACKEND"] != "django.core.files.storage.FileSystemStorage":
+    if storage["BACKEND"] not in (
+        "django.core.files.storage.FileSystemStorage",
+        "moderation.storage.PrivateFileSystemStorage",
+    ):
         pytest.fail(
             f"tests/processes.py shares only folders with subprocesses; STORAGES[{alias!r}] "
             f"is {storage['BACKEND']}"

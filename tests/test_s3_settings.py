@@ -236,7 +236,7 @@ def test_settings_switch_to_s3_only_when_the_bucket_is_set():
     assert local.returncode == 0, local.stderr
     assert local.stdout.split("\n")[:2] == [
         "django.core.files.storage.FileSystemStorage",
-        "FileSystemStorage FileSystemStorage",
+        "FileSystemStorage PrivateFileSystemStorage",
     ]
 
     s3 = run_django(show, {**BOTH, "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9"})

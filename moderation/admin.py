@@ -153,6 +153,11 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
                 )
             except ValidationError as e:
                 form.add_error("image", e)
+            except services.StorageUnavailable:
+                form.add_error(
+                    None,
+                    _("File storage is unavailable right now, so nothing was flagged. Try again."),
+                )
             else:
                 if result.created:
                     text = _("Flagged %(hex)s. Matching profile photos are being taken down.")

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.files.storage import storages
 from django.core.signals import setting_changed
 from django.db import models
-from django.dispatch import receiver
 from django.db.models import Q
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext_lazy as _

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -80,6 +81,36 @@ def _log_change(flagged: FlaggedFingerprint) -> None:
     )
 
 
+class StorageUnavailable(OSError):
+    """File storage failed (outage, network, permissions); nothing was changed. Retry later.
+
+    An ``OSError`` so callers that already treat I/O failures as "could not read" keep working;
+    a missing file stays ``FileNotFoundError``, which means something else (see take-down).
+    """
+
+
+def _storage_failures() -> tuple[type[BaseException], ...]:
+    failures: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # S3 support not installed: only local storage can fail
+        pass
+    else:
+        failures += [BotoCoreError, ClientError]
+    return tuple(failures)
+
+
+@contextmanager
+def storage_errors():
+    """Turn storage failures into ``StorageUnavailable``; a missing file stays what it is."""
+    try:
+        yield
+    except (FileNotFoundError, StorageUnavailable):
+        raise
+    except _storage_failures() as e:
+        raise StorageUnavailable(f"file storage failed: {e}") from e
+
+
 def _quarantine_name(folder: str, file: Any) -> str:
     ext = _EXTENSIONS.get(image_format(file) or "", "bin")
     return f"{folder}/{uuid.uuid4().hex}.{ext}"
@@ -90,7 +121,8 @@ def _copy_to_quarantine(file: Any, folder: str) -> str:
     name = _quarantine_name(folder, file)
     if hasattr(file, "seek"):
         file.seek(0)
-    stored = quarantine_storage().save(name, ContentFile(file.read()))
+    with storage_errors():
+        stored = quarantine_storage().save(name, ContentFile(file.read()))
     if hasattr(file, "seek"):
         file.seek(0)
     return stored
@@ -213,7 +245,7 @@ def flag_stored_image(
         if not image or (expected_name is not None and image.name != expected_name):
             return None
         public_name = image.name
-        with image.open("rb") as fh:
+        with storage_errors(), image.open("rb") as fh:
             fp = fingerprint(fh)
             stored = _copy_to_quarantine(fh, "originals")
         try:
@@ -304,7 +336,7 @@ def take_down_image(
             return False
         public_name = image.name
         try:
-            with image.open("rb") as fh:
+            with storage_errors(), image.open("rb") as fh:
                 stored = _copy_to_quarantine(fh, "takedowns")
         except FileNotFoundError:
             stored = ""  # already gone from storage: clear the row, record that in the audit

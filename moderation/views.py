@@ -8,10 +8,11 @@ import mimetypes
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
+from moderation.services import StorageUnavailable, storage_errors
 
 
 def _is_referenced(name: str) -> bool:
@@ -30,9 +31,16 @@ def quarantined_file(request, name: str):
         raise Http404("No such quarantined file.")
     storage = quarantine_storage()
     try:
-        handle = storage.open(name, "rb")
+        with storage_errors():
+            handle = storage.open(name, "rb")
     except FileNotFoundError as e:
         raise Http404("The quarantined file is missing from storage.") from e
+    except StorageUnavailable:
+        return HttpResponse(
+            "File storage is unavailable right now. Try again in a moment.",
+            status=503,
+            content_type="text/plain",
+        )
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = FileResponse(handle, content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"

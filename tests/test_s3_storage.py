@@ -473,3 +473,33 @@ def test_storage_outage_during_upload_asks_to_retry_and_writes_nothing(
     # And the next try works.
     assert post_photo(alice_client, images.photo(53)).status_code == 302
     assert Profile.objects.get(user=user).photo.name != before.photo.name
+
+
+def test_storage_outage_during_staff_actions_gives_clear_errors_and_changes_nothing(
+    outage_server, settings, alice_client, user, moderator_client
+):
+    server = outage_server
+    settings.STORAGES = {**settings.STORAGES, **server.storages()}
+    assert post_photo(alice_client, images.photo(60)).status_code == 302
+    profile = Profile.objects.get(user=user)
+    kept = FlaggedFingerprint.objects.get(pk=ban(images.photo(61)).pk)
+    server.kill()
+
+    # "Flag selected photos": the photo can't be read; nothing is flagged, nothing cleared.
+    response = flag_in_admin(moderator_client, [profile])
+    assert response.status_code == 302
+    assert FlaggedFingerprint.objects.count() == 1
+    assert Profile.objects.get(pk=profile.pk).photo.name == profile.photo.name
+
+    # "Flag an image": a form error, not a 500, and no row.
+    page = moderator_client.post(
+        reverse("admin:moderation_flaggedfingerprint_flag_image"),
+        {"image": images.upload(images.photo(62)), "reason": "spam"},
+    )
+    assert page.status_code == 200
+    assert "File storage is unavailable" in page.content.decode()
+    assert FlaggedFingerprint.objects.count() == 1
+
+    # The quarantine view answers 503, not 500.
+    view = moderator_client.get(reverse("moderation:quarantined-file", args=[kept.original.name]))
+    assert view.status_code == 503

@@ -27,12 +27,7 @@ class Match:
     """A banned fingerprint near a looked-up one. Staff-only information."""
 
     fingerprint_id: int
-    dhash: int
     distance: int
-
-    @property
-    def hex(self) -> str:
-        return f"{self.dhash:016x}"
 
 
 class BannedSet:
@@ -41,7 +36,6 @@ class BannedSet:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index = FingerprintIndex()
-        self._hashes: dict[int, int] = {}
         self._last_change_id: int | None = None
 
     def __len__(self) -> int:
@@ -69,7 +63,9 @@ class BannedSet:
             self.sync()
         with self._lock:
             hits = self._index.query(fingerprint.dhash, distance)
-            return [Match(fid, self._hashes[fid], d) for fid, d in hits]
+        # Ids and distances only: the index keeps hashes in compact arrays (about 45 bytes per
+        # fingerprint, no Python object each); staff tools read the few matched rows themselves.
+        return [Match(fid, d) for fid, d in hits]
 
     def _cold_load(self) -> None:
         # Read the log position first: anything committed while the table loads is replayed
@@ -84,7 +80,6 @@ class BannedSet:
             hashes.append(to_unsigned(signed))
         self._index = FingerprintIndex()
         self._index.build(ids, hashes)
-        self._hashes = dict(zip(ids, hashes, strict=True))
         self._last_change_id = last
         self._apply_changes_after(last)
 
@@ -96,12 +91,9 @@ class BannedSet:
         )
         for change_id, fid, signed, active in changes:
             if active:
-                unsigned = to_unsigned(signed)
-                self._index.add(fid, unsigned)
-                self._hashes[fid] = unsigned
+                self._index.add(fid, to_unsigned(signed))
             else:
                 self._index.remove(fid)
-                self._hashes.pop(fid, None)
             self._last_change_id = change_id
 
 

@@ -62,11 +62,9 @@ class Command(BaseCommand):
                 continue
             read += 1
             matches = matching.find(fp, distance)
-            reasons = dict(
-                FlaggedFingerprint.objects.filter(
-                    pk__in=[m.fingerprint_id for m in matches]
-                ).values_list("pk", "reason")
-            )
+            rows = FlaggedFingerprint.objects.in_bulk([m.fingerprint_id for m in matches])
+            reasons = {pk: row.reason for pk, row in rows.items()}
+            hexes = {pk: row.hex for pk, row in rows.items()}
             decision = "block" if matches else "pass"
             if as_json:
                 self.stdout.write(
@@ -78,7 +76,7 @@ class Command(BaseCommand):
                             "matches": [
                                 {
                                     "id": m.fingerprint_id,
-                                    "dhash": m.hex,
+                                    "dhash": hexes.get(m.fingerprint_id, ""),
                                     "distance": m.distance,
                                     "reason": reasons.get(m.fingerprint_id, ""),
                                 }
@@ -91,9 +89,10 @@ class Command(BaseCommand):
                 style = self.style.ERROR if matches else self.style.SUCCESS
                 self.stdout.write(f"{path}  {fp.hex}  {style(decision)}")
                 for m in matches:
-                    reason = reasons.get(m.fingerprint_id, "")
+                    fid = m.fingerprint_id
                     self.stdout.write(
-                        f"    #{m.fingerprint_id} {m.hex} distance {m.distance}  {reason}"
+                        f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
+                        f"{reasons.get(fid, '')}"
                     )
         if read == 0:
             raise CommandError("No image could be read.")

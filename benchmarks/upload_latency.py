@@ -314,7 +314,8 @@ def main() -> None:
         f"\nupload of a ~2 MP JPEG through /profile/, {args.banned:,} banned fingerprints, "
         f"{args.concurrency} concurrent users, gunicorn {args.workers}x{args.threads}:"
     )
-    print(f"  requests {len(latencies)}  statuses {statuses}  throughput {len(latencies) / wall:.1f}/s")
+    rate = len(latencies) / wall
+    print(f"  requests {len(latencies)}  statuses {statuses}  throughput {rate:.1f}/s")
     print(
         f"  p50 {pct(50) * 1000:.0f} ms   p90 {pct(90) * 1000:.0f} ms   "
         f"p99 {pct(99) * 1000:.0f} ms   max {latencies[-1] * 1000:.0f} ms   "

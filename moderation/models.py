@@ -144,6 +144,7 @@ class AuditEvent(models.Model):
         FLAG = "flag", _("Flagged")
         UNFLAG = "unflag", _("Unflagged")
         TAKEDOWN = "takedown", _("Taken down")
+        MISSING = "missing", _("File missing from storage")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(
@@ -197,3 +198,58 @@ class ReindexRun(models.Model):
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "in progress"
         return f"reindex {self.started_at:%Y-%m-%d %H:%M} ({state})"
+
+
+class RefusedUploadQuerySet(models.QuerySet):
+    def banned_matches(self) -> RefusedUploadQuerySet:
+        return self.filter(code="banned_image")
+
+
+class RefusedUpload(models.Model):
+    """One upload the site refused: who, from where, why, and (staff-only) what it was near.
+
+    Someone probing the threshold uploads edited copies of a banned image until one passes;
+    each try leaves a row here, so moderators see the pattern (count per user in the admin).
+    The nearest banned fingerprint and the distance are never shown to the user. Append-only.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    code = models.CharField(
+        _("reason code"),
+        max_length=40,
+        db_index=True,
+        help_text=_("banned_image, or why the file was not an acceptable image (corrupt, ...)."),
+    )
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), null=True, blank=True)
+    nearest = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("nearest banned fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+
+    objects = RefusedUploadQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("refused upload")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="refused_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def hex(self) -> str:
+        return "" if self.dhash is None else Fingerprint.from_signed(self.dhash).hex

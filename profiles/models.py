@@ -33,6 +33,11 @@ class Profile(models.Model):
         blank=True,
         help_text=_("When the photo was last compared with the whole banned set."),
     )
+    # Set when a reindex found the stored file gone: the photo is hidden from every page (never a
+    # broken image) but keeps its hash, so sweeps still compare it with the banned set.
+    photo_missing_since = models.DateTimeField(
+        _("photo file missing since"), null=True, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

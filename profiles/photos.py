@@ -10,7 +10,6 @@ import io
 from typing import Any
 
 from django.core.files.base import ContentFile
-from PIL import Image
 
 from moderation.hashing import open_image
 
@@ -22,9 +21,9 @@ JPEG_QUALITY = 90
 
 def reencode_photo(file: Any) -> ContentFile:
     """Decode ``file`` safely (same checks as the validator) and return clean JPEG bytes."""
-    img = open_image(file)
-    if max(img.size) > STORED_MAX_SIDE:
-        img.thumbnail((STORED_MAX_SIDE, STORED_MAX_SIDE), Image.Resampling.LANCZOS)
+    # Shrunk to fit by open_image, which may decode a big JPEG at reduced scale to do it
+    # (never below STORED_MAX_SIDE on the longer side, so no detail the result could show).
+    img = open_image(file, max_side=STORED_MAX_SIDE)
     if img.mode != "RGB":
         img = img.convert("RGB")
     out = io.BytesIO()

@@ -220,6 +220,50 @@ MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 6)
 MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
 # Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.
 MODERATION_MIN_SIDE = env_int("MODERATION_MIN_SIDE", 32)
+# Frames of an animation (GIF, APNG, WebP) compared with the banned set: a banned picture can
+# hide as any frame. More frames than this (or than fit in MODERATION_MAX_PIXELS all together)
+# and the upload is refused; only the first frame is stored, as a still JPEG.
+MODERATION_MAX_FRAMES = env_int("MODERATION_MAX_FRAMES", 50)
+# Metadata (EXIF, XMP, ICC, comments, PNG text) an upload may carry, in bytes. Cameras write a
+# few KB to a few hundred; a file that is mostly something else is refused. Never stored.
+MODERATION_MAX_METADATA_BYTES = env_int("MODERATION_MAX_METADATA_BYTES", 2 * 1024 * 1024)
+
+# --- Abuse: upload rate limits -------------------------------------------------------------
+# Photo uploads (accepted or refused) per user and per client IP in each window (fixed windows
+# of MODERATION_UPLOAD_RATE_WINDOW seconds); over the limit the upload is answered 429 with a
+# friendly page and nothing is decoded. 0 turns a limit off. The counters
+# live in the cache (CACHES below): locmem is per process, so production must point CACHES at
+# a shared cache (DJANGO_CACHE_URL=redis://... or "database") or each worker counts alone.
+MODERATION_UPLOAD_RATE_PER_USER = env_int("MODERATION_UPLOAD_RATE_PER_USER", 20)
+MODERATION_UPLOAD_RATE_PER_IP = env_int("MODERATION_UPLOAD_RATE_PER_IP", 60)
+MODERATION_UPLOAD_RATE_WINDOW = env_int("MODERATION_UPLOAD_RATE_WINDOW", 3600)  # seconds
+# How many reverse proxies in front of the site append to X-Forwarded-For; the client IP is
+# the entry that many from the right. 0 (the default): REMOTE_ADDR, no header is trusted.
+MODERATION_TRUSTED_PROXY_COUNT = env_int("MODERATION_TRUSTED_PROXY_COUNT", 0)
+
+# DJANGO_CACHE_URL: unset or "locmem" (this process only), "database" (the django_cache table;
+# run `manage.py createcachetable`), or redis://host:6379/0 (needs the `redis` package).
+_cache_url = env_str("DJANGO_CACHE_URL", "locmem")
+if _cache_url == "locmem":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif _cache_url == "database":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+        }
+    }
+elif _cache_url.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+        }
+    }
+else:
+    raise ImproperlyConfigured(
+        f"DJANGO_CACHE_URL must be locmem, database or a redis:// URL, got {_cache_url!r}"
+    )
 
 # --- Tasks -------------------------------------------------------------------------------
 # Locally tasks run immediately in the request; production uses the database backend and a

@@ -1,7 +1,7 @@
 """System checks for the moderation settings: nonsense values fail at start-up, with an id."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import InvalidStorageError, storages
 
 
@@ -22,6 +22,9 @@ def check_moderation_settings(app_configs=None, **kwargs):
         ("MODERATION_MAX_UPLOAD_BYTES", 1),
         ("MODERATION_MAX_PIXELS", 1),
         ("MODERATION_MIN_SIDE", 1),
+        ("MODERATION_MAX_FRAMES", 1),
+        ("MODERATION_MAX_METADATA_BYTES", 1),
+        ("MODERATION_UPLOAD_RATE_WINDOW", 1),
     ):
         value = getattr(settings, name, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -32,6 +35,34 @@ def check_moderation_settings(app_configs=None, **kwargs):
                     id="moderation.E002",
                 )
             )
+    for name in (
+        "MODERATION_UPLOAD_RATE_PER_USER",
+        "MODERATION_UPLOAD_RATE_PER_IP",
+        "MODERATION_TRUSTED_PROXY_COUNT",
+    ):
+        value = getattr(settings, name, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            errors.append(
+                Error(
+                    f"{name} must be an integer, 0 or more (0 turns it off).",
+                    obj=f"settings.{name}",
+                    id="moderation.E005",
+                )
+            )
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    rate_limited = getattr(settings, "MODERATION_UPLOAD_RATE_PER_USER", 0) or getattr(
+        settings, "MODERATION_UPLOAD_RATE_PER_IP", 0
+    )
+    if not settings.DEBUG and rate_limited and backend.endswith(("LocMemCache", "DummyCache")):
+        errors.append(
+            Warning(
+                "Upload rate limits are counted in a per-process cache: with several web "
+                "workers each counts alone, and a restart forgets them.",
+                hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
+                obj="settings.CACHES",
+                id="moderation.W001",
+            )
+        )
     try:
         quarantine = storages["quarantine"]
         default = storages["default"]

@@ -155,6 +155,11 @@ ERROR_MESSAGES = {
     "too_many_pixels": _("The image is too large (at most %(limit)s megapixels)."),
     "too_small": _("The image is too small (at least %(limit)s pixels on each side)."),
     "corrupt": _("The image file is damaged or incomplete."),
+    "too_many_frames": _("The animation has too many frames (at most %(limit)s at this size)."),
+    "too_much_metadata": _(
+        "The file carries too much data besides the picture (at most %(limit)s KB). "
+        "Save it again as a plain image."
+    ),
 }
 
 
@@ -232,15 +237,7 @@ def _decode(
         raise _error("too_large", limit=round(max_bytes / 1_000_000, 1))
 
     with ExitStack() as stack:
-        if isinstance(file, (str, os.PathLike)):
-            # Opened here, so it is closed here (Pillow keeps a GIF's file open after load).
-            source = stack.enter_context(open(file, "rb"))
-        elif hasattr(file, "open") and not hasattr(file, "read"):
-            source = file.open("rb")
-        else:
-            source = file
-        stack.callback(_rewind, file)
-        _rewind(source)
+        source = _source(file, stack)
         try:
             img = Image.open(source, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError as e:
@@ -267,12 +264,39 @@ def _decode(
             raise too_many_pixels() from e
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
             raise _error("corrupt") from e
+        # After load: a PNG's text chunks may follow its pixels. The bytes are bounded by the
+        # upload limit anyway; this refuses files that are mostly something else.
+        max_metadata = settings.MODERATION_MAX_METADATA_BYTES
+        if _metadata_bytes(img) > max_metadata:
+            raise _error("too_much_metadata", limit=max_metadata // 1024)
 
     cells_x = _cells(width, img.size[0], scale)
     cells_y = _cells(height, img.size[1], scale)
     if method is not None:
         cells_x, cells_y = _TRANSPOSE_CELLS[method](cells_x, cells_y)
     return _Decoded(prepared, scale, cells_x, cells_y)
+
+
+def _source(file: Any, stack: ExitStack) -> Any:
+    """A readable binary file for ``file``, rewound now and again when ``stack`` closes."""
+    if isinstance(file, (str, os.PathLike)):
+        # Opened here, so it is closed here (Pillow keeps a GIF's file open after load).
+        source = stack.enter_context(open(file, "rb"))
+    elif hasattr(file, "open") and not hasattr(file, "read"):
+        source = file.open("rb")
+    else:
+        source = file
+    stack.callback(_rewind, file)
+    _rewind(source)
+    return source
+
+
+def _metadata_bytes(img: Image.Image) -> int:
+    """Bytes of metadata (EXIF, XMP, ICC, comments, PNG text...) Pillow read with the picture."""
+    if img.format in _JPEG_FORMATS:
+        # Every APPn and COM segment, including repeats that ``info`` keeps only the last of.
+        return sum(len(payload) for _, payload in getattr(img, "applist", []))
+    return sum(len(v) for v in img.info.values() if isinstance(v, (bytes, str)))
 
 
 def _draft(img: Image.Image, scale: int, mode: str | None) -> int:
@@ -485,6 +509,43 @@ def fingerprint(file: str | os.PathLike | IO[bytes] | Any) -> Fingerprint:
     # imagehash.dhash's own comparison and bit order, on the thumbnail it would have made.
     diff = thumbnail[:, 1:] > thumbnail[:, :-1]
     return Fingerprint(int(str(imagehash.ImageHash(diff)), 16))
+
+
+def frame_fingerprints(
+    file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
+) -> list[Fingerprint]:
+    """The fingerprint of every frame an upload holds, first frame first.
+
+    A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
+    validator compares them all. The work is bounded before it is done: at most
+    ``MODERATION_MAX_FRAMES`` frames, and no more than fit in ``MODERATION_MAX_PIXELS`` decoded
+    pixels all together; an animation with more is refused (``too_many_frames``) after reading
+    one frame header past the limit. A still image (or a multi-picture JPEG, whose extra
+    pictures are previews and depth maps) gives ``[fingerprint(file)]``.
+    """
+    first = fingerprint(file)  # every check on the file itself happens here
+    max_frames = settings.MODERATION_MAX_FRAMES if max_frames is None else max_frames
+    fingerprints = [first]
+    with ExitStack() as stack:
+        source = _source(file, stack)
+        try:
+            img = Image.open(source, formats=ALLOWED_FORMATS)
+            if img.format in _JPEG_FORMATS or not getattr(img, "is_animated", False):
+                return fingerprints
+            width, height = img.size
+            allowed = max(1, min(max_frames, settings.MODERATION_MAX_PIXELS // (width * height)))
+            method = _orientation(img)
+            for index in range(1, allowed + 1):
+                try:
+                    img.seek(index)
+                except EOFError:
+                    return fingerprints
+                if index == allowed:
+                    break  # one frame too many: refuse without decoding it
+                fingerprints.append(fingerprint_image(_prepare(img, method)))
+        except Exception as e:  # noqa: BLE001 - a broken later frame is a broken file
+            raise _error("corrupt") from e
+    raise _error("too_many_frames", limit=allowed)
 
 
 # --- Pillow's Lanczos resize, on an image given as reduced pixels + cell counts -------------

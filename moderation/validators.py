@@ -14,13 +14,16 @@ from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
 
 from moderation import matching
-from moderation.hashing import Fingerprint, fingerprint
+from moderation.hashing import Fingerprint, fingerprint, frame_fingerprints
 
 logger = logging.getLogger(__name__)
 
 # The validator leaves the fingerprint on the file object so the code that saves the upload
 # stores it without decoding the image a second time.
 FINGERPRINT_ATTR = "_moderation_fingerprint"
+# ...and, when it refuses a banned image, the nearest match (staff-only: the view records it in
+# a RefusedUpload row, never shows it).
+MATCH_ATTR = "_moderation_match"
 
 
 def fingerprint_of(file: Any) -> Fingerprint:
@@ -29,12 +32,25 @@ def fingerprint_of(file: Any) -> Fingerprint:
     return fp if fp is not None else fingerprint(file)
 
 
+def refusal_of(file: Any) -> tuple[Fingerprint | None, matching.Match | None]:
+    """What the validator found for a file it refused as banned: (fingerprint, nearest match)."""
+    return getattr(file, FINGERPRINT_ATTR, None), getattr(file, MATCH_ATTR, None)
+
+
+def _remember(value: Any, name: str, what: Any) -> None:
+    setattr(value, name, what)
+    if getattr(value, "file", None) is not None:
+        setattr(value.file, name, what)
+
+
 @deconstructible
 class BannedImageValidator:
     """Refuses a file whose dHash is within ``MODERATION_MAX_DISTANCE`` of an active ban.
 
-    Also refuses anything that is not a safely decodable JPEG, PNG, GIF or WebP, with the
-    specific error from ``moderation.hashing``.
+    Every frame of an animation is compared (bounded, see ``hashing.frame_fingerprints``): a
+    banned picture hidden as frame 7 is refused like one shown first. Also refuses anything that
+    is not a safely decodable JPEG, PNG, GIF or WebP, with the specific error from
+    ``moderation.hashing``.
     """
 
     message = _("This image can't be used as a profile photo.")
@@ -51,16 +67,20 @@ class BannedImageValidator:
         # checked when it was uploaded; the sweep covers it since.
         if getattr(value, "_committed", False) is True:
             return
-        fp = fingerprint(value)
-        setattr(value, FINGERPRINT_ATTR, fp)
-        if getattr(value, "file", None) is not None:
-            setattr(value.file, FINGERPRINT_ATTR, fp)
-        matches = matching.find(fp)
-        if matches:
-            nearest = matches[0]
+        frames = frame_fingerprints(value)
+        _remember(value, FINGERPRINT_ATTR, frames[0])
+        banned = matching.banned_set()
+        banned.sync()  # once for all frames
+        found = [(hits[0], fp) for fp in frames if (hits := banned.find(fp, sync=False))]
+        if found:
+            nearest, fp = min(found, key=lambda pair: pair[0].distance)
+            _remember(value, FINGERPRINT_ATTR, fp)
+            _remember(value, MATCH_ATTR, nearest)
             logger.info(
-                "refused upload %s: banned fingerprint #%s at distance %s",
+                "refused upload %s (frame %s of %s): banned fingerprint #%s at distance %s",
                 fp.hex,
+                frames.index(fp) + 1,
+                len(frames),
                 nearest.fingerprint_id,
                 nearest.distance,
             )

@@ -26,6 +26,10 @@ def reencode_photo(file: Any) -> ContentFile:
     img = open_image(file, max_side=STORED_MAX_SIDE)
     if img.mode != "RGB":
         img = img.convert("RGB")
+    # Pillow carries ``info`` through transpose/convert/resize, and its JPEG writer copies
+    # info["comment"] into a COM segment: an uploaded JPEG/GIF comment or a PNG "comment" text
+    # chunk (an HTML or PHP payload) would survive re-encoding. Keep nothing but pixels.
+    img.info = {}
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     return ContentFile(out.getvalue())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 
 from moderation import services
 from moderation.hashing import Fingerprint
-from moderation.models import AuditEvent, FlaggedFingerprint
+from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload
 
 
 def quarantine_link(fieldfile, label: str = "view") -> str:
@@ -196,6 +196,57 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description=_("evidence"))
     def evidence_link(self, obj: AuditEvent) -> str:
         return quarantine_link(obj.evidence)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RefusedUpload)
+class RefusedUploadAdmin(admin.ModelAdmin):
+    """Uploads the site refused, with the nearest banned fingerprint: staff-only, read-only.
+
+    A user with many ``banned_image`` refusals is probably editing a banned picture until it
+    passes; the per-user count links to that user's refusals.
+    """
+
+    list_display = [
+        "created_at", "user", "refusals_by_user", "ip", "code", "hex_hash", "nearest", "distance",
+    ]
+    list_filter = ["code", "created_at"]
+    list_select_related = ["user", "nearest"]
+    search_fields = ["user__username", "ip"]
+    date_hierarchy = "created_at"
+    fields = ["created_at", "user", "ip", "code", "hex_hash", "nearest", "distance"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        per_user = (
+            RefusedUpload.objects.filter(user=OuterRef("user"))
+            .order_by()
+            .values("user")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(user_refusals=Subquery(per_user))
+
+    @admin.display(description=_("refusals by this user"), ordering="user_refusals")
+    def refusals_by_user(self, obj: RefusedUpload) -> str:
+        if obj.user_id is None:
+            return "—"
+        url = reverse("admin:moderation_refusedupload_changelist")
+        return format_html(
+            '<a href="{}?user__id__exact={}">{}</a>', url, obj.user_id, obj.user_refusals
+        )
+
+    @admin.display(description=_("dHash"), ordering="dhash")
+    def hex_hash(self, obj: RefusedUpload) -> str:
+        return format_html("<code>{}</code>", obj.hex) if obj.hex else "—"
 
     def has_add_permission(self, request) -> bool:
         return False

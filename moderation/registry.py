@@ -19,7 +19,9 @@ class ImageTarget:
 
     ``hash_field`` holds the signed 64-bit dHash (NULL when there is no image),
     ``version_field`` the pipeline version that computed it and ``checked_field`` when the image
-    was last compared with the whole banned set.
+    was last compared with the whole banned set. ``missing_field`` (optional) is a nullable
+    datetime set when a reindex finds the stored file gone: the owning app hides the image while
+    it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     """
 
     model: type[models.Model]
@@ -28,6 +30,7 @@ class ImageTarget:
     version_field: str
     checked_field: str
     describe: Callable[[models.Model], str] = str
+    missing_field: str | None = None
 
     @property
     def key(self) -> str:

@@ -33,6 +33,7 @@ from moderation.models import (
     AuditEvent,
     BannedSetChange,
     FlaggedFingerprint,
+    RefusedUpload,
     ReindexRun,
     quarantine_storage,
 )
@@ -428,6 +429,29 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     return take_down_image(instance=instance, flagged=flagged, distance=hits[0].distance)
 
 
+def record_refused_upload(
+    *,
+    user: AbstractBaseUser | None,
+    ip: str | None,
+    code: str,
+    fingerprint: Fingerprint | None = None,
+    match: matching.Match | None = None,
+) -> RefusedUpload:
+    """Remember a refused upload for moderators (who, from where, why, what it was near).
+
+    Called by the upload view for every refusal, banned or not decodable. Nothing of it is shown
+    to the user; a run of ``banned_image`` rows from one user is someone probing the threshold.
+    """
+    return RefusedUpload.objects.create(
+        user=user if user is not None and user.is_authenticated else None,
+        ip=ip,
+        code=code[:40],
+        dhash=fingerprint.signed if fingerprint is not None else None,
+        nearest_id=match.fingerprint_id if match is not None else None,
+        distance=match.distance if match is not None else None,
+    )
+
+
 # --- reindex ----------------------------------------------------------------------------
 
 ORIGINALS_KEY = "moderation.flaggedfingerprint.original"
@@ -494,6 +518,7 @@ def reindex_batch(
         return result
 
     updates: list[tuple[models.Model, Fingerprint]] = []
+    missing: list[models.Model] = []
     for obj in batch:
         result.processed += 1
         fieldfile = getattr(obj, file_field)
@@ -501,6 +526,7 @@ def reindex_batch(
             fp = _read_fingerprint(fieldfile)
         except FileNotFoundError:
             result.missing.append(f"{obj._meta.label_lower} #{obj.pk}: {fieldfile.name}")
+            missing.append(obj)
             continue
         except ValidationError as e:
             result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
@@ -517,6 +543,7 @@ def reindex_batch(
             _reindex_originals(updates)
         else:
             _reindex_images(target, updates)
+            _mark_missing(target, missing)
         run.cursors = {**run.cursors, key: last_pk}
         counts = dict(run.counts)
         for name, value in (
@@ -534,6 +561,7 @@ def reindex_batch(
 def _reindex_images(target: registry.ImageTarget, updates) -> None:
     now = timezone.now()
     for obj, fp in updates:
+        found_again = {target.missing_field: None} if target.missing_field else {}
         # Update by pk and old hash only: a photo replaced meanwhile keeps its fresh hash.
         target.model._default_manager.filter(
             pk=obj.pk, **{target.hash_field: getattr(obj, target.hash_field)}
@@ -542,8 +570,32 @@ def _reindex_images(target: registry.ImageTarget, updates) -> None:
                 target.hash_field: fp.signed,
                 target.version_field: fp.pipeline_version,
                 target.checked_field: now,
+                **found_again,
             }
         )
+
+
+def _mark_missing(target: registry.ImageTarget, objs: list[models.Model]) -> None:
+    """Hide stored images whose file is gone, and audit each the first time it is found gone.
+
+    The row keeps its hash: a missing file is not evidence of anything, so sweeps go on
+    comparing the stored hash with the banned set (and take it down if it matches). A later
+    reindex that finds the file again (restored from a backup) shows it again.
+    """
+    if not target.missing_field:
+        return
+    now = timezone.now()
+    for obj in objs:
+        name = getattr(obj, target.file_field).name
+        marked = target.model._default_manager.filter(
+            pk=obj.pk, **{target.file_field: name, f"{target.missing_field}__isnull": True}
+        ).update(**{target.missing_field: now})
+        if marked:
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.MISSING,
+                target=target.label(obj),
+                reason=f"{name} is missing from storage (found by reindex); hidden from pages",
+            )
 
 
 def _reindex_originals(updates) -> None:

@@ -38,6 +38,8 @@ class ProfileAdmin(admin.ModelAdmin):
     def thumbnail(self, obj: Profile) -> str:
         if not obj.photo:
             return "—"
+        if obj.photo_missing_since is not None:
+            return format_html("<em>{}</em>", _("file missing"))
         return format_html(
             '<img src="{}" alt="" '
             'style="width:64px;height:64px;object-fit:cover;border-radius:4px">',

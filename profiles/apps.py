@@ -17,6 +17,7 @@ class ProfilesConfig(AppConfig):
                 hash_field="photo_dhash",
                 version_field="photo_pipeline_version",
                 checked_field="photo_checked_at",
+                missing_field="photo_missing_since",
                 describe=lambda profile: profile.user.get_username(),
             )
         )

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
+from moderation.forms import ImageUploadField
 from profiles.models import Profile
 
 
@@ -15,4 +16,7 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = Profile
         fields = ["display_name", "photo"]
-        widgets = {"photo": forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"})}
+        field_classes = {"photo": ImageUploadField}
+        widgets = {
+            "photo": forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"})
+        }

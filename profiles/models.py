@@ -49,6 +49,11 @@ class Profile(models.Model):
         return self.display_name or self.user.get_username()
 
     @property
+    def photo_visible(self) -> bool:
+        """Whether pages may show the photo: there is one, and its file was not found missing."""
+        return bool(self.photo) and self.photo_missing_since is None
+
+    @property
     def photo_hex(self) -> str:
         if self.photo_dhash is None:
             return ""

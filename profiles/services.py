@@ -63,12 +63,14 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
             profile.photo_dhash = stored_fp.signed
             profile.photo_pipeline_version = stored_fp.pipeline_version
             profile.photo_checked_at = timezone.now()
+            profile.photo_missing_since = None
             profile.save(
                 update_fields=[
                     "photo",
                     "photo_dhash",
                     "photo_pipeline_version",
                     "photo_checked_at",
+                    "photo_missing_since",
                     "updated_at",
                 ]
             )
@@ -96,7 +98,16 @@ def profile_remove_photo(*, profile: Profile) -> bool:
         profile.photo = ""
         profile.photo_dhash = None
         profile.photo_pipeline_version = None
-        profile.save(update_fields=["photo", "photo_dhash", "photo_pipeline_version", "updated_at"])
+        profile.photo_missing_since = None
+        profile.save(
+            update_fields=[
+                "photo",
+                "photo_dhash",
+                "photo_pipeline_version",
+                "photo_missing_since",
+                "updated_at",
+            ]
+        )
         _delete_file_after_commit(storage, old_name)
     return True
 

@@ -3,10 +3,14 @@
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from moderation import ratelimit
+from moderation import services as moderation
+from moderation.validators import refusal_of
 from profiles import services
 from profiles.forms import ProfileForm, SignUpForm
 from profiles.models import Profile
@@ -17,6 +21,7 @@ STORAGE_RETRY_MESSAGE = _("We couldn't save your photo just now. Please try agai
 def home(request):
     recent = (
         Profile.objects.exclude(photo="")
+        .filter(photo_missing_since__isnull=True)
         .select_related("user")
         .order_by("-updated_at")[:12]
     )
@@ -36,10 +41,38 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+def _rate_limited(request, limited: ratelimit.RateLimited):
+    minutes = max(1, round(limited.retry_after / 60))
+    response = render(request, "429.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(limited.retry_after)
+    return response
+
+
+def _record_refusal(request, form: ProfileForm) -> None:
+    """A refused photo goes on the moderators' record (never on the page)."""
+    errors = form.errors.as_data().get("photo")
+    upload = request.FILES.get("photo")
+    if not errors or upload is None:
+        return
+    fp, match = refusal_of(upload)
+    moderation.record_refused_upload(
+        user=request.user,
+        ip=ratelimit.client_ip(request),
+        code=errors[0].code or "invalid",
+        fingerprint=fp if match is not None else None,
+        match=match,
+    )
+
+
 @login_required
 def profile_edit(request):
     profile = services.profile_for(user=request.user)
     if request.method == "POST":
+        if request.FILES.get("photo") is not None:
+            # Counted before anything is decoded, refused or accepted alike.
+            limited = ratelimit.check_upload_rate(request)
+            if limited is not None:
+                return _rate_limited(request, limited)
         form = ProfileForm(request.POST, request.FILES, instance=profile)
         if form.is_valid():
             # The form has already put the upload on `profile`; the services store a
@@ -53,9 +86,15 @@ def profile_edit(request):
                     services.profile_set_photo(profile=profile, upload=form.cleaned_data["photo"])
                 except services.PhotoStorageError:
                     form.add_error("photo", STORAGE_RETRY_MESSAGE)
+                except ValidationError as e:
+                    # The validator accepted the file, the full decode for storing did not.
+                    form.add_error("photo", e)
+                    _record_refusal(request, form)
             if not form.errors:
                 messages.success(request, _("Your profile was saved."))
                 return redirect("profile-edit")
+        else:
+            _record_refusal(request, form)
         # A refused upload must not replace the photo shown on the page.
         profile.refresh_from_db()
     else:

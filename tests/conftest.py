@@ -63,6 +63,16 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Upload rate-limit counters live in the (process-wide) cache: none outlives a test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_banned_set():
     """Each test's rows are rolled back, so no process-wide index may outlive a test."""
     matching.reset_banned_set()

@@ -1,0 +1,85 @@
+"""Upload rate limits: how many photos a user, and a client IP, may upload per window.
+
+A small fixed-window counter on Django's cache rather than a library: django-ratelimit (the
+usual choice) counts whole views from a decorator, while only requests that carry a photo are
+counted here, by user and by IP together, and it has not declared support for Django 6. The
+counter is ``cache.add`` (start the window at 0) then ``cache.incr``, both atomic on Redis and
+Memcached; LocMemCache is atomic within its process only, and DatabaseCache's ``incr`` is a
+read-then-write that can undercount a burst by a few. Production points CACHES at a shared cache
+(``DJANGO_CACHE_URL``, see settings): with a per-process cache each web worker counts alone.
+
+Fixed windows let a client spend a whole limit at the end of one window and again at the start
+of the next (at most twice the limit in a short burst); for uploads that is an acceptable price
+for one cache key per client.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+
+_KEY_PREFIX = "moderation:upload-rate"
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """Which limit an upload ran into, and when the window ends (seconds from now)."""
+
+    scope: str  # "user" or "ip"
+    retry_after: int
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's IP: REMOTE_ADDR, or the X-Forwarded-For entry our own proxies appended.
+
+    With ``MODERATION_TRUSTED_PROXY_COUNT`` = N, the N-th address from the right is the one the
+    outermost trusted proxy saw; anything left of it was written by the client and is ignored.
+    """
+    proxies = settings.MODERATION_TRUSTED_PROXY_COUNT
+    if proxies:
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _hit(scope: str, ident: str, limit: int, window: int, now: float) -> RateLimited | None:
+    window_start = int(now // window)
+    key = f"{_KEY_PREFIX}:{scope}:{ident}:{window_start}"
+    cache.add(key, 0, timeout=window + 1)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr: this is the first hit of a new window
+        cache.add(key, 1, timeout=window + 1)
+        count = 1
+    if count > limit:
+        return RateLimited(scope, max(1, int((window_start + 1) * window - now)))
+    return None
+
+
+def check_upload_rate(request: HttpRequest) -> RateLimited | None:
+    """Count one upload for the request's user and IP; say which limit it is over, if any.
+
+    Every attempt counts, accepted or refused: someone probing the banned set's threshold with
+    edited copies is exactly who the limit is for.
+    """
+    window = settings.MODERATION_UPLOAD_RATE_WINDOW
+    now = time.time()
+    checks = []
+    if request.user.is_authenticated and settings.MODERATION_UPLOAD_RATE_PER_USER:
+        checks.append(("user", str(request.user.pk), settings.MODERATION_UPLOAD_RATE_PER_USER))
+    ip = client_ip(request)
+    if ip and settings.MODERATION_UPLOAD_RATE_PER_IP:
+        checks.append(("ip", ip, settings.MODERATION_UPLOAD_RATE_PER_IP))
+    over = None
+    for scope, ident, limit in checks:
+        over = _hit(scope, ident, limit, window, now) or over
+    return over

@@ -161,6 +161,11 @@ MEDIA_URL = env_str("DJANGO_MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 QUARANTINE_ROOT = Path(env_str("MODERATION_QUARANTINE_ROOT", str(BASE_DIR / "var" / "quarantine")))
 
+# Browsers must take every response for the type it declares, never sniff a user's file into
+# HTML or script: SecurityMiddleware adds `X-Content-Type-Options: nosniff` everywhere, media
+# served locally included (Django's default, stated because this site serves user files).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -218,9 +218,19 @@ if not DEBUG:
     CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Moderation --------------------------------------------------------------------------
-# Hamming distance (bits out of 64) at or under which (<=) an upload is refused as a copy of
-# a banned image. See README "What it catches" for the measurement behind the default.
-MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 6)
+# The match rule (moderation/matching.py), all Hamming distances in bits out of 64, `<=`. An
+# upload is refused when a banned fingerprint (any of the 8 orientations of a flagged image) is
+# within MODERATION_MAX_DISTANCE dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash
+# bits. A banned row without a pHash (pipeline < 3, original not kept) can't be confirmed and
+# blocks within MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
+# Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
+MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 12)
+MODERATION_MAX_CONFIRM_DISTANCE = env_int("MODERATION_MAX_CONFIRM_DISTANCE", 18)
+MODERATION_MAX_UNCONFIRMED_DISTANCE = env_int("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6)
+# Flagging refuses (superusers may override) an image whose fingerprint has fewer informative
+# dHash bits than this (0-64, see moderation/hashing.py); near-flat images collide with each
+# other, and a match with a low-information flag never blocks an upload on its own.
+MODERATION_MIN_INFORMATION = env_int("MODERATION_MIN_INFORMATION", 20)
 # Decoded pixels (width * height) an upload may declare; larger is refused before decoding.
 MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
 # Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.

@@ -9,13 +9,13 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import services
 from moderation.hashing import Fingerprint
-from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload
+from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, RefusedUpload
 
 
 def quarantine_link(fieldfile, label: str = "view") -> str:
@@ -34,6 +34,21 @@ class FlagImageForm(forms.Form):
         help_text=_("Shown to other moderators and in the audit."),
     )
 
+    allow_low_information = forms.BooleanField(
+        label=_("Flag even if low-information"),
+        required=False,
+        help_text=_(
+            "Superusers only. Near-flat images (fog, sky, a plain wall) are refused because they "
+            "look alike to the matcher; flagged anyway, a match with one sends an upload to "
+            "review instead of blocking it."
+        ),
+    )
+
+    def __init__(self, *args, superuser: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not superuser:
+            del self.fields["allow_low_information"]
+
 
 class UnflagReasonForm(forms.Form):
     reason = forms.CharField(label=_("Reason for unflagging"), max_length=500)
@@ -49,8 +64,8 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
     readonly_fields = [
-        "hex_hash", "pipeline_version", "reason", "source", "flagged_by", "flagged_at",
-        "active", "unflagged_by", "unflagged_at", "original_link",
+        "hex_hash", "pipeline_version", "information", "reason", "source", "flagged_by",
+        "flagged_at", "active", "unflagged_by", "unflagged_at", "original_link", "variant_table",
     ]
     fields = readonly_fields
     actions = ["unflag_selected"]
@@ -67,6 +82,31 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
     @admin.display(description=_("original"))
     def original_link(self, obj: FlaggedFingerprint) -> str:
         return quarantine_link(obj.original)
+
+    @admin.display(description=_("fingerprints matched"))
+    def variant_table(self, obj: FlaggedFingerprint) -> str:
+        """Every stored orientation: what an upload is actually compared with."""
+        variants: list[FingerprintVariant] = list(obj.variants.all())
+        if not variants:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            (
+                (
+                    v.get_orientation_display(),
+                    v.hex,
+                    "—" if v.fingerprint.phash is None else f"{v.fingerprint.phash:016x}",
+                )
+                for v in variants
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>dHash</th><th>pHash</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            _("orientation"),
+            rows,
+        )
 
     def get_search_results(self, request, queryset, search_term):
         """A 16-digit hex term finds the fingerprint with that hash; anything else the reason."""
@@ -142,7 +182,9 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
         """Upload a file straight into the banned set (its original is kept privately)."""
         if not self.has_flag_permission(request):
             raise PermissionDenied
-        form = FlagImageForm(request.POST or None, request.FILES or None)
+        form = FlagImageForm(
+            request.POST or None, request.FILES or None, superuser=request.user.is_superuser
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 result = services.flag_image(
@@ -150,6 +192,7 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
                     reason=form.cleaned_data["reason"],
                     source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
                     actor=request.user,
+                    allow_low_information=form.cleaned_data.get("allow_low_information", False),
                 )
             except ValidationError as e:
                 form.add_error("image", e)

@@ -8,16 +8,22 @@ from django.core.files.storage import InvalidStorageError, storages
 @register(Tags.compatibility)
 def check_moderation_settings(app_configs=None, **kwargs):
     errors = []
-    distance = getattr(settings, "MODERATION_MAX_DISTANCE", None)
-    if not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= 64:
-        errors.append(
-            Error(
-                "MODERATION_MAX_DISTANCE must be an integer from 0 to 64 (Hamming bits).",
-                hint="The default is 6; see README 'What it catches'.",
-                obj="settings.MODERATION_MAX_DISTANCE",
-                id="moderation.E001",
+    for name, default in (
+        ("MODERATION_MAX_DISTANCE", 12),
+        ("MODERATION_MAX_CONFIRM_DISTANCE", 18),
+        ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
+        ("MODERATION_MIN_INFORMATION", 20),
+    ):
+        value = getattr(settings, name, None)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
+            errors.append(
+                Error(
+                    f"{name} must be an integer from 0 to 64 (bits of a 64-bit hash).",
+                    hint=f"The default is {default}; see README 'What it catches'.",
+                    obj=f"settings.{name}",
+                    id="moderation.E001",
+                )
             )
-        )
     for name, minimum in (
         ("MODERATION_MAX_UPLOAD_BYTES", 1),
         ("MODERATION_MAX_PIXELS", 1),

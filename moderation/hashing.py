@@ -40,6 +40,27 @@ which is also the floor for them: PNG decoding is the cost).
 Version 2 can move the hash of a JPEG (on the corpus: by 1-2 bits, for 3-4 % of the 12-24 MP
 files) and of a stored photo (re-encoded from a reduced decode), hence the bump and
 ``manage.py reindex``.
+
+The confirmation hash and the information measure (pipeline version 3)
+------------------------------------------------------------------------
+dHash finds the candidates (it is the index key); a second, independent 64-bit signal confirms
+them before an upload is blocked: ImageHash's pHash (the top-left 8x8 of the DCT of a 32x32 grey
+thumbnail, each bit "above the median"), computed from the same prepared image, so
+``Fingerprint.phash == int(str(imagehash.phash(open_for_hashing(f))), 16)`` -- also on the fast
+path, whose 32x32 thumbnail comes from the same exact Lanczos emulation as the 9x8 one. dHash
+compares neighbours (local gradients), pHash compares low frequencies with each other (global
+layout): two different photos that collide on one rarely collide on both (issue 6, README).
+
+``Fingerprint.information`` says how many of the 64 dHash bits carry information: a bit whose
+two neighbouring thumbnail pixels differ by less than ``DECIDED_LEVELS`` grey levels is decided
+by noise (fog, sky, a flat wall), and a hash that is nearly all ones or all zeros (a smooth
+left-to-right gradient) sits in the densest corner of the hash space. The measure is
+``min(decided bits, 2 x min(ones, zeros))``, 0..64; flagging refuses images below
+``MODERATION_MIN_INFORMATION``.
+
+``fingerprint_orientations`` gives the fingerprints of the 8 flips and quarter turns of an image
+(``ORIENTATIONS``): a flag stores all of them, so a mirrored or rotated copy is looked up by its
+own dHash like any other copy.
 """
 
 from __future__ import annotations
@@ -49,12 +70,12 @@ import os
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, Any
 
-import imagehash
 import numpy as np
+import scipy.fftpack
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -63,7 +84,9 @@ from PIL import Image, UnidentifiedImageError
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
 # version that made them, and `manage.py reindex` recomputes the ones that are older.
 # 2: JPEG fast path (reduced DCT decode for large JPEGs, see the module docstring).
-PIPELINE_VERSION = 2
+# 3: pHash confirmation hash and information measure beside the dHash; flags store the
+#    fingerprints of all 8 orientations.
+PIPELINE_VERSION = 3
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 # Pillow opens a multi-picture JPEG (phone cameras' MPO: a JPEG plus depth or preview frames)
@@ -73,6 +96,27 @@ _JPEG_FORMATS = ("JPEG", "MPO")
 HASH_BITS = 64
 _UNSIGNED_MAX = (1 << HASH_BITS) - 1
 HASH_SIZE = 8  # imagehash.dhash's default: a 9x8 grey thumbnail, 8x8 comparisons
+PHASH_THUMBNAIL = 32  # imagehash.phash's default: 32x32 grey thumbnail, top-left 8x8 of its DCT
+
+# A dHash bit is "decided" when its two thumbnail pixels differ by at least this many grey
+# levels (of 255); smaller differences flip with a re-encode or a brightness change. Chosen on
+# the corpus: near-flat photos (a brick wall seen from afar) have ~12 such bits, every other
+# photo 37 or more.
+DECIDED_LEVELS = 3
+
+# The 8 orientations (flips and quarter turns; the same set EXIF orientations 1-8 name), by the
+# number stored with each fingerprint. Orientation o's fingerprint is that of the image
+# transposed by ORIENTATIONS[o]: an upload that is the flagged image mirrored matches number 1.
+ORIENTATIONS: tuple[tuple[str, Image.Transpose | None], ...] = (
+    ("upright", None),
+    ("mirrored", Image.Transpose.FLIP_LEFT_RIGHT),
+    ("turned 90° anticlockwise", Image.Transpose.ROTATE_90),
+    ("turned 180°", Image.Transpose.ROTATE_180),
+    ("turned 90° clockwise", Image.Transpose.ROTATE_270),
+    ("flipped upside down", Image.Transpose.FLIP_TOP_BOTTOM),
+    ("transposed", Image.Transpose.TRANSPOSE),
+    ("transversed", Image.Transpose.TRANSVERSE),
+)
 
 # The fast path reduces a JPEG by 4 or 2 only while the reduced image keeps this many pixels on
 # its shorter side. Measured on the 72 corpus photos at 0.3-24 MP (tests/test_hashing_fast_path.py
@@ -110,14 +154,30 @@ def hamming(a: int, b: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    """A 64-bit dHash and the pipeline version that computed it."""
+    """A 64-bit dHash, its confirming pHash, its information and the pipeline version.
+
+    ``phash`` and ``information`` are None for a fingerprint rebuilt from a stored dHash alone
+    (a row written before pipeline version 3, or a hex typed by a moderator).
+    """
 
     dhash: int
     pipeline_version: int = PIPELINE_VERSION
+    phash: int | None = field(default=None, kw_only=True)
+    # A soft measure, not part of the identity: a grey level more or less in one thumbnail
+    # pixel can move it by one while both hashes stay the same.
+    information: int | None = field(default=None, kw_only=True, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dhash <= _UNSIGNED_MAX:
             raise ValueError(f"dhash must be an unsigned 64-bit integer, got {self.dhash}")
+        if self.phash is not None and not 0 <= self.phash <= _UNSIGNED_MAX:
+            raise ValueError(f"phash must be an unsigned 64-bit integer, got {self.phash}")
+        if self.information is not None and not 0 <= self.information <= HASH_BITS:
+            raise ValueError(f"information must be 0..64, got {self.information}")
+
+    @property
+    def phash_signed(self) -> int | None:
+        return None if self.phash is None else to_signed(self.phash)
 
     @property
     def hex(self) -> str:
@@ -135,8 +195,21 @@ class Fingerprint:
         return cls(int(text, 16), pipeline_version)
 
     @classmethod
-    def from_signed(cls, value: int, pipeline_version: int = PIPELINE_VERSION) -> Fingerprint:
-        return cls(to_unsigned(value), pipeline_version)
+    def from_signed(
+        cls,
+        value: int,
+        pipeline_version: int = PIPELINE_VERSION,
+        *,
+        phash: int | None = None,
+        information: int | None = None,
+    ) -> Fingerprint:
+        """From the signed columns a row stores (``phash`` signed too, None when absent)."""
+        return cls(
+            to_unsigned(value),
+            pipeline_version,
+            phash=None if phash is None else to_unsigned(phash),
+            information=information,
+        )
 
     def distance(self, other: Fingerprint) -> int:
         return hamming(self.dhash, other.dhash)
@@ -492,23 +565,73 @@ def image_format(file: Any) -> str | None:
 # --- Hashing -----------------------------------------------------------------------------
 
 
+def _bits(diff: np.ndarray) -> int:
+    """A boolean 8x8 array as ImageHash orders it (row-major, first bit most significant)."""
+    return int.from_bytes(np.packbits(diff.ravel()).tobytes(), "big")
+
+
+def _fingerprint_of_thumbnails(dthumb: np.ndarray, pthumb: np.ndarray) -> Fingerprint:
+    """dHash, pHash and information from the 9x8 and 32x32 grey thumbnails (uint8)."""
+    # imagehash.dhash: each pixel brighter than its left neighbour.
+    diff = dthumb[:, 1:] > dthumb[:, :-1]
+    # imagehash.phash: 2-D DCT-II of the thumbnail, top-left 8x8, above their median.
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pthumb, axis=0), axis=1)[:HASH_SIZE, :HASH_SIZE]
+    decided = np.abs(dthumb[:, 1:].astype(np.int16) - dthumb[:, :-1]) >= DECIDED_LEVELS
+    ones = int(diff.sum())
+    return Fingerprint(
+        _bits(diff),
+        phash=_bits(dct > np.median(dct)),
+        information=min(int(decided.sum()), 2 * min(ones, HASH_BITS - ones)),
+    )
+
+
 def fingerprint_image(img: Image.Image) -> Fingerprint:
-    """The 64-bit dHash of an already prepared image (see ``open_image``)."""
-    return Fingerprint(int(str(imagehash.dhash(img, hash_size=HASH_SIZE)), 16))
+    """The fingerprint of an already prepared image (see ``open_image``).
+
+    ``hex == str(imagehash.dhash(img))`` and ``phash == int(str(imagehash.phash(img)), 16)``.
+    """
+    grey = img if img.mode == "L" else img.convert("L")
+    return _fingerprint_of_thumbnails(
+        np.asarray(grey.resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS)),
+        np.asarray(grey.resize((PHASH_THUMBNAIL, PHASH_THUMBNAIL), Image.Resampling.LANCZOS)),
+    )
+
+
+def _fingerprint_decoded(
+    decoded: _Decoded, transpose: Image.Transpose | None = None
+) -> Fingerprint:
+    """The fingerprint of a decoded image (optionally transposed first), at any decode scale."""
+    grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
+    if transpose is not None:
+        grey = grey.transpose(transpose)
+    if decoded.scale == 1:
+        return fingerprint_image(grey)
+    cells_x, cells_y = decoded.cells_x, decoded.cells_y
+    if transpose is not None:
+        cells_x, cells_y = _TRANSPOSE_CELLS[transpose](cells_x, cells_y)
+    pixels = np.asarray(grey)
+    # The thumbnails imagehash would make of the expanded image, computed from the reduced one.
+    return _fingerprint_of_thumbnails(
+        _lanczos_thumbnail_of_expanded(pixels, cells_x, cells_y, (HASH_SIZE + 1, HASH_SIZE)),
+        _lanczos_thumbnail_of_expanded(
+            pixels, cells_x, cells_y, (PHASH_THUMBNAIL, PHASH_THUMBNAIL)
+        ),
+    )
 
 
 def fingerprint(file: str | os.PathLike | IO[bytes] | Any) -> Fingerprint:
     """Open ``file`` safely and fingerprint it. Raises ``ValidationError`` on bad input."""
+    return _fingerprint_decoded(_decode_for_hashing(file))
+
+
+def fingerprint_orientations(file: str | os.PathLike | IO[bytes] | Any) -> list[Fingerprint]:
+    """The fingerprints of the 8 orientations of ``file``, indexed as ``ORIENTATIONS``.
+
+    Item 0 equals ``fingerprint(file)``; item o equals the fingerprint of the image transposed
+    by ``ORIENTATIONS[o]`` (decoded once). Same checks and errors as ``fingerprint``.
+    """
     decoded = _decode_for_hashing(file)
-    if decoded.scale == 1:
-        return fingerprint_image(decoded.image)
-    grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
-    thumbnail = _lanczos_thumbnail_of_expanded(
-        np.asarray(grey), decoded.cells_x, decoded.cells_y, (HASH_SIZE + 1, HASH_SIZE)
-    )
-    # imagehash.dhash's own comparison and bit order, on the thumbnail it would have made.
-    diff = thumbnail[:, 1:] > thumbnail[:, :-1]
-    return Fingerprint(int(str(imagehash.ImageHash(diff)), 16))
+    return [_fingerprint_decoded(decoded, transpose) for _, transpose in ORIENTATIONS]
 
 
 def frame_fingerprints(

@@ -1,33 +1,333 @@
-"""The banned set as seen by one process: an in-memory index kept in step with the database.
+"""The banned set as seen by one process, and the rule that turns a lookup into a decision.
 
-The database is the source of truth. Each process (web worker, task worker, command) holds a
-``BannedSet`` whose index is a cache; before every lookup it replays the ``BannedSetChange``
-rows committed since it last looked (one primary-key range query, empty when nothing changed),
-so a flag or unflag committed anywhere is enforced by the very next lookup everywhere.
+``BannedIndex`` holds banned fingerprints in memory, no database: the dHash index
+(``FingerprintIndex``, every lookup goes through it) plus, per entry, the confirming pHash and
+whether the flagged image carries too little information to block on its own. ``BannedSet`` is
+the process's ``BannedIndex`` kept in step with the database: before every lookup it replays the
+``BannedSetChange`` rows committed since it last looked (one primary-key range query, empty when
+nothing changed), so a flag or unflag committed anywhere is enforced by the very next lookup
+everywhere.
+
+Entries and keys
+----------------
+A flag stores the fingerprints of the 8 orientations of its image (``hashing.ORIENTATIONS``),
+one ``FingerprintVariant`` row each (orientations whose hashes coincide, as for a symmetric
+image, are stored once). Each is an entry of the index under the key
+``flag id * 8 + orientation``, so a hit names its flag and orientation without any lookup table
+in memory. ``Match.fingerprint_id`` is the flag's id; a flag is reported once per lookup, through
+its nearest orientation.
+
+The decision (``MatchRule``)
+----------------------------
+A candidate is an entry within ``MODERATION_MAX_DISTANCE`` dHash bits (``<=``). It *matches*
+when its pHash is also within ``MODERATION_MAX_CONFIRM_DISTANCE`` bits (``<=``) of the upload's.
+An entry or upload without a pHash (a row from before pipeline version 3 whose original was not
+kept, so ``reindex`` could not recompute it) cannot be confirmed: it matches only within
+``MODERATION_MAX_UNCONFIRMED_DISTANCE`` dHash bits, the distance the site used before
+confirmation existed. An upload that matches any informative entry is blocked; one that matches
+only low-information entries (flagged by a superuser's override) goes to review and is not
+blocked: near-flat images collide with each other, so such a match is never enough on its own.
+
+Memory and cost
+---------------
+Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 17 B here (key int64, pHash
+uint64, flags uint8, in sorted arrays; recent changes in a small dict until merged), so about
+60-70 B per stored orientation and 8 x that, ~0.5 KB, per flagged image of ordinary photos.
+Confirming a candidate is a binary search in the sorted keys and an XOR + popcount: about a
+microsecond per candidate, in one vectorised call per lookup.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Max
 
 from moderation.fingerprint_index import FingerprintIndex
-from moderation.hashing import Fingerprint, to_unsigned
-from moderation.models import BannedSetChange, FlaggedFingerprint
+from moderation.hashing import ORIENTATIONS, Fingerprint, to_unsigned
+from moderation.models import BannedSetChange, FingerprintVariant
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
 
+KEYS_PER_FLAG = len(ORIENTATIONS)  # 8
+
+BLOCK, REVIEW, PASS = "block", "review", "pass"
+
+
+def entry_key(flag_id: int, orientation: int) -> int:
+    """The index key of one orientation of one flag."""
+    if not 0 <= orientation < KEYS_PER_FLAG:
+        raise ValueError(f"orientation must be 0..{KEYS_PER_FLAG - 1}, got {orientation}")
+    return flag_id * KEYS_PER_FLAG + orientation
+
+
+def is_low_information(information: int | None) -> bool:
+    """True when a fingerprint's information is below ``MODERATION_MIN_INFORMATION``.
+
+    Unknown information (a row from before pipeline version 3) is not low: such rows keep the
+    behaviour they had.
+    """
+    return information is not None and information < settings.MODERATION_MIN_INFORMATION
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A banned fingerprint near a looked-up one. Staff-only information."""
+    """A banned flag near a looked-up fingerprint. Staff-only information."""
 
-    fingerprint_id: int
-    distance: int
+    fingerprint_id: int  # the FlaggedFingerprint (the flag)
+    distance: int  # dHash bits to the flag's nearest orientation
+    orientation: int = 0  # which of hashing.ORIENTATIONS matched
+    confirm_distance: int | None = None  # pHash bits; None: one side has no pHash
+    low_information: bool = False  # the flagged image carries too little information
+
+    @property
+    def orientation_name(self) -> str:
+        return ORIENTATIONS[self.orientation][0]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRule:
+    """When a candidate counts as a match. All distances are Hamming bits, ``<=``."""
+
+    max_distance: int  # dHash
+    max_confirm_distance: int  # pHash, for entries and uploads that have one
+    max_unconfirmed_distance: int  # dHash alone, when either side has no pHash
+
+    @classmethod
+    def from_settings(cls, *, max_distance: int | None = None) -> MatchRule:
+        """The site's rule; ``max_distance`` overrides the dHash distance (a staff lookup)."""
+        return cls(
+            max_distance=settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance,
+            max_confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE,
+            max_unconfirmed_distance=min(
+                settings.MODERATION_MAX_UNCONFIRMED_DISTANCE,
+                settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance,
+            ),
+        )
+
+    @property
+    def radius(self) -> int:
+        """How far the dHash lookup must reach to find every candidate."""
+        return max(self.max_distance, self.max_unconfirmed_distance)
+
+    def matches(self, match: Match) -> bool:
+        if match.confirm_distance is None:
+            return match.distance <= self.max_unconfirmed_distance
+        return (
+            match.distance <= self.max_distance
+            and match.confirm_distance <= self.max_confirm_distance
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an upload of a fingerprint gets: ``decision`` and the matches behind it."""
+
+    decision: str  # BLOCK, REVIEW or PASS
+    matches: list[Match] = field(default_factory=list)  # under the rule, nearest first
+    candidates: list[Match] = field(default_factory=list)  # all within dHash reach
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision == BLOCK
+
+    @property
+    def nearest(self) -> Match | None:
+        """The match behind the decision: the nearest informative one when blocked."""
+        if self.blocked:
+            return next(m for m in self.matches if not m.low_information)
+        return self.matches[0] if self.matches else None
+
+
+def _one_per_flag(matches: Iterable[Match]) -> list[Match]:
+    """Keep each flag's first match (the input is nearest first)."""
+    seen: set[int] = set()
+    kept = []
+    for m in matches:
+        if m.fingerprint_id not in seen:
+            seen.add(m.fingerprint_id)
+            kept.append(m)
+    return kept
+
+
+def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
+    """Apply ``rule`` to every candidate orientation (nearest first) and decide."""
+    matched = _one_per_flag(m for m in candidates if rule.matches(m))
+    if any(not m.low_information for m in matched):
+        decision = BLOCK
+    elif matched:
+        decision = REVIEW
+    else:
+        decision = PASS
+
+    def closeness(m: Match) -> tuple[int, int]:
+        return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
+
+    return Verdict(decision, matched, _one_per_flag(sorted(candidates, key=closeness)))
+
+
+# --- confirmation hashes --------------------------------------------------------------------
+
+_HAS_PHASH = 1
+_LOW_INFORMATION = 2
+
+
+def _entry_flags(phash: int | None, low_information: bool) -> int:
+    return (_HAS_PHASH if phash is not None else 0) | (_LOW_INFORMATION if low_information else 0)
+
+
+class _EntryData:
+    """Per index key: the confirming pHash and flags, in key-sorted numpy arrays (17 B each).
+
+    Changes go to a dict first (a removal is a ``None``) and are merged into new arrays once
+    the dict holds ``max(1024, n / 64)`` keys: about 64 element moves per change, amortised.
+    """
+
+    def __init__(self) -> None:
+        self.build([], [], [])
+
+    def build(self, keys: Iterable[int], phashes: Iterable[int], flags: Iterable[int]) -> None:
+        keys = np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys, np.int64)
+        phashes = np.asarray(
+            list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
+        )
+        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, np.uint8)
+        order = np.argsort(keys, kind="stable")
+        keys, phashes, flags = keys[order], phashes[order], flags[order]
+        last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
+        last[:-1] = keys[1:] != keys[:-1]
+        self._keys, self._phashes, self._flags = keys[last], phashes[last], flags[last]
+        self._recent: dict[int, tuple[int, int] | None] = {}
+
+    def set(self, key: int, phash: int | None, low_information: bool) -> None:
+        self._recent[key] = (phash or 0, _entry_flags(phash, low_information))
+        self._merge_if_full()
+
+    def discard(self, key: int) -> None:
+        self._recent[key] = None
+        self._merge_if_full()
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """pHashes and flags of ``keys`` (flags 0 for a key never set)."""
+        pos = np.searchsorted(self._keys, keys)
+        pos = np.minimum(pos, max(len(self._keys) - 1, 0))
+        if len(self._keys):
+            found = self._keys[pos] == keys
+            phashes = np.where(found, self._phashes[pos], np.uint64(0))
+            flags = np.where(found, self._flags[pos], np.uint8(0))
+        else:
+            phashes = np.zeros(len(keys), np.uint64)
+            flags = np.zeros(len(keys), np.uint8)
+        if self._recent:
+            for i, key in enumerate(keys.tolist()):
+                if key in self._recent:
+                    value = self._recent[key]
+                    phashes[i], flags[i] = value if value is not None else (0, 0)
+        return phashes, flags
+
+    def _merge_if_full(self) -> None:
+        if len(self._recent) < max(1024, len(self._keys) // 64):
+            return
+        recent = self._recent
+        keep = ~np.isin(self._keys, np.fromiter(recent, np.int64, len(recent)))
+        live = [(k, v) for k, v in recent.items() if v is not None]
+        self.build(
+            np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
+            np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], np.uint8))),
+        )
+
+    def nbytes(self) -> int:
+        return (
+            self._keys.nbytes + self._phashes.nbytes + self._flags.nbytes + 100 * len(self._recent)
+        )
+
+
+class BannedIndex:
+    """Banned fingerprints in memory, looked up by dHash and confirmed by pHash. No database.
+
+    ``BannedSet`` keeps one in step with the database; ``evaluate_matching`` and the sweep of a
+    few new flags build their own from the same rows. Not synchronised: callers lock.
+    """
+
+    def __init__(self) -> None:
+        self._index = FingerprintIndex()
+        self._data = _EntryData()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def build(self, entries: Iterable[tuple[int, int, int | None, bool]]) -> None:
+        """Replace the contents with ``(key, dhash, phash or None, low_information)`` entries."""
+        keys, dhashes, phashes, flags = [], [], [], []
+        for key, dhash, phash, low in entries:
+            keys.append(key)
+            dhashes.append(dhash)
+            phashes.append(phash or 0)
+            flags.append(_entry_flags(phash, low))
+        self._index = FingerprintIndex()
+        self._index.build(keys, dhashes)
+        self._data.build(keys, phashes, flags)
+
+    def add(self, key: int, dhash: int, phash: int | None, low_information: bool) -> None:
+        self._index.add(key, dhash)
+        self._data.set(key, phash, low_information)
+
+    def remove(self, key: int) -> None:
+        self._index.remove(key)
+        self._data.discard(key)
+
+    def candidates(self, fingerprint: Fingerprint, max_distance: int) -> list[Match]:
+        """Every entry within ``max_distance`` dHash bits, per orientation, nearest first."""
+        hits = self._index.query(fingerprint.dhash, max_distance)
+        if not hits:
+            return []
+        keys = np.fromiter((k for k, _ in hits), np.int64, len(hits))
+        phashes, flags = self._data.lookup(keys)
+        if fingerprint.phash is None:
+            confirm = [None] * len(hits)
+        else:
+            bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash)).tolist()
+            has = (flags & _HAS_PHASH).astype(bool).tolist()
+            confirm = [b if h else None for b, h in zip(bits, has)]
+        low = (flags & _LOW_INFORMATION).astype(bool).tolist()
+        return [
+            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo)
+            for (key, distance), c, lo in zip(hits, confirm, low)
+        ]
+
+    def check(self, fingerprint: Fingerprint, rule: MatchRule) -> Verdict:
+        return decide(self.candidates(fingerprint, rule.radius), rule)
+
+    def nbytes(self) -> int:
+        return self._index.nbytes() + self._data.nbytes()
+
+
+def variant_entries(rows: Iterable[tuple[int, int, int, int | None, int | None]]):
+    """Index entries from ``(flag id, orientation, dhash, phash, information)`` rows (signed)."""
+    for flag_id, orientation, dhash, phash, information in rows:
+        yield (
+            entry_key(flag_id, orientation),
+            to_unsigned(dhash),
+            None if phash is None else to_unsigned(phash),
+            is_low_information(information),
+        )
+
+
+_VARIANT_COLUMNS = ("flagged_id", "orientation", "dhash", "phash", "flagged__information")
+
+
+def active_variant_rows(flag_ids: Iterable[int] | None = None):
+    """``variant_entries`` input for every active flag, or only for ``flag_ids``."""
+    rows = FingerprintVariant.objects.filter(flagged__active=True).order_by()
+    if flag_ids is not None:
+        rows = rows.filter(flagged_id__in=list(flag_ids))
+    return rows.values_list(*_VARIANT_COLUMNS)
 
 
 class BannedSet:
@@ -35,7 +335,7 @@ class BannedSet:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._index = FingerprintIndex()
+        self._index = BannedIndex()
         self._last_change_id: int | None = None
 
     def __len__(self) -> int:
@@ -50,36 +350,39 @@ class BannedSet:
             else:
                 self._apply_changes_after(self._last_change_id)
 
-    def find(
-        self, fingerprint: Fingerprint, max_distance: int | None = None, *, sync: bool = True
-    ) -> list[Match]:
-        """Active banned fingerprints within ``max_distance`` bits (<=), nearest first.
+    def check(self, fingerprint: Fingerprint, *, rule: MatchRule | None = None, sync: bool = True):
+        """The ``Verdict`` an upload of ``fingerprint`` gets (the site's rule by default).
 
         ``sync=False`` skips the change-log query; only for a caller that has just called
         ``sync()`` itself and looks up many hashes in a row (the full sweep).
         """
-        distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
+        rule = MatchRule.from_settings() if rule is None else rule
         if sync:
             self.sync()
         with self._lock:
-            hits = self._index.query(fingerprint.dhash, distance)
-        # Ids and distances only: the index keeps hashes in compact arrays (about 45 bytes per
-        # fingerprint, no Python object each); staff tools read the few matched rows themselves.
-        return [Match(fid, d) for fid, d in hits]
+            return self._index.check(fingerprint, rule)
+
+    def find(
+        self, fingerprint: Fingerprint, max_distance: int | None = None, *, sync: bool = True
+    ) -> list[Match]:
+        """Banned flags that ``fingerprint`` matches under the rule, nearest first.
+
+        ``max_distance`` overrides the dHash distance of the rule (staff lookups).
+        """
+        rule = MatchRule.from_settings(max_distance=max_distance)
+        return self.check(fingerprint, rule=rule, sync=sync).matches
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._index.nbytes()
 
     def _cold_load(self) -> None:
         # Read the log position first: anything committed while the table loads is replayed
         # afterwards, and replaying a change the snapshot already contains is harmless.
         last = BannedSetChange.objects.aggregate(last=Max("id"))["last"] or 0
-        ids: list[int] = []
-        hashes: list[int] = []
-        # No ordering: the model's default (by date) would make the database sort 1M rows.
-        rows = FlaggedFingerprint.objects.active().order_by().values_list("id", "dhash")
-        for fid, signed in rows.iterator(chunk_size=COLD_LOAD_CHUNK):
-            ids.append(fid)
-            hashes.append(to_unsigned(signed))
-        self._index = FingerprintIndex()
-        self._index.build(ids, hashes)
+        index = BannedIndex()
+        index.build(variant_entries(active_variant_rows().iterator(chunk_size=COLD_LOAD_CHUNK)))
+        self._index = index
         self._last_change_id = last
         self._apply_changes_after(last)
 
@@ -87,13 +390,16 @@ class BannedSet:
         changes = (
             BannedSetChange.objects.filter(id__gt=last)
             .order_by("id")
-            .values_list("id", "fingerprint_id", "dhash", "active")
+            .values_list(
+                "id", "fingerprint_id", "orientation", "dhash", "phash", "information", "active"
+            )
         )
-        for change_id, fid, signed, active in changes:
+        for change_id, flag_id, orientation, dhash, phash, information, active in changes:
             if active:
-                self._index.add(fid, to_unsigned(signed))
+                [entry] = variant_entries([(flag_id, orientation, dhash, phash, information)])
+                self._index.add(*entry)
             else:
-                self._index.remove(fid)
+                self._index.remove(entry_key(flag_id, orientation))
             self._last_change_id = change_id
 
 
@@ -101,12 +407,17 @@ _banned_set = BannedSet()
 
 
 def banned_set() -> BannedSet:
-    """This process's banned set (synced on every ``find``)."""
+    """This process's banned set (synced on every lookup)."""
     return _banned_set
 
 
+def check(fingerprint: Fingerprint) -> Verdict:
+    """The decision an upload of ``fingerprint`` gets now: block, review or pass."""
+    return _banned_set.check(fingerprint)
+
+
 def find(fingerprint: Fingerprint, max_distance: int | None = None) -> list[Match]:
-    """Active banned fingerprints within ``max_distance`` (default: the setting), nearest first."""
+    """Banned flags ``fingerprint`` matches (default: the site's rule), nearest first."""
     return _banned_set.find(fingerprint, max_distance)
 
 

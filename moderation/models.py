@@ -53,11 +53,13 @@ class FlaggedFingerprintQuerySet(models.QuerySet):
 
 
 class FlaggedFingerprint(models.Model):
-    """A fingerprint of an image a moderator has banned.
+    """An image a moderator has banned: one flag, with a fingerprint per orientation.
 
-    Unflagging deactivates the row; it is never deleted, so the audit trail always points at
-    something. At most one *active* row exists per hash: a second flag of the same image adds an
-    audit event, not a second fingerprint.
+    ``dhash`` is the upright image's dHash (what the admin shows and searches); the fingerprints
+    that are matched, all 8 orientations with their confirming pHashes, are its ``variants``.
+    Unflagging deactivates the row (and so every variant); it is never deleted, so the audit
+    trail always points at something. At most one *active* row exists per upright hash: a second
+    flag of the same image adds an audit event, not a second flag.
     """
 
     class Source(models.TextChoices):
@@ -67,6 +69,16 @@ class FlaggedFingerprint(models.Model):
 
     dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
     pipeline_version = models.PositiveSmallIntegerField(_("pipeline version"))
+    information = models.PositiveSmallIntegerField(
+        _("information (bits)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "How many of the 64 dHash bits carry information (hashing.py); below "
+            "MODERATION_MIN_INFORMATION a match never blocks an upload on its own. Empty for "
+            "flags older than pipeline version 3."
+        ),
+    )
     reason = models.TextField(_("reason"), blank=True)
     source = models.CharField(_("source"), max_length=20, choices=Source.choices)
     flagged_by = models.ForeignKey(
@@ -113,7 +125,59 @@ class FlaggedFingerprint(models.Model):
 
     @property
     def fingerprint(self) -> Fingerprint:
-        return Fingerprint.from_signed(self.dhash, self.pipeline_version)
+        return Fingerprint.from_signed(
+            self.dhash, self.pipeline_version, information=self.information
+        )
+
+    @property
+    def hex(self) -> str:
+        return self.fingerprint.hex
+
+
+class FingerprintVariant(models.Model):
+    """One orientation's fingerprint of a flag: what the banned-set index actually matches.
+
+    A flag has up to 8 (``hashing.ORIENTATIONS``); an orientation whose dHash and pHash equal an
+    earlier one's (a symmetric image) is not stored again. Written and replaced only together
+    with their flag (same pipeline version), by ``services``. ``phash`` is empty for a flag
+    from before pipeline version 3 that ``reindex`` could not recompute (no kept original).
+    """
+
+    class Orientation(models.IntegerChoices):
+        UPRIGHT = 0, _("upright")
+        MIRRORED = 1, _("mirrored")
+        ROTATED_90 = 2, _("turned 90° anticlockwise")
+        ROTATED_180 = 3, _("turned 180°")
+        ROTATED_270 = 4, _("turned 90° clockwise")
+        FLIPPED = 5, _("flipped upside down")
+        TRANSPOSED = 6, _("transposed")
+        TRANSVERSED = 7, _("transversed")
+
+    flagged = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("flag"),
+        on_delete=models.PROTECT,
+        related_name="variants",
+    )
+    orientation = models.PositiveSmallIntegerField(_("orientation"), choices=Orientation.choices)
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
+    phash = models.BigIntegerField(_("pHash (signed 64-bit)"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("fingerprint variant")
+        ordering = ["flagged", "orientation"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["flagged", "orientation"], name="one_variant_per_orientation"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hex} ({self.get_orientation_display()})"
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint.from_signed(self.dhash, phash=self.phash)
 
     @property
     def hex(self) -> str:
@@ -126,10 +190,15 @@ class BannedSetChange(models.Model):
     Each process's in-memory index replays the rows after the last id it has seen before it
     answers a lookup: one primary-key range query, empty when nothing changed. Writers take a
     lock (see ``services``) so ids are assigned in commit order and no change is skipped.
+    One row per stored orientation of a flag, carrying everything the index keeps for it, so
+    replaying needs no other table.
     """
 
     fingerprint = models.ForeignKey(FlaggedFingerprint, on_delete=models.PROTECT, related_name="+")
+    orientation = models.PositiveSmallIntegerField(default=0)
     dhash = models.BigIntegerField()
+    phash = models.BigIntegerField(null=True, blank=True)
+    information = models.PositiveSmallIntegerField(null=True, blank=True)
     active = models.BooleanField()
     created_at = models.DateTimeField(default=timezone.now)
 

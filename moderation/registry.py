@@ -18,10 +18,11 @@ class ImageTarget:
     """A model's image field plus the columns that hold its fingerprint.
 
     ``hash_field`` holds the signed 64-bit dHash (NULL when there is no image),
-    ``version_field`` the pipeline version that computed it and ``checked_field`` when the image
-    was last compared with the whole banned set. ``missing_field`` (optional) is a nullable
-    datetime set when a reindex finds the stored file gone: the owning app hides the image while
-    it is set, and the hash stays, so sweeps keep comparing it with the banned set.
+    ``confirm_field`` its signed 64-bit pHash (NULL also for rows from before pipeline version
+    3), ``version_field`` the pipeline version that computed them and ``checked_field`` when the
+    image was last compared with the whole banned set. ``missing_field`` (optional) is a
+    nullable datetime set when a reindex finds the stored file gone: the owning app hides the
+    image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     """
 
     model: type[models.Model]
@@ -29,6 +30,7 @@ class ImageTarget:
     hash_field: str
     version_field: str
     checked_field: str
+    confirm_field: str
     describe: Callable[[models.Model], str] = str
     missing_field: str | None = None
 

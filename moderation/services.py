@@ -21,17 +21,24 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from moderation import matching, registry
-from moderation.fingerprint_index import LinearIndex
-from moderation.hashing import PIPELINE_VERSION, Fingerprint, fingerprint, image_format
+from moderation.hashing import (
+    PIPELINE_VERSION,
+    Fingerprint,
+    fingerprint,
+    fingerprint_orientations,
+    image_format,
+)
 from moderation.models import (
     AuditEvent,
     BannedSetChange,
+    FingerprintVariant,
     FlaggedFingerprint,
     RefusedUpload,
     ReindexRun,
@@ -76,9 +83,25 @@ def _lock_banned_set() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_BANNED_SET_LOCK_KEY])
 
 
-def _log_change(flagged: FlaggedFingerprint) -> None:
-    BannedSetChange.objects.create(
-        fingerprint=flagged, dhash=flagged.dhash, active=flagged.active
+def _log_change(
+    flagged: FlaggedFingerprint,
+    variants: Iterable[FingerprintVariant] | None = None,
+    *,
+    active: bool | None = None,
+) -> None:
+    """Log every stored orientation of ``flagged`` (its current rows by default) as
+    ``active`` (the flag's own state by default)."""
+    rows = flagged.variants.all() if variants is None else variants
+    BannedSetChange.objects.bulk_create(
+        BannedSetChange(
+            fingerprint=flagged,
+            orientation=v.orientation,
+            dhash=v.dhash,
+            phash=v.phash,
+            information=flagged.information,
+            active=flagged.active if active is None else active,
+        )
+        for v in rows
     )
 
 
@@ -136,6 +159,38 @@ def _delete_quietly(storage, name: str) -> None:
         logger.exception("could not delete %s from %s", name, storage)
 
 
+LOW_INFORMATION_MESSAGE = _(
+    "This image carries too little detail to be recognised reliably (%(information)s of 64 "
+    "fingerprint bits are informative; at least %(minimum)s are needed): near-flat images such as "
+    "fog, sky or a plain wall look alike to the matcher, so banning it would also block innocent "
+    "photos. It was not flagged. A superuser can flag it anyway; a match with it then sends an "
+    "upload to review instead of blocking it."
+)
+
+
+def check_information(fp: Fingerprint, *, allow_low: bool, actor: AbstractBaseUser | None) -> bool:
+    """The low-information gate of every flag. Returns True when ``fp`` is low-information.
+
+    Raises ``ValidationError`` (code ``low_information``) unless ``allow_low``, which only a
+    superuser (or a command run without a user) may use: ``PermissionDenied`` otherwise.
+    """
+    if not matching.is_low_information(fp.information):
+        return False
+    if not allow_low:
+        raise ValidationError(
+            LOW_INFORMATION_MESSAGE,
+            code="low_information",
+            params={"information": fp.information, "minimum": settings.MODERATION_MIN_INFORMATION},
+        )
+    if actor is not None and not actor.is_superuser:
+        raise PermissionDenied("only a superuser may flag a low-information image")
+    return True
+
+
+def _override_note(reason: str, low: bool) -> str:
+    return f"{reason} [low-information image, flagged by override]".strip() if low else reason
+
+
 def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
     from moderation.tasks import sweep_task  # tasks imports services
 
@@ -145,16 +200,30 @@ def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
 # --- flag / unflag ----------------------------------------------------------------------
 
 
+def _variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
+    """One row per orientation, except orientations whose hashes repeat an earlier one."""
+    seen: set[tuple[int, int | None]] = set()
+    for orientation, fp in enumerate(variants):
+        if (fp.dhash, fp.phash) in seen:
+            continue  # a symmetric image: this orientation looks like an earlier one
+        seen.add((fp.dhash, fp.phash))
+        yield FingerprintVariant(
+            flagged=flagged, orientation=orientation, dhash=fp.signed, phash=fp.phash_signed
+        )
+
+
 def _record_flag(
     *,
-    fp: Fingerprint,
+    variants: list[Fingerprint],
     reason: str,
     source: str,
     actor: AbstractBaseUser | None,
     original_name: str = "",
     target: str = "",
 ) -> FlagResult:
-    """Insert the fingerprint (or reuse the active one with the same hash) and audit it."""
+    """Insert the flag and its orientations (or reuse the active flag with the same upright
+    hash) and audit it. ``variants`` are ``fingerprint_orientations`` of the image."""
+    fp = variants[0]
     _lock_banned_set()
     existing = FlaggedFingerprint.objects.active().filter(dhash=fp.signed).first()
     created = existing is None
@@ -164,11 +233,13 @@ def _record_flag(
                 flagged = FlaggedFingerprint.objects.create(
                     dhash=fp.signed,
                     pipeline_version=fp.pipeline_version,
+                    information=fp.information,
                     reason=reason,
                     source=source,
                     flagged_by=actor,
                     original=original_name,
                 )
+                FingerprintVariant.objects.bulk_create(_variant_rows(flagged, variants))
         except IntegrityError:
             # Another moderator flagged the same image a moment ago (possible on SQLite,
             # where there is no advisory lock): one fingerprint, two audit rows.
@@ -201,14 +272,21 @@ def flag_image(
     source: str,
     actor: AbstractBaseUser | None = None,
     keep_original: bool = True,
+    allow_low_information: bool = False,
 ) -> FlagResult:
-    """Fingerprint an image file into the banned set and keep the original privately.
+    """Fingerprint an image file (all 8 orientations) into the banned set and keep the
+    original privately.
 
     Used by the admin's "Flag an image" page and ``manage.py flag_images``. Raises
-    ``ValidationError`` when the file is not an acceptable image; writes nothing then.
-    After commit, a sweep takes down existing photos that match.
+    ``ValidationError`` when the file is not an acceptable image, or (code ``low_information``)
+    carries too little information to be matched reliably, unless ``allow_low_information``
+    (superusers only, see ``check_information``); writes nothing then. After commit, a sweep
+    takes down existing photos that match.
     """
-    fp = fingerprint(file)
+    variants = fingerprint_orientations(file)
+    fp = variants[0]
+    low = check_information(fp, allow_low=allow_low_information, actor=actor)
+    reason = _override_note(reason, low)
     already_kept = (
         FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(original="").exists()
     )
@@ -217,7 +295,7 @@ def flag_image(
     try:
         with transaction.atomic():
             return _record_flag(
-                fp=fp, reason=reason, source=source, actor=actor, original_name=stored
+                variants=variants, reason=reason, source=source, actor=actor, original_name=stored
             )
     except BaseException:
         if stored:
@@ -231,13 +309,15 @@ def flag_stored_image(
     reason: str,
     actor: AbstractBaseUser | None = None,
     expected_name: str | None = None,
+    allow_low_information: bool = False,
 ) -> FlagResult | None:
     """Ban the image a registered model holds (e.g. a profile photo) and take it down.
 
     The file moves to private storage as the flag's original; the model loses its image.
     ``expected_name`` is the stored file the moderator looked at: if the image has been
     replaced since (stored names are never reused), nothing is flagged. Returns None when the
-    instance has no image any more, or no longer the expected one.
+    instance has no image any more, or no longer the expected one. A low-information image
+    raises ``ValidationError`` as in ``flag_image``, and nothing changes.
     """
     target = registry.target_for(instance)
     with transaction.atomic():
@@ -247,12 +327,14 @@ def flag_stored_image(
             return None
         public_name = image.name
         with storage_errors(), image.open("rb") as fh:
-            fp = fingerprint(fh)
+            variants = fingerprint_orientations(fh)
+            low = check_information(variants[0], allow_low=allow_low_information, actor=actor)
+            reason = _override_note(reason, low)
             stored = _copy_to_quarantine(fh, "originals")
         try:
             label = target.label(locked)
             result = _record_flag(
-                fp=fp,
+                variants=variants,
                 reason=reason,
                 source=FlaggedFingerprint.Source.PROFILE_PHOTO,
                 actor=actor,
@@ -305,10 +387,22 @@ def unflag_fingerprint(
 
 
 def _clear_image(target: registry.ImageTarget, instance: models.Model) -> None:
-    setattr(instance, target.file_field, "")
-    setattr(instance, target.hash_field, None)
-    setattr(instance, target.version_field, None)
-    instance.save(update_fields=[target.file_field, target.hash_field, target.version_field])
+    fields = [target.file_field, target.hash_field, target.confirm_field, target.version_field]
+    for name in fields:
+        setattr(instance, name, "" if name == target.file_field else None)
+    instance.save(update_fields=fields)
+
+
+def stored_fingerprint(target: registry.ImageTarget, instance: models.Model) -> Fingerprint | None:
+    """The fingerprint a registered model stores for its image (None when it has none)."""
+    signed = getattr(instance, target.hash_field)
+    if signed is None:
+        return None
+    return Fingerprint.from_signed(
+        signed,
+        getattr(instance, target.version_field) or PIPELINE_VERSION,
+        phash=getattr(instance, target.confirm_field),
+    )
 
 
 def _delete_after_commit(storage, name: str) -> None:
@@ -370,36 +464,37 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
     compared from its stored hash, so the cost is one pass over the image table.
     """
     result = SweepResult()
-    distance = settings.MODERATION_MAX_DISTANCE
+    rule = matching.MatchRule.from_settings()
     if fingerprint_ids is None:
         banned = matching.banned_set()
-
         banned.sync()
 
-        def nearest(unsigned: int) -> tuple[int, int] | None:
-            hits = banned.find(Fingerprint(unsigned), distance, sync=False)
-            return (hits[0].fingerprint_id, hits[0].distance) if hits else None
+        def verdict(fp: Fingerprint) -> matching.Verdict:
+            return banned.check(fp, rule=rule, sync=False)
 
     else:
-        index = LinearIndex()
-        rows = FlaggedFingerprint.objects.active().filter(pk__in=list(fingerprint_ids))
-        pairs = [(f.pk, f.fingerprint.dhash) for f in rows]
-        if not pairs:
+        index = matching.BannedIndex()
+        index.build(matching.variant_entries(matching.active_variant_rows(fingerprint_ids)))
+        if not len(index):
             return result
-        index.build([p for p, _ in pairs], [h for _, h in pairs])
 
-        def nearest(unsigned: int) -> tuple[int, int] | None:
-            hits = index.query(unsigned, distance)
-            return hits[0] if hits else None
+        def verdict(fp: Fingerprint) -> matching.Verdict:
+            return index.check(fp, rule)
 
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
         hits: list[tuple[int, int, int]] = []
-        for pk, signed in rows.values_list("pk", target.hash_field).iterator(chunk_size=5000):
+        columns = ("pk", target.hash_field, target.confirm_field)
+        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
             result.checked += 1
-            found = nearest(Fingerprint.from_signed(signed).dhash)
-            if found:
-                hits.append((pk, found[0], found[1]))
+            found = verdict(Fingerprint.from_signed(signed, phash=phash))
+            if found.blocked:
+                hits.append((pk, found.matches[0].fingerprint_id, found.matches[0].distance))
+            elif found.decision == matching.REVIEW:
+                logger.warning(
+                    "%s #%s matches only low-information flag #%s: left up, for review",
+                    target.key, pk, found.matches[0].fingerprint_id,
+                )
         for pk, fid, dist in hits:
             instance = target.model._default_manager.filter(pk=pk).first()
             flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
@@ -419,14 +514,15 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     committed is caught here (the flag's own sweep could not see the uncommitted upload).
     """
     target = registry.target_for(instance)
-    signed = getattr(instance, target.hash_field)
-    if signed is None:
+    fp = stored_fingerprint(target, instance)
+    if fp is None:
         return False
-    hits = matching.find(Fingerprint.from_signed(signed))
-    if not hits:
+    verdict = matching.check(fp)
+    if not verdict.blocked:
         return False
-    flagged = FlaggedFingerprint.objects.get(pk=hits[0].fingerprint_id)
-    return take_down_image(instance=instance, flagged=flagged, distance=hits[0].distance)
+    nearest = verdict.matches[0]
+    flagged = FlaggedFingerprint.objects.get(pk=nearest.fingerprint_id)
+    return take_down_image(instance=instance, flagged=flagged, distance=nearest.distance)
 
 
 def record_refused_upload(
@@ -490,9 +586,21 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
         return ReindexRun.objects.create(pipeline_version=PIPELINE_VERSION)
 
 
-def _read_fingerprint(fieldfile) -> Fingerprint:
+def _read_fingerprint(fieldfile) -> list[Fingerprint]:
+    """``[fingerprint]`` of a stored file; for a flag's original, its 8 orientations."""
     with fieldfile.open("rb") as fh:
-        return fingerprint(fh)
+        if isinstance(fieldfile.instance, FlaggedFingerprint):
+            return fingerprint_orientations(fh)
+        return [fingerprint(fh)]
+
+
+def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
+    phash = (
+        FingerprintVariant.objects.filter(flagged=flagged, orientation=0)
+        .values_list("phash", flat=True)
+        .first()
+    )
+    return Fingerprint.from_signed(flagged.dhash, flagged.pipeline_version, phash=phash)
 
 
 def reindex_batch(
@@ -507,23 +615,23 @@ def reindex_batch(
     result = BatchResult(key=key)
     if key == ORIGINALS_KEY:
         queryset = FlaggedFingerprint.objects.exclude(original="")
-        file_field, hash_field = "original", "dhash"
+        file_field = "original"
     else:
         target = next(t for t in registry.targets() if t.key == key)
         queryset = target.with_images()
-        file_field, hash_field = target.file_field, target.hash_field
+        file_field = target.file_field
     batch = list(queryset.filter(pk__gt=cursor).order_by("pk")[:batch_size])
     if not batch:
         result.done = True
         return result
 
-    updates: list[tuple[models.Model, Fingerprint]] = []
+    updates: list[tuple[models.Model, list[Fingerprint]]] = []
     missing: list[models.Model] = []
     for obj in batch:
         result.processed += 1
         fieldfile = getattr(obj, file_field)
         try:
-            fp = _read_fingerprint(fieldfile)
+            fps = _read_fingerprint(fieldfile)
         except FileNotFoundError:
             result.missing.append(f"{obj._meta.label_lower} #{obj.pk}: {fieldfile.name}")
             missing.append(obj)
@@ -531,9 +639,10 @@ def reindex_batch(
         except ValidationError as e:
             result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
             continue
-        if getattr(obj, hash_field) != fp.signed:
+        stored = _stored_upright(obj) if key == ORIGINALS_KEY else stored_fingerprint(target, obj)
+        if stored is None or (stored.dhash, stored.phash) != (fps[0].dhash, fps[0].phash):
             result.changed += 1
-        updates.append((obj, fp))
+        updates.append((obj, fps))
 
     last_pk = result.last_pk = batch[-1].pk
     if run is None:
@@ -560,7 +669,7 @@ def reindex_batch(
 
 def _reindex_images(target: registry.ImageTarget, updates) -> None:
     now = timezone.now()
-    for obj, fp in updates:
+    for obj, (fp,) in updates:
         found_again = {target.missing_field: None} if target.missing_field else {}
         # Update by pk and old hash only: a photo replaced meanwhile keeps its fresh hash.
         target.model._default_manager.filter(
@@ -568,6 +677,7 @@ def _reindex_images(target: registry.ImageTarget, updates) -> None:
         ).update(
             **{
                 target.hash_field: fp.signed,
+                target.confirm_field: fp.phash_signed,
                 target.version_field: fp.pipeline_version,
                 target.checked_field: now,
                 **found_again,
@@ -600,12 +710,30 @@ def _mark_missing(target: registry.ImageTarget, objs: list[models.Model]) -> Non
 
 def _reindex_originals(updates) -> None:
     _lock_banned_set()
-    for flagged, fp in updates:
-        if flagged.dhash == fp.signed and flagged.pipeline_version == fp.pipeline_version:
+    for flagged, variants in updates:
+        fp = variants[0]
+        stored = set(
+            FingerprintVariant.objects.filter(flagged=flagged).values_list(
+                "orientation", "dhash", "phash"
+            )
+        )
+        fresh = {(v.orientation, v.dhash, v.phash) for v in _variant_rows(flagged, variants)}
+        if (
+            flagged.dhash == fp.signed
+            and flagged.pipeline_version == fp.pipeline_version
+            and flagged.information == fp.information
+            and stored == fresh
+        ):
             continue
         flagged.refresh_from_db()
         flagged.dhash = fp.signed
         flagged.pipeline_version = fp.pipeline_version
+        flagged.information = fp.information
+        # Variants are derived rows: replaced whole, in the same transaction as their flag.
+        old = list(FingerprintVariant.objects.filter(flagged=flagged))
+        _log_change(flagged, old, active=False)
+        FingerprintVariant.objects.filter(flagged=flagged).delete()
+        FingerprintVariant.objects.bulk_create(_variant_rows(flagged, variants))
         keeper = flagged.active and (
             FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(pk=flagged.pk)
         ).first()
@@ -618,7 +746,9 @@ def _reindex_originals(updates) -> None:
                 fingerprint=flagged,
                 reason=f"reindex: same fingerprint as #{keeper.pk} under the current pipeline",
             )
-        flagged.save(update_fields=["dhash", "pipeline_version", "active", "unflagged_at"])
+        flagged.save(
+            update_fields=["dhash", "pipeline_version", "information", "active", "unflagged_at"]
+        )
         _log_change(flagged)
 
 

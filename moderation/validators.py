@@ -45,7 +45,8 @@ def _remember(value: Any, name: str, what: Any) -> None:
 
 @deconstructible
 class BannedImageValidator:
-    """Refuses a file whose dHash is within ``MODERATION_MAX_DISTANCE`` of an active ban.
+    """Refuses a file that matches an active ban (``moderation.matching``: dHash within
+    ``MODERATION_MAX_DISTANCE`` of any orientation of a flagged image, confirmed by pHash).
 
     Every frame of an animation is compared (bounded, see ``hashing.frame_fingerprints``): a
     banned picture hidden as frame 7 is refused like one shown first. Also refuses anything that
@@ -71,7 +72,15 @@ class BannedImageValidator:
         _remember(value, FINGERPRINT_ATTR, frames[0])
         banned = matching.banned_set()
         banned.sync()  # once for all frames
-        found = [(hits[0], fp) for fp in frames if (hits := banned.find(fp, sync=False))]
+        verdicts = [(banned.check(fp, sync=False), fp) for fp in frames]
+        for verdict, fp in verdicts:
+            if verdict.decision == matching.REVIEW:
+                logger.warning(
+                    "upload %s matches only low-information flag #%s: not blocked, for review",
+                    fp.hex,
+                    verdict.matches[0].fingerprint_id,
+                )
+        found = [(verdict.nearest, fp) for verdict, fp in verdicts if verdict.blocked]
         if found:
             nearest, fp = min(found, key=lambda pair: pair[0].distance)
             _remember(value, FINGERPRINT_ATTR, fp)

@@ -15,6 +15,21 @@ from profiles.models import Profile
 class FlagReasonForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=500)
 
+    allow_low_information = forms.BooleanField(
+        label=_("Flag even if low-information"),
+        required=False,
+        help_text=_(
+            "Superusers only. Near-flat photos (fog, sky, a plain wall) are refused because "
+            "they look alike to the matcher; flagged anyway, a match with one sends an upload "
+            "to review instead of blocking it."
+        ),
+    )
+
+    def __init__(self, *args, superuser: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not superuser:
+            del self.fields["allow_low_information"]
+
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
@@ -63,9 +78,13 @@ class ProfileAdmin(admin.ModelAdmin):
         Shows a confirmation page first; the moderator must give a reason.
         """
         with_photo = queryset.exclude(photo="")
-        form = FlagReasonForm(request.POST if "confirm" in request.POST else None)
+        form = FlagReasonForm(
+            request.POST if "confirm" in request.POST else None,
+            superuser=request.user.is_superuser,
+        )
         if "confirm" in request.POST and form.is_valid():
             flagged = failed = changed = 0
+            low_information: list[str] = []
             for profile in with_photo:
                 # Only the photo the moderator was shown: one the user replaced after the
                 # confirmation page was rendered has not been looked at by anyone.
@@ -76,8 +95,17 @@ class ProfileAdmin(admin.ModelAdmin):
                         reason=form.cleaned_data["reason"],
                         actor=request.user,
                         expected_name=shown,
+                        allow_low_information=form.cleaned_data.get(
+                            "allow_low_information", False
+                        ),
                     )
-                except (ValidationError, OSError):
+                except ValidationError as e:
+                    if e.code == "low_information":
+                        low_information.append(profile.user.get_username())
+                    else:
+                        failed += 1
+                    continue
+                except OSError:
                     failed += 1
                     continue
                 if result:
@@ -103,6 +131,20 @@ class ProfileAdmin(admin.ModelAdmin):
                         failed,
                     )
                     % failed,
+                    messages.WARNING,
+                )
+            if low_information:
+                self.message_user(
+                    ngettext(
+                        "%(count)d photo was not flagged because it carries too little detail "
+                        "to be recognised reliably (near-flat images look alike and would block "
+                        "innocent photos): %(names)s. A superuser can flag it anyway.",
+                        "%(count)d photos were not flagged because they carry too little detail "
+                        "to be recognised reliably (near-flat images look alike and would block "
+                        "innocent photos): %(names)s. A superuser can flag them anyway.",
+                        len(low_information),
+                    )
+                    % {"count": len(low_information), "names": ", ".join(low_information)},
                     messages.WARNING,
                 )
             if changed:

@@ -15,6 +15,7 @@ class ProfilesConfig(AppConfig):
                 model=Profile,
                 file_field="photo",
                 hash_field="photo_dhash",
+                confirm_field="photo_phash",
                 version_field="photo_pipeline_version",
                 checked_field="photo_checked_at",
                 missing_field="photo_missing_since",

@@ -26,6 +26,8 @@ class Profile(models.Model):
     )
     # Fingerprint of the stored (re-encoded) photo, signed 64-bit; NULL when there is none.
     photo_dhash = models.BigIntegerField(_("photo dHash"), null=True, blank=True, db_index=True)
+    # Its confirming pHash (signed 64-bit); NULL also for photos stored before pipeline 3.
+    photo_phash = models.BigIntegerField(_("photo pHash"), null=True, blank=True)
     photo_pipeline_version = models.PositiveSmallIntegerField(null=True, blank=True)
     photo_checked_at = models.DateTimeField(
         _("photo last checked"),

@@ -61,6 +61,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
         with transaction.atomic():
             profile.photo = new_name
             profile.photo_dhash = stored_fp.signed
+            profile.photo_phash = stored_fp.phash_signed
             profile.photo_pipeline_version = stored_fp.pipeline_version
             profile.photo_checked_at = timezone.now()
             profile.photo_missing_since = None
@@ -68,6 +69,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
                 update_fields=[
                     "photo",
                     "photo_dhash",
+                    "photo_phash",
                     "photo_pipeline_version",
                     "photo_checked_at",
                     "photo_missing_since",
@@ -97,12 +99,14 @@ def profile_remove_photo(*, profile: Profile) -> bool:
         old_name, storage = profile.photo.name, profile.photo.storage
         profile.photo = ""
         profile.photo_dhash = None
+        profile.photo_phash = None
         profile.photo_pipeline_version = None
         profile.photo_missing_since = None
         profile.save(
             update_fields=[
                 "photo",
                 "photo_dhash",
+                "photo_phash",
                 "photo_pipeline_version",
                 "photo_missing_since",
                 "updated_at",

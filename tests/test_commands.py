@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from PIL import Image
 
 from moderation import services
 from moderation.hashing import Fingerprint, fingerprint, open_image
@@ -352,13 +353,47 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
     lines = out.splitlines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
+    banned_fp, other_fp = fingerprint_of(banned), fingerprint_of(other)
     assert first == {
         "path": str(banned),
         "dhash": hex_of(banned),
+        "phash": f"{banned_fp.phash:016x}",
+        "information": banned_fp.information,
         "decision": "block",
-        "matches": [{"id": flagged.pk, "dhash": flagged.hex, "distance": 0, "reason": "scam ad"}],
+        "matches": [
+            {
+                "id": flagged.pk,
+                "dhash": flagged.hex,
+                "distance": 0,
+                "reason": "scam ad",
+                "orientation": "upright",
+                "confirm_distance": 0,
+                "low_information": False,
+            }
+        ],
     }
-    assert second == {"path": str(other), "dhash": hex_of(other), "decision": "pass", "matches": []}
+    assert second == {
+        "path": str(other),
+        "dhash": hex_of(other),
+        "phash": f"{other_fp.phash:016x}",
+        "information": other_fp.information,
+        "decision": "pass",
+        "matches": [],
+    }
+
+
+def test_check_image_json_says_which_orientation_matched(incoming):
+    flagged = ban(images.photo(24), reason="scam ad")
+    mirrored = images.photo(24).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    path = write(incoming / "mirrored.png", mirrored, fmt="PNG")
+
+    out, _ = run("check_image", str(path), "--json")
+
+    result = json.loads(out)
+    assert result["decision"] == "block"
+    [match] = result["matches"]
+    assert (match["id"], match["orientation"]) == (flagged.pk, "mirrored")
+    assert (match["distance"], match["confirm_distance"]) == (0, 0)
 
 
 def test_check_image_json_lists_matches_nearest_first(incoming):

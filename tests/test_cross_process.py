@@ -31,6 +31,7 @@ from django.test.utils import CaptureQueriesContext
 
 from moderation import matching, services
 from moderation.hashing import Fingerprint, fingerprint
+from moderation.matching import KEYS_PER_FLAG
 from moderation.models import BannedSetChange, FlaggedFingerprint
 from tests import images
 from tests.processes import COMMAND_TIMEOUT, MANAGE, manage, subprocess_env
@@ -85,7 +86,8 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
     copy = fp_of(images.resized(scene, 0.5))
     assert matching.find(copy) == []  # warm: this process has loaded the banned set
     banned, index = matching.banned_set(), matching.banned_set()._index
-    assert len(banned) == 2 and len(count_cold_loads) == 1
+    # Each flag is stored in its 8 orientations (hashing.ORIENTATIONS), each an index entry.
+    assert len(banned) == 2 * KEYS_PER_FLAG and len(count_cold_loads) == 1
 
     path = save(scene, tmp_path / "in" / "scene.png")
     manage("flag_images", str(path), "--reason", "xp", **IMMEDIATE)
@@ -105,7 +107,7 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
     assert matching.find(fp_of(images.photo(40)))  # the older flags are still enforced
     # All of it incremental: the same index object, loaded once.
     assert matching.banned_set()._index is index and len(count_cold_loads) == 1
-    assert len(banned) == 2
+    assert len(banned) == 2 * KEYS_PER_FLAG
 
 
 # A process that stays up with a warm banned set (like a web worker) and answers lookups:
@@ -202,7 +204,7 @@ def test_flag_and_unflag_committed_here_are_enforced_by_other_processes_next_loo
     copy, copy_path = fp_of(copy_img), save(copy_img, tmp_path / "copy.jpg", "JPEG")
     # The warm process loaded the set before the ban above or after it; either way it answers.
     before = warm_lookups.find(copy)
-    assert before["hits"] == [] and before["size"] == 1
+    assert before["hits"] == [] and before["size"] == KEYS_PER_FLAG
     assert check_image(copy_path)["decision"] == "pass"
 
     flagged = ban(scene, reason="here")  # committed by this process
@@ -240,10 +242,11 @@ def test_a_new_change_is_applied_incrementally_without_reloading(count_cold_load
     fp_new = fp_of(images.photo(52))
     assert matching.find(fp_new) == []
     index, last = banned._index, banned._last_change_id
-    assert len(banned) == 3 and len(count_cold_loads) == 1
+    assert len(banned) == 3 * KEYS_PER_FLAG and len(count_cold_loads) == 1
 
     flagged = ban(images.photo(52))
-    [change] = BannedSetChange.objects.filter(id__gt=last)
+    changes = list(BannedSetChange.objects.filter(id__gt=last).order_by("id"))
+    assert len(changes) == KEYS_PER_FLAG  # one row per stored orientation
     with CaptureQueriesContext(connection) as queries:
         hits = matching.find(fp_new)
     assert [h.fingerprint_id for h in hits] == [flagged.pk]
@@ -252,7 +255,7 @@ def test_a_new_change_is_applied_incrementally_without_reloading(count_cold_load
     assert BannedSetChange._meta.db_table in query["sql"]
     assert FlaggedFingerprint._meta.db_table not in query["sql"]
     assert banned._index is index and len(count_cold_loads) == 1
-    assert banned._last_change_id == change.pk and len(banned) == 4
+    assert banned._last_change_id == changes[-1].pk and len(banned) == 4 * KEYS_PER_FLAG
 
 
 # --- commit order ----------------------------------------------------------------------

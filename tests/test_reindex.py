@@ -19,7 +19,13 @@ from django.test.utils import CaptureQueriesContext
 
 from moderation import matching, services
 from moderation.hashing import Fingerprint, fingerprint
-from moderation.models import AuditEvent, BannedSetChange, FlaggedFingerprint, ReindexRun
+from moderation.models import (
+    AuditEvent,
+    BannedSetChange,
+    FingerprintVariant,
+    FlaggedFingerprint,
+    ReindexRun,
+)
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import images
@@ -59,6 +65,14 @@ def true_fingerprint(fieldfile) -> Fingerprint:
 def stale(fp: Fingerprint) -> int:
     """A signed hash 64 bits away from ``fp``: stands for an out-of-date stored value."""
     return Fingerprint(fp.dhash ^ ((1 << 64) - 1)).signed
+
+
+def make_flag_stale(flagged: FlaggedFingerprint) -> None:
+    """Make a flag's upright hash and every stored orientation stale (what the index loads)."""
+    FlaggedFingerprint.objects.filter(pk=flagged.pk).update(dhash=stale(flagged.fingerprint))
+    for variant in FingerprintVariant.objects.filter(flagged=flagged):
+        variant.dhash = stale(variant.fingerprint)
+        variant.save(update_fields=["dhash"])
 
 
 @pytest.fixture
@@ -178,9 +192,9 @@ def test_reindex_corrects_a_stale_flagged_original_hash(make_profile):
 def test_reindexed_original_is_enforced_by_an_already_loaded_banned_set():
     flagged = flag_with_original(8)
     real = true_fingerprint(flagged.original)
-    FlaggedFingerprint.objects.filter(pk=flagged.pk).update(dhash=stale(real))
+    make_flag_stale(flagged)
     matching.reset_banned_set()
-    assert matching.find(real) == []  # this process has loaded the stale hash
+    assert matching.find(real) == []  # this process has loaded the stale hashes
 
     run()
 

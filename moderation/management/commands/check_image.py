@@ -1,8 +1,10 @@
 """Look image files up in the banned set (the seed tutorial's ``search.py``, grown up).
 
-Prints each file's dHash, the decision an upload of it would get (``block`` or ``pass``), and
-the banned fingerprints it is near, nearest first. ``--json`` prints one object per line for
-scripts. Read-only: it never changes the banned set.
+Prints each file's dHash, the decision an upload of it would get (``block``, ``review`` or
+``pass``, see ``moderation.matching``) and the banned flags it matches, nearest first: which
+orientation of the flagged image matched, at what dHash distance and at what confirming pHash
+distance. ``--json`` prints one object per line for scripts. Read-only: it never changes the
+banned set.
 """
 
 import json
@@ -19,8 +21,9 @@ from moderation.models import FlaggedFingerprint
 
 class Command(BaseCommand):
     help = (
-        "Show each image's dHash, whether an upload of it would be blocked or pass, and the "
-        "banned fingerprints it matches, nearest first. Read-only."
+        "Show each image's dHash, whether an upload of it would be blocked, sent to review or "
+        "pass, and the banned images it matches (orientation, dHash and pHash distances), "
+        "nearest first. Read-only."
     )
 
     def add_arguments(self, parser):
@@ -34,20 +37,23 @@ class Command(BaseCommand):
             "--json",
             action="store_true",
             dest="as_json",
-            help='One JSON object per line: {"path", "dhash", "decision", "matches": [{"id", '
-            '"dhash", "distance", "reason"}]}, or {"path", "error"} for an unreadable file.',
+            help='One JSON object per line: {"path", "dhash", "phash", "information", '
+            '"decision", "matches": [{"id", "dhash", "distance", "reason", "orientation", '
+            '"confirm_distance", "low_information"}]}, or {"path", "error"} for an unreadable '
+            "file.",
         )
         parser.add_argument(
             "--max-distance",
             type=int,
             default=None,
-            help="Override MODERATION_MAX_DISTANCE for this lookup (bits, <=).",
+            help="Override MODERATION_MAX_DISTANCE (dHash bits, <=) for this lookup.",
         )
 
     def handle(self, *args, paths, as_json: bool, max_distance, **options):
         distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
         if not 0 <= distance <= 64:
             raise CommandError("--max-distance must be between 0 and 64.")
+        rule = matching.MatchRule.from_settings(max_distance=distance)
         read = 0
         for path in iter_image_paths(paths):
             try:
@@ -61,24 +67,29 @@ class Command(BaseCommand):
                     self.stderr.write(f"{path}: error: {message}")
                 continue
             read += 1
-            matches = matching.find(fp, distance)
+            verdict = matching.banned_set().check(fp, rule=rule)
+            matches = verdict.matches
             rows = FlaggedFingerprint.objects.in_bulk([m.fingerprint_id for m in matches])
             reasons = {pk: row.reason for pk, row in rows.items()}
             hexes = {pk: row.hex for pk, row in rows.items()}
-            decision = "block" if matches else "pass"
             if as_json:
                 self.stdout.write(
                     _dumps(
                         {
                             "path": str(path),
                             "dhash": fp.hex,
-                            "decision": decision,
+                            "phash": None if fp.phash is None else f"{fp.phash:016x}",
+                            "information": fp.information,
+                            "decision": verdict.decision,
                             "matches": [
                                 {
                                     "id": m.fingerprint_id,
                                     "dhash": hexes.get(m.fingerprint_id, ""),
                                     "distance": m.distance,
                                     "reason": reasons.get(m.fingerprint_id, ""),
+                                    "orientation": m.orientation_name,
+                                    "confirm_distance": m.confirm_distance,
+                                    "low_information": m.low_information,
                                 }
                                 for m in matches
                             ],
@@ -86,13 +97,18 @@ class Command(BaseCommand):
                     )
                 )
             else:
-                style = self.style.ERROR if matches else self.style.SUCCESS
-                self.stdout.write(f"{path}  {fp.hex}  {style(decision)}")
+                style = self.style.ERROR if verdict.blocked else self.style.SUCCESS
+                if verdict.decision == matching.REVIEW:
+                    style = self.style.WARNING
+                self.stdout.write(f"{path}  {fp.hex}  {style(verdict.decision)}")
                 for m in matches:
                     fid = m.fingerprint_id
+                    confirm = "-" if m.confirm_distance is None else m.confirm_distance
+                    low = "  [low-information]" if m.low_information else ""
                     self.stdout.write(
                         f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
-                        f"{reasons.get(fid, '')}"
+                        f"{reasons.get(fid, '')}  ({m.orientation_name}, pHash distance "
+                        f"{confirm}){low}"
                     )
         if read == 0:
             raise CommandError("No image could be read.")

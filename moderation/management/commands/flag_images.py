@@ -3,6 +3,11 @@
 For operators loading a known-bad collection: files or folders (recursive), one line per
 file, duplicates skipped, unreadable files reported without stopping the run. The exit
 status is non-zero only when no file could be read at all.
+
+Near-flat images (fog, sky, a plain wall) carry too little information to be matched without
+also blocking innocent photos; they are reported and skipped unless ``--force`` (the operator
+has shell access, which is a superuser's power), and a match with one flagged anyway never
+blocks an upload on its own.
 """
 
 from django.core.exceptions import ValidationError
@@ -33,12 +38,17 @@ class Command(BaseCommand):
             help="Why these images are banned; stored with each fingerprint and in the audit.",
         )
         parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Flag low-information (near-flat) images too, instead of skipping them.",
+        )
+        parser.add_argument(
             "--no-keep-originals",
             action="store_true",
             help="Store only fingerprints, not private copies of the files.",
         )
 
-    def handle(self, *args, paths, reason, no_keep_originals, **options):
+    def handle(self, *args, paths, reason, no_keep_originals, force, **options):
         verbosity = options["verbosity"]
         flagged = duplicates = bad = 0
         for path in iter_image_paths(paths):
@@ -49,10 +59,12 @@ class Command(BaseCommand):
                         reason=reason,
                         source=FlaggedFingerprint.Source.COMMAND,
                         keep_original=not no_keep_originals,
+                        allow_low_information=force,
                     )
             except ValidationError as e:
                 bad += 1
-                self.stderr.write(f"{path}: skipped: {' '.join(e.messages)}")
+                hint = " (--force flags it anyway)" if e.code == "low_information" else ""
+                self.stderr.write(f"{path}: skipped: {' '.join(e.messages)}{hint}")
                 continue
             except OSError as e:
                 bad += 1

@@ -413,3 +413,25 @@ def test_without_the_recheck_the_flags_own_sweep_misses_the_racing_upload(
 
     assert Profile.objects.get(user=user).photo  # the sweep could not see the uncommitted row
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).exists()
+
+
+def test_a_file_the_check_passed_but_storing_cannot_decode_is_a_form_error(
+    alice_client, user, media_files, monkeypatch
+):
+    """Belt and braces: the re-encode for storage fails after the validator accepted the file."""
+    from django.core.exceptions import ValidationError
+
+    from moderation.hashing import ERROR_MESSAGES
+
+    def fails(file):
+        raise ValidationError(ERROR_MESSAGES["corrupt"], code="corrupt")
+
+    monkeypatch.setattr(profile_services, "reencode_photo", fails)
+    response = alice_client.post(
+        reverse("profile-edit"), {"display_name": "A", "photo": upload(images.photo(69))}
+    )
+    assert response.status_code == 200
+    assert [e.code for e in response.context["form"].errors.as_data()["photo"]] == ["corrupt"]
+    assert media_files() == []
+    assert not Profile.objects.get(user=user).photo
+    assert RefusedUpload.objects.get().code == "corrupt"

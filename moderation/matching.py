@@ -308,6 +308,21 @@ class BannedIndex:
         return self._index.nbytes() + self._data.nbytes()
 
 
+def stored_orientations(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
+    """Which of an image's 8 orientation fingerprints a flag stores: ``(orientation, fp)``.
+
+    An orientation whose dHash and pHash repeat an earlier one's (a symmetric image) is left
+    out: it would only be the same entry twice.
+    """
+    seen: set[tuple[int, int | None]] = set()
+    kept = []
+    for orientation, fp in enumerate(variants):
+        if (fp.dhash, fp.phash) not in seen:
+            seen.add((fp.dhash, fp.phash))
+            kept.append((orientation, fp))
+    return kept
+
+
 def variant_entries(rows: Iterable[tuple[int, int, int, int | None, int | None]]):
     """Index entries from ``(flag id, orientation, dhash, phash, information)`` rows (signed)."""
     for flag_id, orientation, dhash, phash, information in rows:

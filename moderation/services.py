@@ -201,12 +201,8 @@ def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
 
 
 def _variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
-    """One row per orientation, except orientations whose hashes repeat an earlier one."""
-    seen: set[tuple[int, int | None]] = set()
-    for orientation, fp in enumerate(variants):
-        if (fp.dhash, fp.phash) in seen:
-            continue  # a symmetric image: this orientation looks like an earlier one
-        seen.add((fp.dhash, fp.phash))
+    """The rows of the orientations a flag stores (``matching.stored_orientations``)."""
+    for orientation, fp in matching.stored_orientations(variants):
         yield FingerprintVariant(
             flagged=flagged, orientation=orientation, dhash=fp.signed, phash=fp.phash_signed
         )

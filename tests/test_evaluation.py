@@ -1,0 +1,146 @@
+"""``manage.py evaluate_matching`` on a small folder of drawn photos (the corpus run is not a test).
+
+The command must work on any folder: here eight drawn scenes, one of them upright only through
+its EXIF tag, plus a file that is not an image.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from PIL import Image
+
+from moderation import evaluation, matching
+from tests import images
+
+SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
+
+
+@pytest.fixture(scope="module")
+def photos_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for seed in SEEDS:
+        (folder / f"scene{seed}.jpg").write_bytes(
+            images.encode(images.photo(seed, (480, 360)), "JPEG", quality=92)
+        )
+    (folder / "MANIFEST.tsv").write_text("name\tlicence\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(photos_dir, tmp_path_factory):
+    """One run of the command for the whole module: (stdout, stderr, out folder, JSON)."""
+    out_dir = tmp_path_factory.mktemp("evaluation")
+    out, err = StringIO(), StringIO()
+    call_command(
+        "evaluate_matching", str(photos_dir), "--seed", "3", "--out", str(out_dir),
+        stdout=out, stderr=err,
+    )
+    result = json.loads((out_dir / "evaluate_matching.json").read_text())
+    return out.getvalue(), err.getvalue(), out_dir, result
+
+
+def test_splits_the_folder_into_banned_and_innocent_halves(report):
+    _, _, _, result = report
+    assert len(result["banned"]) == len(result["innocent"]) == 4
+    assert set(result["banned"]).isdisjoint(result["innocent"])
+    assert sorted(result["banned"] + result["innocent"]) == sorted(
+        f"scene{seed}.jpg" for seed in SEEDS
+    )
+
+
+def test_the_split_is_seeded():
+    photos = [evaluation.Photo(Path(f"p{i}.jpg"), None, b"") for i in range(10)]
+    first = evaluation.split(photos, seed=7, banned_fraction=0.5)
+    again = evaluation.split(list(reversed(photos)), seed=7, banned_fraction=0.5)
+    other = evaluation.split(photos, seed=8, banned_fraction=0.5)
+    names = [[p.path.name for p in side] for side in first]
+    assert names == [[p.path.name for p in side] for side in again]
+    assert names != [[p.path.name for p in side] for side in other]
+
+
+def test_reports_every_edit_of_the_standard_suite(report):
+    out, _, _, result = report
+    expected = [evaluation.ORIGINAL] + [edit.name for edit in evaluation.EDITS]
+    assert list(result["current"]) == expected
+    for name in expected:
+        assert name in out
+        assert result["current"][name]["banned_files"] == 4
+        assert result["current"][name]["innocent_files"] == 4
+
+
+def test_the_banned_originals_and_their_flips_and_turns_are_all_caught(report):
+    _, _, _, result = report
+    for name in (evaluation.ORIGINAL, "png", "resize 50%", "mirror", "rotate 90°",
+                 "rotate 180°", "rotate 270°", "EXIF-rotated phone file"):
+        assert result["current"][name]["recall"] == 1.0, name
+
+
+def test_no_innocent_drawn_scene_is_blocked(report):
+    _, _, _, result = report
+    assert result["innocent_files"] == 4 * (1 + len(evaluation.EDITS))
+    assert result["innocent_blocked"] == 0
+
+
+def test_the_decision_at_the_current_settings_agrees_with_the_sweep(report, settings):
+    """The real upload decision and the sweep's scoring of the same lookups must agree."""
+    _, _, _, result = report
+    rule = result["rule"]
+    assert rule["max_distance"] == settings.MODERATION_MAX_DISTANCE
+    key = f"phash<={rule['max_confirm_distance']}"
+    swept = result["sweep"][key][str(rule["max_distance"])]
+    for name, row in result["current"].items():
+        assert row["recall"] == swept["recall"][name], name
+
+
+def test_sweeps_recall_and_false_positives_across_distances(report):
+    _, _, _, result = report
+    dhash_only = result["sweep"]["dhash only"]
+    assert set(dhash_only) == {str(d) for d in range(evaluation.SWEEP_MAX_DISTANCE + 1)}
+    recall = [dhash_only[str(d)]["recall"]["crop 5%"] for d in range(17)]
+    assert recall == sorted(recall)  # a larger distance never catches less
+    blocked = [dhash_only[str(d)]["innocent_blocked"] for d in range(17)]
+    assert blocked == sorted(blocked)
+    assert result["upright_only_dhash_blocked"]["16"] <= blocked[16]
+
+
+def test_writes_a_png_chart_and_says_where(report):
+    out, _, out_dir, _ = report
+    chart = out_dir / "evaluate_matching.png"
+    with Image.open(chart) as img:
+        assert img.format == "PNG"
+        assert img.width > 800
+    assert str(chart) in out
+
+
+def test_skips_files_that_are_not_images_and_says_so(report):
+    _, err, _, result = report
+    assert "MANIFEST.tsv" in err
+    assert [line.split(":")[0] for line in result["skipped"]] == ["MANIFEST.tsv"]
+
+
+def test_fails_clearly_without_enough_photos(tmp_path):
+    (tmp_path / "one.jpg").write_bytes(images.encode(images.photo(1)))
+    with pytest.raises(CommandError, match="at least 2 readable photos"):
+        call_command("evaluate_matching", str(tmp_path), "--out", str(tmp_path / "o"))
+
+
+def test_a_low_information_photo_is_refused_by_the_gate_not_banned(tmp_path):
+    flat = Image.new("RGB", (320, 240), (128, 128, 130))
+    photos = [
+        evaluation.Photo(Path("flat.png"), flat, images.encode(flat, "PNG")),
+        *(
+            evaluation.Photo(Path(f"s{s}.jpg"), images.photo(s), images.encode(images.photo(s)))
+            for s in (1, 2, 3)
+        ),
+    ]
+    run = evaluation.Run(seed=0, rule=matching.MatchRule.from_settings())
+    index = evaluation.build_banned_index(photos, run)
+    assert [name.split(" ")[0] for name in run.refused] == ["flat.png"]
+    assert run.banned == ["s1.jpg", "s2.jpg", "s3.jpg"]
+    assert len(index) == run.entries == 3 * matching.KEYS_PER_FLAG

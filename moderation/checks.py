@@ -55,20 +55,6 @@ def check_moderation_settings(app_configs=None, **kwargs):
                     id="moderation.E005",
                 )
             )
-    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    rate_limited = getattr(settings, "MODERATION_UPLOAD_RATE_PER_USER", 0) or getattr(
-        settings, "MODERATION_UPLOAD_RATE_PER_IP", 0
-    )
-    if not settings.DEBUG and rate_limited and backend.endswith(("LocMemCache", "DummyCache")):
-        errors.append(
-            Warning(
-                "Upload rate limits are counted in a per-process cache: with several web "
-                "workers each counts alone, and a restart forgets them.",
-                hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
-                obj="settings.CACHES",
-                id="moderation.W001",
-            )
-        )
     try:
         quarantine = storages["quarantine"]
         default = storages["default"]
@@ -91,3 +77,23 @@ def check_moderation_settings(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_rate_limit_cache(app_configs=None, **kwargs):
+    """Upload rate limits need a cache every web worker shares (``check --deploy`` only)."""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    rate_limited = getattr(settings, "MODERATION_UPLOAD_RATE_PER_USER", 0) or getattr(
+        settings, "MODERATION_UPLOAD_RATE_PER_IP", 0
+    )
+    if rate_limited and backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            Warning(
+                "Upload rate limits are counted in a per-process cache: with several web "
+                "workers each counts alone, and a restart forgets them.",
+                hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
+                obj="settings.CACHES",
+                id="moderation.W001",
+            )
+        ]
+    return []

@@ -14,6 +14,8 @@ PRODUCTION_ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "x7Qp-2mZ9!vL4rT8#kW1nB6yH3cJ5dF0gS_aE9uI2oP7lK4jM8",
     "DJANGO_ALLOWED_HOSTS": "profiles.example.com",
+    # Upload rate limits shared by every web worker (issue 5); `createcachetable` on deploy.
+    "DJANGO_CACHE_URL": "database",
 }
 
 
@@ -32,6 +34,13 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_check_deploy_is_clean_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_warns_when_rate_limits_are_counted_per_process():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_CACHE_URL"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "moderation.W001" in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"])

@@ -225,7 +225,7 @@ if not DEBUG:
 # blocks within MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
 # Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
 MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 12)
-MODERATION_MAX_CONFIRM_DISTANCE = env_int("MODERATION_MAX_CONFIRM_DISTANCE", 18)
+MODERATION_MAX_CONFIRM_DISTANCE = env_int("MODERATION_MAX_CONFIRM_DISTANCE", 16)
 MODERATION_MAX_UNCONFIRMED_DISTANCE = env_int("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6)
 # Flagging refuses (superusers may override) an image whose fingerprint has fewer informative
 # dHash bits than this (0-64, see moderation/hashing.py); near-flat images collide with each

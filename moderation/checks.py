@@ -10,7 +10,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
     errors = []
     for name, default in (
         ("MODERATION_MAX_DISTANCE", 12),
-        ("MODERATION_MAX_CONFIRM_DISTANCE", 18),
+        ("MODERATION_MAX_CONFIRM_DISTANCE", 16),
         ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
         ("MODERATION_MIN_INFORMATION", 20),
     ):

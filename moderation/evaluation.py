@@ -186,6 +186,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("crop 5%", _jpeg(lambda img: _crop(img, 0.05))),
     Edit("crop 10%", _jpeg(lambda img: _crop(img, 0.10)), "crop"),
     Edit("crop 20%", _jpeg(lambda img: _crop(img, 0.20)), "hard"),
+    Edit("one-sided crop 5%", _jpeg(
+        lambda img: img.crop((0, 0, round(img.width * 0.95), img.height))), "crop"),
     Edit("one-sided crop 10%", _jpeg(
         lambda img: img.crop((0, 0, round(img.width * 0.9), img.height))), "crop"),
     Edit("padding 10%", _jpeg(_pad), "hard"),

@@ -144,7 +144,8 @@ class Command(BaseCommand):
         )
         routine = [n for n in result["current"] if evaluation.group_of(n) == "routine"]
         crops = [n for n in result["current"] if evaluation.group_of(n) == "crop"]
-        shown = ("dhash only", "phash<=14", "phash<=18", "phash<=22")
+        shown = ("dhash only", "phash<=14", f"phash<={rule.max_confirm_distance}", "phash<=18",
+                 "phash<=20")
         keys = [k for k in result["sweep"] if k in shown]
         w(f"{'dHash':>5} {'upright FP':>10} | " + " | ".join(f"{k:^24}" for k in keys))
         head = f"{'min rec':>8} {'crop':>6} {'FP':>7}"

@@ -1,0 +1,412 @@
+"""Issue 6: flags store every orientation, pHash confirms dHash, low-information images are gated.
+
+Images are drawn in code (``tests.images``); a near-flat "fog" is a uniform grey with faint
+noise, and a symmetric image is a drawn scene mirrored onto its own right half.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import call_command
+from PIL import Image
+
+from moderation import matching, services
+from moderation.hashing import (
+    ORIENTATIONS,
+    PIPELINE_VERSION,
+    Fingerprint,
+    fingerprint,
+    fingerprint_orientations,
+    hamming,
+    open_for_hashing,
+)
+from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
+from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
+from moderation.validators import BannedImageValidator
+from profiles.models import Profile
+from profiles.services import profile_for, profile_set_photo
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+
+def fog(seed: int = 0, size=(480, 360)) -> Image.Image:
+    """A near-flat grey picture: what fog, a clear sky or a plain wall hash like."""
+    rng = np.random.default_rng(seed)
+    base = 120 + seed % 40
+    pixels = np.clip(base + rng.normal(0, 1.5, (size[1], size[0], 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def symmetric(seed: int) -> Image.Image:
+    """A scene whose right half mirrors its left: mirroring it changes nothing."""
+    img = images.photo(seed)
+    half = img.crop((0, 0, img.width // 2, img.height))
+    img.paste(half.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (img.width // 2, 0))
+    return img
+
+
+def flag(img, *, actor=None, allow_low=False, reason="test ban") -> services.FlagResult:
+    return services.flag_image(
+        file=images.upload(img, "banned.png", "PNG"),
+        reason=reason,
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+        actor=actor,
+        keep_original=False,
+        allow_low_information=allow_low,
+    )
+
+
+def fp_of(img, fmt="PNG") -> Fingerprint:
+    return fingerprint(images.upload(img, f"x.{fmt.lower()}", fmt))
+
+
+# --- hashing ---------------------------------------------------------------------------
+
+
+def test_the_confirmation_hash_is_imagehash_phash_of_the_prepared_image():
+    import imagehash
+
+    upload = images.upload(images.photo(3), "p.jpg")
+    fp = fingerprint(upload)
+    assert fp.phash == int(str(imagehash.phash(open_for_hashing(upload))), 16)
+    assert fp.hex == str(imagehash.dhash(open_for_hashing(upload)))
+
+
+def test_orientation_fingerprints_are_those_of_the_flipped_and_turned_image():
+    img = images.photo(4)
+    variants = fingerprint_orientations(images.upload(img, "p.png", "PNG"))
+    assert len(variants) == len(ORIENTATIONS) == KEYS_PER_FLAG
+    for (name, transpose), variant in zip(ORIENTATIONS, variants):
+        turned = img if transpose is None else img.transpose(transpose)
+        assert variant == fp_of(turned), name
+
+
+def test_a_near_flat_picture_has_little_information_and_a_scene_a_lot(settings):
+    assert fp_of(fog()).information < settings.MODERATION_MIN_INFORMATION
+    assert fp_of(Image.new("RGB", (200, 200), "white")).information == 0
+    for seed in range(1, 6):
+        assert fp_of(images.photo(seed)).information >= settings.MODERATION_MIN_INFORMATION
+
+
+# --- flagging stores every orientation ---------------------------------------------------
+
+
+def test_flagging_stores_all_8_orientations_under_one_flag(moderator):
+    result = flag(images.photo(5), actor=moderator)
+
+    variants = list(FingerprintVariant.objects.filter(flagged=result.fingerprint))
+    assert sorted(v.orientation for v in variants) == list(range(8))
+    expected = fingerprint_orientations(images.upload(images.photo(5), "p.png", "PNG"))
+    for v in variants:
+        assert v.dhash == expected[v.orientation].signed
+        assert v.phash == expected[v.orientation].phash_signed
+    assert FlaggedFingerprint.objects.count() == 1
+    assert result.fingerprint.information == expected[0].information
+    assert result.fingerprint.pipeline_version == PIPELINE_VERSION
+
+
+@pytest.mark.parametrize(
+    "transpose",
+    [t for _, t in ORIENTATIONS[1:]],
+    ids=[name for name, _ in ORIENTATIONS[1:]],
+)
+def test_a_flipped_or_turned_copy_is_blocked_through_its_orientation(moderator, transpose):
+    flagged = flag(images.photo(6), actor=moderator).fingerprint
+    copy = images.recompressed(images.photo(6).transpose(transpose), 80)
+
+    verdict = matching.check(fp_of(copy, "JPEG"))
+
+    assert verdict.blocked
+    assert verdict.nearest.fingerprint_id == flagged.pk
+    assert ORIENTATIONS[verdict.nearest.orientation][1] == transpose
+
+
+def test_unflag_removes_every_orientation_from_the_banned_set(moderator):
+    flagged = flag(images.photo(7), actor=moderator).fingerprint
+    mirrored = fp_of(images.photo(7).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert matching.check(mirrored).blocked
+    assert len(matching.banned_set()) == KEYS_PER_FLAG
+
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    assert not matching.check(mirrored).blocked
+    assert len(matching.banned_set()) == 0
+    other = matching.BannedSet()  # a process that loads the set only now
+    assert other.find(mirrored) == [] and len(other) == 0
+
+
+def test_a_symmetric_image_stores_its_coinciding_orientations_once(moderator):
+    img = symmetric(8)
+    variants = fingerprint_orientations(images.upload(img, "s.png", "PNG"))
+    assert variants[1] == variants[0]  # mirroring changes nothing
+
+    result = flag(img, actor=moderator)
+    again = flag(img, actor=moderator)
+
+    orientations = sorted(result.fingerprint.variants.values_list("orientation", flat=True))
+    assert 1 not in orientations and 0 in orientations
+    assert len(orientations) == len({(v.dhash, v.phash) for v in variants})
+    assert not again.created
+    verdict = matching.check(fp_of(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    assert verdict.blocked and [m.fingerprint_id for m in verdict.matches] == [
+        result.fingerprint.pk
+    ]
+
+
+def test_a_mirrored_copy_already_on_a_profile_is_swept(
+    moderator, django_user_model, django_capture_on_commit_callbacks
+):
+    user = django_user_model.objects.create_user(username="bob", password="pw-bob")
+    profile = profile_for(user=user)
+    mirrored = images.photo(9).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    profile_set_photo(profile=profile, upload=images.upload(mirrored))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        flagged = flag(images.photo(9), actor=moderator).fingerprint
+
+    profile.refresh_from_db()
+    assert not profile.photo and profile.photo_phash is None
+    takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)
+    assert takedown.fingerprint == flagged
+
+
+def test_flag_and_unflag_log_one_change_per_stored_orientation(moderator):
+    flagged = flag(images.photo(10), actor=moderator).fingerprint
+    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+
+    rows = list(BannedSetChange.objects.filter(fingerprint=flagged).order_by("id"))
+    assert [r.active for r in rows] == [True] * 8 + [False] * 8
+    assert sorted(r.orientation for r in rows[:8]) == list(range(8))
+    assert all(r.phash is not None for r in rows)
+
+
+# --- confirmation --------------------------------------------------------------------------
+
+
+RULE = MatchRule(max_distance=12, max_confirm_distance=16, max_unconfirmed_distance=6)
+
+
+def index_with(*entries) -> BannedIndex:
+    index = BannedIndex()
+    index.build(entries)
+    return index
+
+
+def flip_bits(value: int, count: int, seed: int = 0) -> int:
+    for bit in random.Random(seed).sample(range(64), count):
+        value ^= 1 << bit
+    return value
+
+
+def test_a_dhash_candidate_is_blocked_only_when_the_phash_agrees():
+    dhash, phash = 0x0123456789ABCDEF, 0xFEDCBA9876543210
+    index = index_with((entry_key(1, 0), dhash, phash, False))
+
+    near = Fingerprint(flip_bits(dhash, 12), phash=flip_bits(phash, 16))
+    far_phash = Fingerprint(flip_bits(dhash, 3), phash=flip_bits(phash, 17))
+    far_dhash = Fingerprint(flip_bits(dhash, 13), phash=phash)
+
+    assert index.check(near, RULE).blocked
+    assert [(m.distance, m.confirm_distance) for m in index.check(near, RULE).matches] == [
+        (12, 16)
+    ]
+    assert index.check(far_phash, RULE).decision == matching.PASS
+    assert index.check(far_phash, RULE).candidates[0].confirm_distance == 17
+    assert index.check(far_dhash, RULE).decision == matching.PASS
+
+
+def test_a_row_without_a_phash_blocks_only_within_the_unconfirmed_distance():
+    dhash = 0x0F0F0F0F0F0F0F0F
+    index = index_with((entry_key(1, 0), dhash, None, False))
+
+    assert index.check(Fingerprint(flip_bits(dhash, 6), phash=123), RULE).blocked
+    verdict = index.check(Fingerprint(flip_bits(dhash, 7), phash=123), RULE)
+    assert verdict.decision == matching.PASS
+    assert verdict.candidates[0].confirm_distance is None
+
+
+def test_an_upload_without_a_phash_is_held_to_the_unconfirmed_distance():
+    dhash = 0x00FF00FF00FF00FF
+    index = index_with((entry_key(1, 0), dhash, 42, False))
+    assert index.check(Fingerprint(flip_bits(dhash, 6)), RULE).blocked
+    assert not index.check(Fingerprint(flip_bits(dhash, 7)), RULE).blocked
+
+
+def test_one_flag_is_reported_once_through_the_orientation_that_matched():
+    dhash, phash = 0x1111222233334444, 0x5555666677778888
+    index = index_with(
+        (entry_key(3, 0), dhash, flip_bits(phash, 30), False),  # near dHash, pHash disagrees
+        (entry_key(3, 4), flip_bits(dhash, 5, seed=1), phash, False),
+    )
+    verdict = index.check(Fingerprint(dhash, phash=phash), RULE)
+    assert [(m.fingerprint_id, m.orientation, m.distance) for m in verdict.matches] == [(3, 4, 5)]
+    assert [(m.fingerprint_id, m.orientation) for m in verdict.candidates] == [(3, 0)]
+
+
+def test_confirmation_hashes_survive_many_adds_and_removes():
+    """The compact per-entry store agrees with a dict through merges and replacements."""
+    rng = random.Random(5)
+    index, expected = BannedIndex(), {}
+    for _ in range(5000):
+        key = rng.randrange(3000)
+        if rng.random() < 0.3:
+            index.remove(key)
+            expected.pop(key, None)
+        else:
+            dhash, phash = rng.getrandbits(64), rng.choice([None, rng.getrandbits(64)])
+            index.add(key, dhash, phash, False)
+            expected[key] = (dhash, phash)
+    assert len(index) == len(expected)
+    for key, (dhash, phash) in rng.sample(sorted(expected.items()), 300):
+        [hit] = [m for m in index.candidates(Fingerprint(dhash, phash=0), 0) if
+                 m.fingerprint_id * KEYS_PER_FLAG + m.orientation == key]
+        assert hit.confirm_distance == (None if phash is None else hamming(phash, 0))
+
+
+# --- the low-information gate --------------------------------------------------------------
+
+
+def test_flagging_a_near_flat_image_is_refused_with_a_clear_message(moderator):
+    with pytest.raises(ValidationError) as excinfo:
+        flag(fog(), actor=moderator)
+
+    assert excinfo.value.code == "low_information"
+    assert "too little detail" in excinfo.value.messages[0]
+    assert "superuser" in excinfo.value.messages[0]
+    assert not FlaggedFingerprint.objects.exists()
+
+
+def test_only_a_superuser_may_override_the_gate(moderator, admin_user):
+    with pytest.raises(PermissionDenied):
+        flag(fog(), actor=moderator, allow_low=True)
+    assert not FlaggedFingerprint.objects.exists()
+
+    result = flag(fog(), actor=admin_user, allow_low=True, reason="fog spam")
+
+    assert result.created
+    assert result.fingerprint.information < 20
+    event = AuditEvent.objects.get(action=AuditEvent.Action.FLAG)
+    assert "low-information" in event.reason
+
+
+def test_a_match_with_a_low_information_flag_never_blocks_an_upload_alone(admin_user):
+    flagged = flag(fog(1), actor=admin_user, allow_low=True).fingerprint
+    same = fp_of(fog(1))
+
+    verdict = matching.check(same)
+
+    assert verdict.decision == matching.REVIEW
+    assert [m.fingerprint_id for m in verdict.matches] == [flagged.pk]
+    assert verdict.matches[0].low_information
+    BannedImageValidator()(images.upload(fog(1), "fog.png", "PNG"))  # passes: no error
+
+
+def test_an_informative_match_still_blocks_beside_a_low_information_one(admin_user):
+    flag(fog(2), actor=admin_user, allow_low=True)
+    flagged = flag(images.photo(11), actor=admin_user).fingerprint
+    verdict = matching.check(fp_of(images.photo(11)))
+    assert verdict.blocked and verdict.nearest.fingerprint_id == flagged.pk
+
+
+def test_flag_images_skips_low_information_files_unless_forced(tmp_path, capsys):
+    (tmp_path / "fog.png").write_bytes(images.encode(fog(3), "PNG"))
+    (tmp_path / "scene.png").write_bytes(images.encode(images.photo(12), "PNG"))
+
+    call_command("flag_images", str(tmp_path), "--reason", "r", "--no-keep-originals")
+    assert FlaggedFingerprint.objects.count() == 1
+    err = capsys.readouterr().err
+    assert "fog.png: skipped:" in err and "--force" in err
+
+    call_command("flag_images", str(tmp_path / "fog.png"), "--reason", "r", "--force")
+    assert FlaggedFingerprint.objects.count() == 2
+
+
+def test_flagging_a_low_information_profile_photo_changes_nothing(moderator, django_user_model):
+    user = django_user_model.objects.create_user(username="carol", password="pw-carol")
+    profile = profile_for(user=user)
+    profile_set_photo(profile=profile, upload=images.upload(fog(4), "fog.png", "PNG"))
+
+    with pytest.raises(ValidationError):
+        services.flag_stored_image(instance=profile, reason="r", actor=moderator)
+
+    profile.refresh_from_db()
+    assert profile.photo and not FlaggedFingerprint.objects.exists()
+
+
+# --- settings, reindex, migration ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MODERATION_MAX_DISTANCE",
+        "MODERATION_MAX_CONFIRM_DISTANCE",
+        "MODERATION_MAX_UNCONFIRMED_DISTANCE",
+        "MODERATION_MIN_INFORMATION",
+    ],
+)
+@pytest.mark.parametrize("value", [-1, 65, "12", True])
+def test_match_rule_settings_outside_0_to_64_are_system_check_errors(settings, name, value):
+    setattr(settings, name, value)
+    errors = [e for e in run_checks() if e.id == "moderation.E001"]
+    assert [e.obj for e in errors] == [f"settings.{name}"]
+
+
+def test_reindex_brings_an_old_flag_to_8_orientations_with_phash(moderator):
+    flagged = services.flag_image(
+        file=images.upload(images.photo(13), "p.png", "PNG"),
+        reason="old",
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+        actor=moderator,
+    ).fingerprint
+    # What a pipeline-2 flag looks like after the migration: upright dHash only, no pHash.
+    FingerprintVariant.objects.filter(flagged=flagged).exclude(orientation=0).delete()
+    FingerprintVariant.objects.filter(flagged=flagged).update(phash=None)
+    FlaggedFingerprint.objects.filter(pk=flagged.pk).update(pipeline_version=2, information=None)
+    matching.reset_banned_set()
+    mirrored = fp_of(images.photo(13).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert not matching.check(mirrored).blocked
+
+    call_command("reindex", verbosity=0)
+
+    flagged.refresh_from_db()
+    assert flagged.pipeline_version == PIPELINE_VERSION and flagged.information is not None
+    assert sorted(flagged.variants.values_list("orientation", flat=True)) == list(range(8))
+    assert not flagged.variants.filter(phash=None).exists()
+    assert matching.check(mirrored).blocked  # the loaded set saw the change
+
+
+def test_reindex_stores_the_phash_of_a_profile_photo(django_user_model):
+    user = django_user_model.objects.create_user(username="dan", password="pw-dan")
+    profile = profile_for(user=user)
+    profile_set_photo(profile=profile, upload=images.upload(images.photo(14)))
+    phash = Profile.objects.get(pk=profile.pk).photo_phash
+    assert phash is not None
+    Profile.objects.filter(pk=profile.pk).update(photo_phash=None, photo_pipeline_version=2)
+
+    call_command("reindex", verbosity=0)
+
+    profile.refresh_from_db()
+    assert (profile.photo_phash, profile.photo_pipeline_version) == (phash, PIPELINE_VERSION)
+
+
+def test_the_migration_gives_every_existing_flag_its_upright_fingerprint(moderator):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("moderation.migrations.0003_fingerprint_variants")
+    flagged = flag(images.photo(15), actor=moderator).fingerprint
+    FingerprintVariant.objects.all().delete()
+
+    migration.upright_variants_for_existing_flags(apps, None)
+
+    [variant] = FingerprintVariant.objects.all()
+    assert (variant.flagged, variant.orientation, variant.dhash) == (flagged, 0, flagged.dhash)
+    assert variant.phash is None

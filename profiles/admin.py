@@ -135,6 +135,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 )
             if low_information:
                 self.message_user(
+                    request,
                     ngettext(
                         "%(count)d photo was not flagged because it carries too little detail "
                         "to be recognised reliably (near-flat images look alike and would block "

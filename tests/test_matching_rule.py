@@ -10,9 +10,11 @@ import random
 
 import numpy as np
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.checks import run_checks
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
+from django.urls import reverse
 from PIL import Image
 
 from moderation import matching, services
@@ -410,3 +412,76 @@ def test_the_migration_gives_every_existing_flag_its_upright_fingerprint(moderat
     [variant] = FingerprintVariant.objects.all()
     assert (variant.flagged, variant.orientation, variant.dhash) == (flagged, 0, flagged.dhash)
     assert variant.phash is None
+
+
+# --- the moderator's surfaces ------------------------------------------------------------------
+
+FLAG_IMAGE = "admin:moderation_flaggedfingerprint_flag_image"
+PROFILES = "admin:profiles_profile_changelist"
+
+
+def staff_client(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_flag_image_page_explains_a_low_information_refusal(client, moderator):
+    page = staff_client(client, moderator).get(reverse(FLAG_IMAGE)).content.decode()
+    assert 'name="allow_low_information"' not in page  # only superusers may override
+
+    response = client.post(
+        reverse(FLAG_IMAGE),
+        {"image": images.upload(fog(5), "fog.png", "PNG"), "reason": "x",
+         "allow_low_information": "on"},
+    )
+
+    assert response.status_code == 200
+    assert "too little detail" in " ".join(response.context["form"].errors["image"])
+    assert not FlaggedFingerprint.objects.exists()
+
+
+def test_a_superuser_flags_a_low_information_image_with_the_checkbox(admin_client):
+    page = admin_client.get(reverse(FLAG_IMAGE)).content.decode()
+    assert 'name="allow_low_information"' in page
+
+    response = admin_client.post(
+        reverse(FLAG_IMAGE),
+        {"image": images.upload(fog(6), "fog.png", "PNG"), "reason": "x",
+         "allow_low_information": "on"},
+    )
+
+    assert response.status_code == 302
+    assert FlaggedFingerprint.objects.get().information < 20
+
+
+def test_flag_selected_photos_reports_low_information_photos_by_name(
+    client, moderator, django_user_model
+):
+    user = django_user_model.objects.create_user(username="erin", password="pw-erin")
+    profile = profile_for(user=user)
+    profile_set_photo(profile=profile, upload=images.upload(fog(7), "fog.png", "PNG"))
+    staff_client(client, moderator)
+    data = {"action": "flag_selected_photos", ACTION_CHECKBOX_NAME: [profile.pk]}
+    profile.refresh_from_db()
+
+    response = client.post(
+        reverse(PROFILES),
+        {**data, "confirm": "yes", "reason": "spam", f"photo-{profile.pk}": profile.photo.name},
+    )
+
+    assert response.status_code == 302
+    text = " ".join(str(m) for m in response.wsgi_request._messages)
+    assert "too little detail" in text and "erin" in text
+    assert not FlaggedFingerprint.objects.exists()
+
+
+def test_a_flag_page_lists_every_stored_orientation(admin_client):
+    flagged = flag(images.photo(16)).fingerprint
+    url = reverse("admin:moderation_flaggedfingerprint_change", args=[flagged.pk])
+
+    page = admin_client.get(url).content.decode()
+
+    for variant in flagged.variants.all():
+        assert variant.hex in page
+        assert f"{variant.fingerprint.phash:016x}" in page
+    assert "turned 90° clockwise" in page

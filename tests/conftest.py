@@ -7,7 +7,7 @@ from django.conf import settings as django_settings
 
 from moderation import matching
 
-SERVICE_MARKERS = ("postgres", "s3", "worker", "browser")
+SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -231,6 +231,12 @@ MODERATION_MAX_UNCONFIRMED_DISTANCE = env_int("MODERATION_MAX_UNCONFIRMED_DISTAN
 # dHash bits than this (0-64, see moderation/hashing.py); near-flat images collide with each
 # other, and a match with a low-information flag never blocks an upload on its own.
 MODERATION_MIN_INFORMATION = env_int("MODERATION_MIN_INFORMATION", 20)
+# The review queue (issue 7): an upload that is not blocked but whose dHash is within
+# MODERATION_REVIEW_DISTANCE bits (<=) of an enforced banned fingerprint (a near miss, or a
+# candidate the pHash confirmation rejected) is accepted and queued for a moderator. Also the
+# largest distance a hash list may set (every lookup reaches this far). 0 turns the queue off
+# for near misses (and limits list distances to MODERATION_MAX_DISTANCE).
+MODERATION_REVIEW_DISTANCE = env_int("MODERATION_REVIEW_DISTANCE", 16)
 # Decoded pixels (width * height) an upload may declare; larger is refused before decoding.
 MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
 # Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.

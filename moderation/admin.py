@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,9 +14,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import services
+from moderation import exchange, services
 from moderation.hashing import Fingerprint
-from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, RefusedUpload
+from moderation.models import (
+    AuditEvent,
+    FingerprintVariant,
+    FlaggedFingerprint,
+    HashList,
+    RefusedUpload,
+)
 
 
 def quarantine_link(fieldfile, label: str = "view") -> str:
@@ -57,18 +64,20 @@ class UnflagReasonForm(forms.Form):
 @admin.register(FlaggedFingerprint)
 class FlaggedFingerprintAdmin(admin.ModelAdmin):
     list_display = [
-        "hex_hash", "source", "short_reason", "flagged_by", "flagged_at", "active", "original_link",
+        "hex_hash", "hash_list", "source", "short_reason", "flagged_by", "flagged_at", "active",
+        "original_link",
     ]
-    list_filter = ["active", "source", "flagged_at"]
-    list_select_related = ["flagged_by"]
+    list_filter = ["active", "hash_list", "source", "flagged_at"]
+    list_select_related = ["flagged_by", "hash_list"]
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
     readonly_fields = [
-        "hex_hash", "pipeline_version", "information", "reason", "source", "flagged_by",
-        "flagged_at", "active", "unflagged_by", "unflagged_at", "original_link", "variant_table",
+        "hex_hash", "hash_list", "pipeline_version", "information", "reason", "source",
+        "flagged_by", "flagged_at", "active", "unflagged_by", "unflagged_at", "original_link",
+        "variant_table",
     ]
     fields = readonly_fields
-    actions = ["unflag_selected"]
+    actions = ["unflag_selected", "export_selected"]
     change_list_template = "admin/moderation/flaggedfingerprint/change_list.html"
 
     @admin.display(description=_("dHash"), ordering="dhash")
@@ -164,6 +173,15 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
             },
         )
 
+    @admin.action(description=_("Export selected (CSV)"), permissions=["view"])
+    def export_selected(self, request, queryset):
+        """Download the selected active fingerprints in the exchange format
+        (``moderation.exchange``, the same CSV as ``manage.py export_fingerprints``)."""
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="fingerprints.csv"'
+        exchange.write(services.fingerprint_records(queryset), response, "csv")
+        return response
+
     def get_urls(self):
         urls = [
             path(
@@ -215,6 +233,56 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/moderation/flag_image.html", context)
+
+
+class HashListForm(forms.ModelForm):
+    class Meta:
+        model = HashList
+        fields = ["name", "description", "max_distance", "enabled", "mode"]
+
+    def clean_max_distance(self):
+        from django.conf import settings
+
+        value = self.cleaned_data["max_distance"]
+        if value is not None and value > settings.MODERATION_REVIEW_DISTANCE:
+            raise ValidationError(
+                _("At most %(max)s (MODERATION_REVIEW_DISTANCE)."),
+                params={"max": settings.MODERATION_REVIEW_DISTANCE},
+            )
+        return value
+
+
+@admin.register(HashList)
+class HashListAdmin(admin.ModelAdmin):
+    """Named lists, each with its own distance, switch and mode. Saving a change to the
+    matching policy goes through ``services.hash_list_update`` so every process follows."""
+
+    form = HashListForm
+    list_display = ["name", "max_distance", "enabled", "mode", "flag_count", "created_at"]
+    list_filter = ["enabled", "mode"]
+    search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_flags=Count("fingerprints", filter=Q(fingerprints__active=True)))
+        )
+
+    @admin.display(description=_("active flags"), ordering="active_flags")
+    def flag_count(self, obj: HashList) -> int:
+        return obj.active_flags
+
+    def save_model(self, request, obj, form, change):
+        policy = {k: form.cleaned_data[k] for k in ("max_distance", "enabled", "mode")}
+        if not change:
+            super().save_model(request, obj, form, change)  # no flags yet: nothing to log
+            return
+        HashList.objects.filter(pk=obj.pk).update(name=obj.name, description=obj.description)
+        services.hash_list_update(hash_list=obj, actor=request.user, **policy)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # flags point at their list; switch a list off instead
 
 
 @admin.register(AuditEvent)

@@ -13,6 +13,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
         ("MODERATION_MAX_CONFIRM_DISTANCE", 16),
         ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
         ("MODERATION_MIN_INFORMATION", 20),
+        ("MODERATION_REVIEW_DISTANCE", 16),
     ):
         value = getattr(settings, name, None)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:

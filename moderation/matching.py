@@ -84,6 +84,8 @@ class Match:
     orientation: int = 0  # which of hashing.ORIENTATIONS matched
     confirm_distance: int | None = None  # pHash bits; None: one side has no pHash
     low_information: bool = False  # the flagged image carries too little information
+    list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
+    shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
 
     @property
     def orientation_name(self) -> str:
@@ -97,31 +99,49 @@ class MatchRule:
     max_distance: int  # dHash
     max_confirm_distance: int  # pHash, for entries and uploads that have one
     max_unconfirmed_distance: int  # dHash alone, when either side has no pHash
+    # dHash distance within which an unmatched candidate sends the upload to review; 0: never.
+    review_distance: int = 0
+    # A staff lookup's own distance applies to every list, whatever a list says.
+    override: bool = False
 
     @classmethod
     def from_settings(cls, *, max_distance: int | None = None) -> MatchRule:
-        """The site's rule; ``max_distance`` overrides the dHash distance (a staff lookup)."""
+        """The site's rule; ``max_distance`` overrides the dHash distance (a staff lookup),
+        for every hash list, and caps the review distance."""
+        distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
+        review = settings.MODERATION_REVIEW_DISTANCE
         return cls(
-            max_distance=settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance,
+            max_distance=distance,
             max_confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE,
-            max_unconfirmed_distance=min(
-                settings.MODERATION_MAX_UNCONFIRMED_DISTANCE,
-                settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance,
-            ),
+            max_unconfirmed_distance=min(settings.MODERATION_MAX_UNCONFIRMED_DISTANCE, distance),
+            review_distance=review if max_distance is None else min(review, max_distance),
+            override=max_distance is not None,
         )
 
     @property
     def radius(self) -> int:
-        """How far the dHash lookup must reach to find every candidate."""
-        return max(self.max_distance, self.max_unconfirmed_distance)
+        """How far the dHash lookup must reach to find every candidate (a hash list's own
+        distance is never larger than the review distance, see ``HashList``)."""
+        return max(self.max_distance, self.max_unconfirmed_distance, self.review_distance)
+
+    def distance_for(self, match: Match) -> int:
+        """The dHash distance that applies to ``match``: its list's, or the rule's."""
+        if match.list_distance is None or self.override:
+            return self.max_distance
+        return match.list_distance
 
     def matches(self, match: Match) -> bool:
+        max_distance = self.distance_for(match)
         if match.confirm_distance is None:
-            return match.distance <= self.max_unconfirmed_distance
+            return match.distance <= min(self.max_unconfirmed_distance, max_distance)
         return (
-            match.distance <= self.max_distance
+            match.distance <= max_distance
             and match.confirm_distance <= self.max_confirm_distance
         )
+
+    def reviews(self, match: Match) -> bool:
+        """A near miss: not a match, but close enough in dHash for a moderator to look."""
+        return not self.matches(match) and match.distance <= self.review_distance
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,10 @@ class Verdict:
     decision: str  # BLOCK, REVIEW or PASS
     matches: list[Match] = field(default_factory=list)  # under the rule, nearest first
     candidates: list[Match] = field(default_factory=list)  # all within dHash reach
+    # Near misses of enforced lists (within the review distance, not matched), nearest first.
+    near: list[Match] = field(default_factory=list)
+    # Matches of shadow-mode lists: what they would have blocked (never part of the decision).
+    shadow: list[Match] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -142,6 +166,13 @@ class Verdict:
         if self.blocked:
             return next(m for m in self.matches if not m.low_information)
         return self.matches[0] if self.matches else None
+
+    @property
+    def for_review(self) -> Match | None:
+        """The match that sends the upload to review: a low-information match or a near miss."""
+        if self.decision != REVIEW:
+            return None
+        return self.matches[0] if self.matches else self.near[0]
 
 
 def _one_per_flag(matches: Iterable[Match]) -> list[Match]:
@@ -156,11 +187,24 @@ def _one_per_flag(matches: Iterable[Match]) -> list[Match]:
 
 
 def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
-    """Apply ``rule`` to every candidate orientation (nearest first) and decide."""
-    matched = _one_per_flag(m for m in candidates if rule.matches(m))
+    """Apply ``rule`` to every candidate orientation (nearest first) and decide.
+
+    A match of an informative flag of an enforced list blocks; a match of only low-information
+    flags, or a near miss (``MatchRule.reviews``), sends the upload to review; matches of
+    shadow-mode lists are reported apart and change nothing.
+    """
+    enforced = [m for m in candidates if not m.shadow]
+    matched = _one_per_flag(m for m in enforced if rule.matches(m))
+    shadow = _one_per_flag(m for m in candidates if m.shadow and rule.matches(m))
+    matched_ids = {m.fingerprint_id for m in matched}
+    near = [
+        m
+        for m in _one_per_flag(m for m in enforced if rule.reviews(m))
+        if m.fingerprint_id not in matched_ids
+    ]
     if any(not m.low_information for m in matched):
         decision = BLOCK
-    elif matched:
+    elif matched or near:
         decision = REVIEW
     else:
         decision = PASS
@@ -168,21 +212,37 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
     def closeness(m: Match) -> tuple[int, int]:
         return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
 
-    return Verdict(decision, matched, _one_per_flag(sorted(candidates, key=closeness)))
+    return Verdict(
+        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow
+    )
 
 
 # --- confirmation hashes --------------------------------------------------------------------
 
 _HAS_PHASH = 1
 _LOW_INFORMATION = 2
+_SHADOW = 4
+# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's).
+_DISTANCE_SHIFT = 8
 
 
-def _entry_flags(phash: int | None, low_information: bool) -> int:
-    return (_HAS_PHASH if phash is not None else 0) | (_LOW_INFORMATION if low_information else 0)
+def list_policy(max_distance: int | None, shadow: bool) -> int:
+    """A hash list's policy packed into the entry flags of each of its fingerprints."""
+    distance = 0 if max_distance is None else min(max_distance, 64) + 1
+    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT)
+
+
+def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> int:
+    return (
+        (_HAS_PHASH if phash is not None else 0)
+        | (_LOW_INFORMATION if low_information else 0)
+        | policy
+    )
 
 
 class _EntryData:
-    """Per index key: the confirming pHash and flags, in key-sorted numpy arrays (17 B each).
+    """Per index key: the confirming pHash and flags (incl. the list policy, ``list_policy``),
+    in key-sorted numpy arrays (18 B each).
 
     Changes go to a dict first (a removal is a ``None``) and are merged into new arrays once
     the dict holds ``max(1024, n / 64)`` keys: about 64 element moves per change, amortised.
@@ -196,7 +256,7 @@ class _EntryData:
         phashes = np.asarray(
             list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
         )
-        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, np.uint8)
+        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, np.uint16)
         order = np.argsort(keys, kind="stable")
         keys, phashes, flags = keys[order], phashes[order], flags[order]
         last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
@@ -204,8 +264,8 @@ class _EntryData:
         self._keys, self._phashes, self._flags = keys[last], phashes[last], flags[last]
         self._recent: dict[int, tuple[int, int] | None] = {}
 
-    def set(self, key: int, phash: int | None, low_information: bool) -> None:
-        self._recent[key] = (phash or 0, _entry_flags(phash, low_information))
+    def set(self, key: int, phash: int | None, low_information: bool, policy: int = 0) -> None:
+        self._recent[key] = (phash or 0, _entry_flags(phash, low_information, policy))
         self._merge_if_full()
 
     def discard(self, key: int) -> None:
@@ -219,10 +279,10 @@ class _EntryData:
         if len(self._keys):
             found = self._keys[pos] == keys
             phashes = np.where(found, self._phashes[pos], np.uint64(0))
-            flags = np.where(found, self._flags[pos], np.uint8(0))
+            flags = np.where(found, self._flags[pos], np.uint16(0))
         else:
             phashes = np.zeros(len(keys), np.uint64)
-            flags = np.zeros(len(keys), np.uint8)
+            flags = np.zeros(len(keys), np.uint16)
         if self._recent:
             for i, key in enumerate(keys.tolist()):
                 if key in self._recent:
@@ -239,7 +299,7 @@ class _EntryData:
         self.build(
             np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
             np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
-            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], np.uint8))),
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], np.uint16))),
         )
 
     def nbytes(self) -> int:
@@ -262,21 +322,24 @@ class BannedIndex:
     def __len__(self) -> int:
         return len(self._index)
 
-    def build(self, entries: Iterable[tuple[int, int, int | None, bool]]) -> None:
-        """Replace the contents with ``(key, dhash, phash or None, low_information)`` entries."""
+    def build(self, entries: Iterable[tuple]) -> None:
+        """Replace the contents with ``(key, dhash, phash or None, low_information[, policy])``
+        entries (``policy``: ``list_policy`` of the entry's hash list, default the site's)."""
         keys, dhashes, phashes, flags = [], [], [], []
-        for key, dhash, phash, low in entries:
+        for key, dhash, phash, low, *policy in entries:
             keys.append(key)
             dhashes.append(dhash)
             phashes.append(phash or 0)
-            flags.append(_entry_flags(phash, low))
+            flags.append(_entry_flags(phash, low, *policy))
         self._index = FingerprintIndex()
         self._index.build(keys, dhashes)
         self._data.build(keys, phashes, flags)
 
-    def add(self, key: int, dhash: int, phash: int | None, low_information: bool) -> None:
+    def add(
+        self, key: int, dhash: int, phash: int | None, low_information: bool, policy: int = 0
+    ) -> None:
         self._index.add(key, dhash)
-        self._data.set(key, phash, low_information)
+        self._data.set(key, phash, low_information, policy)
 
     def remove(self, key: int) -> None:
         self._index.remove(key)
@@ -296,9 +359,11 @@ class BannedIndex:
             has = (flags & _HAS_PHASH).astype(bool).tolist()
             confirm = [b if h else None for b, h in zip(bits, has)]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
+        shadow = (flags & _SHADOW).astype(bool).tolist()
+        list_distance = [d - 1 if d else None for d in (flags >> _DISTANCE_SHIFT).tolist()]
         return [
-            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo)
-            for (key, distance), c, lo in zip(hits, confirm, low)
+            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh)
+            for (key, distance), c, lo, ld, sh in zip(hits, confirm, low, list_distance, shadow)
         ]
 
     def check(self, fingerprint: Fingerprint, rule: MatchRule) -> Verdict:
@@ -323,23 +388,42 @@ def stored_orientations(variants: list[Fingerprint]) -> list[tuple[int, Fingerpr
     return kept
 
 
-def variant_entries(rows: Iterable[tuple[int, int, int, int | None, int | None]]):
-    """Index entries from ``(flag id, orientation, dhash, phash, information)`` rows (signed)."""
-    for flag_id, orientation, dhash, phash, information in rows:
+def variant_entries(rows: Iterable[tuple]):
+    """Index entries from ``(flag id, orientation, dhash, phash, information[, list distance,
+    shadow])`` rows (signed hashes; shadow is a bool or the list's mode; without the list
+    columns, the site's rule applies)."""
+    for flag_id, orientation, dhash, phash, information, *policy in rows:
+        if policy:
+            max_distance, shadow = policy
+            packed = list_policy(max_distance, shadow is True or shadow == "shadow")
+        else:
+            packed = 0
         yield (
             entry_key(flag_id, orientation),
             to_unsigned(dhash),
             None if phash is None else to_unsigned(phash),
             is_low_information(information),
+            packed,
         )
 
 
-_VARIANT_COLUMNS = ("flagged_id", "orientation", "dhash", "phash", "flagged__information")
+_VARIANT_COLUMNS = (
+    "flagged_id",
+    "orientation",
+    "dhash",
+    "phash",
+    "flagged__information",
+    "flagged__hash_list__max_distance",
+    "flagged__hash_list__mode",
+)
 
 
 def active_variant_rows(flag_ids: Iterable[int] | None = None):
-    """``variant_entries`` input for every active flag, or only for ``flag_ids``."""
-    rows = FingerprintVariant.objects.filter(flagged__active=True).order_by()
+    """``variant_entries`` input for every active flag of an enabled list, or only for
+    ``flag_ids``."""
+    rows = FingerprintVariant.objects.filter(
+        flagged__active=True, flagged__hash_list__enabled=True
+    ).order_by()
     if flag_ids is not None:
         rows = rows.filter(flagged_id__in=list(flag_ids))
     return rows.values_list(*_VARIANT_COLUMNS)
@@ -406,12 +490,21 @@ class BannedSet:
             BannedSetChange.objects.filter(id__gt=last)
             .order_by("id")
             .values_list(
-                "id", "fingerprint_id", "orientation", "dhash", "phash", "information", "active"
+                "id",
+                "fingerprint_id",
+                "orientation",
+                "dhash",
+                "phash",
+                "information",
+                "active",
+                "max_distance",
+                "shadow",
             )
         )
-        for change_id, flag_id, orientation, dhash, phash, information, active in changes:
+        for change_id, flag_id, orientation, dhash, phash, information, active, *policy in changes:
             if active:
-                [entry] = variant_entries([(flag_id, orientation, dhash, phash, information)])
+                row = (flag_id, orientation, dhash, phash, information, *policy)
+                [entry] = variant_entries([row])
                 self._index.add(*entry)
             else:
                 self._index.remove(entry_key(flag_id, orientation))

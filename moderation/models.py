@@ -44,6 +44,56 @@ def quarantine_storage() -> QuarantineStorage:
     return _quarantine
 
 
+DEFAULT_HASH_LIST = "default"
+
+
+class HashList(models.Model):
+    """A named list of banned fingerprints ("nudity", "spam", "imported from partner X").
+
+    Each list has its own dHash distance (empty: ``MODERATION_MAX_DISTANCE``; at most
+    ``MODERATION_REVIEW_DISTANCE``, which is how far every lookup reaches), an on/off switch
+    (a list that is off matches nothing, its flags stay) and a mode: ``enforce`` blocks,
+    ``shadow`` only records what it would have blocked, so a moderator sees the effect of a new
+    list or a changed distance before enforcing it. Changed only through ``services``, which
+    logs the change so every process's index follows.
+    """
+
+    class Mode(models.TextChoices):
+        ENFORCE = "enforce", _("Enforce (block matching uploads)")
+        SHADOW = "shadow", _("Shadow (record what it would block, block nothing)")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    max_distance = models.PositiveSmallIntegerField(
+        _("dHash distance"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Bits (<=) within which an upload matches this list; empty: the site's "
+            "MODERATION_MAX_DISTANCE. At most MODERATION_REVIEW_DISTANCE."
+        ),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    mode = models.CharField(_("mode"), max_length=10, choices=Mode.choices, default=Mode.ENFORCE)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("hash list")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def shadow(self) -> bool:
+        return self.mode == self.Mode.SHADOW
+
+
+def default_hash_list_id() -> int:
+    """The list a flag joins when nobody names one (created on first use)."""
+    return HashList.objects.get_or_create(name=DEFAULT_HASH_LIST)[0].pk
+
+
 class FlaggedFingerprintQuerySet(models.QuerySet):
     def active(self) -> FlaggedFingerprintQuerySet:
         return self.filter(active=True)
@@ -66,8 +116,16 @@ class FlaggedFingerprint(models.Model):
         PROFILE_PHOTO = "profile_photo", _("Profile photo")
         ADMIN_UPLOAD = "admin_upload", _("Uploaded in the admin")
         COMMAND = "command", _("Imported by command")
+        IMPORT = "import", _("Imported hash list")
 
     dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
+    hash_list = models.ForeignKey(
+        HashList,
+        verbose_name=_("list"),
+        on_delete=models.PROTECT,
+        related_name="fingerprints",
+        default=default_hash_list_id,
+    )
     pipeline_version = models.PositiveSmallIntegerField(_("pipeline version"))
     information = models.PositiveSmallIntegerField(
         _("information (bits)"),
@@ -199,7 +257,10 @@ class BannedSetChange(models.Model):
     dhash = models.BigIntegerField()
     phash = models.BigIntegerField(null=True, blank=True)
     information = models.PositiveSmallIntegerField(null=True, blank=True)
-    active = models.BooleanField()
+    active = models.BooleanField()  # the flag is active AND its list is enabled
+    # The flag's list policy at the time: its distance (NULL: the setting) and shadow mode.
+    max_distance = models.PositiveSmallIntegerField(null=True, blank=True)
+    shadow = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

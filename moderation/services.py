@@ -40,6 +40,7 @@ from moderation.models import (
     BannedSetChange,
     FingerprintVariant,
     FlaggedFingerprint,
+    HashList,
     RefusedUpload,
     ReindexRun,
     quarantine_storage,
@@ -90,8 +91,10 @@ def _log_change(
     active: bool | None = None,
 ) -> None:
     """Log every stored orientation of ``flagged`` (its current rows by default) as
-    ``active`` (the flag's own state by default)."""
+    ``active`` (by default: the flag is active and its hash list enabled), with the list's
+    policy (distance, shadow mode) as it is now."""
     rows = flagged.variants.all() if variants is None else variants
+    hash_list = HashList.objects.get(pk=flagged.hash_list_id)
     BannedSetChange.objects.bulk_create(
         BannedSetChange(
             fingerprint=flagged,
@@ -99,7 +102,9 @@ def _log_change(
             dhash=v.dhash,
             phash=v.phash,
             information=flagged.information,
-            active=flagged.active if active is None else active,
+            active=(flagged.active and hash_list.enabled) if active is None else active,
+            max_distance=hash_list.max_distance,
+            shadow=hash_list.shadow,
         )
         for v in rows
     )
@@ -216,6 +221,7 @@ def _record_flag(
     actor: AbstractBaseUser | None,
     original_name: str = "",
     target: str = "",
+    hash_list: HashList | None = None,
 ) -> FlagResult:
     """Insert the flag and its orientations (or reuse the active flag with the same upright
     hash) and audit it. ``variants`` are ``fingerprint_orientations`` of the image."""
@@ -234,6 +240,7 @@ def _record_flag(
                     source=source,
                     flagged_by=actor,
                     original=original_name,
+                    **({"hash_list": hash_list} if hash_list is not None else {}),
                 )
                 FingerprintVariant.objects.bulk_create(_variant_rows(flagged, variants))
         except IntegrityError:
@@ -269,6 +276,7 @@ def flag_image(
     actor: AbstractBaseUser | None = None,
     keep_original: bool = True,
     allow_low_information: bool = False,
+    hash_list: HashList | None = None,
 ) -> FlagResult:
     """Fingerprint an image file (all 8 orientations) into the banned set and keep the
     original privately.
@@ -291,7 +299,12 @@ def flag_image(
     try:
         with transaction.atomic():
             return _record_flag(
-                variants=variants, reason=reason, source=source, actor=actor, original_name=stored
+                variants=variants,
+                reason=reason,
+                source=source,
+                actor=actor,
+                original_name=stored,
+                hash_list=hash_list,
             )
     except BaseException:
         if stored:
@@ -377,6 +390,166 @@ def unflag_fingerprint(
         )
     flagged.refresh_from_db()
     return True
+
+
+# --- hash lists, export and import ------------------------------------------------------
+
+
+def hash_list_update(
+    *,
+    hash_list: HashList,
+    max_distance: int | None,
+    enabled: bool,
+    mode: str,
+    actor: AbstractBaseUser | None = None,
+) -> HashList:
+    """Change a list's distance, on/off switch or mode, and tell every process's index.
+
+    Each active flag of the list is logged again with the new policy (switched off: as
+    inactive), so the change is enforced by the next lookup everywhere. Costs one change row
+    per stored orientation of the list's flags; lists change rarely.
+    """
+    if max_distance is not None and not 0 <= max_distance <= settings.MODERATION_REVIEW_DISTANCE:
+        raise ValidationError(
+            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
+            code="distance",
+            params={"max": settings.MODERATION_REVIEW_DISTANCE},
+        )
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        changed = (locked.max_distance, locked.enabled, locked.mode) != (
+            max_distance,
+            enabled,
+            mode,
+        )
+        locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
+        locked.save(update_fields=["max_distance", "enabled", "mode"])
+        if changed:
+            for flagged in FlaggedFingerprint.objects.active().filter(hash_list=locked):
+                _log_change(flagged)
+            logger.info(
+                "hash list %s: distance %s, %s, %s (by %s)",
+                locked.name,
+                max_distance,
+                "enabled" if enabled else "disabled",
+                mode,
+                actor,
+            )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+@dataclass(frozen=True)
+class FingerprintRecord:
+    """One banned image as ``export_fingerprints`` writes it and ``import_fingerprints`` reads
+    it: everything the index holds for it, so an import reproduces the banned set exactly."""
+
+    dhash: str  # upright dHash, 16 hex digits
+    list: str
+    reason: str
+    source: str
+    created: str  # ISO 8601
+    pipeline_version: int
+    information: int | None
+    variants: tuple[tuple[int, str, str | None], ...]  # (orientation, dHash hex, pHash hex)
+    list_max_distance: int | None = None
+    list_enabled: bool = True
+    list_mode: str = HashList.Mode.ENFORCE
+
+
+def _hex(signed: int | None) -> str | None:
+    return None if signed is None else Fingerprint.from_signed(signed).hex
+
+
+def fingerprint_records(queryset: models.QuerySet | None = None):
+    """``FingerprintRecord`` of every active flag in ``queryset`` (default: all), oldest first."""
+    rows = FlaggedFingerprint.objects.all() if queryset is None else queryset
+    rows = rows.active().select_related("hash_list").prefetch_related("variants")
+    for flagged in rows.order_by("flagged_at", "pk").iterator(chunk_size=2000):
+        hash_list = flagged.hash_list
+        yield FingerprintRecord(
+            dhash=flagged.hex,
+            list=hash_list.name,
+            reason=flagged.reason,
+            source=flagged.source,
+            created=flagged.flagged_at.isoformat(),
+            pipeline_version=flagged.pipeline_version,
+            information=flagged.information,
+            variants=tuple(
+                (v.orientation, _hex(v.dhash), _hex(v.phash)) for v in flagged.variants.all()
+            ),
+            list_max_distance=hash_list.max_distance,
+            list_enabled=hash_list.enabled,
+            list_mode=hash_list.mode,
+        )
+
+
+def import_fingerprint(
+    *, record: FingerprintRecord, actor: AbstractBaseUser | None = None, dry_run: bool = False
+) -> bool:
+    """Add one exported banned image to the banned set. Returns False when its upright hash is
+    already actively banned (so re-importing a file changes nothing).
+
+    A list named in the record is created with the record's distance, switch and mode; an
+    existing list keeps its own settings. Call inside ``transaction.atomic()``; the sweep of
+    the new flags runs after commit. ``dry_run`` checks and writes nothing.
+    """
+    from datetime import datetime
+
+    upright = Fingerprint.from_hex(record.dhash)
+    variants = [
+        (orientation, Fingerprint.from_hex(d).signed, None if p is None else to_signed(p))
+        for orientation, d, p in record.variants
+    ]
+    if not variants or variants[0][:2] != (0, upright.signed):
+        raise ValidationError(f"{record.dhash}: the first variant must be the upright dHash")
+    created_at = datetime.fromisoformat(record.created)
+    if record.source not in FlaggedFingerprint.Source.values:
+        raise ValidationError(f"{record.dhash}: unknown source {record.source!r}")
+    if record.list_mode not in HashList.Mode.values:
+        raise ValidationError(f"{record.dhash}: unknown list mode {record.list_mode!r}")
+    if dry_run:
+        return not FlaggedFingerprint.objects.active().filter(dhash=upright.signed).exists()
+    _lock_banned_set()
+    if FlaggedFingerprint.objects.active().filter(dhash=upright.signed).exists():
+        return False
+    hash_list, _created = HashList.objects.get_or_create(
+        name=record.list,
+        defaults={
+            "max_distance": record.list_max_distance,
+            "enabled": record.list_enabled,
+            "mode": record.list_mode,
+        },
+    )
+    flagged = FlaggedFingerprint.objects.create(
+        dhash=upright.signed,
+        hash_list=hash_list,
+        pipeline_version=record.pipeline_version,
+        information=record.information,
+        reason=record.reason,
+        source=record.source,
+        flagged_by=actor,
+        flagged_at=created_at,
+    )
+    FingerprintVariant.objects.bulk_create(
+        FingerprintVariant(flagged=flagged, orientation=o, dhash=d, phash=p)
+        for o, d, p in variants
+    )
+    _log_change(flagged)
+    AuditEvent.objects.create(
+        action=AuditEvent.Action.FLAG,
+        actor=actor,
+        fingerprint=flagged,
+        reason=f"imported into list {hash_list.name}: {record.reason}".strip(),
+    )
+    _enqueue_sweep([flagged.pk])
+    return True
+
+
+def to_signed(hex_text: str) -> int:
+    """A 16-digit hex hash as the signed 64-bit integer the database stores."""
+    return Fingerprint.from_hex(hex_text).signed
 
 
 # --- takedown and sweep -----------------------------------------------------------------
@@ -488,8 +661,8 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
                 hits.append((pk, found.matches[0].fingerprint_id, found.matches[0].distance))
             elif found.decision == matching.REVIEW:
                 logger.warning(
-                    "%s #%s matches only low-information flag #%s: left up, for review",
-                    target.key, pk, found.matches[0].fingerprint_id,
+                    "%s #%s is near flag #%s (low-information or a near miss): left up",
+                    target.key, pk, found.for_review.fingerprint_id,
                 )
         for pk, fid, dist in hits:
             instance = target.model._default_manager.filter(pk=pk).first()

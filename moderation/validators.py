@@ -76,9 +76,10 @@ class BannedImageValidator:
         for verdict, fp in verdicts:
             if verdict.decision == matching.REVIEW:
                 logger.warning(
-                    "upload %s matches only low-information flag #%s: not blocked, for review",
+                    "upload %s is near flag #%s (low-information or a near miss): not blocked, "
+                    "for review",
                     fp.hex,
-                    verdict.matches[0].fingerprint_id,
+                    verdict.for_review.fingerprint_id,
                 )
         found = [(verdict.nearest, fp) for verdict, fp in verdicts if verdict.blocked]
         if found:

@@ -35,6 +35,7 @@ MODERATOR_PERMS = [
     "moderation.view_flaggedfingerprint",
     "moderation.view_auditevent",
     "moderation.view_refusedupload",
+    "moderation.view_hashlist",
     "moderation.flag_image",
     "moderation.unflag_image",
     "moderation.view_quarantine",
@@ -175,6 +176,16 @@ PAGES = {
     "refused upload add": (lambda w: reverse("admin:moderation_refusedupload_add"), NOBODY),
     "refused upload delete": (
         lambda w: reverse("admin:moderation_refusedupload_delete", args=[w["refused"].pk]),
+        NOBODY,
+    ),
+    "hash lists": (lambda w: reverse("admin:moderation_hashlist_changelist"), MODERATORS),
+    "hash list": (
+        lambda w: reverse("admin:moderation_hashlist_change", args=[w["flagged"].hash_list_id]),
+        MODERATORS,
+    ),
+    "hash list add": (lambda w: reverse("admin:moderation_hashlist_add"), SUPERUSER_ONLY),
+    "hash list delete": (
+        lambda w: reverse("admin:moderation_hashlist_delete", args=[w["flagged"].hash_list_id]),
         NOBODY,
     ),
     "users": (lambda w: reverse("admin:auth_user_changelist"), SUPERUSER_ONLY),

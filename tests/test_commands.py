@@ -363,6 +363,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         "matches": [
             {
                 "id": flagged.pk,
+                "list": "default",
                 "dhash": flagged.hex,
                 "distance": 0,
                 "reason": "scam ad",
@@ -371,6 +372,8 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
                 "low_information": False,
             }
         ],
+        "near": [],
+        "shadow": [],
     }
     assert second == {
         "path": str(other),
@@ -379,6 +382,8 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         "information": other_fp.information,
         "decision": "pass",
         "matches": [],
+        "near": [],
+        "shadow": [],
     }
 
 

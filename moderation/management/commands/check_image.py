@@ -38,22 +38,24 @@ class Command(BaseCommand):
             action="store_true",
             dest="as_json",
             help='One JSON object per line: {"path", "dhash", "phash", "information", '
-            '"decision", "matches": [{"id", "dhash", "distance", "reason", "orientation", '
-            '"confirm_distance", "low_information"}]}, or {"path", "error"} for an unreadable '
-            "file.",
+            '"decision", "matches": [{"id", "list", "dhash", "distance", "reason", "orientation", '
+            '"confirm_distance", "low_information"}], "near": [...] (near misses that send it '
+            'to review), "shadow": [...] (matches of shadow-mode lists)}, or {"path", "error"} '
+            "for an unreadable file.",
         )
         parser.add_argument(
             "--max-distance",
             type=int,
             default=None,
-            help="Override MODERATION_MAX_DISTANCE (dHash bits, <=) for this lookup.",
+            help="Override MODERATION_MAX_DISTANCE (dHash bits, <=) for this lookup, for every "
+            "hash list; near misses beyond it are not reported.",
         )
 
     def handle(self, *args, paths, as_json: bool, max_distance, **options):
         distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
         if not 0 <= distance <= 64:
             raise CommandError("--max-distance must be between 0 and 64.")
-        rule = matching.MatchRule.from_settings(max_distance=distance)
+        rule = matching.MatchRule.from_settings(max_distance=max_distance)
         read = 0
         for path in iter_image_paths(paths):
             try:
@@ -69,9 +71,26 @@ class Command(BaseCommand):
             read += 1
             verdict = matching.banned_set().check(fp, rule=rule)
             matches = verdict.matches
-            rows = FlaggedFingerprint.objects.in_bulk([m.fingerprint_id for m in matches])
+            shown = [*matches, *verdict.near, *verdict.shadow]
+            rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(
+                [m.fingerprint_id for m in shown]
+            )
             reasons = {pk: row.reason for pk, row in rows.items()}
             hexes = {pk: row.hex for pk, row in rows.items()}
+            lists = {pk: row.hash_list.name for pk, row in rows.items()}
+
+            def as_dict(m, lists=lists, hexes=hexes, reasons=reasons):
+                return {
+                    "id": m.fingerprint_id,
+                    "list": lists.get(m.fingerprint_id, ""),
+                    "dhash": hexes.get(m.fingerprint_id, ""),
+                    "distance": m.distance,
+                    "reason": reasons.get(m.fingerprint_id, ""),
+                    "orientation": m.orientation_name,
+                    "confirm_distance": m.confirm_distance,
+                    "low_information": m.low_information,
+                }
+
             if as_json:
                 self.stdout.write(
                     _dumps(
@@ -81,18 +100,9 @@ class Command(BaseCommand):
                             "phash": None if fp.phash is None else f"{fp.phash:016x}",
                             "information": fp.information,
                             "decision": verdict.decision,
-                            "matches": [
-                                {
-                                    "id": m.fingerprint_id,
-                                    "dhash": hexes.get(m.fingerprint_id, ""),
-                                    "distance": m.distance,
-                                    "reason": reasons.get(m.fingerprint_id, ""),
-                                    "orientation": m.orientation_name,
-                                    "confirm_distance": m.confirm_distance,
-                                    "low_information": m.low_information,
-                                }
-                                for m in matches
-                            ],
+                            "matches": [as_dict(m) for m in matches],
+                            "near": [as_dict(m) for m in verdict.near],
+                            "shadow": [as_dict(m) for m in verdict.shadow],
                         }
                     )
                 )
@@ -101,15 +111,20 @@ class Command(BaseCommand):
                 if verdict.decision == matching.REVIEW:
                     style = self.style.WARNING
                 self.stdout.write(f"{path}  {fp.hex}  {style(verdict.decision)}")
-                for m in matches:
-                    fid = m.fingerprint_id
-                    confirm = "-" if m.confirm_distance is None else m.confirm_distance
-                    low = "  [low-information]" if m.low_information else ""
-                    self.stdout.write(
-                        f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
-                        f"{reasons.get(fid, '')}  ({m.orientation_name}, pHash distance "
-                        f"{confirm}){low}"
-                    )
+                for kind, shown_matches in (
+                    ("", matches),
+                    ("near miss, ", verdict.near),
+                    ("shadow, ", verdict.shadow),
+                ):
+                    for m in shown_matches:
+                        fid = m.fingerprint_id
+                        confirm = "-" if m.confirm_distance is None else m.confirm_distance
+                        low = "  [low-information]" if m.low_information else ""
+                        self.stdout.write(
+                            f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
+                            f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
+                            f"{m.orientation_name}, pHash distance {confirm}){low}"
+                        )
         if read == 0:
             raise CommandError("No image could be read.")
 

@@ -1,0 +1,293 @@
+"""Hash lists (issue 7): named lists with their own distance and switch, export and import."""
+
+from __future__ import annotations
+
+import csv
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django.urls import reverse
+
+from moderation import matching, services
+from moderation.hashing import fingerprint_image
+from moderation.models import (
+    DEFAULT_HASH_LIST,
+    AuditEvent,
+    BannedSetChange,
+    FingerprintVariant,
+    FlaggedFingerprint,
+    HashList,
+    RefusedUpload,
+)
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+
+def run(name: str, *args, **options) -> str:
+    out, err = StringIO(), StringIO()
+    call_command(name, *args, stdout=out, stderr=err, **options)
+    return out.getvalue()
+
+
+def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> FlaggedFingerprint:
+    return services.flag_image(
+        file=images.upload(img, "banned.png", "PNG"),
+        reason=reason,
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+        keep_original=False,
+        hash_list=hash_list,
+    ).fingerprint
+
+
+def banned_set_as_matching_sees_it() -> list[tuple]:
+    """Every entry of the index, named by the flag's upright hash instead of its row id."""
+    uprights = dict(FlaggedFingerprint.objects.values_list("pk", "dhash"))
+    entries = matching.variant_entries(matching.active_variant_rows())
+    return sorted(
+        (uprights[key // matching.KEYS_PER_FLAG], key % matching.KEYS_PER_FLAG, *rest)
+        for key, *rest in entries
+    )
+
+
+def empty_the_banned_set() -> None:
+    """What a fresh site's database holds: no flags, lists, changes or audit rows."""
+    RefusedUpload.objects.all().delete()
+    AuditEvent.objects.all().delete()
+    BannedSetChange.objects.all().delete()
+    FingerprintVariant.objects.all().delete()
+    FlaggedFingerprint.objects.all().delete()
+    HashList.objects.all().delete()
+    matching.reset_banned_set()
+
+
+def copy_at(img, bits: int, seed: int = 0):
+    """A copy ``bits`` dHash bits away, as the fingerprint an upload of it would have."""
+    return fingerprint_image(images.at_distance(img, bits, seed=seed))
+
+
+# --- lists and matching ---------------------------------------------------------------------
+
+
+def test_a_flag_without_a_list_joins_the_default_list():
+    flagged = ban(images.photo(701))
+    assert flagged.hash_list.name == DEFAULT_HASH_LIST
+
+
+def test_a_lists_own_distance_replaces_the_setting_for_its_flags(settings):
+    original = images.photo(702)
+    strict = HashList.objects.create(name="strict", max_distance=2)
+    ban(original, hash_list=strict)
+    near = copy_at(original, 4, seed=1)
+
+    assert settings.MODERATION_MAX_DISTANCE >= 4
+    assert not matching.check(near).blocked
+    services.hash_list_update(hash_list=strict, max_distance=None, enabled=True, mode="enforce")
+    assert matching.check(near).blocked
+
+
+def test_a_switched_off_list_matches_nothing_until_switched_on_again():
+    original = images.photo(703)
+    spam = HashList.objects.create(name="spam")
+    ban(original, hash_list=spam)
+    fp = fingerprint_image(original)
+    assert matching.check(fp).blocked
+
+    services.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
+    assert matching.check(fp).decision == matching.PASS
+    assert FlaggedFingerprint.objects.active().filter(hash_list=spam).count() == 1
+
+    services.hash_list_update(hash_list=spam, max_distance=None, enabled=True, mode="enforce")
+    assert matching.check(fp).blocked
+
+
+def test_a_list_change_reaches_a_process_that_already_loaded_the_set():
+    original = images.photo(704)
+    spam = HashList.objects.create(name="spam")
+    ban(original, hash_list=spam)
+    fp = fingerprint_image(original)
+    banned = matching.banned_set()
+    assert banned.check(fp).blocked  # loaded now
+    index = banned._index
+
+    services.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
+
+    assert not banned.check(fp).blocked
+    assert banned._index is index  # replayed from the change log, not reloaded
+
+
+def test_a_list_distance_above_the_review_distance_is_refused(settings):
+    hash_list = HashList.objects.create(name="wide")
+    with pytest.raises(ValidationError):
+        services.hash_list_update(
+            hash_list=hash_list,
+            max_distance=settings.MODERATION_REVIEW_DISTANCE + 1,
+            enabled=True,
+            mode="enforce",
+        )
+
+
+# --- export and import ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_lists():
+    """A banned set with two lists, one with its own distance, one in shadow mode."""
+    nudity = HashList.objects.create(name="nudity", max_distance=8)
+    partner = HashList.objects.create(name="imported from partner X", mode="shadow")
+    ban(images.photo(710), reason="first")
+    ban(images.photo(711), hash_list=nudity, reason='second, with a comma, and "quotes"')
+    ban(images.photo(712), hash_list=partner, reason="third")
+    gone = ban(images.photo(713), reason="unflagged later")
+    services.unflag_fingerprint(flagged=gone, reason="mistake")
+    return nudity, partner
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_then_import_into_an_empty_site_reproduces_the_banned_set_exactly(
+    fmt, two_lists, tmp_path
+):
+    before = banned_set_as_matching_sees_it()
+    lists_before = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
+    probe = fingerprint_image(images.photo(711))
+    verdict_before = matching.check(probe)
+    path = tmp_path / f"banned.{fmt}"
+    run("export_fingerprints", "--format", fmt, "-o", str(path))
+
+    empty_the_banned_set()
+    assert banned_set_as_matching_sees_it() == []
+    run("import_fingerprints", str(path))
+
+    assert banned_set_as_matching_sees_it() == before
+    lists_after = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
+    # The default list is created by the first import that names it, like any other.
+    assert lists_after == lists_before
+    assert matching.check(probe).decision == verdict_before.decision
+
+
+def test_importing_the_same_file_twice_changes_nothing(two_lists, tmp_path):
+    path = tmp_path / "banned.jsonl"
+    run("export_fingerprints", "-o", str(path))
+    flags, changes = FlaggedFingerprint.objects.count(), BannedSetChange.objects.count()
+
+    out = run("import_fingerprints", str(path))
+
+    assert "Imported 0 fingerprints; 3 already banned." in out
+    assert (FlaggedFingerprint.objects.count(), BannedSetChange.objects.count()) == (flags, changes)
+
+
+def test_import_dry_run_writes_nothing(two_lists, tmp_path):
+    path = tmp_path / "banned.csv"
+    run("export_fingerprints", "--format", "csv", "-o", str(path))
+    empty_the_banned_set()
+
+    out = run("import_fingerprints", str(path), "--dry-run")
+
+    assert "Would import 3 fingerprints; 0 already banned." in out
+    assert not FlaggedFingerprint.objects.exists() and not HashList.objects.exists()
+
+
+def test_export_of_one_list_holds_only_its_fingerprints(two_lists):
+    out = run("export_fingerprints", "--list", "nudity")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["list"], r["reason"][:6]) for r in records] == [("nudity", "second")]
+
+
+def test_export_csv_has_the_documented_columns(two_lists):
+    out = run("export_fingerprints", "--format", "csv")
+    rows = list(csv.DictReader(StringIO(out)))
+    assert list(rows[0])[:5] == ["dhash", "list", "reason", "source", "created"]
+    assert {"variants", "pipeline_version", "information"} <= set(rows[0])
+    assert all(len(r["dhash"]) == 16 for r in rows)
+
+
+def test_export_of_an_unknown_list_fails():
+    with pytest.raises(CommandError, match="No hash list"):
+        run("export_fingerprints", "--list", "nope")
+
+
+def test_a_malformed_record_imports_nothing(two_lists, tmp_path):
+    path = tmp_path / "banned.jsonl"
+    run("export_fingerprints", "-o", str(path))
+    lines = path.read_text().splitlines()
+    empty_the_banned_set()
+    broken = json.loads(lines[1])
+    broken["variants"] = [[0, "zz", None]]
+    path.write_text("\n".join([lines[0], json.dumps(broken)]) + "\n")
+
+    with pytest.raises(CommandError, match="nothing was imported"):
+        run("import_fingerprints", str(path))
+    assert not FlaggedFingerprint.objects.exists()
+
+
+def test_an_imported_flag_takes_down_existing_matching_photos(
+    django_user_model, tmp_path, django_capture_on_commit_callbacks
+):
+    from profiles.models import Profile
+    from profiles.services import profile_for, profile_set_photo
+
+    scene = images.photo(720)
+    ban(scene)
+    path = tmp_path / "banned.jsonl"
+    run("export_fingerprints", "-o", str(path))
+    empty_the_banned_set()
+    owner = django_user_model.objects.create_user(username="owner", password="pw")
+    profile = profile_set_photo(profile=profile_for(user=owner), upload=images.upload(scene))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run("import_fingerprints", str(path))
+
+    assert not Profile.objects.get(pk=profile.pk).photo
+
+
+def test_export_selected_in_the_admin_downloads_those_fingerprints(moderator, two_lists):
+    client = Client()
+    client.force_login(moderator)
+    chosen = FlaggedFingerprint.objects.get(hash_list__name="nudity")
+
+    response = client.post(
+        reverse("admin:moderation_flaggedfingerprint_changelist"),
+        {"action": "export_selected", ACTION_CHECKBOX_NAME: [chosen.pk]},
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.DictReader(StringIO(response.content.decode())))
+    assert [r["dhash"] for r in rows] == [chosen.hex]
+
+
+# --- check_image ----------------------------------------------------------------------------
+
+
+def test_check_image_json_names_the_list_of_each_match(tmp_path):
+    spam = HashList.objects.create(name="spam")
+    ban(images.photo(730), hash_list=spam)
+    path = tmp_path / "q.png"
+    path.write_bytes(images.encode(images.photo(730), "PNG"))
+
+    result = json.loads(run("check_image", str(path), "--json"))
+
+    assert result["decision"] == "block"
+    assert [m["list"] for m in result["matches"]] == ["spam"]
+
+
+def test_check_image_json_says_review_for_a_near_miss_and_names_its_list(tmp_path, settings):
+    original = images.photo(731)
+    ban(original)
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+    path = tmp_path / "near.png"
+    path.write_bytes(images.encode(images.at_distance(original, 7, seed=2), "PNG"))
+
+    result = json.loads(run("check_image", str(path), "--json"))
+
+    assert result["decision"] == "review"
+    assert result["matches"] == []
+    assert [(m["list"], m["distance"]) for m in result["near"]] == [("default", 7)]

@@ -237,6 +237,12 @@ MODERATION_MIN_INFORMATION = env_int("MODERATION_MIN_INFORMATION", 20)
 # largest distance a hash list may set (every lookup reaches this far). 0 turns the queue off
 # for near misses (and limits list distances to MODERATION_MAX_DISTANCE).
 MODERATION_REVIEW_DISTANCE = env_int("MODERATION_REVIEW_DISTANCE", 16)
+# Dismissing a queued upload allows that image for that fingerprint: a later upload within
+# MODERATION_ALLOWLIST_DISTANCE dHash bits of it (the same picture re-encoded) is not refused or
+# queued for it again. A fingerprint dismissed more than MODERATION_MAX_DISMISSALS times is
+# suspended automatically (deactivated, audited, shown to moderators); 0 never suspends.
+MODERATION_ALLOWLIST_DISTANCE = env_int("MODERATION_ALLOWLIST_DISTANCE", 2)
+MODERATION_MAX_DISMISSALS = env_int("MODERATION_MAX_DISMISSALS", 5)
 # Decoded pixels (width * height) an upload may declare; larger is refused before decoding.
 MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
 # Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.

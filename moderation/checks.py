@@ -14,6 +14,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
         ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
         ("MODERATION_MIN_INFORMATION", 20),
         ("MODERATION_REVIEW_DISTANCE", 16),
+        ("MODERATION_ALLOWLIST_DISTANCE", 2),
     ):
         value = getattr(settings, name, None)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
@@ -46,6 +47,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
         "MODERATION_UPLOAD_RATE_PER_USER",
         "MODERATION_UPLOAD_RATE_PER_IP",
         "MODERATION_TRUSTED_PROXY_COUNT",
+        "MODERATION_MAX_DISMISSALS",
     ):
         value = getattr(settings, name, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

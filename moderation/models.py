@@ -149,6 +149,14 @@ class FlaggedFingerprint(models.Model):
     )
     flagged_at = models.DateTimeField(_("flagged at"), default=timezone.now, db_index=True)
     active = models.BooleanField(_("active"), default=True, db_index=True)
+    suspended = models.BooleanField(
+        _("suspended"),
+        default=False,
+        help_text=_(
+            "Deactivated automatically because moderators dismissed too many of its matches "
+            "(MODERATION_MAX_DISMISSALS): probably a false positive magnet. Check it."
+        ),
+    )
     unflagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("unflagged by"),
@@ -275,6 +283,8 @@ class AuditEvent(models.Model):
         UNFLAG = "unflag", _("Unflagged")
         TAKEDOWN = "takedown", _("Taken down")
         MISSING = "missing", _("File missing from storage")
+        DISMISS = "dismiss", _("Review dismissed (allowed)")
+        SUSPEND = "suspend", _("Suspended after too many dismissals")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(
@@ -383,3 +393,117 @@ class RefusedUpload(models.Model):
     @property
     def hex(self) -> str:
         return "" if self.dhash is None else Fingerprint.from_signed(self.dhash).hex
+
+
+class ReviewItemQuerySet(models.QuerySet):
+    def pending(self) -> ReviewItemQuerySet:
+        return self.filter(status=ReviewItem.Status.PENDING)
+
+
+class ReviewItem(models.Model):
+    """A stored image that was accepted but is close to a banned fingerprint: a moderator
+    looks at both and bans it (through the flag service) or dismisses it (an allowlist entry).
+
+    Queued after an upload commits (``services.recheck_stored_image``) when the verdict is
+    ``review``: a near miss within ``MODERATION_REVIEW_DISTANCE``, a candidate the pHash
+    confirmation rejected, or a match with a low-information flag only.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        BANNED = "banned", _("Banned")
+        DISMISSED = "dismissed", _("Dismissed")
+        GONE = "gone", _("Image gone")
+
+    target_key = models.CharField(_("kind of image"), max_length=100)  # registry.ImageTarget.key
+    object_id = models.PositiveBigIntegerField(_("object id"))
+    target = models.CharField(_("target"), max_length=200, blank=True)
+    file_name = models.CharField(_("stored file"), max_length=300)
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"))
+    phash = models.BigIntegerField(_("pHash (signed 64-bit)"), null=True, blank=True)
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("uploader"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("near banned fingerprint"),
+        on_delete=models.PROTECT,
+        related_name="review_items",
+    )
+    distance = models.PositiveSmallIntegerField(_("dHash distance"))
+    confirm_distance = models.PositiveSmallIntegerField(
+        _("pHash distance"), null=True, blank=True
+    )
+    created_at = models.DateTimeField(_("queued"), default=timezone.now, db_index=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+
+    objects = ReviewItemQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("review item")
+        ordering = ["created_at", "id"]
+        permissions = [("review_upload", _("Can ban or dismiss queued uploads"))]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_key", "object_id", "file_name", "fingerprint"],
+                condition=Q(status="pending"),
+                name="one_pending_review_per_image_and_flag",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target or self.file_name} near {self.fingerprint}"
+
+    @property
+    def hex(self) -> str:
+        return Fingerprint.from_signed(self.dhash).hex
+
+
+class AllowedMatch(models.Model):
+    """An exception: an image a moderator looked at and found innocent, for one banned
+    fingerprint. An upload within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits of ``dhash``
+    (the same picture, re-encoded) is neither refused nor queued because of that fingerprint.
+    Each row is one dismissal; too many for one fingerprint suspend it."""
+
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("banned fingerprint"),
+        on_delete=models.PROTECT,
+        related_name="allowed_matches",
+    )
+    dhash = models.BigIntegerField(_("allowed image dHash (signed 64-bit)"), db_index=True)
+    review_item = models.ForeignKey(
+        ReviewItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("allowed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("allowed match")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{Fingerprint.from_signed(self.dhash).hex} allowed for {self.fingerprint}"

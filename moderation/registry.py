@@ -23,6 +23,7 @@ class ImageTarget:
     image was last compared with the whole banned set. ``missing_field`` (optional) is a
     nullable datetime set when a reindex finds the stored file gone: the owning app hides the
     image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
+    ``owner_field`` (optional) names the uploader, shown to moderators in the review queue.
     """
 
     model: type[models.Model]
@@ -33,6 +34,8 @@ class ImageTarget:
     confirm_field: str
     describe: Callable[[models.Model], str] = str
     missing_field: str | None = None
+    # The user who uploaded the image (a foreign key to the user model), for the review queue.
+    owner_field: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,3 +67,7 @@ def target_for(model: type[models.Model] | models.Model) -> ImageTarget:
         if target.model._meta.label_lower == label:
             return target
     raise LookupError(f"{label} has no registered image field")
+
+
+def target_by_key(key: str) -> ImageTarget:
+    return _targets[key]

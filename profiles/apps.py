@@ -19,6 +19,7 @@ class ProfilesConfig(AppConfig):
                 version_field="photo_pipeline_version",
                 checked_field="photo_checked_at",
                 missing_field="photo_missing_since",
+                owner_field="user",
                 describe=lambda profile: profile.user.get_username(),
             )
         )

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +22,7 @@ from moderation.models import (
     FlaggedFingerprint,
     HashList,
     RefusedUpload,
+    ReviewItem,
 )
 
 
@@ -65,15 +66,16 @@ class UnflagReasonForm(forms.Form):
 class FlaggedFingerprintAdmin(admin.ModelAdmin):
     list_display = [
         "hex_hash", "hash_list", "source", "short_reason", "flagged_by", "flagged_at", "active",
-        "original_link",
+        "suspended", "original_link",
     ]
-    list_filter = ["active", "hash_list", "source", "flagged_at"]
+    list_filter = ["active", "suspended", "hash_list", "source", "flagged_at"]
     list_select_related = ["flagged_by", "hash_list"]
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
     readonly_fields = [
         "hex_hash", "hash_list", "pipeline_version", "information", "reason", "source",
-        "flagged_by", "flagged_at", "active", "unflagged_by", "unflagged_at", "original_link",
+        "flagged_by", "flagged_at", "active", "suspended", "unflagged_by", "unflagged_at",
+        "original_link",
         "variant_table",
     ]
     fields = readonly_fields
@@ -367,3 +369,123 @@ class RefusedUploadAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _stored_image(item: ReviewItem):
+    """The queued image's file, or None when it has been replaced or removed since."""
+    from moderation import registry
+
+    try:
+        target = registry.target_by_key(item.target_key)
+    except KeyError:
+        return None
+    instance = target.model._default_manager.filter(pk=item.object_id).first()
+    image = getattr(instance, target.file_field, None) if instance is not None else None
+    return image if image and image.name == item.file_name else None
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(admin.ModelAdmin):
+    """The review queue: accepted uploads close to a banned fingerprint, oldest first.
+
+    Each item's page shows the upload and the flagged original side by side (the original only
+    to staff with ``moderation.view_quarantine``, through the quarantine view), both hashes,
+    the distance, the uploader and their refused uploads, with one button to ban the upload
+    (the flag service) and one to dismiss it (an allowlist exception).
+    """
+
+    list_display = [
+        "thumbnail", "target", "uploader", "fingerprint", "distance", "status", "created_at",
+    ]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["uploader", "fingerprint"]
+    search_fields = ["target", "uploader__username"]
+    change_form_template = "admin/moderation/reviewitem/review.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.review_upload") and request.user.has_perm(
+            "moderation.flag_image"
+        )
+
+    @admin.display(description=_("upload"))
+    def thumbnail(self, obj: ReviewItem) -> str:
+        image = _stored_image(obj)
+        if image is None:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">', image.url
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        item = self.get_object(request, object_id)
+        if item is None:
+            raise Http404(_("No such review item."))
+        if not self.has_view_permission(request, item):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._decide(request, item)
+        flagged = item.fingerprint
+        can_see_original = request.user.has_perm("moderation.view_quarantine")
+        original_url = (
+            reverse("moderation:quarantined-file", args=[flagged.original.name])
+            if can_see_original and flagged.original
+            else ""
+        )
+        refused = (
+            RefusedUpload.objects.filter(user=item.uploader).select_related("nearest")[:50]
+            if item.uploader_id
+            else []
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Review an upload"),
+            "opts": self.model._meta,
+            "item": item,
+            "flagged": flagged,
+            "upload": _stored_image(item),
+            "original_url": original_url,
+            "can_see_original": can_see_original,
+            "refused": refused,
+            "can_review": self.has_review_permission(request) and item.status == "pending",
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def _decide(self, request, item: ReviewItem):
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        decision = request.POST.get("decision")
+        if decision == "ban":
+            try:
+                done = services.review_ban(item=item, actor=request.user)
+            except ValidationError as e:
+                self.message_user(request, " ".join(e.messages), messages.ERROR)
+                return redirect(request.path)
+            if done:
+                self.message_user(request, _("Banned; the photo was taken down."), messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    _("Nothing banned: the item was already decided or the image is gone."),
+                    messages.WARNING,
+                )
+        elif decision == "dismiss":
+            if services.review_dismiss(item=item, actor=request.user):
+                self.message_user(
+                    request,
+                    _("Dismissed; this image is allowed for that fingerprint from now on."),
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, _("Already decided."), messages.WARNING)
+        else:
+            return HttpResponse(status=400)
+        return redirect("admin:moderation_reviewitem_changelist")

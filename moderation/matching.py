@@ -49,7 +49,7 @@ from django.db.models import Max
 
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import ORIENTATIONS, Fingerprint, to_unsigned
-from moderation.models import BannedSetChange, FingerprintVariant
+from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
@@ -520,8 +520,40 @@ def banned_set() -> BannedSet:
 
 
 def check(fingerprint: Fingerprint) -> Verdict:
-    """The decision an upload of ``fingerprint`` gets now: block, review or pass."""
-    return _banned_set.check(fingerprint)
+    """The decision an upload of ``fingerprint`` gets now: block, review or pass (after the
+    allowlist, see ``without_allowed``)."""
+    return without_allowed(_banned_set.check(fingerprint), fingerprint)
+
+
+def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
+    """``verdict`` without the flags a moderator has allowed this image for (``AllowedMatch``
+    within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
+
+    One query, only when the verdict has matches or near misses (rare for an upload).
+    """
+    ids = {m.fingerprint_id for m in (*verdict.matches, *verdict.near)}
+    if not ids:
+        return verdict
+    limit = settings.MODERATION_ALLOWLIST_DISTANCE
+    unsigned = fingerprint.dhash
+    allowed = {
+        fid
+        for fid, dhash in AllowedMatch.objects.filter(fingerprint_id__in=ids).values_list(
+            "fingerprint_id", "dhash"
+        )
+        if (to_unsigned(dhash) ^ unsigned).bit_count() <= limit
+    }
+    if not allowed:
+        return verdict
+    matched = [m for m in verdict.matches if m.fingerprint_id not in allowed]
+    near = [m for m in verdict.near if m.fingerprint_id not in allowed]
+    if any(not m.low_information for m in matched):
+        decision = BLOCK
+    elif matched or near:
+        decision = REVIEW
+    else:
+        decision = PASS
+    return Verdict(decision, matched, verdict.candidates, near, verdict.shadow)
 
 
 def find(fingerprint: Fingerprint, max_distance: int | None = None) -> list[Match]:

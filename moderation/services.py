@@ -36,6 +36,7 @@ from moderation.hashing import (
     image_format,
 )
 from moderation.models import (
+    AllowedMatch,
     AuditEvent,
     BannedSetChange,
     FingerprintVariant,
@@ -43,6 +44,7 @@ from moderation.models import (
     HashList,
     RefusedUpload,
     ReindexRun,
+    ReviewItem,
     quarantine_storage,
 )
 
@@ -681,12 +683,16 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
 
     Runs after an upload commits: an upload that passed its check just before a flag
     committed is caught here (the flag's own sweep could not see the uncommitted upload).
+    An image that is only near a banned fingerprint is queued for review instead.
     """
     target = registry.target_for(instance)
     fp = stored_fingerprint(target, instance)
     if fp is None:
         return False
     verdict = matching.check(fp)
+    if verdict.decision == matching.REVIEW:
+        queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
+        return False
     if not verdict.blocked:
         return False
     nearest = verdict.matches[0]
@@ -715,6 +721,112 @@ def record_refused_upload(
         nearest_id=match.fingerprint_id if match is not None else None,
         distance=match.distance if match is not None else None,
     )
+
+
+# --- review queue and allowlist ---------------------------------------------------------
+
+
+def queue_for_review(
+    *, instance: models.Model, fingerprint: Fingerprint, match: matching.Match
+) -> ReviewItem | None:
+    """Put a stored image that is near a banned fingerprint in the review queue (once per image
+    and fingerprint while pending). Returns None when it is already queued."""
+    target = registry.target_for(instance)
+    name = getattr(instance, target.file_field).name
+    owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
+    try:
+        with transaction.atomic():
+            item, created = ReviewItem.objects.get_or_create(
+                target_key=target.key,
+                object_id=instance.pk,
+                file_name=name,
+                fingerprint_id=match.fingerprint_id,
+                status=ReviewItem.Status.PENDING,
+                defaults={
+                    "target": target.label(instance),
+                    "dhash": fingerprint.signed,
+                    "phash": fingerprint.phash_signed,
+                    "uploader_id": owner,
+                    "distance": match.distance,
+                    "confirm_distance": match.confirm_distance,
+                },
+            )
+    except IntegrityError:  # queued by another process a moment ago
+        return None
+    return item if created else None
+
+
+def _decide(item: ReviewItem, status: str, actor: AbstractBaseUser | None) -> bool:
+    updated = ReviewItem.objects.filter(pk=item.pk, status=ReviewItem.Status.PENDING).update(
+        status=status, decided_by=actor, decided_at=timezone.now()
+    )
+    item.refresh_from_db()
+    return bool(updated)
+
+
+def review_ban(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: str = "") -> bool:
+    """Ban a queued image: flag it through ``flag_stored_image`` (take-down, sweep, audit).
+
+    Returns False when the item was already decided, or the image has been replaced or
+    removed since it was queued (the item is then closed as gone). A low-information image
+    raises ``ValidationError`` as in ``flag_image``, and nothing changes.
+    """
+    if item.status != ReviewItem.Status.PENDING:
+        return False
+    target = registry.target_by_key(item.target_key)
+    instance = target.model._default_manager.filter(pk=item.object_id).first()
+    reason = reason or f"banned from the review queue (near {item.fingerprint.hex})"
+    result = None
+    if instance is not None:
+        result = flag_stored_image(
+            instance=instance, reason=reason, actor=actor, expected_name=item.file_name
+        )
+    if result is None:
+        _decide(item, ReviewItem.Status.GONE, actor)
+        return False
+    return _decide(item, ReviewItem.Status.BANNED, actor)
+
+
+def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: str = "") -> bool:
+    """Dismiss a queued image: it is innocent. Records an allowlist exception
+    (``AllowedMatch``) so the same image is not refused or queued again for that fingerprint,
+    and suspends the fingerprint once it has more than ``MODERATION_MAX_DISMISSALS``
+    dismissals (a flag that keeps catching innocent images). Returns False if already decided.
+    """
+    with transaction.atomic():
+        if not _decide(item, ReviewItem.Status.DISMISSED, actor):
+            return False
+        AllowedMatch.objects.create(
+            fingerprint_id=item.fingerprint_id, dhash=item.dhash, review_item=item, created_by=actor
+        )
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.DISMISS,
+            actor=actor,
+            fingerprint_id=item.fingerprint_id,
+            target=item.target,
+            distance=item.distance,
+            reason=reason or "not a match: allowed for this fingerprint",
+        )
+        dismissals = AllowedMatch.objects.filter(fingerprint_id=item.fingerprint_id).count()
+        limit = settings.MODERATION_MAX_DISMISSALS
+        if limit and dismissals > limit:
+            suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
+    return True
+
+
+def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool:
+    """Deactivate a fingerprint that moderators keep dismissing matches of, and say why."""
+    reason = (
+        f"suspended automatically: {dismissals} dismissed matches "
+        f"(more than MODERATION_MAX_DISMISSALS={settings.MODERATION_MAX_DISMISSALS})"
+    )
+    if not unflag_fingerprint(flagged=flagged, actor=None, reason=reason):
+        return False
+    FlaggedFingerprint.objects.filter(pk=flagged.pk).update(suspended=True)
+    AuditEvent.objects.create(action=AuditEvent.Action.SUSPEND, fingerprint=flagged, reason=reason)
+    flagged.refresh_from_db()
+    logger.warning("fingerprint #%s %s", flagged.pk, reason)
+    return True
 
 
 # --- reindex ----------------------------------------------------------------------------

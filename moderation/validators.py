@@ -72,7 +72,9 @@ class BannedImageValidator:
         _remember(value, FINGERPRINT_ATTR, frames[0])
         banned = matching.banned_set()
         banned.sync()  # once for all frames
-        verdicts = [(banned.check(fp, sync=False), fp) for fp in frames]
+        verdicts = [
+            (matching.without_allowed(banned.check(fp, sync=False), fp), fp) for fp in frames
+        ]
         for verdict, fp in verdicts:
             if verdict.decision == matching.REVIEW:
                 logger.warning(

@@ -22,7 +22,7 @@ from django.urls import clear_url_caches, resolve, reverse
 
 from moderation import services
 from moderation.hashing import fingerprint
-from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload
+from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload, ReviewItem
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import hostile, images
@@ -36,6 +36,7 @@ MODERATOR_PERMS = [
     "moderation.view_auditevent",
     "moderation.view_refusedupload",
     "moderation.view_hashlist",
+    "moderation.view_reviewitem",
     "moderation.flag_image",
     "moderation.unflag_image",
     "moderation.view_quarantine",
@@ -88,7 +89,17 @@ def world(django_user_model):
         source=FlaggedFingerprint.Source.COMMAND,
     ).fingerprint
     refused = services.record_refused_upload(user=owner, ip="192.0.2.1", code="banned_image")
+    review = ReviewItem.objects.create(
+        target_key="profiles.profile.photo",
+        object_id=profile.pk,
+        file_name=profile.photo.name,
+        dhash=profile.photo_dhash,
+        uploader=owner,
+        fingerprint=flagged,
+        distance=14,
+    )
     return {
+        "review": review,
         "profile": Profile.objects.get(pk=profile.pk),
         "flagged": flagged,
         "event": AuditEvent.objects.get(),
@@ -186,6 +197,16 @@ PAGES = {
     "hash list add": (lambda w: reverse("admin:moderation_hashlist_add"), SUPERUSER_ONLY),
     "hash list delete": (
         lambda w: reverse("admin:moderation_hashlist_delete", args=[w["flagged"].hash_list_id]),
+        NOBODY,
+    ),
+    "review queue": (lambda w: reverse("admin:moderation_reviewitem_changelist"), MODERATORS),
+    "review item": (
+        lambda w: reverse("admin:moderation_reviewitem_change", args=[w["review"].pk]),
+        MODERATORS,
+    ),
+    "review item add": (lambda w: reverse("admin:moderation_reviewitem_add"), NOBODY),
+    "review item delete": (
+        lambda w: reverse("admin:moderation_reviewitem_delete", args=[w["review"].pk]),
         NOBODY,
     ),
     "users": (lambda w: reverse("admin:auth_user_changelist"), SUPERUSER_ONLY),

@@ -69,7 +69,7 @@ class Command(BaseCommand):
                     self.stderr.write(f"{path}: error: {message}")
                 continue
             read += 1
-            verdict = matching.banned_set().check(fp, rule=rule)
+            verdict = matching.without_allowed(matching.banned_set().check(fp, rule=rule), fp)
             matches = verdict.matches
             shown = [*matches, *verdict.near, *verdict.shadow]
             rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(

@@ -1,0 +1,262 @@
+"""The review queue and the allowlist (issue 7): near misses are accepted but queued; a
+moderator bans or dismisses each; a dismissal is an exception; too many suspend a flag."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from moderation import matching, services
+from moderation.hashing import fingerprint_image
+from moderation.models import (
+    AllowedMatch,
+    AuditEvent,
+    FlaggedFingerprint,
+    RefusedUpload,
+    ReviewItem,
+)
+from profiles.models import Profile
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+QUEUE = "admin:moderation_reviewitem_changelist"
+
+
+@pytest.fixture(autouse=True)
+def narrow_distances(settings):
+    """Block within 4 bits, review up to 10: a copy 7 bits away is a near miss."""
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+
+
+def ban(img, reason="test ban") -> FlaggedFingerprint:
+    return services.flag_image(
+        file=images.upload(img, "banned.png", "PNG"),
+        reason=reason,
+        source=FlaggedFingerprint.Source.COMMAND,
+    ).fingerprint
+
+
+@pytest.fixture
+def alice_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def upload(alice_client, django_capture_on_commit_callbacks):
+    """A callable: alice uploads ``img`` through the real form; after-commit work runs."""
+
+    def post(img):
+        with django_capture_on_commit_callbacks(execute=True):
+            return alice_client.post(
+                reverse("profile-edit"),
+                {"display_name": "Alice", "photo": images.upload(img, "me.png", "PNG")},
+            )
+
+    return post
+
+
+@pytest.fixture
+def scene():
+    """A banned scene and a copy of it 7 dHash bits away."""
+    original = images.photo(801)
+    return ban(original), images.at_distance(original, 7, seed=5)
+
+
+@pytest.fixture
+def queued(scene, upload, user):
+    flagged, near = scene
+    response = upload(near)
+    assert response.status_code == 302  # accepted
+    return ReviewItem.objects.get()
+
+
+def moderator_client(moderator) -> Client:
+    client = Client()
+    client.force_login(moderator)
+    return client
+
+
+# --- queueing -------------------------------------------------------------------------------
+
+
+def test_a_near_miss_upload_is_accepted_and_queued_with_its_hashes_and_uploader(
+    queued, scene, user
+):
+    flagged, _ = scene
+    profile = Profile.objects.get(user=user)
+    assert profile.photo  # accepted and stored
+    assert queued.status == ReviewItem.Status.PENDING
+    assert queued.fingerprint == flagged
+    assert (queued.object_id, queued.file_name) == (profile.pk, profile.photo.name)
+    assert queued.uploader == user
+    assert queued.dhash == profile.photo_dhash
+    assert 4 < queued.distance <= 10
+
+
+def test_an_upload_far_from_every_ban_is_not_queued(scene, upload):
+    upload(images.photo(802))
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_blocked_upload_is_refused_not_queued(scene, upload):
+    response = upload(images.photo(801))
+    assert response.status_code == 200  # the form again, with the generic error
+    assert not ReviewItem.objects.exists()
+    assert RefusedUpload.objects.count() == 1
+
+
+def test_the_same_image_is_queued_once_per_fingerprint(queued, user):
+    profile = Profile.objects.get(user=user)
+    assert services.recheck_stored_image(instance=profile) is False
+    assert ReviewItem.objects.count() == 1
+
+
+# --- the queue page -------------------------------------------------------------------------
+
+
+def test_the_queue_lists_pending_items_for_a_moderator(queued, moderator):
+    response = moderator_client(moderator).get(reverse(QUEUE))
+    assert response.status_code == 200
+    assert queued.target in response.content.decode()
+
+
+def test_the_review_page_shows_upload_and_original_side_by_side_with_the_evidence(
+    queued, scene, moderator, user
+):
+    flagged, _ = scene
+    services.record_refused_upload(user=user, ip="192.0.2.9", code="banned_image")
+    profile = Profile.objects.get(user=user)
+
+    page = moderator_client(moderator).get(
+        reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+    )
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert profile.photo.url in html
+    assert reverse("moderation:quarantined-file", args=[flagged.original.name]) in html
+    assert queued.hex in html and flagged.hex in html
+    assert f"<td>{queued.distance}</td>" in html
+    assert "alice" in html
+    assert 'id="review-refused"' in html and "banned_image" in html
+    assert 'value="ban"' in html and 'value="dismiss"' in html
+
+
+def test_the_original_is_not_shown_without_the_quarantine_permission(
+    queued, scene, django_user_model
+):
+    flagged, _ = scene
+    viewer = django_user_model.objects.create_user(username="v", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_reviewitem"))
+    client = Client()
+    client.force_login(viewer)
+
+    html = client.get(reverse("admin:moderation_reviewitem_change", args=[queued.pk])).content
+    assert reverse("moderation:quarantined-file", args=[flagged.original.name]) not in html.decode()
+    assert b"You may not view quarantined originals" in html
+    assert b'value="ban"' not in html
+
+
+def test_staff_without_the_review_permission_cannot_ban_or_dismiss(queued, django_user_model):
+    viewer = django_user_model.objects.create_user(username="v", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_reviewitem"))
+    client = Client()
+    client.force_login(viewer)
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    for decision in ("ban", "dismiss"):
+        assert client.post(url, {"decision": decision}).status_code == 403
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.PENDING
+
+
+# --- ban and dismiss ------------------------------------------------------------------------
+
+
+def test_one_click_ban_flags_the_upload_and_takes_it_down(queued, moderator, user):
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    response = moderator_client(moderator).post(url, {"decision": "ban"})
+
+    assert response.status_code == 302
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.BANNED and queued.decided_by == moderator
+    assert not Profile.objects.get(user=user).photo
+    assert FlaggedFingerprint.objects.active().count() == 2
+    assert AuditEvent.objects.filter(action="takedown", actor=moderator).exists()
+
+
+def test_one_click_dismiss_allows_that_image_for_that_fingerprint(queued, scene, moderator, upload):
+    flagged, near = scene
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    moderator_client(moderator).post(url, {"decision": "dismiss"})
+
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.DISMISSED
+    assert AllowedMatch.objects.get().fingerprint == flagged
+    assert AuditEvent.objects.filter(action="dismiss", fingerprint=flagged).exists()
+    assert matching.check(fingerprint_image(near)).decision == matching.PASS
+    upload(near)  # the same picture again: accepted, and not queued again
+    assert ReviewItem.objects.count() == 1
+
+
+def test_an_allowed_image_is_not_refused_even_within_the_block_distance(
+    scene, upload, user, settings
+):
+    flagged, near = scene
+    AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near).signed)
+    settings.MODERATION_MAX_DISTANCE = 10  # now the copy would be blocked
+
+    response = upload(near)
+
+    assert response.status_code == 302
+    assert Profile.objects.get(user=user).photo
+    assert not RefusedUpload.objects.exists()
+
+
+def test_an_allowlist_entry_does_not_help_a_different_image(scene):
+    flagged, near = scene
+    AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near).signed)
+    assert matching.check(fingerprint_image(images.photo(801))).blocked
+
+
+def test_too_many_dismissals_suspend_the_fingerprint_and_show_it(
+    scene, settings, django_user_model, moderator
+):
+    settings.MODERATION_MAX_DISMISSALS = 1
+    flagged, near = scene
+    for n in range(2):
+        owner = django_user_model.objects.create_user(username=f"u{n}", password="pw")
+        profile = Profile.objects.create(user=owner)
+        item = ReviewItem.objects.create(
+            target_key="profiles.profile.photo",
+            object_id=profile.pk,
+            file_name=f"photos/{n}.jpg",
+            dhash=fingerprint_image(images.at_distance(images.photo(801), 7, seed=n)).signed,
+            fingerprint=flagged,
+            distance=7,
+        )
+        services.review_dismiss(item=item, actor=moderator)
+
+    flagged.refresh_from_db()
+    assert not flagged.active and flagged.suspended
+    assert AuditEvent.objects.filter(action="suspend", fingerprint=flagged).exists()
+    assert not matching.check(fingerprint_image(images.photo(801))).blocked
+    changelist = moderator_client(moderator).get(
+        reverse("admin:moderation_flaggedfingerprint_changelist"), {"suspended__exact": "1"}
+    )
+    assert flagged.hex in changelist.content.decode()
+
+
+def test_a_decided_item_cannot_be_decided_again(queued, moderator):
+    assert services.review_dismiss(item=queued, actor=moderator)
+    assert not services.review_dismiss(item=queued, actor=moderator)
+    assert not services.review_ban(item=queued, actor=moderator)
+    assert AllowedMatch.objects.count() == 1

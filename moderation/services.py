@@ -36,6 +36,7 @@ from moderation.hashing import (
     image_format,
 )
 from moderation.models import (
+    DEFAULT_HASH_LIST,
     AllowedMatch,
     AuditEvent,
     BannedSetChange,
@@ -625,6 +626,61 @@ def take_down_image(
         if stored:
             _delete_after_commit(image.storage, public_name)
     return True
+
+
+@dataclass
+class ImpactPreview:
+    """What flagging some stored images would take down besides themselves."""
+
+    count: int = 0  # other stored images the sweep would take down
+    nearest: list[tuple[models.Model, int]] = field(default_factory=list)  # (instance, distance)
+    unreadable: int = 0  # selected images whose file could not be read
+
+
+def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -> ImpactPreview:
+    """How many other stored images a flag of ``instances`` would take down, nearest first.
+
+    Read-only. Fingerprints the selected files (all 8 orientations, as the flag will) into a
+    throwaway index with the default list's policy and compares every stored image with it,
+    as the sweep after the flag does.
+    """
+    preview = ImpactPreview()
+    index = matching.BannedIndex()
+    selected: set[tuple[str, int]] = set()
+    default = HashList.objects.filter(name=DEFAULT_HASH_LIST).first()  # read-only: no create
+    policy = matching.list_policy(default.max_distance, default.shadow) if default else 0
+    for position, instance in enumerate(instances):
+        target = registry.target_for(instance)
+        selected.add((target.key, instance.pk))
+        image = getattr(instance, target.file_field)
+        try:
+            with storage_errors(), image.open("rb") as fh:
+                variants = fingerprint_orientations(fh)
+        except (OSError, ValidationError):
+            preview.unreadable += 1
+            continue
+        low = matching.is_low_information(variants[0].information)
+        for orientation, fp in matching.stored_orientations(variants):
+            index.add(matching.entry_key(position, orientation), fp.dhash, fp.phash, low, policy)
+    if not len(index) or (default is not None and not default.enabled):
+        return preview
+    rule = matching.MatchRule.from_settings()
+    hits: list[tuple[int, str, int]] = []
+    for target in registry.targets():
+        rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
+        columns = ("pk", target.hash_field, target.confirm_field)
+        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
+            if (target.key, pk) in selected:
+                continue
+            verdict = index.check(Fingerprint.from_signed(signed, phash=phash), rule)
+            if verdict.blocked:
+                hits.append((verdict.nearest.distance, target.key, pk))
+    preview.count = len(hits)
+    for distance, key, pk in sorted(hits)[:limit]:
+        instance = registry.target_by_key(key).model._default_manager.filter(pk=pk).first()
+        if instance is not None:
+            preview.nearest.append((instance, distance))
+    return preview
 
 
 def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:

@@ -168,6 +168,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 "title": _("Flag photos"),
                 "opts": self.model._meta,
                 "profiles": with_photo,
+                "impact": moderation.preview_flag_impact(instances=with_photo),
                 "without_photo": queryset.filter(photo="").count(),
                 "queryset": queryset,
                 "form": form,

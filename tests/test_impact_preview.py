@@ -1,0 +1,87 @@
+"""Impact preview (issue 7): the "Flag selected photos" confirmation says what else goes."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
+from django.urls import reverse
+
+from moderation import services
+from profiles.models import Profile
+from profiles.services import profile_for, profile_set_photo
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def make_profile(django_user_model):
+    def make(username: str, img) -> Profile:
+        user = django_user_model.objects.create_user(username=username, password="pw")
+        profile = profile_set_photo(profile=profile_for(user=user), upload=images.upload(img))
+        return Profile.objects.get(pk=profile.pk)
+
+    return make
+
+
+def confirmation_page(moderator, *profiles) -> str:
+    client = Client()
+    client.force_login(moderator)
+    response = client.post(
+        reverse("admin:profiles_profile_changelist"),
+        {"action": "flag_selected_photos", ACTION_CHECKBOX_NAME: [p.pk for p in profiles]},
+    )
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_confirmation_counts_the_other_photos_the_flag_would_take_down(
+    make_profile, moderator
+):
+    scene = images.photo(901)
+    chosen = make_profile("chosen", scene)
+    copy = make_profile("copy", images.resized(scene, 0.5))
+    mirrored = make_profile("mirror", scene.transpose(0))  # FLIP_LEFT_RIGHT
+    make_profile("unrelated", images.photo(902))
+
+    html = confirmation_page(moderator, chosen)
+
+    assert "This flag will also take down 2 other profile photos." in html
+    assert copy.photo.url in html and mirrored.photo.url in html
+    assert "distance 0" in html
+
+
+def test_the_preview_lists_the_nearest_first_and_no_more_than_the_limit(make_profile):
+    scene = images.photo(903)
+    chosen = make_profile("chosen", scene)
+    near = make_profile("near", images.at_distance(scene, 3, seed=1))
+    exact = make_profile("exact", scene)
+
+    preview = services.preview_flag_impact(instances=[chosen], limit=1)
+
+    assert preview.count == 2
+    assert [(p.pk, d) for p, d in preview.nearest] == [(exact.pk, 0)]
+    assert near.pk != exact.pk
+
+
+def test_the_confirmation_says_when_nothing_else_matches(make_profile, moderator):
+    chosen = make_profile("chosen", images.photo(904))
+    make_profile("unrelated", images.photo(905))
+
+    html = confirmation_page(moderator, chosen)
+
+    assert "No other profile photo matches" in html
+
+
+def test_the_preview_changes_nothing(make_profile, moderator):
+    scene = images.photo(906)
+    chosen = make_profile("chosen", scene)
+    copy = make_profile("copy", scene)
+
+    confirmation_page(moderator, chosen)
+
+    assert Profile.objects.get(pk=chosen.pk).photo and Profile.objects.get(pk=copy.pk).photo
+    from moderation.models import FlaggedFingerprint
+
+    assert not FlaggedFingerprint.objects.exists()

@@ -411,6 +411,35 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_urls(self):
+        urls = [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(self.dashboard_view),
+                name="moderation_dashboard",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def dashboard_view(self, request):
+        """Staff dashboard: refusals per day (chart), the queue, top fingerprints, repeaters."""
+        if not request.user.has_perm("moderation.view_refusedupload"):
+            raise PermissionDenied
+        from moderation import dashboard
+
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Moderation dashboard"),
+            "opts": self.model._meta,
+            **dashboard.summary(),
+        }
+        return TemplateResponse(request, "admin/moderation/dashboard.html", context)
+
+    def changelist_view(self, request, extra_context=None):
+        dashboard_url = reverse("admin:moderation_dashboard")
+        extra_context = {**(extra_context or {}), "dashboard_url": dashboard_url}
+        return super().changelist_view(request, extra_context)
+
     def has_review_permission(self, request) -> bool:
         return request.user.has_perm("moderation.review_upload") and request.user.has_perm(
             "moderation.flag_image"

@@ -209,6 +209,7 @@ PAGES = {
         lambda w: reverse("admin:moderation_reviewitem_delete", args=[w["review"].pk]),
         NOBODY,
     ),
+    "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),
     "users": (lambda w: reverse("admin:auth_user_changelist"), SUPERUSER_ONLY),
     "groups": (lambda w: reverse("admin:auth_group_changelist"), SUPERUSER_ONLY),
     "tasks": (

@@ -1,0 +1,83 @@
+"""The numbers on the staff dashboard: reads only (QuerySet aggregates), no writes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from moderation.models import FlaggedFingerprint, RefusedUpload, ReviewItem
+
+DAYS = 30
+TOP = 10
+# A user with at least this many refused uploads is listed: one refusal is an accident, a run
+# of them is someone editing a banned picture until it passes.
+REPEATED = 2
+CHART_HEIGHT = 100  # px of the tallest bar
+
+
+def refusals_per_day(days: int = DAYS) -> list[dict]:
+    """``[{"day", "count", "x", "y", "height"}]`` for the last ``days`` days, oldest first,
+    days without refusals kept (as zero-height bars)."""
+    today = timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    counts = dict(
+        RefusedUpload.objects.filter(created_at__date__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("pk"))
+        .values_list("day", "n")
+    )
+    top = max(counts.values(), default=0) or 1
+    bars = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        height = round(CHART_HEIGHT * counts.get(day, 0) / top)
+        bars.append(
+            # x, y, height: the day's bar in the inline SVG chart (baseline at CHART_HEIGHT)
+            {
+                "day": day,
+                "count": counts.get(day, 0),
+                "x": i * 20,
+                "y": CHART_HEIGHT - height,
+                "height": height,
+            }
+        )
+    return bars
+
+
+def summary() -> dict:
+    pending = ReviewItem.objects.pending()
+    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    per_day = refusals_per_day()
+    return {
+        "per_day": per_day,
+        "refused_total": sum(d["count"] for d in per_day),
+        "queue_size": pending.count(),
+        "queue_oldest": oldest,
+        "queue_age": timezone.now() - oldest if oldest else None,
+        "top_fingerprints": (
+            FlaggedFingerprint.objects.annotate(
+                refusals=Subquery(
+                    RefusedUpload.objects.filter(nearest=OuterRef("pk"))
+                    .order_by()
+                    .values("nearest")
+                    .annotate(n=Count("pk"))
+                    .values("n")
+                ),
+                reviews=Count("review_items", distinct=True),
+            )
+            .filter(refusals__gt=0)
+            .order_by("-refusals", "-reviews", "pk")
+            .select_related("hash_list")[:TOP]
+        ),
+        "repeat_users": (
+            RefusedUpload.objects.filter(user__isnull=False)
+            .values("user__id", "user__username")
+            .annotate(n=Count("pk"))
+            .filter(n__gte=REPEATED)
+            .order_by("-n", "user__username")[:20]
+        ),
+    }

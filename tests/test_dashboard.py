@@ -1,0 +1,111 @@
+"""The staff dashboard (issue 7): refusals per day with a chart, the queue, top fingerprints,
+users with repeated refusals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from moderation import dashboard, services
+from moderation.models import FlaggedFingerprint, RefusedUpload, ReviewItem
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "admin:moderation_dashboard"
+
+
+@pytest.fixture
+def flagged():
+    return services.flag_image(
+        file=images.upload(images.photo(950), "b.png", "PNG"),
+        reason="bad",
+        source=FlaggedFingerprint.Source.COMMAND,
+        keep_original=False,
+    ).fingerprint
+
+
+def refuse(user, *, days_ago: int = 0, nearest=None) -> RefusedUpload:
+    row = RefusedUpload.objects.create(
+        user=user, code="banned_image", nearest=nearest, distance=0 if nearest else None
+    )
+    RefusedUpload.objects.filter(pk=row.pk).update(
+        created_at=timezone.now() - timedelta(days=days_ago)
+    )
+    return row
+
+
+def page(user) -> str:
+    client = Client()
+    client.force_login(user)
+    response = client.get(reverse(DASHBOARD))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_refusals_are_counted_per_day_with_empty_days_kept(user):
+    refuse(user, days_ago=0)
+    refuse(user, days_ago=0)
+    refuse(user, days_ago=3)
+    refuse(user, days_ago=40)  # outside the window
+
+    per_day = dashboard.refusals_per_day(30)
+
+    assert len(per_day) == 30
+    assert per_day[-1]["count"] == 2 and per_day[-4]["count"] == 1
+    assert sum(d["count"] for d in per_day) == 3
+    assert per_day[-1]["height"] == dashboard.CHART_HEIGHT  # the tallest bar
+    assert per_day[-4]["height"] == dashboard.CHART_HEIGHT // 2
+
+
+def test_the_dashboard_draws_the_chart_inline_without_any_external_script(user, moderator):
+    refuse(user)
+    html = page(moderator)
+    assert '<svg id="refusals-chart"' in html and html.count("<rect ") == 30
+    assert '<script src="http' not in html and "cdn" not in html.lower()
+
+
+def test_the_dashboard_shows_the_queue_size_and_age(user, moderator, flagged):
+    item = ReviewItem.objects.create(
+        target_key="profiles.profile.photo",
+        object_id=1,
+        file_name="photos/a.jpg",
+        dhash=1,
+        fingerprint=flagged,
+        distance=14,
+    )
+    ReviewItem.objects.filter(pk=item.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    html = page(moderator)
+
+    assert "1 upload waiting" in html and "the oldest for 2" in html
+
+
+def test_the_dashboard_ranks_fingerprints_by_hits_and_lists_repeat_users(
+    user, moderator, flagged, django_user_model
+):
+    once = django_user_model.objects.create_user(username="once", password="pw")
+    for _ in range(3):
+        refuse(user, nearest=flagged)
+    refuse(once)
+
+    summary = dashboard.summary()
+    html = page(moderator)
+
+    assert [(f.pk, f.refusals) for f in summary["top_fingerprints"]] == [(flagged.pk, 3)]
+    assert [(u["user__username"], u["n"]) for u in summary["repeat_users"]] == [("alice", 3)]
+    assert flagged.hex in html and "alice" in html
+    assert ">once<" not in html
+
+
+def test_the_dashboard_is_for_moderators_only(user, django_user_model):
+    staff = django_user_model.objects.create_user(username="s", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert client.get(reverse(DASHBOARD)).status_code == 403
+    client.force_login(user)
+    assert client.get(reverse(DASHBOARD)).status_code == 302  # to the admin login

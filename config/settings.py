@@ -217,6 +217,15 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
     CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- Email -------------------------------------------------------------------------------
+# Moderators who opt in get an email when the review queue grows. Locally the console backend
+# prints it; production sets DJANGO_EMAIL_BACKEND (e.g. django.core.mail.backends.smtp.EmailBackend
+# with EMAIL_HOST and friends).
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "moderation@localhost")
+
 # --- Moderation --------------------------------------------------------------------------
 # The match rule (moderation/matching.py), all Hamming distances in bits out of 64, `<=`. An
 # upload is refused when a banned fingerprint (any of the 8 orientations of a flagged image) is

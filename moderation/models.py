@@ -507,3 +507,21 @@ class AllowedMatch(models.Model):
 
     def __str__(self) -> str:
         return f"{Fingerprint.from_signed(self.dhash).hex} allowed for {self.fingerprint}"
+
+
+class ReviewSubscription(models.Model):
+    """A moderator who asked for an email whenever an upload joins the review queue."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("moderator"),
+        on_delete=models.CASCADE,
+        related_name="review_subscription",
+    )
+    created_at = models.DateTimeField(_("since"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("review-queue email subscription")
+
+    def __str__(self) -> str:
+        return str(self.user)

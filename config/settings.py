@@ -218,12 +218,28 @@ if not DEBUG:
     CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Email -------------------------------------------------------------------------------
-# Moderators who opt in get an email when the review queue grows. Locally the console backend
-# prints it; production sets DJANGO_EMAIL_BACKEND (e.g. django.core.mail.backends.smtp.EmailBackend
-# with EMAIL_HOST and friends).
-EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+# Moderators who opt in get an email when the review queue grows. Locally (DEBUG) the console
+# backend prints it; in production the default is SMTP at DJANGO_EMAIL_HOST:DJANGO_EMAIL_PORT
+# (DJANGO_EMAIL_BACKEND picks another backend).
+_email_backend = env_str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+MAILERS = {
+    "default": {
+        "BACKEND": _email_backend,
+        "OPTIONS": (
+            {
+                "host": env_str("DJANGO_EMAIL_HOST", "localhost"),
+                "port": env_int("DJANGO_EMAIL_PORT", 25),
+            }
+            if _email_backend.endswith("smtp.EmailBackend")
+            else {}
+        ),
+    }
+}
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "moderation@localhost")
 
 # --- Moderation --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from moderation.models import (
     HashList,
     RefusedUpload,
     ReviewItem,
+    ReviewSubscription,
 )
 
 
@@ -417,7 +418,12 @@ class ReviewItemAdmin(admin.ModelAdmin):
                 "dashboard/",
                 self.admin_site.admin_view(self.dashboard_view),
                 name="moderation_dashboard",
-            )
+            ),
+            path(
+                "notifications/",
+                self.admin_site.admin_view(self.subscription_view),
+                name="moderation_review_subscription",
+            ),
         ]
         return urls + super().get_urls()
 
@@ -435,9 +441,37 @@ class ReviewItemAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/moderation/dashboard.html", context)
 
+    def subscription_view(self, request):
+        """POST: opt the moderator in to (``subscribe=1``) or out of review-queue emails."""
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        on = services.review_subscription_set(
+            user=request.user, subscribed=request.POST.get("subscribe") == "1"
+        )
+        if on and not request.user.email:
+            self.message_user(
+                request, _("Subscribed, but your account has no email address."), messages.WARNING
+            )
+        else:
+            self.message_user(
+                request,
+                _("You will get an email when the queue grows.")
+                if on
+                else _("You will no longer get review-queue emails."),
+                messages.SUCCESS,
+            )
+        return redirect("admin:moderation_reviewitem_changelist")
+
     def changelist_view(self, request, extra_context=None):
         dashboard_url = reverse("admin:moderation_dashboard")
-        extra_context = {**(extra_context or {}), "dashboard_url": dashboard_url}
+        extra_context = {
+            **(extra_context or {}),
+            "dashboard_url": dashboard_url,
+            "can_review": self.has_review_permission(request),
+            "subscribed": ReviewSubscription.objects.filter(user=request.user).exists(),
+        }
         return super().changelist_view(request, extra_context)
 
     def has_review_permission(self, request) -> bool:

@@ -46,6 +46,7 @@ from moderation.models import (
     RefusedUpload,
     ReindexRun,
     ReviewItem,
+    ReviewSubscription,
     quarantine_storage,
 )
 
@@ -809,7 +810,57 @@ def queue_for_review(
             )
     except IntegrityError:  # queued by another process a moment ago
         return None
-    return item if created else None
+    if not created:
+        return None
+    transaction.on_commit(lambda: notify_review_subscribers(item_id=item.pk))
+    return item
+
+
+def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool:
+    """Opt a moderator in to (or out of) an email whenever the review queue grows."""
+    if subscribed:
+        ReviewSubscription.objects.get_or_create(user=user)
+    else:
+        ReviewSubscription.objects.filter(user=user).delete()
+    return subscribed
+
+
+def notify_review_subscribers(*, item_id: int) -> int:
+    """Email every subscribed moderator who may still decide queued uploads that one joined
+    the queue (no image, hash or user name in the mail: it links to the admin). Returns how
+    many were sent; a mail failure is logged, never raised at the upload."""
+    from django.core.mail import send_mail
+    from django.urls import reverse
+
+    item = ReviewItem.objects.filter(pk=item_id).first()
+    if item is None:
+        return 0
+    recipients = [
+        sub.user.email
+        for sub in ReviewSubscription.objects.select_related("user")
+        if sub.user.is_active
+        and sub.user.is_staff
+        and sub.user.email
+        and sub.user.has_perm("moderation.review_upload")
+    ]
+    if not recipients:
+        return 0
+    pending = ReviewItem.objects.pending().count()
+    path = reverse("admin:moderation_reviewitem_change", args=[item.pk])
+    try:
+        return send_mail(
+            subject=f"[moderation] review queue: {pending} waiting",
+            message=(
+                f"An upload was queued for review ({pending} waiting in all).\n\n"
+                f"Review it: {path}\n\n"
+                "You get this because you opted in on the review queue page."
+            ),
+            from_email=None,
+            recipient_list=recipients,
+        ) and len(recipients)
+    except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
+        logger.exception("could not email the review-queue subscribers")
+        return 0
 
 
 def _decide(item: ReviewItem, status: str, actor: AbstractBaseUser | None) -> bool:

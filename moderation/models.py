@@ -525,3 +525,43 @@ class ReviewSubscription(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+class ShadowHit(models.Model):
+    """What a shadow-mode hash list would have blocked: one stored upload that matched one of
+    its fingerprints (and was accepted, since shadow lists never block). Append-only; moderators
+    read these before switching the list to enforce."""
+
+    hash_list = models.ForeignKey(
+        HashList, verbose_name=_("list"), on_delete=models.PROTECT, related_name="shadow_hits"
+    )
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("fingerprint"),
+        on_delete=models.PROTECT,
+        related_name="shadow_hits",
+    )
+    target_key = models.CharField(_("kind of image"), max_length=100)
+    object_id = models.PositiveBigIntegerField(_("object id"))
+    target = models.CharField(_("target"), max_length=200, blank=True)
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"))
+    distance = models.PositiveSmallIntegerField(_("dHash distance"))
+    confirm_distance = models.PositiveSmallIntegerField(
+        _("pHash distance"), null=True, blank=True
+    )
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("uploader"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("shadow hit")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.hash_list}: {self.target} would have been blocked"

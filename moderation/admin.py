@@ -24,6 +24,7 @@ from moderation.models import (
     RefusedUpload,
     ReviewItem,
     ReviewSubscription,
+    ShadowHit,
 )
 
 
@@ -552,3 +553,28 @@ class ReviewItemAdmin(admin.ModelAdmin):
         else:
             return HttpResponse(status=400)
         return redirect("admin:moderation_reviewitem_changelist")
+
+
+@admin.register(ShadowHit)
+class ShadowHitAdmin(admin.ModelAdmin):
+    """What shadow-mode lists would have blocked: read before switching a list to enforce."""
+
+    list_display = ["created_at", "hash_list", "target", "uploader", "fingerprint", "distance"]
+    list_filter = ["hash_list", "created_at"]
+    list_select_related = ["hash_list", "uploader", "fingerprint"]
+    search_fields = ["target", "uploader__username"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at", "hash_list", "target", "uploader", "fingerprint", "distance",
+        "confirm_distance",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

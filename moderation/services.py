@@ -47,6 +47,7 @@ from moderation.models import (
     ReindexRun,
     ReviewItem,
     ReviewSubscription,
+    ShadowHit,
     quarantine_storage,
 )
 
@@ -747,6 +748,8 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     if fp is None:
         return False
     verdict = matching.check(fp)
+    if verdict.shadow and not verdict.blocked:
+        record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
     if verdict.decision == matching.REVIEW:
         queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
         return False
@@ -814,6 +817,34 @@ def queue_for_review(
         return None
     transaction.on_commit(lambda: notify_review_subscribers(item_id=item.pk))
     return item
+
+
+def record_shadow_hits(
+    *, instance: models.Model, fingerprint: Fingerprint, matches: list[matching.Match]
+) -> list[ShadowHit]:
+    """Record that shadow-mode lists would have blocked this stored image (one row per flag)."""
+    target = registry.target_for(instance)
+    owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
+    lists = dict(
+        FlaggedFingerprint.objects.filter(pk__in=[m.fingerprint_id for m in matches]).values_list(
+            "pk", "hash_list_id"
+        )
+    )
+    return ShadowHit.objects.bulk_create(
+        ShadowHit(
+            hash_list_id=lists[m.fingerprint_id],
+            fingerprint_id=m.fingerprint_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=m.distance,
+            confirm_distance=m.confirm_distance,
+            uploader_id=owner,
+        )
+        for m in matches
+        if m.fingerprint_id in lists
+    )
 
 
 def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool:

@@ -22,7 +22,13 @@ from django.urls import clear_url_caches, resolve, reverse
 
 from moderation import services
 from moderation.hashing import fingerprint
-from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload, ReviewItem
+from moderation.models import (
+    AuditEvent,
+    FlaggedFingerprint,
+    RefusedUpload,
+    ReviewItem,
+    ShadowHit,
+)
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import hostile, images
@@ -37,6 +43,7 @@ MODERATOR_PERMS = [
     "moderation.view_refusedupload",
     "moderation.view_hashlist",
     "moderation.view_reviewitem",
+    "moderation.view_shadowhit",
     "moderation.flag_image",
     "moderation.unflag_image",
     "moderation.view_quarantine",
@@ -98,8 +105,17 @@ def world(django_user_model):
         fingerprint=flagged,
         distance=14,
     )
+    shadow = ShadowHit.objects.create(
+        hash_list=flagged.hash_list,
+        fingerprint=flagged,
+        target_key="profiles.profile.photo",
+        object_id=profile.pk,
+        dhash=profile.photo_dhash,
+        distance=3,
+    )
     return {
         "review": review,
+        "shadow": shadow,
         "profile": Profile.objects.get(pk=profile.pk),
         "flagged": flagged,
         "event": AuditEvent.objects.get(),
@@ -207,6 +223,16 @@ PAGES = {
     "review item add": (lambda w: reverse("admin:moderation_reviewitem_add"), NOBODY),
     "review item delete": (
         lambda w: reverse("admin:moderation_reviewitem_delete", args=[w["review"].pk]),
+        NOBODY,
+    ),
+    "shadow hits": (lambda w: reverse("admin:moderation_shadowhit_changelist"), MODERATORS),
+    "shadow hit": (
+        lambda w: reverse("admin:moderation_shadowhit_change", args=[w["shadow"].pk]),
+        MODERATORS,
+    ),
+    "shadow hit add": (lambda w: reverse("admin:moderation_shadowhit_add"), NOBODY),
+    "shadow hit delete": (
+        lambda w: reverse("admin:moderation_shadowhit_delete", args=[w["shadow"].pk]),
         NOBODY,
     ),
     "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),

@@ -14,6 +14,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
         ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
         ("MODERATION_MIN_INFORMATION", 20),
         ("MODERATION_REVIEW_DISTANCE", 16),
+        ("MODERATION_REVIEW_CONFIRM_DISTANCE", 18),
         ("MODERATION_ALLOWLIST_DISTANCE", 2),
     ):
         value = getattr(settings, name, None)

@@ -101,6 +101,8 @@ class MatchRule:
     max_unconfirmed_distance: int  # dHash alone, when either side has no pHash
     # dHash distance within which an unmatched candidate sends the upload to review; 0: never.
     review_distance: int = 0
+    # ...and pHash distance within which it does so (a flag without pHash: max_distance).
+    review_confirm_distance: int = 64
     # A staff lookup's own distance applies to every list, whatever a list says.
     override: bool = False
 
@@ -115,6 +117,7 @@ class MatchRule:
             max_confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE,
             max_unconfirmed_distance=min(settings.MODERATION_MAX_UNCONFIRMED_DISTANCE, distance),
             review_distance=review if max_distance is None else min(review, max_distance),
+            review_confirm_distance=settings.MODERATION_REVIEW_CONFIRM_DISTANCE,
             override=max_distance is not None,
         )
 
@@ -140,8 +143,16 @@ class MatchRule:
         )
 
     def reviews(self, match: Match) -> bool:
-        """A near miss: not a match, but close enough in dHash for a moderator to look."""
-        return not self.matches(match) and match.distance <= self.review_distance
+        """A near miss: not a match, but close enough in dHash *and* pHash for a moderator to look.
+
+        dHash alone is not enough: at scale nearly every upload has a dHash candidate within
+        the review distance, and the pHash is what tells a near copy from a stranger.
+        """
+        if self.matches(match) or match.distance > self.review_distance:
+            return False
+        if match.confirm_distance is None:
+            return match.distance <= self.distance_for(match)
+        return match.confirm_distance <= self.review_confirm_distance
 
 
 @dataclass(frozen=True)

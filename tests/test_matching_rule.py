@@ -485,3 +485,30 @@ def test_a_flag_page_lists_every_stored_orientation(admin_client):
         assert variant.hex in page
         assert f"{variant.fingerprint.phash:016x}" in page
     assert "turned 90° clockwise" in page
+
+
+# --- near misses (the review queue's entry rule) ----------------------------------------------
+
+
+def test_a_dhash_candidate_far_in_phash_is_a_stranger_not_a_near_miss(settings):
+    rule = MatchRule.from_settings()
+    stranger = matching.Match(fingerprint_id=1, distance=14, confirm_distance=30)
+    assert not rule.reviews(stranger)
+    assert matching.decide([stranger], rule).decision == matching.PASS
+
+
+def test_a_candidate_close_in_both_hashes_but_not_matching_is_a_near_miss(settings):
+    rule = MatchRule.from_settings()
+    near = matching.Match(
+        fingerprint_id=1, distance=14, confirm_distance=settings.MODERATION_REVIEW_CONFIRM_DISTANCE
+    )
+    assert rule.reviews(near)
+    assert matching.decide([near], rule).decision == matching.REVIEW
+
+
+def test_a_near_miss_of_a_flag_without_phash_needs_the_match_distance(settings):
+    rule = MatchRule.from_settings()
+    within = matching.Match(fingerprint_id=1, distance=settings.MODERATION_MAX_DISTANCE)
+    beyond = matching.Match(fingerprint_id=2, distance=settings.MODERATION_MAX_DISTANCE + 1)
+    assert rule.reviews(within)
+    assert not rule.reviews(beyond)

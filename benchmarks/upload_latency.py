@@ -85,37 +85,53 @@ def setup_django(args: argparse.Namespace, media: Path) -> None:
 
 
 def fill_banned_set(n: int) -> None:
+    """N index entries: N/8 flags, each with its 8 orientation variants (as flagging stores).
+
+    Variant dHashes come from the clustered generator; pHashes are random, as an unrelated
+    upload's would be relative to them (a dHash candidate is then rejected by confirmation).
+    """
     import numpy as np
     from django.db import transaction
 
     from benchmarks.lookup import clustered_hashes
-    from moderation.hashing import to_signed
-    from moderation.models import BannedSetChange, FlaggedFingerprint
+    from moderation.hashing import PIPELINE_VERSION, to_signed
+    from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint
 
-    if FlaggedFingerprint.objects.active().count() == n:
+    if FingerprintVariant.objects.filter(flagged__active=True).count() == n:
         print(f"reusing {n:,} banned fingerprints already in the benchmark database")
         return
-    print(f"inserting {n:,} clustered banned fingerprints ...", flush=True)
+    flags = n // 8
+    print(f"inserting {flags:,} flags x 8 orientations = {n:,} clustered fingerprints ...")
     started = time.perf_counter()
+    rng = np.random.default_rng(7)
+    dhashes = rng.permutation(np.unique(clustered_hashes(n * 2, rng)))[:n]
+    phashes = rng.integers(0, 2**64, size=n, dtype=np.uint64)
     with transaction.atomic():
         BannedSetChange.objects.all().delete()
+        FingerprintVariant.objects.all().delete()
         FlaggedFingerprint.objects.all().delete()
-        hashes = np.unique(clustered_hashes(n * 2, np.random.default_rng(7)))
-        hashes = np.random.default_rng(8).permutation(hashes)[:n]
-        batch = []
-        for value in hashes:
-            batch.append(
+        for first in range(0, flags, 5_000):
+            batch = [
                 FlaggedFingerprint(
-                    dhash=to_signed(int(value)),
-                    pipeline_version=1,
+                    dhash=to_signed(int(dhashes[i * 8])),
+                    pipeline_version=PIPELINE_VERSION,
+                    information=64,
                     reason="benchmark",
                     source=FlaggedFingerprint.Source.COMMAND,
                 )
+                for i in range(first, min(first + 5_000, flags))
+            ]
+            created = FlaggedFingerprint.objects.bulk_create(batch)
+            FingerprintVariant.objects.bulk_create(
+                FingerprintVariant(
+                    flagged=flag,
+                    orientation=o,
+                    dhash=to_signed(int(dhashes[(first + k) * 8 + o])),
+                    phash=to_signed(int(phashes[(first + k) * 8 + o])),
+                )
+                for k, flag in enumerate(created)
+                for o in range(8)
             )
-            if len(batch) == 20_000:
-                FlaggedFingerprint.objects.bulk_create(batch)
-                batch = []
-        FlaggedFingerprint.objects.bulk_create(batch)
     print(f"  done in {time.perf_counter() - started:.1f} s")
 
 

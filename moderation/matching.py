@@ -356,19 +356,32 @@ class BannedIndex:
         self._index.remove(key)
         self._data.discard(key)
 
-    def candidates(self, fingerprint: Fingerprint, max_distance: int) -> list[Match]:
-        """Every entry within ``max_distance`` dHash bits, per orientation, nearest first."""
+    def candidates(
+        self, fingerprint: Fingerprint, max_distance: int, max_confirm_distance: int = 64
+    ) -> list[Match]:
+        """Every entry within ``max_distance`` dHash bits, per orientation, nearest first.
+
+        Entries whose pHash is more than ``max_confirm_distance`` bits away are dropped in numpy,
+        before any Python object is made: against a large, clustered banned set a wide dHash
+        radius finds thousands of entries, nearly all strangers that the pHash rules out.
+        """
         hits = self._index.query(fingerprint.dhash, max_distance)
         if not hits:
             return []
         keys = np.fromiter((k for k, _ in hits), np.int64, len(hits))
         phashes, flags = self._data.lookup(keys)
+        has = (flags & _HAS_PHASH).astype(bool)
         if fingerprint.phash is None:
             confirm = [None] * len(hits)
         else:
-            bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash)).tolist()
-            has = (flags & _HAS_PHASH).astype(bool).tolist()
-            confirm = [b if h else None for b, h in zip(bits, has)]
+            bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash))
+            if max_confirm_distance < 64:
+                keep = ~has | (bits <= max_confirm_distance)
+                if not keep.all():
+                    where = np.flatnonzero(keep)
+                    hits = [hits[i] for i in where.tolist()]
+                    bits, has, flags = bits[where], has[where], flags[where]
+            confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
         list_distance = [d - 1 if d else None for d in (flags >> _DISTANCE_SHIFT).tolist()]
@@ -378,7 +391,10 @@ class BannedIndex:
         ]
 
     def check(self, fingerprint: Fingerprint, rule: MatchRule) -> Verdict:
-        return decide(self.candidates(fingerprint, rule.radius), rule)
+        # Only candidates the rule could act on: a match or a near miss needs its pHash within
+        # the larger of the two pHash distances (or no pHash at all).
+        cap = max(rule.max_confirm_distance, rule.review_confirm_distance)
+        return decide(self.candidates(fingerprint, rule.radius, cap), rule)
 
     def nbytes(self) -> int:
         return self._index.nbytes() + self._data.nbytes()

@@ -175,10 +175,16 @@ def _scan(hashes: np.ndarray, q: np.uint64, r: int) -> tuple[np.ndarray, np.ndar
     return pos, d[pos]
 
 
+def _sorted(ids: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, distances), nearest first, ties by ascending id."""
+    order = np.lexsort((ids, distances))
+    return ids[order], distances[order]
+
+
 def _pairs(ids: np.ndarray, distances: np.ndarray) -> list[tuple[int, int]]:
     """[(id, distance)], nearest first, ties by ascending id."""
-    order = np.lexsort((ids, distances))
-    return list(zip(ids[order].tolist(), distances[order].tolist()))
+    ids, distances = _sorted(ids, distances)
+    return list(zip(ids.tolist(), distances.tolist()))
 
 
 class LinearIndex:
@@ -230,9 +236,13 @@ class LinearIndex:
         self._n = last
 
     def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
+        return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
+
+    def query_arrays(self, hash: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+        """``query`` as two numpy arrays (ids, distances), for callers that filter further."""
         q, r = _check_hash(hash), _check_distance(max_distance)
         pos, d = _scan(self._hashes[: self._n], np.uint64(q), r)
-        return _pairs(self._ids[pos], d)
+        return _sorted(self._ids[pos], d)
 
     def nbytes(self) -> int:
         return self._ids.nbytes + self._hashes.nbytes
@@ -650,6 +660,12 @@ class FingerprintIndex:
     def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
         """[(id, distance)] for every entry within max_distance (inclusive), nearest first,
         ties by ascending id; identical to a brute-force scan."""
+        return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
+
+    def query_arrays(self, hash: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+        """``query`` as two numpy arrays (ids, distances), same order: a caller that filters
+        thousands of candidates further (the banned set's pHash check) makes no Python object
+        for the ones it drops."""
         q, r = _check_hash(hash), _check_distance(max_distance)
         pos, d = self._main.search(q, r, self._scan_fallback)
         ids = self._main.ids[pos]
@@ -657,7 +673,7 @@ class FingerprintIndex:
             dpos, dd = _scan(self._delta_hashes[: self._delta_n], np.uint64(q), r)
             ids = np.concatenate((ids, self._delta_ids[dpos]))
             d = np.concatenate((d, dd))
-        return _pairs(ids, d)
+        return _sorted(ids, d)
 
     def nbytes(self) -> int:
         """Bytes held: every numpy array, plus an estimate for the delta's id -> slot dict."""

@@ -365,29 +365,29 @@ class BannedIndex:
         before any Python object is made: against a large, clustered banned set a wide dHash
         radius finds thousands of entries, nearly all strangers that the pHash rules out.
         """
-        hits = self._index.query(fingerprint.dhash, max_distance)
-        if not hits:
+        keys, distances = self._index.query_arrays(fingerprint.dhash, max_distance)
+        if not len(keys):
             return []
-        keys = np.fromiter((k for k, _ in hits), np.int64, len(hits))
         phashes, flags = self._data.lookup(keys)
         has = (flags & _HAS_PHASH).astype(bool)
         if fingerprint.phash is None:
-            confirm = [None] * len(hits)
+            confirm = [None] * len(keys)
         else:
             bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash))
             if max_confirm_distance < 64:
                 keep = ~has | (bits <= max_confirm_distance)
-                if not keep.all():
-                    where = np.flatnonzero(keep)
-                    hits = [hits[i] for i in where.tolist()]
-                    bits, has, flags = bits[where], has[where], flags[where]
+                keys, distances, bits, has, flags = (
+                    keys[keep], distances[keep], bits[keep], has[keep], flags[keep]
+                )
             confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
         list_distance = [d - 1 if d else None for d in (flags >> _DISTANCE_SHIFT).tolist()]
         return [
             Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh)
-            for (key, distance), c, lo, ld, sh in zip(hits, confirm, low, list_distance, shadow)
+            for key, distance, c, lo, ld, sh in zip(
+                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow
+            )
         ]
 
     def check(self, fingerprint: Fingerprint, rule: MatchRule) -> Verdict:

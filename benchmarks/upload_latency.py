@@ -97,7 +97,8 @@ def fill_banned_set(n: int) -> None:
     from moderation.hashing import PIPELINE_VERSION, to_signed
     from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint
 
-    if FingerprintVariant.objects.filter(flagged__active=True).count() == n:
+    stored = FingerprintVariant.objects.filter(flagged__active=True, phash__isnull=False)
+    if stored.count() == n:
         print(f"reusing {n:,} banned fingerprints already in the benchmark database")
         return
     flags = n // 8

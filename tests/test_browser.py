@@ -308,3 +308,56 @@ def test_admin_flag_an_image_page_adds_to_banned_set(site, moderator_account, tm
     assert flagged.hex == expected_hex
     assert flagged.source == FlaggedFingerprint.Source.ADMIN_UPLOAD
     assert flagged.original  # kept, privately
+
+
+def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
+    site, moderator_account, tmp_path, settings, django_user_model
+):
+    """Issue 7: a near copy is accepted and queued; the moderator sees the upload and the
+    flagged original side by side (through the quarantine view) and dismisses it."""
+    from moderation import services
+    from moderation.models import AllowedMatch, ReviewItem
+
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+    original = images.photo(31)
+    flagged = services.flag_image(
+        file=images.upload(original, "reported.png", "PNG"),
+        reason="reported stock image",
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+    ).fingerprint
+    near = tmp_path / "near.png"
+    near.write_bytes(images.encode(images.at_distance(original, 7, seed=5), "PNG"))
+    django_user_model.objects.create_user(username="dave", password=USER_PASSWORD)
+
+    # The user uploads a near copy: accepted (not blocked), and queued for review.
+    site_login(site, "dave", USER_PASSWORD)
+    site.wait_for_path("/profile/")
+    site.find("#id_photo").send_keys(str(near))
+    site.submit("main form[enctype] button[type=submit]")
+    assert "Your profile was saved." in site.messages()
+    site.shot("near-copy-accepted")
+    item = ReviewItem.objects.get()
+    site_logout(site)
+
+    # The moderator opens the queue and the item: both images load, with the evidence.
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/reviewitem/")
+    site.shot("review-queue")
+    site.get(f"/admin/moderation/reviewitem/{item.pk}/change/")
+    upload_img = site.wait_for("#review-upload img")
+    original_img = site.find("#review-original img")
+    assert browser.wait_for_image(site.driver, upload_img) > 0
+    assert browser.wait_for_image(site.driver, original_img) > 0, "the original did not load"
+    assert "/moderation/quarantine/" in original_img.get_attribute("src")
+    assert flagged.hex in site.find("#content").text and item.hex in site.find("#content").text
+    site.shot("review-side-by-side")
+
+    site.submit("input[value='Dismiss (not a match)']")
+    site.wait_for_path("/admin/moderation/reviewitem/")
+    assert "Dismissed" in site.wait_for(".messagelist .success").text
+    site.shot("dismissed")
+    item.refresh_from_db()
+    assert item.status == ReviewItem.Status.DISMISSED
+    assert AllowedMatch.objects.filter(fingerprint=flagged).exists()

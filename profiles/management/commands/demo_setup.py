@@ -18,6 +18,11 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "view_quarantine"),
     ("moderation", "view_flaggedfingerprint"),
     ("moderation", "view_auditevent"),
+    ("moderation", "view_refusedupload"),
+    ("moderation", "view_hashlist"),
+    ("moderation", "view_reviewitem"),
+    ("moderation", "review_upload"),
+    ("moderation", "view_shadowhit"),
     ("profiles", "view_profile"),
     ("profiles", "change_profile"),
 ]

@@ -291,3 +291,44 @@ def test_check_image_json_says_review_for_a_near_miss_and_names_its_list(tmp_pat
     assert result["decision"] == "review"
     assert result["matches"] == []
     assert [(m["list"], m["distance"]) for m in result["near"]] == [("default", 7)]
+
+
+def test_switching_a_list_off_in_the_admin_goes_through_the_service(moderator):
+    spam = HashList.objects.create(name="spam")
+    flagged = ban(images.photo(740), hash_list=spam)
+    fp = fingerprint_image(images.photo(740))
+    assert matching.check(fp).blocked
+    client = Client()
+    client.force_login(moderator)
+
+    response = client.post(
+        reverse("admin:moderation_hashlist_change", args=[spam.pk]),
+        {"name": "spam", "description": "", "max_distance": "", "mode": "enforce"},
+    )  # "enabled" unticked
+
+    assert response.status_code == 302
+    spam.refresh_from_db()
+    assert not spam.enabled
+    assert BannedSetChange.objects.filter(fingerprint=flagged, active=False).exists()
+    assert matching.check(fp).decision == matching.PASS
+
+
+def test_the_admin_refuses_a_list_distance_beyond_the_review_distance(moderator, settings):
+    spam = HashList.objects.create(name="spam")
+    client = Client()
+    client.force_login(moderator)
+
+    response = client.post(
+        reverse("admin:moderation_hashlist_change", args=[spam.pk]),
+        {
+            "name": "spam",
+            "description": "",
+            "max_distance": settings.MODERATION_REVIEW_DISTANCE + 1,
+            "enabled": "on",
+            "mode": "enforce",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    spam.refresh_from_db()
+    assert spam.max_distance is None

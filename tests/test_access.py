@@ -452,6 +452,22 @@ def state_changes(world) -> dict:
                 "reason": "x",
             },
         ),
+        "ban from the review queue": (
+            reverse("admin:moderation_reviewitem_change", args=[world["review"].pk]),
+            {"decision": "ban"},
+        ),
+        "dismiss from the review queue": (
+            reverse("admin:moderation_reviewitem_change", args=[world["review"].pk]),
+            {"decision": "dismiss"},
+        ),
+        "review-queue emails": (
+            reverse("admin:moderation_review_subscription"),
+            {"subscribe": "1"},
+        ),
+        "change a hash list": (
+            reverse("admin:moderation_hashlist_change", args=[flagged.hash_list_id]),
+            {"name": "x", "description": "", "max_distance": "", "mode": "shadow"},
+        ),
     }
 
 
@@ -464,6 +480,10 @@ def state_changes(world) -> dict:
         "flag an image",
         "flag selected photos",
         "unflag selected",
+        "ban from the review queue",
+        "dismiss from the review queue",
+        "review-queue emails",
+        "change a hash list",
     ],
 )
 def test_every_state_change_is_refused_without_a_csrf_token(change, as_role, world, user):

@@ -197,6 +197,13 @@ def _one_per_flag(matches: Iterable[Match]) -> list[Match]:
     return kept
 
 
+def _decision(matched: list[Match], near: list[Match]) -> str:
+    """Block on an informative match; review a low-information match or a near miss."""
+    if any(not m.low_information for m in matched):
+        return BLOCK
+    return REVIEW if matched or near else PASS
+
+
 def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
     """Apply ``rule`` to every candidate orientation (nearest first) and decide.
 
@@ -213,12 +220,7 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
         for m in _one_per_flag(m for m in enforced if rule.reviews(m))
         if m.fingerprint_id not in matched_ids
     ]
-    if any(not m.low_information for m in matched):
-        decision = BLOCK
-    elif matched or near:
-        decision = REVIEW
-    else:
-        decision = PASS
+    decision = _decision(matched, near)
 
     def closeness(m: Match) -> tuple[int, int]:
         return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
@@ -574,12 +576,7 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
         return verdict
     matched = [m for m in verdict.matches if m.fingerprint_id not in allowed]
     near = [m for m in verdict.near if m.fingerprint_id not in allowed]
-    if any(not m.low_information for m in matched):
-        decision = BLOCK
-    elif matched or near:
-        decision = REVIEW
-    else:
-        decision = PASS
+    decision = _decision(matched, near)
     return Verdict(decision, matched, verdict.candidates, near, verdict.shadow)
 
 

@@ -36,6 +36,19 @@ def quarantine_link(fieldfile, label: str = "view") -> str:
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, label)
 
 
+class ReadOnlyAdminMixin:
+    """Records that change only through the services (or never): no add, edit or delete."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class FlagImageForm(forms.Form):
     image = forms.FileField(label=_("Image"), help_text=_("JPEG, PNG, GIF or WebP."))
     reason = forms.CharField(
@@ -65,18 +78,35 @@ class UnflagReasonForm(forms.Form):
 
 
 @admin.register(FlaggedFingerprint)
-class FlaggedFingerprintAdmin(admin.ModelAdmin):
+class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
-        "hex_hash", "hash_list", "source", "short_reason", "flagged_by", "flagged_at", "active",
-        "suspended", "original_link",
+        "hex_hash",
+        "hash_list",
+        "source",
+        "short_reason",
+        "flagged_by",
+        "flagged_at",
+        "active",
+        "suspended",
+        "original_link",
     ]
     list_filter = ["active", "suspended", "hash_list", "source", "flagged_at"]
     list_select_related = ["flagged_by", "hash_list"]
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
     readonly_fields = [
-        "hex_hash", "hash_list", "pipeline_version", "information", "reason", "source",
-        "flagged_by", "flagged_at", "active", "suspended", "unflagged_by", "unflagged_at",
+        "hex_hash",
+        "hash_list",
+        "pipeline_version",
+        "information",
+        "reason",
+        "source",
+        "flagged_by",
+        "flagged_at",
+        "active",
+        "suspended",
+        "unflagged_by",
+        "unflagged_at",
         "original_link",
         "variant_table",
     ]
@@ -131,14 +161,6 @@ class FlaggedFingerprintAdmin(admin.ModelAdmin):
         return queryset.filter(Q(dhash=signed) | Q(reason__icontains=term)), False
 
     # The banned set only changes through the services: no add, edit or delete here.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_flag_permission(self, request) -> bool:
         return request.user.has_perm("moderation.flag_image")
@@ -290,11 +312,17 @@ class HashListAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail: read-only, append-only."""
 
     list_display = [
-        "created_at", "action", "actor", "target", "fingerprint", "distance", "evidence_link",
+        "created_at",
+        "action",
+        "actor",
+        "target",
+        "fingerprint",
+        "distance",
+        "evidence_link",
     ]
     list_filter = ["action", "created_at"]
     list_select_related = ["actor", "fingerprint"]
@@ -303,7 +331,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     # The evidence goes through the permission-checked quarantine view: the default display of
     # a FileField would link the storage URL, which for quarantine must never be built.
     fields = [
-        "created_at", "action", "actor", "target", "fingerprint", "distance", "reason",
+        "created_at",
+        "action",
+        "actor",
+        "target",
+        "fingerprint",
+        "distance",
+        "reason",
         "evidence_link",
     ]
     readonly_fields = fields
@@ -312,18 +346,9 @@ class AuditEventAdmin(admin.ModelAdmin):
     def evidence_link(self, obj: AuditEvent) -> str:
         return quarantine_link(obj.evidence)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(RefusedUpload)
-class RefusedUploadAdmin(admin.ModelAdmin):
+class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Uploads the site refused, with the nearest banned fingerprint: staff-only, read-only.
 
     A user with many ``banned_image`` refusals is probably editing a banned picture until it
@@ -331,7 +356,14 @@ class RefusedUploadAdmin(admin.ModelAdmin):
     """
 
     list_display = [
-        "created_at", "user", "refusals_by_user", "ip", "code", "hex_hash", "nearest", "distance",
+        "created_at",
+        "user",
+        "refusals_by_user",
+        "ip",
+        "code",
+        "hex_hash",
+        "nearest",
+        "distance",
     ]
     list_filter = ["code", "created_at"]
     list_select_related = ["user", "nearest"]
@@ -363,15 +395,6 @@ class RefusedUploadAdmin(admin.ModelAdmin):
     def hex_hash(self, obj: RefusedUpload) -> str:
         return format_html("<code>{}</code>", obj.hex) if obj.hex else "—"
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 def _stored_image(item: ReviewItem):
     """The queued image's file, or None when it has been replaced or removed since."""
@@ -387,7 +410,7 @@ def _stored_image(item: ReviewItem):
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(admin.ModelAdmin):
+class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The review queue: accepted uploads close to a banned fingerprint, oldest first.
 
     Each item's page shows the upload and the flagged original side by side (the original only
@@ -397,21 +420,18 @@ class ReviewItemAdmin(admin.ModelAdmin):
     """
 
     list_display = [
-        "thumbnail", "target", "uploader", "fingerprint", "distance", "status", "created_at",
+        "thumbnail",
+        "target",
+        "uploader",
+        "fingerprint",
+        "distance",
+        "status",
+        "created_at",
     ]
     list_filter = ["status", "created_at"]
     list_select_related = ["uploader", "fingerprint"]
     search_fields = ["target", "uploader__username"]
     change_form_template = "admin/moderation/reviewitem/review.html"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         urls = [
@@ -556,7 +576,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShadowHit)
-class ShadowHitAdmin(admin.ModelAdmin):
+class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What shadow-mode lists would have blocked: read before switching a list to enforce."""
 
     list_display = ["created_at", "hash_list", "target", "uploader", "fingerprint", "distance"]
@@ -565,16 +585,12 @@ class ShadowHitAdmin(admin.ModelAdmin):
     search_fields = ["target", "uploader__username"]
     date_hierarchy = "created_at"
     fields = [
-        "created_at", "hash_list", "target", "uploader", "fingerprint", "distance",
+        "created_at",
+        "hash_list",
+        "target",
+        "uploader",
+        "fingerprint",
+        "distance",
         "confirm_distance",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

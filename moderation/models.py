@@ -274,6 +274,10 @@ class BannedSetChange(models.Model):
     class Meta:
         verbose_name = _("banned set change")
 
+    def __str__(self) -> str:
+        state = "on" if self.active else "off"
+        return f"change #{self.pk}: flag {self.fingerprint_id}/{self.orientation} {state}"
+
 
 class AuditEvent(models.Model):
     """Who did what to which image, when and why. Append-only: never edited or deleted."""

@@ -54,8 +54,13 @@ def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
 
 def upload(img: Image.Image, name: str = "photo.jpg", fmt: str = "JPEG", **params):
     """The image as the file a browser would post."""
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
-    return SimpleUploadedFile(name, encode(img, fmt, **params), content_type.get(fmt, "application/octet-stream"))
+    content_type = {
+        "JPEG": "image/jpeg",
+        "PNG": "image/png",
+        "GIF": "image/gif",
+        "WEBP": "image/webp",
+    }.get(fmt, "application/octet-stream")
+    return SimpleUploadedFile(name, encode(img, fmt, **params), content_type)
 
 
 def resized(img: Image.Image, factor: float) -> Image.Image:

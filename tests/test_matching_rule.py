@@ -13,7 +13,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.checks import run_checks
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
@@ -512,3 +512,11 @@ def test_a_near_miss_of_a_flag_without_phash_needs_the_match_distance(settings):
     beyond = matching.Match(fingerprint_id=2, distance=settings.MODERATION_MAX_DISTANCE + 1)
     assert rule.reviews(within)
     assert not rule.reviews(beyond)
+
+
+def test_flag_images_says_why_when_every_file_is_too_plain_to_ban(tmp_path):
+    (tmp_path / "fog.png").write_bytes(images.encode(fog(4), "PNG"))
+
+    with pytest.raises(CommandError, match="too little information.*--force"):
+        call_command("flag_images", str(tmp_path), "--reason", "r", "--no-keep-originals")
+    assert not FlaggedFingerprint.objects.exists()

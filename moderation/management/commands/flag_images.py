@@ -50,7 +50,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, paths, reason, no_keep_originals, force, **options):
         verbosity = options["verbosity"]
-        flagged = duplicates = bad = 0
+        flagged = duplicates = bad = low_information = 0
         for path in iter_image_paths(paths):
             try:
                 with path.open("rb") as fh:
@@ -63,6 +63,7 @@ class Command(BaseCommand):
                     )
             except ValidationError as e:
                 bad += 1
+                low_information += e.code == "low_information"
                 hint = " (--force flags it anyway)" if e.code == "low_information" else ""
                 self.stderr.write(f"{path}: skipped: {' '.join(e.messages)}{hint}")
                 continue
@@ -79,6 +80,11 @@ class Command(BaseCommand):
                 if verbosity >= 1:
                     self.stdout.write(f"{path}: already banned as {result.fingerprint.hex}")
         if flagged + duplicates == 0:
+            if low_information and low_information == bad:
+                raise CommandError(
+                    f"Nothing flagged: all {bad} image(s) carry too little information to ban "
+                    "safely (near-flat pictures collide with each other); --force flags them."
+                )
             raise CommandError(f"No image could be read ({bad} file(s) skipped).")
         if verbosity >= 1:
             self.stdout.write(

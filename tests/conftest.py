@@ -117,3 +117,20 @@ def moderator(django_user_model):
 # Tests marked `s3` run against a real SeaweedFS server started once per session on 127.0.0.1;
 # `s3_for_marked_tests` points their STORAGES at it. Fixtures and helpers: tests/s3server.py.
 from tests.s3server import s3, s3_for_marked_tests, s3_server  # noqa: E402, F401
+
+
+@pytest.fixture
+def make_profile(django_user_model):
+    """A callable: a user's profile, with ``img`` stored as its photo the way an upload is."""
+    from profiles.models import Profile
+    from profiles.services import profile_for, profile_set_photo
+    from tests import images
+
+    def make(username: str, img=None) -> Profile:
+        user = django_user_model.objects.create_user(username=username, password=f"pw-{username}")
+        profile = profile_for(user=user)
+        if img is not None:
+            profile_set_photo(profile=profile, upload=images.upload(img, f"{username}.jpg"))
+        return Profile.objects.get(pk=profile.pk)
+
+    return make

@@ -18,8 +18,9 @@ from moderation import matching, services
 from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.services import profile_set_photo
 from tests import images
+from tests.helpers import ban
 
 pytestmark = pytest.mark.django_db
 
@@ -31,20 +32,6 @@ FLAG_IMAGE = "admin:moderation_flaggedfingerprint_flag_image"
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_profile(django_user_model):
-    """A callable: a user's profile, with ``img`` stored as its photo the way an upload is."""
-
-    def make(username: str, img=None) -> Profile:
-        user = django_user_model.objects.create_user(username=username, password=f"pw-{username}")
-        profile = profile_for(user=user)
-        if img is not None:
-            profile_set_photo(profile=profile, upload=images.upload(img, f"{username}.jpg"))
-        return Profile.objects.get(pk=profile.pk)
-
-    return make
 
 
 @pytest.fixture
@@ -144,11 +131,6 @@ def forge_unflag(client, fingerprints, reason="was a mistake"):
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.wsgi_request._messages]
 
-
-def ban(img, reason="test ban", source=FlaggedFingerprint.Source.COMMAND, actor=None):
-    return services.flag_image(
-        file=images.upload(img, "banned.png", "PNG"), reason=reason, source=source, actor=actor
-    ).fingerprint
 
 
 def flag_in_admin_upload(img, reason="test ban"):

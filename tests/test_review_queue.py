@@ -19,6 +19,7 @@ from moderation.models import (
 )
 from profiles.models import Profile
 from tests import images
+from tests.helpers import ban
 
 pytestmark = pytest.mark.django_db
 
@@ -32,13 +33,6 @@ def narrow_distances(settings):
     settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
     settings.MODERATION_REVIEW_DISTANCE = 10
 
-
-def ban(img, reason="test ban") -> FlaggedFingerprint:
-    return services.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.COMMAND,
-    ).fingerprint
 
 
 @pytest.fixture

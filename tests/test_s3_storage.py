@@ -23,11 +23,11 @@ from django.urls import reverse
 from django.utils.html import escape
 from PIL import Image
 
-from moderation import services
 from moderation.hashing import fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
 from tests import images
+from tests.helpers import ban, post_photo
 from tests.s3server import SHARED_PUBLIC_PREFIX, http_get, start_server
 
 pytestmark = [pytest.mark.s3, pytest.mark.django_db]
@@ -39,19 +39,6 @@ RETRY = escape("We couldn't save your photo just now. Please try again in a mome
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def post_photo(client, img, name="me.jpg", fmt="JPEG"):
-    return client.post(
-        reverse("profile-edit"),
-        {"display_name": "Alice", "photo": images.upload(img, name, fmt)},
-    )
-
-
-def ban(img, reason="test ban"):
-    return services.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.COMMAND,
-    ).fingerprint
 
 
 class _HiddenInputs(HTMLParser):

@@ -10,24 +10,10 @@ from moderation import matching, services
 from moderation.hashing import Fingerprint, fingerprint, hamming
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.services import profile_set_photo
 from tests import images
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def make_profile(django_user_model):
-    """A callable: a user's profile, with ``img`` stored as its photo the way an upload is."""
-
-    def make(username: str, img=None) -> Profile:
-        user = django_user_model.objects.create_user(username=username, password=f"pw-{username}")
-        profile = profile_for(user=user)
-        if img is not None:
-            profile_set_photo(profile=profile, upload=images.upload(img, f"{username}.jpg"))
-        return Profile.objects.get(pk=profile.pk)
-
-    return make
 
 
 @pytest.fixture

@@ -5,29 +5,15 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from moderation import services
-from moderation.models import FlaggedFingerprint
 from profiles.models import Profile
 from tests import images
+from tests.helpers import ban, post_photo
 
 pytestmark = pytest.mark.django_db
 
 GENERIC = "This image can&#x27;t be used as a profile photo."
 
 
-def ban(img, reason="test ban"):
-    return services.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.COMMAND,
-    ).fingerprint
-
-
-def post_photo(client, img, name="me.jpg", fmt="JPEG", **params):
-    return client.post(
-        reverse("profile-edit"),
-        {"display_name": "Alice", "photo": images.upload(img, name, fmt, **params)},
-    )
 
 
 @pytest.fixture

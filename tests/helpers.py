@@ -1,0 +1,34 @@
+"""Small actions many test files need: ban an image, upload a photo as a user."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from moderation import services
+from moderation.models import FlaggedFingerprint
+from tests import images
+
+
+def ban(
+    img,
+    reason: str = "test ban",
+    source: str = FlaggedFingerprint.Source.COMMAND,
+    actor=None,
+    keep_original: bool = True,
+) -> FlaggedFingerprint:
+    """Flag a drawn image through the real flag service; return its fingerprint row."""
+    return services.flag_image(
+        file=images.upload(img, "banned.png", "PNG"),
+        reason=reason,
+        source=source,
+        actor=actor,
+        keep_original=keep_original,
+    ).fingerprint
+
+
+def post_photo(client, img, name: str = "me.jpg", fmt: str = "JPEG", **params):
+    """Upload ``img`` through the real profile form, as the logged-in user of ``client``."""
+    return client.post(
+        reverse("profile-edit"),
+        {"display_name": "Alice", "photo": images.upload(img, name, fmt, **params)},
+    )

@@ -105,10 +105,17 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 # SQLite on disk by default; DATABASE_URL=postgres://user@host:5432/name for PostgreSQL.
+_database_url = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        _database_url,
+        # PostgreSQL keeps its connections between requests (checked before reuse): opening
+        # one per request costs a server process each time. Not SQLite, where opening is free
+        # and the dev server's thread per request would only leave them behind.
+        conn_max_age=env_int(
+            "DATABASE_CONN_MAX_AGE", 60 if _database_url.startswith("postgres") else 0
+        ),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -26,6 +26,7 @@ from moderation.hashing import (
     fingerprint_orientations,
     hamming,
     open_for_hashing,
+    phash_thumbnail,
 )
 from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
@@ -71,12 +72,17 @@ def fp_of(img, fmt="PNG") -> Fingerprint:
 # --- hashing ---------------------------------------------------------------------------
 
 
-def test_the_confirmation_hash_is_imagehash_phash_of_the_prepared_image():
+def test_the_confirmation_hash_is_imagehash_phash_of_the_reduced_thumbnail():
     import imagehash
 
     upload = images.upload(images.photo(3), "p.jpg")
     fp = fingerprint(upload)
-    assert fp.phash == int(str(imagehash.phash(open_for_hashing(upload))), 16)
+    grey = open_for_hashing(upload).convert("L")
+    thumbnail = Image.fromarray(phash_thumbnail(grey))
+    assert fp.phash == int(str(imagehash.phash(thumbnail)), 16)
+    # ... which is the exact 32x32 thumbnail's pHash give or take a few bits.
+    exact = int(str(imagehash.phash(open_for_hashing(upload))), 16)
+    assert hamming(fp.phash, exact) <= 4
     assert fp.hex == str(imagehash.dhash(open_for_hashing(upload)))
 
 

@@ -620,8 +620,14 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
     ``phash == int(str(imagehash.phash(Image.fromarray(phash_thumbnail(grey)))), 16)``.
     """
     grey = img if img.mode == "L" else img.convert("L")
+    # Pillow's own resize would do; the emulation gives the same bytes in about half the time
+    # (0.27 against 0.69 ms at 0.3 MP, 1.9 against 4.0 ms at 2 MP: one BLAS product).
+    ones_x = np.ones(grey.width, dtype=np.int64)
+    ones_y = np.ones(grey.height, dtype=np.int64)
     return _fingerprint_of_thumbnails(
-        np.asarray(grey.resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS)),
+        _lanczos_thumbnail_of_expanded(
+            np.asarray(grey), ones_x, ones_y, (HASH_SIZE + 1, HASH_SIZE)
+        ),
         phash_thumbnail(grey),
     )
 

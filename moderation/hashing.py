@@ -54,7 +54,8 @@ The pHash thumbnail (pipeline version 4)
 Pillow's exact Lanczos resize of a 2 MP image to 32x32 costs ~5 ms, as much as the whole rest
 of the fingerprint; version 4 makes the pHash thumbnail with Pillow's ``reducing_gap``
 (``PHASH_REDUCING_GAP``: a box reduction by an integer factor first, then Lanczos from at least
-8 times the thumbnail size), ~0.8 ms, from the decoded pixels as they are (reduced or not). So
+8 times the thumbnail size, 4 for small images), 0.2-0.7 ms, from the decoded pixels as they
+are (reduced or not). So
 ``Fingerprint.phash == imagehash.phash(thumbnail)`` for that thumbnail, and within a few bits
 of ``imagehash.phash(open_for_hashing(f))``: on the 72 corpus photos at 0.3, 2, 12 and 24 MP,
 90-92 % identical and never more than 4 bits apart (``tests/test_hashing_fast_path.py``). The
@@ -108,10 +109,15 @@ HASH_BITS = 64
 _UNSIGNED_MAX = (1 << HASH_BITS) - 1
 HASH_SIZE = 8  # imagehash.dhash's default: a 9x8 grey thumbnail, 8x8 comparisons
 PHASH_THUMBNAIL = 32  # imagehash.phash's default: 32x32 grey thumbnail, top-left 8x8 of its DCT
-# Pillow's reducing_gap for the pHash thumbnail (pipeline version 4). Measured on the 72 corpus
-# photos at 2 and 12 MP against the exact thumbnail: gap 4 or 6 kept 89-90 % of the pHashes
-# identical, 8 kept 93 % (max 4 bits) at 0.8-1.0 ms; 12 was no closer and slower.
+# Pillow's reducing_gap for the pHash thumbnail (pipeline version 4), against the exact
+# thumbnail's pHash on the 72 corpus photos (identical / max bits / time):
+#   gap 8:  0.3 MP 90 % / 2 / 0.53 ms   2 MP 90 % / 2 / 0.69 ms   12-24 MP 92 % / 4
+#   gap 4:  0.3 MP 90 % / 4 / 0.18 ms   2 MP 89 % / 4 / 0.43 ms   24 MP 83 % / 4
+# (gaps 2-3 and bilinear/bicubic were cheaper and further off). Small images take gap 4: as
+# close, and at 0.3 MP the 0.35 ms decide whether the fingerprint beats the seed's dHash alone.
 PHASH_REDUCING_GAP = 8.0
+PHASH_SMALL_REDUCING_GAP = 4.0
+PHASH_SMALL_SIDE = 1024  # shorter side (as decoded) below which an image counts as small
 
 # A dHash bit is "decided" when its two thumbnail pixels differ by at least this many grey
 # levels (of 255); smaller differences flip with a re-encode or a brightness change. Chosen on
@@ -604,11 +610,12 @@ def _fingerprint_of_thumbnails(dthumb: np.ndarray, pthumb: np.ndarray) -> Finger
 def phash_thumbnail(grey: Image.Image) -> np.ndarray:
     """The 32x32 grey thumbnail the pHash is taken from (pipeline version 4, see the module
     docstring): Pillow's Lanczos after a box reduction, not the exact resize."""
+    small = min(grey.size) < PHASH_SMALL_SIDE
     return np.asarray(
         grey.resize(
             (PHASH_THUMBNAIL, PHASH_THUMBNAIL),
             Image.Resampling.LANCZOS,
-            reducing_gap=PHASH_REDUCING_GAP,
+            reducing_gap=PHASH_SMALL_REDUCING_GAP if small else PHASH_REDUCING_GAP,
         )
     )
 
@@ -620,16 +627,15 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
     ``phash == int(str(imagehash.phash(Image.fromarray(phash_thumbnail(grey)))), 16)``.
     """
     grey = img if img.mode == "L" else img.convert("L")
-    # Pillow's own resize would do; the emulation gives the same bytes in about half the time
-    # (0.27 against 0.69 ms at 0.3 MP, 1.9 against 4.0 ms at 2 MP: one BLAS product).
-    ones_x = np.ones(grey.width, dtype=np.int64)
-    ones_y = np.ones(grey.height, dtype=np.int64)
-    return _fingerprint_of_thumbnails(
-        _lanczos_thumbnail_of_expanded(
-            np.asarray(grey), ones_x, ones_y, (HASH_SIZE + 1, HASH_SIZE)
-        ),
-        phash_thumbnail(grey),
-    )
+    size = (HASH_SIZE + 1, HASH_SIZE)
+    if grey.width * grey.height <= _EMULATE_MAX_PIXELS:
+        # The same bytes as Pillow's resize, from one BLAS product, in half the time or less.
+        ones_x = np.ones(grey.width, dtype=np.int64)
+        ones_y = np.ones(grey.height, dtype=np.int64)
+        dthumb = _lanczos_thumbnail_of_expanded(np.asarray(grey), ones_x, ones_y, size)
+    else:
+        dthumb = np.asarray(grey.resize(size, Image.Resampling.LANCZOS))
+    return _fingerprint_of_thumbnails(dthumb, phash_thumbnail(grey))
 
 
 def _fingerprint_decoded(
@@ -776,6 +782,12 @@ def _clip8(sums: np.ndarray) -> np.ndarray:
     shifted = np.floor((sums + (1 << (_PRECISION_BITS - 1))) / (1 << _PRECISION_BITS))
     return np.clip(shifted, 0, 255)
 
+
+# Up to this many pixels, fingerprint_image computes the dHash thumbnail of a full-size image
+# with the emulation instead of Pillow (same bytes). Best of 7 on this 2-core machine, 9x8 from
+# random grey images: 1 MP 0.9 against 2.2 ms, 2 MP 2.2/4.1, 4 MP 4.8/11.9, 8 MP 16.5/22.3,
+# 12 MP 38.7/30.0 (the float64 copy no longer fits the caches): Pillow wins above ~8 MP.
+_EMULATE_MAX_PIXELS = 8_000_000
 
 # OpenBLAS runs a product on one thread up to m*n*k = 65536 * 4 (interface/gemm.c); above it
 # wakes its threads, whose spin-waiting makes a 2 ms product take 2-70 ms on a busy machine

@@ -681,18 +681,30 @@ def frame_fingerprints(
     """The fingerprint of every frame an upload holds, first frame first.
 
     A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
-    validator compares them all. The work is bounded before it is done: at most
-    ``MODERATION_MAX_FRAMES`` frames, and no more than fit in ``MODERATION_MAX_PIXELS`` decoded
-    pixels all together; an animation with more is refused (``too_many_frames``) after reading
-    one frame header past the limit. A still image (or a multi-picture JPEG, whose extra
-    pictures are previews and depth maps) gives ``[fingerprint(file)]``.
+    validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
+    are previews and depth maps) gives ``[fingerprint(file)]``. See ``further_frame_fingerprints``
+    for the bounds.
     """
     decoded = _decode_for_hashing(file)  # every check on the file itself happens here
     first = _fingerprint_decoded(decoded)
     if decoded.format in _JPEG_FORMATS:
         return [first]  # no animation, and no second look at the file (the common case)
+    return [first, *further_frame_fingerprints(file, max_frames=max_frames)]
+
+
+def further_frame_fingerprints(
+    file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
+) -> list[Fingerprint]:
+    """The fingerprints of an animation's frames after the first ([] for a still image).
+
+    For a caller that has already checked and hashed the first frame (or a re-encoding of it):
+    this reads only the header of a still image. The work is bounded before it is done: at most
+    ``MODERATION_MAX_FRAMES`` frames, and no more than fit in ``MODERATION_MAX_PIXELS`` decoded
+    pixels all together; an animation with more is refused (``too_many_frames``) after reading
+    one frame header past the limit.
+    """
     max_frames = settings.MODERATION_MAX_FRAMES if max_frames is None else max_frames
-    fingerprints = [first]
+    fingerprints: list[Fingerprint] = []
     with ExitStack() as stack:
         source = _source(file, stack)
         try:

@@ -24,6 +24,23 @@ FINGERPRINT_ATTR = "_moderation_fingerprint"
 # ...and, when it refuses a banned image, the nearest match (staff-only: the view records it in
 # a RefusedUpload row, never shows it).
 MATCH_ATTR = "_moderation_match"
+# An app that stores a re-encoding of the upload can have the validator check that instead (what
+# will be stored and shown, and one decode fewer): ``checked_instead(upload, stored_file,
+# further_frames)`` links the two and hands over the fingerprints of the upload's other frames.
+CHECKED_AS_ATTR = "_moderation_checked_as"
+FURTHER_FRAMES_ATTR = "_moderation_further_frames"
+
+
+def checked_instead(upload: Any, replacement: Any, further_frames: list[Fingerprint]) -> Any:
+    """Have ``replacement`` (a re-encoding of ``upload``'s first frame) checked in its place.
+
+    The validator then compares the replacement's fingerprint and ``further_frames`` (those of
+    the upload's frames 2..N, ``hashing.further_frame_fingerprints``) with the banned set, and
+    ``refusal_of(upload)`` reports what it found. Returns ``replacement``.
+    """
+    setattr(replacement, FURTHER_FRAMES_ATTR, list(further_frames))
+    setattr(upload, CHECKED_AS_ATTR, replacement)
+    return replacement
 
 
 def fingerprint_of(file: Any) -> Fingerprint:
@@ -34,6 +51,7 @@ def fingerprint_of(file: Any) -> Fingerprint:
 
 def refusal_of(file: Any) -> tuple[Fingerprint | None, matching.Match | None]:
     """What the validator found for a file it refused as banned: (fingerprint, nearest match)."""
+    file = getattr(file, CHECKED_AS_ATTR, file)
     return getattr(file, FINGERPRINT_ATTR, None), getattr(file, MATCH_ATTR, None)
 
 
@@ -41,6 +59,14 @@ def _remember(value: Any, name: str, what: Any) -> None:
     setattr(value, name, what)
     if getattr(value, "file", None) is not None:
         setattr(value.file, name, what)
+
+
+def _further_frames(value: Any) -> list[Fingerprint]:
+    for holder in (value, getattr(value, "file", None)):
+        frames = getattr(holder, FURTHER_FRAMES_ATTR, None)
+        if frames is not None:
+            return frames
+    return []
 
 
 @deconstructible
@@ -68,7 +94,7 @@ class BannedImageValidator:
         # checked when it was uploaded; the sweep covers it since.
         if getattr(value, "_committed", False) is True:
             return
-        frames = frame_fingerprints(value)
+        frames = frame_fingerprints(value) + _further_frames(value)
         _remember(value, FINGERPRINT_ATTR, frames[0])
         banned = matching.banned_set()
         banned.sync()  # once for all frames

@@ -10,8 +10,10 @@ import io
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation.hashing import open_image
+from moderation.hashing import further_frame_fingerprints, open_image
+from moderation.validators import checked_instead
 
 # Longest side of the stored photo: plenty for a profile page, and it keeps 24 MP uploads
 # from filling storage.
@@ -35,3 +37,27 @@ def reencode_photo(file: Any) -> ContentFile:
     # an upload) to save ~2% of the bytes.
     img.save(out, format="JPEG", quality=JPEG_QUALITY)
     return ContentFile(out.getvalue())
+
+
+# Marks an uploaded file that is already the clean re-encoding (``prepare_photo``).
+PREPARED_ATTR = "_profiles_prepared_photo"
+
+
+def prepare_photo(upload: Any) -> SimpleUploadedFile:
+    """The upload as it will be stored, for the form to validate in its place.
+
+    Re-encodes first, so the banned-image validator fingerprints the file that will be stored
+    and shown, and that fingerprint is also the one stored: the upload is decoded once and the
+    clean file once, instead of upload, upload again, and clean file. An animation's frames
+    after the first (which the re-encoding drops) are still compared, from the upload.
+    Raises the same ``ValidationError`` codes as the validator for a file it cannot use.
+    """
+    content = reencode_photo(upload)
+    further = further_frame_fingerprints(upload)
+    prepared = SimpleUploadedFile("photo.jpg", content.read(), "image/jpeg")
+    setattr(prepared, PREPARED_ATTR, True)
+    return checked_instead(upload, prepared, further)
+
+
+def is_prepared(file: Any) -> bool:
+    return getattr(file, PREPARED_ATTR, False) is True

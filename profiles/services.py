@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from moderation.hashing import fingerprint
 from moderation.tasks import recheck_image_task
+from moderation.validators import fingerprint_of
 from profiles.models import Profile, photo_upload_to
-from profiles.photos import reencode_photo
+from profiles.photos import is_prepared, reencode_photo
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,17 @@ def _delete_file_after_commit(storage, name: str) -> None:
 def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     """Store a validated upload as the profile's photo (re-encoded, under a random name).
 
-    The caller has run the form (and so the banned-image validator). After commit the stored
+    The caller has run the form (and so the banned-image validator); an upload the form has
+    already re-encoded (``photos.prepare_photo``) is stored as it is. After commit the stored
     photo is checked once more against the banned set, which catches an upload that raced a
     flag of the same image. Raises ``PhotoStorageError`` if storage fails.
     """
-    content = reencode_photo(upload)
-    stored_fp = fingerprint(content)
+    if is_prepared(upload):
+        # Already the clean re-encoding (the form made it), fingerprinted by the validator.
+        content, stored_fp = upload, fingerprint_of(upload)
+    else:
+        content = reencode_photo(upload)
+        stored_fp = fingerprint(content)
     storage = profile.photo.storage
     try:
         new_name = storage.save(photo_upload_to(profile, ""), content)

@@ -416,18 +416,20 @@ def test_without_the_recheck_the_flags_own_sweep_misses_the_racing_upload(
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).exists()
 
 
-def test_a_file_the_check_passed_but_storing_cannot_decode_is_a_form_error(
+def test_a_file_the_re_encoding_cannot_decode_is_a_form_error_and_writes_nothing(
     alice_client, user, media_files, monkeypatch
 ):
-    """Belt and braces: the re-encode for storage fails after the validator accepted the file."""
+    """Belt and braces: the form re-encodes the upload before it is checked; if that fails
+    on a file the size checks let through, it is a coded form error and nothing is stored."""
     from django.core.exceptions import ValidationError
 
     from moderation.hashing import ERROR_MESSAGES
+    from profiles import photos
 
     def fails(file):
         raise ValidationError(ERROR_MESSAGES["corrupt"], code="corrupt")
 
-    monkeypatch.setattr(profile_services, "reencode_photo", fails)
+    monkeypatch.setattr(photos, "reencode_photo", fails)
     response = alice_client.post(
         reverse("profile-edit"), {"display_name": "A", "photo": upload(images.photo(69))}
     )

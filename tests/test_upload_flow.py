@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from profiles.models import Profile
@@ -30,6 +33,46 @@ def test_upload_stores_reencoded_photo_under_random_name(alice_client, user, med
     assert "holiday" not in profile.photo.name
     assert profile.photo_dhash is not None
     assert media_files() == [profile.photo.name]
+
+
+def test_the_upload_is_checked_as_stored_decoding_it_once_and_the_clean_file_once(
+    alice_client, user, monkeypatch
+):
+    from moderation import hashing
+
+    decodes = []
+    real_decode = hashing._decode
+
+    def counting(*args, **kwargs):
+        decodes.append(kwargs.get("draft_mode"))
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(hashing, "_decode", counting)
+    assert post_photo(alice_client, images.photo(5)).status_code == 302
+    # The upload in colour for the re-encoding, the re-encoded file as luma for the check
+    # (whose fingerprint is then stored): no third decode.
+    assert decodes == [None, "L"]
+
+    profile = Profile.objects.get(user=user)
+    with profile.photo.open("rb") as stored:
+        fp = hashing.fingerprint(stored)
+    assert (profile.photo_dhash, profile.photo_phash) == (fp.signed, fp.phash_signed)
+
+
+def test_a_banned_picture_in_a_later_frame_is_refused_though_only_the_first_is_stored(
+    alice_client, user, media_files
+):
+    ban(images.photo(6))
+    frames = [images.photo(7).convert("RGB"), images.photo(6).convert("RGB")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    gif = SimpleUploadedFile("a.gif", out.getvalue(), "image/gif")
+    response = alice_client.post(
+        reverse("profile-edit"), {"display_name": "Alice", "photo": gif}
+    )
+    assert response.status_code == 200
+    assert GENERIC in response.content.decode()
+    assert media_files() == []
 
 
 def test_banned_image_is_refused_with_generic_message_and_writes_nothing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import models
 
@@ -24,6 +25,9 @@ class ImageTarget:
     nullable datetime set when a reindex finds the stored file gone: the owning app hides the
     image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     ``owner_field`` (optional) names the uploader, shown to moderators in the review queue.
+    ``store_as`` (optional) turns an upload into the file the app stores (a clean re-encoding);
+    such an app checks uploads as stored, and ``evaluate_matching`` and ``check_image`` then
+    hash a file the same way.
     """
 
     model: type[models.Model]
@@ -36,6 +40,7 @@ class ImageTarget:
     missing_field: str | None = None
     # The user who uploaded the image (a foreign key to the user model), for the review queue.
     owner_field: str | None = None
+    store_as: Callable[[Any], Any] | None = None
 
     @property
     def key(self) -> str:
@@ -71,3 +76,9 @@ def target_for(model: type[models.Model] | models.Model) -> ImageTarget:
 
 def target_by_key(key: str) -> ImageTarget:
     return _targets[key]
+
+
+def upload_store_as() -> Callable[[Any], Any] | None:
+    """How uploads are turned into stored files before they are checked (the first registered
+    target's ``store_as``), or None when they are checked as uploaded."""
+    return next((t.store_as for t in _targets.values() if t.store_as is not None), None)

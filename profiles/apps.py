@@ -9,6 +9,7 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         from moderation import registry
         from profiles.models import Profile
+        from profiles.photos import reencode_photo
 
         registry.register(
             registry.ImageTarget(
@@ -21,5 +22,6 @@ class ProfilesConfig(AppConfig):
                 missing_field="photo_missing_since",
                 owner_field="user",
                 describe=lambda profile: profile.user.get_username(),
+                store_as=reencode_photo,
             )
         )

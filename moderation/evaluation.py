@@ -6,9 +6,9 @@ the run and the scoring, and touches no database.
 How a run works
 ---------------
 The photos are split, seeded, into a banned half and an innocent half. Every banned photo is
-flagged the way ``services.flag_image`` does it -- ``fingerprint_orientations`` of the file, the
-low-information gate (``services.check_information``), the orientations a flag stores
-(``matching.stored_orientations``), the index entries a process loads for them
+flagged the way ``services.flag_image`` does it -- ``fingerprint_variants`` of the file, the
+low-information gate (``services.check_information``), the variants a flag stores
+(``matching.stored_variants``), the index entries a process loads for them
 (``matching.variant_entries``, through the same signed 64-bit values the rows hold) -- into an
 in-memory ``matching.BannedIndex``: the very object a web worker's ``BannedSet`` keeps. It is
 built in memory, not in a database transaction that is rolled back, because the flag service
@@ -20,7 +20,7 @@ Every edited copy is then encoded to the file a person would upload and goes thr
 upload path: ``hashing.frame_fingerprints`` of the bytes (what ``BannedImageValidator`` calls)
 and ``BannedIndex.check`` with the site's ``MatchRule`` (what ``BannedSet.check`` calls): the
 decision at the current settings is the real one. For the sweep across distances each lookup
-also keeps every candidate orientation within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
+also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
 distance, so any (dHash, pHash) rule is scored from the same lookups.
 
 A banned photo's copy counts as caught when the decision is ``block``; an innocent file (the
@@ -40,7 +40,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
-from moderation.hashing import fingerprint_orientations, frame_fingerprints, open_image
+from moderation.hashing import fingerprint_variants, frame_fingerprints, open_image
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -235,8 +235,8 @@ ORIGINAL = "original file"
 class Lookup:
     """One uploaded file: the decision at the site's rule, and every candidate for the sweep.
 
-    ``candidates`` rows are ``(dHash distance, pHash distance or 65, orientation)`` of every
-    informative banned orientation within ``SWEEP_MAX_DISTANCE`` (low-information flags never
+    ``candidates`` rows are ``(dHash distance, pHash distance or 65, variant)`` of every
+    informative banned variant within ``SWEEP_MAX_DISTANCE`` (low-information flags never
     block, so they are left out of the sweep).
     """
 
@@ -296,16 +296,16 @@ def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
 
     rows = []
     for flag_id, photo in enumerate(banned, start=1):
-        variants = fingerprint_orientations(io.BytesIO(photo.data))
+        variants = fingerprint_variants(io.BytesIO(photo.data))
         try:
             check_information(variants[0], allow_low=False, actor=None)
         except ValidationError:
             run.refused.append(f"{photo.path.name} (information {variants[0].information})")
             continue
         run.banned.append(photo.path.name)
-        for orientation, fp in matching.stored_orientations(variants):
+        for number, fp in matching.stored_variants(variants):
             rows.append(
-                (flag_id, orientation, fp.signed, fp.phash_signed, variants[0].information)
+                (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
             )
     index = matching.BannedIndex()
     index.build(matching.variant_entries(rows))
@@ -323,7 +323,7 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
         next((v.decision for v in verdicts if v.decision == matching.REVIEW), matching.PASS),
     )
     rows = [
-        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.orientation)
+        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
         for fp in frames
         for m in index.candidates(fp, max(SWEEP_MAX_DISTANCE, rule.radius))
         if not m.low_information

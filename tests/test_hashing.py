@@ -122,8 +122,9 @@ def test_hex_is_sixteen_lowercase_digits_with_leading_zeros():
 
 
 def test_new_fingerprints_carry_the_current_pipeline_version():
-    # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added.
-    assert PIPELINE_VERSION == 3
+    # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added;
+    # 4: flags store crop variants.
+    assert PIPELINE_VERSION == 4
     assert fingerprint(io.BytesIO(encoded(images.photo(1)))).pipeline_version == PIPELINE_VERSION
     assert Fingerprint(5, pipeline_version=1).pipeline_version == 1
 

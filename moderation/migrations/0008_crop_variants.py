@@ -22,7 +22,7 @@ VARIANT_CHOICES = [
     (9, '8% cut off the right'),
     (10, '8% cut off the top'),
     (11, '8% cut off the bottom'),
-    (12, 'centre (12% cut around)'),
+    (12, 'centre (15% cut around)'),
 ]
 
 

@@ -50,6 +50,7 @@ from moderation.models import (
     ShadowHit,
     quarantine_storage,
 )
+from moderation.variants import VARIANTS
 
 logger = logging.getLogger(__name__)
 
@@ -509,6 +510,13 @@ def import_fingerprint(
     ]
     if not variants or variants[0][:2] != (0, upright.signed):
         raise ValidationError(f"{record.dhash}: the first variant must be the upright dHash")
+    numbers = [number for number, _, _ in variants]
+    if len(set(numbers)) != len(numbers) or not all(0 <= n < len(VARIANTS) for n in numbers):
+        # A variant this site does not know (an export from a newer version) has no index key.
+        raise ValidationError(
+            f"{record.dhash}: variants must be distinct numbers 0-{len(VARIANTS) - 1}, "
+            f"got {numbers}"
+        )
     created_at = datetime.fromisoformat(record.created)
     if record.source not in FlaggedFingerprint.Source.values:
         raise ValidationError(f"{record.dhash}: unknown source {record.source!r}")

@@ -11,6 +11,7 @@ import io
 
 import imagehash
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from PIL import Image
 
@@ -212,3 +213,17 @@ def test_an_imported_bare_hash_is_matched_by_its_upright_fingerprint_only():
     flagged = FlaggedFingerprint.objects.get()
     assert list(flagged.variants.values_list("variant", flat=True)) == [0]
     assert matching.check(upright).blocked  # within the unconfirmed distance: the same image
+
+
+@pytest.mark.parametrize("numbers", [(0, len(VARIANTS)), (0, 9, 9)], ids=["unknown", "repeated"])
+def test_an_imported_record_with_an_unknown_or_repeated_variant_is_refused(numbers):
+    upright = fingerprint(images.upload(images.photo(58), "p.png", "PNG"))
+    record = services.FingerprintRecord(
+        dhash=upright.hex, list="partner", reason="shared", source="import",
+        created="2026-01-01T00:00:00+00:00", pipeline_version=PIPELINE_VERSION, information=40,
+        variants=tuple((n, upright.hex, None) for n in numbers),
+    )
+
+    with pytest.raises(ValidationError, match="variants must be distinct numbers"):
+        services.import_fingerprint(record=record)
+    assert not FlaggedFingerprint.objects.exists()

@@ -82,9 +82,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
-from moderation.variants import ORIENTATIONS, VARIANTS, Variant, crop_box
-
-__all__ = ["ORIENTATIONS", "VARIANTS"]  # re-exported: the variant list lives in variants.py
+from moderation.variants import VARIANTS, Variant, crop_box
 
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
 # version that made them, and `manage.py reindex` recomputes the ones that are older.

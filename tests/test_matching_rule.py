@@ -21,7 +21,6 @@ from PIL import Image
 
 from moderation import matching, services
 from moderation.hashing import (
-    ORIENTATIONS,
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
@@ -32,6 +31,7 @@ from moderation.hashing import (
 from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
 from moderation.validators import BannedImageValidator
+from moderation.variants import ORIENTATIONS
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import images

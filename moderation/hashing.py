@@ -588,21 +588,24 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
 
 
 def _cropped(decoded: _Decoded, box: tuple[int, int, int, int]) -> _Decoded:
-    """``decoded`` cut to ``box`` (full-size pixels, upright).
+    """``decoded`` cut to ``box`` (left, upper, right, lower in full-size pixels, upright).
 
-    A reduced decode is cut at sample boundaries, each edge within ``scale - 1`` full-size
-    pixels of the box's: nothing the thumbnails of a crop of 5-15% can see.
+    A reduced decode can only be cut between its samples: the left and top edges move out to the
+    start of the sample they fall in, the right and bottom edges in to the end of the last whole
+    sample, at most ``scale - 1`` full-size pixels either way -- nothing the thumbnails of a
+    5-15% crop can see. At full size the cut is exact.
     """
-    if decoded.scale == 1:
-        return _Decoded(decoded.image.crop(box), 1, decoded.cells_x[: box[2] - box[0]],
-                        decoded.cells_y[: box[3] - box[1]])
-    ends_x, ends_y = np.cumsum(decoded.cells_x), np.cumsum(decoded.cells_y)
-    x0, y0 = (int(np.searchsorted(ends, start, side="right")) for ends, start in
-              ((ends_x, box[0]), (ends_y, box[1])))
-    x1, y1 = (int(np.searchsorted(ends, stop, side="right")) for ends, stop in
-              ((ends_x, box[2]), (ends_y, box[3])))
-    return _Decoded(decoded.image.crop((x0, y0, x1, y1)), decoded.scale,
-                    decoded.cells_x[x0:x1], decoded.cells_y[y0:y1])
+
+    def kept(cells: np.ndarray, start: int, stop: int) -> slice:
+        ends = np.cumsum(cells)  # where each sample's pixels end, in full-size pixels
+        # Skip the samples that end by `start`; keep those that end by `stop`.
+        first = int(np.searchsorted(ends, start, side="right"))
+        return slice(first, int(np.searchsorted(ends, stop, side="right")))
+
+    columns = kept(decoded.cells_x, box[0], box[2])
+    rows = kept(decoded.cells_y, box[1], box[3])
+    image = decoded.image.crop((columns.start, rows.start, columns.stop, rows.stop))
+    return _Decoded(image, decoded.scale, decoded.cells_x[columns], decoded.cells_y[rows])
 
 
 def _fingerprint_decoded(decoded: _Decoded, variant: Variant = VARIANTS[0]) -> Fingerprint:

@@ -45,8 +45,9 @@ class Variant:
         return self.cut != NO_CUT
 
 
-# Which crops, measured on the 72 corpus photos (copies cut, saved as JPEG q90, looked up at the
-# default rule; share of photos caught, README "What it catches"):
+# Which crops, measured on the corpus photos with `python benchmarks/crop_coverage.py` (copies
+# cut, saved as JPEG q90, looked up at the default rule; share of photos caught; README "What it
+# catches"):
 #
 #   cut off one side (all 4 sides)  2.5%  5%    7.5%  10%   12.5% 15%   17.5% 20%
 #   orientations only               1.00  0.98  0.82  0.48  0.24  0.10  0.05  0.03

@@ -15,7 +15,7 @@ prepared image (``open_image``: EXIF applied, as uploads are), then scores match
 H=16) for recall on the hard edits and innocent files blocked. It also reports the time
 ``crop_resistant_hash`` takes per file: an upload would pay it while the user waits.
 
-About 0.5 s per file on this 2-core machine: 20-25 minutes for the 72 corpus photos x 31 files.
+About 0.3-0.5 s per file on this 2-core machine: 12-20 minutes for the 72 corpus photos x 31 files.
 The README ("What it catches") quotes its output. Not part of the test run.
 """
 

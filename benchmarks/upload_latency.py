@@ -92,7 +92,8 @@ def setup_django(args: argparse.Namespace, media: Path) -> None:
 
 
 def fill_banned_set(n: int) -> None:
-    """N index entries: N/8 flags, each with its 8 orientation variants (as flagging stores).
+    """N index entries: N / KEYS_PER_FLAG flags, each with every variant (as flagging stores:
+    8 orientations and the crops of ``variants.VARIANTS``).
 
     Variant dHashes come from the clustered generator; pHashes are random, as an unrelated
     upload's would be relative to them (a dHash candidate is then rejected by confirmation).
@@ -102,14 +103,16 @@ def fill_banned_set(n: int) -> None:
 
     from benchmarks.lookup import clustered_hashes
     from moderation.hashing import PIPELINE_VERSION, to_signed
+    from moderation.matching import KEYS_PER_FLAG as per_flag
     from moderation.models import FingerprintVariant, FlaggedFingerprint
 
+    flags = n // per_flag
+    n = flags * per_flag
     stored = FingerprintVariant.objects.filter(flagged__active=True, phash__isnull=False)
     if stored.count() == n:
         print(f"reusing {n:,} banned fingerprints already in the benchmark database")
         return
-    flags = n // 8
-    print(f"inserting {flags:,} flags x 8 orientations = {n:,} clustered fingerprints ...")
+    print(f"inserting {flags:,} flags x {per_flag} variants = {n:,} clustered fingerprints ...")
     started = time.perf_counter()
     rng = np.random.default_rng(7)
     dhashes = rng.permutation(np.unique(clustered_hashes(n * 2, rng)))[:n]
@@ -124,7 +127,7 @@ def fill_banned_set(n: int) -> None:
         for first in range(0, flags, 5_000):
             batch = [
                 FlaggedFingerprint(
-                    dhash=to_signed(int(dhashes[i * 8])),
+                    dhash=to_signed(int(dhashes[i * per_flag])),
                     pipeline_version=PIPELINE_VERSION,
                     information=64,
                     reason="benchmark",
@@ -136,12 +139,12 @@ def fill_banned_set(n: int) -> None:
             FingerprintVariant.objects.bulk_create(
                 FingerprintVariant(
                     flagged=flag,
-                    orientation=o,
-                    dhash=to_signed(int(dhashes[(first + k) * 8 + o])),
-                    phash=to_signed(int(phashes[(first + k) * 8 + o])),
+                    variant=v,
+                    dhash=to_signed(int(dhashes[(first + k) * per_flag + v])),
+                    phash=to_signed(int(phashes[(first + k) * per_flag + v])),
                 )
                 for k, flag in enumerate(created)
-                for o in range(8)
+                for v in range(per_flag)
             )
     print(f"  done in {time.perf_counter() - started:.1f} s")
 

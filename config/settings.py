@@ -251,10 +251,11 @@ DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "moderation@localhost"
 
 # --- Moderation --------------------------------------------------------------------------
 # The match rule (moderation/matching.py), all Hamming distances in bits out of 64, `<=`. An
-# upload is refused when a banned fingerprint (any of the 8 orientations of a flagged image) is
-# within MODERATION_MAX_DISTANCE dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash
-# bits. A banned row without a pHash (pipeline < 3, original not kept) can't be confirmed and
-# blocks within MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
+# upload is refused when a banned fingerprint (any variant of a flagged image: its 8
+# orientations and a few crops, moderation/variants.py) is within MODERATION_MAX_DISTANCE
+# dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash bits. A banned row without a
+# pHash (pipeline < 3, original not kept) can't be confirmed and blocks within
+# MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
 # Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
 MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 12)
 MODERATION_MAX_CONFIRM_DISTANCE = env_int("MODERATION_MAX_CONFIRM_DISTANCE", 16)

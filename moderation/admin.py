@@ -128,7 +128,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("fingerprints matched"))
     def variant_table(self, obj: FlaggedFingerprint) -> str:
-        """Every stored orientation: what an upload is actually compared with."""
+        """Every stored variant (orientations and crops): what an upload is compared with."""
         variants: list[FingerprintVariant] = list(obj.variants.all())
         if not variants:
             return "—"
@@ -137,7 +137,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
             (
                 (
-                    v.get_orientation_display(),
+                    v.get_variant_display(),
                     v.hex,
                     "—" if v.fingerprint.phash is None else f"{v.fingerprint.phash:016x}",
                 )
@@ -147,7 +147,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html(
             "<table><thead><tr><th>{}</th><th>dHash</th><th>pHash</th></tr></thead>"
             "<tbody>{}</tbody></table>",
-            _("orientation"),
+            _("variant"),
             rows,
         )
 

@@ -6,9 +6,9 @@ the run and the scoring, and touches no database.
 How a run works
 ---------------
 The photos are split, seeded, into a banned half and an innocent half. Every banned photo is
-flagged the way ``services.flag_image`` does it -- ``fingerprint_orientations`` of the file, the
-low-information gate (``services.check_information``), the orientations a flag stores
-(``matching.stored_orientations``), the index entries a process loads for them
+flagged the way ``services.flag_image`` does it -- ``fingerprint_variants`` of the file, the
+low-information gate (``services.check_information``), the variants a flag stores
+(``matching.stored_variants``), the index entries a process loads for them
 (``matching.variant_entries``, through the same signed 64-bit values the rows hold) -- into an
 in-memory ``matching.BannedIndex``: the very object a web worker's ``BannedSet`` keeps. It is
 built in memory, not in a database transaction that is rolled back, because the flag service
@@ -20,7 +20,7 @@ Every edited copy is then encoded to the file a person would upload and goes thr
 upload path: ``hashing.frame_fingerprints`` of the bytes (what ``BannedImageValidator`` calls)
 and ``BannedIndex.check`` with the site's ``MatchRule`` (what ``BannedSet.check`` calls): the
 decision at the current settings is the real one. For the sweep across distances each lookup
-also keeps every candidate orientation within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
+also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
 distance, so any (dHash, pHash) rule is scored from the same lookups.
 
 A banned photo's copy counts as caught when the decision is ``block``; an innocent file (the
@@ -40,7 +40,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
-from moderation.hashing import fingerprint_orientations, frame_fingerprints, open_image
+from moderation.hashing import fingerprint_variants, frame_fingerprints, open_image
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -76,6 +76,31 @@ def _crop(img: Image.Image, fraction: float) -> Image.Image:
     """Keep the centre: ``fraction`` of the width and of the height are cut, half each side."""
     dx, dy = round(img.width * fraction / 2), round(img.height * fraction / 2)
     return img.crop((dx, dy, img.width - dx, img.height - dy))
+
+
+SIDES = ("left", "right", "top", "bottom")
+
+
+def _crop_side(img: Image.Image, fraction: float, side: str) -> Image.Image:
+    """Cut ``fraction`` of the width (left, right) or of the height (top, bottom) off one side."""
+    dx, dy = round(img.width * fraction), round(img.height * fraction)
+    box = {
+        "left": (dx, 0, img.width, img.height),
+        "right": (0, 0, img.width - dx, img.height),
+        "top": (0, dy, img.width, img.height),
+        "bottom": (0, 0, img.width, img.height - dy),
+    }[side]
+    return img.crop(box)
+
+
+def _one_sided_crop(fraction: float) -> Callable[[Image.Image, random.Random], bytes]:
+    """A one-sided crop of a side drawn from the photo's seeded ``rng``: a defence tuned to one
+    side (people cut whichever edge holds a logo or a caption) must not look good here."""
+
+    def make(img: Image.Image, rng: random.Random) -> bytes:
+        return _encode(_crop_side(img, fraction, rng.choice(SIDES)), "JPEG")
+
+    return make
 
 
 def _noise(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -186,10 +211,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("crop 5%", _jpeg(lambda img: _crop(img, 0.05))),
     Edit("crop 10%", _jpeg(lambda img: _crop(img, 0.10)), "crop"),
     Edit("crop 20%", _jpeg(lambda img: _crop(img, 0.20)), "hard"),
-    Edit("one-sided crop 5%", _jpeg(
-        lambda img: img.crop((0, 0, round(img.width * 0.95), img.height))), "crop"),
-    Edit("one-sided crop 10%", _jpeg(
-        lambda img: img.crop((0, 0, round(img.width * 0.9), img.height))), "crop"),
+    Edit("one-sided crop 5%", _one_sided_crop(0.05), "crop"),
+    Edit("one-sided crop 10%", _one_sided_crop(0.10), "crop"),
     Edit("padding 10%", _jpeg(_pad), "hard"),
     Edit("rotate 3°", _jpeg(lambda img: img.convert("RGB").rotate(
         3, resample=Image.Resampling.BICUBIC))),
@@ -212,8 +235,8 @@ ORIGINAL = "original file"
 class Lookup:
     """One uploaded file: the decision at the site's rule, and every candidate for the sweep.
 
-    ``candidates`` rows are ``(dHash distance, pHash distance or 65, orientation)`` of every
-    informative banned orientation within ``SWEEP_MAX_DISTANCE`` (low-information flags never
+    ``candidates`` rows are ``(dHash distance, pHash distance or 65, variant)`` of every
+    informative banned variant within ``SWEEP_MAX_DISTANCE`` (low-information flags never
     block, so they are left out of the sweep).
     """
 
@@ -273,16 +296,16 @@ def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
 
     rows = []
     for flag_id, photo in enumerate(banned, start=1):
-        variants = fingerprint_orientations(io.BytesIO(photo.data))
+        variants = fingerprint_variants(io.BytesIO(photo.data))
         try:
             check_information(variants[0], allow_low=False, actor=None)
         except ValidationError:
             run.refused.append(f"{photo.path.name} (information {variants[0].information})")
             continue
         run.banned.append(photo.path.name)
-        for orientation, fp in matching.stored_orientations(variants):
+        for number, fp in matching.stored_variants(variants):
             rows.append(
-                (flag_id, orientation, fp.signed, fp.phash_signed, variants[0].information)
+                (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
             )
     index = matching.BannedIndex()
     index.build(matching.variant_entries(rows))
@@ -300,7 +323,7 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
         next((v.decision for v in verdicts if v.decision == matching.REVIEW), matching.PASS),
     )
     rows = [
-        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.orientation)
+        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
         for fp in frames
         for m in index.candidates(fp, max(SWEEP_MAX_DISTANCE, rule.radius))
         if not m.low_information

@@ -9,9 +9,11 @@ One record per actively banned image, in CSV (with a header row) or JSON lines. 
 ``created``           when it was flagged, ISO 8601 with offset
 ``pipeline_version``  the fingerprint pipeline that computed the hashes
 ``information``       informative dHash bits (empty: unknown, from before pipeline 3)
-``variants``          every stored orientation, what the index matches. JSON: a list of
-                      ``[orientation, dhash, phash]`` (phash null when unknown); CSV: the same
-                      as ``orientation:dhash:phash`` separated by spaces (``-`` for no pHash)
+``variants``          every stored variant, what the index matches. JSON: a list of
+                      ``[variant, dhash, phash]`` (phash null when unknown); CSV: the same
+                      as ``variant:dhash:phash`` separated by spaces (``-`` for no pHash).
+                      ``variant`` is the number in ``variants.VARIANTS``: 0-7 orientations,
+                      8 and up crops (exports before pipeline 4 have orientations only)
 ``list_max_distance``, ``list_enabled``, ``list_mode``
                       the list's settings, used only when the import creates the list
 
@@ -41,8 +43,8 @@ def _variants_text(variants) -> str:
 def _parse_variants_text(text: str) -> tuple[tuple[int, str, str | None], ...]:
     out = []
     for part in text.split():
-        orientation, dhash, phash = part.split(":")
-        out.append((int(orientation), dhash, None if phash == "-" else phash))
+        number, dhash, phash = part.split(":")
+        out.append((int(number), dhash, None if phash == "-" else phash))
     return tuple(out)
 
 

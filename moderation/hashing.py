@@ -69,9 +69,10 @@ left-to-right gradient) sits in the densest corner of the hash space. The measur
 ``min(decided bits, 2 x min(ones, zeros))``, 0..64; flagging refuses images below
 ``MODERATION_MIN_INFORMATION``.
 
-``fingerprint_orientations`` gives the fingerprints of the 8 flips and quarter turns of an image
-(``ORIENTATIONS``): a flag stores all of them, so a mirrored or rotated copy is looked up by its
-own dHash like any other copy.
+``fingerprint_variants`` gives the fingerprints of every variant of an image
+(``variants.VARIANTS``: the 8 flips and quarter turns, and a few crops of the upright image),
+from one decode: a flag stores all of them, so a mirrored, rotated or cropped copy is looked up
+by its own dHash like any other copy (pipeline version 4 added the crops).
 """
 
 from __future__ import annotations
@@ -92,12 +93,16 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
+from moderation.variants import VARIANTS, Variant, crop_box
+
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
 # version that made them, and `manage.py reindex` recomputes the ones that are older.
 # 2: JPEG fast path (reduced DCT decode for large JPEGs, see the module docstring).
 # 3: pHash confirmation hash and information measure beside the dHash; flags store the
 #    fingerprints of all 8 orientations.
-# 4: the pHash thumbnail comes from a box-reduced image (PHASH_REDUCING_GAP), see above.
+# 4: flags also store crop variants (``variants.VARIANTS``), and the pHash thumbnail comes from
+#    a box-reduced image (PHASH_REDUCING_GAP, see above). One bump for both: neither shipped
+#    on its own.
 PIPELINE_VERSION = 4
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
@@ -124,20 +129,6 @@ PHASH_SMALL_SIDE = 1024  # shorter side (as decoded) below which an image counts
 # the corpus: near-flat photos (a brick wall seen from afar) have ~12 such bits, every other
 # photo 37 or more.
 DECIDED_LEVELS = 3
-
-# The 8 orientations (flips and quarter turns; the same set EXIF orientations 1-8 name), by the
-# number stored with each fingerprint. Orientation o's fingerprint is that of the image
-# transposed by ORIENTATIONS[o]: an upload that is the flagged image mirrored matches number 1.
-ORIENTATIONS: tuple[tuple[str, Image.Transpose | None], ...] = (
-    ("upright", None),
-    ("mirrored", Image.Transpose.FLIP_LEFT_RIGHT),
-    ("turned 90° anticlockwise", Image.Transpose.ROTATE_90),
-    ("turned 180°", Image.Transpose.ROTATE_180),
-    ("turned 90° clockwise", Image.Transpose.ROTATE_270),
-    ("flipped upside down", Image.Transpose.FLIP_TOP_BOTTOM),
-    ("transposed", Image.Transpose.TRANSPOSE),
-    ("transversed", Image.Transpose.TRANSVERSE),
-)
 
 # The fast path reduces a JPEG by 4 or 2 only while the reduced image keeps this many pixels on
 # its shorter side. Measured on the 72 corpus photos at 0.3-24 MP (tests/test_hashing_fast_path.py
@@ -637,10 +628,32 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
     return _fingerprint_of_thumbnails(dthumb, phash_thumbnail(grey))
 
 
-def _fingerprint_decoded(
-    decoded: _Decoded, transpose: Image.Transpose | None = None
-) -> Fingerprint:
-    """The fingerprint of a decoded image (optionally transposed first), at any decode scale."""
+def _cropped(decoded: _Decoded, box: tuple[int, int, int, int]) -> _Decoded:
+    """``decoded`` cut to ``box`` (left, upper, right, lower in full-size pixels, upright).
+
+    A reduced decode can only be cut between its samples: the left and top edges move out to the
+    start of the sample they fall in, the right and bottom edges in to the end of the last whole
+    sample, at most ``scale - 1`` full-size pixels either way -- nothing the thumbnails of a
+    5-15% crop can see. At full size the cut is exact.
+    """
+
+    def kept(cells: np.ndarray, start: int, stop: int) -> slice:
+        ends = np.cumsum(cells)  # where each sample's pixels end, in full-size pixels
+        # Skip the samples that end by `start`; keep those that end by `stop`.
+        first = int(np.searchsorted(ends, start, side="right"))
+        return slice(first, int(np.searchsorted(ends, stop, side="right")))
+
+    columns = kept(decoded.cells_x, box[0], box[2])
+    rows = kept(decoded.cells_y, box[1], box[3])
+    image = decoded.image.crop((columns.start, rows.start, columns.stop, rows.stop))
+    return _Decoded(image, decoded.scale, decoded.cells_x[columns], decoded.cells_y[rows])
+
+
+def _fingerprint_decoded(decoded: _Decoded, variant: Variant = VARIANTS[0]) -> Fingerprint:
+    """The fingerprint of one variant of a decoded image (cut, then turned), at any scale."""
+    if variant.is_crop:
+        decoded = _cropped(decoded, crop_box(decoded.full_size, variant.cut))
+    transpose = variant.transpose
     grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
     if transpose is not None:
         grey = grey.transpose(transpose)
@@ -664,14 +677,16 @@ def fingerprint(file: str | os.PathLike | IO[bytes] | Any) -> Fingerprint:
     return _fingerprint_decoded(_decode_for_hashing(file))
 
 
-def fingerprint_orientations(file: str | os.PathLike | IO[bytes] | Any) -> list[Fingerprint]:
-    """The fingerprints of the 8 orientations of ``file``, indexed as ``ORIENTATIONS``.
+def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fingerprint]:
+    """The fingerprints of every variant of ``file``, indexed as ``variants.VARIANTS``.
 
-    Item 0 equals ``fingerprint(file)``; item o equals the fingerprint of the image transposed
-    by ``ORIENTATIONS[o]`` (decoded once). Same checks and errors as ``fingerprint``.
+    Item 0 equals ``fingerprint(file)``; an orientation's is the fingerprint of the image
+    transposed by it, a crop's that of the upright image cut by it (decoded once; at full size
+    ``== str(imagehash.dhash(img.crop(box)))``). Same checks and errors as ``fingerprint``.
+    Flagging and reindexing call this; an upload never does (it needs only its own).
     """
     decoded = _decode_for_hashing(file)
-    return [_fingerprint_decoded(decoded, transpose) for _, transpose in ORIENTATIONS]
+    return [_fingerprint_decoded(decoded, variant) for variant in VARIANTS]
 
 
 def frame_fingerprints(

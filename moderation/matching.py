@@ -10,12 +10,12 @@ everywhere.
 
 Entries and keys
 ----------------
-A flag stores the fingerprints of the 8 orientations of its image (``hashing.ORIENTATIONS``),
-one ``FingerprintVariant`` row each (orientations whose hashes coincide, as for a symmetric
-image, are stored once). Each is an entry of the index under the key
-``flag id * 8 + orientation``, so a hit names its flag and orientation without any lookup table
-in memory. ``Match.fingerprint_id`` is the flag's id; a flag is reported once per lookup, through
-its nearest orientation.
+A flag stores the fingerprints of every variant of its image (``variants.VARIANTS``: the 8
+orientations and a few crops), one ``FingerprintVariant`` row each (variants whose hashes
+coincide, as the orientations of a symmetric image, are stored once). Each is an entry of the
+index under the key ``flag id * KEYS_PER_FLAG + variant``, so a hit names its flag and variant
+without any lookup table in memory. ``Match.fingerprint_id`` is the flag's id; a flag is reported
+once per lookup, through its nearest variant.
 
 The decision (``MatchRule``)
 ----------------------------
@@ -30,9 +30,9 @@ blocked: near-flat images collide with each other, so such a match is never enou
 
 Memory and cost
 ---------------
-Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 17 B here (key int64, pHash
-uint64, flags uint8, in sorted arrays; recent changes in a small dict until merged), so about
-60-70 B per stored orientation and 8 x that, ~0.5 KB, per flagged image of ordinary photos.
+Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 18 B here (key int64, pHash
+uint64, flags uint16, in sorted arrays; recent changes in a small dict until merged), so about
+60-70 B per stored variant and ``KEYS_PER_FLAG`` x that per flagged image of ordinary photos.
 Confirming a candidate is a binary search in the sorted keys and an XOR + popcount: about a
 microsecond per candidate, in one vectorised call per lookup.
 """
@@ -48,22 +48,25 @@ from django.conf import settings
 from django.db.models import Max
 
 from moderation.fingerprint_index import FingerprintIndex
-from moderation.hashing import ORIENTATIONS, Fingerprint, to_unsigned
+from moderation.hashing import Fingerprint, to_unsigned
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
+from moderation.variants import VARIANTS
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
 
-KEYS_PER_FLAG = len(ORIENTATIONS)  # 8
+# Index keys are flag id * KEYS_PER_FLAG + variant number. Never stored, so the stride can
+# follow the variant list.
+KEYS_PER_FLAG = len(VARIANTS)
 
 BLOCK, REVIEW, PASS = "block", "review", "pass"
 
 
-def entry_key(flag_id: int, orientation: int) -> int:
-    """The index key of one orientation of one flag."""
-    if not 0 <= orientation < KEYS_PER_FLAG:
-        raise ValueError(f"orientation must be 0..{KEYS_PER_FLAG - 1}, got {orientation}")
-    return flag_id * KEYS_PER_FLAG + orientation
+def entry_key(flag_id: int, variant: int) -> int:
+    """The index key of one variant of one flag."""
+    if not 0 <= variant < KEYS_PER_FLAG:
+        raise ValueError(f"variant must be 0..{KEYS_PER_FLAG - 1}, got {variant}")
+    return flag_id * KEYS_PER_FLAG + variant
 
 
 def is_low_information(information: int | None) -> bool:
@@ -80,16 +83,16 @@ class Match:
     """A banned flag near a looked-up fingerprint. Staff-only information."""
 
     fingerprint_id: int  # the FlaggedFingerprint (the flag)
-    distance: int  # dHash bits to the flag's nearest orientation
-    orientation: int = 0  # which of hashing.ORIENTATIONS matched
+    distance: int  # dHash bits to the flag's nearest variant
+    variant: int = 0  # which of variants.VARIANTS matched (an orientation or a crop)
     confirm_distance: int | None = None  # pHash bits; None: one side has no pHash
     low_information: bool = False  # the flagged image carries too little information
     list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
 
     @property
-    def orientation_name(self) -> str:
-        return ORIENTATIONS[self.orientation][0]
+    def variant_label(self) -> str:
+        return VARIANTS[self.variant].label
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,7 @@ def _decision(matched: list[Match], near: list[Match]) -> str:
 
 
 def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
-    """Apply ``rule`` to every candidate orientation (nearest first) and decide.
+    """Apply ``rule`` to every candidate variant (nearest first) and decide.
 
     A match of an informative flag of an enforced list blocks; a match of only low-information
     flags, or a near miss (``MatchRule.reviews``), sends the upload to review; matches of
@@ -361,7 +364,7 @@ class BannedIndex:
     def candidates(
         self, fingerprint: Fingerprint, max_distance: int, max_confirm_distance: int = 64
     ) -> list[Match]:
-        """Every entry within ``max_distance`` dHash bits, per orientation, nearest first.
+        """Every entry within ``max_distance`` dHash bits, per variant, nearest first.
 
         Entries whose pHash is more than ``max_confirm_distance`` bits away are dropped in numpy,
         before any Python object is made: against a large, clustered banned set a wide dHash
@@ -402,33 +405,34 @@ class BannedIndex:
         return self._index.nbytes() + self._data.nbytes()
 
 
-def stored_orientations(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
-    """Which of an image's 8 orientation fingerprints a flag stores: ``(orientation, fp)``.
+def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
+    """Which of an image's variant fingerprints (``hashing.fingerprint_variants``) a flag
+    stores: ``(variant number, fp)``.
 
-    An orientation whose dHash and pHash repeat an earlier one's (a symmetric image) is left
-    out: it would only be the same entry twice.
+    A variant whose dHash and pHash repeat an earlier one's (the orientations of a symmetric
+    image) is left out: it would only be the same entry twice.
     """
     seen: set[tuple[int, int | None]] = set()
     kept = []
-    for orientation, fp in enumerate(variants):
+    for number, fp in enumerate(variants):
         if (fp.dhash, fp.phash) not in seen:
             seen.add((fp.dhash, fp.phash))
-            kept.append((orientation, fp))
+            kept.append((number, fp))
     return kept
 
 
 def variant_entries(rows: Iterable[tuple]):
-    """Index entries from ``(flag id, orientation, dhash, phash, information[, list distance,
+    """Index entries from ``(flag id, variant, dhash, phash, information[, list distance,
     shadow])`` rows (signed hashes; shadow is a bool or the list's mode; without the list
     columns, the site's rule applies)."""
-    for flag_id, orientation, dhash, phash, information, *policy in rows:
+    for flag_id, variant, dhash, phash, information, *policy in rows:
         if policy:
             max_distance, shadow = policy
             packed = list_policy(max_distance, shadow is True or shadow == "shadow")
         else:
             packed = 0
         yield (
-            entry_key(flag_id, orientation),
+            entry_key(flag_id, variant),
             to_unsigned(dhash),
             None if phash is None else to_unsigned(phash),
             is_low_information(information),
@@ -438,7 +442,7 @@ def variant_entries(rows: Iterable[tuple]):
 
 _VARIANT_COLUMNS = (
     "flagged_id",
-    "orientation",
+    "variant",
     "dhash",
     "phash",
     "flagged__information",
@@ -521,7 +525,7 @@ class BannedSet:
             .values_list(
                 "id",
                 "fingerprint_id",
-                "orientation",
+                "variant",
                 "dhash",
                 "phash",
                 "information",
@@ -530,13 +534,13 @@ class BannedSet:
                 "shadow",
             )
         )
-        for change_id, flag_id, orientation, dhash, phash, information, active, *policy in changes:
+        for change_id, flag_id, variant, dhash, phash, information, active, *policy in changes:
             if active:
-                row = (flag_id, orientation, dhash, phash, information, *policy)
+                row = (flag_id, variant, dhash, phash, information, *policy)
                 [entry] = variant_entries([row])
                 self._index.add(*entry)
             else:
-                self._index.remove(entry_key(flag_id, orientation))
+                self._index.remove(entry_key(flag_id, variant))
             self._last_change_id = change_id
 
 

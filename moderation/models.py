@@ -17,6 +17,7 @@ from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext_lazy as _
 
 from moderation.hashing import Fingerprint
+from moderation.variants import CHOICES as VARIANT_CHOICES
 
 
 class QuarantineStorage(LazyObject):
@@ -103,10 +104,11 @@ class FlaggedFingerprintQuerySet(models.QuerySet):
 
 
 class FlaggedFingerprint(models.Model):
-    """An image a moderator has banned: one flag, with a fingerprint per orientation.
+    """An image a moderator has banned: one flag, with a fingerprint per variant.
 
     ``dhash`` is the upright image's dHash (what the admin shows and searches); the fingerprints
-    that are matched, all 8 orientations with their confirming pHashes, are its ``variants``.
+    that are matched -- the 8 orientations and a few crops of the image (``variants.VARIANTS``),
+    with their confirming pHashes -- are its ``variants``.
     Unflagging deactivates the row (and so every variant); it is never deleted, so the audit
     trail always points at something. At most one *active* row exists per upright hash: a second
     flag of the same image adds an audit event, not a second flag.
@@ -201,23 +203,15 @@ class FlaggedFingerprint(models.Model):
 
 
 class FingerprintVariant(models.Model):
-    """One orientation's fingerprint of a flag: what the banned-set index actually matches.
+    """One variant's fingerprint of a flag (an orientation or a crop of the flagged image, by
+    its number in ``variants.VARIANTS``): what the banned-set index actually matches.
 
-    A flag has up to 8 (``hashing.ORIENTATIONS``); an orientation whose dHash and pHash equal an
-    earlier one's (a symmetric image) is not stored again. Written and replaced only together
-    with their flag (same pipeline version), by ``services``. ``phash`` is empty for a flag
-    from before pipeline version 3 that ``reindex`` could not recompute (no kept original).
+    A variant whose dHash and pHash equal an earlier one's (the orientations of a symmetric
+    image) is not stored again. Written and replaced only together with their flag (same
+    pipeline version), by ``services``. ``phash`` is empty for a flag from before pipeline
+    version 3 that ``reindex`` could not recompute (no kept original); such a flag, and one
+    imported from a hash list of bare hashes, has no crop variants (they need the pixels).
     """
-
-    class Orientation(models.IntegerChoices):
-        UPRIGHT = 0, _("upright")
-        MIRRORED = 1, _("mirrored")
-        ROTATED_90 = 2, _("turned 90° anticlockwise")
-        ROTATED_180 = 3, _("turned 180°")
-        ROTATED_270 = 4, _("turned 90° clockwise")
-        FLIPPED = 5, _("flipped upside down")
-        TRANSPOSED = 6, _("transposed")
-        TRANSVERSED = 7, _("transversed")
 
     flagged = models.ForeignKey(
         FlaggedFingerprint,
@@ -225,21 +219,22 @@ class FingerprintVariant(models.Model):
         on_delete=models.PROTECT,
         related_name="variants",
     )
-    orientation = models.PositiveSmallIntegerField(_("orientation"), choices=Orientation.choices)
+    # The column kept its name from when every variant was an orientation (numbers 0-7 are).
+    variant = models.PositiveSmallIntegerField(
+        _("variant"), choices=VARIANT_CHOICES, db_column="orientation"
+    )
     dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
     phash = models.BigIntegerField(_("pHash (signed 64-bit)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("fingerprint variant")
-        ordering = ["flagged", "orientation"]
+        ordering = ["flagged", "variant"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["flagged", "orientation"], name="one_variant_per_orientation"
-            )
+            models.UniqueConstraint(fields=["flagged", "variant"], name="one_row_per_variant")
         ]
 
     def __str__(self) -> str:
-        return f"{self.hex} ({self.get_orientation_display()})"
+        return f"{self.hex} ({self.get_variant_display()})"
 
     @property
     def fingerprint(self) -> Fingerprint:
@@ -256,12 +251,13 @@ class BannedSetChange(models.Model):
     Each process's in-memory index replays the rows after the last id it has seen before it
     answers a lookup: one primary-key range query, empty when nothing changed. Writers take a
     lock (see ``services``) so ids are assigned in commit order and no change is skipped.
-    One row per stored orientation of a flag, carrying everything the index keeps for it, so
+    One row per stored variant of a flag, carrying everything the index keeps for it, so
     replaying needs no other table.
     """
 
     fingerprint = models.ForeignKey(FlaggedFingerprint, on_delete=models.PROTECT, related_name="+")
-    orientation = models.PositiveSmallIntegerField(default=0)
+    # The number in variants.VARIANTS (column named from when variants were orientations).
+    variant = models.PositiveSmallIntegerField(default=0, db_column="orientation")
     dhash = models.BigIntegerField()
     phash = models.BigIntegerField(null=True, blank=True)
     information = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -276,7 +272,7 @@ class BannedSetChange(models.Model):
 
     def __str__(self) -> str:
         state = "on" if self.active else "off"
-        return f"change #{self.pk}: flag {self.fingerprint_id}/{self.orientation} {state}"
+        return f"change #{self.pk}: flag {self.fingerprint_id}/{self.variant} {state}"
 
 
 class AuditEvent(models.Model):

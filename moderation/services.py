@@ -32,7 +32,7 @@ from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
-    fingerprint_orientations,
+    fingerprint_variants,
     image_format,
 )
 from moderation.models import (
@@ -50,6 +50,7 @@ from moderation.models import (
     ShadowHit,
     quarantine_storage,
 )
+from moderation.variants import VARIANTS
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def _log_change(
     *,
     active: bool | None = None,
 ) -> None:
-    """Log every stored orientation of ``flagged`` (its current rows by default) as
+    """Log every stored variant of ``flagged`` (its current rows by default) as
     ``active`` (by default: the flag is active and its hash list enabled), with the list's
     policy (distance, shadow mode) as it is now."""
     rows = flagged.variants.all() if variants is None else variants
@@ -103,7 +104,7 @@ def _log_change(
     BannedSetChange.objects.bulk_create(
         BannedSetChange(
             fingerprint=flagged,
-            orientation=v.orientation,
+            variant=v.variant,
             dhash=v.dhash,
             phash=v.phash,
             information=flagged.information,
@@ -211,10 +212,10 @@ def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
 
 
 def _variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
-    """The rows of the orientations a flag stores (``matching.stored_orientations``)."""
-    for orientation, fp in matching.stored_orientations(variants):
+    """The rows of the variants a flag stores (``matching.stored_variants``)."""
+    for number, fp in matching.stored_variants(variants):
         yield FingerprintVariant(
-            flagged=flagged, orientation=orientation, dhash=fp.signed, phash=fp.phash_signed
+            flagged=flagged, variant=number, dhash=fp.signed, phash=fp.phash_signed
         )
 
 
@@ -228,8 +229,8 @@ def _record_flag(
     target: str = "",
     hash_list: HashList | None = None,
 ) -> FlagResult:
-    """Insert the flag and its orientations (or reuse the active flag with the same upright
-    hash) and audit it. ``variants`` are ``fingerprint_orientations`` of the image."""
+    """Insert the flag and its variants (or reuse the active flag with the same upright hash)
+    and audit it. ``variants`` are ``fingerprint_variants`` of the image."""
     fp = variants[0]
     _lock_banned_set()
     existing = FlaggedFingerprint.objects.active().filter(dhash=fp.signed).first()
@@ -283,8 +284,8 @@ def flag_image(
     allow_low_information: bool = False,
     hash_list: HashList | None = None,
 ) -> FlagResult:
-    """Fingerprint an image file (all 8 orientations) into the banned set and keep the
-    original privately.
+    """Fingerprint an image file (every variant: 8 orientations and the crops of
+    ``variants.VARIANTS``) into the banned set and keep the original privately.
 
     Used by the admin's "Flag an image" page and ``manage.py flag_images``. Raises
     ``ValidationError`` when the file is not an acceptable image, or (code ``low_information``)
@@ -292,7 +293,7 @@ def flag_image(
     (superusers only, see ``check_information``); writes nothing then. After commit, a sweep
     takes down existing photos that match.
     """
-    variants = fingerprint_orientations(file)
+    variants = fingerprint_variants(file)
     fp = variants[0]
     low = check_information(fp, allow_low=allow_low_information, actor=actor)
     reason = _override_note(reason, low)
@@ -341,7 +342,7 @@ def flag_stored_image(
             return None
         public_name = image.name
         with storage_errors(), image.open("rb") as fh:
-            variants = fingerprint_orientations(fh)
+            variants = fingerprint_variants(fh)
             low = check_information(variants[0], allow_low=allow_low_information, actor=actor)
             reason = _override_note(reason, low)
             stored = _copy_to_quarantine(fh, "originals")
@@ -412,7 +413,7 @@ def hash_list_update(
 
     Each active flag of the list is logged again with the new policy (switched off: as
     inactive), so the change is enforced by the next lookup everywhere. Costs one change row
-    per stored orientation of the list's flags; lists change rarely.
+    per stored variant of the list's flags; lists change rarely.
     """
     if max_distance is not None and not 0 <= max_distance <= settings.MODERATION_REVIEW_DISTANCE:
         raise ValidationError(
@@ -457,7 +458,7 @@ class FingerprintRecord:
     created: str  # ISO 8601
     pipeline_version: int
     information: int | None
-    variants: tuple[tuple[int, str, str | None], ...]  # (orientation, dHash hex, pHash hex)
+    variants: tuple[tuple[int, str, str | None], ...]  # (variant, dHash hex, pHash hex)
     list_max_distance: int | None = None
     list_enabled: bool = True
     list_mode: str = HashList.Mode.ENFORCE
@@ -482,7 +483,7 @@ def fingerprint_records(queryset: models.QuerySet | None = None):
             pipeline_version=flagged.pipeline_version,
             information=flagged.information,
             variants=tuple(
-                (v.orientation, _hex(v.dhash), _hex(v.phash)) for v in flagged.variants.all()
+                (v.variant, _hex(v.dhash), _hex(v.phash)) for v in flagged.variants.all()
             ),
             list_max_distance=hash_list.max_distance,
             list_enabled=hash_list.enabled,
@@ -504,11 +505,18 @@ def import_fingerprint(
 
     upright = Fingerprint.from_hex(record.dhash)
     variants = [
-        (orientation, Fingerprint.from_hex(d).signed, None if p is None else to_signed(p))
-        for orientation, d, p in record.variants
+        (number, Fingerprint.from_hex(d).signed, None if p is None else to_signed(p))
+        for number, d, p in record.variants
     ]
     if not variants or variants[0][:2] != (0, upright.signed):
         raise ValidationError(f"{record.dhash}: the first variant must be the upright dHash")
+    numbers = [number for number, _, _ in variants]
+    if len(set(numbers)) != len(numbers) or not all(0 <= n < len(VARIANTS) for n in numbers):
+        # A variant this site does not know (an export from a newer version) has no index key.
+        raise ValidationError(
+            f"{record.dhash}: variants must be distinct numbers 0-{len(VARIANTS) - 1}, "
+            f"got {numbers}"
+        )
     created_at = datetime.fromisoformat(record.created)
     if record.source not in FlaggedFingerprint.Source.values:
         raise ValidationError(f"{record.dhash}: unknown source {record.source!r}")
@@ -538,8 +546,8 @@ def import_fingerprint(
         flagged_at=created_at,
     )
     FingerprintVariant.objects.bulk_create(
-        FingerprintVariant(flagged=flagged, orientation=o, dhash=d, phash=p)
-        for o, d, p in variants
+        FingerprintVariant(flagged=flagged, variant=number, dhash=d, phash=p)
+        for number, d, p in variants
     )
     _log_change(flagged)
     AuditEvent.objects.create(
@@ -642,7 +650,7 @@ class ImpactPreview:
 def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -> ImpactPreview:
     """How many other stored images a flag of ``instances`` would take down, nearest first.
 
-    Read-only. Fingerprints the selected files (all 8 orientations, as the flag will) into a
+    Read-only. Fingerprints the selected files (every variant, as the flag will) into a
     throwaway index with the default list's policy and compares every stored image with it,
     as the sweep after the flag does.
     """
@@ -657,13 +665,13 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
         image = getattr(instance, target.file_field)
         try:
             with storage_errors(), image.open("rb") as fh:
-                variants = fingerprint_orientations(fh)
+                variants = fingerprint_variants(fh)
         except (OSError, ValidationError):
             preview.unreadable += 1
             continue
         low = matching.is_low_information(variants[0].information)
-        for orientation, fp in matching.stored_orientations(variants):
-            index.add(matching.entry_key(position, orientation), fp.dhash, fp.phash, low, policy)
+        for number, fp in matching.stored_variants(variants):
+            index.add(matching.entry_key(position, number), fp.dhash, fp.phash, low, policy)
     if not len(index) or (default is not None and not default.enabled):
         return preview
     rule = matching.MatchRule.from_settings()
@@ -1006,16 +1014,16 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
 
 
 def _read_fingerprint(fieldfile) -> list[Fingerprint]:
-    """``[fingerprint]`` of a stored file; for a flag's original, its 8 orientations."""
+    """``[fingerprint]`` of a stored file; for a flag's original, every variant."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
-            return fingerprint_orientations(fh)
+            return fingerprint_variants(fh)
         return [fingerprint(fh)]
 
 
 def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
     phash = (
-        FingerprintVariant.objects.filter(flagged=flagged, orientation=0)
+        FingerprintVariant.objects.filter(flagged=flagged, variant=0)
         .values_list("phash", flat=True)
         .first()
     )
@@ -1133,10 +1141,10 @@ def _reindex_originals(updates) -> None:
         fp = variants[0]
         stored = set(
             FingerprintVariant.objects.filter(flagged=flagged).values_list(
-                "orientation", "dhash", "phash"
+                "variant", "dhash", "phash"
             )
         )
-        fresh = {(v.orientation, v.dhash, v.phash) for v in _variant_rows(flagged, variants)}
+        fresh = {(v.variant, v.dhash, v.phash) for v in _variant_rows(flagged, variants)}
         if (
             flagged.dhash == fp.signed
             and flagged.pipeline_version == fp.pipeline_version

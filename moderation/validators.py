@@ -72,7 +72,8 @@ def _further_frames(value: Any) -> list[Fingerprint]:
 @deconstructible
 class BannedImageValidator:
     """Refuses a file that matches an active ban (``moderation.matching``: dHash within
-    ``MODERATION_MAX_DISTANCE`` of any orientation of a flagged image, confirmed by pHash).
+    ``MODERATION_MAX_DISTANCE`` of any variant -- orientation or crop -- of a flagged image,
+    confirmed by pHash).
 
     Every frame of an animation is compared (bounded, see ``hashing.frame_fingerprints``): a
     banned picture hidden as frame 7 is refused like one shown first. Also refuses anything that

@@ -367,7 +367,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
                 "dhash": flagged.hex,
                 "distance": 0,
                 "reason": "scam ad",
-                "orientation": "upright",
+                "variant": "upright",
                 "confirm_distance": 0,
                 "low_information": False,
             }
@@ -387,7 +387,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
     }
 
 
-def test_check_image_json_says_which_orientation_matched(incoming):
+def test_check_image_json_says_which_variant_matched(incoming):
     flagged = ban(images.photo(24), reason="scam ad")
     mirrored = images.photo(24).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     path = write(incoming / "mirrored.png", mirrored, fmt="PNG")
@@ -397,7 +397,7 @@ def test_check_image_json_says_which_orientation_matched(incoming):
     result = json.loads(out)
     assert result["decision"] == "block"
     [match] = result["matches"]
-    assert (match["id"], match["orientation"]) == (flagged.pk, "mirrored")
+    assert (match["id"], match["variant"]) == (flagged.pk, "mirrored")
     assert (match["distance"], match["confirm_distance"]) == (0, 0)
 
 

@@ -86,7 +86,7 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
     copy = fp_of(images.resized(scene, 0.5))
     assert matching.find(copy) == []  # warm: this process has loaded the banned set
     banned, index = matching.banned_set(), matching.banned_set()._index
-    # Each flag is stored in its 8 orientations (hashing.ORIENTATIONS), each an index entry.
+    # Each flag is stored in its variants (variants.VARIANTS), each an index entry.
     assert len(banned) == 2 * KEYS_PER_FLAG and len(count_cold_loads) == 1
 
     path = save(scene, tmp_path / "in" / "scene.png")
@@ -246,7 +246,7 @@ def test_a_new_change_is_applied_incrementally_without_reloading(count_cold_load
 
     flagged = ban(images.photo(52))
     changes = list(BannedSetChange.objects.filter(id__gt=last).order_by("id"))
-    assert len(changes) == KEYS_PER_FLAG  # one row per stored orientation
+    assert len(changes) == KEYS_PER_FLAG  # one row per stored variant
     with CaptureQueriesContext(connection) as queries:
         hits = matching.find(fp_new)
     assert [h.fingerprint_id for h in hits] == [flagged.pk]
@@ -356,7 +356,7 @@ def test_without_the_advisory_lock_a_reader_would_skip_a_change_committed_late(m
 
     a = FlaggedFingerprint.objects.get(reason="A")
     b = FlaggedFingerprint.objects.get(reason="B")
-    # One change row per stored orientation of each flag.
+    # One change row per stored variant of each flag.
     ids_a = list(BannedSetChange.objects.filter(fingerprint=a).values_list("pk", flat=True))
     ids_b = list(BannedSetChange.objects.filter(fingerprint=b).values_list("pk", flat=True))
     assert len(ids_a) == len(ids_b) == KEYS_PER_FLAG

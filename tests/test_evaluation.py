@@ -6,7 +6,9 @@ its EXIF tag, plus a file that is not an image.
 
 from __future__ import annotations
 
+import io
 import json
+import random
 from io import StringIO
 from pathlib import Path
 
@@ -144,3 +146,25 @@ def test_a_low_information_photo_is_refused_by_the_gate_not_banned(tmp_path):
     assert [name.split(" ")[0] for name in run.refused] == ["flat.png"]
     assert run.banned == ["s1.jpg", "s2.jpg", "s3.jpg"]
     assert len(index) == run.entries == 3 * matching.KEYS_PER_FLAG
+
+
+def test_one_sided_crops_cut_a_seeded_random_side_not_always_the_right():
+    img = images.photo(9, (200, 100))
+    edit = next(e for e in evaluation.EDITS if e.name == "one-sided crop 10%")
+    sizes = set()
+    for seed in range(12):
+        data = edit.make(img, random.Random(f"{seed}:p.jpg"))
+        assert data == edit.make(img, random.Random(f"{seed}:p.jpg"))  # same seed, same file
+        with Image.open(io.BytesIO(data)) as cropped:
+            sizes.add(cropped.size)
+    assert sizes == {(180, 100), (200, 90)}  # left/right cut the width, top/bottom the height
+
+
+@pytest.mark.parametrize(
+    ("side", "kept"),
+    [("left", (20, 0, 200, 100)), ("right", (0, 0, 180, 100)),
+     ("top", (0, 10, 200, 100)), ("bottom", (0, 0, 200, 90))],
+)
+def test_a_one_sided_crop_cuts_only_the_named_side(side, kept):
+    img = images.photo(9, (200, 100))
+    assert evaluation._crop_side(img, 0.1, side).tobytes() == img.crop(kept).tobytes()

@@ -1,5 +1,7 @@
 """Issue 6: flags store every orientation, pHash confirms dHash, low-information images are gated.
 
+(The crop variants a flag also stores are tested in ``test_crop_variants.py``.)
+
 Images are drawn in code (``tests.images``); a near-flat "fog" is a uniform grey with faint
 noise, and a symmetric image is a drawn scene mirrored onto its own right half.
 """
@@ -19,11 +21,10 @@ from PIL import Image
 
 from moderation import matching, services
 from moderation.hashing import (
-    ORIENTATIONS,
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
-    fingerprint_orientations,
+    fingerprint_variants,
     hamming,
     open_for_hashing,
     phash_thumbnail,
@@ -31,6 +32,7 @@ from moderation.hashing import (
 from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
 from moderation.validators import BannedImageValidator
+from moderation.variants import ORIENTATIONS
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import images
@@ -88,8 +90,8 @@ def test_the_confirmation_hash_is_imagehash_phash_of_the_reduced_thumbnail():
 
 def test_orientation_fingerprints_are_those_of_the_flipped_and_turned_image():
     img = images.photo(4)
-    variants = fingerprint_orientations(images.upload(img, "p.png", "PNG"))
-    assert len(variants) == len(ORIENTATIONS) == KEYS_PER_FLAG
+    variants = fingerprint_variants(images.upload(img, "p.png", "PNG"))
+    assert len(variants) == KEYS_PER_FLAG and len(ORIENTATIONS) == 8
     for (name, transpose), variant in zip(ORIENTATIONS, variants):
         turned = img if transpose is None else img.transpose(transpose)
         assert variant == fp_of(turned), name
@@ -109,11 +111,11 @@ def test_flagging_stores_all_8_orientations_under_one_flag(moderator):
     result = flag(images.photo(5), actor=moderator)
 
     variants = list(FingerprintVariant.objects.filter(flagged=result.fingerprint))
-    assert sorted(v.orientation for v in variants) == list(range(8))
-    expected = fingerprint_orientations(images.upload(images.photo(5), "p.png", "PNG"))
+    assert set(range(8)) <= {v.variant for v in variants}
+    expected = fingerprint_variants(images.upload(images.photo(5), "p.png", "PNG"))
     for v in variants:
-        assert v.dhash == expected[v.orientation].signed
-        assert v.phash == expected[v.orientation].phash_signed
+        assert v.dhash == expected[v.variant].signed
+        assert v.phash == expected[v.variant].phash_signed
     assert FlaggedFingerprint.objects.count() == 1
     assert result.fingerprint.information == expected[0].information
     assert result.fingerprint.pipeline_version == PIPELINE_VERSION
@@ -132,7 +134,7 @@ def test_a_flipped_or_turned_copy_is_blocked_through_its_orientation(moderator, 
 
     assert verdict.blocked
     assert verdict.nearest.fingerprint_id == flagged.pk
-    assert ORIENTATIONS[verdict.nearest.orientation][1] == transpose
+    assert ORIENTATIONS[verdict.nearest.variant][1] == transpose
 
 
 def test_unflag_removes_every_orientation_from_the_banned_set(moderator):
@@ -151,15 +153,15 @@ def test_unflag_removes_every_orientation_from_the_banned_set(moderator):
 
 def test_a_symmetric_image_stores_its_coinciding_orientations_once(moderator):
     img = symmetric(8)
-    variants = fingerprint_orientations(images.upload(img, "s.png", "PNG"))
+    variants = fingerprint_variants(images.upload(img, "s.png", "PNG"))
     assert variants[1] == variants[0]  # mirroring changes nothing
 
     result = flag(img, actor=moderator)
     again = flag(img, actor=moderator)
 
-    orientations = sorted(result.fingerprint.variants.values_list("orientation", flat=True))
-    assert 1 not in orientations and 0 in orientations
-    assert len(orientations) == len({(v.dhash, v.phash) for v in variants})
+    stored = sorted(result.fingerprint.variants.values_list("variant", flat=True))
+    assert 1 not in stored and 0 in stored
+    assert len(stored) == len({(v.dhash, v.phash) for v in variants})
     assert not again.created
     verdict = matching.check(fp_of(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
     assert verdict.blocked and [m.fingerprint_id for m in verdict.matches] == [
@@ -184,13 +186,14 @@ def test_a_mirrored_copy_already_on_a_profile_is_swept(
     assert takedown.fingerprint == flagged
 
 
-def test_flag_and_unflag_log_one_change_per_stored_orientation(moderator):
+def test_flag_and_unflag_log_one_change_per_stored_variant(moderator):
     flagged = flag(images.photo(10), actor=moderator).fingerprint
     services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
     rows = list(BannedSetChange.objects.filter(fingerprint=flagged).order_by("id"))
-    assert [r.active for r in rows] == [True] * 8 + [False] * 8
-    assert sorted(r.orientation for r in rows[:8]) == list(range(8))
+    n = KEYS_PER_FLAG  # a drawn scene has no coinciding variants
+    assert [r.active for r in rows] == [True] * n + [False] * n
+    assert sorted(r.variant for r in rows[:n]) == list(range(n))
     assert all(r.phash is not None for r in rows)
 
 
@@ -253,8 +256,8 @@ def test_one_flag_is_reported_once_through_the_orientation_that_matched():
         (entry_key(3, 4), flip_bits(dhash, 5, seed=1), phash, False),
     )
     verdict = index.check(Fingerprint(dhash, phash=phash), RULE)
-    assert [(m.fingerprint_id, m.orientation, m.distance) for m in verdict.matches] == [(3, 4, 5)]
-    assert [(m.fingerprint_id, m.orientation) for m in verdict.candidates] == [(3, 0)]
+    assert [(m.fingerprint_id, m.variant, m.distance) for m in verdict.matches] == [(3, 4, 5)]
+    assert [(m.fingerprint_id, m.variant) for m in verdict.candidates] == [(3, 0)]
 
 
 def test_confirmation_hashes_survive_many_adds_and_removes():
@@ -273,7 +276,7 @@ def test_confirmation_hashes_survive_many_adds_and_removes():
     assert len(index) == len(expected)
     for key, (dhash, phash) in rng.sample(sorted(expected.items()), 300):
         [hit] = [m for m in index.candidates(Fingerprint(dhash, phash=0), 0) if
-                 m.fingerprint_id * KEYS_PER_FLAG + m.orientation == key]
+                 m.fingerprint_id * KEYS_PER_FLAG + m.variant == key]
         assert hit.confirm_distance == (None if phash is None else hamming(phash, 0))
 
 
@@ -366,7 +369,7 @@ def test_match_rule_settings_outside_0_to_64_are_system_check_errors(settings, n
     assert [e.obj for e in errors] == [f"settings.{name}"]
 
 
-def test_reindex_brings_an_old_flag_to_8_orientations_with_phash(moderator):
+def test_reindex_brings_an_old_flag_to_every_variant_with_phash(moderator):
     flagged = services.flag_image(
         file=images.upload(images.photo(13), "p.png", "PNG"),
         reason="old",
@@ -374,7 +377,7 @@ def test_reindex_brings_an_old_flag_to_8_orientations_with_phash(moderator):
         actor=moderator,
     ).fingerprint
     # What a pipeline-2 flag looks like after the migration: upright dHash only, no pHash.
-    FingerprintVariant.objects.filter(flagged=flagged).exclude(orientation=0).delete()
+    FingerprintVariant.objects.filter(flagged=flagged).exclude(variant=0).delete()
     FingerprintVariant.objects.filter(flagged=flagged).update(phash=None)
     FlaggedFingerprint.objects.filter(pk=flagged.pk).update(pipeline_version=2, information=None)
     matching.reset_banned_set()
@@ -385,7 +388,7 @@ def test_reindex_brings_an_old_flag_to_8_orientations_with_phash(moderator):
 
     flagged.refresh_from_db()
     assert flagged.pipeline_version == PIPELINE_VERSION and flagged.information is not None
-    assert sorted(flagged.variants.values_list("orientation", flat=True)) == list(range(8))
+    assert sorted(flagged.variants.values_list("variant", flat=True)) == list(range(KEYS_PER_FLAG))
     assert not flagged.variants.filter(phash=None).exists()
     assert matching.check(mirrored).blocked  # the loaded set saw the change
 
@@ -407,16 +410,21 @@ def test_reindex_stores_the_phash_of_a_profile_photo(django_user_model):
 def test_the_migration_gives_every_existing_flag_its_upright_fingerprint(moderator):
     import importlib
 
-    from django.apps import apps
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
 
-    migration = importlib.import_module("moderation.migrations.0003_fingerprint_variants")
+    name = "0003_fingerprint_variants"
+    migration = importlib.import_module(f"moderation.migrations.{name}")
+    # The models as that migration sees them (the same tables: 0008 renamed a field, not its
+    # column).
+    apps_then = MigrationLoader(connection).project_state(("moderation", name)).apps
     flagged = flag(images.photo(15), actor=moderator).fingerprint
     FingerprintVariant.objects.all().delete()
 
-    migration.upright_variants_for_existing_flags(apps, None)
+    migration.upright_variants_for_existing_flags(apps_then, None)
 
     [variant] = FingerprintVariant.objects.all()
-    assert (variant.flagged, variant.orientation, variant.dhash) == (flagged, 0, flagged.dhash)
+    assert (variant.flagged, variant.variant, variant.dhash) == (flagged, 0, flagged.dhash)
     assert variant.phash is None
 
 
@@ -481,7 +489,7 @@ def test_flag_selected_photos_reports_low_information_photos_by_name(
     assert not FlaggedFingerprint.objects.exists()
 
 
-def test_a_flag_page_lists_every_stored_orientation(admin_client):
+def test_a_flag_page_lists_every_stored_variant(admin_client):
     flagged = flag(images.photo(16)).fingerprint
     url = reverse("admin:moderation_flaggedfingerprint_change", args=[flagged.pk])
 
@@ -490,7 +498,7 @@ def test_a_flag_page_lists_every_stored_orientation(admin_client):
     for variant in flagged.variants.all():
         assert variant.hex in page
         assert f"{variant.fingerprint.phash:016x}" in page
-    assert "turned 90° clockwise" in page
+    assert "turned 90° clockwise" in page and "cut off the left" in page
 
 
 # --- near misses (the review queue's entry rule) ----------------------------------------------

@@ -68,7 +68,7 @@ def stale(fp: Fingerprint) -> int:
 
 
 def make_flag_stale(flagged: FlaggedFingerprint) -> None:
-    """Make a flag's upright hash and every stored orientation stale (what the index loads)."""
+    """Make a flag's upright hash and every stored variant stale (what the index loads)."""
     FlaggedFingerprint.objects.filter(pk=flagged.pk).update(dhash=stale(flagged.fingerprint))
     for variant in FingerprintVariant.objects.filter(flagged=flagged):
         variant.dhash = stale(variant.fingerprint)

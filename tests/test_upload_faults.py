@@ -345,7 +345,7 @@ def test_two_moderators_flagging_the_same_image_at_once_make_one_fingerprint_two
     assert errors == []
     assert sorted(results) == [302, 302]
     assert FlaggedFingerprint.objects.count() == 1
-    # The banned set changed once: one log row per stored orientation of the one flag.
+    # The banned set changed once: one log row per stored variant of the one flag.
     assert BannedSetChange.objects.count() == FlaggedFingerprint.objects.get().variants.count()
     flags = AuditEvent.objects.filter(action=AuditEvent.Action.FLAG)
     assert sorted(flags.values_list("reason", flat=True)) == ["by 0", "by 1"]

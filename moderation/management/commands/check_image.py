@@ -2,9 +2,9 @@
 
 Prints each file's dHash, the decision an upload of it would get (``block``, ``review`` or
 ``pass``, see ``moderation.matching``) and the banned flags it matches, nearest first: which
-orientation of the flagged image matched, at what dHash distance and at what confirming pHash
-distance. ``--json`` prints one object per line for scripts. Read-only: it never changes the
-banned set.
+variant of the flagged image matched (an orientation or a crop, ``variants.VARIANTS``), at
+what dHash distance and at what confirming pHash distance. ``--json`` prints one object per
+line for scripts. Read-only: it never changes the banned set.
 """
 
 import json
@@ -22,7 +22,7 @@ from moderation.models import FlaggedFingerprint
 class Command(BaseCommand):
     help = (
         "Show each image's dHash, whether an upload of it would be blocked, sent to review or "
-        "pass, and the banned images it matches (orientation, dHash and pHash distances), "
+        "pass, and the banned images it matches (variant, dHash and pHash distances), "
         "nearest first. Read-only."
     )
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             action="store_true",
             dest="as_json",
             help='One JSON object per line: {"path", "dhash", "phash", "information", '
-            '"decision", "matches": [{"id", "list", "dhash", "distance", "reason", "orientation", '
+            '"decision", "matches": [{"id", "list", "dhash", "distance", "reason", "variant", '
             '"confirm_distance", "low_information"}], "near": [...] (near misses that send it '
             'to review), "shadow": [...] (matches of shadow-mode lists)}, or {"path", "error"} '
             "for an unreadable file.",
@@ -86,7 +86,7 @@ class Command(BaseCommand):
                     "dhash": hexes.get(m.fingerprint_id, ""),
                     "distance": m.distance,
                     "reason": reasons.get(m.fingerprint_id, ""),
-                    "orientation": m.orientation_name,
+                    "variant": m.variant_label,
                     "confirm_distance": m.confirm_distance,
                     "low_information": m.low_information,
                 }
@@ -123,7 +123,7 @@ class Command(BaseCommand):
                         self.stdout.write(
                             f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
                             f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
-                            f"{m.orientation_name}, pHash distance {confirm}){low}"
+                            f"{m.variant_label}, pHash distance {confirm}){low}"
                         )
         if read == 0:
             raise CommandError("No image could be read.")

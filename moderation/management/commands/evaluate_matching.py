@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from moderation import evaluation
 from moderation.management.commands._files import iter_image_paths
+from moderation.variants import VARIANTS
 
 # dHash distances shown in the sweep table (the JSON and the chart have every one).
 TABLE_DISTANCES = (0, 2, 4, 6, 8, 10, 12, 14, 16)
@@ -107,7 +108,7 @@ class Command(BaseCommand):
         rule = run.rule
         w(
             f"{len(run.banned)} banned and {len(run.innocent)} innocent photos (seed {run.seed}); "
-            f"{len(evaluation.EDITS)} edits each; {run.entries} banned orientations in the "
+            f"{len(evaluation.EDITS)} edits each; {run.entries} banned variants in the "
             f"index ({run.index_bytes / max(run.entries, 1):.0f} bytes each)."
         )
         if run.refused:
@@ -119,7 +120,8 @@ class Command(BaseCommand):
         w(
             f"\nCurrent settings: block when dHash <= {rule.max_distance} AND pHash <= "
             f"{rule.max_confirm_distance} (unconfirmed rows: dHash <= "
-            f"{rule.max_unconfirmed_distance}), 8 orientations per flag."
+            f"{rule.max_unconfirmed_distance}), {len(VARIANTS)} variants per flag (8 orientations, "
+            f"{sum(v.is_crop for v in VARIANTS)} crops)."
         )
         w(f"{'edit':<26} {'target':>6} {'recall':>7} {'caught':>9} {'innocent blocked':>17}")
         for name, row in result["current"].items():
@@ -184,7 +186,7 @@ def _chart(result: dict, path: Path) -> None:
         left.plot(distances, recall, style, color=cmap(i % 20), label=name, linewidth=1.2)
     left.axvline(rule["max_distance"], color="black", linewidth=0.8)
     left.set(
-        title=f"Recall per edit (8 orientations, {confirm_key.replace('<=', ' <= ')})",
+        title=f"Recall per edit ({len(VARIANTS)} variants, {confirm_key.replace('<=', ' <= ')})",
         xlabel="MODERATION_MAX_DISTANCE (dHash bits, <=)",
         ylabel="share of banned photos' copies blocked",
         ylim=(0, 1.02),

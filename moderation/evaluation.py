@@ -17,7 +17,8 @@ every moderator on a live site), writes originals to storage and enqueues sweeps
 database round trip is left out, and the tests cover that.
 
 Every edited copy is then encoded to the file a person would upload and goes through the
-upload path: ``hashing.frame_fingerprints`` of the bytes (what ``BannedImageValidator`` calls)
+upload path: ``validators.upload_fingerprints`` of the bytes (the re-encoding the site stores,
+as the profile form makes it before ``BannedImageValidator`` checks it, and any further frames)
 and ``BannedIndex.check`` with the site's ``MatchRule`` (what ``BannedSet.check`` calls): the
 decision at the current settings is the real one. For the sweep across distances each lookup
 also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
@@ -40,7 +41,8 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
-from moderation.hashing import fingerprint_variants, frame_fingerprints, open_image
+from moderation.hashing import fingerprint_variants, open_image
+from moderation.validators import upload_fingerprints
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -315,8 +317,9 @@ def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
 
 
 def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) -> Lookup:
-    """The upload path on one file: every frame fingerprinted, checked against the index."""
-    frames = frame_fingerprints(io.BytesIO(data))
+    """The upload path on one file: fingerprinted as the upload form does (the re-encoding
+    the site stores, and any further animation frames), checked against the index."""
+    frames = upload_fingerprints(io.BytesIO(data))
     verdicts = [index.check(fp, rule) for fp in frames]
     decision = next(
         (v.decision for v in verdicts if v.blocked),

@@ -26,8 +26,8 @@ class ImageTarget:
     image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     ``owner_field`` (optional) names the uploader, shown to moderators in the review queue.
     ``store_as`` (optional) turns an upload into the file the app stores (a clean re-encoding);
-    such an app checks uploads as stored, and ``evaluate_matching`` and ``check_image`` then
-    hash a file the same way.
+    such an app checks uploads as stored, and ``evaluate_matching`` then hashes its edited
+    files the same way.
     """
 
     model: type[models.Model]

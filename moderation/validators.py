@@ -13,8 +13,13 @@ from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
 
-from moderation import matching
-from moderation.hashing import Fingerprint, fingerprint, frame_fingerprints
+from moderation import matching, registry
+from moderation.hashing import (
+    Fingerprint,
+    fingerprint,
+    frame_fingerprints,
+    further_frame_fingerprints,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,22 @@ def checked_instead(upload: Any, replacement: Any, further_frames: list[Fingerpr
     setattr(replacement, FURTHER_FRAMES_ATTR, list(further_frames))
     setattr(upload, CHECKED_AS_ATTR, replacement)
     return replacement
+
+
+def upload_fingerprints(file: Any) -> list[Fingerprint]:
+    """The fingerprints an upload of ``file`` is checked with, first frame first.
+
+    Where the registered app stores a re-encoding (``registry.ImageTarget.store_as``) and checks
+    that, as the profile form does: the re-encoding's fingerprint, then the upload's further
+    frames; otherwise every frame of the file as it is. For tools that must decide as the upload
+    path does (``evaluate_matching``). ``check_image`` looks up the file's own fingerprint, as
+    ``flag_images`` hashes it: a file and its re-encoding are usually 0-2 bits apart.
+    """
+    store_as = registry.upload_store_as()
+    if store_as is None:
+        return frame_fingerprints(file)
+    stored = fingerprint(store_as(file))
+    return [stored, *further_frame_fingerprints(file)]
 
 
 def fingerprint_of(file: Any) -> Fingerprint:

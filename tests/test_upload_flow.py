@@ -59,6 +59,20 @@ def test_the_upload_is_checked_as_stored_decoding_it_once_and_the_clean_file_onc
     assert (profile.photo_dhash, profile.photo_phash) == (fp.signed, fp.phash_signed)
 
 
+def test_evaluation_hashes_a_file_as_the_upload_form_does(alice_client, user):
+    # evaluate_matching decides with upload_fingerprints: it must give the very fingerprint the
+    # form checked and stored for the same file.
+    from moderation.validators import upload_fingerprints
+
+    data = images.encode(images.photo(8, (2400, 1600)), "JPEG", quality=80)
+    photo = SimpleUploadedFile("p.jpg", data, "image/jpeg")
+    response = alice_client.post(reverse("profile-edit"), {"display_name": "A", "photo": photo})
+    assert response.status_code == 302
+    stored = Profile.objects.get(user=user)
+    (fp,) = upload_fingerprints(io.BytesIO(data))
+    assert (fp.signed, fp.phash_signed) == (stored.photo_dhash, stored.photo_phash)
+
+
 def test_a_banned_picture_in_a_later_frame_is_refused_though_only_the_first_is_stored(
     alice_client, user, media_files
 ):

@@ -556,9 +556,11 @@ def check(fingerprint: Fingerprint) -> Verdict:
 
 def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     """``verdict`` without the flags a moderator has allowed this image for (``AllowedMatch``
-    within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
+    in force, within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
 
-    One query, only when the verdict has matches or near misses (rare for an upload).
+    One query, only when the verdict has matches or near misses (rare for an upload). The
+    allowlist is never cached: a revoked exception stops applying at the next lookup in every
+    process, with no change log to replay.
     """
     ids = {m.fingerprint_id for m in (*verdict.matches, *verdict.near)}
     if not ids:
@@ -567,7 +569,9 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     unsigned = fingerprint.dhash
     allowed = {
         fid
-        for fid, dhash in AllowedMatch.objects.filter(fingerprint_id__in=ids).values_list(
+        for fid, dhash in AllowedMatch.objects.in_force()
+        .filter(fingerprint_id__in=ids)
+        .values_list(
             "fingerprint_id", "dhash"
         )
         if (to_unsigned(dhash) ^ unsigned).bit_count() <= limit

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -70,6 +72,7 @@ class FlagResult:
 class SweepResult:
     checked: int = 0
     taken_down: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)  # near misses put in the review queue
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -686,7 +689,12 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
 
 
 def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:
-    """Take down every stored image within the match distance of a banned fingerprint.
+    """Take down every stored image within the match distance of a banned fingerprint, and
+    queue for review every one that is only near it (what an upload would get as ``review``).
+
+    The allowlist applies as at upload: an image a moderator allowed for a fingerprint is
+    neither taken down nor queued because of it. A near miss already pending is not queued
+    again, so running the sweep twice adds nothing.
 
     With ``fingerprint_ids`` (the normal case, right after a flag) only those fingerprints are
     compared; without, the whole active banned set is (after a reindex). Every stored image is
@@ -713,17 +721,18 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
         hits: list[tuple[int, int, int]] = []
+        near: list[tuple[int, Fingerprint, matching.Match]] = []
         columns = ("pk", target.hash_field, target.confirm_field)
         for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
             result.checked += 1
-            found = verdict(Fingerprint.from_signed(signed, phash=phash))
+            fp = Fingerprint.from_signed(signed, phash=phash)
+            found = verdict(fp)
+            if found.decision != matching.PASS:  # rare: only then is the allowlist read
+                found = matching.without_allowed(found, fp)
             if found.blocked:
                 hits.append((pk, found.matches[0].fingerprint_id, found.matches[0].distance))
             elif found.decision == matching.REVIEW:
-                logger.warning(
-                    "%s #%s is near flag #%s (low-information or a near miss): left up",
-                    target.key, pk, found.for_review.fingerprint_id,
-                )
+                near.append((pk, fp, found.for_review))
         for pk, fid, dist in hits:
             instance = target.model._default_manager.filter(pk=pk).first()
             flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
@@ -731,6 +740,18 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
                 continue
             if take_down_image(instance=instance, flagged=flagged, distance=dist):
                 result.taken_down.append(target.label(instance))
+        for pk, fp, match in near:
+            # Near, not blockable: a moderator looks, as for an upload (once while pending).
+            instance = target.model._default_manager.filter(
+                pk=pk, **{target.hash_field: fp.signed}
+            ).first()
+            if instance is None or not getattr(instance, target.file_field):
+                continue
+            item = queue_for_review(
+                instance=instance, fingerprint=fp, match=match, found_by=ReviewItem.FoundBy.SWEEP
+            )
+            if item is not None:
+                result.queued.append(target.label(instance))
         if fingerprint_ids is None:
             rows.update(**{target.checked_field: timezone.now()})
     return result
@@ -787,10 +808,15 @@ def record_refused_upload(
 
 
 def queue_for_review(
-    *, instance: models.Model, fingerprint: Fingerprint, match: matching.Match
+    *,
+    instance: models.Model,
+    fingerprint: Fingerprint,
+    match: matching.Match,
+    found_by: str = ReviewItem.FoundBy.UPLOAD,
 ) -> ReviewItem | None:
     """Put a stored image that is near a banned fingerprint in the review queue (once per image
-    and fingerprint while pending). Returns None when it is already queued."""
+    and fingerprint while pending). Returns None when it is already queued. ``found_by``: the
+    upload's recheck, or a sweep over stored images after a flag."""
     target = registry.target_for(instance)
     name = getattr(instance, target.file_field).name
     owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
@@ -809,13 +835,14 @@ def queue_for_review(
                     "uploader_id": owner,
                     "distance": match.distance,
                     "confirm_distance": match.confirm_distance,
+                    "found_by": found_by,
                 },
             )
     except IntegrityError:  # queued by another process a moment ago
         return None
     if not created:
         return None
-    transaction.on_commit(lambda: notify_review_subscribers(item_id=item.pk))
+    transaction.on_commit(lambda: notify_review_subscribers())
     return item
 
 
@@ -856,42 +883,99 @@ def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool
     return subscribed
 
 
-def notify_review_subscribers(*, item_id: int) -> int:
-    """Email every subscribed moderator who may still decide queued uploads that one joined
-    the queue (no image, hash or user name in the mail: it links to the admin). Returns how
-    many were sent; a mail failure is logged, never raised at the upload."""
-    from django.core.mail import send_mail
-    from django.urls import reverse
+def _may_review(user) -> bool:
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.email
+        and user.has_perm("moderation.review_upload")
+    )
 
-    item = ReviewItem.objects.filter(pk=item_id).first()
-    if item is None:
+
+def _review_digest(count: int, oldest, now) -> tuple[str, str]:
+    """Subject and body of a review-queue email: how many wait, the oldest's age, a link (no
+    image, hash or user name)."""
+    from django.urls import reverse
+    from django.utils.timesince import timesince
+
+    url = settings.MODERATION_SITE_URL.rstrip("/") + reverse(
+        "admin:moderation_reviewitem_changelist"
+    )
+    minutes = settings.MODERATION_REVIEW_NOTIFY_MINUTES
+    every = f"at most one of these every {minutes} minutes" if minutes else "one per queued upload"
+    waiting = "1 upload waits" if count == 1 else f"{count} uploads wait"
+    return (
+        f"[moderation] review queue: {count} waiting",
+        f"{waiting} in the review queue; the oldest has waited {timesince(oldest, now)}.\n\n"
+        f"Review them: {url}?status__exact=pending\n\n"
+        f"You get {every} because you opted in on the review queue page.",
+    )
+
+
+def notify_review_subscribers(*, owed_only: bool = False) -> int:
+    """Email each subscribed moderator who may still decide queued uploads a summary of the
+    queue, at most once per ``MODERATION_REVIEW_NOTIFY_MINUTES``. Returns how many were sent.
+
+    Called after an upload is queued (and, with ``owed_only``, by the deferred digest task).
+    Each subscriber's send is claimed with one conditional UPDATE of ``last_notified_at``, so
+    several processes queueing at once send one mail, not one each. A subscriber still inside
+    the period is marked as owed (``pending_since``); with a worker backend that can defer
+    tasks, a digest task is scheduled for the end of the period, otherwise the next queued
+    upload after it sends the summary. A mail failure is logged, never raised at the upload,
+    and the claim is given back.
+    """
+    from django.core.mail import send_mail
+
+    period = timedelta(minutes=settings.MODERATION_REVIEW_NOTIFY_MINUTES)
+    now = timezone.now()
+    subscriptions = ReviewSubscription.objects.select_related("user")
+    if owed_only:
+        subscriptions = subscriptions.filter(pending_since__isnull=False)
+    eligible = [sub for sub in subscriptions if _may_review(sub.user)]
+    if not eligible:
         return 0
-    recipients = [
-        sub.user.email
-        for sub in ReviewSubscription.objects.select_related("user")
-        if sub.user.is_active
-        and sub.user.is_staff
-        and sub.user.email
-        and sub.user.has_perm("moderation.review_upload")
-    ]
-    if not recipients:
+    summary = ReviewItem.objects.pending().aggregate(count=Count("pk"), oldest=Min("created_at"))
+    if not summary["count"]:  # decided meanwhile: nothing to tell anyone
+        ReviewSubscription.objects.filter(pk__in=[s.pk for s in eligible]).update(
+            pending_since=None
+        )
         return 0
-    pending = ReviewItem.objects.pending().count()
-    path = reverse("admin:moderation_reviewitem_change", args=[item.pk])
-    try:
-        return send_mail(
-            subject=f"[moderation] review queue: {pending} waiting",
-            message=(
-                f"An upload was queued for review ({pending} waiting in all).\n\n"
-                f"Review it: {path}\n\n"
-                "You get this because you opted in on the review queue page."
-            ),
-            from_email=None,
-            recipient_list=recipients,
-        ) and len(recipients)
-    except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
-        logger.exception("could not email the review-queue subscribers")
-        return 0
+    subject, body = _review_digest(summary["count"], summary["oldest"], now)
+    sent = 0
+    for sub in eligible:
+        due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - period)
+        claimed = (
+            ReviewSubscription.objects.filter(pk=sub.pk)
+            .filter(due)
+            .update(last_notified_at=now, pending_since=None)
+        )
+        if not claimed:
+            owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
+                pending_since=now
+            )
+            if owed:
+                _schedule_review_digest((sub.last_notified_at or now) + period)
+            continue
+        try:
+            send_mail(subject, body, None, [sub.user.email])
+        except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
+            logger.exception("could not email review-queue subscriber %s", sub.user_id)
+            ReviewSubscription.objects.filter(pk=sub.pk, last_notified_at=now).update(
+                last_notified_at=sub.last_notified_at, pending_since=sub.pending_since or now
+            )
+        else:
+            sent += 1
+    return sent
+
+
+def _schedule_review_digest(when) -> None:
+    """Run the owed digest at ``when`` in the worker; the immediate backend cannot wait, so
+    there the next queued upload after the period sends it."""
+    from moderation.tasks import review_digest_task
+
+    if not review_digest_task.get_backend().supports_defer:
+        return
+    transaction.on_commit(lambda: review_digest_task.using(run_after=when).enqueue())
 
 
 def _decide(item: ReviewItem, status: str, actor: AbstractBaseUser | None) -> bool:
@@ -945,11 +1029,38 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
             distance=item.distance,
             reason=reason or "not a match: allowed for this fingerprint",
         )
-        dismissals = AllowedMatch.objects.filter(fingerprint_id=item.fingerprint_id).count()
+        dismissals = (
+            AllowedMatch.objects.in_force().filter(fingerprint_id=item.fingerprint_id).count()
+        )
         limit = settings.MODERATION_MAX_DISMISSALS
         if limit and dismissals > limit:
             suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
     return True
+
+
+def allowed_match_revoke(
+    *, allowed: AllowedMatch, actor: AbstractBaseUser | None, reason: str = ""
+) -> bool:
+    """Revoke an allowlist exception: the image is refused or queued again for that
+    fingerprint from the next lookup in every process (the allowlist is read from the
+    database at each lookup, never cached). The row is kept, marked revoked, and audited.
+    Returns False when it was already revoked. A suspended fingerprint stays suspended: that
+    is for a moderator to undo by flagging again.
+    """
+    with transaction.atomic():
+        revoked = AllowedMatch.objects.filter(pk=allowed.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=actor
+        )
+        if revoked:
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.REVOKE,
+                actor=actor,
+                fingerprint_id=allowed.fingerprint_id,
+                target=f"allowed image {Fingerprint.from_signed(allowed.dhash).hex}",
+                reason=reason or "allowlist exception revoked",
+            )
+    allowed.refresh_from_db()
+    return bool(revoked)
 
 
 def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool:

@@ -577,7 +577,11 @@ class AllowedMatch(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{Fingerprint.from_signed(self.dhash).hex} allowed for {self.fingerprint}"
+        return f"{self.dhash_hex} allowed for {self.fingerprint}"
+
+    @property
+    def dhash_hex(self) -> str:
+        return Fingerprint.from_signed(self.dhash).hex
 
 
 class ReviewSubscription(models.Model):

@@ -402,6 +402,67 @@ class BannedIndex:
         return self._index.nbytes() + self._data.nbytes()
 
 
+@dataclass(frozen=True)
+class HashColumns:
+    """Stored images' fingerprints as numpy columns, for comparing a few new fingerprints with
+    all of them at once (the impact preview): one XOR + popcount over the column per new
+    fingerprint instead of one index lookup per stored image."""
+
+    pks: np.ndarray  # int64
+    dhashes: np.ndarray  # uint64
+    phashes: np.ndarray  # uint64 (0 where there is none)
+    has_phash: np.ndarray  # bool
+
+    @classmethod
+    def load(cls, rows: Iterable[tuple[int, int, int | None]]) -> HashColumns:
+        """From ``(pk, signed dHash, signed pHash or None)`` rows, read once."""
+        if hasattr(rows, "iterator"):  # a queryset: stream it in large chunks
+            rows = rows.iterator(chunk_size=20_000)
+        pks, dhashes, phashes = [], [], []
+        for pk, dhash, phash in rows:
+            pks.append(pk)
+            dhashes.append(dhash)
+            phashes.append(phash)
+        has = np.fromiter((p is not None for p in phashes), bool, len(phashes))
+        return cls(
+            np.array(pks, np.int64),
+            np.array(dhashes, np.int64).view(np.uint64),
+            np.array([0 if p is None else p for p in phashes], np.int64).view(np.uint64),
+            has,
+        )
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    def nearest_matches(
+        self,
+        entries: Iterable[tuple[Fingerprint, bool]],
+        *,
+        rule: MatchRule,
+        list_distance: int | None = None,
+    ) -> np.ndarray:
+        """Per stored image, the dHash distance to the nearest of ``entries`` (fingerprint,
+        low information) that it matches under ``rule`` (``MatchRule.matches``, with a hash
+        list's own distance), or -1. Low-information entries never block, so never count."""
+        nearest = np.full(len(self), 65, np.int64)
+        probe = Match(0, 0, list_distance=list_distance)
+        max_distance = rule.distance_for(probe)
+        unconfirmed = min(rule.max_unconfirmed_distance, max_distance)
+        for fp, low in entries:
+            if low:
+                continue
+            d = np.bitwise_count(self.dhashes ^ np.uint64(fp.dhash)).astype(np.int64)
+            if fp.phash is None:
+                matched = d <= unconfirmed
+            else:
+                p = np.bitwise_count(self.phashes ^ np.uint64(fp.phash))
+                confirmed = (d <= max_distance) & (p <= rule.max_confirm_distance)
+                matched = np.where(self.has_phash, confirmed, d <= unconfirmed)
+            np.minimum(nearest, np.where(matched, d, 65), out=nearest)
+        nearest[nearest == 65] = -1
+        return nearest
+
+
 def stored_orientations(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
     """Which of an image's 8 orientation fingerprints a flag stores: ``(orientation, fp)``.
 

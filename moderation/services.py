@@ -645,16 +645,17 @@ class ImpactPreview:
 def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -> ImpactPreview:
     """How many other stored images a flag of ``instances`` would take down, nearest first.
 
-    Read-only. Fingerprints the selected files (all 8 orientations, as the flag will) into a
-    throwaway index with the default list's policy and compares every stored image with it,
-    as the sweep after the flag does.
+    Read-only. Fingerprints the selected files (all 8 orientations, as the flag will) and
+    compares every stored image with them under the sweep's rule and the default list's
+    policy, vectorised: each kind of stored image's dHash and pHash columns are loaded once
+    into numpy arrays, and each selected orientation is one XOR + popcount over them
+    (``matching.impact_distances``), so 100k profiles cost milliseconds, not a Python loop.
     """
     preview = ImpactPreview()
-    index = matching.BannedIndex()
     selected: set[tuple[str, int]] = set()
+    entries: list[tuple[Fingerprint, bool]] = []  # (orientation fingerprint, low information)
     default = HashList.objects.filter(name=DEFAULT_HASH_LIST).first()  # read-only: no create
-    policy = matching.list_policy(default.max_distance, default.shadow) if default else 0
-    for position, instance in enumerate(instances):
+    for instance in instances:
         target = registry.target_for(instance)
         selected.add((target.key, instance.pk))
         image = getattr(instance, target.file_field)
@@ -665,21 +666,22 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
             preview.unreadable += 1
             continue
         low = matching.is_low_information(variants[0].information)
-        for orientation, fp in matching.stored_orientations(variants):
-            index.add(matching.entry_key(position, orientation), fp.dhash, fp.phash, low, policy)
-    if not len(index) or (default is not None and not default.enabled):
+        entries += [(fp, low) for _, fp in matching.stored_orientations(variants)]
+    if not entries or (default is not None and (not default.enabled or default.shadow)):
         return preview
     rule = matching.MatchRule.from_settings()
+    list_distance = default.max_distance if default is not None else None
     hits: list[tuple[int, str, int]] = []
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
-        columns = ("pk", target.hash_field, target.confirm_field)
-        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
-            if (target.key, pk) in selected:
-                continue
-            verdict = index.check(Fingerprint.from_signed(signed, phash=phash), rule)
-            if verdict.blocked:
-                hits.append((verdict.nearest.distance, target.key, pk))
+        columns = matching.HashColumns.load(
+            rows.values_list("pk", target.hash_field, target.confirm_field)
+        )
+        nearest = columns.nearest_matches(entries, rule=rule, list_distance=list_distance)
+        hit = nearest >= 0
+        for pk, distance in zip(columns.pks[hit].tolist(), nearest[hit].tolist()):
+            if (target.key, pk) not in selected:
+                hits.append((distance, target.key, pk))
     preview.count = len(hits)
     for distance, key, pk in sorted(hits)[:limit]:
         instance = registry.target_by_key(key).model._default_manager.filter(pk=pk).first()

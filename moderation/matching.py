@@ -28,11 +28,20 @@ confirmation existed. An upload that matches any informative entry is blocked; o
 only low-information entries (flagged by a superuser's override) goes to review and is not
 blocked: near-flat images collide with each other, so such a match is never enough on its own.
 
+Trials
+------
+A hash list may carry a proposed distance on trial (``HashList.proposed_distance``), packed in
+its entries' flags beside its own distance. ``decide`` then also works out, from the same
+candidates, what the proposed distance would do per flag (``Trial``); it never changes the
+decision, and since a proposed distance is at most the review distance, which is how far every
+lookup reaches, a trial costs no second lookup.
+
 Memory and cost
 ---------------
-Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 17 B here (key int64, pHash
-uint64, flags uint8, in sorted arrays; recent changes in a small dict until merged), so about
-60-70 B per stored orientation and 8 x that, ~0.5 KB, per flagged image of ordinary photos.
+Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 20 B here (key int64, pHash
+uint64, flags uint32 holding the list policy, in sorted arrays; recent changes in a small dict
+until merged), so about 60-75 B per stored orientation and 8 x that, ~0.5 KB, per flagged
+image of ordinary photos.
 Confirming a candidate is a binary search in the sorted keys and an XOR + popcount: about a
 microsecond per candidate, in one vectorised call per lookup.
 """
@@ -41,7 +50,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.conf import settings
@@ -86,6 +95,7 @@ class Match:
     low_information: bool = False  # the flagged image carries too little information
     list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
+    proposed_distance: int | None = None  # a distance on trial for the flag's list, if any
 
     @property
     def orientation_name(self) -> str:
@@ -155,6 +165,18 @@ class MatchRule:
         return match.confirm_distance <= self.review_confirm_distance
 
 
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A flag whose list has a proposed distance (``HashList.proposed_distance``) under which
+    the upload would be ``outcome`` (BLOCK or REVIEW), while the enforced distance gives it
+    less (REVIEW or nothing). ``match`` is the orientation behind that outcome; the distances
+    are ``match.proposed_distance`` and ``enforced_distance``."""
+
+    match: Match
+    outcome: str
+    enforced_distance: int
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What an upload of a fingerprint gets: ``decision`` and the matches behind it."""
@@ -166,6 +188,9 @@ class Verdict:
     near: list[Match] = field(default_factory=list)
     # Matches of shadow-mode lists: what they would have blocked (never part of the decision).
     shadow: list[Match] = field(default_factory=list)
+    # What proposed list distances would do that the enforced ones do not (never part of the
+    # decision): one per flag, see ``Trial``.
+    trial: list[Trial] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -225,9 +250,40 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
     def closeness(m: Match) -> tuple[int, int]:
         return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
 
+    trial = [] if rule.override else _trials(enforced, rule)
     return Verdict(
-        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow
+        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow, trial
     )
+
+
+def _severity(match: Match, rule: MatchRule) -> int:
+    """2: the match blocks; 1: it sends the upload to review; 0: neither."""
+    if rule.matches(match):
+        return 1 if match.low_information else 2
+    return 1 if rule.reviews(match) else 0
+
+
+def _trials(enforced: list[Match], rule: MatchRule) -> list[Trial]:
+    """Per flag whose list has a distance on trial: what the proposed distance would do, when
+    it is more than what the enforced distance does. Only the candidates the lookup already
+    found are looked at (a proposed distance, like a list's, is at most the review distance,
+    which is how far every lookup reaches), so a trial costs no second lookup."""
+    now: dict[int, int] = {}
+    proposed: dict[int, tuple[int, Match]] = {}
+    for m in enforced:  # nearest first
+        if m.proposed_distance is None:
+            continue
+        fid = m.fingerprint_id
+        now[fid] = max(now.get(fid, 0), _severity(m, rule))
+        tried = replace(m, list_distance=m.proposed_distance)
+        severity = _severity(tried, rule)
+        if severity > proposed.get(fid, (0, m))[0]:
+            proposed[fid] = (severity, m)
+    return [
+        Trial(m, BLOCK if severity == 2 else REVIEW, rule.distance_for(m))
+        for fid, (severity, m) in proposed.items()
+        if severity > now[fid]
+    ]
 
 
 # --- confirmation hashes --------------------------------------------------------------------
@@ -235,14 +291,18 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
 _HAS_PHASH = 1
 _LOW_INFORMATION = 2
 _SHADOW = 4
-# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's).
+# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's);
+# bits 16-23: the list's proposed distance on trial + 1 (0: none).
 _DISTANCE_SHIFT = 8
+_PROPOSED_SHIFT = 16
+_FLAGS = np.uint32
 
 
-def list_policy(max_distance: int | None, shadow: bool) -> int:
+def list_policy(max_distance: int | None, shadow: bool, proposed: int | None = None) -> int:
     """A hash list's policy packed into the entry flags of each of its fingerprints."""
     distance = 0 if max_distance is None else min(max_distance, 64) + 1
-    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT)
+    trial = 0 if proposed is None else min(proposed, 64) + 1
+    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT) | (trial << _PROPOSED_SHIFT)
 
 
 def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> int:
@@ -255,7 +315,7 @@ def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> i
 
 class _EntryData:
     """Per index key: the confirming pHash and flags (incl. the list policy, ``list_policy``),
-    in key-sorted numpy arrays (18 B each).
+    in key-sorted numpy arrays (20 B each).
 
     Changes go to a dict first (a removal is a ``None``) and are merged into new arrays once
     the dict holds ``max(1024, n / 64)`` keys: about 64 element moves per change, amortised.
@@ -269,7 +329,7 @@ class _EntryData:
         phashes = np.asarray(
             list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
         )
-        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, np.uint16)
+        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, _FLAGS)
         order = np.argsort(keys, kind="stable")
         keys, phashes, flags = keys[order], phashes[order], flags[order]
         last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
@@ -292,10 +352,10 @@ class _EntryData:
         if len(self._keys):
             found = self._keys[pos] == keys
             phashes = np.where(found, self._phashes[pos], np.uint64(0))
-            flags = np.where(found, self._flags[pos], np.uint16(0))
+            flags = np.where(found, self._flags[pos], _FLAGS(0))
         else:
             phashes = np.zeros(len(keys), np.uint64)
-            flags = np.zeros(len(keys), np.uint16)
+            flags = np.zeros(len(keys), _FLAGS)
         if self._recent:
             for i, key in enumerate(keys.tolist()):
                 if key in self._recent:
@@ -312,7 +372,7 @@ class _EntryData:
         self.build(
             np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
             np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
-            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], np.uint16))),
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], _FLAGS))),
         )
 
     def nbytes(self) -> int:
@@ -384,11 +444,14 @@ class BannedIndex:
             confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
-        list_distance = [d - 1 if d else None for d in (flags >> _DISTANCE_SHIFT).tolist()]
+        list_distance = [
+            d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()
+        ]
+        proposed = [d - 1 if d else None for d in ((flags >> _PROPOSED_SHIFT) & 0xFF).tolist()]
         return [
-            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh)
-            for key, distance, c, lo, ld, sh in zip(
-                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow
+            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh, pd)
+            for key, distance, c, lo, ld, sh, pd in zip(
+                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow, proposed
             )
         ]
 
@@ -480,12 +543,14 @@ def stored_orientations(variants: list[Fingerprint]) -> list[tuple[int, Fingerpr
 
 def variant_entries(rows: Iterable[tuple]):
     """Index entries from ``(flag id, orientation, dhash, phash, information[, list distance,
-    shadow])`` rows (signed hashes; shadow is a bool or the list's mode; without the list
-    columns, the site's rule applies)."""
+    shadow[, proposed distance]])`` rows (signed hashes; shadow is a bool or the list's mode;
+    without the list columns, the site's rule applies)."""
     for flag_id, orientation, dhash, phash, information, *policy in rows:
         if policy:
-            max_distance, shadow = policy
-            packed = list_policy(max_distance, shadow is True or shadow == "shadow")
+            max_distance, shadow, *proposed = policy
+            packed = list_policy(
+                max_distance, shadow is True or shadow == "shadow", *proposed
+            )
         else:
             packed = 0
         yield (
@@ -505,6 +570,7 @@ _VARIANT_COLUMNS = (
     "flagged__information",
     "flagged__hash_list__max_distance",
     "flagged__hash_list__mode",
+    "flagged__hash_list__proposed_distance",
 )
 
 
@@ -589,6 +655,7 @@ class BannedSet:
                 "active",
                 "max_distance",
                 "shadow",
+                "proposed_distance",
             )
         )
         for change_id, flag_id, orientation, dhash, phash, information, active, *policy in changes:
@@ -624,6 +691,7 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     process, with no change log to replay.
     """
     ids = {m.fingerprint_id for m in (*verdict.matches, *verdict.near)}
+    ids |= {t.match.fingerprint_id for t in verdict.trial}
     if not ids:
         return verdict
     limit = settings.MODERATION_ALLOWLIST_DISTANCE
@@ -641,8 +709,9 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
         return verdict
     matched = [m for m in verdict.matches if m.fingerprint_id not in allowed]
     near = [m for m in verdict.near if m.fingerprint_id not in allowed]
+    trial = [t for t in verdict.trial if t.match.fingerprint_id not in allowed]
     decision = _decision(matched, near)
-    return Verdict(decision, matched, verdict.candidates, near, verdict.shadow)
+    return Verdict(decision, matched, verdict.candidates, near, verdict.shadow, trial)
 
 
 def find(fingerprint: Fingerprint, max_distance: int | None = None) -> list[Match]:

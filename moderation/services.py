@@ -113,6 +113,7 @@ def _log_change(
             active=(flagged.active and hash_list.enabled) if active is None else active,
             max_distance=hash_list.max_distance,
             shadow=hash_list.shadow,
+            proposed_distance=hash_list.proposed_distance,
         )
         for v in rows
     )
@@ -417,12 +418,7 @@ def hash_list_update(
     inactive), so the change is enforced by the next lookup everywhere. Costs one change row
     per stored orientation of the list's flags; lists change rarely.
     """
-    if max_distance is not None and not 0 <= max_distance <= settings.MODERATION_REVIEW_DISTANCE:
-        raise ValidationError(
-            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
-            code="distance",
-            params={"max": settings.MODERATION_REVIEW_DISTANCE},
-        )
+    _check_list_distance(max_distance)
     with transaction.atomic():
         _lock_banned_set()
         locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
@@ -434,8 +430,7 @@ def hash_list_update(
         locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
         locked.save(update_fields=["max_distance", "enabled", "mode"])
         if changed:
-            for flagged in FlaggedFingerprint.objects.active().filter(hash_list=locked):
-                _log_change(flagged)
+            _log_list(locked)
             logger.info(
                 "hash list %s: distance %s, %s, %s (by %s)",
                 locked.name,
@@ -444,6 +439,123 @@ def hash_list_update(
                 mode,
                 actor,
             )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def _log_list(hash_list: HashList) -> None:
+    """Log every active flag of ``hash_list`` again with the list's policy as saved now."""
+    for flagged in FlaggedFingerprint.objects.active().filter(hash_list=hash_list):
+        _log_change(flagged)
+
+
+def _check_list_distance(distance: int | None) -> None:
+    if distance is not None and not 0 <= distance <= settings.MODERATION_REVIEW_DISTANCE:
+        raise ValidationError(
+            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
+            code="distance",
+            params={"max": settings.MODERATION_REVIEW_DISTANCE},
+        )
+
+
+def _audit_list(action: str, hash_list: HashList, actor, reason: str) -> None:
+    AuditEvent.objects.create(
+        action=action, actor=actor, target=f"hash list {hash_list.name}"[:200], reason=reason
+    )
+
+
+def hash_list_propose_distance(
+    *, hash_list: HashList, distance: int, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Put a new dHash distance on trial for an enforced list, without enforcing it.
+
+    From the next lookup in every process (the list's flags are logged again with the
+    proposal), each accepted upload that the proposed distance would block or queue and the
+    enforced one does not is recorded as a ``ShadowHit`` of kind "distance". Audited. Raises
+    ``ValidationError`` for a distance out of range, equal to the enforced one, or a list that
+    is switched off or in shadow mode (try a shadow list's distance by changing it directly).
+    """
+    if isinstance(distance, bool) or not isinstance(distance, int):
+        raise ValidationError(_("The proposed distance must be a whole number."), code="distance")
+    _check_list_distance(distance)
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if not locked.enabled or locked.shadow:
+            raise ValidationError(
+                _("Only an enforcing list that is switched on can try a distance: %(state)s."),
+                code="not_enforcing",
+                params={"state": _("switched off") if not locked.enabled else _("shadow mode")},
+            )
+        if distance == locked.effective_distance:
+            raise ValidationError(
+                _("%(distance)s is the distance the list enforces already."),
+                code="same_distance",
+                params={"distance": distance},
+            )
+        locked.proposed_distance = distance
+        locked.proposed_by = actor
+        locked.proposed_at = timezone.now()
+        locked.save(update_fields=["proposed_distance", "proposed_by", "proposed_at"])
+        _log_list(locked)
+        _audit_list(
+            AuditEvent.Action.PROPOSE,
+            locked,
+            actor,
+            f"distance {distance} on trial (enforced: {locked.effective_distance})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def hash_list_promote_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Enforce the list's proposed distance: it becomes the list's distance, the trial ends,
+    every process enforces it from its next lookup. Audited. ``ValidationError`` (code
+    ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if locked.proposed_distance is None:
+            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        before = locked.effective_distance
+        _check_list_distance(locked.proposed_distance)  # the setting may have shrunk since
+        locked.max_distance = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["max_distance", "proposed_distance"])
+        _log_list(locked)
+        _audit_list(
+            AuditEvent.Action.PROMOTE,
+            locked,
+            actor,
+            f"distance {locked.max_distance} enforced (was {before})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def hash_list_discard_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> HashList:
+    """End the list's trial without changing what it enforces. Audited; the hits recorded
+    during the trial stay. ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if locked.proposed_distance is None:
+            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        proposed = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["proposed_distance"])
+        _log_list(locked)
+        _audit_list(
+            AuditEvent.Action.DISCARD,
+            locked,
+            actor,
+            f"distance {proposed} discarded (enforced stays {locked.effective_distance})"
+            + (f": {reason}" if reason else ""),
+        )
     hash_list.refresh_from_db()
     return hash_list
 
@@ -773,6 +885,8 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     verdict = matching.check(fp)
     if verdict.shadow and not verdict.blocked:
         record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
+    if verdict.trial and not verdict.blocked:
+        record_trial_hits(instance=instance, fingerprint=fp, trials=verdict.trial)
     if verdict.decision == matching.REVIEW:
         queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
         return False
@@ -873,6 +987,39 @@ def record_shadow_hits(
         )
         for m in matches
         if m.fingerprint_id in lists
+    )
+
+
+def record_trial_hits(
+    *, instance: models.Model, fingerprint: Fingerprint, trials: list[matching.Trial]
+) -> list[ShadowHit]:
+    """Record what lists' proposed distances would have done to this stored image and their
+    enforced distances did not ("would be blocked at proposed distance N"), one row per flag."""
+    target = registry.target_for(instance)
+    owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
+    lists = dict(
+        FlaggedFingerprint.objects.filter(
+            pk__in=[t.match.fingerprint_id for t in trials]
+        ).values_list("pk", "hash_list_id")
+    )
+    return ShadowHit.objects.bulk_create(
+        ShadowHit(
+            kind=ShadowHit.Kind.DISTANCE,
+            outcome=t.outcome,
+            proposed_distance=t.match.proposed_distance,
+            enforced_distance=t.enforced_distance,
+            hash_list_id=lists[t.match.fingerprint_id],
+            fingerprint_id=t.match.fingerprint_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=t.match.distance,
+            confirm_distance=t.match.confirm_distance,
+            uploader_id=owner,
+        )
+        for t in trials
+        if t.match.fingerprint_id in lists
     )
 
 

@@ -215,6 +215,10 @@ PAGES = {
         lambda w: reverse("admin:moderation_hashlist_change", args=[w["flagged"].hash_list_id]),
         MODERATORS,
     ),
+    "hash list trial": (
+        lambda w: reverse("admin:moderation_hashlist_trial", args=[w["flagged"].hash_list_id]),
+        MODERATORS,
+    ),
     "hash list add": (lambda w: reverse("admin:moderation_hashlist_add"), SUPERUSER_ONLY),
     "hash list delete": (
         lambda w: reverse("admin:moderation_hashlist_delete", args=[w["flagged"].hash_list_id]),
@@ -498,6 +502,10 @@ def state_changes(world) -> dict:
                 "reason": "x",
             },
         ),
+        "try a hash-list distance": (
+            reverse("admin:moderation_hashlist_trial", args=[flagged.hash_list_id]),
+            {"do": "propose", "distance": "14"},
+        ),
         "change a hash list": (
             reverse("admin:moderation_hashlist_change", args=[flagged.hash_list_id]),
             {"name": "x", "description": "", "max_distance": "", "mode": "shadow"},
@@ -518,6 +526,7 @@ def state_changes(world) -> dict:
         "dismiss from the review queue",
         "review-queue emails",
         "revoke an allowlist exception",
+        "try a hash-list distance",
         "change a hash list",
     ],
 )

@@ -316,3 +316,26 @@ def test_an_unknown_list_is_a_404(list_editor):
     assert client_for(list_editor).get(
         reverse("admin:moderation_hashlist_trial", args=[999999])
     ).status_code == 404
+
+
+def test_check_image_reports_what_the_trial_would_do(scene, tmp_path):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    path = tmp_path / "q.png"
+    path.write_bytes(images.encode(scene["near"], "PNG"))
+    out = StringIO()
+    call_command("check_image", str(path), "--json", stdout=out)
+
+    result = json.loads(out.getvalue())
+    assert result["decision"] == "review"
+    [trial] = result["trial"]
+    assert (trial["id"], trial["list"], trial["outcome"]) == (
+        scene["flagged"].pk,
+        "default",
+        "block",
+    )
+    assert (trial["proposed_distance"], trial["enforced_distance"]) == (8, 4)

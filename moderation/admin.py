@@ -767,8 +767,7 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "allowed_hex",
         "fingerprint_link",
         "original_link",
-        "created_by",
-        "created_at",
+        "allowed",
         "state",
     ]
     list_filter = [AllowedStateFilter, "created_at"]
@@ -845,15 +844,21 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         url = reverse("admin:moderation_reviewitem_change", args=[obj.review_item_id])
         return format_html('<a href="{}">#{}</a>', url, obj.review_item_id)
 
+    @admin.display(description=_("allowed by, when"), ordering="created_at")
+    def allowed(self, obj: AllowedMatch) -> str:
+        return format_html(
+            "{}<br>{}", obj.created_by or "—", obj.created_at.strftime("%Y-%m-%d %H:%M")
+        )
+
     @admin.display(description=_("state"), ordering="revoked_at")
     def state(self, obj: AllowedMatch) -> str:
         if obj.revoked_at is None:
             return _("in force")
         return format_html(
-            "{} {} ({})",
+            "{}<br>{}, {}",
             _("revoked"),
-            obj.revoked_at.strftime("%Y-%m-%d %H:%M"),
             obj.revoked_by or _("unknown"),
+            obj.revoked_at.strftime("%Y-%m-%d %H:%M"),
         )
 
     def has_revoke_permission(self, request) -> bool:

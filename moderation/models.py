@@ -573,7 +573,8 @@ class AllowedMatch(models.Model):
     objects = AllowedMatchQuerySet.as_manager()
 
     class Meta:
-        verbose_name = _("allowed match")
+        verbose_name = _("allowed match (allowlist)")
+        verbose_name_plural = _("allowlist (allowed matches)")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

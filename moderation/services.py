@@ -1102,8 +1102,13 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
             owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
                 pending_since=now
             )
-            if owed:
-                _schedule_review_digest((sub.last_notified_at or now) + period)
+            if owed or owed_only:  # newly owed, or a digest that ran early: (re)schedule
+                last = (
+                    ReviewSubscription.objects.filter(pk=sub.pk)
+                    .values_list("last_notified_at", flat=True)
+                    .first()
+                )
+                _schedule_review_digest((last or now) + period)
             continue
         try:
             send_mail(subject, body, None, [sub.user.email])

@@ -313,3 +313,24 @@ def test_several_processes_notifying_at_once_send_one_email(moderator, user):
             if line.startswith("SENT ")]
     assert len(sent) == 4, outputs
     assert sum(sent) == 1, outputs
+
+
+def test_a_digest_that_runs_before_the_period_ends_schedules_itself_again(
+    subscribed, queue_near_miss, settings, django_capture_on_commit_callbacks
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from moderation.tasks import review_digest_task
+
+    queue_near_miss()  # mailed at once
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notify_review_subscribers()  # owed; a digest is scheduled
+    with django_capture_on_commit_callbacks(execute=True):
+        assert review_digest_task.call() == 0  # ran early (e.g. a clock skew): nothing sent
+
+    digests = DBTaskResult.objects.filter(task_path="moderation.tasks.review_digest_task")
+    assert digests.count() == 2  # ...and it is due again at the end of the period
+    assert len(mail.outbox) == 1

@@ -556,9 +556,10 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "fingerprint",
         "distance",
         "status",
+        "found_by",
         "created_at",
     ]
-    list_filter = ["status", "created_at"]
+    list_filter = ["status", "found_by", "created_at"]
     list_select_related = ["uploader", "fingerprint"]
     search_fields = ["target", "uploader__username"]
     change_form_template = "admin/moderation/reviewitem/review.html"

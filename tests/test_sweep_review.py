@@ -114,3 +114,24 @@ def test_a_dismissed_sweep_item_is_not_queued_again(
 
     assert ReviewItem.objects.count() == 1
     assert not ReviewItem.objects.pending().exists()
+
+
+def test_the_queue_says_the_item_was_found_by_a_sweep(
+    make_profile, moderator, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    scene = images.photo(827)
+    make_profile("near", images.at_distance(scene, 7, seed=5))
+    flag(scene, django_capture_on_commit_callbacks)
+    client = Client()
+    client.force_login(moderator)
+
+    queue = client.get(reverse("admin:moderation_reviewitem_changelist"), {"found_by": "sweep"})
+    page = client.get(
+        reverse("admin:moderation_reviewitem_change", args=[ReviewItem.objects.get().pk])
+    )
+
+    assert queue.context["cl"].result_count == 1
+    assert "a sweep after a flag" in page.content.decode()

@@ -474,3 +474,20 @@ def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
     site.shot("trial-enforced")
     assert HashList.objects.get(pk=default.pk).max_distance == 8
     assert AuditEvent.objects.filter(action="promote", actor=moderator_account).exists()
+
+
+def test_a_moderator_opts_in_to_review_emails_from_the_queue_page(site, moderator_account):
+    """The opt-in button is a form of its own (a form nested in the changelist's form would
+    be dropped by the browser and the button would submit the changelist instead)."""
+    from moderation.models import ReviewSubscription
+
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/reviewitem/")
+    site.submit("#review-subscription input[type=submit]")
+    site.wait_for_path("/admin/moderation/reviewitem/")
+    assert site.messages()  # a message about the subscription
+    assert "at most one every 60 minutes" in site.find("#review-subscription").text
+    site.shot("subscribed")
+    assert ReviewSubscription.objects.filter(user=moderator_account).exists()
+    site.submit("#review-subscription input[type=submit]")
+    assert not ReviewSubscription.objects.filter(user=moderator_account).exists()

@@ -205,7 +205,7 @@ def _override_note(reason: str, low: bool) -> str:
     return f"{reason} [low-information image, flagged by override]".strip() if low else reason
 
 
-def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
+def _enqueue_sweep(fingerprint_ids: list[int] | None) -> None:
     from moderation.tasks import sweep_task  # tasks imports services
 
     transaction.on_commit(lambda: sweep_task.enqueue(fingerprint_ids=fingerprint_ids))
@@ -508,12 +508,17 @@ def hash_list_propose_distance(
     return hash_list
 
 
+# Above this many flags, a sweep after widening a list compares the whole banned set.
+_SWEEP_BY_IDS_LIMIT = 1000
+
+
 def hash_list_promote_distance(
     *, hash_list: HashList, actor: AbstractBaseUser | None = None
 ) -> HashList:
     """Enforce the list's proposed distance: it becomes the list's distance, the trial ends,
-    every process enforces it from its next lookup. Audited. ``ValidationError`` (code
-    ``no_trial``) when nothing is on trial."""
+    every process enforces it from its next lookup, and (when it is wider) the photos already
+    stored are swept against the list after commit, as after a flag. Audited.
+    ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
     with transaction.atomic():
         _lock_banned_set()
         locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
@@ -525,6 +530,15 @@ def hash_list_promote_distance(
         locked.proposed_distance = None
         locked.save(update_fields=["max_distance", "proposed_distance"])
         _log_list(locked)
+        if locked.max_distance > before:
+            # Wider: photos stored before now within it are taken down (or queued), as after a
+            # flag. A large list is swept as the whole banned set rather than by a huge id list.
+            ids = list(
+                FlaggedFingerprint.objects.active()
+                .filter(hash_list=locked)
+                .values_list("pk", flat=True)[: _SWEEP_BY_IDS_LIMIT + 1]
+            )
+            _enqueue_sweep(ids if len(ids) <= _SWEEP_BY_IDS_LIMIT else None)
         _audit_list(
             AuditEvent.Action.PROMOTE,
             locked,

@@ -339,3 +339,27 @@ def test_check_image_reports_what_the_trial_would_do(scene, tmp_path):
         "block",
     )
     assert (trial["proposed_distance"], trial["enforced_distance"]) == (8, 4)
+
+
+def test_enforcing_a_wider_distance_sweeps_the_photos_already_stored(
+    scene, make_profile, django_capture_on_commit_callbacks
+):
+    earlier = make_profile("earlier", scene["near"])  # stored before: queued, not taken down
+    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.hash_list_promote_distance(hash_list=scene["list"])
+
+    assert not Profile.objects.get(pk=earlier.pk).photo  # within 8 now: taken down
+
+
+def test_enforcing_a_narrower_distance_takes_nothing_down(
+    scene, make_profile, django_capture_on_commit_callbacks
+):
+    kept = make_profile("kept", scene["near"])
+    services.hash_list_propose_distance(hash_list=scene["list"], distance=2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.hash_list_promote_distance(hash_list=scene["list"])
+
+    assert Profile.objects.get(pk=kept.pk).photo

@@ -411,6 +411,7 @@ class HashListAdmin(admin.ModelAdmin):
             "enforcing": hash_list.enabled and not hash_list.shadow,
             "hits": current.select_related("uploader", "fingerprint")[:50],
             "hit_count": current.count(),
+            "all_hit_count": hits.count(),
             "blocked_count": current.filter(outcome=ShadowHit.Outcome.BLOCK).count(),
             "hits_url": reverse("admin:moderation_shadowhit_changelist")
             + f"?hash_list__id__exact={hash_list.pk}&kind__exact=distance",

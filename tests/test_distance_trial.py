@@ -363,3 +363,23 @@ def test_enforcing_a_narrower_distance_takes_nothing_down(
         services.hash_list_promote_distance(hash_list=scene["list"])
 
     assert Profile.objects.get(pk=kept.pk).photo
+
+
+def test_after_a_trial_its_page_links_the_hits_it_recorded(scene, upload, list_editor):
+    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    upload(scene["near"])
+    services.hash_list_discard_distance(hash_list=scene["list"])
+
+    page = client_for(list_editor).get(trial_url(scene["list"])).content.decode()
+
+    assert "1 hit recorded by earlier trials of this list" in page
+    assert "Start the trial" in page
+
+
+def test_the_trial_page_of_a_shadow_list_says_why_no_trial_can_start(scene, list_editor):
+    services.hash_list_update(
+        hash_list=scene["list"], max_distance=None, enabled=True, mode="shadow"
+    )
+    page = client_for(list_editor).get(trial_url(scene["list"])).content.decode()
+    assert "only an enforcing list can try a distance" in page
+    assert 'id="trial-propose"' not in page

@@ -117,7 +117,7 @@ class Site:
         """Click a submit button and wait for the next page to replace this one."""
         old_html = self.find("html")
         self.find(css).click()
-        browser.wait(self.driver).until(EC.staleness_of(old_html))
+        browser.wait(self.driver).until(browser.page_replaced(old_html))
 
     def messages(self, css: str = ".messages li, .messagelist li") -> list[str]:
         return [li.text for li in self.find_all(css)]

@@ -282,6 +282,12 @@ MODERATION_REVIEW_CONFIRM_DISTANCE = env_int("MODERATION_REVIEW_CONFIRM_DISTANCE
 # suspended automatically (deactivated, audited, shown to moderators); 0 never suspends.
 MODERATION_ALLOWLIST_DISTANCE = env_int("MODERATION_ALLOWLIST_DISTANCE", 2)
 MODERATION_MAX_DISMISSALS = env_int("MODERATION_MAX_DISMISSALS", 5)
+# Review-queue emails: at most one per subscribed moderator every this many minutes, each
+# summarising the queue (how many wait, the oldest's age, a link). An hour keeps a busy day to
+# a handful of mails while nothing waits unseen for long; 0 mails on every queued upload.
+MODERATION_REVIEW_NOTIFY_MINUTES = env_int("MODERATION_REVIEW_NOTIFY_MINUTES", 60)
+# Scheme and host the links in those emails start with (production: the site's public origin).
+MODERATION_SITE_URL = env_str("MODERATION_SITE_URL", "http://127.0.0.1:8000")
 # Decoded pixels (width * height) an upload may declare; larger is refused before decoding.
 MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
 # Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -17,6 +18,7 @@ from django.utils.translation import ngettext
 from moderation import exchange, services
 from moderation.hashing import Fingerprint
 from moderation.models import (
+    AllowedMatch,
     AuditEvent,
     FingerprintVariant,
     FlaggedFingerprint,
@@ -267,8 +269,6 @@ class HashListForm(forms.ModelForm):
         fields = ["name", "description", "max_distance", "enabled", "mode"]
 
     def clean_max_distance(self):
-        from django.conf import settings
-
         value = self.cleaned_data["max_distance"]
         if value is not None and value > settings.MODERATION_REVIEW_DISTANCE:
             raise ValidationError(
@@ -278,15 +278,146 @@ class HashListForm(forms.ModelForm):
         return value
 
 
+class TrialDistanceForm(forms.Form):
+    distance = forms.IntegerField(
+        label=_("Proposed dHash distance"),
+        min_value=0,
+        max_value=64,
+        help_text=_("Bits (<=). At most MODERATION_REVIEW_DISTANCE."),
+    )
+
+
 @admin.register(HashList)
 class HashListAdmin(admin.ModelAdmin):
     """Named lists, each with its own distance, switch and mode. Saving a change to the
     matching policy goes through ``services.hash_list_update`` so every process follows."""
 
     form = HashListForm
-    list_display = ["name", "max_distance", "enabled", "mode", "flag_count", "created_at"]
+    list_display = [
+        "name", "max_distance", "enabled", "mode", "trial", "flag_count", "created_at",
+    ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name"]
+    readonly_fields = ["trial"]
+    change_form_template = "admin/moderation/hashlist/change_form.html"
+
+    @admin.display(description=_("distance on trial"))
+    def trial(self, obj: HashList) -> str:
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:moderation_hashlist_trial", args=[obj.pk])
+        if obj.proposed_distance is None:
+            return format_html('<a href="{}">{}</a>', url, _("none — try a distance"))
+        hits = ShadowHit.objects.filter(
+            hash_list=obj, kind=ShadowHit.Kind.DISTANCE, created_at__gte=obj.proposed_at
+        ).count()
+        return format_html(
+            '<a href="{}">{}</a>',
+            url,
+            ngettext(
+                "%(d)s (enforced %(e)s): %(n)s upload would be caught",
+                "%(d)s (enforced %(e)s): %(n)s uploads would be caught",
+                hits,
+            )
+            % {"d": obj.proposed_distance, "e": obj.effective_distance, "n": hits},
+        )
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:object_id>/trial/",
+                self.admin_site.admin_view(self.trial_view),
+                name="moderation_hashlist_trial",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def trial_view(self, request, object_id: int):
+        """Try a distance on this list (shadow-test it), then promote or discard it.
+
+        Anyone who may view lists sees the trial and its hits; proposing, promoting and
+        discarding need ``moderation.change_hashlist`` and go through the services (audited,
+        every process follows from its next lookup)."""
+        hash_list = HashList.objects.filter(pk=object_id).first()
+        if hash_list is None:
+            raise Http404(_("No such hash list."))
+        if not self.has_view_permission(request, hash_list):
+            raise PermissionDenied
+        can_change = self.has_change_permission(request, hash_list)
+        form = TrialDistanceForm(
+            request.POST if request.POST.get("do") == "propose" else None,
+            initial={"distance": hash_list.proposed_distance},
+        )
+        if request.method == "POST":
+            if not can_change:
+                raise PermissionDenied
+            action = request.POST.get("do")
+            try:
+                if action == "propose":
+                    if form.is_valid():
+                        services.hash_list_propose_distance(
+                            hash_list=hash_list,
+                            distance=form.cleaned_data["distance"],
+                            actor=request.user,
+                        )
+                        self.message_user(
+                            request,
+                            _(
+                                "Distance %(d)s is on trial: uploads it would catch are "
+                                "recorded; nothing changes for users."
+                            )
+                            % {"d": hash_list.proposed_distance},
+                            messages.SUCCESS,
+                        )
+                        return redirect(request.path)
+                elif action == "promote":
+                    services.hash_list_promote_distance(hash_list=hash_list, actor=request.user)
+                    self.message_user(
+                        request,
+                        _("Distance %(d)s is enforced from now on.")
+                        % {"d": hash_list.max_distance},
+                        messages.SUCCESS,
+                    )
+                    return redirect(request.path)
+                elif action == "discard":
+                    services.hash_list_discard_distance(hash_list=hash_list, actor=request.user)
+                    self.message_user(
+                        request,
+                        _("Trial discarded; the list still enforces %(d)s.")
+                        % {"d": hash_list.effective_distance},
+                        messages.SUCCESS,
+                    )
+                    return redirect(request.path)
+                else:
+                    return HttpResponse(_("Unknown action."), status=400)
+            except ValidationError as e:
+                if action == "propose":
+                    form.add_error("distance", e)
+                else:
+                    self.message_user(request, " ".join(e.messages), messages.ERROR)
+                    return redirect(request.path)
+        hits = ShadowHit.objects.filter(hash_list=hash_list, kind=ShadowHit.Kind.DISTANCE)
+        if hash_list.proposed_at is not None and hash_list.proposed_distance is not None:
+            current = hits.filter(created_at__gte=hash_list.proposed_at)
+        else:
+            current = hits.none()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Try a distance on %(name)s") % {"name": hash_list.name},
+            "opts": self.model._meta,
+            "hash_list": hash_list,
+            "form": form,
+            "can_change": can_change,
+            "enforcing": hash_list.enabled and not hash_list.shadow,
+            "hits": current.select_related("uploader", "fingerprint")[:50],
+            "hit_count": current.count(),
+            "all_hit_count": hits.count(),
+            "blocked_count": current.filter(outcome=ShadowHit.Outcome.BLOCK).count(),
+            "hits_url": reverse("admin:moderation_shadowhit_changelist")
+            + f"?hash_list__id__exact={hash_list.pk}&kind__exact=distance",
+            "max_distance": settings.MODERATION_REVIEW_DISTANCE,
+        }
+        return TemplateResponse(request, "admin/moderation/hashlist/trial.html", context)
 
     def get_queryset(self, request):
         return (
@@ -426,9 +557,10 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "fingerprint",
         "distance",
         "status",
+        "found_by",
         "created_at",
     ]
-    list_filter = ["status", "created_at"]
+    list_filter = ["status", "found_by", "created_at"]
     list_select_related = ["uploader", "fingerprint"]
     search_fields = ["target", "uploader__username"]
     change_form_template = "admin/moderation/reviewitem/review.html"
@@ -492,6 +624,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "dashboard_url": dashboard_url,
             "can_review": self.has_review_permission(request),
             "subscribed": ReviewSubscription.objects.filter(user=request.user).exists(),
+            "notify_minutes": settings.MODERATION_REVIEW_NOTIFY_MINUTES,
         }
         return super().changelist_view(request, extra_context)
 
@@ -577,20 +710,196 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(ShadowHit)
 class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """What shadow-mode lists would have blocked: read before switching a list to enforce."""
+    """What trials would have done: shadow-mode lists (would be blocked) and proposed list
+    distances (would be blocked or queued at proposed distance N). Read before enforcing."""
 
-    list_display = ["created_at", "hash_list", "target", "uploader", "fingerprint", "distance"]
-    list_filter = ["hash_list", "created_at"]
+    list_display = [
+        "created_at", "hash_list", "what", "target", "uploader", "fingerprint", "distance",
+    ]
+    list_filter = ["kind", "hash_list", "outcome", "created_at"]
     list_select_related = ["hash_list", "uploader", "fingerprint"]
     search_fields = ["target", "uploader__username"]
     date_hierarchy = "created_at"
     fields = [
         "created_at",
         "hash_list",
+        "what",
         "target",
         "uploader",
         "fingerprint",
         "distance",
         "confirm_distance",
+        "enforced_distance",
     ]
     readonly_fields = fields
+
+    @admin.display(description=_("what the trial would do"), ordering="kind")
+    def what(self, obj: ShadowHit) -> str:
+        return obj.label
+
+
+class RevokeReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason for revoking"), max_length=500)
+
+
+class AllowedStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("in_force", _("in force")), ("revoked", _("revoked"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "in_force":
+            return queryset.in_force()
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(AllowedMatch)
+class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The allowlist: every dismissal (who, when, which fingerprint, which image), newest first,
+    with an action to revoke exceptions given by mistake. Revoking needs the same permissions
+    as dismissing (``moderation.review_upload`` and ``moderation.flag_image``), is audited, and
+    applies from the next lookup in every process (the allowlist is never cached)."""
+
+    list_display = [
+        "allowed_image",
+        "allowed_hex",
+        "fingerprint_link",
+        "original_link",
+        "allowed",
+        "state",
+    ]
+    list_filter = [AllowedStateFilter, "created_at"]
+    list_select_related = ["fingerprint", "created_by", "revoked_by", "review_item"]
+    search_fields = ["created_by__username", "review_item__target"]
+    search_help_text = _("Search by who allowed it or by the profile it was found on.")
+    date_hierarchy = "created_at"
+    actions = ["revoke_selected"]
+    fields = [
+        "allowed_image",
+        "allowed_hex",
+        "fingerprint_link",
+        "original_link",
+        "review_link",
+        "created_by",
+        "created_at",
+        "state",
+        "revoked_by",
+        "revoked_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("allowed image"))
+    def allowed_image(self, obj: AllowedMatch) -> str:
+        image = _stored_image(obj.review_item) if obj.review_item else None
+        if image is None:
+            return format_html("<em>{}</em>", _("no longer stored"))
+        return format_html(
+            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">'
+            "<br>{}",
+            image.url,
+            obj.review_item.target,
+        )
+
+    @admin.display(description=_("allowed dHash"), ordering="dhash")
+    def allowed_hex(self, obj: AllowedMatch) -> str:
+        return format_html("<code>{}</code>", Fingerprint.from_signed(obj.dhash).hex)
+
+    @admin.display(description=_("for banned fingerprint"), ordering="fingerprint")
+    def fingerprint_link(self, obj: AllowedMatch) -> str:
+        url = reverse("admin:moderation_flaggedfingerprint_change", args=[obj.fingerprint_id])
+        return format_html(
+            '<a href="{}"><code>{}</code></a><br>{}',
+            url,
+            obj.fingerprint.hex,
+            obj.fingerprint.reason[:60],
+        )
+
+    @admin.display(description=_("flagged original"))
+    def original_link(self, obj: AllowedMatch) -> str:
+        return quarantine_link(obj.fingerprint.original)
+
+    def get_list_display(self, request):
+        """The flagged original only for staff who may see quarantined files."""
+        shown = super().get_list_display(request)
+        if request.user.has_perm("moderation.view_quarantine"):
+            return shown
+        return [name for name in shown if name != "original_link"]
+
+    def get_fields(self, request, obj=None):
+        return [
+            name
+            for name in super().get_fields(request, obj)
+            if name != "original_link" or request.user.has_perm("moderation.view_quarantine")
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("review item"))
+    def review_link(self, obj: AllowedMatch) -> str:
+        if obj.review_item_id is None:
+            return "—"
+        url = reverse("admin:moderation_reviewitem_change", args=[obj.review_item_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.review_item_id)
+
+    @admin.display(description=_("allowed by, when"), ordering="created_at")
+    def allowed(self, obj: AllowedMatch) -> str:
+        return format_html(
+            "{}<br>{}", obj.created_by or "—", obj.created_at.strftime("%Y-%m-%d %H:%M")
+        )
+
+    @admin.display(description=_("state"), ordering="revoked_at")
+    def state(self, obj: AllowedMatch) -> str:
+        if obj.revoked_at is None:
+            return _("in force")
+        return format_html(
+            "{}<br>{}, {}",
+            _("revoked"),
+            obj.revoked_by or _("unknown"),
+            obj.revoked_at.strftime("%Y-%m-%d %H:%M"),
+        )
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.review_upload") and request.user.has_perm(
+            "moderation.flag_image"
+        )
+
+    @admin.action(description=_("Revoke selected exceptions"), permissions=["revoke"])
+    def revoke_selected(self, request, queryset):
+        """Revoke the selected allowlist exceptions after the moderator gives a reason."""
+        form = RevokeReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            count = sum(
+                services.allowed_match_revoke(
+                    allowed=allowed, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+                for allowed in queryset
+            )
+            self.message_user(
+                request,
+                ngettext(
+                    "Revoked %d exception: that image is matched again from the next upload.",
+                    "Revoked %d exceptions: those images are matched again from the next upload.",
+                    count,
+                )
+                % count,
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/moderation/revoke_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Revoke allowlist exceptions"),
+                "opts": self.model._meta,
+                "queryset": queryset.select_related("fingerprint", "created_by"),
+                "form": form,
+                "action": "revoke_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )

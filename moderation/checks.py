@@ -49,6 +49,7 @@ def check_moderation_settings(app_configs=None, **kwargs):
         "MODERATION_UPLOAD_RATE_PER_IP",
         "MODERATION_TRUSTED_PROXY_COUNT",
         "MODERATION_MAX_DISMISSALS",
+        "MODERATION_REVIEW_NOTIFY_MINUTES",
     ):
         value = getattr(settings, name, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -28,11 +28,20 @@ confirmation existed. An upload that matches any informative entry is blocked; o
 only low-information entries (flagged by a superuser's override) goes to review and is not
 blocked: near-flat images collide with each other, so such a match is never enough on its own.
 
+Trials
+------
+A hash list may carry a proposed distance on trial (``HashList.proposed_distance``), packed in
+its entries' flags beside its own distance. ``decide`` then also works out, from the same
+candidates, what the proposed distance would do per flag (``Trial``); it never changes the
+decision, and since a proposed distance is at most the review distance, which is how far every
+lookup reaches, a trial costs no second lookup.
+
 Memory and cost
 ---------------
-Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 18 B here (key int64, pHash
-uint64, flags uint16, in sorted arrays; recent changes in a small dict until merged), so about
-60-70 B per stored variant and ``KEYS_PER_FLAG`` x that per flagged image of ordinary photos.
+Per entry: the index's ~41-53 B (see ``fingerprint_index``) plus 20 B here (key int64, pHash
+uint64, flags uint32 holding the list policy, in sorted arrays; recent changes in a small dict
+until merged), so about 60-75 B per stored variant and ``KEYS_PER_FLAG`` x that per flagged
+image of ordinary photos.
 Confirming a candidate is a binary search in the sorted keys and an XOR + popcount: about a
 microsecond per candidate, in one vectorised call per lookup.
 """
@@ -41,7 +50,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.conf import settings
@@ -89,6 +98,7 @@ class Match:
     low_information: bool = False  # the flagged image carries too little information
     list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
+    proposed_distance: int | None = None  # a distance on trial for the flag's list, if any
 
     @property
     def variant_label(self) -> str:
@@ -158,6 +168,18 @@ class MatchRule:
         return match.confirm_distance <= self.review_confirm_distance
 
 
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A flag whose list has a proposed distance (``HashList.proposed_distance``) under which
+    the upload would be ``outcome`` (BLOCK or REVIEW), while the enforced distance gives it
+    less (REVIEW or nothing). ``match`` is the orientation behind that outcome; the distances
+    are ``match.proposed_distance`` and ``enforced_distance``."""
+
+    match: Match
+    outcome: str
+    enforced_distance: int
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What an upload of a fingerprint gets: ``decision`` and the matches behind it."""
@@ -169,6 +191,9 @@ class Verdict:
     near: list[Match] = field(default_factory=list)
     # Matches of shadow-mode lists: what they would have blocked (never part of the decision).
     shadow: list[Match] = field(default_factory=list)
+    # What proposed list distances would do that the enforced ones do not (never part of the
+    # decision): one per flag, see ``Trial``.
+    trial: list[Trial] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -228,9 +253,40 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
     def closeness(m: Match) -> tuple[int, int]:
         return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
 
+    trial = [] if rule.override else _trials(enforced, rule)
     return Verdict(
-        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow
+        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow, trial
     )
+
+
+def _severity(match: Match, rule: MatchRule) -> int:
+    """2: the match blocks; 1: it sends the upload to review; 0: neither."""
+    if rule.matches(match):
+        return 1 if match.low_information else 2
+    return 1 if rule.reviews(match) else 0
+
+
+def _trials(enforced: list[Match], rule: MatchRule) -> list[Trial]:
+    """Per flag whose list has a distance on trial: what the proposed distance would do, when
+    it is more than what the enforced distance does. Only the candidates the lookup already
+    found are looked at (a proposed distance, like a list's, is at most the review distance,
+    which is how far every lookup reaches), so a trial costs no second lookup."""
+    now: dict[int, int] = {}
+    proposed: dict[int, tuple[int, Match]] = {}
+    for m in enforced:  # nearest first
+        if m.proposed_distance is None:
+            continue
+        fid = m.fingerprint_id
+        now[fid] = max(now.get(fid, 0), _severity(m, rule))
+        tried = replace(m, list_distance=m.proposed_distance)
+        severity = _severity(tried, rule)
+        if severity > proposed.get(fid, (0, m))[0]:
+            proposed[fid] = (severity, m)
+    return [
+        Trial(m, BLOCK if severity == 2 else REVIEW, rule.distance_for(m))
+        for fid, (severity, m) in proposed.items()
+        if severity > now[fid]
+    ]
 
 
 # --- confirmation hashes --------------------------------------------------------------------
@@ -238,14 +294,18 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
 _HAS_PHASH = 1
 _LOW_INFORMATION = 2
 _SHADOW = 4
-# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's).
+# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's);
+# bits 16-23: the list's proposed distance on trial + 1 (0: none).
 _DISTANCE_SHIFT = 8
+_PROPOSED_SHIFT = 16
+_FLAGS = np.uint32
 
 
-def list_policy(max_distance: int | None, shadow: bool) -> int:
+def list_policy(max_distance: int | None, shadow: bool, proposed: int | None = None) -> int:
     """A hash list's policy packed into the entry flags of each of its fingerprints."""
     distance = 0 if max_distance is None else min(max_distance, 64) + 1
-    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT)
+    trial = 0 if proposed is None else min(proposed, 64) + 1
+    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT) | (trial << _PROPOSED_SHIFT)
 
 
 def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> int:
@@ -258,7 +318,7 @@ def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> i
 
 class _EntryData:
     """Per index key: the confirming pHash and flags (incl. the list policy, ``list_policy``),
-    in key-sorted numpy arrays (18 B each).
+    in key-sorted numpy arrays (20 B each).
 
     Changes go to a dict first (a removal is a ``None``) and are merged into new arrays once
     the dict holds ``max(1024, n / 64)`` keys: about 64 element moves per change, amortised.
@@ -272,7 +332,7 @@ class _EntryData:
         phashes = np.asarray(
             list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
         )
-        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, np.uint16)
+        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, _FLAGS)
         order = np.argsort(keys, kind="stable")
         keys, phashes, flags = keys[order], phashes[order], flags[order]
         last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
@@ -295,10 +355,10 @@ class _EntryData:
         if len(self._keys):
             found = self._keys[pos] == keys
             phashes = np.where(found, self._phashes[pos], np.uint64(0))
-            flags = np.where(found, self._flags[pos], np.uint16(0))
+            flags = np.where(found, self._flags[pos], _FLAGS(0))
         else:
             phashes = np.zeros(len(keys), np.uint64)
-            flags = np.zeros(len(keys), np.uint16)
+            flags = np.zeros(len(keys), _FLAGS)
         if self._recent:
             for i, key in enumerate(keys.tolist()):
                 if key in self._recent:
@@ -315,7 +375,7 @@ class _EntryData:
         self.build(
             np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
             np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
-            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], np.uint16))),
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], _FLAGS))),
         )
 
     def nbytes(self) -> int:
@@ -387,11 +447,14 @@ class BannedIndex:
             confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
-        list_distance = [d - 1 if d else None for d in (flags >> _DISTANCE_SHIFT).tolist()]
+        list_distance = [
+            d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()
+        ]
+        proposed = [d - 1 if d else None for d in ((flags >> _PROPOSED_SHIFT) & 0xFF).tolist()]
         return [
-            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh)
-            for key, distance, c, lo, ld, sh in zip(
-                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow
+            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh, pd)
+            for key, distance, c, lo, ld, sh, pd in zip(
+                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow, proposed
             )
         ]
 
@@ -403,6 +466,67 @@ class BannedIndex:
 
     def nbytes(self) -> int:
         return self._index.nbytes() + self._data.nbytes()
+
+
+@dataclass(frozen=True)
+class HashColumns:
+    """Stored images' fingerprints as numpy columns, for comparing a few new fingerprints with
+    all of them at once (the impact preview): one XOR + popcount over the column per new
+    fingerprint instead of one index lookup per stored image."""
+
+    pks: np.ndarray  # int64
+    dhashes: np.ndarray  # uint64
+    phashes: np.ndarray  # uint64 (0 where there is none)
+    has_phash: np.ndarray  # bool
+
+    @classmethod
+    def load(cls, rows: Iterable[tuple[int, int, int | None]]) -> HashColumns:
+        """From ``(pk, signed dHash, signed pHash or None)`` rows, read once."""
+        if hasattr(rows, "iterator"):  # a queryset: stream it in large chunks
+            rows = rows.iterator(chunk_size=20_000)
+        pks, dhashes, phashes = [], [], []
+        for pk, dhash, phash in rows:
+            pks.append(pk)
+            dhashes.append(dhash)
+            phashes.append(phash)
+        has = np.fromiter((p is not None for p in phashes), bool, len(phashes))
+        return cls(
+            np.array(pks, np.int64),
+            np.array(dhashes, np.int64).view(np.uint64),
+            np.array([0 if p is None else p for p in phashes], np.int64).view(np.uint64),
+            has,
+        )
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    def nearest_matches(
+        self,
+        entries: Iterable[tuple[Fingerprint, bool]],
+        *,
+        rule: MatchRule,
+        list_distance: int | None = None,
+    ) -> np.ndarray:
+        """Per stored image, the dHash distance to the nearest of ``entries`` (fingerprint,
+        low information) that it matches under ``rule`` (``MatchRule.matches``, with a hash
+        list's own distance), or -1. Low-information entries never block, so never count."""
+        nearest = np.full(len(self), 65, np.int64)
+        probe = Match(0, 0, list_distance=list_distance)
+        max_distance = rule.distance_for(probe)
+        unconfirmed = min(rule.max_unconfirmed_distance, max_distance)
+        for fp, low in entries:
+            if low:
+                continue
+            d = np.bitwise_count(self.dhashes ^ np.uint64(fp.dhash)).astype(np.int64)
+            if fp.phash is None:
+                matched = d <= unconfirmed
+            else:
+                p = np.bitwise_count(self.phashes ^ np.uint64(fp.phash))
+                confirmed = (d <= max_distance) & (p <= rule.max_confirm_distance)
+                matched = np.where(self.has_phash, confirmed, d <= unconfirmed)
+            np.minimum(nearest, np.where(matched, d, 65), out=nearest)
+        nearest[nearest == 65] = -1
+        return nearest
 
 
 def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
@@ -423,12 +547,14 @@ def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]
 
 def variant_entries(rows: Iterable[tuple]):
     """Index entries from ``(flag id, variant, dhash, phash, information[, list distance,
-    shadow])`` rows (signed hashes; shadow is a bool or the list's mode; without the list
-    columns, the site's rule applies)."""
+    shadow[, proposed distance]])`` rows (signed hashes; shadow is a bool or the list's mode;
+    without the list columns, the site's rule applies)."""
     for flag_id, variant, dhash, phash, information, *policy in rows:
         if policy:
-            max_distance, shadow = policy
-            packed = list_policy(max_distance, shadow is True or shadow == "shadow")
+            max_distance, shadow, *proposed = policy
+            packed = list_policy(
+                max_distance, shadow is True or shadow == "shadow", *proposed
+            )
         else:
             packed = 0
         yield (
@@ -448,6 +574,7 @@ _VARIANT_COLUMNS = (
     "flagged__information",
     "flagged__hash_list__max_distance",
     "flagged__hash_list__mode",
+    "flagged__hash_list__proposed_distance",
 )
 
 
@@ -532,6 +659,7 @@ class BannedSet:
                 "active",
                 "max_distance",
                 "shadow",
+                "proposed_distance",
             )
         )
         for change_id, flag_id, variant, dhash, phash, information, active, *policy in changes:
@@ -560,18 +688,23 @@ def check(fingerprint: Fingerprint) -> Verdict:
 
 def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     """``verdict`` without the flags a moderator has allowed this image for (``AllowedMatch``
-    within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
+    in force, within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
 
-    One query, only when the verdict has matches or near misses (rare for an upload).
+    One query, only when the verdict has matches or near misses (rare for an upload). The
+    allowlist is never cached: a revoked exception stops applying at the next lookup in every
+    process, with no change log to replay.
     """
     ids = {m.fingerprint_id for m in (*verdict.matches, *verdict.near)}
+    ids |= {t.match.fingerprint_id for t in verdict.trial}
     if not ids:
         return verdict
     limit = settings.MODERATION_ALLOWLIST_DISTANCE
     unsigned = fingerprint.dhash
     allowed = {
         fid
-        for fid, dhash in AllowedMatch.objects.filter(fingerprint_id__in=ids).values_list(
+        for fid, dhash in AllowedMatch.objects.in_force()
+        .filter(fingerprint_id__in=ids)
+        .values_list(
             "fingerprint_id", "dhash"
         )
         if (to_unsigned(dhash) ^ unsigned).bit_count() <= limit
@@ -580,8 +713,9 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
         return verdict
     matched = [m for m in verdict.matches if m.fingerprint_id not in allowed]
     near = [m for m in verdict.near if m.fingerprint_id not in allowed]
+    trial = [t for t in verdict.trial if t.match.fingerprint_id not in allowed]
     decision = _decision(matched, near)
-    return Verdict(decision, matched, verdict.candidates, near, verdict.shadow)
+    return Verdict(decision, matched, verdict.candidates, near, verdict.shadow, trial)
 
 
 def find(fingerprint: Fingerprint, max_distance: int | None = None) -> list[Match]:

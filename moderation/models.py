@@ -77,6 +77,28 @@ class HashList(models.Model):
     mode = models.CharField(_("mode"), max_length=10, choices=Mode.choices, default=Mode.ENFORCE)
     description = models.TextField(_("description"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+    # A distance on trial: while set, an enforced list still blocks at ``max_distance``, and
+    # every accepted upload the proposed distance would block or queue (and the current one
+    # does not) is recorded as a ``ShadowHit`` of kind "distance". Promoted or discarded
+    # through ``services``; never larger than ``MODERATION_REVIEW_DISTANCE`` either.
+    proposed_distance = models.PositiveSmallIntegerField(
+        _("proposed dHash distance (on trial)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Recorded, not enforced: uploads this distance would block that the current one "
+            "lets through are listed under Shadow hits. Promote it or discard it."
+        ),
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("proposed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    proposed_at = models.DateTimeField(_("proposed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("hash list")
@@ -89,9 +111,21 @@ class HashList(models.Model):
     def shadow(self) -> bool:
         return self.mode == self.Mode.SHADOW
 
+    @property
+    def effective_distance(self) -> int:
+        """The dHash distance the list blocks at now (its own, or the site's)."""
+        return settings.MODERATION_MAX_DISTANCE if self.max_distance is None else self.max_distance
+
 
 def default_hash_list_id() -> int:
-    """The list a flag joins when nobody names one (created on first use)."""
+    """The list a flag joins when nobody names one (created on first use).
+
+    Reads only the id: migration 0004 calls this while the table still has the columns of
+    that time, so selecting every field of today's model would fail there.
+    """
+    found = HashList.objects.filter(name=DEFAULT_HASH_LIST).values_list("pk", flat=True).first()
+    if found is not None:
+        return found
     return HashList.objects.get_or_create(name=DEFAULT_HASH_LIST)[0].pk
 
 
@@ -265,6 +299,8 @@ class BannedSetChange(models.Model):
     # The flag's list policy at the time: its distance (NULL: the setting) and shadow mode.
     max_distance = models.PositiveSmallIntegerField(null=True, blank=True)
     shadow = models.BooleanField(default=False)
+    # ...and the distance on trial (``HashList.proposed_distance``), if any.
+    proposed_distance = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -285,6 +321,10 @@ class AuditEvent(models.Model):
         MISSING = "missing", _("File missing from storage")
         DISMISS = "dismiss", _("Review dismissed (allowed)")
         SUSPEND = "suspend", _("Suspended after too many dismissals")
+        REVOKE = "revoke", _("Allowlist exception revoked")
+        PROPOSE = "propose", _("List distance proposed (on trial)")
+        PROMOTE = "promote", _("Proposed list distance enforced")
+        DISCARD = "discard", _("Proposed list distance discarded")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(
@@ -415,6 +455,10 @@ class ReviewItem(models.Model):
         DISMISSED = "dismissed", _("Dismissed")
         GONE = "gone", _("Image gone")
 
+    class FoundBy(models.TextChoices):
+        UPLOAD = "upload", _("its upload")
+        SWEEP = "sweep", _("a sweep after a flag")
+
     target_key = models.CharField(_("kind of image"), max_length=100)  # registry.ImageTarget.key
     object_id = models.PositiveBigIntegerField(_("object id"))
     target = models.CharField(_("target"), max_length=200, blank=True)
@@ -442,6 +486,9 @@ class ReviewItem(models.Model):
     created_at = models.DateTimeField(_("queued"), default=timezone.now, db_index=True)
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    found_by = models.CharField(
+        _("found by"), max_length=10, choices=FoundBy.choices, default=FoundBy.UPLOAD
     )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -475,11 +522,20 @@ class ReviewItem(models.Model):
         return Fingerprint.from_signed(self.dhash).hex
 
 
+class AllowedMatchQuerySet(models.QuerySet):
+    def in_force(self) -> AllowedMatchQuerySet:
+        """Exceptions that still apply (not revoked)."""
+        return self.filter(revoked_at__isnull=True)
+
+
 class AllowedMatch(models.Model):
     """An exception: an image a moderator looked at and found innocent, for one banned
     fingerprint. An upload within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits of ``dhash``
     (the same picture, re-encoded) is neither refused nor queued because of that fingerprint.
-    Each row is one dismissal; too many for one fingerprint suspend it."""
+    Each row is one dismissal; too many for one fingerprint suspend it. A revoked row
+    (``revoked_at``) no longer applies and no longer counts; it is kept for the record.
+    Not cached anywhere: every lookup reads the rows in force, so a revocation applies to the
+    next lookup in every process."""
 
     fingerprint = models.ForeignKey(
         FlaggedFingerprint,
@@ -500,17 +556,35 @@ class AllowedMatch(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(_("when"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, db_index=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("revoked by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = AllowedMatchQuerySet.as_manager()
 
     class Meta:
-        verbose_name = _("allowed match")
+        verbose_name = _("allowed match (allowlist)")
+        verbose_name_plural = _("allowlist (allowed matches)")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{Fingerprint.from_signed(self.dhash).hex} allowed for {self.fingerprint}"
+        return f"{self.dhash_hex} allowed for {self.fingerprint}"
+
+    @property
+    def dhash_hex(self) -> str:
+        return Fingerprint.from_signed(self.dhash).hex
 
 
 class ReviewSubscription(models.Model):
-    """A moderator who asked for an email whenever an upload joins the review queue."""
+    """A moderator who asked for an email when uploads join the review queue: at most one
+    per ``MODERATION_REVIEW_NOTIFY_MINUTES``, summarising the queue. ``last_notified_at`` is
+    claimed with one conditional UPDATE, so several processes never both send."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -519,6 +593,9 @@ class ReviewSubscription(models.Model):
         related_name="review_subscription",
     )
     created_at = models.DateTimeField(_("since"), default=timezone.now)
+    last_notified_at = models.DateTimeField(_("last emailed"), null=True, blank=True)
+    # Set when an upload was queued while the subscriber was throttled: a summary is owed.
+    pending_since = models.DateTimeField(_("unsent news since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("review-queue email subscription")
@@ -528,9 +605,21 @@ class ReviewSubscription(models.Model):
 
 
 class ShadowHit(models.Model):
-    """What a shadow-mode hash list would have blocked: one stored upload that matched one of
-    its fingerprints (and was accepted, since shadow lists never block). Append-only; moderators
-    read these before switching the list to enforce."""
+    """What a trial would have done to one accepted upload, for one fingerprint. Append-only.
+
+    Two kinds: a fingerprint of a shadow-mode list matched (``LIST``: it would have been
+    blocked; moderators read these before switching the list to enforce), or a proposed
+    distance of an enforced list (``DISTANCE``, ``HashList.proposed_distance``) would have
+    blocked or queued an upload that the list's current distance lets through.
+    """
+
+    class Kind(models.TextChoices):
+        LIST = "list", _("shadow list")
+        DISTANCE = "distance", _("proposed distance")
+
+    class Outcome(models.TextChoices):
+        BLOCK = "block", _("blocked")
+        REVIEW = "review", _("queued for review")
 
     hash_list = models.ForeignKey(
         HashList, verbose_name=_("list"), on_delete=models.PROTECT, related_name="shadow_hits"
@@ -558,10 +647,32 @@ class ShadowHit(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    kind = models.CharField(
+        _("trial"), max_length=10, choices=Kind.choices, default=Kind.LIST, db_index=True
+    )
+    outcome = models.CharField(
+        _("would be"), max_length=10, choices=Outcome.choices, default=Outcome.BLOCK
+    )
+    # For a DISTANCE hit: the distance on trial and the one enforced when it was recorded.
+    proposed_distance = models.PositiveSmallIntegerField(
+        _("proposed distance"), null=True, blank=True
+    )
+    enforced_distance = models.PositiveSmallIntegerField(
+        _("enforced distance"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("shadow hit")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.hash_list}: {self.target} would have been blocked"
+        return f"{self.hash_list}: {self.target} {self.label}"
+
+    @property
+    def label(self) -> str:
+        """What the trial would have done, e.g. "would be blocked at proposed distance 14"."""
+        if self.kind == self.Kind.DISTANCE:
+            if self.outcome == self.Outcome.REVIEW:
+                return f"would be queued at proposed distance {self.proposed_distance}"
+            return f"would be blocked at proposed distance {self.proposed_distance}"
+        return "would be blocked (shadow list)"

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -71,6 +73,7 @@ class FlagResult:
 class SweepResult:
     checked: int = 0
     taken_down: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)  # near misses put in the review queue
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -111,6 +114,7 @@ def _log_change(
             active=(flagged.active and hash_list.enabled) if active is None else active,
             max_distance=hash_list.max_distance,
             shadow=hash_list.shadow,
+            proposed_distance=hash_list.proposed_distance,
         )
         for v in rows
     )
@@ -202,7 +206,7 @@ def _override_note(reason: str, low: bool) -> str:
     return f"{reason} [low-information image, flagged by override]".strip() if low else reason
 
 
-def _enqueue_sweep(fingerprint_ids: list[int]) -> None:
+def _enqueue_sweep(fingerprint_ids: list[int] | None) -> None:
     from moderation.tasks import sweep_task  # tasks imports services
 
     transaction.on_commit(lambda: sweep_task.enqueue(fingerprint_ids=fingerprint_ids))
@@ -415,12 +419,7 @@ def hash_list_update(
     inactive), so the change is enforced by the next lookup everywhere. Costs one change row
     per stored variant of the list's flags; lists change rarely.
     """
-    if max_distance is not None and not 0 <= max_distance <= settings.MODERATION_REVIEW_DISTANCE:
-        raise ValidationError(
-            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
-            code="distance",
-            params={"max": settings.MODERATION_REVIEW_DISTANCE},
-        )
+    _check_list_distance(max_distance)
     with transaction.atomic():
         _lock_banned_set()
         locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
@@ -432,8 +431,7 @@ def hash_list_update(
         locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
         locked.save(update_fields=["max_distance", "enabled", "mode"])
         if changed:
-            for flagged in FlaggedFingerprint.objects.active().filter(hash_list=locked):
-                _log_change(flagged)
+            _log_list(locked)
             logger.info(
                 "hash list %s: distance %s, %s, %s (by %s)",
                 locked.name,
@@ -442,6 +440,137 @@ def hash_list_update(
                 mode,
                 actor,
             )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def _log_list(hash_list: HashList) -> None:
+    """Log every active flag of ``hash_list`` again with the list's policy as saved now."""
+    for flagged in FlaggedFingerprint.objects.active().filter(hash_list=hash_list):
+        _log_change(flagged)
+
+
+def _check_list_distance(distance: int | None) -> None:
+    if distance is not None and not 0 <= distance <= settings.MODERATION_REVIEW_DISTANCE:
+        raise ValidationError(
+            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
+            code="distance",
+            params={"max": settings.MODERATION_REVIEW_DISTANCE},
+        )
+
+
+def _audit_list(action: str, hash_list: HashList, actor, reason: str) -> None:
+    AuditEvent.objects.create(
+        action=action, actor=actor, target=f"hash list {hash_list.name}"[:200], reason=reason
+    )
+
+
+def hash_list_propose_distance(
+    *, hash_list: HashList, distance: int, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Put a new dHash distance on trial for an enforced list, without enforcing it.
+
+    From the next lookup in every process (the list's flags are logged again with the
+    proposal), each accepted upload that the proposed distance would block or queue and the
+    enforced one does not is recorded as a ``ShadowHit`` of kind "distance". Audited. Raises
+    ``ValidationError`` for a distance out of range, equal to the enforced one, or a list that
+    is switched off or in shadow mode (try a shadow list's distance by changing it directly).
+    """
+    if isinstance(distance, bool) or not isinstance(distance, int):
+        raise ValidationError(_("The proposed distance must be a whole number."), code="distance")
+    _check_list_distance(distance)
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if not locked.enabled or locked.shadow:
+            raise ValidationError(
+                _("Only an enforcing list that is switched on can try a distance: %(state)s."),
+                code="not_enforcing",
+                params={"state": _("switched off") if not locked.enabled else _("shadow mode")},
+            )
+        if distance == locked.effective_distance:
+            raise ValidationError(
+                _("%(distance)s is the distance the list enforces already."),
+                code="same_distance",
+                params={"distance": distance},
+            )
+        locked.proposed_distance = distance
+        locked.proposed_by = actor
+        locked.proposed_at = timezone.now()
+        locked.save(update_fields=["proposed_distance", "proposed_by", "proposed_at"])
+        _log_list(locked)
+        _audit_list(
+            AuditEvent.Action.PROPOSE,
+            locked,
+            actor,
+            f"distance {distance} on trial (enforced: {locked.effective_distance})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+# Above this many flags, a sweep after widening a list compares the whole banned set.
+_SWEEP_BY_IDS_LIMIT = 1000
+
+
+def hash_list_promote_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Enforce the list's proposed distance: it becomes the list's distance, the trial ends,
+    every process enforces it from its next lookup, and (when it is wider) the photos already
+    stored are swept against the list after commit, as after a flag. Audited.
+    ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if locked.proposed_distance is None:
+            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        before = locked.effective_distance
+        _check_list_distance(locked.proposed_distance)  # the setting may have shrunk since
+        locked.max_distance = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["max_distance", "proposed_distance"])
+        _log_list(locked)
+        if locked.max_distance > before:
+            # Wider: photos stored before now within it are taken down (or queued), as after a
+            # flag. A large list is swept as the whole banned set rather than by a huge id list.
+            ids = list(
+                FlaggedFingerprint.objects.active()
+                .filter(hash_list=locked)
+                .values_list("pk", flat=True)[: _SWEEP_BY_IDS_LIMIT + 1]
+            )
+            _enqueue_sweep(ids if len(ids) <= _SWEEP_BY_IDS_LIMIT else None)
+        _audit_list(
+            AuditEvent.Action.PROMOTE,
+            locked,
+            actor,
+            f"distance {locked.max_distance} enforced (was {before})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def hash_list_discard_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> HashList:
+    """End the list's trial without changing what it enforces. Audited; the hits recorded
+    during the trial stay. ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        _lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if locked.proposed_distance is None:
+            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        proposed = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["proposed_distance"])
+        _log_list(locked)
+        _audit_list(
+            AuditEvent.Action.DISCARD,
+            locked,
+            actor,
+            f"distance {proposed} discarded (enforced stays {locked.effective_distance})"
+            + (f": {reason}" if reason else ""),
+        )
     hash_list.refresh_from_db()
     return hash_list
 
@@ -650,16 +779,17 @@ class ImpactPreview:
 def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -> ImpactPreview:
     """How many other stored images a flag of ``instances`` would take down, nearest first.
 
-    Read-only. Fingerprints the selected files (every variant, as the flag will) into a
-    throwaway index with the default list's policy and compares every stored image with it,
-    as the sweep after the flag does.
+    Read-only. Fingerprints the selected files (every variant, as the flag will) and
+    compares every stored image with them under the sweep's rule and the default list's
+    policy, vectorised: each kind of stored image's dHash and pHash columns are loaded once
+    into numpy arrays, and each selected variant is one XOR + popcount over them
+    (``matching.HashColumns``), so 100k profiles cost milliseconds, not a Python loop.
     """
     preview = ImpactPreview()
-    index = matching.BannedIndex()
     selected: set[tuple[str, int]] = set()
+    entries: list[tuple[Fingerprint, bool]] = []  # (variant fingerprint, low information)
     default = HashList.objects.filter(name=DEFAULT_HASH_LIST).first()  # read-only: no create
-    policy = matching.list_policy(default.max_distance, default.shadow) if default else 0
-    for position, instance in enumerate(instances):
+    for instance in instances:
         target = registry.target_for(instance)
         selected.add((target.key, instance.pk))
         image = getattr(instance, target.file_field)
@@ -670,21 +800,22 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
             preview.unreadable += 1
             continue
         low = matching.is_low_information(variants[0].information)
-        for number, fp in matching.stored_variants(variants):
-            index.add(matching.entry_key(position, number), fp.dhash, fp.phash, low, policy)
-    if not len(index) or (default is not None and not default.enabled):
+        entries += [(fp, low) for _, fp in matching.stored_variants(variants)]
+    if not entries or (default is not None and (not default.enabled or default.shadow)):
         return preview
     rule = matching.MatchRule.from_settings()
+    list_distance = default.max_distance if default is not None else None
     hits: list[tuple[int, str, int]] = []
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
-        columns = ("pk", target.hash_field, target.confirm_field)
-        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
-            if (target.key, pk) in selected:
-                continue
-            verdict = index.check(Fingerprint.from_signed(signed, phash=phash), rule)
-            if verdict.blocked:
-                hits.append((verdict.nearest.distance, target.key, pk))
+        columns = matching.HashColumns.load(
+            rows.values_list("pk", target.hash_field, target.confirm_field)
+        )
+        nearest = columns.nearest_matches(entries, rule=rule, list_distance=list_distance)
+        hit = nearest >= 0
+        for pk, distance in zip(columns.pks[hit].tolist(), nearest[hit].tolist()):
+            if (target.key, pk) not in selected:
+                hits.append((distance, target.key, pk))
     preview.count = len(hits)
     for distance, key, pk in sorted(hits)[:limit]:
         instance = registry.target_by_key(key).model._default_manager.filter(pk=pk).first()
@@ -694,7 +825,12 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
 
 
 def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:
-    """Take down every stored image within the match distance of a banned fingerprint.
+    """Take down every stored image within the match distance of a banned fingerprint, and
+    queue for review every one that is only near it (what an upload would get as ``review``).
+
+    The allowlist applies as at upload: an image a moderator allowed for a fingerprint is
+    neither taken down nor queued because of it. A near miss already pending is not queued
+    again, so running the sweep twice adds nothing.
 
     With ``fingerprint_ids`` (the normal case, right after a flag) only those fingerprints are
     compared; without, the whole active banned set is (after a reindex). Every stored image is
@@ -721,17 +857,18 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
         hits: list[tuple[int, int, int]] = []
+        near: list[tuple[int, Fingerprint, matching.Match]] = []
         columns = ("pk", target.hash_field, target.confirm_field)
         for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
             result.checked += 1
-            found = verdict(Fingerprint.from_signed(signed, phash=phash))
+            fp = Fingerprint.from_signed(signed, phash=phash)
+            found = verdict(fp)
+            if found.decision != matching.PASS:  # rare: only then is the allowlist read
+                found = matching.without_allowed(found, fp)
             if found.blocked:
                 hits.append((pk, found.matches[0].fingerprint_id, found.matches[0].distance))
             elif found.decision == matching.REVIEW:
-                logger.warning(
-                    "%s #%s is near flag #%s (low-information or a near miss): left up",
-                    target.key, pk, found.for_review.fingerprint_id,
-                )
+                near.append((pk, fp, found.for_review))
         for pk, fid, dist in hits:
             instance = target.model._default_manager.filter(pk=pk).first()
             flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
@@ -739,6 +876,18 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
                 continue
             if take_down_image(instance=instance, flagged=flagged, distance=dist):
                 result.taken_down.append(target.label(instance))
+        for pk, fp, match in near:
+            # Near, not blockable: a moderator looks, as for an upload (once while pending).
+            instance = target.model._default_manager.filter(
+                pk=pk, **{target.hash_field: fp.signed}
+            ).first()
+            if instance is None or not getattr(instance, target.file_field):
+                continue
+            item = queue_for_review(
+                instance=instance, fingerprint=fp, match=match, found_by=ReviewItem.FoundBy.SWEEP
+            )
+            if item is not None:
+                result.queued.append(target.label(instance))
         if fingerprint_ids is None:
             rows.update(**{target.checked_field: timezone.now()})
     return result
@@ -758,6 +907,8 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     verdict = matching.check(fp)
     if verdict.shadow and not verdict.blocked:
         record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
+    if verdict.trial and not verdict.blocked:
+        record_trial_hits(instance=instance, fingerprint=fp, trials=verdict.trial)
     if verdict.decision == matching.REVIEW:
         queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
         return False
@@ -795,10 +946,15 @@ def record_refused_upload(
 
 
 def queue_for_review(
-    *, instance: models.Model, fingerprint: Fingerprint, match: matching.Match
+    *,
+    instance: models.Model,
+    fingerprint: Fingerprint,
+    match: matching.Match,
+    found_by: str = ReviewItem.FoundBy.UPLOAD,
 ) -> ReviewItem | None:
     """Put a stored image that is near a banned fingerprint in the review queue (once per image
-    and fingerprint while pending). Returns None when it is already queued."""
+    and fingerprint while pending). Returns None when it is already queued. ``found_by``: the
+    upload's recheck, or a sweep over stored images after a flag."""
     target = registry.target_for(instance)
     name = getattr(instance, target.file_field).name
     owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
@@ -817,13 +973,14 @@ def queue_for_review(
                     "uploader_id": owner,
                     "distance": match.distance,
                     "confirm_distance": match.confirm_distance,
+                    "found_by": found_by,
                 },
             )
     except IntegrityError:  # queued by another process a moment ago
         return None
     if not created:
         return None
-    transaction.on_commit(lambda: notify_review_subscribers(item_id=item.pk))
+    transaction.on_commit(lambda: notify_review_subscribers())
     return item
 
 
@@ -855,6 +1012,39 @@ def record_shadow_hits(
     )
 
 
+def record_trial_hits(
+    *, instance: models.Model, fingerprint: Fingerprint, trials: list[matching.Trial]
+) -> list[ShadowHit]:
+    """Record what lists' proposed distances would have done to this stored image and their
+    enforced distances did not ("would be blocked at proposed distance N"), one row per flag."""
+    target = registry.target_for(instance)
+    owner = getattr(instance, f"{target.owner_field}_id", None) if target.owner_field else None
+    lists = dict(
+        FlaggedFingerprint.objects.filter(
+            pk__in=[t.match.fingerprint_id for t in trials]
+        ).values_list("pk", "hash_list_id")
+    )
+    return ShadowHit.objects.bulk_create(
+        ShadowHit(
+            kind=ShadowHit.Kind.DISTANCE,
+            outcome=t.outcome,
+            proposed_distance=t.match.proposed_distance,
+            enforced_distance=t.enforced_distance,
+            hash_list_id=lists[t.match.fingerprint_id],
+            fingerprint_id=t.match.fingerprint_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=t.match.distance,
+            confirm_distance=t.match.confirm_distance,
+            uploader_id=owner,
+        )
+        for t in trials
+        if t.match.fingerprint_id in lists
+    )
+
+
 def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool:
     """Opt a moderator in to (or out of) an email whenever the review queue grows."""
     if subscribed:
@@ -864,42 +1054,104 @@ def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool
     return subscribed
 
 
-def notify_review_subscribers(*, item_id: int) -> int:
-    """Email every subscribed moderator who may still decide queued uploads that one joined
-    the queue (no image, hash or user name in the mail: it links to the admin). Returns how
-    many were sent; a mail failure is logged, never raised at the upload."""
-    from django.core.mail import send_mail
-    from django.urls import reverse
+def _may_review(user) -> bool:
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.email
+        and user.has_perm("moderation.review_upload")
+    )
 
-    item = ReviewItem.objects.filter(pk=item_id).first()
-    if item is None:
+
+def _review_digest(count: int, oldest, now) -> tuple[str, str]:
+    """Subject and body of a review-queue email: how many wait, the oldest's age, a link (no
+    image, hash or user name)."""
+    from django.urls import reverse
+    from django.utils.timesince import timesince
+
+    url = settings.MODERATION_SITE_URL.rstrip("/") + reverse(
+        "admin:moderation_reviewitem_changelist"
+    )
+    minutes = settings.MODERATION_REVIEW_NOTIFY_MINUTES
+    every = f"at most one of these every {minutes} minutes" if minutes else "one per queued upload"
+    waiting = "1 upload waits" if count == 1 else f"{count} uploads wait"
+    return (
+        f"[moderation] review queue: {count} waiting",
+        f"{waiting} in the review queue; the oldest has waited {timesince(oldest, now)}.\n\n"
+        f"Review them: {url}?status__exact=pending\n\n"
+        f"You get {every} because you opted in on the review queue page.",
+    )
+
+
+def notify_review_subscribers(*, owed_only: bool = False) -> int:
+    """Email each subscribed moderator who may still decide queued uploads a summary of the
+    queue, at most once per ``MODERATION_REVIEW_NOTIFY_MINUTES``. Returns how many were sent.
+
+    Called after an upload is queued (and, with ``owed_only``, by the deferred digest task).
+    Each subscriber's send is claimed with one conditional UPDATE of ``last_notified_at``, so
+    several processes queueing at once send one mail, not one each. A subscriber still inside
+    the period is marked as owed (``pending_since``); with a worker backend that can defer
+    tasks, a digest task is scheduled for the end of the period, otherwise the next queued
+    upload after it sends the summary. A mail failure is logged, never raised at the upload,
+    and the claim is given back.
+    """
+    from django.core.mail import send_mail
+
+    period = timedelta(minutes=settings.MODERATION_REVIEW_NOTIFY_MINUTES)
+    now = timezone.now()
+    subscriptions = ReviewSubscription.objects.select_related("user")
+    if owed_only:
+        subscriptions = subscriptions.filter(pending_since__isnull=False)
+    eligible = [sub for sub in subscriptions if _may_review(sub.user)]
+    if not eligible:
         return 0
-    recipients = [
-        sub.user.email
-        for sub in ReviewSubscription.objects.select_related("user")
-        if sub.user.is_active
-        and sub.user.is_staff
-        and sub.user.email
-        and sub.user.has_perm("moderation.review_upload")
-    ]
-    if not recipients:
+    summary = ReviewItem.objects.pending().aggregate(count=Count("pk"), oldest=Min("created_at"))
+    if not summary["count"]:  # decided meanwhile: nothing to tell anyone
+        ReviewSubscription.objects.filter(pk__in=[s.pk for s in eligible]).update(
+            pending_since=None
+        )
         return 0
-    pending = ReviewItem.objects.pending().count()
-    path = reverse("admin:moderation_reviewitem_change", args=[item.pk])
-    try:
-        return send_mail(
-            subject=f"[moderation] review queue: {pending} waiting",
-            message=(
-                f"An upload was queued for review ({pending} waiting in all).\n\n"
-                f"Review it: {path}\n\n"
-                "You get this because you opted in on the review queue page."
-            ),
-            from_email=None,
-            recipient_list=recipients,
-        ) and len(recipients)
-    except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
-        logger.exception("could not email the review-queue subscribers")
-        return 0
+    subject, body = _review_digest(summary["count"], summary["oldest"], now)
+    sent = 0
+    for sub in eligible:
+        due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - period)
+        claimed = (
+            ReviewSubscription.objects.filter(pk=sub.pk)
+            .filter(due)
+            .update(last_notified_at=now, pending_since=None)
+        )
+        if not claimed:
+            owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
+                pending_since=now
+            )
+            if owed or owed_only:  # newly owed, or a digest that ran early: (re)schedule
+                last = (
+                    ReviewSubscription.objects.filter(pk=sub.pk)
+                    .values_list("last_notified_at", flat=True)
+                    .first()
+                )
+                _schedule_review_digest((last or now) + period)
+            continue
+        try:
+            send_mail(subject, body, None, [sub.user.email])
+        except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
+            logger.exception("could not email review-queue subscriber %s", sub.user_id)
+            ReviewSubscription.objects.filter(pk=sub.pk, last_notified_at=now).update(
+                last_notified_at=sub.last_notified_at, pending_since=sub.pending_since or now
+            )
+        else:
+            sent += 1
+    return sent
+
+
+def _schedule_review_digest(when) -> None:
+    """Run the owed digest at ``when`` in the worker; the immediate backend cannot wait, so
+    there the next queued upload after the period sends it."""
+    from moderation.tasks import review_digest_task
+
+    if not review_digest_task.get_backend().supports_defer:
+        return
+    transaction.on_commit(lambda: review_digest_task.using(run_after=when).enqueue())
 
 
 def _decide(item: ReviewItem, status: str, actor: AbstractBaseUser | None) -> bool:
@@ -953,11 +1205,38 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
             distance=item.distance,
             reason=reason or "not a match: allowed for this fingerprint",
         )
-        dismissals = AllowedMatch.objects.filter(fingerprint_id=item.fingerprint_id).count()
+        dismissals = (
+            AllowedMatch.objects.in_force().filter(fingerprint_id=item.fingerprint_id).count()
+        )
         limit = settings.MODERATION_MAX_DISMISSALS
         if limit and dismissals > limit:
             suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
     return True
+
+
+def allowed_match_revoke(
+    *, allowed: AllowedMatch, actor: AbstractBaseUser | None, reason: str = ""
+) -> bool:
+    """Revoke an allowlist exception: the image is refused or queued again for that
+    fingerprint from the next lookup in every process (the allowlist is read from the
+    database at each lookup, never cached). The row is kept, marked revoked, and audited.
+    Returns False when it was already revoked. A suspended fingerprint stays suspended: that
+    is for a moderator to undo by flagging again.
+    """
+    with transaction.atomic():
+        revoked = AllowedMatch.objects.filter(pk=allowed.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=actor
+        )
+        if revoked:
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.REVOKE,
+                actor=actor,
+                fingerprint_id=allowed.fingerprint_id,
+                target=f"allowed image {Fingerprint.from_signed(allowed.dhash).hex}",
+                reason=reason or "allowlist exception revoked",
+            )
+    allowed.refresh_from_db()
+    return bool(revoked)
 
 
 def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool:

@@ -48,7 +48,11 @@ def enqueue_on_commit(task_: Task, /, *args: Any, **kwargs: Any) -> None:
 def sweep_task(fingerprint_ids: list[int] | None = None) -> dict:
     """Take down stored images that match the given (or all) banned fingerprints."""
     result = services.sweep_banned_matches(fingerprint_ids=fingerprint_ids)
-    return {"checked": result.checked, "taken_down": len(result.taken_down)}
+    return {
+        "checked": result.checked,
+        "taken_down": len(result.taken_down),
+        "queued": len(result.queued),
+    }
 
 
 @task
@@ -60,6 +64,12 @@ def recheck_image_task(model_label: str, pk: int) -> bool:
     if instance is None:
         return False
     return services.recheck_stored_image(instance=instance)
+
+
+@task
+def review_digest_task() -> int:
+    """Send the review-queue summaries owed to moderators whose email period has ended."""
+    return services.notify_review_subscribers(owed_only=True)
 
 
 @task

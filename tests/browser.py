@@ -98,6 +98,29 @@ def wait(driver: WebDriver, timeout: float = WAIT_SECONDS) -> WebDriverWait:
     return WebDriverWait(driver, timeout)
 
 
+def page_replaced(old_html: WebElement):
+    """A wait condition: the page that held ``old_html`` has been replaced by another.
+
+    Selenium's ``staleness_of`` catches only ``StaleElementReferenceException``; while the
+    next page is being committed, ChromeDriver can instead answer "Node with given id does not
+    belong to the document" (seen under load), which means the same thing.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def replaced(driver: WebDriver) -> bool:
+        try:
+            old_html.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    return replaced
+
+
 def image_width(driver: WebDriver, img: WebElement) -> int:
     """The decoded width of an <img> once it has finished loading (0 if it failed)."""
     return driver.execute_script(

@@ -23,6 +23,7 @@ from django.urls import clear_url_caches, resolve, reverse
 from moderation import services
 from moderation.hashing import fingerprint
 from moderation.models import (
+    AllowedMatch,
     AuditEvent,
     FlaggedFingerprint,
     RefusedUpload,
@@ -44,6 +45,8 @@ MODERATOR_PERMS = [
     "moderation.view_hashlist",
     "moderation.view_reviewitem",
     "moderation.view_shadowhit",
+    "moderation.view_allowedmatch",
+    "moderation.review_upload",
     "moderation.flag_image",
     "moderation.unflag_image",
     "moderation.view_quarantine",
@@ -113,9 +116,11 @@ def world(django_user_model):
         dhash=profile.photo_dhash,
         distance=3,
     )
+    allowed = AllowedMatch.objects.create(fingerprint=flagged, dhash=profile.photo_dhash)
     return {
         "review": review,
         "shadow": shadow,
+        "allowed": allowed,
         "profile": Profile.objects.get(pk=profile.pk),
         "flagged": flagged,
         "event": AuditEvent.objects.get(),
@@ -210,6 +215,10 @@ PAGES = {
         lambda w: reverse("admin:moderation_hashlist_change", args=[w["flagged"].hash_list_id]),
         MODERATORS,
     ),
+    "hash list trial": (
+        lambda w: reverse("admin:moderation_hashlist_trial", args=[w["flagged"].hash_list_id]),
+        MODERATORS,
+    ),
     "hash list add": (lambda w: reverse("admin:moderation_hashlist_add"), SUPERUSER_ONLY),
     "hash list delete": (
         lambda w: reverse("admin:moderation_hashlist_delete", args=[w["flagged"].hash_list_id]),
@@ -233,6 +242,16 @@ PAGES = {
     "shadow hit add": (lambda w: reverse("admin:moderation_shadowhit_add"), NOBODY),
     "shadow hit delete": (
         lambda w: reverse("admin:moderation_shadowhit_delete", args=[w["shadow"].pk]),
+        NOBODY,
+    ),
+    "allowlist": (lambda w: reverse("admin:moderation_allowedmatch_changelist"), MODERATORS),
+    "allowed match": (
+        lambda w: reverse("admin:moderation_allowedmatch_change", args=[w["allowed"].pk]),
+        MODERATORS,
+    ),
+    "allowed match add": (lambda w: reverse("admin:moderation_allowedmatch_add"), NOBODY),
+    "allowed match delete": (
+        lambda w: reverse("admin:moderation_allowedmatch_delete", args=[w["allowed"].pk]),
         NOBODY,
     ),
     "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),
@@ -291,6 +310,11 @@ ACTIONS = {
         "unflag_selected",
         "flagged",
     ),
+    "revoke selected exceptions": (
+        "admin:moderation_allowedmatch_changelist",
+        "revoke_selected",
+        "allowed",
+    ),
 }
 CONFIRMATION_PAGE = "confirm"
 ACTION_EXPECTED = {
@@ -310,7 +334,12 @@ def post_action(client, changelist, action, obj, **extra):
 def world_unchanged(world) -> bool:
     profile = Profile.objects.get(pk=world["profile"].pk)
     flagged = FlaggedFingerprint.objects.get(pk=world["flagged"].pk)
-    return bool(profile.photo) and flagged.active and AuditEvent.objects.count() == 1
+    return (
+        bool(profile.photo)
+        and flagged.active
+        and AuditEvent.objects.count() == 1
+        and AllowedMatch.objects.in_force().count() == 1
+    )
 
 
 @pytest.mark.parametrize("action_name", list(ACTIONS))
@@ -464,6 +493,19 @@ def state_changes(world) -> dict:
             reverse("admin:moderation_review_subscription"),
             {"subscribe": "1"},
         ),
+        "revoke an allowlist exception": (
+            reverse("admin:moderation_allowedmatch_changelist"),
+            {
+                "action": "revoke_selected",
+                ACTION_CHECKBOX_NAME: [world["allowed"].pk],
+                "confirm": "1",
+                "reason": "x",
+            },
+        ),
+        "try a hash-list distance": (
+            reverse("admin:moderation_hashlist_trial", args=[flagged.hash_list_id]),
+            {"do": "propose", "distance": "14"},
+        ),
         "change a hash list": (
             reverse("admin:moderation_hashlist_change", args=[flagged.hash_list_id]),
             {"name": "x", "description": "", "max_distance": "", "mode": "shadow"},
@@ -483,6 +525,8 @@ def state_changes(world) -> dict:
         "ban from the review queue",
         "dismiss from the review queue",
         "review-queue emails",
+        "revoke an allowlist exception",
+        "try a hash-list distance",
         "change a hash list",
     ],
 )

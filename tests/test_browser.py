@@ -117,7 +117,7 @@ class Site:
         """Click a submit button and wait for the next page to replace this one."""
         old_html = self.find("html")
         self.find(css).click()
-        browser.wait(self.driver).until(EC.staleness_of(old_html))
+        browser.wait(self.driver).until(browser.page_replaced(old_html))
 
     def messages(self, css: str = ".messages li, .messagelist li") -> list[str]:
         return [li.text for li in self.find_all(css)]
@@ -361,3 +361,133 @@ def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
     item.refresh_from_db()
     assert item.status == ReviewItem.Status.DISMISSED
     assert AllowedMatch.objects.filter(fingerprint=flagged).exists()
+
+
+def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
+    site, moderator_account, settings, django_user_model
+):
+    """Issue 7: the allowlist lists a dismissal (who, when, which fingerprint, which image);
+    the moderator revokes it with a reason, and the image is matched again."""
+    from moderation import matching, services
+    from moderation.hashing import fingerprint_image
+    from moderation.models import AllowedMatch, ReviewItem
+    from profiles.services import profile_for, profile_set_photo
+
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+    original = images.photo(32)
+    flagged = services.flag_image(
+        file=images.upload(original, "reported.png", "PNG"),
+        reason="reported stock image",
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+    ).fingerprint
+    near = images.at_distance(original, 7, seed=5)
+    erin = django_user_model.objects.create_user(username="erin", password=USER_PASSWORD)
+    profile_set_photo(profile=profile_for(user=erin), upload=images.upload(near))
+    services.recheck_stored_image(instance=Profile.objects.get(user=erin))
+    services.review_dismiss(item=ReviewItem.objects.get(), actor=moderator_account)
+    allowed = AllowedMatch.objects.get()
+    assert matching.check(fingerprint_image(near)).decision == matching.PASS
+
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.find("#content-main a[href='/admin/moderation/allowedmatch/']").click()
+    site.wait_for_path("/admin/moderation/allowedmatch/")
+    row = site.find("#result_list tbody tr")
+    assert allowed.dhash_hex in row.text and flagged.hex in row.text
+    assert "moira" in row.text and "in force" in row.text
+    assert browser.wait_for_image(site.driver, row.find_element(By.CSS_SELECTOR, "img")) > 0
+    site.shot("allowlist")
+
+    site.find(f"input.action-select[value='{allowed.pk}']").click()
+    Select(site.find("select[name=action]")).select_by_visible_text("Revoke selected exceptions")
+    site.submit("button[name=index]")
+    site.wait_for_text("#content", "Revoked, an upload of the same image is refused or queued")
+    site.fill("#id_reason", "dismissed by mistake: it is the stock image")
+    site.shot("revoke-confirmation")
+    site.submit("#content form input[type=submit]")
+
+    site.wait_for_path("/admin/moderation/allowedmatch/")
+    assert "Revoked 1 exception" in site.wait_for(".messagelist .success").text
+    assert "revoked" in site.find("#result_list tbody tr").text
+    site.shot("revoked")
+    allowed.refresh_from_db()
+    assert allowed.revoked_by == moderator_account
+    assert AuditEvent.objects.filter(action="revoke", actor=moderator_account).exists()
+    assert matching.check(fingerprint_image(near)).decision == matching.REVIEW
+
+
+def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
+    site, moderator_account, tmp_path, settings, django_user_model
+):
+    """Issue 7: the moderator puts a wider distance on trial for the enforcing default list;
+    a user's near copy is accepted and recorded as "would be blocked at proposed distance 8";
+    the moderator reads it and enforces the distance; the next such upload is refused."""
+    from moderation import services
+    from moderation.models import HashList, ShadowHit
+
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+    original = images.photo(33)
+    flagged = services.flag_image(
+        file=images.upload(original, "reported.png", "PNG"),
+        reason="reported stock image",
+        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+    ).fingerprint
+    default = flagged.hash_list
+    near = tmp_path / "near.png"
+    near.write_bytes(images.encode(images.at_distance(original, 7, seed=5), "PNG"))
+    django_user_model.objects.create_user(username="fred", password=USER_PASSWORD)
+
+    # The moderator opens the list and starts a trial at distance 8.
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get(f"/admin/moderation/hashlist/{default.pk}/change/")
+    site.find(".object-tools a[href$='/trial/']").click()  # "Try a distance"
+    site.wait_for_path(f"/admin/moderation/hashlist/{default.pk}/trial/")
+    site.fill("#id_distance", "8")
+    site.shot("trial-form")
+    site.submit("#trial-propose input[type=submit]")
+    assert "Distance 8 is on trial" in site.wait_for(".messagelist .success").text
+    site.shot("trial-started")
+    admin_logout(site)
+
+    # A user uploads a near copy: accepted as before, and recorded by the trial.
+    site_login(site, "fred", USER_PASSWORD)
+    site.wait_for_path("/profile/")
+    site.find("#id_photo").send_keys(str(near))
+    site.submit("main form[enctype] button[type=submit]")
+    assert "Your profile was saved." in site.messages()
+    site_logout(site)
+    hit = ShadowHit.objects.get()
+    assert hit.label == "would be blocked at proposed distance 8"
+
+    # The moderator reads the hit on the trial page and enforces the distance.
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get(f"/admin/moderation/hashlist/{default.pk}/trial/")
+    table = site.wait_for("#trial-hits")
+    assert "would be blocked at proposed distance 8" in table.text and "fred" in table.text
+    assert "1 accepted upload would have been caught at distance 8" in site.find("#trial").text
+    site.shot("trial-hits")
+    site.submit("#trial-decision button[value=promote]")
+    assert "Distance 8 is enforced from now on." in site.wait_for(".messagelist .success").text
+    site.shot("trial-enforced")
+    assert HashList.objects.get(pk=default.pk).max_distance == 8
+    assert AuditEvent.objects.filter(action="promote", actor=moderator_account).exists()
+
+
+def test_a_moderator_opts_in_to_review_emails_from_the_queue_page(site, moderator_account):
+    """The opt-in button is a form of its own (a form nested in the changelist's form would
+    be dropped by the browser and the button would submit the changelist instead)."""
+    from moderation.models import ReviewSubscription
+
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/reviewitem/")
+    site.submit("#review-subscription input[type=submit]")
+    site.wait_for_path("/admin/moderation/reviewitem/")
+    assert site.messages()  # a message about the subscription
+    assert "at most one every 60 minutes" in site.find("#review-subscription").text
+    site.shot("subscribed")
+    assert ReviewSubscription.objects.filter(user=moderator_account).exists()
+    site.submit("#review-subscription input[type=submit]")
+    assert not ReviewSubscription.objects.filter(user=moderator_account).exists()

@@ -374,6 +374,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         ],
         "near": [],
         "shadow": [],
+        "trial": [],
     }
     assert second == {
         "path": str(other),
@@ -384,6 +385,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         "matches": [],
         "near": [],
         "shadow": [],
+        "trial": [],
     }
 
 

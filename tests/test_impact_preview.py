@@ -85,3 +85,50 @@ def test_the_preview_changes_nothing(make_profile, moderator):
     from moderation.models import FlaggedFingerprint
 
     assert not FlaggedFingerprint.objects.exists()
+
+
+# --- the vectorised comparison equals the index's rule ----------------------------------------
+
+
+def _flip(value: int, bits: int, rng) -> int:
+    for bit in rng.sample(range(64), bits):
+        value ^= 1 << bit
+    return value
+
+
+@pytest.mark.parametrize("list_distance", [None, 6, 14])
+def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_distance):
+    """The columns' XOR + popcount gives, for each stored image, exactly what a
+    ``BannedIndex`` of the selected orientations says: blocked or not, and at what distance."""
+    import random
+
+    from moderation import matching
+    from moderation.hashing import Fingerprint, to_signed
+
+    rng = random.Random(7)
+    entries = []
+    for n in range(12):
+        phash = None if n % 5 == 4 else rng.getrandbits(64)
+        entries.append((Fingerprint(rng.getrandbits(64), phash=phash), n % 7 == 6))
+    rows = []
+    for pk in range(3000):
+        base, _low = entries[pk % len(entries)]
+        dhash = _flip(base.dhash, rng.randrange(0, 20), rng)
+        phash = None if pk % 11 == 0 else _flip(base.phash or 0, rng.randrange(0, 30), rng)
+        rows.append((pk, to_signed(dhash), None if phash is None else to_signed(phash)))
+    rule = matching.MatchRule.from_settings()
+    policy = matching.list_policy(list_distance, False)
+    index = matching.BannedIndex()
+    for i, (fp, low) in enumerate(entries):
+        index.add(matching.entry_key(i, 0), fp.dhash, fp.phash, low, policy)
+
+    nearest = matching.HashColumns.load(rows).nearest_matches(
+        entries, rule=rule, list_distance=list_distance
+    )
+
+    expected = []
+    for _pk, dhash, phash in rows:
+        verdict = index.check(Fingerprint.from_signed(dhash, phash=phash), rule)
+        expected.append(verdict.nearest.distance if verdict.blocked else -1)
+    assert nearest.tolist() == expected
+    assert 100 < sum(d >= 0 for d in expected) < 2900  # both outcomes are exercised

@@ -71,7 +71,7 @@ class Command(BaseCommand):
             read += 1
             verdict = matching.without_allowed(matching.banned_set().check(fp, rule=rule), fp)
             matches = verdict.matches
-            shown = [*matches, *verdict.near, *verdict.shadow]
+            shown = [*matches, *verdict.near, *verdict.shadow, *(t.match for t in verdict.trial)]
             rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(
                 [m.fingerprint_id for m in shown]
             )
@@ -103,6 +103,15 @@ class Command(BaseCommand):
                             "matches": [as_dict(m) for m in matches],
                             "near": [as_dict(m) for m in verdict.near],
                             "shadow": [as_dict(m) for m in verdict.shadow],
+                            "trial": [
+                                {
+                                    **as_dict(t.match),
+                                    "outcome": t.outcome,
+                                    "proposed_distance": t.match.proposed_distance,
+                                    "enforced_distance": t.enforced_distance,
+                                }
+                                for t in verdict.trial
+                            ],
                         }
                     )
                 )
@@ -125,6 +134,14 @@ class Command(BaseCommand):
                             f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
                             f"{m.variant_label}, pHash distance {confirm}){low}"
                         )
+                for t in verdict.trial:
+                    fid = t.match.fingerprint_id
+                    self.stdout.write(
+                        f"    #{fid} {hexes.get(fid, '')} distance {t.match.distance}  "
+                        f"(trial, list {lists.get(fid, '')}: would be {t.outcome}ed at proposed "
+                        f"distance {t.match.proposed_distance}, enforced "
+                        f"{t.enforced_distance})"
+                    )
         if read == 0:
             raise CommandError("No image could be read.")
 

@@ -23,6 +23,9 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "view_reviewitem"),
     ("moderation", "review_upload"),
     ("moderation", "view_shadowhit"),
+    ("moderation", "view_allowedmatch"),
+    # Propose, promote or discard a hash list's trial distance (and edit the list).
+    ("moderation", "change_hashlist"),
     ("profiles", "view_profile"),
     ("profiles", "change_profile"),
 ]

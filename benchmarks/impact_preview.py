@@ -6,8 +6,8 @@
 Fills a throwaway database (SQLite in a temporary folder by default; a PostgreSQL URL works,
 its database must exist and is migrated) with N profiles whose photo hashes are random, plus
 1% near copies of the selected photo (so the preview has something to find), then times
-``services.preview_flag_impact`` for one selected photo: fingerprinting the selected file (8
-orientations; printed on its own), loading the hash columns, comparing. Prints the median and
+``services.preview_flag_impact`` for one selected photo: fingerprinting the selected file (13
+variants; printed on its own), loading the hash columns, comparing. Prints the median and
 max of ``--repeat`` runs, the count found, and for comparison the per-row loop it replaced
 (one index lookup per stored photo, kept here as ``preview_by_loop``), checking both find the
 same photos.
@@ -93,7 +93,7 @@ def fill(n: int, selected_fp, rng: random.Random) -> None:
 def preview_by_loop(instances):
     """The preview as it was before: one index lookup per stored photo, in Python."""
     from moderation import matching, registry
-    from moderation.hashing import Fingerprint, fingerprint_orientations
+    from moderation.hashing import Fingerprint, fingerprint_variants
 
     index = matching.BannedIndex()
     selected = set()
@@ -101,10 +101,10 @@ def preview_by_loop(instances):
         target = registry.target_for(instance)
         selected.add((target.key, instance.pk))
         with getattr(instance, target.file_field).open("rb") as fh:
-            variants = fingerprint_orientations(fh)
+            variants = fingerprint_variants(fh)
         low = matching.is_low_information(variants[0].information)
-        for orientation, fp in matching.stored_orientations(variants):
-            index.add(matching.entry_key(position, orientation), fp.dhash, fp.phash, low)
+        for number, fp in matching.stored_variants(variants):
+            index.add(matching.entry_key(position, number), fp.dhash, fp.phash, low)
     rule = matching.MatchRule.from_settings()
     hits = set()
     for target in registry.targets():
@@ -152,14 +152,14 @@ def main() -> None:
     print(f"database: {os.environ['DATABASE_URL']}")
 
     def fingerprint_selected():
-        from moderation.hashing import fingerprint_orientations
+        from moderation.hashing import fingerprint_variants
 
         with selected.photo.open("rb") as fh:
-            return fingerprint_orientations(fh)
+            return fingerprint_variants(fh)
 
     fp_times, _ = timed(fingerprint_selected, args.repeat)
     print(
-        "of each preview, fingerprinting the selected photo (8 orientations): "
+        "of each preview, fingerprinting the selected photo (all 13 variants): "
         f"{statistics.median(fp_times) * 1000:.0f} ms"
     )
     print(f"{'profiles':>9} | {'preview median':>14} | {'max':>8} | {'found':>5} | "

@@ -270,10 +270,10 @@ MODERATION_MIN_INFORMATION = env_int("MODERATION_MIN_INFORMATION", 20)
 # largest distance a hash list may set (every lookup reaches this far). 0 turns the queue off
 # for near misses (and limits list distances to MODERATION_MAX_DISTANCE).
 MODERATION_REVIEW_DISTANCE = env_int("MODERATION_REVIEW_DISTANCE", 16)
-# ...and whose pHash is within this many bits (<=) of it. Without this second condition every
-# upload would be queued once the banned set is large: among a million banned fingerprints
-# almost any photo has *some* dHash within 16 bits, while its pHash is far from all of them.
-# evaluate_matching (corpus, 4 seeds): 47 of 4,464 innocent files within dHash 16 + pHash 18.
+# ...and whose pHash is within this many bits (<=) of it when its dHash is within the match
+# distance; a near miss beyond the match distance needs the match's own pHash distance (see
+# MatchRule.reviews: over on both hashes is a stranger). Among a million banned fingerprints
+# almost any photo has *some* dHash within 16 bits; the pHash is what tells a near copy.
 # A flag without a pHash queues only within MODERATION_MAX_DISTANCE dHash bits.
 MODERATION_REVIEW_CONFIRM_DISTANCE = env_int("MODERATION_REVIEW_CONFIRM_DISTANCE", 18)
 # Dismissing a queued upload allows that image for that fingerprint: a later upload within

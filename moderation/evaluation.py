@@ -390,6 +390,16 @@ def decided_rate(lookups: list[Lookup]) -> float:
     return blocked / len(lookups) if lookups else 0.0
 
 
+def banned_lookups(run: Run) -> list[Lookup]:
+    """Every banned photo's copies (and originals) except the edits nothing global catches."""
+    return [
+        lu
+        for (side, name), lookups in run.lookups.items()
+        if side == "banned" and group_of(name) != "hard"
+        for lu in lookups
+    ]
+
+
 def edit_names(run: Run) -> list[str]:
     return [ORIGINAL] + [e.name for e in EDITS if ("banned", e.name) in run.lookups]
 
@@ -419,6 +429,7 @@ def missed_targets(run: Run) -> list[str]:
 def summary(run: Run) -> dict:
     """The numbers behind the report, as plain JSON-able values."""
     innocent = innocent_lookups(run)
+    missed = [lu for lu in banned_lookups(run) if lu.decision != matching.BLOCK]
     sweep = {}
     for c in PHASH_SWEEP:
         key = "dhash only" if c is None else f"phash<={c}"
@@ -459,6 +470,11 @@ def summary(run: Run) -> dict:
         },
         "innocent_files": len(innocent),
         "innocent_blocked": sum(lu.decision == matching.BLOCK for lu in innocent),
+        # The review queue's load and use at the site's rule: innocent files it would get, and
+        # banned copies that were not blocked but reach a moderator through it.
+        "innocent_queued": sum(lu.decision == matching.REVIEW for lu in innocent),
+        "banned_missed": len(missed),
+        "banned_missed_queued": sum(lu.decision == matching.REVIEW for lu in missed),
         "upright_only_dhash_blocked": {
             str(d): sum(caught(lu, d, None, upright_only=True) for lu in innocent)
             for d in range(SWEEP_MAX_DISTANCE + 1)

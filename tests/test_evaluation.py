@@ -89,6 +89,24 @@ def test_no_innocent_drawn_scene_is_blocked(report):
     assert result["innocent_blocked"] == 0
 
 
+def test_reports_the_review_queue_load_and_what_it_recovers(report):
+    out, _, _, result = report
+    # The missed copies are the per-edit misses, summed (edits nothing global catches aside).
+    per_edit_misses = sum(
+        row["banned_files"] - round(row["recall"] * row["banned_files"])
+        for name, row in result["current"].items()
+        if evaluation.group_of(name) != "hard"
+    )
+    assert result["banned_missed"] == per_edit_misses
+    assert 0 <= result["banned_missed_queued"] <= result["banned_missed"]
+    assert 0 <= result["innocent_queued"] <= result["innocent_files"]
+    assert (
+        f"review queue: {result['innocent_queued']} of {result['innocent_files']} innocent "
+        f"files would be queued; {result['banned_missed_queued']} of the "
+        f"{result['banned_missed']} banned copies not blocked"
+    ) in out
+
+
 def test_the_decision_at_the_current_settings_agrees_with_the_sweep(report, settings):
     """The real upload decision and the sweep's scoring of the same lookups must agree."""
     _, _, _, result = report

@@ -511,13 +511,34 @@ def test_a_dhash_candidate_far_in_phash_is_a_stranger_not_a_near_miss(settings):
     assert matching.decide([stranger], rule).decision == matching.PASS
 
 
-def test_a_candidate_close_in_both_hashes_but_not_matching_is_a_near_miss(settings):
+def test_a_candidate_that_misses_the_rule_on_one_hash_only_is_a_near_miss(settings):
     rule = MatchRule.from_settings()
-    near = matching.Match(
-        fingerprint_id=1, distance=14, confirm_distance=settings.MODERATION_REVIEW_CONFIRM_DISTANCE
+    over_in_phash = matching.Match(
+        fingerprint_id=1,
+        distance=settings.MODERATION_MAX_DISTANCE,
+        confirm_distance=settings.MODERATION_REVIEW_CONFIRM_DISTANCE,
     )
-    assert rule.reviews(near)
-    assert matching.decide([near], rule).decision == matching.REVIEW
+    over_in_dhash = matching.Match(
+        fingerprint_id=2,
+        distance=settings.MODERATION_REVIEW_DISTANCE,
+        confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE,
+    )
+    for near in (over_in_phash, over_in_dhash):
+        assert not rule.matches(near)
+        assert rule.reviews(near)
+        assert matching.decide([near], rule).decision == matching.REVIEW
+
+
+def test_a_candidate_over_the_rule_on_both_hashes_is_a_stranger(settings):
+    # What chance collisions look like against a large banned set: a little over on both.
+    rule = MatchRule.from_settings()
+    both_over = matching.Match(
+        fingerprint_id=1,
+        distance=settings.MODERATION_MAX_DISTANCE + 1,
+        confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE + 1,
+    )
+    assert not rule.reviews(both_over)
+    assert matching.decide([both_over], rule).decision == matching.PASS
 
 
 def test_a_near_miss_of_a_flag_without_phash_needs_the_match_distance(settings):

@@ -137,6 +137,11 @@ class Command(BaseCommand):
             f"{'innocent files blocked':<26} {'0':>6} {result['innocent_blocked']:>12}/{total} "
             f"({result['innocent_blocked'] / max(total, 1):.2%})"
         )
+        w(
+            f"review queue: {result['innocent_queued']} of {total} innocent files would be "
+            f"queued; {result['banned_missed_queued']} of the {result['banned_missed']} banned "
+            "copies not blocked (crop 20%, padding and screenshots left out) would be"
+        )
 
         w("\nAcross dHash distances (rows), for pHash confirmation off and at several distances:")
         w(

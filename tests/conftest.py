@@ -134,3 +134,32 @@ def make_profile(django_user_model):
         return Profile.objects.get(pk=profile.pk)
 
     return make
+
+
+@pytest.fixture
+def narrow_distances(settings):
+    """Block within 4 bits, review up to 10: a copy 7 bits away is a near miss. For the review
+    queue's modules (``pytest.mark.usefixtures("narrow_distances")``)."""
+    settings.MODERATION_MAX_DISTANCE = 4
+    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
+    settings.MODERATION_REVIEW_DISTANCE = 10
+
+
+@pytest.fixture
+def upload(client, user, django_capture_on_commit_callbacks):
+    """A callable: ``user`` uploads ``img`` through the real profile form (as a PNG, so the
+    pixels arrive unchanged) and the after-commit work (the recheck) runs."""
+    from django.urls import reverse
+
+    from tests import images
+
+    client.force_login(user)
+
+    def post(img):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                reverse("profile-edit"),
+                {"display_name": "Alice", "photo": images.upload(img, "me.png", "PNG")},
+            )
+
+    return post

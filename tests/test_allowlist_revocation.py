@@ -20,16 +20,9 @@ from moderation.models import AllowedMatch, AuditEvent, ReviewItem
 from tests import images
 from tests.helpers import ban
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 ALLOWLIST = "admin:moderation_allowedmatch_changelist"
-
-
-@pytest.fixture(autouse=True)
-def narrow_distances(settings):
-    settings.MODERATION_MAX_DISTANCE = 4
-    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
-    settings.MODERATION_REVIEW_DISTANCE = 10
 
 
 @pytest.fixture

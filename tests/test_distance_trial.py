@@ -22,15 +22,7 @@ from profiles.models import Profile
 from tests import images
 from tests.helpers import ban
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def narrow_distances(settings):
-    """Block within 4 bits, review up to 10: a copy 7 bits away is a near miss today."""
-    settings.MODERATION_MAX_DISTANCE = 4
-    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
-    settings.MODERATION_REVIEW_DISTANCE = 10
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 
 @pytest.fixture
@@ -43,20 +35,6 @@ def scene():
         "near": images.at_distance(original, 7, seed=5),
         "copy": images.resized(original, 0.5),
     }
-
-
-@pytest.fixture
-def upload(client, user, django_capture_on_commit_callbacks):
-    client.force_login(user)
-
-    def post(img):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(
-                reverse("profile-edit"),
-                {"display_name": "Alice", "photo": images.upload(img, "me.png", "PNG")},
-            )
-
-    return post
 
 
 def trial_url(hash_list) -> str:

@@ -16,16 +16,9 @@ from moderation.models import FlaggedFingerprint, ReviewItem, ReviewSubscription
 from profiles.services import profile_for, profile_set_photo
 from tests import images
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 SUBSCRIBE = "admin:moderation_review_subscription"
-
-
-@pytest.fixture(autouse=True)
-def narrow_distances(settings):
-    settings.MODERATION_MAX_DISTANCE = 4
-    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
-    settings.MODERATION_REVIEW_DISTANCE = 10
 
 
 @pytest.fixture

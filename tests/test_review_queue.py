@@ -21,17 +21,9 @@ from profiles.models import Profile
 from tests import images
 from tests.helpers import ban
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 QUEUE = "admin:moderation_reviewitem_changelist"
-
-
-@pytest.fixture(autouse=True)
-def narrow_distances(settings):
-    """Block within 4 bits, review up to 10: a copy 7 bits away is a near miss."""
-    settings.MODERATION_MAX_DISTANCE = 4
-    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
-    settings.MODERATION_REVIEW_DISTANCE = 10
 
 
 
@@ -39,20 +31,6 @@ def narrow_distances(settings):
 def alice_client(client, user):
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def upload(alice_client, django_capture_on_commit_callbacks):
-    """A callable: alice uploads ``img`` through the real form; after-commit work runs."""
-
-    def post(img):
-        with django_capture_on_commit_callbacks(execute=True):
-            return alice_client.post(
-                reverse("profile-edit"),
-                {"display_name": "Alice", "photo": images.upload(img, "me.png", "PNG")},
-            )
-
-    return post
 
 
 @pytest.fixture

@@ -31,20 +31,6 @@ def ban(img, hash_list):
     ).fingerprint
 
 
-@pytest.fixture
-def upload(client, user, django_capture_on_commit_callbacks):
-    client.force_login(user)
-
-    def post(img):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(
-                reverse("profile-edit"),
-                {"display_name": "Alice", "photo": images.upload(img, "me.png", "PNG")},
-            )
-
-    return post
-
-
 def test_a_shadow_list_match_does_not_block_but_is_reported_apart(trial):
     flagged = ban(images.photo(990), trial)
     verdict = matching.check(fingerprint_image(images.photo(990)))

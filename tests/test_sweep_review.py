@@ -11,15 +11,7 @@ from moderation.models import AllowedMatch, FlaggedFingerprint, ReviewItem
 from profiles.models import Profile
 from tests import images
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def narrow_distances(settings):
-    """Block within 4 bits, review up to 10: a copy 7 bits away is a near miss."""
-    settings.MODERATION_MAX_DISTANCE = 4
-    settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
-    settings.MODERATION_REVIEW_DISTANCE = 10
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 
 def flag(img, django_capture_on_commit_callbacks) -> FlaggedFingerprint:

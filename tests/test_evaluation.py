@@ -102,8 +102,8 @@ def test_reports_the_review_queue_load_and_what_it_recovers(report):
     assert 0 <= result["innocent_queued"] <= result["innocent_files"]
     assert (
         f"review queue: {result['innocent_queued']} of {result['innocent_files']} innocent "
-        f"files would be queued; {result['banned_missed_queued']} of the "
-        f"{result['banned_missed']} banned copies not blocked"
+        f"files would be queued, and {result['banned_missed_queued']} of the "
+        f"{result['banned_missed']} banned copies that were not blocked"
     ) in out
 
 

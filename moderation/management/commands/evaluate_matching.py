@@ -139,8 +139,8 @@ class Command(BaseCommand):
         )
         w(
             f"review queue: {result['innocent_queued']} of {total} innocent files would be "
-            f"queued; {result['banned_missed_queued']} of the {result['banned_missed']} banned "
-            "copies not blocked (crop 20%, padding and screenshots left out) would be"
+            f"queued, and {result['banned_missed_queued']} of the {result['banned_missed']} "
+            "banned copies that were not blocked (crop 20%, padding and screenshots left out)"
         )
 
         w("\nAcross dHash distances (rows), for pHash confirmation off and at several distances:")

@@ -477,7 +477,8 @@ def print_decisions(photos: list[bytes]) -> None:
     banned.sync()
     decisions: dict[str, int] = {}
     for data in photos:
-        verdict = banned.check(upload_fingerprints(io.BytesIO(data))[0], sync=False)
+        checked = upload_fingerprints(io.BytesIO(data))
+        verdict = banned.check(checked.frames[0], sync=False, centre=checked.centre)
         decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
     print(
         "  decisions for these uploads: "

@@ -43,6 +43,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from moderation import matching
 from moderation.hashing import fingerprint_variants, open_image
 from moderation.validators import upload_fingerprints
+from moderation.variants import CENTRE
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -319,16 +320,23 @@ def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
 def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) -> Lookup:
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
     the site stores, and any further animation frames), checked against the index."""
-    frames = upload_fingerprints(io.BytesIO(data))
-    verdicts = [index.check(fp, rule) for fp in frames]
+    checked = upload_fingerprints(io.BytesIO(data))
+    frames = checked.frames
+    verdicts = [
+        index.check(fp, rule, centre=checked.centre if i == 0 else None)
+        for i, fp in enumerate(frames)
+    ]
     decision = next(
         (v.decision for v in verdicts if v.blocked),
         next((v.decision for v in verdicts if v.decision == matching.REVIEW), matching.PASS),
     )
+    reach = max(SWEEP_MAX_DISTANCE, rule.radius)
+    found = [m for fp in frames for m in index.candidates(fp, reach)]
+    # The upload's centre against the flags' centre variants, as the upload path compares it.
+    found += [m for m in index.candidates(checked.centre, reach) if m.variant == CENTRE]
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
-        for fp in frames
-        for m in index.candidates(fp, max(SWEEP_MAX_DISTANCE, rule.radius))
+        for m in found
         if not m.low_information
     ]
     return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 3))

@@ -93,7 +93,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
-from moderation.variants import VARIANTS, Variant, crop_box
+from moderation.variants import CENTRE, VARIANTS, Variant, crop_box
 
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
 # version that made them, and `manage.py reindex` recomputes the ones that are older.
@@ -704,6 +704,31 @@ def frame_fingerprints(
     if decoded.format in _JPEG_FORMATS:
         return [first]  # no animation, and no second look at the file (the common case)
     return [first, *further_frame_fingerprints(file, max_frames=max_frames)]
+
+
+@dataclass(frozen=True)
+class CheckFingerprints:
+    """What an upload is checked with: every frame's fingerprint, and the first frame's centre
+    (``variants.CENTRE``), which is compared with the flags' centre variants only. Cutting the
+    edges off both sides takes away what edits add there: the black corners of a slightly
+    rotated copy, most of a meme caption's bands."""
+
+    frames: list[Fingerprint]
+    centre: Fingerprint
+
+
+def check_fingerprints(
+    file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
+) -> CheckFingerprints:
+    """``frame_fingerprints(file)`` and the first frame's centre, from one decode."""
+    decoded = _decode_for_hashing(file)  # every check on the file itself happens here
+    first = _fingerprint_decoded(decoded)
+    centre = _fingerprint_decoded(decoded, VARIANTS[CENTRE])
+    if decoded.format in _JPEG_FORMATS:
+        return CheckFingerprints([first], centre)
+    return CheckFingerprints(
+        [first, *further_frame_fingerprints(file, max_frames=max_frames)], centre
+    )
 
 
 def further_frame_fingerprints(

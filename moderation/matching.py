@@ -59,7 +59,7 @@ from django.db.models import Max
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import Fingerprint, to_unsigned
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
-from moderation.variants import VARIANTS
+from moderation.variants import CENTRE, VARIANTS
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
@@ -99,6 +99,7 @@ class Match:
     list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
     proposed_distance: int | None = None  # a distance on trial for the flag's list, if any
+    by_centre: bool = False  # found by the upload's centre (distances are centre to centre)
 
     @property
     def variant_label(self) -> str:
@@ -257,13 +258,14 @@ def decide(candidates: list[Match], rule: MatchRule) -> Verdict:
     ]
     decision = _decision(matched, near)
 
-    def closeness(m: Match) -> tuple[int, int]:
-        return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
-
     trial = [] if rule.override else _trials(enforced, rule)
     return Verdict(
-        decision, matched, _one_per_flag(sorted(candidates, key=closeness)), near, shadow, trial
+        decision, matched, _one_per_flag(sorted(candidates, key=_closeness)), near, shadow, trial
     )
+
+
+def _closeness(m: Match) -> tuple[int, int]:
+    return m.distance, 65 if m.confirm_distance is None else m.confirm_distance
 
 
 def _severity(match: Match, rule: MatchRule) -> int:
@@ -465,11 +467,35 @@ class BannedIndex:
             )
         ]
 
-    def check(self, fingerprint: Fingerprint, rule: MatchRule) -> Verdict:
+    def check(
+        self, fingerprint: Fingerprint, rule: MatchRule, *, centre: Fingerprint | None = None
+    ) -> Verdict:
+        """The verdict for an upload of ``fingerprint``. With ``centre`` (the upload's centre,
+        ``hashing.check_fingerprints``), an upload the whole image does not block is blocked
+        when its centre matches a flag's centre variant (``centre_matches``)."""
         # Only candidates the rule could act on: a match or a near miss needs its pHash within
         # the larger of the two pHash distances (or no pHash at all).
         cap = max(rule.max_confirm_distance, rule.review_confirm_distance)
-        return decide(self.candidates(fingerprint, rule.radius, cap), rule)
+        candidates = self.candidates(fingerprint, rule.radius, cap)
+        verdict = decide(candidates, rule)
+        if centre is None or verdict.blocked:
+            return verdict
+        by_centre = self.centre_matches(centre, rule)
+        if not by_centre:
+            return verdict
+        return decide(sorted(candidates + by_centre, key=_closeness), rule)
+
+    def centre_matches(self, centre: Fingerprint, rule: MatchRule) -> list[Match]:
+        """The flags' centre variants that an upload's centre matches under ``rule``. Like with
+        like only (centre against centre: against the other variants it would only add chances
+        of collision), and matches only (no near misses from the centre). Measured with
+        ``evaluate_matching`` (README): 3° rotations 1.00 on every seed, no innocent file
+        blocked."""
+        return [
+            replace(m, by_centre=True)
+            for m in self.candidates(centre, rule.radius, rule.max_confirm_distance)
+            if m.variant == CENTRE and rule.matches(m)
+        ]
 
     def nbytes(self) -> int:
         return self._index.nbytes() + self._data.nbytes()
@@ -616,8 +642,16 @@ class BannedSet:
             else:
                 self._apply_changes_after(self._last_change_id)
 
-    def check(self, fingerprint: Fingerprint, *, rule: MatchRule | None = None, sync: bool = True):
-        """The ``Verdict`` an upload of ``fingerprint`` gets (the site's rule by default).
+    def check(
+        self,
+        fingerprint: Fingerprint,
+        *,
+        rule: MatchRule | None = None,
+        sync: bool = True,
+        centre: Fingerprint | None = None,
+    ):
+        """The ``Verdict`` an upload of ``fingerprint`` gets (the site's rule by default);
+        ``centre``: the upload's centre, see ``BannedIndex.check``.
 
         ``sync=False`` skips the change-log query; only for a caller that has just called
         ``sync()`` itself and looks up many hashes in a row (the full sweep).
@@ -626,7 +660,7 @@ class BannedSet:
         if sync:
             self.sync()
         with self._lock:
-            return self._index.check(fingerprint, rule)
+            return self._index.check(fingerprint, rule, centre=centre)
 
     def find(
         self, fingerprint: Fingerprint, max_distance: int | None = None, *, sync: bool = True

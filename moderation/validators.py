@@ -15,9 +15,10 @@ from django.utils.translation import gettext_lazy as _
 
 from moderation import matching, registry
 from moderation.hashing import (
+    CheckFingerprints,
     Fingerprint,
+    check_fingerprints,
     fingerprint,
-    frame_fingerprints,
     further_frame_fingerprints,
 )
 
@@ -48,8 +49,9 @@ def checked_instead(upload: Any, replacement: Any, further_frames: list[Fingerpr
     return replacement
 
 
-def upload_fingerprints(file: Any) -> list[Fingerprint]:
-    """The fingerprints an upload of ``file`` is checked with, first frame first.
+def upload_fingerprints(file: Any) -> CheckFingerprints:
+    """The fingerprints an upload of ``file`` is checked with: frames (first first) and the
+    first frame's centre.
 
     Where the registered app stores a re-encoding (``registry.ImageTarget.store_as``) and checks
     that, as the profile form does: the re-encoding's fingerprint, then the upload's further
@@ -59,9 +61,9 @@ def upload_fingerprints(file: Any) -> list[Fingerprint]:
     """
     store_as = registry.upload_store_as()
     if store_as is None:
-        return frame_fingerprints(file)
-    stored = fingerprint(store_as(file))
-    return [stored, *further_frame_fingerprints(file)]
+        return check_fingerprints(file)
+    stored = check_fingerprints(store_as(file))
+    return CheckFingerprints([*stored.frames, *further_frame_fingerprints(file)], stored.centre)
 
 
 def fingerprint_of(file: Any) -> Fingerprint:
@@ -116,12 +118,19 @@ class BannedImageValidator:
         # checked when it was uploaded; the sweep covers it since.
         if getattr(value, "_committed", False) is True:
             return
-        frames = frame_fingerprints(value) + _further_frames(value)
+        checked = check_fingerprints(value)
+        frames = checked.frames + _further_frames(value)
         _remember(value, FINGERPRINT_ATTR, frames[0])
         banned = matching.banned_set()
         banned.sync()  # once for all frames
         verdicts = [
-            (matching.without_allowed(banned.check(fp, sync=False), fp), fp) for fp in frames
+            (
+                matching.without_allowed(
+                    banned.check(fp, sync=False, centre=checked.centre if i == 0 else None), fp
+                ),
+                fp,
+            )
+            for i, fp in enumerate(frames)
         ]
         for verdict, fp in verdicts:
             if verdict.decision == matching.REVIEW:
@@ -134,13 +143,17 @@ class BannedImageValidator:
         found = [(verdict.nearest, fp) for verdict, fp in verdicts if verdict.blocked]
         if found:
             nearest, fp = min(found, key=lambda pair: pair[0].distance)
+            frame = frames.index(fp) + 1
+            if nearest.by_centre:
+                fp = checked.centre  # its distances are centre to centre: record that hash
             _remember(value, FINGERPRINT_ATTR, fp)
             _remember(value, MATCH_ATTR, nearest)
             logger.info(
-                "refused upload %s (frame %s of %s): banned fingerprint #%s at distance %s",
+                "refused upload %s (frame %s of %s%s): banned fingerprint #%s at distance %s",
                 fp.hex,
-                frames.index(fp) + 1,
+                frame,
                 len(frames),
+                ", its centre" if nearest.by_centre else "",
                 nearest.fingerprint_id,
                 nearest.distance,
             )

@@ -80,6 +80,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(f"centre ({CENTRE_CUT:.0%} cut around)", cut=(CENTRE_CUT / 2,) * 4),
 )
 
+# The centre variant's number: an upload's own centre is also compared with it (and only with
+# it), see ``hashing.check_fingerprints``.
+CENTRE = next(n for n, v in enumerate(VARIANTS) if v.cut == (CENTRE_CUT / 2,) * 4)
+
 # The orientations alone (numbers 0-7), as (label, transpose).
 ORIENTATIONS: tuple[tuple[str, Image.Transpose | None], ...] = tuple(
     (v.label, v.transpose) for v in VARIANTS if not v.is_crop

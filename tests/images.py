@@ -76,22 +76,32 @@ def brightened(img: Image.Image, factor: float) -> Image.Image:
     return ImageEnhance.Brightness(img).enhance(factor)
 
 
-def at_distance(img: Image.Image, bits: int, seed: int = 0, tries: int = 4000) -> Image.Image:
+def at_distance(
+    img: Image.Image,
+    bits: int,
+    seed: int = 0,
+    tries: int = 4000,
+    inside: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+) -> Image.Image:
     """A copy of ``img`` whose dHash is exactly ``bits`` away from the original's.
 
     Paints small random rectangles one at a time, keeping each only if it does not overshoot,
     so the result still looks like the original with a few blemishes. PNG keeps it lossless.
+    ``inside`` (left, top, right, bottom, as fractions) is where the rectangles start: e.g. the
+    middle of the picture, so that its centre moves as much as the whole.
     """
     rng = random.Random(seed)
     target = fingerprint_image(img).dhash
     current = img.copy()
     w, h = img.size
+    left, top, right, bottom = inside
     for _ in range(tries):
         distance = hamming(fingerprint_image(current).dhash, target)
         if distance == bits:
             return current
         candidate = current.copy()
-        x, y = rng.randrange(w), rng.randrange(h)
+        x = rng.randrange(int(w * left), max(int(w * left) + 1, int(w * right)))
+        y = rng.randrange(int(h * top), max(int(h * top) + 1, int(h * bottom)))
         size = rng.randint(w // 30, w // 8)
         ImageDraw.Draw(candidate).rectangle(
             [x, y, x + size, y + size], fill=tuple(rng.randrange(256) for _ in range(3))

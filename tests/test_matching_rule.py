@@ -501,6 +501,29 @@ def test_a_flag_page_lists_every_stored_variant(admin_client):
     assert "turned 90° clockwise" in page and "cut off the left" in page
 
 
+# --- the upload's centre -----------------------------------------------------------------------
+
+
+def test_an_uploads_centre_is_compared_with_the_flags_centre_variants_only(settings):
+    from moderation.variants import CENTRE
+
+    rule = MatchRule.from_settings()
+    whole = Fingerprint(0x0F0F_0F0F_0F0F_0F0F, phash=0x1234_5678_9ABC_DEF0)
+    centre = Fingerprint(0xAAAA_5555_AAAA_5555, phash=0x0FED_CBA9_8765_4321)
+    index = BannedIndex()
+    # Flag 1's *upright* variant equals the upload's centre: not a like-for-like comparison.
+    index.add(entry_key(1, 0), centre.dhash, centre.phash, False)
+    assert index.check(whole, rule, centre=centre).decision == matching.PASS
+    # Flag 2's centre variant equals it: blocked, and the match says it came from the centre.
+    index.add(entry_key(2, CENTRE), centre.dhash, centre.phash, False)
+    verdict = index.check(whole, rule, centre=centre)
+    assert verdict.decision == matching.BLOCK
+    assert verdict.nearest.fingerprint_id == 2 and verdict.nearest.by_centre
+    assert verdict.nearest.variant == CENTRE
+    # Without the centre (stored photos in a sweep, check_image) nothing changes.
+    assert index.check(whole, rule).decision == matching.PASS
+
+
 # --- near misses (the review queue's entry rule) ----------------------------------------------
 
 

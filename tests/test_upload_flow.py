@@ -7,6 +7,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from PIL import Image
 
 from profiles.models import Profile
 from tests import images
@@ -69,8 +70,40 @@ def test_evaluation_hashes_a_file_as_the_upload_form_does(alice_client, user):
     response = alice_client.post(reverse("profile-edit"), {"display_name": "A", "photo": photo})
     assert response.status_code == 302
     stored = Profile.objects.get(user=user)
-    (fp,) = upload_fingerprints(io.BytesIO(data))
+    (fp,) = upload_fingerprints(io.BytesIO(data)).frames
     assert (fp.signed, fp.phash_signed) == (stored.photo_dhash, stored.photo_phash)
+
+
+def test_a_copy_whose_centre_alone_matches_is_refused_and_recorded_with_the_centre_hash(
+    alice_client, user, settings
+):
+    # A copy turned 3 degrees (black corners): its whole dHash moves further than its centre's.
+    from moderation.hashing import hamming
+    from moderation.models import RefusedUpload
+    from moderation.validators import upload_fingerprints
+    from moderation.variants import CENTRE
+
+    original = images.photo(9, (800, 600)).convert("RGB")
+    flagged = ban(original)
+    turned = original.rotate(3, resample=Image.Resampling.BICUBIC)
+    data = images.encode(turned, "JPEG", quality=90)
+    checked = upload_fingerprints(io.BytesIO(data))
+    variants = {v.variant: v.fingerprint for v in flagged.variants.all()}
+    whole = min(hamming(checked.frames[0].dhash, fp.dhash) for fp in variants.values())
+    centre = hamming(checked.centre.dhash, variants[CENTRE].dhash)
+    assert centre < whole  # the premise: the centre is the closer comparison
+    settings.MODERATION_MAX_DISTANCE = centre  # within reach of the centre only
+
+    photo = SimpleUploadedFile("turned.jpg", data, "image/jpeg")
+    response = alice_client.post(reverse("profile-edit"), {"display_name": "A", "photo": photo})
+
+    assert response.status_code == 200 and GENERIC in response.content.decode()
+    refused = RefusedUpload.objects.get()
+    assert (refused.dhash, refused.nearest_id, refused.distance) == (
+        checked.centre.signed,
+        flagged.pk,
+        centre,
+    )
 
 
 def test_a_banned_picture_in_a_later_frame_is_refused_though_only_the_first_is_stored(

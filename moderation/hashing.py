@@ -689,23 +689,6 @@ def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fing
     return [_fingerprint_decoded(decoded, variant) for variant in VARIANTS]
 
 
-def frame_fingerprints(
-    file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
-) -> list[Fingerprint]:
-    """The fingerprint of every frame an upload holds, first frame first.
-
-    A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
-    validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
-    are previews and depth maps) gives ``[fingerprint(file)]``. See ``further_frame_fingerprints``
-    for the bounds.
-    """
-    decoded = _decode_for_hashing(file)  # every check on the file itself happens here
-    first = _fingerprint_decoded(decoded)
-    if decoded.format in _JPEG_FORMATS:
-        return [first]  # no animation, and no second look at the file (the common case)
-    return [first, *further_frame_fingerprints(file, max_frames=max_frames)]
-
-
 @dataclass(frozen=True)
 class CheckFingerprints:
     """What an upload is checked with: every frame's fingerprint, and the first frame's centre
@@ -720,7 +703,14 @@ class CheckFingerprints:
 def check_fingerprints(
     file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
 ) -> CheckFingerprints:
-    """``frame_fingerprints(file)`` and the first frame's centre, from one decode."""
+    """The fingerprint of every frame an upload holds (first frame first) and the first
+    frame's centre, from one decode of the file.
+
+    A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
+    validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
+    are previews and depth maps) has one frame, and the file is not looked at again. See
+    ``further_frame_fingerprints`` for the bounds on animations.
+    """
     decoded = _decode_for_hashing(file)  # every check on the file itself happens here
     first = _fingerprint_decoded(decoded)
     centre = _fingerprint_decoded(decoded, VARIANTS[CENTRE])

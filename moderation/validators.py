@@ -98,7 +98,7 @@ class BannedImageValidator:
     ``MODERATION_MAX_DISTANCE`` of any variant -- orientation or crop -- of a flagged image,
     confirmed by pHash).
 
-    Every frame of an animation is compared (bounded, see ``hashing.frame_fingerprints``): a
+    Every frame of an animation is compared (bounded, see ``hashing.check_fingerprints``): a
     banned picture hidden as frame 7 is refused like one shown first. Also refuses anything that
     is not a safely decodable JPEG, PNG, GIF or WebP, with the specific error from
     ``moderation.hashing``.

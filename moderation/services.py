@@ -513,6 +513,16 @@ def hash_list_propose_distance(
 _SWEEP_BY_IDS_LIMIT = 1000
 
 
+def _locked_list_on_trial(hash_list: HashList) -> HashList:
+    """The list, locked with the banned-set writers' lock (inside the caller's transaction);
+    ``ValidationError`` (code ``no_trial``) when no distance is on trial."""
+    _lock_banned_set()
+    locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+    if locked.proposed_distance is None:
+        raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+    return locked
+
+
 def hash_list_promote_distance(
     *, hash_list: HashList, actor: AbstractBaseUser | None = None
 ) -> HashList:
@@ -521,10 +531,7 @@ def hash_list_promote_distance(
     stored are swept against the list after commit, as after a flag. Audited.
     ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
     with transaction.atomic():
-        _lock_banned_set()
-        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
-        if locked.proposed_distance is None:
-            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        locked = _locked_list_on_trial(hash_list)
         before = locked.effective_distance
         _check_list_distance(locked.proposed_distance)  # the setting may have shrunk since
         locked.max_distance = locked.proposed_distance
@@ -556,10 +563,7 @@ def hash_list_discard_distance(
     """End the list's trial without changing what it enforces. Audited; the hits recorded
     during the trial stay. ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
     with transaction.atomic():
-        _lock_banned_set()
-        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
-        if locked.proposed_distance is None:
-            raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+        locked = _locked_list_on_trial(hash_list)
         proposed = locked.proposed_distance
         locked.proposed_distance = None
         locked.save(update_fields=["proposed_distance"])

@@ -163,3 +163,22 @@ def upload(client, user, django_capture_on_commit_callbacks):
             )
 
     return post
+
+
+@pytest.fixture
+def dev_media_urls(settings):
+    """config.urls as ``runserver`` loads it: DEBUG on, media served by Django from
+    MEDIA_ROOT; put back as it was afterwards."""
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    import config.urls
+
+    settings.DEBUG = True
+    importlib.reload(config.urls)
+    clear_url_caches()
+    yield
+    settings.DEBUG = False
+    importlib.reload(config.urls)
+    clear_url_caches()

@@ -11,14 +11,13 @@ and the audit trail (and the refused-upload record) cannot be changed in the adm
 
 from __future__ import annotations
 
-import importlib
 import re
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.urls import clear_url_caches, resolve, reverse
+from django.urls import resolve, reverse
 
 from moderation import services
 from moderation.hashing import fingerprint
@@ -582,20 +581,6 @@ def test_admin_actions_do_not_run_from_a_get(as_role, world):
 
 
 # --- quarantine has no public URL ---------------------------------------------------------------
-
-
-@pytest.fixture
-def dev_media_urls(settings):
-    """config.urls as ``runserver`` loads it: media served by Django from MEDIA_ROOT."""
-    import config.urls
-
-    settings.DEBUG = True
-    importlib.reload(config.urls)
-    clear_url_caches()
-    yield
-    settings.DEBUG = False
-    importlib.reload(config.urls)
-    clear_url_caches()
 
 
 def test_quarantined_files_are_not_reachable_by_any_public_url(dev_media_urls, as_role, world):

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import threading
 from io import StringIO
@@ -27,7 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
-from django.urls import clear_url_caches, reverse
+from django.urls import reverse
 from PIL import Image
 
 from moderation import services
@@ -82,20 +81,6 @@ def test_stored_photo_is_a_reencoding_upright_and_without_metadata(alice_client,
         assert img.format == "JPEG"
         assert img.size == (640, 480)  # orientation applied once and for all
         assert not img.getexif() and "exif" not in img.info
-
-
-@pytest.fixture
-def dev_media_urls(settings):
-    """config.urls as ``runserver`` loads it (DEBUG on: media served by Django)."""
-    import config.urls
-
-    settings.DEBUG = True
-    importlib.reload(config.urls)
-    clear_url_caches()
-    yield
-    settings.DEBUG = False
-    importlib.reload(config.urls)
-    clear_url_caches()
 
 
 def test_media_is_served_as_image_jpeg_with_nosniff(dev_media_urls, alice_with_photo):

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from moderation.hashing import fingerprint
+from moderation.hashing import Fingerprint, fingerprint
 from moderation.tasks import recheck_image_task
 from moderation.validators import fingerprint_of
 from profiles.models import Profile, photo_upload_to
@@ -43,6 +43,27 @@ def _delete_file_after_commit(storage, name: str) -> None:
     transaction.on_commit(delete)
 
 
+def _save_photo(profile: Profile, name: str, fp: Fingerprint | None) -> None:
+    """Point the profile at a stored photo and its fingerprint (or at none: ``""``, None)."""
+    profile.photo = name
+    profile.photo_dhash = fp.signed if fp else None
+    profile.photo_phash = fp.phash_signed if fp else None
+    profile.photo_pipeline_version = fp.pipeline_version if fp else None
+    profile.photo_checked_at = timezone.now() if fp else profile.photo_checked_at
+    profile.photo_missing_since = None
+    profile.save(
+        update_fields=[
+            "photo",
+            "photo_dhash",
+            "photo_phash",
+            "photo_pipeline_version",
+            "photo_checked_at",
+            "photo_missing_since",
+            "updated_at",
+        ]
+    )
+
+
 def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     """Store a validated upload as the profile's photo (re-encoded, under a random name).
 
@@ -65,23 +86,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     old_name = profile.photo.name
     try:
         with transaction.atomic():
-            profile.photo = new_name
-            profile.photo_dhash = stored_fp.signed
-            profile.photo_phash = stored_fp.phash_signed
-            profile.photo_pipeline_version = stored_fp.pipeline_version
-            profile.photo_checked_at = timezone.now()
-            profile.photo_missing_since = None
-            profile.save(
-                update_fields=[
-                    "photo",
-                    "photo_dhash",
-                    "photo_phash",
-                    "photo_pipeline_version",
-                    "photo_checked_at",
-                    "photo_missing_since",
-                    "updated_at",
-                ]
-            )
+            _save_photo(profile, new_name, stored_fp)
             if old_name:
                 _delete_file_after_commit(storage, old_name)
             transaction.on_commit(
@@ -103,21 +108,7 @@ def profile_remove_photo(*, profile: Profile) -> bool:
         return False
     with transaction.atomic():
         old_name, storage = profile.photo.name, profile.photo.storage
-        profile.photo = ""
-        profile.photo_dhash = None
-        profile.photo_phash = None
-        profile.photo_pipeline_version = None
-        profile.photo_missing_since = None
-        profile.save(
-            update_fields=[
-                "photo",
-                "photo_dhash",
-                "photo_phash",
-                "photo_pipeline_version",
-                "photo_missing_since",
-                "updated_at",
-            ]
-        )
+        _save_photo(profile, "", None)
         _delete_file_after_commit(storage, old_name)
     return True
 

@@ -478,7 +478,7 @@ def print_decisions(photos: list[bytes]) -> None:
     decisions: dict[str, int] = {}
     for data in photos:
         checked = upload_fingerprints(io.BytesIO(data))
-        verdict = banned.check(checked.frames[0], sync=False, centre=checked.centre)
+        verdict = banned.check(checked.frames[0], sync=False, cuts=checked.cuts)
         decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
     print(
         "  decisions for these uploads: "

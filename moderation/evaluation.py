@@ -43,7 +43,6 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from moderation import matching
 from moderation.hashing import fingerprint_variants, open_image
 from moderation.validators import upload_fingerprints
-from moderation.variants import CENTRE
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -323,7 +322,7 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
     checked = upload_fingerprints(io.BytesIO(data))
     frames = checked.frames
     verdicts = [
-        index.check(fp, rule, centre=checked.centre if i == 0 else None)
+        index.check(fp, rule, cuts=checked.cuts if i == 0 else None)
         for i, fp in enumerate(frames)
     ]
     decision = next(
@@ -332,8 +331,13 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
     )
     reach = max(SWEEP_MAX_DISTANCE, rule.radius)
     found = [m for fp in frames for m in index.candidates(fp, reach)]
-    # The upload's centre against the flags' centre variants, as the upload path compares it.
-    found += [m for m in index.candidates(checked.centre, reach) if m.variant == CENTRE]
+    # The upload's cuts against the same variant of the flags, as the upload path compares them.
+    found += [
+        m
+        for number, cut in checked.cuts.items()
+        for m in index.candidates(cut, reach)
+        if m.variant == number
+    ]
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
         for m in found

@@ -93,7 +93,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
-from moderation.variants import CENTRE, VARIANTS, Variant, crop_box
+from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
 # version that made them, and `manage.py reindex` recomputes the ones that are older.
@@ -103,7 +103,8 @@ from moderation.variants import CENTRE, VARIANTS, Variant, crop_box
 # 4: flags also store crop variants (``variants.VARIANTS``), and the pHash thumbnail comes from
 #    a box-reduced image (PHASH_REDUCING_GAP, see above). One bump for both: neither shipped
 #    on its own.
-PIPELINE_VERSION = 4
+# 5: flags also store the caption band (``variants.BAND``).
+PIPELINE_VERSION = 5
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 # Pillow opens a multi-picture JPEG (phone cameras' MPO: a JPEG plus depth or preview frames)
@@ -691,20 +692,20 @@ def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fing
 
 @dataclass(frozen=True)
 class CheckFingerprints:
-    """What an upload is checked with: every frame's fingerprint, and the first frame's centre
-    (``variants.CENTRE``), which is compared with the flags' centre variants only. Cutting the
-    edges off both sides takes away what edits add there: the black corners of a slightly
-    rotated copy, most of a meme caption's bands."""
+    """What an upload is checked with: every frame's fingerprint, and the first frame cut as
+    each of ``variants.UPLOAD_CUTS`` (``cuts``: variant number -> fingerprint), each compared
+    with that variant of the flags only. Cutting the edges takes away what edits add there: the
+    black corners of a slightly rotated copy (the centre), a meme caption (the caption band)."""
 
     frames: list[Fingerprint]
-    centre: Fingerprint
+    cuts: dict[int, Fingerprint]
 
 
 def check_fingerprints(
     file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
 ) -> CheckFingerprints:
     """The fingerprint of every frame an upload holds (first frame first) and the first
-    frame's centre, from one decode of the file.
+    frame's cuts, from one decode of the file.
 
     A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
     validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
@@ -713,11 +714,11 @@ def check_fingerprints(
     """
     decoded = _decode_for_hashing(file)  # every check on the file itself happens here
     first = _fingerprint_decoded(decoded)
-    centre = _fingerprint_decoded(decoded, VARIANTS[CENTRE])
+    cuts = {number: _fingerprint_decoded(decoded, VARIANTS[number]) for number in UPLOAD_CUTS}
     if decoded.format in _JPEG_FORMATS:
-        return CheckFingerprints([first], centre)
+        return CheckFingerprints([first], cuts)
     return CheckFingerprints(
-        [first, *further_frame_fingerprints(file, max_frames=max_frames)], centre
+        [first, *further_frame_fingerprints(file, max_frames=max_frames)], cuts
     )
 
 

@@ -49,7 +49,7 @@ microsecond per candidate, in one vectorised call per lookup.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -59,7 +59,7 @@ from django.db.models import Max
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import Fingerprint, to_unsigned
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
-from moderation.variants import CENTRE, VARIANTS
+from moderation.variants import VARIANTS
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
@@ -99,7 +99,7 @@ class Match:
     list_distance: int | None = None  # the flag's hash list's own dHash distance, if any
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
     proposed_distance: int | None = None  # a distance on trial for the flag's list, if any
-    by_centre: bool = False  # found by the upload's centre (distances are centre to centre)
+    by_cut: bool = False  # found by the upload cut as ``variant`` (distances are cut to cut)
 
     @property
     def variant_label(self) -> str:
@@ -468,33 +468,38 @@ class BannedIndex:
         ]
 
     def check(
-        self, fingerprint: Fingerprint, rule: MatchRule, *, centre: Fingerprint | None = None
+        self,
+        fingerprint: Fingerprint,
+        rule: MatchRule,
+        *,
+        cuts: Mapping[int, Fingerprint] | None = None,
     ) -> Verdict:
-        """The verdict for an upload of ``fingerprint``. With ``centre`` (the upload's centre,
-        ``hashing.check_fingerprints``), an upload the whole image does not block is blocked
-        when its centre matches a flag's centre variant (``centre_matches``)."""
+        """The verdict for an upload of ``fingerprint``. With ``cuts`` (the upload cut as some
+        variants, ``hashing.check_fingerprints``), an upload the whole image does not block is
+        blocked when one of its cuts matches the same variant of a flag (``cut_matches``)."""
         # Only candidates the rule could act on: a match or a near miss needs its pHash within
         # the larger of the two pHash distances (or no pHash at all).
         cap = max(rule.max_confirm_distance, rule.review_confirm_distance)
         candidates = self.candidates(fingerprint, rule.radius, cap)
         verdict = decide(candidates, rule)
-        if centre is None or verdict.blocked:
+        if not cuts or verdict.blocked:
             return verdict
-        by_centre = self.centre_matches(centre, rule)
-        if not by_centre:
+        by_cut = self.cut_matches(cuts, rule)
+        if not by_cut:
             return verdict
-        return decide(sorted(candidates + by_centre, key=_closeness), rule)
+        return decide(sorted(candidates + by_cut, key=_closeness), rule)
 
-    def centre_matches(self, centre: Fingerprint, rule: MatchRule) -> list[Match]:
-        """The flags' centre variants that an upload's centre matches under ``rule``. Like with
-        like only (centre against centre: against the other variants it would only add chances
-        of collision), and matches only (no near misses from the centre). Measured with
-        ``evaluate_matching`` (README): 3° rotations 1.00 on every seed, no innocent file
-        blocked."""
+    def cut_matches(self, cuts: Mapping[int, Fingerprint], rule: MatchRule) -> list[Match]:
+        """The flags' variants that the upload's cuts (variant number -> fingerprint) match
+        under ``rule``. Like with like only (a centre against centres, a caption band against
+        caption bands: against the other variants a cut would only add chances of collision),
+        and matches only (no near misses from a cut). Measured with ``evaluate_matching``
+        (README): 3° rotations and captions 1.00 on every seed, no innocent file blocked."""
         return [
-            replace(m, by_centre=True)
-            for m in self.candidates(centre, rule.radius, rule.max_confirm_distance)
-            if m.variant == CENTRE and rule.matches(m)
+            replace(m, by_cut=True)
+            for number, cut in cuts.items()
+            for m in self.candidates(cut, rule.radius, rule.max_confirm_distance)
+            if m.variant == number and rule.matches(m)
         ]
 
     def nbytes(self) -> int:
@@ -648,10 +653,10 @@ class BannedSet:
         *,
         rule: MatchRule | None = None,
         sync: bool = True,
-        centre: Fingerprint | None = None,
+        cuts: Mapping[int, Fingerprint] | None = None,
     ):
         """The ``Verdict`` an upload of ``fingerprint`` gets (the site's rule by default);
-        ``centre``: the upload's centre, see ``BannedIndex.check``.
+        ``cuts``: the upload's cuts, see ``BannedIndex.check``.
 
         ``sync=False`` skips the change-log query; only for a caller that has just called
         ``sync()`` itself and looks up many hashes in a row (the full sweep).
@@ -660,7 +665,7 @@ class BannedSet:
         if sync:
             self.sync()
         with self._lock:
-            return self._index.check(fingerprint, rule, centre=centre)
+            return self._index.check(fingerprint, rule, cuts=cuts)
 
     def find(
         self, fingerprint: Fingerprint, max_distance: int | None = None, *, sync: bool = True

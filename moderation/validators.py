@@ -51,7 +51,7 @@ def checked_instead(upload: Any, replacement: Any, further_frames: list[Fingerpr
 
 def upload_fingerprints(file: Any) -> CheckFingerprints:
     """The fingerprints an upload of ``file`` is checked with: frames (first first) and the
-    first frame's centre.
+    first frame's cuts.
 
     Where the registered app stores a re-encoding (``registry.ImageTarget.store_as``) and checks
     that, as the profile form does: the re-encoding's fingerprint, then the upload's further
@@ -63,7 +63,7 @@ def upload_fingerprints(file: Any) -> CheckFingerprints:
     if store_as is None:
         return check_fingerprints(file)
     stored = check_fingerprints(store_as(file))
-    return CheckFingerprints([*stored.frames, *further_frame_fingerprints(file)], stored.centre)
+    return CheckFingerprints([*stored.frames, *further_frame_fingerprints(file)], stored.cuts)
 
 
 def fingerprint_of(file: Any) -> Fingerprint:
@@ -126,7 +126,7 @@ class BannedImageValidator:
         verdicts = [
             (
                 matching.without_allowed(
-                    banned.check(fp, sync=False, centre=checked.centre if i == 0 else None), fp
+                    banned.check(fp, sync=False, cuts=checked.cuts if i == 0 else None), fp
                 ),
                 fp,
             )
@@ -144,8 +144,9 @@ class BannedImageValidator:
         if found:
             nearest, fp = min(found, key=lambda pair: pair[0].distance)
             frame = frames.index(fp) + 1
-            if nearest.by_centre:
-                fp = checked.centre  # its distances are centre to centre: record that hash
+            if nearest.by_cut:
+                # Its distances are from the upload's cut: record that hash.
+                fp = checked.cuts[nearest.variant]
             _remember(value, FINGERPRINT_ATTR, fp)
             _remember(value, MATCH_ATTR, nearest)
             logger.info(
@@ -153,7 +154,7 @@ class BannedImageValidator:
                 fp.hex,
                 frame,
                 len(frames),
-                ", its centre" if nearest.by_centre else "",
+                f", cut as the {nearest.variant_label}" if nearest.by_cut else "",
                 nearest.fingerprint_id,
                 nearest.distance,
             )

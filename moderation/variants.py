@@ -64,6 +64,15 @@ class Variant:
 SIDE_CUT = 0.08
 CENTRE_CUT = 0.15
 
+# The caption band: the picture with the top and bottom 20% cut off, where meme captions,
+# "when you see it" lines and channel names go. Text drawn over a photo changes every dHash cell
+# it covers; cut away on both sides (the flag's band and the upload's band, compared like with
+# like) the two are the same picture again. Measured with `python benchmarks/caption_coverage.py`
+# (captions of 1/14 to 1/6 of the height, one or two lines, top, bottom or both; README "What
+# it catches"): 0.15 and 0.18 leave the lower edge of a two-line caption at 1/9 of the height
+# in the band, 0.22-0.25 gain little more and keep less of the picture to tell photos apart.
+BAND_CUT = 0.20
+
 VARIANTS: tuple[Variant, ...] = (
     Variant("upright"),
     Variant("mirrored", Image.Transpose.FLIP_LEFT_RIGHT),
@@ -78,11 +87,19 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(f"{SIDE_CUT:.0%} cut off the top", cut=(0.0, SIDE_CUT, 0.0, 0.0)),
     Variant(f"{SIDE_CUT:.0%} cut off the bottom", cut=(0.0, 0.0, 0.0, SIDE_CUT)),
     Variant(f"centre ({CENTRE_CUT:.0%} cut around)", cut=(CENTRE_CUT / 2,) * 4),
+    Variant(f"caption band (top and bottom {BAND_CUT:.0%} cut)",
+            cut=(0.0, BAND_CUT, 0.0, BAND_CUT)),
 )
 
-# The centre variant's number: an upload's own centre is also compared with it (and only with
-# it), see ``hashing.check_fingerprints``.
+# The numbers of the centre and the caption band.
 CENTRE = next(n for n, v in enumerate(VARIANTS) if v.cut == (CENTRE_CUT / 2,) * 4)
+BAND = next(n for n, v in enumerate(VARIANTS) if v.cut == (0.0, BAND_CUT, 0.0, BAND_CUT))
+
+# The cuts an upload is fingerprinted as too (same decode, ``hashing.check_fingerprints``), each
+# compared with the same variant of the flags and only with it: an edit that adds something at
+# the edges (black corners of a turned copy, caption text) leaves the upload's cut and the flag's
+# cut alike, while comparing a cut with every other variant would only add chances of collision.
+UPLOAD_CUTS: tuple[int, ...] = (CENTRE, BAND)
 
 # The orientations alone (numbers 0-7), as (label, transpose).
 ORIENTATIONS: tuple[tuple[str, Image.Transpose | None], ...] = tuple(

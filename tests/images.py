@@ -76,6 +76,24 @@ def brightened(img: Image.Image, factor: float) -> Image.Image:
     return ImageEnhance.Brightness(img).enhance(factor)
 
 
+def captioned(img: Image.Image, lines: int = 2) -> Image.Image:
+    """Meme captions: ``lines`` lines of big white capitals with a black outline at the top and
+    as many at the bottom, each 1/9 of the height."""
+    out = img.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    size = max(12, out.height // 9)
+    font = ImageFont.load_default(size=size)
+    for i in range(lines):
+        for text, y in (
+            ("WHEN YOU SEE IT", size // 3 + i * size),
+            ("NOBODY EXPECTED THIS", out.height - size * (lines - i) - size // 3),
+        ):
+            x = (out.width - draw.textlength(text, font=font)) / 2
+            draw.text((x, y), text, font=font, fill="white", stroke_width=max(1, size // 12),
+                      stroke_fill="black")
+    return out
+
+
 def at_distance(
     img: Image.Image,
     bits: int,

@@ -12,7 +12,9 @@ import io
 import imagehash
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.urls import reverse
 from PIL import Image
 
 from moderation import matching, services
@@ -24,8 +26,14 @@ from moderation.hashing import (
     open_for_hashing,
 )
 from moderation.matching import KEYS_PER_FLAG
-from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint
-from moderation.variants import VARIANTS, crop_box
+from moderation.models import (
+    BannedSetChange,
+    FingerprintVariant,
+    FlaggedFingerprint,
+    RefusedUpload,
+)
+from moderation.validators import upload_fingerprints
+from moderation.variants import BAND, VARIANTS, crop_box
 from profiles.models import Profile
 from tests import images
 from tests.helpers import ban, post_photo
@@ -127,6 +135,34 @@ def test_a_copy_cut_around_is_refused_through_the_centre_variant(alice_client):
     assert GENERIC in post_photo(alice_client, copy).content.decode()
     verdict = matching.check(fingerprint(images.upload(copy)))
     assert VARIANTS[verdict.nearest.variant].label.startswith("centre")
+
+
+def test_a_captioned_copy_is_refused_through_the_caption_band_and_recorded_with_its_hash(
+    alice_client, user, settings
+):
+    # Two lines of meme text at the top and at the bottom change every dHash cell they cover;
+    # the upload's caption band (text cut away) is compared with the flag's caption band.
+    original = images.photo(53, (800, 600))
+    flagged = ban(original)
+    data = images.encode(images.captioned(original), "JPEG", quality=90)
+    checked = upload_fingerprints(io.BytesIO(data))
+    stored = {v.variant: v.fingerprint for v in flagged.variants.all()}
+    whole = min(checked.frames[0].distance(fp) for fp in stored.values())
+    band = checked.cuts[BAND].distance(stored[BAND])
+    assert band < whole  # the premise: the band is the closer comparison
+    settings.MODERATION_MAX_DISTANCE = band  # within reach of the band only
+
+    response = alice_client.post(
+        reverse("profile-edit"),
+        {"display_name": "A", "photo": SimpleUploadedFile("meme.jpg", data, "image/jpeg")},
+    )
+
+    assert response.status_code == 200 and GENERIC in response.content.decode()
+    assert not Profile.objects.get(user=user).photo
+    refused = RefusedUpload.objects.get()
+    assert (refused.dhash, refused.nearest_id, refused.distance) == (
+        checked.cuts[BAND].signed, flagged.pk, band
+    )
 
 
 def test_an_unrelated_photo_is_not_caught_by_crop_variants(alice_client, user):

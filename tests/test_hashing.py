@@ -123,8 +123,9 @@ def test_hex_is_sixteen_lowercase_digits_with_leading_zeros():
 
 def test_new_fingerprints_carry_the_current_pipeline_version():
     # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added;
-    # 4: flags store crop variants, and the pHash thumbnail comes from a box-reduced image.
-    assert PIPELINE_VERSION == 4
+    # 4: flags store crop variants, and the pHash thumbnail comes from a box-reduced image;
+    # 5: flags store the caption band.
+    assert PIPELINE_VERSION == 5
     assert fingerprint(io.BytesIO(encoded(images.photo(1)))).pipeline_version == PIPELINE_VERSION
     assert Fingerprint(5, pipeline_version=1).pipeline_version == 1
 

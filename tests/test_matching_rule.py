@@ -32,7 +32,7 @@ from moderation.hashing import (
 from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
 from moderation.validators import BannedImageValidator
-from moderation.variants import ORIENTATIONS
+from moderation.variants import ORIENTATIONS, UPLOAD_CUTS, VARIANTS
 from profiles.models import Profile
 from profiles.services import profile_for, profile_set_photo
 from tests import images
@@ -501,26 +501,29 @@ def test_a_flag_page_lists_every_stored_variant(admin_client):
     assert "turned 90° clockwise" in page and "cut off the left" in page
 
 
-# --- the upload's centre -----------------------------------------------------------------------
+# --- the upload's cuts (centre, caption band) --------------------------------------------------
 
 
-def test_an_uploads_centre_is_compared_with_the_flags_centre_variants_only(settings):
-    from moderation.variants import CENTRE
-
+@pytest.mark.parametrize("cut", UPLOAD_CUTS, ids=lambda n: VARIANTS[n].label)
+def test_an_uploads_cut_is_compared_with_the_same_variant_of_the_flags_only(settings, cut):
     rule = MatchRule.from_settings()
     whole = Fingerprint(0x0F0F_0F0F_0F0F_0F0F, phash=0x1234_5678_9ABC_DEF0)
-    centre = Fingerprint(0xAAAA_5555_AAAA_5555, phash=0x0FED_CBA9_8765_4321)
+    same = Fingerprint(0xAAAA_5555_AAAA_5555, phash=0x0FED_CBA9_8765_4321)
+    other_cut = next(n for n in UPLOAD_CUTS if n != cut)
     index = BannedIndex()
-    # Flag 1's *upright* variant equals the upload's centre: not a like-for-like comparison.
-    index.add(entry_key(1, 0), centre.dhash, centre.phash, False)
-    assert index.check(whole, rule, centre=centre).decision == matching.PASS
-    # Flag 2's centre variant equals it: blocked, and the match says it came from the centre.
-    index.add(entry_key(2, CENTRE), centre.dhash, centre.phash, False)
-    verdict = index.check(whole, rule, centre=centre)
+    # Flag 1's *upright* variant and flag 3's other cut equal the upload's cut: not like for
+    # like, so no match.
+    index.add(entry_key(1, 0), same.dhash, same.phash, False)
+    index.add(entry_key(3, other_cut), same.dhash, same.phash, False)
+    cuts = {cut: same, other_cut: Fingerprint(0x1111_2222_3333_4444, phash=0x5555_6666_7777_8888)}
+    assert index.check(whole, rule, cuts=cuts).decision == matching.PASS
+    # Flag 2's variant of the same cut equals it: blocked, and the match says a cut found it.
+    index.add(entry_key(2, cut), same.dhash, same.phash, False)
+    verdict = index.check(whole, rule, cuts=cuts)
     assert verdict.decision == matching.BLOCK
-    assert verdict.nearest.fingerprint_id == 2 and verdict.nearest.by_centre
-    assert verdict.nearest.variant == CENTRE
-    # Without the centre (stored photos in a sweep, check_image) nothing changes.
+    assert verdict.nearest.fingerprint_id == 2 and verdict.nearest.by_cut
+    assert verdict.nearest.variant == cut
+    # Without the cuts (stored photos in a sweep, check_image) nothing changes.
     assert index.check(whole, rule).decision == matching.PASS
 
 

@@ -74,14 +74,13 @@ def test_evaluation_hashes_a_file_as_the_upload_form_does(alice_client, user):
     assert (fp.signed, fp.phash_signed) == (stored.photo_dhash, stored.photo_phash)
 
 
-def test_a_copy_whose_centre_alone_matches_is_refused_and_recorded_with_the_centre_hash(
+def test_a_copy_whose_cuts_alone_match_is_refused_and_recorded_with_the_nearest_cuts_hash(
     alice_client, user, settings
 ):
-    # A copy turned 3 degrees (black corners): its whole dHash moves further than its centre's.
-    from moderation.hashing import hamming
+    # A copy turned 3 degrees (black corners): its whole dHash moves further than its cuts'
+    # (the centre and the caption band, each compared with the flag's own).
     from moderation.models import RefusedUpload
     from moderation.validators import upload_fingerprints
-    from moderation.variants import CENTRE
 
     original = images.photo(9, (800, 600)).convert("RGB")
     flagged = ban(original)
@@ -89,10 +88,10 @@ def test_a_copy_whose_centre_alone_matches_is_refused_and_recorded_with_the_cent
     data = images.encode(turned, "JPEG", quality=90)
     checked = upload_fingerprints(io.BytesIO(data))
     variants = {v.variant: v.fingerprint for v in flagged.variants.all()}
-    whole = min(hamming(checked.frames[0].dhash, fp.dhash) for fp in variants.values())
-    centre = hamming(checked.centre.dhash, variants[CENTRE].dhash)
-    assert centre < whole  # the premise: the centre is the closer comparison
-    settings.MODERATION_MAX_DISTANCE = centre  # within reach of the centre only
+    whole = min(checked.frames[0].distance(fp) for fp in variants.values())
+    nearest, cut = min((fp.distance(variants[n]), n) for n, fp in checked.cuts.items())
+    assert nearest < whole  # the premise: a cut is the closer comparison
+    settings.MODERATION_MAX_DISTANCE = nearest  # within reach of the cuts only
 
     photo = SimpleUploadedFile("turned.jpg", data, "image/jpeg")
     response = alice_client.post(reverse("profile-edit"), {"display_name": "A", "photo": photo})
@@ -100,9 +99,9 @@ def test_a_copy_whose_centre_alone_matches_is_refused_and_recorded_with_the_cent
     assert response.status_code == 200 and GENERIC in response.content.decode()
     refused = RefusedUpload.objects.get()
     assert (refused.dhash, refused.nearest_id, refused.distance) == (
-        checked.centre.signed,
+        checked.cuts[cut].signed,
         flagged.pk,
-        centre,
+        nearest,
     )
 
 

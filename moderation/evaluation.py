@@ -123,15 +123,29 @@ def _watermark(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(out, layer).convert("RGB")
 
 
-def _caption(img: Image.Image) -> Image.Image:
-    """Meme text: big white capitals with a black outline, top and bottom."""
+CAPTION_TOP = ("WHEN YOU SEE IT", "AND THEN")
+CAPTION_BOTTOM = ("NOBODY EXPECTED THIS", "OR DID THEY")
+
+
+def caption(img: Image.Image, *, height: int = 9, where: str = "both", lines: int = 1):
+    """Meme text: big white capitals with a black outline, 1/``height`` of the picture's height,
+    ``lines`` lines (1 or 2) at the top, the bottom or ``both``. The edit suite uses the
+    defaults; ``benchmarks/caption_coverage.py`` sweeps the rest."""
     out = img.convert("RGB")
     draw = ImageDraw.Draw(out)
-    size = max(12, out.height // 9)
+    size = max(12, out.height // height)
     font = _font(size)
     stroke = max(1, size // 12)
-    lines = (("WHEN YOU SEE IT", size // 3), ("NOBODY EXPECTED THIS", out.height - size * 4 // 3))
-    for text, y in lines:
+    step = size * 11 // 10
+    placed = []
+    if where in ("top", "both"):
+        placed += [(CAPTION_TOP[i], size // 3 + i * step) for i in range(lines)]
+    if where in ("bottom", "both"):
+        placed += [
+            (CAPTION_BOTTOM[i], out.height - size * 4 // 3 - (lines - 1 - i) * step)
+            for i in range(lines)
+        ]
+    for text, y in placed:
         width = draw.textlength(text, font=font)
         draw.text(((out.width - width) / 2, y), text, font=font, fill="white",
                   stroke_width=stroke, stroke_fill="black")
@@ -209,7 +223,7 @@ EDITS: tuple[Edit, ...] = (
         ImageFilter.GaussianBlur(max(1.0, min(img.size) / 400))))),
     Edit("noise", lambda img, rng: _encode(_noise(img, rng), "JPEG")),
     Edit("watermark", _jpeg(_watermark)),
-    Edit("caption text", _jpeg(_caption)),
+    Edit("caption text", _jpeg(caption)),
     Edit("crop 5%", _jpeg(lambda img: _crop(img, 0.05))),
     Edit("crop 10%", _jpeg(lambda img: _crop(img, 0.10)), "crop"),
     Edit("crop 20%", _jpeg(lambda img: _crop(img, 0.20)), "hard"),

@@ -94,6 +94,20 @@ def captioned(img: Image.Image, lines: int = 2) -> Image.Image:
     return out
 
 
+def cut_distances(original: Image.Image, copy: Image.Image) -> dict[int, int]:
+    """dHash bits between ``copy`` and ``original`` as the upload path also compares them: cut
+    as each of ``variants.UPLOAD_CUTS`` (centre, caption band), variant number -> bits."""
+    from moderation.variants import UPLOAD_CUTS, VARIANTS, crop_box
+
+    def cut(img: Image.Image, number: int) -> Image.Image:
+        return img.crop(crop_box(img.size, VARIANTS[number].cut))
+
+    return {
+        n: fingerprint_image(cut(copy, n)).distance(fingerprint_image(cut(original, n)))
+        for n in UPLOAD_CUTS
+    }
+
+
 def at_distance(
     img: Image.Image,
     bits: int,

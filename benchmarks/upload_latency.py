@@ -478,7 +478,9 @@ def print_decisions(photos: list[bytes]) -> None:
     decisions: dict[str, int] = {}
     for data in photos:
         checked = upload_fingerprints(io.BytesIO(data))
-        verdict = banned.check(checked.frames[0], sync=False, cuts=checked.cuts)
+        verdict = banned.check(
+            checked.frames[0], sync=False, cuts=checked.cuts, inner=checked.inner
+        )
         decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
     print(
         "  decisions for these uploads: "

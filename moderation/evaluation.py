@@ -336,7 +336,12 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
     checked = upload_fingerprints(io.BytesIO(data))
     frames = checked.frames
     verdicts = [
-        index.check(fp, rule, cuts=checked.cuts if i == 0 else None)
+        index.check(
+            fp,
+            rule,
+            cuts=checked.cuts if i == 0 else None,
+            inner=checked.inner if i == 0 else None,
+        )
         for i, fp in enumerate(frames)
     ]
     decision = next(
@@ -352,6 +357,9 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
         for m in index.candidates(cut, reach)
         if m.variant == number
     ]
+    # The picture inside the upload's frame, compared as the whole upload is.
+    if checked.inner is not None:
+        found += index.candidates(checked.inner, reach)
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
         for m in found

@@ -93,6 +93,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
+from moderation.framing import SEARCH_SIDE, picture_box
 from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 
 # Bump when anything below changes the hash of the same file; stored fingerprints record the
@@ -692,20 +693,45 @@ def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fing
 
 @dataclass(frozen=True)
 class CheckFingerprints:
-    """What an upload is checked with: every frame's fingerprint, and the first frame cut as
-    each of ``variants.UPLOAD_CUTS`` (``cuts``: variant number -> fingerprint), each compared
-    with that variant of the flags only. Cutting the edges takes away what edits add there: the
-    black corners of a slightly rotated copy (the centre), a meme caption (the caption band)."""
+    """What an upload is checked with: every frame's fingerprint; the first frame cut as each
+    of ``variants.UPLOAD_CUTS`` (``cuts``: variant number -> fingerprint), each compared with
+    that variant of the flags only; and ``inner``, the picture inside a flat frame (padding, a
+    screenshot's blank space; ``moderation.framing``) when the first frame has one, compared
+    like the whole upload. Cutting the edges takes away what edits add there: the black corners
+    of a slightly rotated copy (the centre), a meme caption (the caption band), a frame."""
 
     frames: list[Fingerprint]
     cuts: dict[int, Fingerprint]
+    inner: Fingerprint | None = None
+
+
+def _picture_in_frame(decoded: _Decoded, grey: Image.Image) -> Variant | None:
+    """The picture inside a flat frame of ``decoded`` (``framing.picture_box``, searched on a
+    small copy of ``grey``), as a cut of the full-size image; None when there is no frame."""
+    factor = -(-max(grey.size) // SEARCH_SIDE)  # ceiling division
+    small = grey.reduce(factor) if factor > 1 else grey
+    box = picture_box(np.asarray(small))
+    if box is None:
+        return None
+    # Small-copy samples -> decoded samples -> full-size pixels.
+    left, top = box[0] * factor, box[1] * factor
+    right, bottom = min(box[2] * factor, grey.width), min(box[3] * factor, grey.height)
+    ends_x, ends_y = np.cumsum(decoded.cells_x), np.cumsum(decoded.cells_y)
+    full_w, full_h = int(ends_x[-1]), int(ends_y[-1])
+    x0 = int(ends_x[left - 1]) if left else 0
+    y0 = int(ends_y[top - 1]) if top else 0
+    x1, y1 = int(ends_x[right - 1]), int(ends_y[bottom - 1])
+    return Variant(
+        "picture inside a frame",
+        cut=(x0 / full_w, y0 / full_h, (full_w - x1) / full_w, (full_h - y1) / full_h),
+    )
 
 
 def check_fingerprints(
     file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
 ) -> CheckFingerprints:
-    """The fingerprint of every frame an upload holds (first frame first) and the first
-    frame's cuts, from one decode of the file.
+    """The fingerprint of every frame an upload holds (first frame first), the first frame's
+    cuts and the picture inside its frame, from one decode of the file.
 
     A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
     validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
@@ -715,10 +741,13 @@ def check_fingerprints(
     decoded = _decode_for_hashing(file)  # every check on the file itself happens here
     first = _fingerprint_decoded(decoded)
     cuts = {number: _fingerprint_decoded(decoded, VARIANTS[number]) for number in UPLOAD_CUTS}
+    grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
+    framed = _picture_in_frame(decoded, grey)
+    inner = None if framed is None else _fingerprint_decoded(decoded, framed)
     if decoded.format in _JPEG_FORMATS:
-        return CheckFingerprints([first], cuts)
+        return CheckFingerprints([first], cuts, inner)
     return CheckFingerprints(
-        [first, *further_frame_fingerprints(file, max_frames=max_frames)], cuts
+        [first, *further_frame_fingerprints(file, max_frames=max_frames)], cuts, inner
     )
 
 

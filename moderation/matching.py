@@ -100,6 +100,7 @@ class Match:
     shadow: bool = False  # the flag's hash list is in shadow mode (records, never blocks)
     proposed_distance: int | None = None  # a distance on trial for the flag's list, if any
     by_cut: bool = False  # found by the upload cut as ``variant`` (distances are cut to cut)
+    by_inner: bool = False  # found by the picture inside the upload's frame
 
     @property
     def variant_label(self) -> str:
@@ -473,21 +474,30 @@ class BannedIndex:
         rule: MatchRule,
         *,
         cuts: Mapping[int, Fingerprint] | None = None,
+        inner: Fingerprint | None = None,
     ) -> Verdict:
         """The verdict for an upload of ``fingerprint``. With ``cuts`` (the upload cut as some
         variants, ``hashing.check_fingerprints``), an upload the whole image does not block is
-        blocked when one of its cuts matches the same variant of a flag (``cut_matches``)."""
+        blocked when one of its cuts matches the same variant of a flag (``cut_matches``); with
+        ``inner`` (the picture inside the upload's frame), when that picture matches any
+        variant of a flag, as the whole upload would."""
         # Only candidates the rule could act on: a match or a near miss needs its pHash within
         # the larger of the two pHash distances (or no pHash at all).
         cap = max(rule.max_confirm_distance, rule.review_confirm_distance)
         candidates = self.candidates(fingerprint, rule.radius, cap)
         verdict = decide(candidates, rule)
-        if not cuts or verdict.blocked:
+        if verdict.blocked or not (cuts or inner):
             return verdict
-        by_cut = self.cut_matches(cuts, rule)
-        if not by_cut:
+        found = self.cut_matches(cuts or {}, rule)
+        if inner is not None:
+            found += [
+                replace(m, by_inner=True)
+                for m in self.candidates(inner, rule.radius, rule.max_confirm_distance)
+                if rule.matches(m)
+            ]
+        if not found:
             return verdict
-        return decide(sorted(candidates + by_cut, key=_closeness), rule)
+        return decide(sorted(candidates + found, key=_closeness), rule)
 
     def cut_matches(self, cuts: Mapping[int, Fingerprint], rule: MatchRule) -> list[Match]:
         """The flags' variants that the upload's cuts (variant number -> fingerprint) match
@@ -654,9 +664,10 @@ class BannedSet:
         rule: MatchRule | None = None,
         sync: bool = True,
         cuts: Mapping[int, Fingerprint] | None = None,
+        inner: Fingerprint | None = None,
     ):
         """The ``Verdict`` an upload of ``fingerprint`` gets (the site's rule by default);
-        ``cuts``: the upload's cuts, see ``BannedIndex.check``.
+        ``cuts``, ``inner``: the upload's cuts and framed picture, see ``BannedIndex.check``.
 
         ``sync=False`` skips the change-log query; only for a caller that has just called
         ``sync()`` itself and looks up many hashes in a row (the full sweep).
@@ -665,7 +676,7 @@ class BannedSet:
         if sync:
             self.sync()
         with self._lock:
-            return self._index.check(fingerprint, rule, cuts=cuts)
+            return self._index.check(fingerprint, rule, cuts=cuts, inner=inner)
 
     def find(
         self, fingerprint: Fingerprint, max_distance: int | None = None, *, sync: bool = True

@@ -50,8 +50,8 @@ def checked_instead(upload: Any, replacement: Any, further_frames: list[Fingerpr
 
 
 def upload_fingerprints(file: Any) -> CheckFingerprints:
-    """The fingerprints an upload of ``file`` is checked with: frames (first first) and the
-    first frame's cuts.
+    """The fingerprints an upload of ``file`` is checked with: frames (first first), the
+    first frame's cuts and the picture inside its frame.
 
     Where the registered app stores a re-encoding (``registry.ImageTarget.store_as``) and checks
     that, as the profile form does: the re-encoding's fingerprint, then the upload's further
@@ -63,7 +63,9 @@ def upload_fingerprints(file: Any) -> CheckFingerprints:
     if store_as is None:
         return check_fingerprints(file)
     stored = check_fingerprints(store_as(file))
-    return CheckFingerprints([*stored.frames, *further_frame_fingerprints(file)], stored.cuts)
+    return CheckFingerprints(
+        [*stored.frames, *further_frame_fingerprints(file)], stored.cuts, stored.inner
+    )
 
 
 def fingerprint_of(file: Any) -> Fingerprint:
@@ -126,7 +128,13 @@ class BannedImageValidator:
         verdicts = [
             (
                 matching.without_allowed(
-                    banned.check(fp, sync=False, cuts=checked.cuts if i == 0 else None), fp
+                    banned.check(
+                        fp,
+                        sync=False,
+                        cuts=checked.cuts if i == 0 else None,
+                        inner=checked.inner if i == 0 else None,
+                    ),
+                    fp,
                 ),
                 fp,
             )
@@ -144,9 +152,11 @@ class BannedImageValidator:
         if found:
             nearest, fp = min(found, key=lambda pair: pair[0].distance)
             frame = frames.index(fp) + 1
+            # Distances found by a cut or the framed picture are from that: record its hash.
             if nearest.by_cut:
-                # Its distances are from the upload's cut: record that hash.
                 fp = checked.cuts[nearest.variant]
+            elif nearest.by_inner:
+                fp = checked.inner
             _remember(value, FINGERPRINT_ATTR, fp)
             _remember(value, MATCH_ATTR, nearest)
             logger.info(
@@ -154,7 +164,9 @@ class BannedImageValidator:
                 fp.hex,
                 frame,
                 len(frames),
-                f", cut as the {nearest.variant_label}" if nearest.by_cut else "",
+                f", cut as the {nearest.variant_label}" if nearest.by_cut
+                else ", the picture inside its frame" if nearest.by_inner
+                else "",
                 nearest.fingerprint_id,
                 nearest.distance,
             )

@@ -251,13 +251,14 @@ ORIGINAL = "original file"
 class Lookup:
     """One uploaded file: the decision at the site's rule, and every candidate for the sweep.
 
-    ``candidates`` rows are ``(dHash distance, pHash distance or 65, variant)`` of every
+    ``candidates`` rows are ``(dHash distance, pHash distance or 65, variant, whole)`` of every
     informative banned variant within ``SWEEP_MAX_DISTANCE`` (low-information flags never
-    block, so they are left out of the sweep).
+    block, so they are left out of the sweep); ``whole`` is 1 for a candidate of the whole
+    upload, 0 for one found by a cut or by the picture inside a frame.
     """
 
     decision: str
-    candidates: np.ndarray  # int16, shape (n, 3)
+    candidates: np.ndarray  # int16, shape (n, 4)
 
 
 @dataclass
@@ -349,23 +350,23 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
         next((v.decision for v in verdicts if v.decision == matching.REVIEW), matching.PASS),
     )
     reach = max(SWEEP_MAX_DISTANCE, rule.radius)
-    found = [m for fp in frames for m in index.candidates(fp, reach)]
+    found = [(m, 1) for fp in frames for m in index.candidates(fp, reach)]
     # The upload's cuts against the same variant of the flags, as the upload path compares them.
     found += [
-        m
+        (m, 0)
         for number, cut in checked.cuts.items()
         for m in index.candidates(cut, reach)
         if m.variant == number
     ]
     # The picture inside the upload's frame, compared as the whole upload is.
     if checked.inner is not None:
-        found += index.candidates(checked.inner, reach)
+        found += [(m, 0) for m in index.candidates(checked.inner, reach)]
     rows = [
-        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant)
-        for m in found
+        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
+        for m, whole in found
         if not m.low_information
     ]
-    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 3))
+    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4))
 
 
 def evaluate(
@@ -404,10 +405,11 @@ def evaluate(
 
 
 def caught(lookup: Lookup, max_distance: int, max_confirm: int | None, *, upright_only=False):
-    """Would a plain (dHash <= d [and pHash <= c]) rule block this file?"""
+    """Would a plain (dHash <= d [and pHash <= c]) rule block this file? ``upright_only``: the
+    old rule, the whole upload against the flags' upright variants only."""
     rows = lookup.candidates
     if upright_only:
-        rows = rows[rows[:, 2] == 0]
+        rows = rows[(rows[:, 2] == 0) & (rows[:, 3] == 1)]
     hit = rows[:, 0] <= max_distance
     if max_confirm is not None:
         hit &= rows[:, 1] <= max_confirm

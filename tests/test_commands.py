@@ -324,6 +324,28 @@ def test_check_image_blocks_an_edited_copy_of_the_banned_image(incoming, edit):
     assert json.loads(out)["decision"] == "block"
 
 
+def test_check_image_decides_a_framed_copy_as_the_upload_path_does_and_says_what_found_it(
+    incoming,
+):
+    from PIL import ImageOps
+
+    from moderation import matching
+
+    original = images.photo(75, (800, 600))
+    ban(original)
+    path = write(incoming / "padded.jpg", ImageOps.expand(original, border=(120, 90), fill="white"))
+    with path.open("rb") as fh:
+        assert matching.check(fingerprint(fh)).decision == matching.PASS  # the whole: no match
+
+    out, _ = run("check_image", str(path), "--json")
+    text, _ = run("check_image", str(path))
+
+    result = json.loads(out)
+    assert result["decision"] == "block"
+    assert result["matches"][0]["found_by"] == "frame"
+    assert "found by the picture inside the file's frame" in text
+
+
 def test_check_image_passes_an_unrelated_image(incoming):
     for seed in range(30, 35):
         ban(images.photo(seed))
@@ -368,6 +390,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
                 "distance": 0,
                 "reason": "scam ad",
                 "variant": "upright",
+                "found_by": "whole",
                 "confirm_distance": 0,
                 "low_information": False,
             }

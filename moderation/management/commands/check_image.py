@@ -3,8 +3,10 @@
 Prints each file's dHash, the decision an upload of it would get (``block``, ``review`` or
 ``pass``, see ``moderation.matching``) and the banned flags it matches, nearest first: which
 variant of the flagged image matched (an orientation or a crop, ``variants.VARIANTS``), at
-what dHash distance and at what confirming pHash distance. ``--json`` prints one object per
-line for scripts. Read-only: it never changes the banned set.
+what dHash distance and at what confirming pHash distance, and what of the file found it: the
+whole image, one of its cuts (centre, caption band) or the picture inside its frame, as the
+upload path compares them. ``--json`` prints one object per line for scripts. Read-only: it
+never changes the banned set.
 """
 
 import json
@@ -14,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from moderation import matching
-from moderation.hashing import fingerprint
+from moderation.hashing import check_fingerprints
 from moderation.management.commands._files import iter_image_paths
 from moderation.models import FlaggedFingerprint
 
@@ -39,9 +41,9 @@ class Command(BaseCommand):
             dest="as_json",
             help='One JSON object per line: {"path", "dhash", "phash", "information", '
             '"decision", "matches": [{"id", "list", "dhash", "distance", "reason", "variant", '
-            '"confirm_distance", "low_information"}], "near": [...] (near misses that send it '
-            'to review), "shadow": [...] (matches of shadow-mode lists)}, or {"path", "error"} '
-            "for an unreadable file.",
+            '"found_by" (whole, cut or frame), "confirm_distance", "low_information"}], '
+            '"near": [...] (near misses that send it to review), "shadow": [...] (matches of '
+            'shadow-mode lists)}, or {"path", "error"} for an unreadable file.',
         )
         parser.add_argument(
             "--max-distance",
@@ -60,7 +62,7 @@ class Command(BaseCommand):
         for path in iter_image_paths(paths):
             try:
                 with path.open("rb") as fh:
-                    fp = fingerprint(fh)
+                    checked = check_fingerprints(fh)
             except (ValidationError, OSError) as e:
                 message = " ".join(e.messages) if isinstance(e, ValidationError) else str(e)
                 if as_json:
@@ -69,7 +71,13 @@ class Command(BaseCommand):
                     self.stderr.write(f"{path}: error: {message}")
                 continue
             read += 1
-            verdict = matching.without_allowed(matching.banned_set().check(fp, rule=rule), fp)
+            fp = checked.frames[0]
+            verdict = matching.without_allowed(
+                matching.banned_set().check(
+                    fp, rule=rule, cuts=checked.cuts, inner=checked.inner
+                ),
+                fp,
+            )
             matches = verdict.matches
             shown = [*matches, *verdict.near, *verdict.shadow, *(t.match for t in verdict.trial)]
             rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(
@@ -87,6 +95,7 @@ class Command(BaseCommand):
                     "distance": m.distance,
                     "reason": reasons.get(m.fingerprint_id, ""),
                     "variant": m.variant_label,
+                    "found_by": _found_by(m),
                     "confirm_distance": m.confirm_distance,
                     "low_information": m.low_information,
                 }
@@ -132,7 +141,8 @@ class Command(BaseCommand):
                         self.stdout.write(
                             f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
                             f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
-                            f"{m.variant_label}, pHash distance {confirm}){low}"
+                            f"{m.variant_label}, pHash distance {confirm}"
+                            f"{_found_by_note(m)}){low}"
                         )
                 for t in verdict.trial:
                     fid = t.match.fingerprint_id
@@ -144,6 +154,19 @@ class Command(BaseCommand):
                     )
         if read == 0:
             raise CommandError("No image could be read.")
+
+
+def _found_by(m: matching.Match) -> str:
+    """What of the file found ``m``: ``whole``, ``cut`` (as the variant) or ``frame``."""
+    return "frame" if m.by_inner else "cut" if m.by_cut else "whole"
+
+
+def _found_by_note(m: matching.Match) -> str:
+    if m.by_inner:
+        return ", found by the picture inside the file's frame"
+    if m.by_cut:
+        return f", found by the file cut the same way ({m.variant_label})"
+    return ""
 
 
 def _dumps(obj) -> str:

@@ -704,6 +704,30 @@ class CheckFingerprints:
     cuts: dict[int, Fingerprint]
     inner: Fingerprint | None = None
 
+    def probe_rows(self) -> list[list[int | None]]:
+        """The cuts and the framed picture as JSON-able rows ``[variant number, or None for the
+        framed picture; signed dHash; signed pHash]``: what a registered model stores beside
+        its image's own fingerprint, so that sweeps compare a stored image as an upload."""
+        rows = [[number, fp.signed, fp.phash_signed] for number, fp in self.cuts.items()]
+        if self.inner is not None:
+            rows.append([None, self.inner.signed, self.inner.phash_signed])
+        return rows
+
+
+def probes_from_rows(
+    rows: list[list[int | None]] | None, pipeline_version: int = PIPELINE_VERSION
+) -> tuple[dict[int, Fingerprint], Fingerprint | None]:
+    """``(cuts, inner)`` from ``CheckFingerprints.probe_rows`` as stored; ({}, None) for none."""
+    cuts: dict[int, Fingerprint] = {}
+    inner = None
+    for number, dhash, phash in rows or ():
+        fp = Fingerprint.from_signed(dhash, pipeline_version, phash=phash)
+        if number is None:
+            inner = fp
+        else:
+            cuts[number] = fp
+    return cuts, inner
+
 
 def _picture_in_frame(decoded: _Decoded, grey: Image.Image) -> Variant | None:
     """The picture inside a flat frame of ``decoded`` (``framing.picture_box``, searched on a

@@ -737,10 +737,16 @@ def banned_set() -> BannedSet:
     return _banned_set
 
 
-def check(fingerprint: Fingerprint) -> Verdict:
-    """The decision an upload of ``fingerprint`` gets now: block, review or pass (after the
+def check(
+    fingerprint: Fingerprint,
+    *,
+    cuts: Mapping[int, Fingerprint] | None = None,
+    inner: Fingerprint | None = None,
+) -> Verdict:
+    """The decision an upload of ``fingerprint`` (with its ``cuts`` and framed picture
+    ``inner``, see ``BannedIndex.check``) gets now: block, review or pass (after the
     allowlist, see ``without_allowed``)."""
-    return without_allowed(_banned_set.check(fingerprint), fingerprint)
+    return without_allowed(_banned_set.check(fingerprint, cuts=cuts, inner=inner), fingerprint)
 
 
 def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:

@@ -25,6 +25,9 @@ class ImageTarget:
     nullable datetime set when a reindex finds the stored file gone: the owning app hides the
     image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     ``owner_field`` (optional) names the uploader, shown to moderators in the review queue.
+    ``probes_field`` (optional) is a JSON field holding the image's cuts and framed picture
+    (``hashing.CheckFingerprints.probe_rows``), so that sweeps and rechecks compare a stored
+    image as the upload path compared it; without it, only the image's own fingerprint.
     ``store_as`` (optional) turns an upload into the file the app stores (a clean re-encoding);
     such an app checks uploads as stored, and ``evaluate_matching`` then hashes its edited
     files the same way.
@@ -41,6 +44,7 @@ class ImageTarget:
     # The user who uploaded the image (a foreign key to the user model), for the review queue.
     owner_field: str | None = None
     store_as: Callable[[Any], Any] | None = None
+    probes_field: str | None = None
 
     @property
     def key(self) -> str:

@@ -33,9 +33,10 @@ from moderation import matching, registry
 from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
-    fingerprint,
+    check_fingerprints,
     fingerprint_variants,
     image_format,
+    probes_from_rows,
 )
 from moderation.models import (
     DEFAULT_HASH_LIST,
@@ -705,6 +706,9 @@ def _clear_image(target: registry.ImageTarget, instance: models.Model) -> None:
     fields = [target.file_field, target.hash_field, target.confirm_field, target.version_field]
     for name in fields:
         setattr(instance, name, "" if name == target.file_field else None)
+    if target.probes_field:
+        setattr(instance, target.probes_field, [])
+        fields.append(target.probes_field)
     instance.save(update_fields=fields)
 
 
@@ -718,6 +722,16 @@ def stored_fingerprint(target: registry.ImageTarget, instance: models.Model) -> 
         getattr(instance, target.version_field) or PIPELINE_VERSION,
         phash=getattr(instance, target.confirm_field),
     )
+
+
+def stored_probes(
+    target: registry.ImageTarget, instance: models.Model
+) -> tuple[dict[int, Fingerprint], Fingerprint | None]:
+    """The cuts and framed picture a registered model stores for its image (``probes_field``),
+    as ``BannedIndex.check`` takes them; ({}, None) when it stores none."""
+    if target.probes_field is None:
+        return {}, None
+    return probes_from_rows(getattr(instance, target.probes_field))
 
 
 def _delete_after_commit(storage, name: str) -> None:
@@ -846,8 +860,8 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
         banned = matching.banned_set()
         banned.sync()
 
-        def verdict(fp: Fingerprint) -> matching.Verdict:
-            return banned.check(fp, rule=rule, sync=False)
+        def verdict(fp: Fingerprint, cuts, inner) -> matching.Verdict:
+            return banned.check(fp, rule=rule, sync=False, cuts=cuts, inner=inner)
 
     else:
         index = matching.BannedIndex()
@@ -855,18 +869,20 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
         if not len(index):
             return result
 
-        def verdict(fp: Fingerprint) -> matching.Verdict:
-            return index.check(fp, rule)
+        def verdict(fp: Fingerprint, cuts, inner) -> matching.Verdict:
+            return index.check(fp, rule, cuts=cuts, inner=inner)
 
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
         hits: list[tuple[int, int, int]] = []
         near: list[tuple[int, Fingerprint, matching.Match]] = []
-        columns = ("pk", target.hash_field, target.confirm_field)
-        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
+        # The stored probes (cuts, framed picture) too, compared as at upload.
+        columns = ("pk", target.hash_field, target.confirm_field, target.probes_field or "pk")
+        for pk, signed, phash, probes in rows.values_list(*columns).iterator(chunk_size=5000):
             result.checked += 1
             fp = Fingerprint.from_signed(signed, phash=phash)
-            found = verdict(fp)
+            cuts, inner = probes_from_rows(probes) if target.probes_field else ({}, None)
+            found = verdict(fp, cuts, inner)
             if found.decision != matching.PASS:  # rare: only then is the allowlist read
                 found = matching.without_allowed(found, fp)
             if found.blocked:
@@ -908,7 +924,8 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     fp = stored_fingerprint(target, instance)
     if fp is None:
         return False
-    verdict = matching.check(fp)
+    cuts, inner = stored_probes(target, instance)
+    verdict = matching.check(fp, cuts=cuts, inner=inner)
     if verdict.shadow and not verdict.blocked:
         record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
     if verdict.trial and not verdict.blocked:
@@ -1296,12 +1313,14 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
         return ReindexRun.objects.create(pipeline_version=PIPELINE_VERSION)
 
 
-def _read_fingerprint(fieldfile) -> list[Fingerprint]:
-    """``[fingerprint]`` of a stored file; for a flag's original, every variant."""
+def _read_fingerprint(fieldfile) -> tuple[list[Fingerprint], list | None]:
+    """``([fingerprint], probe rows)`` of a stored file; for a flag's original, every variant
+    and no probe rows."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
-            return fingerprint_variants(fh)
-        return [fingerprint(fh)]
+            return fingerprint_variants(fh), None
+        checked = check_fingerprints(fh)
+        return [checked.frames[0]], checked.probe_rows()
 
 
 def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
@@ -1335,13 +1354,13 @@ def reindex_batch(
         result.done = True
         return result
 
-    updates: list[tuple[models.Model, list[Fingerprint]]] = []
+    updates: list[tuple[models.Model, list[Fingerprint], list | None]] = []
     missing: list[models.Model] = []
     for obj in batch:
         result.processed += 1
         fieldfile = getattr(obj, file_field)
         try:
-            fps = _read_fingerprint(fieldfile)
+            fps, probes = _read_fingerprint(fieldfile)
         except FileNotFoundError:
             result.missing.append(f"{obj._meta.label_lower} #{obj.pk}: {fieldfile.name}")
             missing.append(obj)
@@ -1350,16 +1369,25 @@ def reindex_batch(
             result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
             continue
         stored = _stored_upright(obj) if key == ORIGINALS_KEY else stored_fingerprint(target, obj)
-        if stored is None or (stored.dhash, stored.phash) != (fps[0].dhash, fps[0].phash):
+        probes_changed = (
+            key != ORIGINALS_KEY
+            and target.probes_field is not None
+            and getattr(obj, target.probes_field) != probes
+        )
+        if (
+            stored is None
+            or (stored.dhash, stored.phash) != (fps[0].dhash, fps[0].phash)
+            or probes_changed
+        ):
             result.changed += 1
-        updates.append((obj, fps))
+        updates.append((obj, fps, probes))
 
     last_pk = result.last_pk = batch[-1].pk
     if run is None:
         return result
     with transaction.atomic():
         if key == ORIGINALS_KEY:
-            _reindex_originals(updates)
+            _reindex_originals([(obj, fps) for obj, fps, _ in updates])
         else:
             _reindex_images(target, updates)
             _mark_missing(target, missing)
@@ -1379,8 +1407,10 @@ def reindex_batch(
 
 def _reindex_images(target: registry.ImageTarget, updates) -> None:
     now = timezone.now()
-    for obj, (fp,) in updates:
-        found_again = {target.missing_field: None} if target.missing_field else {}
+    for obj, (fp,), probes in updates:
+        also = {target.missing_field: None} if target.missing_field else {}
+        if target.probes_field:
+            also[target.probes_field] = probes
         # Update by pk and old hash only: a photo replaced meanwhile keeps its fresh hash.
         target.model._default_manager.filter(
             pk=obj.pk, **{target.hash_field: getattr(obj, target.hash_field)}
@@ -1390,7 +1420,7 @@ def _reindex_images(target: registry.ImageTarget, updates) -> None:
                 target.confirm_field: fp.phash_signed,
                 target.version_field: fp.pipeline_version,
                 target.checked_field: now,
-                **found_again,
+                **also,  # found again (not missing), probe rows
             }
         )
 

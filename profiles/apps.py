@@ -23,5 +23,6 @@ class ProfilesConfig(AppConfig):
                 owner_field="user",
                 describe=lambda profile: profile.user.get_username(),
                 store_as=reencode_photo,
+                probes_field="photo_probes",
             )
         )

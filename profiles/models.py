@@ -29,6 +29,10 @@ class Profile(models.Model):
     # Its confirming pHash (signed 64-bit); NULL also for photos stored before pipeline 3.
     photo_phash = models.BigIntegerField(_("photo pHash"), null=True, blank=True)
     photo_pipeline_version = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The photo's cuts (centre, caption band) and the picture inside its frame, as the upload
+    # was checked (``CheckFingerprints.probe_rows``): sweeps compare them too. Empty for none
+    # and for photos stored before pipeline 5 (``manage.py reindex`` fills them in).
+    photo_probes = models.JSONField(_("photo probes"), default=list, blank=True, editable=False)
     photo_checked_at = models.DateTimeField(
         _("photo last checked"),
         null=True,

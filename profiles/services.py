@@ -14,9 +14,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from moderation.hashing import Fingerprint, fingerprint
+from moderation.hashing import Fingerprint, check_fingerprints
 from moderation.tasks import recheck_image_task
-from moderation.validators import fingerprint_of
+from moderation.validators import fingerprint_of, probe_rows_of
 from profiles.models import Profile, photo_upload_to
 from profiles.photos import is_prepared, reencode_photo
 
@@ -43,9 +43,13 @@ def _delete_file_after_commit(storage, name: str) -> None:
     transaction.on_commit(delete)
 
 
-def _save_photo(profile: Profile, name: str, fp: Fingerprint | None) -> None:
-    """Point the profile at a stored photo and its fingerprint (or at none: ``""``, None)."""
+def _save_photo(
+    profile: Profile, name: str, fp: Fingerprint | None, probes: list | None = None
+) -> None:
+    """Point the profile at a stored photo, its fingerprint and its probe rows (or at none:
+    ``""``, None)."""
     profile.photo = name
+    profile.photo_probes = probes or []
     profile.photo_dhash = fp.signed if fp else None
     profile.photo_phash = fp.phash_signed if fp else None
     profile.photo_pipeline_version = fp.pipeline_version if fp else None
@@ -56,6 +60,7 @@ def _save_photo(profile: Profile, name: str, fp: Fingerprint | None) -> None:
             "photo",
             "photo_dhash",
             "photo_phash",
+            "photo_probes",
             "photo_pipeline_version",
             "photo_checked_at",
             "photo_missing_since",
@@ -74,10 +79,11 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     """
     if is_prepared(upload):
         # Already the clean re-encoding (the form made it), fingerprinted by the validator.
-        content, stored_fp = upload, fingerprint_of(upload)
+        content, stored_fp, probes = upload, fingerprint_of(upload), probe_rows_of(upload)
     else:
         content = reencode_photo(upload)
-        stored_fp = fingerprint(content)
+        checked = check_fingerprints(content)
+        stored_fp, probes = checked.frames[0], checked.probe_rows()
     storage = profile.photo.storage
     try:
         new_name = storage.save(photo_upload_to(profile, ""), content)
@@ -86,7 +92,7 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     old_name = profile.photo.name
     try:
         with transaction.atomic():
-            _save_photo(profile, new_name, stored_fp)
+            _save_photo(profile, new_name, stored_fp, probes)
             if old_name:
                 _delete_file_after_commit(storage, old_name)
             transaction.on_commit(

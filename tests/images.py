@@ -108,6 +108,17 @@ def cut_distances(original: Image.Image, copy: Image.Image) -> dict[int, int]:
     }
 
 
+def near_miss(img: Image.Image, bits: int = 7, seed: int = 5, beyond: int = 4) -> Image.Image:
+    """A copy of ``img`` ``bits`` dHash bits away, blemished in the middle so that its cuts
+    (centre, caption band; compared too at upload and by sweeps) are more than ``beyond`` bits
+    from the original's: a near miss under ``narrow_distances``, not a match through a cut."""
+    for attempt in range(20):  # another blemish pattern when the cuts moved too little
+        near = at_distance(img, bits, seed=seed + 1000 * attempt, inside=(0.2, 0.2, 0.7, 0.7))
+        if min(cut_distances(img, near).values()) > beyond:
+            return near
+    raise AssertionError(f"no copy {bits} bits away whose cuts move more than {beyond} bits")
+
+
 def at_distance(
     img: Image.Image,
     bits: int,

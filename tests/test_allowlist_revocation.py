@@ -30,7 +30,7 @@ def dismissed(make_profile, moderator, django_capture_on_commit_callbacks):
     """A near miss of a banned scene, stored, queued and dismissed by the moderator."""
     scene = images.photo(840)
     flagged = ban(scene)
-    near = images.at_distance(scene, 7, seed=5)
+    near = images.near_miss(scene)
     with django_capture_on_commit_callbacks(execute=True):
         profile = make_profile("nina", near)
     item = ReviewItem.objects.get()

@@ -328,7 +328,7 @@ def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
     ).fingerprint
     near = tmp_path / "near.png"
-    near.write_bytes(images.encode(images.at_distance(original, 7, seed=5), "PNG"))
+    near.write_bytes(images.encode(images.near_miss(original), "PNG"))
     django_user_model.objects.create_user(username="dave", password=USER_PASSWORD)
 
     # The user uploads a near copy: accepted (not blocked), and queued for review.
@@ -382,7 +382,7 @@ def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
         reason="reported stock image",
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
     ).fingerprint
-    near = images.at_distance(original, 7, seed=5)
+    near = images.near_miss(original)
     erin = django_user_model.objects.create_user(username="erin", password=USER_PASSWORD)
     profile_set_photo(profile=profile_for(user=erin), upload=images.upload(near))
     services.recheck_stored_image(instance=Profile.objects.get(user=erin))
@@ -437,7 +437,7 @@ def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
     ).fingerprint
     default = flagged.hash_list
     near = tmp_path / "near.png"
-    near.write_bytes(images.encode(images.at_distance(original, 7, seed=5), "PNG"))
+    near.write_bytes(images.encode(images.near_miss(original), "PNG"))
     django_user_model.objects.create_user(username="fred", password=USER_PASSWORD)
 
     # The moderator opens the list and starts a trial at distance 8.

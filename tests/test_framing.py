@@ -11,13 +11,14 @@ import io
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 from PIL import Image, ImageDraw, ImageOps
 
-from moderation import matching
+from moderation import matching, registry, services
 from moderation.framing import picture_box
 from moderation.hashing import check_fingerprints
-from moderation.models import RefusedUpload
+from moderation.models import AuditEvent, RefusedUpload
 from profiles.models import Profile
 from tests import images
 from tests.helpers import ban, post_photo
@@ -132,3 +133,46 @@ def test_a_framed_photo_of_something_else_is_accepted(alice_client, user):
 
     assert response.status_code == 302 and Profile.objects.get(user=user).photo
     assert not RefusedUpload.objects.exists()
+
+
+# --- stored photos: the sweep after a flag, reindex -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_stored_photo_keeps_the_probes_it_was_checked_with(make_profile):
+    profile = make_profile("alice", padded(images.photo(82, (800, 600)), 0.15))
+
+    with profile.photo.open("rb") as fh:
+        expected = check_fingerprints(fh).probe_rows()
+    assert profile.photo_probes == expected
+    assert [row[0] for row in expected][-1] is None  # the framed picture is among them
+
+
+@pytest.mark.django_db
+def test_a_framed_photo_stored_before_its_picture_was_flagged_is_taken_down_by_the_sweep(
+    make_profile, django_capture_on_commit_callbacks
+):
+    original = images.photo(83, (800, 600))
+    profile = make_profile("alice", padded(original, 0.15))
+    stored = services.stored_fingerprint(registry.target_for(profile), profile)
+    assert matching.check(stored).decision == matching.PASS  # nothing banned yet
+
+    with django_capture_on_commit_callbacks(execute=True):
+        flagged = ban(original)
+
+    profile.refresh_from_db()
+    assert not profile.photo and profile.photo_probes == []
+    takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)
+    assert takedown.fingerprint == flagged
+
+
+@pytest.mark.django_db
+def test_reindex_fills_in_the_probes_of_a_photo_stored_without_them(make_profile):
+    profile = make_profile("alice", padded(images.photo(84, (800, 600)), 0.15))
+    expected = profile.photo_probes
+    Profile.objects.filter(pk=profile.pk).update(photo_probes=[])  # as stored before pipeline 5
+
+    call_command("reindex", "--no-sweep", stdout=io.StringIO())
+
+    profile.refresh_from_db()
+    assert profile.photo_probes == expected and expected

@@ -284,7 +284,7 @@ def test_check_image_json_says_review_for_a_near_miss_and_names_its_list(tmp_pat
     settings.MODERATION_MAX_DISTANCE = 4
     settings.MODERATION_REVIEW_DISTANCE = 10
     path = tmp_path / "near.png"
-    path.write_bytes(images.encode(images.at_distance(original, 7, seed=2), "PNG"))
+    path.write_bytes(images.encode(images.near_miss(original, seed=3), "PNG"))
 
     result = json.loads(run("check_image", str(path), "--json"))
 

@@ -42,7 +42,7 @@ def queue_one(user, django_capture_on_commit_callbacks):
             source=FlaggedFingerprint.Source.COMMAND,
             keep_original=False,
         )
-        near = images.at_distance(original, 7, seed=5)
+        near = images.near_miss(original)
         with django_capture_on_commit_callbacks(execute=True):
             profile_set_photo(profile=profile_for(user=user), upload=images.upload(near))
 
@@ -125,7 +125,7 @@ def queue_near_miss(django_user_model, django_capture_on_commit_callbacks):
     def queue():
         made["n"] += 1
         owner = django_user_model.objects.create_user(username=f"up{made['n']}", password="pw")
-        near = images.at_distance(original, 7, seed=made["n"] + 4)
+        near = images.near_miss(original, seed=made["n"] + 4)
         with django_capture_on_commit_callbacks(execute=True):
             profile_set_photo(profile=profile_for(user=owner), upload=images.upload(near))
         assert ReviewItem.objects.pending().count() == made["n"], "not queued"

@@ -29,7 +29,7 @@ def test_a_stored_near_miss_is_queued_by_the_sweep_after_a_flag(
     make_profile, django_capture_on_commit_callbacks
 ):
     scene = images.photo(820)
-    near = make_profile("near", images.at_distance(scene, 7, seed=5))
+    near = make_profile("near", images.near_miss(scene))
     make_profile("stranger", images.photo(821))
 
     flagged = flag(scene, django_capture_on_commit_callbacks)
@@ -58,7 +58,7 @@ def test_sweeping_again_does_not_queue_the_same_photo_twice(
     make_profile, django_capture_on_commit_callbacks
 ):
     scene = images.photo(823)
-    make_profile("near", images.at_distance(scene, 7, seed=5))
+    make_profile("near", images.near_miss(scene))
     flagged = flag(scene, django_capture_on_commit_callbacks)
 
     again = services.sweep_banned_matches(fingerprint_ids=[flagged.pk])
@@ -70,7 +70,7 @@ def test_sweeping_again_does_not_queue_the_same_photo_twice(
 
 def test_the_sweep_reports_what_it_queued(make_profile, django_capture_on_commit_callbacks):
     scene = images.photo(824)
-    make_profile("near", images.at_distance(scene, 7, seed=5))
+    make_profile("near", images.near_miss(scene))
     flagged = flag(scene, django_capture_on_commit_callbacks)
     ReviewItem.objects.all().delete()
 
@@ -83,7 +83,7 @@ def test_a_photo_allowed_for_the_flag_is_not_queued_by_a_sweep(
     make_profile, django_capture_on_commit_callbacks
 ):
     scene = images.photo(825)
-    near_img = images.at_distance(scene, 7, seed=5)
+    near_img = images.near_miss(scene)
     make_profile("near", near_img)
     flagged = flag(scene, django_capture_on_commit_callbacks)
     ReviewItem.objects.all().delete()
@@ -98,7 +98,7 @@ def test_a_dismissed_sweep_item_is_not_queued_again(
     make_profile, moderator, django_capture_on_commit_callbacks
 ):
     scene = images.photo(826)
-    make_profile("near", images.at_distance(scene, 7, seed=5))
+    make_profile("near", images.near_miss(scene))
     flagged = flag(scene, django_capture_on_commit_callbacks)
     services.review_dismiss(item=ReviewItem.objects.get(), actor=moderator)
 
@@ -115,7 +115,7 @@ def test_the_queue_says_the_item_was_found_by_a_sweep(
     from django.urls import reverse
 
     scene = images.photo(827)
-    make_profile("near", images.at_distance(scene, 7, seed=5))
+    make_profile("near", images.near_miss(scene))
     flag(scene, django_capture_on_commit_callbacks)
     client = Client()
     client.force_login(moderator)

@@ -155,11 +155,11 @@ def test_a_framed_photo_stored_before_its_picture_was_flagged_is_taken_down_by_t
     original = images.photo(83, (800, 600))
     profile = make_profile("alice", padded(original, 0.15))
     stored = services.stored_fingerprint(registry.target_for(profile), profile)
-    assert matching.check(stored).decision == matching.PASS  # nothing banned yet
 
     with django_capture_on_commit_callbacks(execute=True):
         flagged = ban(original)
 
+    assert matching.check(stored).decision == matching.PASS  # the whole photo alone: no match
     profile.refresh_from_db()
     assert not profile.photo and profile.photo_probes == []
     takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)

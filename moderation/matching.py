@@ -520,29 +520,46 @@ class BannedIndex:
 class HashColumns:
     """Stored images' fingerprints as numpy columns, for comparing a few new fingerprints with
     all of them at once (the impact preview): one XOR + popcount over the column per new
-    fingerprint instead of one index lookup per stored image."""
+    fingerprint instead of one index lookup per stored image.
 
-    pks: np.ndarray  # int64
+    An image has one row for its own fingerprint and one per stored probe (its cuts and
+    framed picture, ``hashing.CheckFingerprints.probe_rows``), so the preview decides as the
+    sweep will: a cut row is compared with that variant only, the framed picture's with every
+    variant, and probe rows count only when the image's own fingerprint matches nothing.
+    """
+
+    pks: np.ndarray  # int64, one per row (an image has several rows when it stores probes)
     dhashes: np.ndarray  # uint64
     phashes: np.ndarray  # uint64 (0 where there is none)
     has_phash: np.ndarray  # bool
+    variants: np.ndarray  # int16: -1 compared with every variant; n: with variant n only
+    whole: np.ndarray  # bool: the image's own fingerprint (False: a probe)
 
     @classmethod
-    def load(cls, rows: Iterable[tuple[int, int, int | None]]) -> HashColumns:
-        """From ``(pk, signed dHash, signed pHash or None)`` rows, read once."""
+    def load(cls, rows: Iterable[tuple]) -> HashColumns:
+        """From ``(pk, signed dHash, signed pHash or None[, probe rows])`` rows, read once."""
         if hasattr(rows, "iterator"):  # a queryset: stream it in large chunks
             rows = rows.iterator(chunk_size=20_000)
-        pks, dhashes, phashes = [], [], []
-        for pk, dhash, phash in rows:
-            pks.append(pk)
-            dhashes.append(dhash)
-            phashes.append(phash)
+        pks, dhashes, phashes, variants, whole = [], [], [], [], []
+        for pk, dhash, phash, *probes in rows:
+            looks = [(-1, dhash, phash, True)] + [
+                (-1 if number is None else number, d, p, False)
+                for number, d, p in (probes[0] if probes and probes[0] else ())
+            ]
+            for variant, d, p, is_whole in looks:
+                pks.append(pk)
+                dhashes.append(d)
+                phashes.append(p)
+                variants.append(variant)
+                whole.append(is_whole)
         has = np.fromiter((p is not None for p in phashes), bool, len(phashes))
         return cls(
             np.array(pks, np.int64),
             np.array(dhashes, np.int64).view(np.uint64),
             np.array([0 if p is None else p for p in phashes], np.int64).view(np.uint64),
             has,
+            np.array(variants, np.int16),
+            np.array(whole, bool),
         )
 
     def __len__(self) -> int:
@@ -550,19 +567,20 @@ class HashColumns:
 
     def nearest_matches(
         self,
-        entries: Iterable[tuple[Fingerprint, bool]],
+        entries: Iterable[tuple[int, Fingerprint, bool]],
         *,
         rule: MatchRule,
         list_distance: int | None = None,
-    ) -> np.ndarray:
-        """Per stored image, the dHash distance to the nearest of ``entries`` (fingerprint,
-        low information) that it matches under ``rule`` (``MatchRule.matches``, with a hash
-        list's own distance), or -1. Low-information entries never block, so never count."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(pks, distances)``: per stored image (pks ascending), the dHash distance to the
+        nearest of ``entries`` (variant number, fingerprint, low information) that it matches
+        under ``rule`` (``MatchRule.matches``, with a hash list's own distance), or -1. Low-
+        information entries never block, so never count."""
         nearest = np.full(len(self), 65, np.int64)
         probe = Match(0, 0, list_distance=list_distance)
         max_distance = rule.distance_for(probe)
         unconfirmed = min(rule.max_unconfirmed_distance, max_distance)
-        for fp, low in entries:
+        for number, fp, low in entries:
             if low:
                 continue
             d = np.bitwise_count(self.dhashes ^ np.uint64(fp.dhash)).astype(np.int64)
@@ -572,9 +590,16 @@ class HashColumns:
                 p = np.bitwise_count(self.phashes ^ np.uint64(fp.phash))
                 confirmed = (d <= max_distance) & (p <= rule.max_confirm_distance)
                 matched = np.where(self.has_phash, confirmed, d <= unconfirmed)
+            matched &= (self.variants == -1) | (self.variants == number)
             np.minimum(nearest, np.where(matched, d, 65), out=nearest)
-        nearest[nearest == 65] = -1
-        return nearest
+        pks, image = np.unique(self.pks, return_inverse=True)
+        by_whole = np.full(len(pks), 65, np.int64)
+        by_probe = np.full(len(pks), 65, np.int64)
+        np.minimum.at(by_whole, image[self.whole], nearest[self.whole])
+        np.minimum.at(by_probe, image[~self.whole], nearest[~self.whole])
+        result = np.where(by_whole < 65, by_whole, by_probe)
+        result[result == 65] = -1
+        return pks, result
 
 
 def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:

@@ -805,7 +805,7 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
     """
     preview = ImpactPreview()
     selected: set[tuple[str, int]] = set()
-    entries: list[tuple[Fingerprint, bool]] = []  # (variant fingerprint, low information)
+    entries: list[tuple[int, Fingerprint, bool]] = []  # (variant, fingerprint, low information)
     default = HashList.objects.filter(name=DEFAULT_HASH_LIST).first()  # read-only: no create
     for instance in instances:
         target = registry.target_for(instance)
@@ -818,7 +818,7 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
             preview.unreadable += 1
             continue
         low = matching.is_low_information(variants[0].information)
-        entries += [(fp, low) for _, fp in matching.stored_variants(variants)]
+        entries += [(number, fp, low) for number, fp in matching.stored_variants(variants)]
     if not entries or (default is not None and (not default.enabled or default.shadow)):
         return preview
     rule = matching.MatchRule.from_settings()
@@ -826,12 +826,13 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
     hits: list[tuple[int, str, int]] = []
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
+        probes = (target.probes_field,) if target.probes_field else ()
         columns = matching.HashColumns.load(
-            rows.values_list("pk", target.hash_field, target.confirm_field)
+            rows.values_list("pk", target.hash_field, target.confirm_field, *probes)
         )
-        nearest = columns.nearest_matches(entries, rule=rule, list_distance=list_distance)
+        pks, nearest = columns.nearest_matches(entries, rule=rule, list_distance=list_distance)
         hit = nearest >= 0
-        for pk, distance in zip(columns.pks[hit].tolist(), nearest[hit].tolist()):
+        for pk, distance in zip(pks[hit].tolist(), nearest[hit].tolist()):
             if (target.key, pk) not in selected:
                 hits.append((distance, target.key, pk))
     preview.count = len(hits)

@@ -99,36 +99,56 @@ def _flip(value: int, bits: int, rng) -> int:
 @pytest.mark.parametrize("list_distance", [None, 6, 14])
 def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_distance):
     """The columns' XOR + popcount gives, for each stored image, exactly what a
-    ``BannedIndex`` of the selected orientations says: blocked or not, and at what distance."""
+    ``BannedIndex`` of the selected variants says for it and its stored probes (cuts compared
+    with their own variant, the framed picture with every variant): blocked or not, and at
+    what distance."""
     import random
 
     from moderation import matching
-    from moderation.hashing import Fingerprint, to_signed
+    from moderation.hashing import Fingerprint, probes_from_rows, to_signed
+    from moderation.variants import UPLOAD_CUTS
 
     rng = random.Random(7)
+    numbers = [0, 1, *UPLOAD_CUTS]
     entries = []
     for n in range(12):
         phash = None if n % 5 == 4 else rng.getrandbits(64)
-        entries.append((Fingerprint(rng.getrandbits(64), phash=phash), n % 7 == 6))
-    rows = []
-    for pk in range(3000):
-        base, _low = entries[pk % len(entries)]
+        entries.append((numbers[n % len(numbers)], Fingerprint(rng.getrandbits(64), phash=phash),
+                        n % 7 == 6))
+
+    def near(base: Fingerprint, pk: int) -> tuple[int, int | None]:
         dhash = _flip(base.dhash, rng.randrange(0, 20), rng)
         phash = None if pk % 11 == 0 else _flip(base.phash or 0, rng.randrange(0, 30), rng)
-        rows.append((pk, to_signed(dhash), None if phash is None else to_signed(phash)))
+        return to_signed(dhash), None if phash is None else to_signed(phash)
+
+    rows = []
+    for pk in range(3000):
+        _n, base, _low = entries[pk % len(entries)]
+        probes = []
+        if pk % 3:  # two of three images store probes: its cuts, and for some a framed picture
+            other = entries[(pk * 7) % len(entries)][1]
+            probes = [[number, *near(other, pk)] for number in UPLOAD_CUTS]
+            if pk % 2:
+                probes.append([None, *near(entries[(pk * 5) % len(entries)][1], pk)])
+        rows.append((pk, *near(base, pk), probes))
     rule = matching.MatchRule.from_settings()
     policy = matching.list_policy(list_distance, False)
     index = matching.BannedIndex()
-    for i, (fp, low) in enumerate(entries):
-        index.add(matching.entry_key(i, 0), fp.dhash, fp.phash, low, policy)
+    for i, (number, fp, low) in enumerate(entries):
+        index.add(matching.entry_key(i, number), fp.dhash, fp.phash, low, policy)
 
-    nearest = matching.HashColumns.load(rows).nearest_matches(
+    pks, nearest = matching.HashColumns.load(rows).nearest_matches(
         entries, rule=rule, list_distance=list_distance
     )
 
-    expected = []
-    for _pk, dhash, phash in rows:
-        verdict = index.check(Fingerprint.from_signed(dhash, phash=phash), rule)
+    expected, by_probe_only = [], 0
+    for _pk, dhash, phash, probes in rows:
+        cuts, inner = probes_from_rows(probes)
+        fp = Fingerprint.from_signed(dhash, phash=phash)
+        verdict = index.check(fp, rule, cuts=cuts, inner=inner)
         expected.append(verdict.nearest.distance if verdict.blocked else -1)
+        by_probe_only += verdict.blocked and not index.check(fp, rule).blocked
+    assert pks.tolist() == list(range(3000))
     assert nearest.tolist() == expected
     assert 100 < sum(d >= 0 for d in expected) < 2900  # both outcomes are exercised
+    assert by_probe_only > 20  # and images that only their probes block

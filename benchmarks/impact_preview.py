@@ -58,11 +58,13 @@ def flip(value: int, bits: int, rng: random.Random) -> int:
 
 
 def fill(n: int, selected_fp, rng: random.Random) -> None:
-    """Exactly ``n`` other profiles: random hashes, 1% within 0-10 bits of the selected photo."""
+    """Exactly ``n`` other profiles: random hashes, 1% within 0-10 bits of the selected photo;
+    each with the probe rows a stored photo has (its two cuts; a framed picture for 1 in 50)."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from moderation.hashing import to_signed
+    from moderation.hashing import pack_probes, to_signed
+    from moderation.variants import UPLOAD_CUTS
     from profiles.models import Profile
 
     User = get_user_model()
@@ -78,13 +80,21 @@ def fill(n: int, selected_fp, rng: random.Random) -> None:
                 phash = flip(selected_fp.phash, rng.randrange(0, 20), rng)
             else:
                 dhash, phash = rng.getrandbits(64), rng.getrandbits(64)
+            probes = [
+                [number, to_signed(rng.getrandbits(64)), to_signed(rng.getrandbits(64))]
+                for number in UPLOAD_CUTS
+            ]
+            if (have + i) % 50 == 1:
+                inner = [to_signed(rng.getrandbits(64)), to_signed(rng.getrandbits(64))]
+                probes.append([None, *inner])
             profiles.append(
                 Profile(
                     user=user,
                     photo=f"photos/bench{have + i}.jpg",
                     photo_dhash=to_signed(dhash),
                     photo_phash=to_signed(phash),
-                    photo_pipeline_version=3,
+                    photo_probes=pack_probes(probes),
+                    photo_pipeline_version=5,
                 )
             )
         Profile.objects.bulk_create(profiles, batch_size=5000)
@@ -93,7 +103,7 @@ def fill(n: int, selected_fp, rng: random.Random) -> None:
 def preview_by_loop(instances):
     """The preview as it was before: one index lookup per stored photo, in Python."""
     from moderation import matching, registry
-    from moderation.hashing import Fingerprint, fingerprint_variants
+    from moderation.hashing import Fingerprint, fingerprint_variants, probes_from_bytes
 
     index = matching.BannedIndex()
     selected = set()
@@ -109,11 +119,13 @@ def preview_by_loop(instances):
     hits = set()
     for target in registry.targets():
         rows = target.model._default_manager.exclude(**{f"{target.hash_field}__isnull": True})
-        columns = ("pk", target.hash_field, target.confirm_field)
-        for pk, signed, phash in rows.values_list(*columns).iterator(chunk_size=5000):
+        columns = ("pk", target.hash_field, target.confirm_field, target.probes_field)
+        for pk, signed, phash, probes in rows.values_list(*columns).iterator(chunk_size=5000):
             if (target.key, pk) in selected:
                 continue
-            if index.check(Fingerprint.from_signed(signed, phash=phash), rule).blocked:
+            cuts, inner = probes_from_bytes(probes)
+            fp = Fingerprint.from_signed(signed, phash=phash)
+            if index.check(fp, rule, cuts=cuts, inner=inner).blocked:
                 hits.add(pk)
     return hits
 
@@ -157,9 +169,11 @@ def main() -> None:
         with selected.photo.open("rb") as fh:
             return fingerprint_variants(fh)
 
+    from moderation.variants import VARIANTS
+
     fp_times, _ = timed(fingerprint_selected, args.repeat)
     print(
-        "of each preview, fingerprinting the selected photo (all 13 variants): "
+        f"of each preview, fingerprinting the selected photo (all {len(VARIANTS)} variants): "
         f"{statistics.median(fp_times) * 1000:.0f} ms"
     )
     print(f"{'profiles':>9} | {'preview median':>14} | {'max':>8} | {'found':>5} | "

@@ -80,7 +80,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -704,25 +704,50 @@ class CheckFingerprints:
     cuts: dict[int, Fingerprint]
     inner: Fingerprint | None = None
 
-    def probe_rows(self) -> list[list[int | None]]:
-        """The cuts and the framed picture as JSON-able rows ``[variant number, or None for the
-        framed picture; signed dHash; signed pHash]``: what a registered model stores beside
-        its image's own fingerprint, so that sweeps compare a stored image as an upload."""
-        rows = [[number, fp.signed, fp.phash_signed] for number, fp in self.cuts.items()]
+    def probe_bytes(self) -> bytes:
+        """The cuts and the framed picture packed for storage (``pack_probes``): what a
+        registered model stores beside its image's own fingerprint, so that sweeps compare a
+        stored image as the upload path compared it."""
+        rows = [(number, fp.signed, fp.phash_signed) for number, fp in self.cuts.items()]
         if self.inner is not None:
-            rows.append([None, self.inner.signed, self.inner.phash_signed])
-        return rows
+            rows.append((None, self.inner.signed, self.inner.phash_signed))
+        return pack_probes(rows)
 
 
-def probes_from_rows(
-    rows: list[list[int | None]] | None, pipeline_version: int = PIPELINE_VERSION
+# A stored probe is three little-endian signed 64-bit integers: the variant number (-1 for the
+# framed picture, compared with every variant), the signed dHash and the signed pHash. Packed
+# bytes rather than JSON so that the impact preview reads 100k images' probes with one
+# ``np.frombuffer`` instead of 100k ``json.loads`` (measured: 0.33 s of a 0.6 s preview).
+PROBE_DTYPE = np.dtype("<i8")
+_FRAMED = -1
+
+
+def pack_probes(rows: Iterable[tuple[int | None, int, int | None]]) -> bytes:
+    """``(variant number or None for the framed picture, signed dHash, signed pHash)`` rows
+    packed for storage. A probe always has a pHash (the current pipeline computes one)."""
+    flat = [
+        value
+        for number, dhash, phash in rows
+        for value in (_FRAMED if number is None else number, dhash, phash or 0)
+    ]
+    return np.array(flat, PROBE_DTYPE).tobytes()
+
+
+def unpack_probes(data: bytes | memoryview | None) -> np.ndarray:
+    """Stored probe bytes as an int64 array of shape (n, 3); (0, 3) for none."""
+    return np.frombuffer(bytes(data or b""), PROBE_DTYPE).reshape(-1, 3)
+
+
+def probes_from_bytes(
+    data: bytes | memoryview | None, pipeline_version: int = PIPELINE_VERSION
 ) -> tuple[dict[int, Fingerprint], Fingerprint | None]:
-    """``(cuts, inner)`` from ``CheckFingerprints.probe_rows`` as stored; ({}, None) for none."""
+    """``(cuts, inner)`` from stored probe bytes, as ``BannedIndex.check`` takes them;
+    ({}, None) for none."""
     cuts: dict[int, Fingerprint] = {}
     inner = None
-    for number, dhash, phash in rows or ():
+    for number, dhash, phash in unpack_probes(data).tolist():
         fp = Fingerprint.from_signed(dhash, pipeline_version, phash=phash)
-        if number is None:
+        if number == _FRAMED:
             inner = fp
         else:
             cuts[number] = fp

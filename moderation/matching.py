@@ -57,7 +57,7 @@ from django.conf import settings
 from django.db.models import Max
 
 from moderation.fingerprint_index import FingerprintIndex
-from moderation.hashing import Fingerprint, to_unsigned
+from moderation.hashing import PROBE_DTYPE, Fingerprint, to_unsigned, unpack_probes
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
 from moderation.variants import VARIANTS
 
@@ -523,7 +523,7 @@ class HashColumns:
     fingerprint instead of one index lookup per stored image.
 
     An image has one row for its own fingerprint and one per stored probe (its cuts and
-    framed picture, ``hashing.CheckFingerprints.probe_rows``), so the preview decides as the
+    framed picture, ``hashing.CheckFingerprints.probe_bytes``), so the preview decides as the
     sweep will: a cut row is compared with that variant only, the framed picture's with every
     variant, and probe rows count only when the image's own fingerprint matches nothing.
     """
@@ -537,29 +537,33 @@ class HashColumns:
 
     @classmethod
     def load(cls, rows: Iterable[tuple]) -> HashColumns:
-        """From ``(pk, signed dHash, signed pHash or None[, probe rows])`` rows, read once."""
+        """From ``(pk, signed dHash, signed pHash or None[, packed probes])`` rows, read once.
+        The probes (``hashing.pack_probes``) of all rows are unpacked in one ``frombuffer``."""
         if hasattr(rows, "iterator"):  # a queryset: stream it in large chunks
             rows = rows.iterator(chunk_size=20_000)
-        pks, dhashes, phashes, variants, whole = [], [], [], [], []
+        pks, dhashes, phashes, blobs = [], [], [], []
         for pk, dhash, phash, *probes in rows:
-            looks = [(-1, dhash, phash, True)] + [
-                (-1 if number is None else number, d, p, False)
-                for number, d, p in (probes[0] if probes and probes[0] else ())
-            ]
-            for variant, d, p, is_whole in looks:
-                pks.append(pk)
-                dhashes.append(d)
-                phashes.append(p)
-                variants.append(variant)
-                whole.append(is_whole)
+            pks.append(pk)
+            dhashes.append(dhash)
+            phashes.append(phash)
+            blobs.append(bytes(probes[0] or b"") if probes else b"")
         has = np.fromiter((p is not None for p in phashes), bool, len(phashes))
+        probes = unpack_probes(b"".join(blobs))
+        per_image = np.fromiter((len(b) for b in blobs), np.int64, len(blobs)) // (
+            3 * PROBE_DTYPE.itemsize
+        )
+        pk_column = np.array(pks, np.int64)
         return cls(
-            np.array(pks, np.int64),
-            np.array(dhashes, np.int64).view(np.uint64),
-            np.array([0 if p is None else p for p in phashes], np.int64).view(np.uint64),
-            has,
-            np.array(variants, np.int16),
-            np.array(whole, bool),
+            np.concatenate((pk_column, np.repeat(pk_column, per_image))),
+            np.concatenate(
+                (np.array(dhashes, np.int64), probes[:, 1])
+            ).view(np.uint64),
+            np.concatenate(
+                (np.array([0 if p is None else p for p in phashes], np.int64), probes[:, 2])
+            ).view(np.uint64),
+            np.concatenate((has, np.ones(len(probes), bool))),
+            np.concatenate((np.full(len(pks), -1, np.int16), probes[:, 0].astype(np.int16))),
+            np.concatenate((np.ones(len(pks), bool), np.zeros(len(probes), bool))),
         )
 
     def __len__(self) -> int:

@@ -25,8 +25,8 @@ class ImageTarget:
     nullable datetime set when a reindex finds the stored file gone: the owning app hides the
     image while it is set, and the hash stays, so sweeps keep comparing it with the banned set.
     ``owner_field`` (optional) names the uploader, shown to moderators in the review queue.
-    ``probes_field`` (optional) is a JSON field holding the image's cuts and framed picture
-    (``hashing.CheckFingerprints.probe_rows``), so that sweeps and rechecks compare a stored
+    ``probes_field`` (optional) is a binary field holding the image's cuts and framed picture
+    (``hashing.CheckFingerprints.probe_bytes``), so that sweeps and rechecks compare a stored
     image as the upload path compared it; without it, only the image's own fingerprint.
     ``store_as`` (optional) turns an upload into the file the app stores (a clean re-encoding);
     such an app checks uploads as stored, and ``evaluate_matching`` then hashes its edited

@@ -36,7 +36,7 @@ from moderation.hashing import (
     check_fingerprints,
     fingerprint_variants,
     image_format,
-    probes_from_rows,
+    probes_from_bytes,
 )
 from moderation.models import (
     DEFAULT_HASH_LIST,
@@ -707,7 +707,7 @@ def _clear_image(target: registry.ImageTarget, instance: models.Model) -> None:
     for name in fields:
         setattr(instance, name, "" if name == target.file_field else None)
     if target.probes_field:
-        setattr(instance, target.probes_field, [])
+        setattr(instance, target.probes_field, b"")
         fields.append(target.probes_field)
     instance.save(update_fields=fields)
 
@@ -731,7 +731,7 @@ def stored_probes(
     as ``BannedIndex.check`` takes them; ({}, None) when it stores none."""
     if target.probes_field is None:
         return {}, None
-    return probes_from_rows(getattr(instance, target.probes_field))
+    return probes_from_bytes(getattr(instance, target.probes_field))
 
 
 def _delete_after_commit(storage, name: str) -> None:
@@ -882,7 +882,7 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
         for pk, signed, phash, probes in rows.values_list(*columns).iterator(chunk_size=5000):
             result.checked += 1
             fp = Fingerprint.from_signed(signed, phash=phash)
-            cuts, inner = probes_from_rows(probes) if target.probes_field else ({}, None)
+            cuts, inner = probes_from_bytes(probes) if target.probes_field else ({}, None)
             found = verdict(fp, cuts, inner)
             if found.decision != matching.PASS:  # rare: only then is the allowlist read
                 found = matching.without_allowed(found, fp)
@@ -1314,14 +1314,14 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
         return ReindexRun.objects.create(pipeline_version=PIPELINE_VERSION)
 
 
-def _read_fingerprint(fieldfile) -> tuple[list[Fingerprint], list | None]:
+def _read_fingerprint(fieldfile) -> tuple[list[Fingerprint], bytes | None]:
     """``([fingerprint], probe rows)`` of a stored file; for a flag's original, every variant
     and no probe rows."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
             return fingerprint_variants(fh), None
         checked = check_fingerprints(fh)
-        return [checked.frames[0]], checked.probe_rows()
+        return [checked.frames[0]], checked.probe_bytes()
 
 
 def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
@@ -1355,7 +1355,7 @@ def reindex_batch(
         result.done = True
         return result
 
-    updates: list[tuple[models.Model, list[Fingerprint], list | None]] = []
+    updates: list[tuple[models.Model, list[Fingerprint], bytes | None]] = []
     missing: list[models.Model] = []
     for obj in batch:
         result.processed += 1
@@ -1373,7 +1373,7 @@ def reindex_batch(
         probes_changed = (
             key != ORIGINALS_KEY
             and target.probes_field is not None
-            and getattr(obj, target.probes_field) != probes
+            and bytes(getattr(obj, target.probes_field) or b"") != probes
         )
         if (
             stored is None

@@ -34,7 +34,7 @@ MATCH_ATTR = "_moderation_match"
 # will be stored and shown, and one decode fewer): ``checked_instead(upload, stored_file,
 # further_frames)`` links the two and hands over the fingerprints of the upload's other frames.
 CHECKED_AS_ATTR = "_moderation_checked_as"
-# ...and the upload's cuts and framed picture (``CheckFingerprints.probe_rows``), stored beside
+# ...and the upload's cuts and framed picture (``CheckFingerprints.probe_bytes``), stored beside
 # the fingerprint for the sweeps.
 PROBES_ATTR = "_moderation_probes"
 FURTHER_FRAMES_ATTR = "_moderation_further_frames"
@@ -77,11 +77,11 @@ def fingerprint_of(file: Any) -> Fingerprint:
     return fp if fp is not None else fingerprint(file)
 
 
-def probe_rows_of(file: Any) -> list[list[int | None]]:
-    """The probe rows (``CheckFingerprints.probe_rows``) the validator computed for this
+def probe_bytes_of(file: Any) -> bytes:
+    """The packed probes (``CheckFingerprints.probe_bytes``) the validator computed for this
     upload, or compute them now."""
-    rows = getattr(file, PROBES_ATTR, None)
-    return rows if rows is not None else check_fingerprints(file).probe_rows()
+    packed = getattr(file, PROBES_ATTR, None)
+    return packed if packed is not None else check_fingerprints(file).probe_bytes()
 
 
 def refusal_of(file: Any) -> tuple[Fingerprint | None, matching.Match | None]:
@@ -133,7 +133,7 @@ class BannedImageValidator:
         checked = check_fingerprints(value)
         frames = checked.frames + _further_frames(value)
         _remember(value, FINGERPRINT_ATTR, frames[0])
-        _remember(value, PROBES_ATTR, checked.probe_rows())
+        _remember(value, PROBES_ATTR, checked.probe_bytes())
         banned = matching.banned_set()
         banned.sync()  # once for all frames
         verdicts = [

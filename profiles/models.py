@@ -30,9 +30,9 @@ class Profile(models.Model):
     photo_phash = models.BigIntegerField(_("photo pHash"), null=True, blank=True)
     photo_pipeline_version = models.PositiveSmallIntegerField(null=True, blank=True)
     # The photo's cuts (centre, caption band) and the picture inside its frame, as the upload
-    # was checked (``CheckFingerprints.probe_rows``): sweeps compare them too. Empty for none
-    # and for photos stored before pipeline 5 (``manage.py reindex`` fills them in).
-    photo_probes = models.JSONField(_("photo probes"), default=list, blank=True, editable=False)
+    # was checked (``CheckFingerprints.probe_bytes``, packed int64s): sweeps compare them too.
+    # Empty for none and for photos stored before pipeline 5 (``manage.py reindex`` fills them).
+    photo_probes = models.BinaryField(_("photo probes"), default=b"", blank=True, editable=False)
     photo_checked_at = models.DateTimeField(
         _("photo last checked"),
         null=True,

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from moderation.hashing import Fingerprint, check_fingerprints
 from moderation.tasks import recheck_image_task
-from moderation.validators import fingerprint_of, probe_rows_of
+from moderation.validators import fingerprint_of, probe_bytes_of
 from profiles.models import Profile, photo_upload_to
 from profiles.photos import is_prepared, reencode_photo
 
@@ -44,12 +44,12 @@ def _delete_file_after_commit(storage, name: str) -> None:
 
 
 def _save_photo(
-    profile: Profile, name: str, fp: Fingerprint | None, probes: list | None = None
+    profile: Profile, name: str, fp: Fingerprint | None, probes: bytes = b""
 ) -> None:
-    """Point the profile at a stored photo, its fingerprint and its probe rows (or at none:
+    """Point the profile at a stored photo, its fingerprint and its packed probes (or at none:
     ``""``, None)."""
     profile.photo = name
-    profile.photo_probes = probes or []
+    profile.photo_probes = probes
     profile.photo_dhash = fp.signed if fp else None
     profile.photo_phash = fp.phash_signed if fp else None
     profile.photo_pipeline_version = fp.pipeline_version if fp else None
@@ -79,11 +79,11 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     """
     if is_prepared(upload):
         # Already the clean re-encoding (the form made it), fingerprinted by the validator.
-        content, stored_fp, probes = upload, fingerprint_of(upload), probe_rows_of(upload)
+        content, stored_fp, probes = upload, fingerprint_of(upload), probe_bytes_of(upload)
     else:
         content = reencode_photo(upload)
         checked = check_fingerprints(content)
-        stored_fp, probes = checked.frames[0], checked.probe_rows()
+        stored_fp, probes = checked.frames[0], checked.probe_bytes()
     storage = profile.photo.storage
     try:
         new_name = storage.save(photo_upload_to(profile, ""), content)

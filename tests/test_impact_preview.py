@@ -105,7 +105,7 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
     import random
 
     from moderation import matching
-    from moderation.hashing import Fingerprint, probes_from_rows, to_signed
+    from moderation.hashing import Fingerprint, pack_probes, probes_from_bytes, to_signed
     from moderation.variants import UPLOAD_CUTS
 
     rng = random.Random(7)
@@ -130,7 +130,7 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
             probes = [[number, *near(other, pk)] for number in UPLOAD_CUTS]
             if pk % 2:
                 probes.append([None, *near(entries[(pk * 5) % len(entries)][1], pk)])
-        rows.append((pk, *near(base, pk), probes))
+        rows.append((pk, *near(base, pk), pack_probes(probes)))
     rule = matching.MatchRule.from_settings()
     policy = matching.list_policy(list_distance, False)
     index = matching.BannedIndex()
@@ -143,7 +143,7 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
 
     expected, by_probe_only = [], 0
     for _pk, dhash, phash, probes in rows:
-        cuts, inner = probes_from_rows(probes)
+        cuts, inner = probes_from_bytes(probes)
         fp = Fingerprint.from_signed(dhash, phash=phash)
         verdict = index.check(fp, rule, cuts=cuts, inner=inner)
         expected.append(verdict.nearest.distance if verdict.blocked else -1)

@@ -495,12 +495,13 @@ class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "hex_hash",
         "nearest",
         "distance",
+        "found_by",
     ]
     list_filter = ["code", "created_at"]
     list_select_related = ["user", "nearest"]
     search_fields = ["user__username", "ip"]
     date_hierarchy = "created_at"
-    fields = ["created_at", "user", "ip", "code", "hex_hash", "nearest", "distance"]
+    fields = ["created_at", "user", "ip", "code", "hex_hash", "nearest", "distance", "found_by"]
     readonly_fields = fields
 
     def get_queryset(self, request):

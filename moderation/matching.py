@@ -106,6 +106,14 @@ class Match:
     def variant_label(self) -> str:
         return VARIANTS[self.variant].label
 
+    @property
+    def found_by(self) -> str:
+        """What of the upload found this match, for staff: ``whole image``, the cut (``centre
+        (15% cut around)``, ``caption band (...)``) or ``picture inside a frame``."""
+        if self.by_inner:
+            return "picture inside a frame"
+        return self.variant_label if self.by_cut else "whole image"
+
 
 @dataclass(frozen=True, slots=True)
 class MatchRule:

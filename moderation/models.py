@@ -419,6 +419,9 @@ class RefusedUpload(models.Model):
         related_name="+",
     )
     distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+    # What of the upload was that near (``matching.Match.found_by``): the whole image, one of
+    # its cuts or the picture inside its frame; ``dhash`` is the hash of that.
+    found_by = models.CharField(_("found by"), max_length=60, blank=True, default="")
 
     objects = RefusedUploadQuerySet.as_manager()
 

@@ -961,6 +961,7 @@ def record_refused_upload(
         dhash=fingerprint.signed if fingerprint is not None else None,
         nearest_id=match.fingerprint_id if match is not None else None,
         distance=match.distance if match is not None else None,
+        found_by=match.found_by if match is not None else "",
     )
 
 

@@ -343,7 +343,7 @@ def test_check_image_decides_a_framed_copy_as_the_upload_path_does_and_says_what
     result = json.loads(out)
     assert result["decision"] == "block"
     assert result["matches"][0]["found_by"] == "frame"
-    assert "found by the picture inside the file's frame" in text
+    assert "found by the file's picture inside a frame" in text
 
 
 def test_check_image_passes_an_unrelated_image(incoming):

@@ -163,6 +163,7 @@ def test_a_captioned_copy_is_refused_through_the_caption_band_and_recorded_with_
     assert (refused.dhash, refused.nearest_id, refused.distance) == (
         checked.cuts[BAND].signed, flagged.pk, band
     )
+    assert refused.found_by == VARIANTS[BAND].label
 
 
 def test_an_unrelated_photo_is_not_caught_by_crop_variants(alice_client, user):

@@ -19,6 +19,7 @@ from moderation import matching, registry, services
 from moderation.framing import picture_box
 from moderation.hashing import check_fingerprints, unpack_probes
 from moderation.models import AuditEvent, RefusedUpload
+from moderation.validators import upload_fingerprints
 from moderation.variants import UPLOAD_CUTS
 from profiles.models import Profile
 from tests import images
@@ -108,7 +109,7 @@ def test_a_framed_copy_of_a_flagged_picture_is_refused_by_the_picture_inside(
     original = images.photo(75, (800, 600))
     flagged = ban(original)
     data = images.encode(make(original), "JPEG", quality=90)
-    checked = check_fingerprints(io.BytesIO(data))
+    checked = upload_fingerprints(io.BytesIO(data))  # as the profile form checks it
     # The premise: the whole upload and its cuts are no match; the picture inside is.
     assert matching.check(checked.frames[0]).decision == matching.PASS
     assert checked.inner is not None
@@ -122,7 +123,8 @@ def test_a_framed_copy_of_a_flagged_picture_is_refused_by_the_picture_inside(
     assert not Profile.objects.get(user=user).photo
     refused = RefusedUpload.objects.get()
     assert refused.nearest_id == flagged.pk
-    assert refused.dhash != checked.frames[0].signed  # recorded with the picture inside
+    assert refused.dhash == checked.inner.signed  # recorded with the picture inside
+    assert refused.found_by == "picture inside a frame"
 
 
 @pytest.mark.django_db

@@ -162,11 +162,7 @@ def _found_by(m: matching.Match) -> str:
 
 
 def _found_by_note(m: matching.Match) -> str:
-    if m.by_inner:
-        return ", found by the picture inside the file's frame"
-    if m.by_cut:
-        return f", found by the file cut the same way ({m.variant_label})"
-    return ""
+    return "" if not (m.by_cut or m.by_inner) else f", found by the file's {m.found_by}"
 
 
 def _dumps(obj) -> str:

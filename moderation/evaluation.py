@@ -355,8 +355,7 @@ def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) 
     found += [
         (m, 0)
         for number, cut in checked.cuts.items()
-        for m in index.candidates(cut, reach)
-        if m.variant == number
+        for m in index.candidates(cut, reach, variant=number)
     ]
     # The picture inside the upload's frame, compared as the whole upload is.
     if checked.inner is not None:

@@ -59,7 +59,7 @@ from django.db.models import Max
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import PROBE_DTYPE, Fingerprint, to_unsigned, unpack_probes
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
-from moderation.variants import VARIANTS
+from moderation.variants import UPLOAD_CUTS, VARIANTS
 
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
@@ -407,11 +407,17 @@ class BannedIndex:
 
     ``BannedSet`` keeps one in step with the database; ``evaluate_matching`` and the sweep of a
     few new flags build their own from the same rows. Not synchronised: callers lock.
+
+    The entries of each variant an upload is also cut as (``variants.UPLOAD_CUTS``) are kept in
+    an index of their own as well, because a cut is compared with that variant only: querying
+    the whole index at the review radius and keeping 1 entry in 14 cost ~1-3 ms per cut against
+    1M entries; the variant's own index answers in a tenth of that, for ~2 x 46 B more per flag.
     """
 
     def __init__(self) -> None:
         self._index = FingerprintIndex()
         self._data = _EntryData()
+        self._cut_indexes = {number: FingerprintIndex() for number in UPLOAD_CUTS}
 
     def __len__(self) -> int:
         return len(self._index)
@@ -428,27 +434,46 @@ class BannedIndex:
         self._index = FingerprintIndex()
         self._index.build(keys, dhashes)
         self._data.build(keys, phashes, flags)
+        key_column = np.asarray(keys, np.int64)
+        dhash_column = np.asarray(dhashes, np.uint64)
+        for number in UPLOAD_CUTS:
+            own = key_column % KEYS_PER_FLAG == number
+            self._cut_indexes[number] = FingerprintIndex()
+            self._cut_indexes[number].build(key_column[own], dhash_column[own])
 
     def add(
         self, key: int, dhash: int, phash: int | None, low_information: bool, policy: int = 0
     ) -> None:
         self._index.add(key, dhash)
         self._data.set(key, phash, low_information, policy)
+        cut_index = self._cut_indexes.get(key % KEYS_PER_FLAG)
+        if cut_index is not None:
+            cut_index.add(key, dhash)
 
     def remove(self, key: int) -> None:
         self._index.remove(key)
         self._data.discard(key)
+        cut_index = self._cut_indexes.get(key % KEYS_PER_FLAG)
+        if cut_index is not None:
+            cut_index.remove(key)
 
     def candidates(
-        self, fingerprint: Fingerprint, max_distance: int, max_confirm_distance: int = 64
+        self,
+        fingerprint: Fingerprint,
+        max_distance: int,
+        max_confirm_distance: int = 64,
+        *,
+        variant: int | None = None,
     ) -> list[Match]:
-        """Every entry within ``max_distance`` dHash bits, per variant, nearest first.
+        """Every entry within ``max_distance`` dHash bits, per variant, nearest first; with
+        ``variant`` (one of ``variants.UPLOAD_CUTS``), the entries of that variant only.
 
         Entries whose pHash is more than ``max_confirm_distance`` bits away are dropped in numpy,
         before any Python object is made: against a large, clustered banned set a wide dHash
         radius finds thousands of entries, nearly all strangers that the pHash rules out.
         """
-        keys, distances = self._index.query_arrays(fingerprint.dhash, max_distance)
+        index = self._index if variant is None else self._cut_indexes[variant]
+        keys, distances = index.query_arrays(fingerprint.dhash, max_distance)
         if not len(keys):
             return []
         phashes, flags = self._data.lookup(keys)
@@ -516,12 +541,13 @@ class BannedIndex:
         return [
             replace(m, by_cut=True)
             for number, cut in cuts.items()
-            for m in self.candidates(cut, rule.radius, rule.max_confirm_distance)
-            if m.variant == number and rule.matches(m)
+            for m in self.candidates(cut, rule.radius, rule.max_confirm_distance, variant=number)
+            if rule.matches(m)
         ]
 
     def nbytes(self) -> int:
-        return self._index.nbytes() + self._data.nbytes()
+        cut_indexes = sum(index.nbytes() for index in self._cut_indexes.values())
+        return self._index.nbytes() + cut_indexes + self._data.nbytes()
 
 
 @dataclass(frozen=True)

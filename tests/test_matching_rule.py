@@ -523,8 +523,15 @@ def test_an_uploads_cut_is_compared_with_the_same_variant_of_the_flags_only(sett
     assert verdict.decision == matching.BLOCK
     assert verdict.nearest.fingerprint_id == 2 and verdict.nearest.by_cut
     assert verdict.nearest.variant == cut
-    # Without the cuts (stored photos in a sweep, check_image) nothing changes.
+    # Without the cuts nothing changes.
     assert index.check(whole, rule).decision == matching.PASS
+    # The variant's own index follows removal and rebuilding like the whole index.
+    index.remove(entry_key(2, cut))
+    assert index.check(whole, rule, cuts=cuts).decision == matching.PASS
+    rebuilt = BannedIndex()
+    rebuilt.build([(entry_key(1, 0), same.dhash, same.phash, False),
+                   (entry_key(2, cut), same.dhash, same.phash, False)])
+    assert rebuilt.check(whole, rule, cuts=cuts).nearest.fingerprint_id == 2
 
 
 # --- near misses (the review queue's entry rule) ----------------------------------------------

@@ -55,7 +55,8 @@ def main() -> None:
         f"{flags:,} flags x {per_flag} variants = {entries:,} entries: "
         f"{index.nbytes() / flags:.0f} B per flag; per entry {index.nbytes() / entries:.1f} B "
         f"(index {index._index.nbytes() / entries:.1f} B + confirmation data "
-        f"{index._data.nbytes() / entries:.1f} B)"
+        f"{index._data.nbytes() / entries:.1f} B + the upload cuts' own indexes "
+        f"{sum(i.nbytes() for i in index._cut_indexes.values()) / entries:.1f} B)"
     )
 
 

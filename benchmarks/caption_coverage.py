@@ -29,27 +29,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
 from moderation import evaluation, matching  # noqa: E402
-from moderation.hashing import fingerprint_variants  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 from moderation.validators import upload_fingerprints  # noqa: E402
 from moderation.variants import BAND, BAND_CUT  # noqa: E402
 
 HEIGHTS = (14, 12, 9, 7, 6)  # text size: 1/N of the picture's height
 PLACES = (("top", 1), ("top", 2), ("bottom", 1), ("bottom", 2), ("both", 1), ("both", 2))
-
-
-def own_flag(photo: evaluation.Photo) -> tuple[matching.BannedIndex, matching.BannedIndex] | None:
-    """The photo flagged alone, (with every variant, without the band); None if the gate
-    refuses it."""
-    variants = fingerprint_variants(io.BytesIO(photo.data))
-    if matching.is_low_information(variants[0].information):
-        return None
-    with_band, without = matching.BannedIndex(), matching.BannedIndex()
-    for number, fp in matching.stored_variants(variants):
-        with_band.add(matching.entry_key(1, number), fp.dhash, fp.phash, False)
-        if number != BAND:
-            without.add(matching.entry_key(1, number), fp.dhash, fp.phash, False)
-    return with_band, without
 
 
 def main() -> None:
@@ -61,11 +46,12 @@ def main() -> None:
     counts = {(h, place): [0, 0] for h in HEIGHTS for place in PLACES}  # [with, without]
     flagged = 0
     for photo in photos:
-        indexes = own_flag(photo)
-        if indexes is None:
+        entries = evaluation.flag_alone(photo)
+        if entries is None:
             continue
         flagged += 1
-        with_band, without = indexes
+        with_band = evaluation.index_of(entries)
+        without = evaluation.index_of(entries, leave_out={BAND})
         for height in HEIGHTS:
             for where, lines in PLACES:
                 img = evaluation.caption(photo.image, height=height, where=where, lines=lines)

@@ -5,7 +5,7 @@
 ``evaluate_matching`` scores a few fixed edits (crops of 5, 10 and 20%); this script shows the
 whole curve, so the crop variants of ``moderation/variants.py`` are not tuned to those three
 points. Every photo is flagged on its own, as the flag service does it
-(``fingerprint_variants``, the variants a flag stores), and cropped copies of it -- one side cut
+(``evaluation.flag_alone``, the variants a flag stores), and cropped copies of it -- one side cut
 (each of the 4 sides) or cut around, saved as JPEG q90 like the evaluation's edits -- are looked
 up through the upload path (``fingerprint`` of the file) at the site's rule. A row "8
 orientations" scores the same lookups against the orientation entries only (what flags stored
@@ -28,23 +28,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
 from moderation import evaluation, matching  # noqa: E402
-from moderation.hashing import fingerprint, fingerprint_variants  # noqa: E402
+from moderation.hashing import fingerprint  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 from moderation.variants import VARIANTS  # noqa: E402
 
 ONE_SIDE = (0.025, 0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20)
 AROUND = (0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20, 0.225, 0.25)
-
-
-def own_flag(photo: evaluation.Photo) -> matching.BannedIndex | None:
-    """The photo flagged alone (key = variant number), or None if the gate refuses it."""
-    variants = fingerprint_variants(io.BytesIO(photo.data))
-    if matching.is_low_information(variants[0].information):
-        return None
-    index = matching.BannedIndex()
-    for number, fp in matching.stored_variants(variants):
-        index.add(number, fp.dhash, fp.phash, False)
-    return index
 
 
 def caught(index: matching.BannedIndex, data: bytes, rule: matching.MatchRule) -> tuple[bool, bool]:
@@ -62,9 +51,10 @@ def main() -> None:
     rule = matching.MatchRule.from_settings()
     rows = {"one": {f: [0, 0, 0] for f in ONE_SIDE}, "around": {f: [0, 0, 0] for f in AROUND}}
     for photo in photos:
-        index = own_flag(photo)
-        if index is None:
+        entries = evaluation.flag_alone(photo)
+        if entries is None:
             continue
+        index = evaluation.index_of(entries)
         for fraction in ONE_SIDE:
             for side in evaluation.SIDES:
                 data = evaluation._encode(evaluation._crop_side(photo.image, fraction, side))

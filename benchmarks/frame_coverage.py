@@ -31,7 +31,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
 from moderation import evaluation, matching  # noqa: E402
-from moderation.hashing import fingerprint_variants  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 from moderation.validators import upload_fingerprints  # noqa: E402
 
@@ -103,13 +102,11 @@ def main() -> None:
     counts = {name: [0, 0] for name, _, _ in FRAMES}  # [with the framed picture, whole only]
     flagged = 0
     for photo in photos:
-        variants = fingerprint_variants(io.BytesIO(photo.data))
-        if matching.is_low_information(variants[0].information):
+        entries = evaluation.flag_alone(photo)
+        if entries is None:
             continue
         flagged += 1
-        index = matching.BannedIndex()
-        for number, fp in matching.stored_variants(variants):
-            index.add(matching.entry_key(1, number), fp.dhash, fp.phash, False)
+        index = evaluation.index_of(entries)
         for name, make, quality in FRAMES:
             data = evaluation._encode(make(photo.image), "JPEG", quality=quality)
             checked = upload_fingerprints(io.BytesIO(data))

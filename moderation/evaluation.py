@@ -41,7 +41,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
-from moderation.hashing import fingerprint_variants, open_image
+from moderation.hashing import Fingerprint, fingerprint_variants, open_image
 from moderation.validators import upload_fingerprints
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
@@ -305,6 +305,29 @@ def split(photos: list[Photo], *, seed: int, banned_fraction: float) -> tuple[li
     random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
     cut = min(max(1, round(len(order) * banned_fraction)), len(order) - 1)
     return order[:cut], order[cut:]
+
+
+def flag_alone(photo: Photo) -> list[tuple[int, Fingerprint]] | None:
+    """The ``(variant number, fingerprint)`` entries a flag of ``photo`` stores
+    (``matching.stored_variants``), or None when the low-information gate would refuse it. For
+    the coverage benchmarks, which flag each photo on its own (``index_of``)."""
+    variants = fingerprint_variants(io.BytesIO(photo.data))
+    if matching.is_low_information(variants[0].information):
+        return None
+    return matching.stored_variants(variants)
+
+
+def index_of(
+    entries: list[tuple[int, Fingerprint]], *, leave_out: Iterable[int] = ()
+) -> matching.BannedIndex:
+    """One flag's entries (``flag_alone``) in an index of their own, without the variant
+    numbers in ``leave_out`` (to score what a variant adds)."""
+    skip = set(leave_out)
+    index = matching.BannedIndex()
+    for number, fp in entries:
+        if number not in skip:
+            index.add(matching.entry_key(1, number), fp.dhash, fp.phash, False)
+    return index
 
 
 def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:

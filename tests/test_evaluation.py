@@ -166,6 +166,20 @@ def test_a_low_information_photo_is_refused_by_the_gate_not_banned(tmp_path):
     assert len(index) == run.entries == 3 * matching.KEYS_PER_FLAG
 
 
+def test_a_photo_flagged_alone_stores_every_variant_and_the_gate_refuses_a_flat_one():
+    flat = Image.new("RGB", (320, 240), (128, 128, 130))
+    flat_photo = evaluation.Photo(Path("f.png"), flat, images.encode(flat, "PNG"))
+    assert evaluation.flag_alone(flat_photo) is None
+
+    scene = images.photo(5)
+    entries = evaluation.flag_alone(evaluation.Photo(Path("s.jpg"), scene, images.encode(scene)))
+    assert [number for number, _ in entries] == list(range(matching.KEYS_PER_FLAG))
+    upright = entries[0][1]
+    assert evaluation.index_of(entries).check(upright, matching.MatchRule.from_settings()).blocked
+    without = evaluation.index_of(entries, leave_out={0, 12})
+    assert len(without) == matching.KEYS_PER_FLAG - 2
+
+
 def test_one_sided_crops_cut_a_seeded_random_side_not_always_the_right():
     img = images.photo(9, (200, 100))
     edit = next(e for e in evaluation.EDITS if e.name == "one-sided crop 10%")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from moderation import services
@@ -27,8 +28,10 @@ def ban(
 
 
 def post_photo(client, img, name: str = "me.jpg", fmt: str = "JPEG", **params):
-    """Upload ``img`` through the real profile form, as the logged-in user of ``client``."""
-    return client.post(
-        reverse("profile-edit"),
-        {"display_name": "Alice", "photo": images.upload(img, name, fmt, **params)},
-    )
+    """Upload ``img`` (an image, or a file's bytes as they are) through the real profile form,
+    as the logged-in user of ``client``."""
+    if isinstance(img, bytes):
+        photo = SimpleUploadedFile(name, img, "image/jpeg")
+    else:
+        photo = images.upload(img, name, fmt, **params)
+    return client.post(reverse("profile-edit"), {"display_name": "Alice", "photo": photo})

@@ -12,9 +12,7 @@ import io
 import imagehash
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.urls import reverse
 from PIL import Image
 
 from moderation import matching, services
@@ -152,10 +150,7 @@ def test_a_captioned_copy_is_refused_through_the_caption_band_and_recorded_with_
     assert band < whole  # the premise: the band is the closer comparison
     settings.MODERATION_MAX_DISTANCE = band  # within reach of the band only
 
-    response = alice_client.post(
-        reverse("profile-edit"),
-        {"display_name": "A", "photo": SimpleUploadedFile("meme.jpg", data, "image/jpeg")},
-    )
+    response = post_photo(alice_client, data, "meme.jpg")
 
     assert response.status_code == 200 and GENERIC in response.content.decode()
     assert not Profile.objects.get(user=user).photo

@@ -10,9 +10,7 @@ import io
 
 import numpy as np
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.urls import reverse
 from PIL import Image, ImageDraw, ImageOps
 
 from moderation import matching, registry, services
@@ -114,10 +112,7 @@ def test_a_framed_copy_of_a_flagged_picture_is_refused_by_the_picture_inside(
     assert matching.check(checked.frames[0]).decision == matching.PASS
     assert checked.inner is not None
 
-    response = alice_client.post(
-        reverse("profile-edit"),
-        {"display_name": "A", "photo": SimpleUploadedFile("framed.jpg", data, "image/jpeg")},
-    )
+    response = post_photo(alice_client, data, "framed.jpg")
 
     assert response.status_code == 200 and GENERIC in response.content.decode()
     assert not Profile.objects.get(user=user).photo

@@ -93,8 +93,7 @@ def test_a_copy_whose_cuts_alone_match_is_refused_and_recorded_with_the_nearest_
     assert nearest < whole  # the premise: a cut is the closer comparison
     settings.MODERATION_MAX_DISTANCE = nearest  # within reach of the cuts only
 
-    photo = SimpleUploadedFile("turned.jpg", data, "image/jpeg")
-    response = alice_client.post(reverse("profile-edit"), {"display_name": "A", "photo": photo})
+    response = post_photo(alice_client, data, "turned.jpg")
 
     assert response.status_code == 200 and GENERIC in response.content.decode()
     refused = RefusedUpload.objects.get()

@@ -57,7 +57,13 @@ from django.conf import settings
 from django.db.models import Max
 
 from moderation.fingerprint_index import FingerprintIndex
-from moderation.hashing import PROBE_DTYPE, Fingerprint, to_unsigned, unpack_probes
+from moderation.hashing import (
+    EVERY_VARIANT,
+    PROBE_DTYPE,
+    Fingerprint,
+    to_unsigned,
+    unpack_probes,
+)
 from moderation.models import AllowedMatch, BannedSetChange, FingerprintVariant
 from moderation.variants import UPLOAD_CUTS, VARIANTS
 
@@ -105,6 +111,11 @@ class Match:
     @property
     def variant_label(self) -> str:
         return VARIANTS[self.variant].label
+
+    @property
+    def found_by_kind(self) -> str:
+        """``whole``, ``cut`` or ``frame``: what of the upload found this match (for scripts)."""
+        return "frame" if self.by_inner else "cut" if self.by_cut else "whole"
 
     @property
     def found_by(self) -> str:
@@ -566,7 +577,7 @@ class HashColumns:
     dhashes: np.ndarray  # uint64
     phashes: np.ndarray  # uint64 (0 where there is none)
     has_phash: np.ndarray  # bool
-    variants: np.ndarray  # int16: -1 compared with every variant; n: with variant n only
+    variants: np.ndarray  # int16: EVERY_VARIANT (the image, its framed picture); n: n only
     whole: np.ndarray  # bool: the image's own fingerprint (False: a probe)
 
     @classmethod
@@ -587,16 +598,15 @@ class HashColumns:
             3 * PROBE_DTYPE.itemsize
         )
         pk_column = np.array(pks, np.int64)
+        own_phashes = np.array([0 if p is None else p for p in phashes], np.int64)
         return cls(
             np.concatenate((pk_column, np.repeat(pk_column, per_image))),
-            np.concatenate(
-                (np.array(dhashes, np.int64), probes[:, 1])
-            ).view(np.uint64),
-            np.concatenate(
-                (np.array([0 if p is None else p for p in phashes], np.int64), probes[:, 2])
-            ).view(np.uint64),
+            np.concatenate((np.array(dhashes, np.int64), probes[:, 1])).view(np.uint64),
+            np.concatenate((own_phashes, probes[:, 2])).view(np.uint64),
             np.concatenate((has, np.ones(len(probes), bool))),
-            np.concatenate((np.full(len(pks), -1, np.int16), probes[:, 0].astype(np.int16))),
+            np.concatenate(
+                (np.full(len(pks), EVERY_VARIANT, np.int16), probes[:, 0].astype(np.int16))
+            ),
             np.concatenate((np.ones(len(pks), bool), np.zeros(len(probes), bool))),
         )
 
@@ -628,7 +638,7 @@ class HashColumns:
                 p = np.bitwise_count(self.phashes ^ np.uint64(fp.phash))
                 confirmed = (d <= max_distance) & (p <= rule.max_confirm_distance)
                 matched = np.where(self.has_phash, confirmed, d <= unconfirmed)
-            matched &= (self.variants == -1) | (self.variants == number)
+            matched &= (self.variants == EVERY_VARIANT) | (self.variants == number)
             np.minimum(nearest, np.where(matched, d, 65), out=nearest)
         pks, image = np.unique(self.pks, return_inverse=True)
         by_whole = np.full(len(pks), 65, np.int64)

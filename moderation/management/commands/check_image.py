@@ -95,7 +95,7 @@ class Command(BaseCommand):
                     "distance": m.distance,
                     "reason": reasons.get(m.fingerprint_id, ""),
                     "variant": m.variant_label,
-                    "found_by": _found_by(m),
+                    "found_by": m.found_by_kind,
                     "confirm_distance": m.confirm_distance,
                     "low_information": m.low_information,
                 }
@@ -154,11 +154,6 @@ class Command(BaseCommand):
                     )
         if read == 0:
             raise CommandError("No image could be read.")
-
-
-def _found_by(m: matching.Match) -> str:
-    """What of the file found ``m``: ``whole``, ``cut`` (as the variant) or ``frame``."""
-    return "frame" if m.by_inner else "cut" if m.by_cut else "whole"
 
 
 def _found_by_note(m: matching.Match) -> str:

@@ -59,7 +59,7 @@ def flip(value: int, bits: int, rng: random.Random) -> int:
 
 def fill(n: int, selected_fp, rng: random.Random) -> None:
     """Exactly ``n`` other profiles: random hashes, 1% within 0-10 bits of the selected photo;
-    each with the probe rows a stored photo has (its two cuts; a framed picture for 1 in 50)."""
+    each with the probes a stored photo keeps (its two cuts; a framed picture for 1 in 50)."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
 

@@ -1316,8 +1316,8 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
 
 
 def _read_fingerprint(fieldfile) -> tuple[list[Fingerprint], bytes | None]:
-    """``([fingerprint], probe rows)`` of a stored file; for a flag's original, every variant
-    and no probe rows."""
+    """``([fingerprint], packed probes)`` of a stored file (``CheckFingerprints.probe_bytes``);
+    for a flag's original, every variant and no probes."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
             return fingerprint_variants(fh), None
@@ -1422,7 +1422,7 @@ def _reindex_images(target: registry.ImageTarget, updates) -> None:
                 target.confirm_field: fp.phash_signed,
                 target.version_field: fp.pipeline_version,
                 target.checked_field: now,
-                **also,  # found again (not missing), probe rows
+                **also,  # found again (not missing), packed probes
             }
         )
 

@@ -93,7 +93,7 @@ def five_profiles(make_profile) -> list[Profile]:
 
 
 def make_stale(profile: Profile) -> int:
-    """Overwrite the profile's stored hash with a stale one, with no probe rows (as stored
+    """Overwrite the profile's stored hash with a stale one, with no probes (as stored
     before pipeline 5); return the true signed hash."""
     real = true_fingerprint(profile.photo)
     Profile.objects.filter(pk=profile.pk).update(photo_dhash=stale(real), photo_probes=b"")

@@ -25,23 +25,23 @@ django.setup()
 import numpy as np  # noqa: E402
 
 from benchmarks.lookup import clustered_hashes  # noqa: E402
-from moderation import matching  # noqa: E402
+from moderation import banned_index  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
-    per_flag = matching.KEYS_PER_FLAG
+    per_flag = banned_index.KEYS_PER_FLAG
     flags = args.entries // per_flag
     rng = np.random.default_rng(7)
     dhashes = rng.permutation(np.unique(clustered_hashes(args.entries * 2, rng)))
     phashes = rng.integers(0, 2**64, size=flags * per_flag, dtype=np.uint64)
-    index = matching.BannedIndex()
-    policy = matching.list_policy(None, False)
+    index = banned_index.BannedIndex()
+    policy = banned_index.list_policy(None, False)
     index.build(
         (
-            matching.entry_key(flag, variant),
+            banned_index.entry_key(flag, variant),
             int(dhashes[flag * per_flag + variant]),
             int(phashes[flag * per_flag + variant]),
             False,

@@ -30,7 +30,7 @@ django.setup()
 
 from moderation import evaluation, matching  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
-from moderation.validators import upload_fingerprints  # noqa: E402
+from moderation.screening import upload_fingerprints  # noqa: E402
 from moderation.variants import BAND, BAND_CUT  # noqa: E402
 
 HEIGHTS = (14, 12, 9, 7, 6)  # text size: 1/N of the picture's height

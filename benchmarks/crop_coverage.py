@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from moderation import evaluation, matching  # noqa: E402
+from moderation import banned_index, evaluation, matching  # noqa: E402
 from moderation.hashing import fingerprint  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 from moderation.variants import VARIANTS  # noqa: E402
@@ -36,7 +36,9 @@ ONE_SIDE = (0.025, 0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20)
 AROUND = (0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20, 0.225, 0.25)
 
 
-def caught(index: matching.BannedIndex, data: bytes, rule: matching.MatchRule) -> tuple[bool, bool]:
+def caught(
+    index: banned_index.BannedIndex, data: bytes, rule: matching.MatchRule
+) -> tuple[bool, bool]:
     """(blocked by any stored variant, blocked by an orientation alone)."""
     fp = fingerprint(io.BytesIO(data))
     hits = [m for m in index.candidates(fp, rule.radius) if rule.matches(m)]

@@ -32,7 +32,7 @@ django.setup()
 
 from moderation import evaluation, matching  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
-from moderation.validators import upload_fingerprints  # noqa: E402
+from moderation.screening import upload_fingerprints  # noqa: E402
 
 
 def pad(fraction: float, fill, sides: str = "all") -> Callable[[Image.Image], Image.Image]:

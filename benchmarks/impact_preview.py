@@ -6,7 +6,7 @@
 Fills a throwaway database (SQLite in a temporary folder by default; a PostgreSQL URL works,
 its database must exist and is migrated) with N profiles whose photo hashes are random, plus
 1% near copies of the selected photo (so the preview has something to find), then times
-``services.preview_flag_impact`` for one selected photo: fingerprinting the selected file (13
+``sweeping.preview_flag_impact`` for one selected photo: fingerprinting the selected file (13
 variants; printed on its own), loading the hash columns, comparing. Prints the median and
 max of ``--repeat`` runs, the count found, and for comparison the per-row loop it replaced
 (one index lookup per stored photo, kept here as ``preview_by_loop``), checking both find the
@@ -102,10 +102,10 @@ def fill(n: int, selected_fp, rng: random.Random) -> None:
 
 def preview_by_loop(instances):
     """The preview as it was before: one index lookup per stored photo, in Python."""
-    from moderation import matching, registry
+    from moderation import banned_index, matching, registry
     from moderation.hashing import Fingerprint, fingerprint_variants, probes_from_bytes
 
-    index = matching.BannedIndex()
+    index = banned_index.BannedIndex()
     selected = set()
     for position, instance in enumerate(instances):
         target = registry.target_for(instance)
@@ -113,8 +113,8 @@ def preview_by_loop(instances):
         with getattr(instance, target.file_field).open("rb") as fh:
             variants = fingerprint_variants(fh)
         low = matching.is_low_information(variants[0].information)
-        for number, fp in matching.stored_variants(variants):
-            index.add(matching.entry_key(position, number), fp.dhash, fp.phash, low)
+        for number, fp in banned_index.stored_variants(variants):
+            index.add(banned_index.entry_key(position, number), fp.dhash, fp.phash, low)
     rule = matching.MatchRule.from_settings()
     hits = set()
     for target in registry.targets():
@@ -146,9 +146,10 @@ def main() -> None:
 
     from django.contrib.auth import get_user_model
 
-    from moderation import services
+    from moderation import sweeping
     from profiles.models import Profile
-    from profiles.services import profile_for, profile_set_photo
+    from profiles.photos import profile_set_photo
+    from profiles.services import profile_for
     from tests import images
 
     user, _ = get_user_model().objects.get_or_create(username="selected")
@@ -181,7 +182,7 @@ def main() -> None:
     for n in sorted(args.sizes):
         fill(n, selected_fp, rng)
         times, preview = timed(
-            lambda: services.preview_flag_impact(instances=[selected]), args.repeat
+            lambda: sweeping.preview_flag_impact(instances=[selected]), args.repeat
         )
         median = statistics.median(times)
         line = (

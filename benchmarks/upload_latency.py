@@ -102,8 +102,8 @@ def fill_banned_set(n: int) -> None:
     from django.db import connection, transaction
 
     from benchmarks.lookup import clustered_hashes
+    from moderation.banned_index import KEYS_PER_FLAG as per_flag
     from moderation.hashing import PIPELINE_VERSION, to_signed
-    from moderation.matching import KEYS_PER_FLAG as per_flag
     from moderation.models import FingerprintVariant, FlaggedFingerprint
 
     flags = n // per_flag
@@ -150,12 +150,12 @@ def fill_banned_set(n: int) -> None:
 
 
 def measure_cold_load() -> tuple[float, int]:
-    from moderation import matching
+    from moderation import banned_set
 
-    matching.reset_banned_set()
+    banned_set.reset()
     started = time.perf_counter()
-    matching.banned_set().sync()
-    return time.perf_counter() - started, len(matching.banned_set())
+    banned_set.current().sync()
+    return time.perf_counter() - started, len(banned_set.current())
 
 
 def make_photos(folder: Path, count: int) -> list[bytes]:
@@ -470,10 +470,10 @@ def main() -> None:
 def print_decisions(photos: list[bytes]) -> None:
     """What the banned set decides for the uploaded photos (in this process, after the run):
     at this scale, how many ordinary photos would go to the review queue by chance."""
-    from moderation import matching
-    from moderation.validators import upload_fingerprints
+    from moderation import banned_set
+    from moderation.screening import upload_fingerprints
 
-    banned = matching.banned_set()
+    banned = banned_set.current()
     banned.sync()
     decisions: dict[str, int] = {}
     for data in photos:

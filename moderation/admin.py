@@ -15,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import exchange, services
+from moderation import desk, exchange, flagging, hash_lists, review
+from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
 from moderation.models import (
     AllowedMatch,
@@ -39,7 +40,7 @@ def quarantine_link(fieldfile, label: str = "view") -> str:
 
 
 class ReadOnlyAdminMixin:
-    """Records that change only through the services (or never): no add, edit or delete."""
+    """Records that change only through the flows (or never): no add, edit or delete."""
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -162,7 +163,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return super().get_search_results(request, queryset, search_term)
         return queryset.filter(Q(dhash=signed) | Q(reason__icontains=term)), False
 
-    # The banned set only changes through the services: no add, edit or delete here.
+    # The banned set only changes through the flows: no add, edit or delete here.
 
     def has_flag_permission(self, request) -> bool:
         return request.user.has_perm("moderation.flag_image")
@@ -176,7 +177,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         form = UnflagReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             count = sum(
-                services.unflag_fingerprint(
+                flagging.unflag_fingerprint(
                     flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
                 )
                 for flagged in queryset
@@ -207,7 +208,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         (``moderation.exchange``, the same CSV as ``manage.py export_fingerprints``)."""
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="fingerprints.csv"'
-        exchange.write(services.fingerprint_records(queryset), response, "csv")
+        exchange.write(exchange.fingerprint_records(queryset), response, "csv")
         return response
 
     def get_urls(self):
@@ -233,7 +234,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         if request.method == "POST" and form.is_valid():
             try:
-                result = services.flag_image(
+                result = flagging.flag_image(
                     file=form.cleaned_data["image"],
                     reason=form.cleaned_data["reason"],
                     source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -242,7 +243,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             except ValidationError as e:
                 form.add_error("image", e)
-            except services.StorageUnavailable:
+            except StorageUnavailable:
                 form.add_error(
                     None,
                     _("File storage is unavailable right now, so nothing was flagged. Try again."),
@@ -290,7 +291,7 @@ class TrialDistanceForm(forms.Form):
 @admin.register(HashList)
 class HashListAdmin(admin.ModelAdmin):
     """Named lists, each with its own distance, switch and mode. Saving a change to the
-    matching policy goes through ``services.hash_list_update`` so every process follows."""
+    matching policy goes through ``hash_lists.hash_list_update`` so every process follows."""
 
     form = HashListForm
     list_display = [
@@ -336,7 +337,7 @@ class HashListAdmin(admin.ModelAdmin):
         """Try a distance on this list (shadow-test it), then promote or discard it.
 
         Anyone who may view lists sees the trial and its hits; proposing, promoting and
-        discarding need ``moderation.change_hashlist`` and go through the services (audited,
+        discarding need ``moderation.change_hashlist`` and go through ``hash_lists`` (audited,
         every process follows from its next lookup)."""
         hash_list = HashList.objects.filter(pk=object_id).first()
         if hash_list is None:
@@ -355,7 +356,7 @@ class HashListAdmin(admin.ModelAdmin):
             try:
                 if action == "propose":
                     if form.is_valid():
-                        services.hash_list_propose_distance(
+                        hash_lists.hash_list_propose_distance(
                             hash_list=hash_list,
                             distance=form.cleaned_data["distance"],
                             actor=request.user,
@@ -371,7 +372,7 @@ class HashListAdmin(admin.ModelAdmin):
                         )
                         return redirect(request.path)
                 elif action == "promote":
-                    services.hash_list_promote_distance(hash_list=hash_list, actor=request.user)
+                    hash_lists.hash_list_promote_distance(hash_list=hash_list, actor=request.user)
                     self.message_user(
                         request,
                         _("Distance %(d)s is enforced from now on.")
@@ -380,7 +381,7 @@ class HashListAdmin(admin.ModelAdmin):
                     )
                     return redirect(request.path)
                 elif action == "discard":
-                    services.hash_list_discard_distance(hash_list=hash_list, actor=request.user)
+                    hash_lists.hash_list_discard_distance(hash_list=hash_list, actor=request.user)
                     self.message_user(
                         request,
                         _("Trial discarded; the list still enforces %(d)s.")
@@ -436,7 +437,7 @@ class HashListAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)  # no flags yet: nothing to log
             return
         HashList.objects.filter(pk=obj.pk).update(name=obj.name, description=obj.description)
-        services.hash_list_update(hash_list=obj, actor=request.user, **policy)
+        hash_lists.hash_list_update(hash_list=obj, actor=request.user, **policy)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # flags point at their list; switch a list off instead
@@ -601,7 +602,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return HttpResponse(status=405, headers={"Allow": "POST"})
         if not self.has_review_permission(request):
             raise PermissionDenied
-        on = services.review_subscription_set(
+        on = review.review_subscription_set(
             user=request.user, subscribed=request.POST.get("subscribe") == "1"
         )
         if on and not request.user.email:
@@ -683,7 +684,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         decision = request.POST.get("decision")
         if decision == "ban":
             try:
-                done = services.review_ban(item=item, actor=request.user)
+                done = desk.review_ban(item=item, actor=request.user)
             except ValidationError as e:
                 self.message_user(request, " ".join(e.messages), messages.ERROR)
                 return redirect(request.path)
@@ -696,7 +697,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     messages.WARNING,
                 )
         elif decision == "dismiss":
-            if services.review_dismiss(item=item, actor=request.user):
+            if desk.review_dismiss(item=item, actor=request.user):
                 self.message_user(
                     request,
                     _("Dismissed; this image is allowed for that fingerprint from now on."),
@@ -875,7 +876,7 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         form = RevokeReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             count = sum(
-                services.allowed_match_revoke(
+                desk.allowed_match_revoke(
                     allowed=allowed, actor=request.user, reason=form.cleaned_data["reason"]
                 )
                 for allowed in queryset

@@ -6,21 +6,21 @@ the run and the scoring, and touches no database.
 How a run works
 ---------------
 The photos are split, seeded, into a banned half and an innocent half. Every banned photo is
-flagged the way ``services.flag_image`` does it -- ``fingerprint_variants`` of the file, the
-low-information gate (``services.check_information``), the variants a flag stores
-(``matching.stored_variants``), the index entries a process loads for them
-(``matching.variant_entries``, through the same signed 64-bit values the rows hold) -- into an
-in-memory ``matching.BannedIndex``: the very object a web worker's ``BannedSet`` keeps. It is
+flagged the way ``flagging.flag_image`` does it -- ``fingerprint_variants`` of the file, the
+low-information gate (``flagging.check_information``), the variants a flag stores
+(``banned_index.stored_variants``), the index entries a process loads for them
+(``banned_index.variant_entries``, through the same signed 64-bit values the rows hold) -- into
+an in-memory ``banned_index.BannedIndex``: the very object a web worker's ``BannedSet`` keeps. It is
 built in memory, not in a database transaction that is rolled back, because the flag service
 holds the banned-set writers' lock until its transaction ends (a run of minutes would stall
 every moderator on a live site), writes originals to storage and enqueues sweeps; only the
 database round trip is left out, and the tests cover that.
 
 Every edited copy is then encoded to the file a person would upload and goes through the
-upload path: ``validators.upload_fingerprints`` of the bytes (the re-encoding the site stores,
-as the profile form makes it before ``BannedImageValidator`` checks it, and any further frames)
-and ``BannedIndex.check`` with the site's ``MatchRule`` (what ``BannedSet.check`` calls): the
-decision at the current settings is the real one. For the sweep across distances each lookup
+upload path: ``screening.upload_fingerprints`` of the bytes (the re-encoding the site stores, as
+the profile form makes it, and any further frames) screened by ``screening.screen`` against the
+index with the site's ``MatchRule``: the decision at the current settings is the real one (the
+allowlist aside: a run has no moderators). For the sweep across distances each lookup
 also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with its pHash
 distance, so any (dHash, pHash) rule is scored from the same lookups.
 
@@ -41,14 +41,16 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
+from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
+from moderation.flagging import check_information
 from moderation.hashing import Fingerprint, fingerprint_variants, open_image
-from moderation.validators import upload_fingerprints
+from moderation.screening import lookup_in, screen, upload_fingerprints
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
 PHASH_SWEEP: tuple[int | None, ...] = (None, 10, 14, 16, 18, 20, 22, 24)  # None: no pHash check
 
-# Targets from issue 6: recall at least this on every edit of each group.
+# Targets: recall at least this on every edit of each group (None: no target, reported only).
 TARGETS = {"routine": 0.95, "crop": 0.80, "hard": None}
 
 
@@ -309,31 +311,29 @@ def split(photos: list[Photo], *, seed: int, banned_fraction: float) -> tuple[li
 
 def flag_alone(photo: Photo) -> list[tuple[int, Fingerprint]] | None:
     """The ``(variant number, fingerprint)`` entries a flag of ``photo`` stores
-    (``matching.stored_variants``), or None when the low-information gate would refuse it. For
+    (``stored_variants``), or None when the low-information gate would refuse it. For
     the coverage benchmarks, which flag each photo on its own (``index_of``)."""
     variants = fingerprint_variants(io.BytesIO(photo.data))
     if matching.is_low_information(variants[0].information):
         return None
-    return matching.stored_variants(variants)
+    return stored_variants(variants)
 
 
 def index_of(
     entries: list[tuple[int, Fingerprint]], *, leave_out: Iterable[int] = ()
-) -> matching.BannedIndex:
+) -> BannedIndex:
     """One flag's entries (``flag_alone``) in an index of their own, without the variant
     numbers in ``leave_out`` (to score what a variant adds)."""
     skip = set(leave_out)
-    index = matching.BannedIndex()
+    index = BannedIndex()
     for number, fp in entries:
         if number not in skip:
-            index.add(matching.entry_key(1, number), fp.dhash, fp.phash, False)
+            index.add(entry_key(1, number), fp.dhash, fp.phash, False)
     return index
 
 
-def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
-    """Flag every banned photo as ``services.flag_image`` does, into an in-memory index."""
-    from moderation.services import check_information  # services imports the ORM models
-
+def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
+    """Flag every banned photo as ``flagging.flag_image`` does, into an in-memory index."""
     rows = []
     for flag_id, photo in enumerate(banned, start=1):
         variants = fingerprint_variants(io.BytesIO(photo.data))
@@ -343,35 +343,23 @@ def build_banned_index(banned: list[Photo], run: Run) -> matching.BannedIndex:
             run.refused.append(f"{photo.path.name} (information {variants[0].information})")
             continue
         run.banned.append(photo.path.name)
-        for number, fp in matching.stored_variants(variants):
+        for number, fp in stored_variants(variants):
             rows.append(
                 (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
             )
-    index = matching.BannedIndex()
-    index.build(matching.variant_entries(rows))
+    index = BannedIndex()
+    index.build(variant_entries(rows))
     run.entries = len(index)
     run.index_bytes = index.nbytes()
     return index
 
 
-def look_up(data: bytes, index: matching.BannedIndex, rule: matching.MatchRule) -> Lookup:
+def look_up(data: bytes, index: BannedIndex, rule: matching.MatchRule) -> Lookup:
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
     the site stores, and any further animation frames), checked against the index."""
     checked = upload_fingerprints(io.BytesIO(data))
     frames = checked.frames
-    verdicts = [
-        index.check(
-            fp,
-            rule,
-            cuts=checked.cuts if i == 0 else None,
-            inner=checked.inner if i == 0 else None,
-        )
-        for i, fp in enumerate(frames)
-    ]
-    decision = next(
-        (v.decision for v in verdicts if v.blocked),
-        next((v.decision for v in verdicts if v.decision == matching.REVIEW), matching.PASS),
-    )
+    decision = screen(checked, lookup=lookup_in(index, rule), allowlist=False).decision
     reach = max(SWEEP_MAX_DISTANCE, rule.radius)
     found = [(m, 1) for fp in frames for m in index.candidates(fp, reach)]
     # The upload's cuts against the same variant of the flags, as the upload path compares them.
@@ -471,7 +459,7 @@ def group_of(name: str) -> str:
 
 
 def missed_targets(run: Run) -> list[str]:
-    """Which of issue 6's targets the current settings miss on this run (empty: all met)."""
+    """Which recall targets (``TARGETS``) the current settings miss on this run (empty: all met)."""
     missed = []
     for name in edit_names(run):
         target = TARGETS[group_of(name)]

@@ -1,5 +1,7 @@
-"""The hash-list exchange format: what ``export_fingerprints`` writes and
-``import_fingerprints`` reads (and the admin's "Export selected" action downloads).
+"""Exchange: the banned set written out, and read back in, as a hash list.
+
+What ``export_fingerprints`` writes and ``import_fingerprints`` reads (and the admin's "Export
+selected" action downloads), and the import of one record into the banned set.
 
 One record per actively banned image, in CSV (with a header row) or JSON lines. Fields:
 
@@ -27,10 +29,138 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import IO
 
-from moderation.services import FingerprintRecord
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from moderation.banned_set import lock_banned_set, log_change
+from moderation.hashing import Fingerprint
+from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
+from moderation.sweeping import sweep_after_commit
+from moderation.variants import VARIANTS
+
+
+@dataclass(frozen=True)
+class FingerprintRecord:
+    """One banned image as ``export_fingerprints`` writes it and ``import_fingerprints`` reads
+    it: everything the index holds for it, so an import reproduces the banned set exactly."""
+
+    dhash: str  # upright dHash, 16 hex digits
+    list: str
+    reason: str
+    source: str
+    created: str  # ISO 8601
+    pipeline_version: int
+    information: int | None
+    variants: tuple[tuple[int, str, str | None], ...]  # (variant, dHash hex, pHash hex)
+    list_max_distance: int | None = None
+    list_enabled: bool = True
+    list_mode: str = HashList.Mode.ENFORCE
+
+
+def _hex(signed: int | None) -> str | None:
+    return None if signed is None else Fingerprint.from_signed(signed).hex
+
+
+def fingerprint_records(queryset: models.QuerySet | None = None):
+    """``FingerprintRecord`` of every active flag in ``queryset`` (default: all), oldest first."""
+    rows = FlaggedFingerprint.objects.all() if queryset is None else queryset
+    rows = rows.active().select_related("hash_list").prefetch_related("variants")
+    for flagged in rows.order_by("flagged_at", "pk").iterator(chunk_size=2000):
+        hash_list = flagged.hash_list
+        yield FingerprintRecord(
+            dhash=flagged.hex,
+            list=hash_list.name,
+            reason=flagged.reason,
+            source=flagged.source,
+            created=flagged.flagged_at.isoformat(),
+            pipeline_version=flagged.pipeline_version,
+            information=flagged.information,
+            variants=tuple(
+                (v.variant, _hex(v.dhash), _hex(v.phash)) for v in flagged.variants.all()
+            ),
+            list_max_distance=hash_list.max_distance,
+            list_enabled=hash_list.enabled,
+            list_mode=hash_list.mode,
+        )
+
+
+def import_fingerprint(
+    *, record: FingerprintRecord, actor: AbstractBaseUser | None = None, dry_run: bool = False
+) -> bool:
+    """Add one exported banned image to the banned set. Returns False when its upright hash is
+    already actively banned (so re-importing a file changes nothing).
+
+    A list named in the record is created with the record's distance, switch and mode; an
+    existing list keeps its own settings. Call inside ``transaction.atomic()``; the sweep of
+    the new flags runs after commit. ``dry_run`` checks and writes nothing.
+    """
+    upright = Fingerprint.from_hex(record.dhash)
+    variants = [
+        (
+            number,
+            Fingerprint.from_hex(d).signed,
+            None if p is None else Fingerprint.from_hex(p).signed,
+        )
+        for number, d, p in record.variants
+    ]
+    if not variants or variants[0][:2] != (0, upright.signed):
+        raise ValidationError(f"{record.dhash}: the first variant must be the upright dHash")
+    numbers = [number for number, _, _ in variants]
+    if len(set(numbers)) != len(numbers) or not all(0 <= n < len(VARIANTS) for n in numbers):
+        # A variant this site does not know (an export from a newer version) has no index key.
+        raise ValidationError(
+            f"{record.dhash}: variants must be distinct numbers 0-{len(VARIANTS) - 1}, "
+            f"got {numbers}"
+        )
+    created_at = datetime.fromisoformat(record.created)
+    if record.source not in FlaggedFingerprint.Source.values:
+        raise ValidationError(f"{record.dhash}: unknown source {record.source!r}")
+    if record.list_mode not in HashList.Mode.values:
+        raise ValidationError(f"{record.dhash}: unknown list mode {record.list_mode!r}")
+    if dry_run:
+        return not FlaggedFingerprint.objects.active().filter(dhash=upright.signed).exists()
+    lock_banned_set()
+    if FlaggedFingerprint.objects.active().filter(dhash=upright.signed).exists():
+        return False
+    hash_list, _created = HashList.objects.get_or_create(
+        name=record.list,
+        defaults={
+            "max_distance": record.list_max_distance,
+            "enabled": record.list_enabled,
+            "mode": record.list_mode,
+        },
+    )
+    flagged = FlaggedFingerprint.objects.create(
+        dhash=upright.signed,
+        hash_list=hash_list,
+        pipeline_version=record.pipeline_version,
+        information=record.information,
+        reason=record.reason,
+        source=record.source,
+        flagged_by=actor,
+        flagged_at=created_at,
+    )
+    FingerprintVariant.objects.bulk_create(
+        FingerprintVariant(flagged=flagged, variant=number, dhash=d, phash=p)
+        for number, d, p in variants
+    )
+    log_change(flagged)
+    AuditEvent.objects.create(
+        action=AuditEvent.Action.FLAG,
+        actor=actor,
+        fingerprint=flagged,
+        reason=f"imported into list {hash_list.name}: {record.reason}".strip(),
+    )
+    sweep_after_commit([flagged.pk])
+    return True
+
+
+# --- the file formats ---------------------------------------------------------------------
 
 FORMATS = ("csv", "jsonl")
 FIELDS = [f.name for f in fields(FingerprintRecord)]

@@ -1,8 +1,10 @@
-"""Which models hold fingerprinted images, so moderation can act on them without importing them.
+"""Which models hold fingerprinted images, and what the flows may do with them.
 
 Dependencies point one way (profiles -> moderation). An app that stores user images registers
-its field here from ``AppConfig.ready()``; the sweep, takedown and reindex services then work on
-"any registered image field" instead of naming ``profiles.Profile``.
+its field here from ``AppConfig.ready()``; screening, sweeps, takedowns, the review queue and
+reindex then work on "any registered image" through the operations of ``ImageTarget`` (its
+fingerprint, its probes, clear it, store it, the rows with a hash, the owner) instead of
+naming ``profiles.Profile`` or its columns.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
+
+from moderation.hashing import PIPELINE_VERSION, CheckFingerprints, Fingerprint, probes_from_bytes
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,143 @@ class ImageTarget:
     def key(self) -> str:
         return f"{self.model._meta.label_lower}.{self.file_field}"
 
+    @property
+    def objects(self) -> models.Manager:
+        return self.model._default_manager
+
     def with_images(self) -> models.QuerySet:
-        return self.model._default_manager.exclude(**{self.file_field: ""}).exclude(
+        return self.objects.exclude(**{self.file_field: ""}).exclude(
             **{f"{self.file_field}__isnull": True}
         )
 
+    def with_hashes(self) -> models.QuerySet:
+        """Rows that hold a fingerprint (a hidden, missing file keeps its hash: still swept)."""
+        return self.objects.exclude(**{f"{self.hash_field}__isnull": True})
+
     def label(self, instance: models.Model) -> str:
         return f"{self.model._meta.verbose_name} {self.describe(instance)} (#{instance.pk})"
+
+    def image(self, instance: models.Model):
+        """The instance's image (a ``FieldFile``; falsy when there is none)."""
+        return getattr(instance, self.file_field)
+
+    def hash_of(self, instance: models.Model) -> int | None:
+        """The stored signed dHash: it changes whenever the image does."""
+        return getattr(instance, self.hash_field)
+
+    def owner_id(self, instance: models.Model) -> int | None:
+        return getattr(instance, f"{self.owner_field}_id", None) if self.owner_field else None
+
+    def fingerprint(self, instance: models.Model) -> Fingerprint | None:
+        """The fingerprint stored for the instance's image (None when it has none)."""
+        signed = getattr(instance, self.hash_field)
+        if signed is None:
+            return None
+        return Fingerprint.from_signed(
+            signed,
+            getattr(instance, self.version_field) or PIPELINE_VERSION,
+            phash=getattr(instance, self.confirm_field),
+        )
+
+    def probe_bytes(self, instance: models.Model) -> bytes:
+        return bytes(getattr(instance, self.probes_field) or b"") if self.probes_field else b""
+
+    def checked(self, instance: models.Model) -> CheckFingerprints | None:
+        """What the stored image was checked with: its fingerprint, cuts and framed picture
+        (only its fingerprint when the model stores no probes); None when it has no image."""
+        fp = self.fingerprint(instance)
+        if fp is None:
+            return None
+        cuts, inner = probes_from_bytes(self.probe_bytes(instance))
+        return CheckFingerprints([fp], cuts, inner)
+
+    def checked_rows(self, *, chunk_size: int = 5000):
+        """``(pk, CheckFingerprints)`` of every stored image with a hash, streamed."""
+        columns = ("pk", self.hash_field, self.confirm_field, self.probes_field or "pk")
+        rows = self.with_hashes().values_list(*columns).iterator(chunk_size=chunk_size)
+        for pk, signed, phash, probes in rows:
+            cuts, inner = probes_from_bytes(probes) if self.probes_field else ({}, None)
+            yield pk, CheckFingerprints([Fingerprint.from_signed(signed, phash=phash)], cuts, inner)
+
+    def hash_rows(self):
+        """``(pk, dHash, pHash[, probes])`` of every stored image with a hash, for
+        ``hash_columns.HashColumns.load``."""
+        probes = (self.probes_field,) if self.probes_field else ()
+        return self.with_hashes().values_list(
+            "pk", self.hash_field, self.confirm_field, *probes
+        )
+
+    def set_image(
+        self,
+        instance: models.Model,
+        name: str,
+        checked: CheckFingerprints | None,
+        *,
+        also: tuple[str, ...] = (),
+    ) -> None:
+        """Point the instance at a stored file and what it was checked with, or at none
+        (``""``, None), and save those columns (plus ``also``)."""
+        fp = checked.frames[0] if checked is not None else None
+        values = {
+            self.file_field: name,
+            self.hash_field: fp.signed if fp else None,
+            self.confirm_field: fp.phash_signed if fp else None,
+            self.version_field: fp.pipeline_version if fp else None,
+        }
+        if fp is not None:
+            values[self.checked_field] = timezone.now()
+        if self.probes_field:
+            values[self.probes_field] = checked.probe_bytes() if checked is not None else b""
+        if self.missing_field:
+            values[self.missing_field] = None
+        for field, value in values.items():
+            setattr(instance, field, value)
+        instance.save(update_fields=[*values, *also])
+
+    def clear(self, instance: models.Model) -> None:
+        """Take the image off the instance (its file is the caller's to move or delete)."""
+        fields = [self.file_field, self.hash_field, self.confirm_field, self.version_field]
+        for name in fields:
+            setattr(instance, name, "" if name == self.file_field else None)
+        if self.probes_field:
+            setattr(instance, self.probes_field, b"")
+            fields.append(self.probes_field)
+        instance.save(update_fields=fields)
+
+    def refresh_fingerprint(
+        self, pk: int, *, old_hash: int | None, checked: CheckFingerprints
+    ) -> bool:
+        """Store a fresh fingerprint (and probes) for an image re-read from storage; the row
+        counts as found again (not missing). Only while it still holds ``old_hash``: a photo
+        replaced meanwhile keeps its own fresh hash."""
+        fp = checked.frames[0]
+        values = {
+            self.hash_field: fp.signed,
+            self.confirm_field: fp.phash_signed,
+            self.version_field: fp.pipeline_version,
+            self.checked_field: timezone.now(),
+        }
+        if self.missing_field:
+            values[self.missing_field] = None
+        if self.probes_field:
+            values[self.probes_field] = checked.probe_bytes()
+        return bool(self.objects.filter(pk=pk, **{self.hash_field: old_hash}).update(**values))
+
+    def mark_missing(self, instance: models.Model) -> bool:
+        """Hide an image whose file is gone (it keeps its hash: still swept). True the first
+        time only."""
+        if not self.missing_field:
+            return False
+        name = self.image(instance).name
+        return bool(
+            self.objects.filter(
+                pk=instance.pk, **{self.file_field: name, f"{self.missing_field}__isnull": True}
+            ).update(**{self.missing_field: timezone.now()})
+        )
+
+    def mark_checked(self, queryset: models.QuerySet) -> None:
+        """Record that these images were just compared with the whole banned set."""
+        queryset.update(**{self.checked_field: timezone.now()})
 
 
 _targets: dict[str, ImageTarget] = {}

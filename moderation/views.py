@@ -11,8 +11,8 @@ from django.contrib.auth.decorators import permission_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
+from moderation.files import StorageUnavailable, storage_errors
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
-from moderation.services import StorageUnavailable, storage_errors
 
 
 def _is_referenced(name: str) -> bool:

@@ -8,7 +8,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import services as moderation
+from moderation.flagging import flag_stored_image
+from moderation.sweeping import preview_flag_impact
 from profiles.models import Profile
 
 
@@ -90,7 +91,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 # confirmation page was rendered has not been looked at by anyone.
                 shown = request.POST.get(f"photo-{profile.pk}", "")
                 try:
-                    result = shown and moderation.flag_stored_image(
+                    result = shown and flag_stored_image(
                         instance=profile,
                         reason=form.cleaned_data["reason"],
                         actor=request.user,
@@ -168,7 +169,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 "title": _("Flag photos"),
                 "opts": self.model._meta,
                 "profiles": with_photo,
-                "impact": moderation.preview_flag_impact(instances=with_photo),
+                "impact": preview_flag_impact(instances=with_photo),
                 "without_photo": queryset.filter(photo="").count(),
                 "queryset": queryset,
                 "form": form,

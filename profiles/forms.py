@@ -3,8 +3,10 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 
 from moderation.forms import ImageUploadField
+from moderation.screening import ScreenedUpload, Screening
+from moderation.validators import BannedImageValidator
 from profiles.models import Profile
-from profiles.photos import is_prepared, prepare_photo
+from profiles.photos import prepare_photo
 
 
 class SignUpForm(UserCreationForm):
@@ -15,9 +17,12 @@ class SignUpForm(UserCreationForm):
 class ProfileForm(forms.ModelForm):
     """Display name and photo. The model field's validators refuse banned images.
 
-    A new photo is re-encoded here, before the model's validators run, so they check the file
-    that will be stored (``profiles.photos.prepare_photo``).
+    A new photo is re-encoded and screened here (``profiles.photos.prepare_photo``), so the
+    model's validator judges the file that will be stored by that screening, without decoding
+    it again. ``screening`` is what was found, for the view to record a refusal.
     """
+
+    screening: Screening | None = None
 
     class Meta:
         model = Profile
@@ -29,6 +34,8 @@ class ProfileForm(forms.ModelForm):
 
     def clean_photo(self):
         photo = self.cleaned_data.get("photo")
-        if isinstance(photo, UploadedFile) and not is_prepared(photo):
-            return prepare_photo(photo)
+        if isinstance(photo, UploadedFile) and not isinstance(photo, ScreenedUpload):
+            photo = prepare_photo(photo)
+            self.screening = photo.screening
+            BannedImageValidator().refuse_if_blocked(photo.screening)
         return photo

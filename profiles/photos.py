@@ -1,24 +1,44 @@
-"""What the site stores for a profile photo: a clean re-encoding, never the uploaded bytes.
+"""What happens to a profile photo, from the upload to the stored file.
 
-Re-encoding drops metadata (GPS, camera serials) and anything hidden in comments or trailing
-bytes, applies the EXIF orientation once and for all, and bounds the stored size.
+1. The form re-encodes the upload (``reencode_photo``): a clean JPEG, upright, metadata
+   dropped, at most ``STORED_MAX_SIDE`` px. What will be stored and shown is what is checked.
+2. It is screened against the banned set (``prepare_photo`` -> ``moderation.screening``): the
+   re-encoding's fingerprint, its cuts and the picture inside its frame, plus the upload's
+   further animation frames (which the re-encoding drops). A blocked upload is refused with
+   one generic message, and the view records the refusal for moderators; nothing is stored.
+3. A photo that passes is stored under a random name, with the fingerprint and probes it was
+   screened with (``profile_set_photo``); the previous file goes once that has committed.
+4. After commit, the stored photo is screened once more (``moderation.sweeping``'s recheck),
+   which catches an upload that raced a flag of the same image. Later flags reach it through
+   their sweeps, which compare what was stored here.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 
-from moderation.hashing import further_frame_fingerprints, open_image
-from moderation.validators import checked_instead
+from moderation import registry
+from moderation.files import delete_after_commit
+from moderation.hashing import check_fingerprints, open_image
+from moderation.screening import ScreenedUpload, screened_upload
+from moderation.sweeping import recheck_after_commit
+from profiles.models import Profile, photo_upload_to
+
+logger = logging.getLogger(__name__)
 
 # Longest side of the stored photo: plenty for a profile page, and it keeps 24 MP uploads
 # from filling storage.
 STORED_MAX_SIDE = 2048
 JPEG_QUALITY = 90
+
+
+class PhotoStorageError(Exception):
+    """The photo could not be written to storage; nothing was changed. Safe to retry."""
 
 
 def reencode_photo(file: Any) -> ContentFile:
@@ -39,25 +59,57 @@ def reencode_photo(file: Any) -> ContentFile:
     return ContentFile(out.getvalue())
 
 
-# Marks an uploaded file that is already the clean re-encoding (``prepare_photo``).
-PREPARED_ATTR = "_profiles_prepared_photo"
+def prepare_photo(upload: Any) -> ScreenedUpload:
+    """The upload as it will be stored, screened: for the form to validate in its place.
 
-
-def prepare_photo(upload: Any) -> SimpleUploadedFile:
-    """The upload as it will be stored, for the form to validate in its place.
-
-    Re-encodes first, so the banned-image validator fingerprints the file that will be stored
-    and shown, and that fingerprint is also the one stored: the upload is decoded once and the
-    clean file once, instead of upload, upload again, and clean file. An animation's frames
-    after the first (which the re-encoding drops) are still compared, from the upload.
-    Raises the same ``ValidationError`` codes as the validator for a file it cannot use.
+    The upload is decoded once (re-encoding) and the clean file once (fingerprinting), and the
+    fingerprint stored is the one checked. Raises the same ``ValidationError`` codes as the
+    validator for a file it cannot use.
     """
-    content = reencode_photo(upload)
-    further = further_frame_fingerprints(upload)
-    prepared = SimpleUploadedFile("photo.jpg", content.read(), "image/jpeg")
-    setattr(prepared, PREPARED_ATTR, True)
-    return checked_instead(upload, prepared, further)
+    return screened_upload(upload, reencode_photo(upload).read())
 
 
-def is_prepared(file: Any) -> bool:
-    return getattr(file, PREPARED_ATTR, False) is True
+def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
+    """Store a validated upload as the profile's photo (re-encoded, under a random name).
+
+    The caller has run the form; an upload the form has already prepared (``prepare_photo``)
+    is stored as it is, with the fingerprint it was screened with. After commit the stored
+    photo is screened once more. Raises ``PhotoStorageError`` if storage fails.
+    """
+    if isinstance(upload, ScreenedUpload):
+        content, checked = upload, upload.screening.checked
+    else:
+        content = reencode_photo(upload)
+        checked = check_fingerprints(content)
+    target = registry.target_for(Profile)
+    storage = profile.photo.storage
+    try:
+        new_name = storage.save(photo_upload_to(profile, ""), content)
+    except Exception as e:
+        raise PhotoStorageError("storage refused the photo") from e
+    old_name = profile.photo.name
+    try:
+        with transaction.atomic():
+            target.set_image(profile, new_name, checked, also=("updated_at",))
+            if old_name:
+                delete_after_commit(storage, old_name)
+            recheck_after_commit(profile)
+    except BaseException:
+        profile.photo = old_name
+        try:
+            storage.delete(new_name)
+        except Exception:  # noqa: BLE001
+            logger.exception("could not remove %s after a failed save", new_name)
+        raise
+    return profile
+
+
+def profile_remove_photo(*, profile: Profile) -> bool:
+    """Remove the profile's photo; the file goes once the change has committed."""
+    if not profile.photo:
+        return False
+    with transaction.atomic():
+        old_name, storage = profile.photo.name, profile.photo.storage
+        registry.target_for(Profile).set_image(profile, "", None, also=("updated_at",))
+        delete_after_commit(storage, old_name)
+    return True

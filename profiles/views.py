@@ -9,9 +9,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from moderation import ratelimit
-from moderation import services as moderation
-from moderation.validators import refusal_of
-from profiles import services
+from moderation.screening import record_refused_upload
+from profiles import photos, services
 from profiles.forms import ProfileForm, SignUpForm
 from profiles.models import Profile
 
@@ -51,16 +50,13 @@ def _rate_limited(request, limited: ratelimit.RateLimited):
 def _record_refusal(request, form: ProfileForm) -> None:
     """A refused photo goes on the moderators' record (never on the page)."""
     errors = form.errors.as_data().get("photo")
-    upload = request.FILES.get("photo")
-    if not errors or upload is None:
+    if not errors or request.FILES.get("photo") is None:
         return
-    fp, match = refusal_of(upload)
-    moderation.record_refused_upload(
+    record_refused_upload(
         user=request.user,
         ip=ratelimit.client_ip(request),
         code=errors[0].code or "invalid",
-        fingerprint=fp if match is not None else None,
-        match=match,
+        screening=form.screening,
     )
 
 
@@ -83,8 +79,8 @@ def profile_edit(request):
             )
             if "photo" in form.changed_data and form.cleaned_data.get("photo"):
                 try:
-                    services.profile_set_photo(profile=profile, upload=form.cleaned_data["photo"])
-                except services.PhotoStorageError:
+                    photos.profile_set_photo(profile=profile, upload=form.cleaned_data["photo"])
+                except photos.PhotoStorageError:
                     form.add_error("photo", STORAGE_RETRY_MESSAGE)
                 except ValidationError as e:
                     # The validator accepted the file, the full decode for storing did not.
@@ -106,7 +102,7 @@ def profile_edit(request):
 @require_POST
 def profile_remove_photo(request):
     profile = services.profile_for(user=request.user)
-    if services.profile_remove_photo(profile=profile):
+    if photos.profile_remove_photo(profile=profile):
         messages.success(request, _("Your photo was removed."))
     return redirect("profile-edit")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
-from moderation import matching
+from moderation import banned_set
 
 SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 
@@ -75,9 +75,9 @@ def empty_cache():
 @pytest.fixture(autouse=True)
 def fresh_banned_set():
     """Each test's rows are rolled back, so no process-wide index may outlive a test."""
-    matching.reset_banned_set()
+    banned_set.reset()
     yield
-    matching.reset_banned_set()
+    banned_set.reset()
 
 
 @pytest.fixture
@@ -123,7 +123,8 @@ from tests.s3server import s3, s3_for_marked_tests, s3_server  # noqa: E402, F40
 def make_profile(django_user_model):
     """A callable: a user's profile, with ``img`` stored as its photo the way an upload is."""
     from profiles.models import Profile
-    from profiles.services import profile_for, profile_set_photo
+    from profiles.photos import profile_set_photo
+    from profiles.services import profile_for
     from tests import images
 
     def make(username: str, img=None) -> Profile:

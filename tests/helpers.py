@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from moderation import services
+from moderation import flagging
 from moderation.models import FlaggedFingerprint
 from tests import images
 
@@ -18,7 +18,7 @@ def ban(
     keep_original: bool = True,
 ) -> FlaggedFingerprint:
     """Flag a drawn image through the real flag service; return its fingerprint row."""
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, "banned.png", "PNG"),
         reason=reason,
         source=source,

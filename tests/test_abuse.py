@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from moderation import ratelimit, services
+from moderation import flagging, ratelimit
 from moderation.hashing import fingerprint
 from moderation.models import FlaggedFingerprint, RefusedUpload
 from profiles.models import Profile
@@ -178,7 +178,7 @@ def test_a_per_process_cache_is_a_deploy_warning(settings):
 
 @pytest.fixture
 def banned():
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(images.photo(90), "bad.png", "PNG"),
         reason="known bad",
         source=FlaggedFingerprint.Source.COMMAND,

@@ -19,7 +19,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import resolve, reverse
 
-from moderation import services
+from moderation import flagging, screening
 from moderation.hashing import fingerprint
 from moderation.models import (
     AllowedMatch,
@@ -30,7 +30,8 @@ from moderation.models import (
     ShadowHit,
 )
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import hostile, images
 
 pytestmark = pytest.mark.django_db
@@ -92,12 +93,12 @@ def world(django_user_model):
     profile = profile_set_photo(
         profile=profile_for(user=owner), upload=images.upload(images.photo(81))
     )
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(images.photo(82), "bad.png", "PNG"),
         reason="known bad",
         source=FlaggedFingerprint.Source.COMMAND,
     ).fingerprint
-    refused = services.record_refused_upload(user=owner, ip="192.0.2.1", code="banned_image")
+    refused = screening.record_refused_upload(user=owner, ip="192.0.2.1", code="banned_image")
     review = ReviewItem.objects.create(
         target_key="profiles.profile.photo",
         object_id=profile.pk,
@@ -584,7 +585,7 @@ def test_admin_actions_do_not_run_from_a_get(as_role, world):
 
 
 def test_quarantined_files_are_not_reachable_by_any_public_url(dev_media_urls, as_role, world):
-    services.flag_stored_image(instance=world["profile"], reason="x")
+    flagging.flag_stored_image(instance=world["profile"], reason="x")
     names = [world["original"]]
     names += [e.evidence.name for e in AuditEvent.objects.exclude(evidence="") if e.evidence.name]
     assert len(names) >= 2

@@ -14,11 +14,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import banned_set, flagging
 from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
-from profiles.services import profile_set_photo
+from profiles.photos import profile_set_photo
 from tests import images
 from tests.helpers import ban
 
@@ -447,7 +447,7 @@ def test_filter_by_source(admin_client):
 def test_filter_by_active(admin_client):
     active = ban(images.photo(2))
     inactive = ban(images.photo(20))
-    services.unflag_fingerprint(flagged=inactive, reason="mistake")
+    flagging.unflag_fingerprint(flagged=inactive, reason="mistake")
 
     yes = admin_client.get(reverse(FINGERPRINTS), {"active__exact": "1"})
     no = admin_client.get(reverse(FINGERPRINTS), {"active__exact": "0"})
@@ -514,7 +514,7 @@ def test_unflag_confirmation_links_each_original_through_the_quarantine_view(mod
 def test_unflag_confirmation_says_which_fingerprints_are_already_unflagged(moderator_client):
     active = ban(images.photo(2))
     inactive = ban(images.photo(20))
-    services.unflag_fingerprint(flagged=inactive, reason="mistake")
+    flagging.unflag_fingerprint(flagged=inactive, reason="mistake")
 
     response = run_action(moderator_client, FINGERPRINTS, "unflag_selected", [active, inactive])
 
@@ -780,7 +780,7 @@ def test_audit_event_page_links_evidence_only_through_the_quarantine_view(
     admin_client, make_profile
 ):
     profile = make_profile("alice", images.photo(1))
-    services.flag_stored_image(instance=profile, reason="x")
+    flagging.flag_stored_image(instance=profile, reason="x")
     event = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)
     name = event.evidence.name
 
@@ -821,7 +821,7 @@ def test_changelist_query_count_does_not_grow_with_rows(
     def add_rows(seeds):
         for seed in seeds:
             profile = make_profile(f"user{seed}", images.photo(seed))
-            services.flag_stored_image(instance=profile, reason="x", actor=moderator)
+            flagging.flag_stored_image(instance=profile, reason="x", actor=moderator)
             make_profile(f"kept{seed}", images.photo(seed + 100))
 
     add_rows([1])
@@ -839,7 +839,7 @@ def quarantined(moderator):
     upload = images.upload(images.photo(2), "evil.png", "PNG")
     content = upload.read()
     upload.seek(0)
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=upload, reason="x", source=FlaggedFingerprint.Source.ADMIN_UPLOAD, actor=moderator
     ).fingerprint
     return flagged.original.name, content
@@ -865,7 +865,7 @@ def test_quarantined_takedown_evidence_is_served_to_staff_with_permission(
     moderator_client, make_profile
 ):
     profile = make_profile("alice", images.photo(1))
-    services.flag_stored_image(instance=profile, reason="x")
+    flagging.flag_stored_image(instance=profile, reason="x")
     evidence = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN).evidence.name
 
     assert moderator_client.get(quarantine_url(evidence)).status_code == 200
@@ -906,7 +906,7 @@ def test_quarantine_view_is_404_when_a_referenced_file_is_missing(moderator_clie
 
 def test_public_media_never_links_to_quarantine(client, make_profile, moderator):
     profile = make_profile("alice", images.photo(1))
-    services.flag_stored_image(instance=profile, reason="x", actor=moderator)
+    flagging.flag_stored_image(instance=profile, reason="x", actor=moderator)
     flagged = FlaggedFingerprint.objects.get()
 
     page = client.get(reverse("profile-detail", args=["alice"])).content.decode()
@@ -920,14 +920,14 @@ def test_public_media_never_links_to_quarantine(client, make_profile, moderator)
 def test_find_sees_an_admin_flag_and_forgets_it_after_unflag(moderator_client, make_profile):
     profile = make_profile("alice", images.photo(1))
     fp = Fingerprint.from_signed(profile.photo_dhash)
-    assert matching.find(fp) == []  # the index is loaded before the flag
+    assert banned_set.find(fp) == []  # the index is loaded before the flag
 
     confirm_flag(moderator_client, [profile])
     flagged = FlaggedFingerprint.objects.get()
-    assert [m.fingerprint_id for m in matching.find(fp)] == [flagged.pk]
+    assert [m.fingerprint_id for m in banned_set.find(fp)] == [flagged.pk]
 
     confirm_unflag(moderator_client, [flagged])
-    assert matching.find(fp) == []
+    assert banned_set.find(fp) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -939,14 +939,14 @@ def test_admin_flag_with_real_commits_bans_sweeps_and_cleans_up(
     flagged_profile = make_profile("carol", original)
     copy_profile = make_profile("bob", images.resized(original, 0.6))
     fp = Fingerprint.from_signed(flagged_profile.photo_dhash)
-    assert matching.find(fp) == []
+    assert banned_set.find(fp) == []
 
     confirm_flag(moderator_client, [flagged_profile])
 
     copy_profile.refresh_from_db()
     assert not copy_profile.photo
     assert media_files() == []
-    assert matching.find(fp)
+    assert banned_set.find(fp)
     assert (
         GENERIC in post_photo(user_client(user), images.brightened(original, 1.1)).content.decode()
     )

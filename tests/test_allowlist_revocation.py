@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import desk, matching, screening
 from moderation.hashing import fingerprint_image
 from moderation.models import AllowedMatch, AuditEvent, ReviewItem
 from tests import images
@@ -34,7 +34,7 @@ def dismissed(make_profile, moderator, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         profile = make_profile("nina", near)
     item = ReviewItem.objects.get()
-    assert services.review_dismiss(item=item, actor=moderator)
+    assert desk.review_dismiss(item=item, actor=moderator)
     return {
         "flagged": flagged,
         "near": near,
@@ -105,16 +105,16 @@ def test_a_revoked_exception_is_kept_marked_and_audited(dismissed, moderator):
 
 def test_a_revoked_exception_stops_applying_at_the_next_lookup(dismissed, moderator):
     fp = fingerprint_image(dismissed["near"])
-    assert matching.check(fp).decision == matching.PASS
+    assert screening.check(fp).decision == matching.PASS
 
-    services.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
+    desk.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
 
-    assert matching.check(fp).decision == matching.REVIEW
+    assert screening.check(fp).decision == matching.REVIEW
 
 
 def test_revoking_twice_changes_nothing_the_second_time(dismissed, moderator):
-    assert services.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
-    assert not services.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
+    assert desk.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
+    assert not desk.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
     assert AuditEvent.objects.filter(action=AuditEvent.Action.REVOKE).count() == 1
 
 
@@ -136,7 +136,7 @@ def test_a_revoked_dismissal_no_longer_counts_towards_suspension(
     from profiles.models import Profile
 
     settings.MODERATION_MAX_DISMISSALS = 1
-    services.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
+    desk.allowed_match_revoke(allowed=dismissed["allowed"], actor=moderator)
     owner = django_user_model.objects.create_user(username="other", password="pw")
     item = ReviewItem.objects.create(
         target_key="profiles.profile.photo",
@@ -147,7 +147,7 @@ def test_a_revoked_dismissal_no_longer_counts_towards_suspension(
         distance=7,
     )
 
-    services.review_dismiss(item=item, actor=moderator)
+    desk.review_dismiss(item=item, actor=moderator)
 
     dismissed["flagged"].refresh_from_db()
     assert dismissed["flagged"].active and not dismissed["flagged"].suspended
@@ -173,15 +173,15 @@ def as_superuser(django_user_model):
 # A process that stays up (like a web worker) and answers one decision per hex dHash line.
 _WARM_DECISIONS = """
 import json, sys
-from moderation import matching
+from moderation import banned_set, desk, matching, screening
 from moderation.hashing import Fingerprint
-matching.banned_set().sync()
+banned_set.current().sync()
 print("DECISION " + json.dumps("ready"), flush=True)
 for line in sys.stdin:
     dhash, phash = line.split()
     fp = Fingerprint.from_hex(dhash)
     fp = Fingerprint(fp.dhash, fp.pipeline_version, phash=int(phash, 16))
-    print("DECISION " + json.dumps(matching.check(fp).decision), flush=True)
+    print("DECISION " + json.dumps(screening.check(fp).decision), flush=True)
 """
 
 
@@ -223,7 +223,7 @@ def test_a_revocation_committed_here_applies_to_the_next_lookup_in_another_proce
         query = f"{copy.hex} {copy.phash:016x}"
         assert ask(query) == matching.PASS  # allowed, in the warm process too
 
-        services.allowed_match_revoke(allowed=allowed, actor=moderator)
+        desk.allowed_match_revoke(allowed=allowed, actor=moderator)
 
         assert ask(query) == matching.BLOCK  # its very next lookup: no sleep, no retry
     finally:

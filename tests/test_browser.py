@@ -315,14 +315,14 @@ def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
 ):
     """Issue 7: a near copy is accepted and queued; the moderator sees the upload and the
     flagged original side by side (through the quarantine view) and dismisses it."""
-    from moderation import services
+    from moderation import flagging
     from moderation.models import AllowedMatch, ReviewItem
 
     settings.MODERATION_MAX_DISTANCE = 4
     settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
     settings.MODERATION_REVIEW_DISTANCE = 10
     original = images.photo(31)
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(original, "reported.png", "PNG"),
         reason="reported stock image",
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -368,16 +368,17 @@ def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
 ):
     """Issue 7: the allowlist lists a dismissal (who, when, which fingerprint, which image);
     the moderator revokes it with a reason, and the image is matched again."""
-    from moderation import matching, services
+    from moderation import desk, flagging, matching, screening, sweeping
     from moderation.hashing import fingerprint_image
     from moderation.models import AllowedMatch, ReviewItem
-    from profiles.services import profile_for, profile_set_photo
+    from profiles.photos import profile_set_photo
+    from profiles.services import profile_for
 
     settings.MODERATION_MAX_DISTANCE = 4
     settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
     settings.MODERATION_REVIEW_DISTANCE = 10
     original = images.photo(32)
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(original, "reported.png", "PNG"),
         reason="reported stock image",
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -385,10 +386,10 @@ def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
     near = images.near_miss(original)
     erin = django_user_model.objects.create_user(username="erin", password=USER_PASSWORD)
     profile_set_photo(profile=profile_for(user=erin), upload=images.upload(near))
-    services.recheck_stored_image(instance=Profile.objects.get(user=erin))
-    services.review_dismiss(item=ReviewItem.objects.get(), actor=moderator_account)
+    sweeping.recheck_stored_image(instance=Profile.objects.get(user=erin))
+    desk.review_dismiss(item=ReviewItem.objects.get(), actor=moderator_account)
     allowed = AllowedMatch.objects.get()
-    assert matching.check(fingerprint_image(near)).decision == matching.PASS
+    assert screening.check(fingerprint_image(near)).decision == matching.PASS
 
     admin_login(site, "moira", MOD_PASSWORD)
     site.find("#content-main a[href='/admin/moderation/allowedmatch/']").click()
@@ -414,7 +415,7 @@ def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
     allowed.refresh_from_db()
     assert allowed.revoked_by == moderator_account
     assert AuditEvent.objects.filter(action="revoke", actor=moderator_account).exists()
-    assert matching.check(fingerprint_image(near)).decision == matching.REVIEW
+    assert screening.check(fingerprint_image(near)).decision == matching.REVIEW
 
 
 def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
@@ -423,14 +424,14 @@ def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
     """Issue 7: the moderator puts a wider distance on trial for the enforcing default list;
     a user's near copy is accepted and recorded as "would be blocked at proposed distance 8";
     the moderator reads it and enforces the distance; the next such upload is refused."""
-    from moderation import services
+    from moderation import flagging
     from moderation.models import HashList, ShadowHit
 
     settings.MODERATION_MAX_DISTANCE = 4
     settings.MODERATION_MAX_UNCONFIRMED_DISTANCE = 4
     settings.MODERATION_REVIEW_DISTANCE = 10
     original = images.photo(33)
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(original, "reported.png", "PNG"),
         reason="reported stock image",
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,

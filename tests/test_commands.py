@@ -20,11 +20,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
-from moderation import services
+from moderation import flagging, matching, screening
 from moderation.hashing import Fingerprint, fingerprint, open_image
 from moderation.models import AuditEvent, BannedSetChange, FlaggedFingerprint, ReindexRun
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import images
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +67,7 @@ def hex_of(path: Path) -> str:
 
 
 def ban(img, reason: str = "known bad") -> FlaggedFingerprint:
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, "banned.png", "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -329,13 +330,12 @@ def test_check_image_decides_a_framed_copy_as_the_upload_path_does_and_says_what
 ):
     from PIL import ImageOps
 
-    from moderation import matching
 
     original = images.photo(75, (800, 600))
     ban(original)
     path = write(incoming / "padded.jpg", ImageOps.expand(original, border=(120, 90), fill="white"))
     with path.open("rb") as fh:
-        assert matching.check(fingerprint(fh)).decision == matching.PASS  # the whole: no match
+        assert screening.check(fingerprint(fh)).decision == matching.PASS  # the whole: no match
 
     out, _ = run("check_image", str(path), "--json")
     text, _ = run("check_image", str(path))

@@ -15,7 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from PIL import Image
 
-from moderation import matching, services
+from moderation import banned_set, exchange, flagging, screening
+from moderation.banned_index import KEYS_PER_FLAG
 from moderation.hashing import (
     PIPELINE_VERSION,
     fingerprint,
@@ -23,14 +24,13 @@ from moderation.hashing import (
     fingerprint_variants,
     open_for_hashing,
 )
-from moderation.matching import KEYS_PER_FLAG
 from moderation.models import (
     BannedSetChange,
     FingerprintVariant,
     FlaggedFingerprint,
     RefusedUpload,
 )
-from moderation.validators import upload_fingerprints
+from moderation.screening import upload_fingerprints
 from moderation.variants import BAND, VARIANTS, crop_box
 from profiles.models import Profile
 from tests import images
@@ -122,7 +122,7 @@ def test_a_one_sided_crop_of_a_flagged_image_is_refused_on_upload(alice_client, 
 
     assert GENERIC in response.content.decode()
     assert not Profile.objects.get(user=user).photo
-    verdict = matching.check(fingerprint(images.upload(copy)))
+    verdict = screening.check(fingerprint(images.upload(copy)))
     assert VARIANTS[verdict.nearest.variant].is_crop  # found through a crop, not the upright
 
 
@@ -131,7 +131,7 @@ def test_a_copy_cut_around_is_refused_through_the_centre_variant(alice_client):
     copy = cut_around(images.photo(45), 0.15)
 
     assert GENERIC in post_photo(alice_client, copy).content.decode()
-    verdict = matching.check(fingerprint(images.upload(copy)))
+    verdict = screening.check(fingerprint(images.upload(copy)))
     assert VARIANTS[verdict.nearest.variant].label.startswith("centre")
 
 
@@ -172,15 +172,15 @@ def test_an_unrelated_photo_is_not_caught_by_crop_variants(alice_client, user):
 def test_unflag_removes_the_crop_variants_from_the_banned_set(moderator):
     flagged = ban(images.photo(53), actor=moderator)
     copy = fingerprint(images.upload(cut_off(images.photo(53), "left", 0.10)))
-    assert matching.check(copy).blocked
+    assert screening.check(copy).blocked
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
-    assert not matching.check(copy).blocked
-    assert len(matching.banned_set()) == 0
+    assert not screening.check(copy).blocked
+    assert len(banned_set.current()) == 0
     logged_off = BannedSetChange.objects.filter(fingerprint=flagged, active=False)
     assert set(CROPS) <= set(logged_off.values_list("variant", flat=True))
-    assert matching.BannedSet().find(copy) == []  # a process that loads the set only now
+    assert banned_set.BannedSet().find(copy) == []  # a process that loads the set only now
 
 
 # --- reindex, import -----------------------------------------------------------------------
@@ -190,14 +190,14 @@ def make_pipeline_3(flagged: FlaggedFingerprint) -> None:
     """What a flag made before crop variants looks like: 8 orientations, pipeline 3."""
     FingerprintVariant.objects.filter(flagged=flagged, variant__in=CROPS).delete()
     FlaggedFingerprint.objects.filter(pk=flagged.pk).update(pipeline_version=3)
-    matching.reset_banned_set()
+    banned_set.reset()
 
 
 def test_reindex_from_an_old_pipeline_version_adds_the_crop_variants(moderator):
     flagged = ban(images.photo(54), actor=moderator)  # the original is kept
     make_pipeline_3(flagged)
     copy = fingerprint(images.upload(cut_off(images.photo(54), "right", 0.10)))
-    assert not matching.check(copy).blocked
+    assert not screening.check(copy).blocked
 
     call_command("reindex", verbosity=0)
 
@@ -206,7 +206,7 @@ def test_reindex_from_an_old_pipeline_version_adds_the_crop_variants(moderator):
     assert sorted(flagged.variants.values_list("variant", flat=True)) == list(
         range(KEYS_PER_FLAG)
     )
-    assert matching.check(copy).blocked  # the loaded set saw the change
+    assert screening.check(copy).blocked  # the loaded set saw the change
 
 
 def test_reindex_again_changes_nothing(moderator):
@@ -235,28 +235,28 @@ def test_a_flag_without_its_original_keeps_its_orientations_through_reindex(mode
 
 def test_an_imported_bare_hash_is_matched_by_its_upright_fingerprint_only():
     upright = fingerprint(images.upload(images.photo(57), "p.png", "PNG"))
-    record = services.FingerprintRecord(
+    record = exchange.FingerprintRecord(
         dhash=upright.hex, list="partner", reason="shared", source="import",
         created="2026-01-01T00:00:00+00:00", pipeline_version=1, information=None,
         variants=((0, upright.hex, None),),
     )
 
-    assert services.import_fingerprint(record=record)
+    assert exchange.import_fingerprint(record=record)
 
     flagged = FlaggedFingerprint.objects.get()
     assert list(flagged.variants.values_list("variant", flat=True)) == [0]
-    assert matching.check(upright).blocked  # within the unconfirmed distance: the same image
+    assert screening.check(upright).blocked  # within the unconfirmed distance: the same image
 
 
 @pytest.mark.parametrize("numbers", [(0, len(VARIANTS)), (0, 9, 9)], ids=["unknown", "repeated"])
 def test_an_imported_record_with_an_unknown_or_repeated_variant_is_refused(numbers):
     upright = fingerprint(images.upload(images.photo(58), "p.png", "PNG"))
-    record = services.FingerprintRecord(
+    record = exchange.FingerprintRecord(
         dhash=upright.hex, list="partner", reason="shared", source="import",
         created="2026-01-01T00:00:00+00:00", pipeline_version=PIPELINE_VERSION, information=40,
         variants=tuple((n, upright.hex, None) for n in numbers),
     )
 
     with pytest.raises(ValidationError, match="variants must be distinct numbers"):
-        services.import_fingerprint(record=record)
+        exchange.import_fingerprint(record=record)
     assert not FlaggedFingerprint.objects.exists()

@@ -10,7 +10,7 @@ query, and a new change is applied incrementally, not by reloading the index.
 Last, the commit-order hazard of the change log: ids are taken when a row is inserted but become
 visible when its transaction commits, so without serialisation a reader could see change 11,
 move its cursor past it, and never look at change 10 committed a moment later. Writers take a
-lock (``services._lock_banned_set``: a PostgreSQL advisory lock; SQLite has one writer anyway);
+lock (``banned_set.lock_banned_set``: a PostgreSQL advisory lock; SQLite has one writer anyway);
 the last two tests interleave two writers on two connections to show no change is skipped, and
 that without the lock one would be.
 """
@@ -29,9 +29,9 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from moderation import matching, services
+from moderation import banned_set, flagging
+from moderation.banned_index import KEYS_PER_FLAG
 from moderation.hashing import Fingerprint, fingerprint
-from moderation.matching import KEYS_PER_FLAG
 from moderation.models import BannedSetChange, FlaggedFingerprint
 from tests import images
 from tests.processes import COMMAND_TIMEOUT, MANAGE, manage, subprocess_env
@@ -41,7 +41,7 @@ IMMEDIATE = {"MODERATION_TASKS_BACKEND": "immediate"}
 
 
 def ban(img, reason="known bad"):
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, "banned.png", "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.COMMAND,
@@ -63,13 +63,13 @@ def save(img, path: Path, fmt: str = "PNG") -> Path:
 def count_cold_loads(monkeypatch):
     """How many times this process's banned set loaded the whole table."""
     calls = []
-    original = matching.BannedSet._cold_load
+    original = banned_set.BannedSet._cold_load
 
     def spy(self):
         calls.append(self)
         return original(self)
 
-    monkeypatch.setattr(matching.BannedSet, "_cold_load", spy)
+    monkeypatch.setattr(banned_set.BannedSet, "_cold_load", spy)
     return calls
 
 
@@ -84,29 +84,29 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
     ban(images.photo(41))
     scene = images.photo(42)
     copy = fp_of(images.resized(scene, 0.5))
-    assert matching.find(copy) == []  # warm: this process has loaded the banned set
-    banned, index = matching.banned_set(), matching.banned_set()._index
+    assert banned_set.find(copy) == []  # warm: this process has loaded the banned set
+    banned, index = banned_set.current(), banned_set.current()._index
     # Each flag is stored in its variants (variants.VARIANTS), each an index entry.
     assert len(banned) == 2 * KEYS_PER_FLAG and len(count_cold_loads) == 1
 
     path = save(scene, tmp_path / "in" / "scene.png")
     manage("flag_images", str(path), "--reason", "xp", **IMMEDIATE)
     flagged = FlaggedFingerprint.objects.get(reason="xp")
-    hits = matching.find(copy)  # the very next lookup: no sleep, no retry
+    hits = banned_set.find(copy)  # the very next lookup: no sleep, no retry
     assert [h.fingerprint_id for h in hits] == [flagged.pk]
     assert hits[0].distance <= settings.MODERATION_MAX_DISTANCE
 
     manage(
         "shell",
         "-c",
-        "from moderation import services; from moderation.models import FlaggedFingerprint as F; "
-        f"services.unflag_fingerprint(flagged=F.objects.get(pk={flagged.pk}), reason='mistake')",
+        "from moderation import flagging; from moderation.models import FlaggedFingerprint as F; "
+        f"flagging.unflag_fingerprint(flagged=F.objects.get(pk={flagged.pk}), reason='mistake')",
         **IMMEDIATE,
     )
-    assert matching.find(copy) == []
-    assert matching.find(fp_of(images.photo(40)))  # the older flags are still enforced
+    assert banned_set.find(copy) == []
+    assert banned_set.find(fp_of(images.photo(40)))  # the older flags are still enforced
     # All of it incremental: the same index object, loaded once.
-    assert matching.banned_set()._index is index and len(count_cold_loads) == 1
+    assert banned_set.current()._index is index and len(count_cold_loads) == 1
     assert len(banned) == 2 * KEYS_PER_FLAG
 
 
@@ -114,13 +114,13 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
 # one hex dHash per line in, one JSON line out.
 _WARM_LOOKUPS = """
 import json, sys
-from moderation import matching
+from moderation import banned_set, flagging
 from moderation.hashing import Fingerprint
-banned = matching.banned_set()
+banned = banned_set.current()
 banned.sync()
 print("LOOKUP " + json.dumps({"ready": len(banned)}), flush=True)
 for line in sys.stdin:
-    hits = matching.find(Fingerprint.from_hex(line.strip()))
+    hits = banned_set.find(Fingerprint.from_hex(line.strip()))
     print("LOOKUP " + json.dumps({
         "hits": [[m.fingerprint_id, m.distance] for m in hits],
         "index": id(banned._index),
@@ -213,7 +213,7 @@ def test_flag_and_unflag_committed_here_are_enforced_by_other_processes_next_loo
     assert [fid for fid, _ in after["hits"]] == [flagged.pk]
     assert after["index"] == before["index"]  # applied incrementally, not reloaded
 
-    assert services.unflag_fingerprint(flagged=flagged, reason="mistake")
+    assert flagging.unflag_fingerprint(flagged=flagged, reason="mistake")
     assert warm_lookups.find(copy)["hits"] == []
     assert check_image(copy_path)["decision"] == "pass"
 
@@ -226,21 +226,21 @@ def test_a_lookup_with_nothing_new_costs_at_most_one_query(django_assert_max_num
     for seed in (45, 46, 47):
         ban(images.photo(seed))
     fp = fp_of(images.photo(46))
-    assert matching.find(fp)  # warm-up (the cold load)
+    assert banned_set.find(fp)  # warm-up (the cold load)
     for _ in range(3):
         with django_assert_max_num_queries(1):
-            assert matching.find(fp)
+            assert banned_set.find(fp)
         with django_assert_max_num_queries(1):
-            assert not matching.find(fp_of(images.photo(48)))
+            assert not banned_set.find(fp_of(images.photo(48)))
 
 
 @pytest.mark.django_db
 def test_a_new_change_is_applied_incrementally_without_reloading(count_cold_loads):
     for seed in (49, 50, 51):
         ban(images.photo(seed))
-    banned = matching.banned_set()
+    banned = banned_set.current()
     fp_new = fp_of(images.photo(52))
-    assert matching.find(fp_new) == []
+    assert banned_set.find(fp_new) == []
     index, last = banned._index, banned._last_change_id
     assert len(banned) == 3 * KEYS_PER_FLAG and len(count_cold_loads) == 1
 
@@ -248,7 +248,7 @@ def test_a_new_change_is_applied_incrementally_without_reloading(count_cold_load
     changes = list(BannedSetChange.objects.filter(id__gt=last).order_by("id"))
     assert len(changes) == KEYS_PER_FLAG  # one row per stored variant
     with CaptureQueriesContext(connection) as queries:
-        hits = matching.find(fp_new)
+        hits = banned_set.find(fp_new)
     assert [h.fingerprint_id for h in hits] == [flagged.pk]
     # One query, on the change log only, for the rows after the last one seen.
     [query] = queries.captured_queries
@@ -308,7 +308,7 @@ def _interleave_two_writers(scene_a, scene_b):
                 if cursor.fetchone()[0]:
                     break
         time.sleep(0.02)
-    seen_before = matching.find(fp_of(scene_b))
+    seen_before = banned_set.find(fp_of(scene_b))
 
     def run_rest():
         release_a.set()
@@ -324,7 +324,7 @@ def _interleave_two_writers(scene_a, scene_b):
 def test_a_change_committed_late_is_never_skipped_by_a_reader():
     ban(images.photo(53))
     scene_a, scene_b = images.photo(54), images.photo(55)
-    assert matching.find(fp_of(scene_a)) == []  # warm
+    assert banned_set.find(fp_of(scene_a)) == []  # warm
 
     seen_b_while_a_open, run_rest = _interleave_two_writers(scene_a, scene_b)
     run_rest()
@@ -333,8 +333,8 @@ def test_a_change_committed_late_is_never_skipped_by_a_reader():
     b = FlaggedFingerprint.objects.get(reason="B")
     # B could not commit before A: A's change (the lower id) became visible first.
     assert seen_b_while_a_open == []
-    assert [h.fingerprint_id for h in matching.find(fp_of(scene_a))] == [a.pk]
-    assert [h.fingerprint_id for h in matching.find(fp_of(scene_b))] == [b.pk]
+    assert [h.fingerprint_id for h in banned_set.find(fp_of(scene_a))] == [a.pk]
+    assert [h.fingerprint_id for h in banned_set.find(fp_of(scene_b))] == [b.pk]
 
 
 @pytest.mark.postgres
@@ -346,10 +346,10 @@ def test_without_the_advisory_lock_a_reader_would_skip_a_change_committed_late(m
             "NOT RUN: needs PostgreSQL (DATABASE_URL=postgres://...). On SQLite one writer at a "
             "time is the database's own rule, so there is no lock to remove."
         )
-    monkeypatch.setattr(services, "_lock_banned_set", lambda: None)
+    monkeypatch.setattr(flagging, "lock_banned_set", lambda: None)
     ban(images.photo(53))
     scene_a, scene_b = images.photo(54), images.photo(55)
-    assert matching.find(fp_of(scene_a)) == []
+    assert banned_set.find(fp_of(scene_a)) == []
 
     seen_b_while_a_open, run_rest = _interleave_two_writers(scene_a, scene_b)
     run_rest()
@@ -362,15 +362,15 @@ def test_without_the_advisory_lock_a_reader_would_skip_a_change_committed_late(m
     assert len(ids_a) == len(ids_b) == KEYS_PER_FLAG
     assert max(ids_a) < min(ids_b)  # A took its ids first ...
     assert [h.fingerprint_id for h in seen_b_while_a_open] == [b.pk]  # ... B committed first
-    assert matching.find(fp_of(scene_a)) == []  # A is committed, active, and missed for good
-    matching.reset_banned_set()
-    assert [h.fingerprint_id for h in matching.find(fp_of(scene_a))] == [a.pk]
+    assert banned_set.find(fp_of(scene_a)) == []  # A is committed, active, and missed for good
+    banned_set.reset()
+    assert [h.fingerprint_id for h in banned_set.find(fp_of(scene_a))] == [a.pk]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_writers_lock_refuses_to_be_taken_outside_a_transaction():
     # In autocommit pg_advisory_xact_lock would be released at once, ordering nothing.
     with pytest.raises(RuntimeError, match="atomic"):
-        services._lock_banned_set()
+        banned_set.lock_banned_set()
     with transaction.atomic():
-        services._lock_banned_set()
+        banned_set.lock_banned_set()

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from moderation import dashboard, services
+from moderation import dashboard, flagging
 from moderation.models import FlaggedFingerprint, RefusedUpload, ReviewItem
 from tests import images
 
@@ -21,7 +21,7 @@ DASHBOARD = "admin:moderation_dashboard"
 
 @pytest.fixture
 def flagged():
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(images.photo(950), "b.png", "PNG"),
         reason="bad",
         source=FlaggedFingerprint.Source.COMMAND,

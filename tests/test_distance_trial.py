@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import banned_set, desk, hash_lists, matching, screening
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import fingerprint_image
 from moderation.models import AuditEvent, HashList, RefusedUpload, ReviewItem, ShadowHit
@@ -61,7 +61,7 @@ def list_editor(moderator):
 
 
 def test_a_proposed_distance_changes_nothing_for_the_upload(scene, upload, user):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
     response = upload(scene["near"])
 
@@ -73,7 +73,7 @@ def test_a_proposed_distance_changes_nothing_for_the_upload(scene, upload, user)
 def test_an_upload_the_proposed_distance_would_block_is_recorded_and_labelled(
     scene, upload, user
 ):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
     upload(scene["near"])
 
@@ -91,7 +91,7 @@ def test_an_upload_the_proposed_distance_would_block_is_recorded_and_labelled(
 
 
 def test_an_upload_both_distances_block_is_refused_and_not_recorded(scene, upload):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
     response = upload(scene["copy"])
 
@@ -100,21 +100,21 @@ def test_an_upload_both_distances_block_is_refused_and_not_recorded(scene, uploa
 
 
 def test_an_upload_neither_distance_catches_records_nothing(scene, upload):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     upload(images.photo(861))
     assert not ShadowHit.objects.exists()
 
 
 def test_a_narrower_proposal_records_nothing_for_uploads_it_would_let_through(scene, upload):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=2)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=2)
     upload(scene["near"])
     assert not ShadowHit.objects.exists()
 
 
 def test_an_allowed_image_is_not_recorded_by_a_trial(scene, upload, moderator):
     upload(scene["near"])
-    services.review_dismiss(item=ReviewItem.objects.get(), actor=moderator)
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    desk.review_dismiss(item=ReviewItem.objects.get(), actor=moderator)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
     upload(scene["near"])
 
@@ -123,8 +123,8 @@ def test_an_allowed_image_is_not_recorded_by_a_trial(scene, upload, moderator):
 
 def test_the_trial_is_decided_from_the_one_index_lookup(scene, monkeypatch):
     fp = fingerprint_image(scene["near"])
-    matching.check(fp)  # warm
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    screening.check(fp)  # warm
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     calls = []
     original = FingerprintIndex.query_arrays
 
@@ -134,7 +134,7 @@ def test_the_trial_is_decided_from_the_one_index_lookup(scene, monkeypatch):
 
     monkeypatch.setattr(FingerprintIndex, "query_arrays", counted)
 
-    verdict = matching.check(fp)
+    verdict = screening.check(fp)
 
     assert len(calls) == 1
     assert [(t.outcome, t.match.proposed_distance) for t in verdict.trial] == [("block", 8)]
@@ -143,13 +143,13 @@ def test_the_trial_is_decided_from_the_one_index_lookup(scene, monkeypatch):
 
 def test_a_proposal_reaches_a_warm_index_at_its_next_lookup(scene):
     fp = fingerprint_image(scene["near"])
-    assert matching.check(fp).trial == []
-    index = matching.banned_set()._index
+    assert screening.check(fp).trial == []
+    index = banned_set.current()._index
 
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
-    assert [t.outcome for t in matching.check(fp).trial] == ["block"]
-    assert matching.banned_set()._index is index  # replayed from the change log, not reloaded
+    assert [t.outcome for t in screening.check(fp).trial] == ["block"]
+    assert banned_set.current()._index is index  # replayed from the change log, not reloaded
 
 
 # --- promote, discard, refuse -----------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_a_proposal_reaches_a_warm_index_at_its_next_lookup(scene):
 def test_enforcing_the_proposal_blocks_from_the_next_upload_and_is_audited(
     scene, upload, moderator
 ):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8, actor=moderator)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8, actor=moderator)
 
-    services.hash_list_promote_distance(hash_list=scene["list"], actor=moderator)
+    hash_lists.hash_list_promote_distance(hash_list=scene["list"], actor=moderator)
 
     hash_list = HashList.objects.get(pk=scene["list"].pk)
     assert (hash_list.max_distance, hash_list.proposed_distance) == (8, None)
@@ -178,15 +178,15 @@ def test_enforcing_the_proposal_blocks_from_the_next_upload_and_is_audited(
 def test_discarding_keeps_the_enforced_distance_and_the_hits_and_is_audited(
     scene, upload, moderator
 ):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8, actor=moderator)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8, actor=moderator)
     upload(scene["near"])
 
-    services.hash_list_discard_distance(hash_list=scene["list"], actor=moderator)
+    hash_lists.hash_list_discard_distance(hash_list=scene["list"], actor=moderator)
 
     hash_list = HashList.objects.get(pk=scene["list"].pk)
     assert (hash_list.max_distance, hash_list.proposed_distance) == (None, None)
     assert ShadowHit.objects.count() == 1  # the record stays
-    assert matching.check(fingerprint_image(scene["near"])).trial == []
+    assert screening.check(fingerprint_image(scene["near"])).trial == []
     assert AuditEvent.objects.filter(action="discard", actor=moderator).exists()
 
 
@@ -197,7 +197,7 @@ def test_a_proposal_out_of_range_or_equal_to_the_enforced_distance_is_refused(
     scene, distance, code
 ):
     with pytest.raises(ValidationError) as refused:
-        services.hash_list_propose_distance(hash_list=scene["list"], distance=distance)
+        hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=distance)
     assert refused.value.code == code
     assert HashList.objects.get(pk=scene["list"].pk).proposed_distance is None
 
@@ -205,14 +205,14 @@ def test_a_proposal_out_of_range_or_equal_to_the_enforced_distance_is_refused(
 @pytest.mark.parametrize("state", [{"enabled": False}, {"mode": "shadow"}])
 def test_only_an_enforcing_list_that_is_on_can_try_a_distance(scene, state):
     policy = {"max_distance": None, "enabled": True, "mode": "enforce", **state}
-    services.hash_list_update(hash_list=scene["list"], **policy)
+    hash_lists.hash_list_update(hash_list=scene["list"], **policy)
     with pytest.raises(ValidationError) as refused:
-        services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+        hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     assert refused.value.code == "not_enforcing"
 
 
 def test_promoting_or_discarding_without_a_trial_is_refused(scene):
-    for service in (services.hash_list_promote_distance, services.hash_list_discard_distance):
+    for service in (hash_lists.hash_list_promote_distance, hash_lists.hash_list_discard_distance):
         with pytest.raises(ValidationError) as refused:
             service(hash_list=scene["list"])
         assert refused.value.code == "no_trial"
@@ -281,7 +281,7 @@ def test_an_unknown_trial_action_is_a_400(scene, list_editor):
 def test_a_moderator_who_may_only_view_lists_reads_the_trial_but_cannot_change_it(
     scene, moderator
 ):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     moderator.user_permissions.remove(Permission.objects.get(codename="change_hashlist"))
     client = client_for(moderator)  # view_hashlist, not change_hashlist
     page = client.get(trial_url(scene["list"]))
@@ -305,7 +305,7 @@ def test_check_image_reports_what_the_trial_would_do(scene, tmp_path):
 
     from django.core.management import call_command
 
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     path = tmp_path / "q.png"
     path.write_bytes(images.encode(scene["near"], "PNG"))
     out = StringIO()
@@ -326,10 +326,10 @@ def test_enforcing_a_wider_distance_sweeps_the_photos_already_stored(
     scene, make_profile, django_capture_on_commit_callbacks
 ):
     earlier = make_profile("earlier", scene["near"])  # stored before: queued, not taken down
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.hash_list_promote_distance(hash_list=scene["list"])
+        hash_lists.hash_list_promote_distance(hash_list=scene["list"])
 
     assert not Profile.objects.get(pk=earlier.pk).photo  # within 8 now: taken down
 
@@ -338,18 +338,18 @@ def test_enforcing_a_narrower_distance_takes_nothing_down(
     scene, make_profile, django_capture_on_commit_callbacks
 ):
     kept = make_profile("kept", scene["near"])
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=2)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.hash_list_promote_distance(hash_list=scene["list"])
+        hash_lists.hash_list_promote_distance(hash_list=scene["list"])
 
     assert Profile.objects.get(pk=kept.pk).photo
 
 
 def test_after_a_trial_its_page_links_the_hits_it_recorded(scene, upload, list_editor):
-    services.hash_list_propose_distance(hash_list=scene["list"], distance=8)
+    hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     upload(scene["near"])
-    services.hash_list_discard_distance(hash_list=scene["list"])
+    hash_lists.hash_list_discard_distance(hash_list=scene["list"])
 
     page = client_for(list_editor).get(trial_url(scene["list"])).content.decode()
 
@@ -358,7 +358,7 @@ def test_after_a_trial_its_page_links_the_hits_it_recorded(scene, upload, list_e
 
 
 def test_the_trial_page_of_a_shadow_list_says_why_no_trial_can_start(scene, list_editor):
-    services.hash_list_update(
+    hash_lists.hash_list_update(
         hash_list=scene["list"], max_distance=None, enabled=True, mode="shadow"
     )
     page = client_for(list_editor).get(trial_url(scene["list"])).content.decode()

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from moderation import evaluation, matching
+from moderation import banned_index, evaluation, matching
 from tests import images
 
 SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
@@ -163,7 +163,7 @@ def test_a_low_information_photo_is_refused_by_the_gate_not_banned(tmp_path):
     index = evaluation.build_banned_index(photos, run)
     assert [name.split(" ")[0] for name in run.refused] == ["flat.png"]
     assert run.banned == ["s1.jpg", "s2.jpg", "s3.jpg"]
-    assert len(index) == run.entries == 3 * matching.KEYS_PER_FLAG
+    assert len(index) == run.entries == 3 * banned_index.KEYS_PER_FLAG
 
 
 def test_a_photo_flagged_alone_stores_every_variant_and_the_gate_refuses_a_flat_one():
@@ -173,11 +173,11 @@ def test_a_photo_flagged_alone_stores_every_variant_and_the_gate_refuses_a_flat_
 
     scene = images.photo(5)
     entries = evaluation.flag_alone(evaluation.Photo(Path("s.jpg"), scene, images.encode(scene)))
-    assert [number for number, _ in entries] == list(range(matching.KEYS_PER_FLAG))
+    assert [number for number, _ in entries] == list(range(banned_index.KEYS_PER_FLAG))
     upright = entries[0][1]
     assert evaluation.index_of(entries).check(upright, matching.MatchRule.from_settings()).blocked
     without = evaluation.index_of(entries, leave_out={0, 12})
-    assert len(without) == matching.KEYS_PER_FLAG - 2
+    assert len(without) == banned_index.KEYS_PER_FLAG - 2
 
 
 def test_one_sided_crops_cut_a_seeded_random_side_not_always_the_right():

@@ -13,11 +13,11 @@ import pytest
 from django.core.management import call_command
 from PIL import Image, ImageDraw, ImageOps
 
-from moderation import matching, registry, services
+from moderation import matching, registry, screening
 from moderation.framing import picture_box
 from moderation.hashing import check_fingerprints, unpack_probes
 from moderation.models import AuditEvent, RefusedUpload
-from moderation.validators import upload_fingerprints
+from moderation.screening import upload_fingerprints
 from moderation.variants import UPLOAD_CUTS
 from profiles.models import Profile
 from tests import images
@@ -109,7 +109,7 @@ def test_a_framed_copy_of_a_flagged_picture_is_refused_by_the_picture_inside(
     data = images.encode(make(original), "JPEG", quality=90)
     checked = upload_fingerprints(io.BytesIO(data))  # as the profile form checks it
     # The premise: the whole upload and its cuts are no match; the picture inside is.
-    assert matching.check(checked.frames[0]).decision == matching.PASS
+    assert screening.check(checked.frames[0]).decision == matching.PASS
     assert checked.inner is not None
 
     response = post_photo(alice_client, data, "framed.jpg")
@@ -152,12 +152,12 @@ def test_a_framed_photo_stored_before_its_picture_was_flagged_is_taken_down_by_t
 ):
     original = images.photo(83, (800, 600))
     profile = make_profile("alice", padded(original, 0.15))
-    stored = services.stored_fingerprint(registry.target_for(profile), profile)
+    stored = registry.target_for(profile).fingerprint(profile)
 
     with django_capture_on_commit_callbacks(execute=True):
         flagged = ban(original)
 
-    assert matching.check(stored).decision == matching.PASS  # the whole photo alone: no match
+    assert screening.check(stored).decision == matching.PASS  # the whole photo alone: no match
     profile.refresh_from_db()
     assert not profile.photo and bytes(profile.photo_probes) == b""
     takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)

@@ -30,8 +30,9 @@ from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from moderation.hashing import ERROR_MESSAGES, check_fingerprints
-from profiles.photos import STORED_MAX_SIDE, prepare_photo
+from moderation.hashing import ERROR_MESSAGES
+from moderation.screening import stored_as_fingerprints
+from profiles.photos import STORED_MAX_SIDE, reencode_photo
 from tests import hostile, images
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
@@ -106,8 +107,8 @@ def upload_path(data: bytes) -> bytes:
     """What the site does with an upload, minus the database: re-encode (and fingerprint any
     further animation frames), then fingerprint the clean file that is checked and stored."""
     upload = SimpleUploadedFile("fuzz.jpg", data, "image/jpeg")
-    prepared = prepare_photo(upload)
-    check_fingerprints(prepared)
+    prepared = reencode_photo(upload)
+    stored_as_fingerprints(upload, prepared)  # what screening looks up, without the lookup
     prepared.seek(0)
     return prepared.read()
 

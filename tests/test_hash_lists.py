@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import banned_index, banned_set, flagging, hash_lists, matching, screening
 from moderation.hashing import fingerprint_image
 from moderation.models import (
     DEFAULT_HASH_LIST,
@@ -37,7 +37,7 @@ def run(name: str, *args, **options) -> str:
 
 
 def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> FlaggedFingerprint:
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, "banned.png", "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -49,9 +49,9 @@ def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> Fl
 def banned_set_as_matching_sees_it() -> list[tuple]:
     """Every entry of the index, named by the flag's upright hash instead of its row id."""
     uprights = dict(FlaggedFingerprint.objects.values_list("pk", "dhash"))
-    entries = matching.variant_entries(matching.active_variant_rows())
+    entries = banned_index.variant_entries(banned_set.active_variant_rows())
     return sorted(
-        (uprights[key // matching.KEYS_PER_FLAG], key % matching.KEYS_PER_FLAG, *rest)
+        (uprights[key // banned_index.KEYS_PER_FLAG], key % banned_index.KEYS_PER_FLAG, *rest)
         for key, *rest in entries
     )
 
@@ -64,7 +64,7 @@ def empty_the_banned_set() -> None:
     FingerprintVariant.objects.all().delete()
     FlaggedFingerprint.objects.all().delete()
     HashList.objects.all().delete()
-    matching.reset_banned_set()
+    banned_set.reset()
 
 
 def copy_at(img, bits: int, seed: int = 0):
@@ -87,9 +87,9 @@ def test_a_lists_own_distance_replaces_the_setting_for_its_flags(settings):
     near = copy_at(original, 4, seed=1)
 
     assert settings.MODERATION_MAX_DISTANCE >= 4
-    assert not matching.check(near).blocked
-    services.hash_list_update(hash_list=strict, max_distance=None, enabled=True, mode="enforce")
-    assert matching.check(near).blocked
+    assert not screening.check(near).blocked
+    hash_lists.hash_list_update(hash_list=strict, max_distance=None, enabled=True, mode="enforce")
+    assert screening.check(near).blocked
 
 
 def test_a_switched_off_list_matches_nothing_until_switched_on_again():
@@ -97,14 +97,14 @@ def test_a_switched_off_list_matches_nothing_until_switched_on_again():
     spam = HashList.objects.create(name="spam")
     ban(original, hash_list=spam)
     fp = fingerprint_image(original)
-    assert matching.check(fp).blocked
+    assert screening.check(fp).blocked
 
-    services.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
-    assert matching.check(fp).decision == matching.PASS
+    hash_lists.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
+    assert screening.check(fp).decision == matching.PASS
     assert FlaggedFingerprint.objects.active().filter(hash_list=spam).count() == 1
 
-    services.hash_list_update(hash_list=spam, max_distance=None, enabled=True, mode="enforce")
-    assert matching.check(fp).blocked
+    hash_lists.hash_list_update(hash_list=spam, max_distance=None, enabled=True, mode="enforce")
+    assert screening.check(fp).blocked
 
 
 def test_a_list_change_reaches_a_process_that_already_loaded_the_set():
@@ -112,11 +112,11 @@ def test_a_list_change_reaches_a_process_that_already_loaded_the_set():
     spam = HashList.objects.create(name="spam")
     ban(original, hash_list=spam)
     fp = fingerprint_image(original)
-    banned = matching.banned_set()
+    banned = banned_set.current()
     assert banned.check(fp).blocked  # loaded now
     index = banned._index
 
-    services.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
+    hash_lists.hash_list_update(hash_list=spam, max_distance=None, enabled=False, mode="enforce")
 
     assert not banned.check(fp).blocked
     assert banned._index is index  # replayed from the change log, not reloaded
@@ -125,7 +125,7 @@ def test_a_list_change_reaches_a_process_that_already_loaded_the_set():
 def test_a_list_distance_above_the_review_distance_is_refused(settings):
     hash_list = HashList.objects.create(name="wide")
     with pytest.raises(ValidationError):
-        services.hash_list_update(
+        hash_lists.hash_list_update(
             hash_list=hash_list,
             max_distance=settings.MODERATION_REVIEW_DISTANCE + 1,
             enabled=True,
@@ -145,7 +145,7 @@ def two_lists():
     ban(images.photo(711), hash_list=nudity, reason='second, with a comma, and "quotes"')
     ban(images.photo(712), hash_list=partner, reason="third")
     gone = ban(images.photo(713), reason="unflagged later")
-    services.unflag_fingerprint(flagged=gone, reason="mistake")
+    flagging.unflag_fingerprint(flagged=gone, reason="mistake")
     return nudity, partner
 
 
@@ -156,7 +156,7 @@ def test_export_then_import_into_an_empty_site_reproduces_the_banned_set_exactly
     before = banned_set_as_matching_sees_it()
     lists_before = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
     probe = fingerprint_image(images.photo(711))
-    verdict_before = matching.check(probe)
+    verdict_before = screening.check(probe)
     path = tmp_path / f"banned.{fmt}"
     run("export_fingerprints", "--format", fmt, "-o", str(path))
 
@@ -168,7 +168,7 @@ def test_export_then_import_into_an_empty_site_reproduces_the_banned_set_exactly
     lists_after = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
     # The default list is created by the first import that names it, like any other.
     assert lists_after == lists_before
-    assert matching.check(probe).decision == verdict_before.decision
+    assert screening.check(probe).decision == verdict_before.decision
 
 
 def test_importing_the_same_file_twice_changes_nothing(two_lists, tmp_path):
@@ -230,7 +230,8 @@ def test_an_imported_flag_takes_down_existing_matching_photos(
     django_user_model, tmp_path, django_capture_on_commit_callbacks
 ):
     from profiles.models import Profile
-    from profiles.services import profile_for, profile_set_photo
+    from profiles.photos import profile_set_photo
+    from profiles.services import profile_for
 
     scene = images.photo(720)
     ban(scene)
@@ -297,7 +298,7 @@ def test_switching_a_list_off_in_the_admin_goes_through_the_service(moderator):
     spam = HashList.objects.create(name="spam")
     flagged = ban(images.photo(740), hash_list=spam)
     fp = fingerprint_image(images.photo(740))
-    assert matching.check(fp).blocked
+    assert screening.check(fp).blocked
     client = Client()
     client.force_login(moderator)
 
@@ -310,7 +311,7 @@ def test_switching_a_list_off_in_the_admin_goes_through_the_service(moderator):
     spam.refresh_from_db()
     assert not spam.enabled
     assert BannedSetChange.objects.filter(fingerprint=flagged, active=False).exists()
-    assert matching.check(fp).decision == matching.PASS
+    assert screening.check(fp).decision == matching.PASS
 
 
 def test_the_admin_refuses_a_list_distance_beyond_the_review_distance(moderator, settings):

@@ -23,7 +23,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image, ImageDraw
 
-from moderation import services
+from moderation import flagging
 from moderation.hashing import fingerprint, fingerprint_image, hamming
 from moderation.models import FlaggedFingerprint, RefusedUpload
 from profiles.forms import ProfileForm
@@ -419,7 +419,7 @@ def test_hostile_file_name_never_reaches_storage(name, alice_client, user, media
 
 def _ban(img: Image.Image) -> FlaggedFingerprint:
     upload = SimpleUploadedFile("banned.png", hostile.encoded(img, "PNG"), "image/png")
-    return services.flag_image(
+    return flagging.flag_image(
         file=upload, reason="test", source=FlaggedFingerprint.Source.COMMAND
     ).fingerprint
 

@@ -7,9 +7,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from moderation import services
+from moderation import banned_index, hash_columns, matching, sweeping
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import images
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_the_preview_lists_the_nearest_first_and_no_more_than_the_limit(make_pro
     near = make_profile("near", images.at_distance(scene, 3, seed=1))
     exact = make_profile("exact", scene)
 
-    preview = services.preview_flag_impact(instances=[chosen], limit=1)
+    preview = sweeping.preview_flag_impact(instances=[chosen], limit=1)
 
     assert preview.count == 2
     assert [(p.pk, d) for p, d in preview.nearest] == [(exact.pk, 0)]
@@ -104,7 +105,6 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
     what distance."""
     import random
 
-    from moderation import matching
     from moderation.hashing import Fingerprint, pack_probes, probes_from_bytes, to_signed
     from moderation.variants import UPLOAD_CUTS
 
@@ -132,12 +132,12 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
                 probes.append([None, *near(entries[(pk * 5) % len(entries)][1], pk)])
         rows.append((pk, *near(base, pk), pack_probes(probes)))
     rule = matching.MatchRule.from_settings()
-    policy = matching.list_policy(list_distance, False)
-    index = matching.BannedIndex()
+    policy = banned_index.list_policy(list_distance, False)
+    index = banned_index.BannedIndex()
     for i, (number, fp, low) in enumerate(entries):
-        index.add(matching.entry_key(i, number), fp.dhash, fp.phash, low, policy)
+        index.add(banned_index.entry_key(i, number), fp.dhash, fp.phash, low, policy)
 
-    pks, nearest = matching.HashColumns.load(rows).nearest_matches(
+    pks, nearest = hash_columns.HashColumns.load(rows).nearest_matches(
         entries, rule=rule, list_distance=list_distance
     )
 

@@ -19,7 +19,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image
 
-from moderation import matching, services
+from moderation import banned_set, flagging, matching, screening
+from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key
 from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
@@ -29,12 +30,13 @@ from moderation.hashing import (
     open_for_hashing,
     phash_thumbnail,
 )
-from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key
+from moderation.matching import MatchRule
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
 from moderation.validators import BannedImageValidator
 from moderation.variants import ORIENTATIONS, UPLOAD_CUTS, VARIANTS
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import images
 
 pytestmark = pytest.mark.django_db
@@ -56,8 +58,8 @@ def symmetric(seed: int) -> Image.Image:
     return img
 
 
-def flag(img, *, actor=None, allow_low=False, reason="test ban") -> services.FlagResult:
-    return services.flag_image(
+def flag(img, *, actor=None, allow_low=False, reason="test ban") -> flagging.FlagResult:
+    return flagging.flag_image(
         file=images.upload(img, "banned.png", "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -130,7 +132,7 @@ def test_a_flipped_or_turned_copy_is_blocked_through_its_orientation(moderator, 
     flagged = flag(images.photo(6), actor=moderator).fingerprint
     copy = images.recompressed(images.photo(6).transpose(transpose), 80)
 
-    verdict = matching.check(fp_of(copy, "JPEG"))
+    verdict = screening.check(fp_of(copy, "JPEG"))
 
     assert verdict.blocked
     assert verdict.nearest.fingerprint_id == flagged.pk
@@ -140,14 +142,14 @@ def test_a_flipped_or_turned_copy_is_blocked_through_its_orientation(moderator, 
 def test_unflag_removes_every_orientation_from_the_banned_set(moderator):
     flagged = flag(images.photo(7), actor=moderator).fingerprint
     mirrored = fp_of(images.photo(7).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-    assert matching.check(mirrored).blocked
-    assert len(matching.banned_set()) == KEYS_PER_FLAG
+    assert screening.check(mirrored).blocked
+    assert len(banned_set.current()) == KEYS_PER_FLAG
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
-    assert not matching.check(mirrored).blocked
-    assert len(matching.banned_set()) == 0
-    other = matching.BannedSet()  # a process that loads the set only now
+    assert not screening.check(mirrored).blocked
+    assert len(banned_set.current()) == 0
+    other = banned_set.BannedSet()  # a process that loads the set only now
     assert other.find(mirrored) == [] and len(other) == 0
 
 
@@ -163,7 +165,7 @@ def test_a_symmetric_image_stores_its_coinciding_orientations_once(moderator):
     assert 1 not in stored and 0 in stored
     assert len(stored) == len({(v.dhash, v.phash) for v in variants})
     assert not again.created
-    verdict = matching.check(fp_of(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    verdict = screening.check(fp_of(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
     assert verdict.blocked and [m.fingerprint_id for m in verdict.matches] == [
         result.fingerprint.pk
     ]
@@ -188,7 +190,7 @@ def test_a_mirrored_copy_already_on_a_profile_is_swept(
 
 def test_flag_and_unflag_log_one_change_per_stored_variant(moderator):
     flagged = flag(images.photo(10), actor=moderator).fingerprint
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
     rows = list(BannedSetChange.objects.filter(fingerprint=flagged).order_by("id"))
     n = KEYS_PER_FLAG  # a drawn scene has no coinciding variants
@@ -310,7 +312,7 @@ def test_a_match_with_a_low_information_flag_never_blocks_an_upload_alone(admin_
     flagged = flag(fog(1), actor=admin_user, allow_low=True).fingerprint
     same = fp_of(fog(1))
 
-    verdict = matching.check(same)
+    verdict = screening.check(same)
 
     assert verdict.decision == matching.REVIEW
     assert [m.fingerprint_id for m in verdict.matches] == [flagged.pk]
@@ -321,7 +323,7 @@ def test_a_match_with_a_low_information_flag_never_blocks_an_upload_alone(admin_
 def test_an_informative_match_still_blocks_beside_a_low_information_one(admin_user):
     flag(fog(2), actor=admin_user, allow_low=True)
     flagged = flag(images.photo(11), actor=admin_user).fingerprint
-    verdict = matching.check(fp_of(images.photo(11)))
+    verdict = screening.check(fp_of(images.photo(11)))
     assert verdict.blocked and verdict.nearest.fingerprint_id == flagged.pk
 
 
@@ -344,7 +346,7 @@ def test_flagging_a_low_information_profile_photo_changes_nothing(moderator, dja
     profile_set_photo(profile=profile, upload=images.upload(fog(4), "fog.png", "PNG"))
 
     with pytest.raises(ValidationError):
-        services.flag_stored_image(instance=profile, reason="r", actor=moderator)
+        flagging.flag_stored_image(instance=profile, reason="r", actor=moderator)
 
     profile.refresh_from_db()
     assert profile.photo and not FlaggedFingerprint.objects.exists()
@@ -370,7 +372,7 @@ def test_match_rule_settings_outside_0_to_64_are_system_check_errors(settings, n
 
 
 def test_reindex_brings_an_old_flag_to_every_variant_with_phash(moderator):
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(images.photo(13), "p.png", "PNG"),
         reason="old",
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -380,9 +382,9 @@ def test_reindex_brings_an_old_flag_to_every_variant_with_phash(moderator):
     FingerprintVariant.objects.filter(flagged=flagged).exclude(variant=0).delete()
     FingerprintVariant.objects.filter(flagged=flagged).update(phash=None)
     FlaggedFingerprint.objects.filter(pk=flagged.pk).update(pipeline_version=2, information=None)
-    matching.reset_banned_set()
+    banned_set.reset()
     mirrored = fp_of(images.photo(13).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-    assert not matching.check(mirrored).blocked
+    assert not screening.check(mirrored).blocked
 
     call_command("reindex", verbosity=0)
 
@@ -390,7 +392,7 @@ def test_reindex_brings_an_old_flag_to_every_variant_with_phash(moderator):
     assert flagged.pipeline_version == PIPELINE_VERSION and flagged.information is not None
     assert sorted(flagged.variants.values_list("variant", flat=True)) == list(range(KEYS_PER_FLAG))
     assert not flagged.variants.filter(phash=None).exists()
-    assert matching.check(mirrored).blocked  # the loaded set saw the change
+    assert screening.check(mirrored).blocked  # the loaded set saw the change
 
 
 def test_reindex_stores_the_phash_of_a_profile_photo(django_user_model):

@@ -3,7 +3,7 @@
 A stored hash is made stale with a plain ``.update()`` (what an older pipeline, a restored
 backup or a bug would leave behind); the stale value used is the bitwise inverse of the real
 one, 64 bits away, so it can never match anything by accident. Reads are counted by wrapping
-``services._read_fingerprint``, the one place reindex opens a stored file.
+``reindex._read_fingerprints``, the one place reindex opens a stored file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from moderation import matching, services
+from moderation import banned_set, flagging, reindex, sweeping
 from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import (
     AuditEvent,
@@ -27,7 +27,8 @@ from moderation.models import (
     ReindexRun,
 )
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import images
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,7 @@ def make_stale(profile: Profile) -> int:
 
 
 def flag_with_original(seed: int, reason: str = "known bad") -> FlaggedFingerprint:
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(images.photo(seed), "bad.png", "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -116,7 +117,7 @@ def reads(monkeypatch):
         fail_at: int | None = None
 
     log = Reads()
-    real = services._read_fingerprint
+    real = reindex._read_fingerprints
 
     def counting(fieldfile):
         log.append(fieldfile.name)
@@ -124,7 +125,7 @@ def reads(monkeypatch):
             raise ConnectionError("storage went away")
         return real(fieldfile)
 
-    monkeypatch.setattr(services, "_read_fingerprint", counting)
+    monkeypatch.setattr(reindex, "_read_fingerprints", counting)
     return log
 
 
@@ -134,7 +135,7 @@ def reads(monkeypatch):
 def test_reindex_reads_every_stored_photo_and_every_kept_original(make_profile, reads):
     alice, bob = make_profile("alice", 1), make_profile("bob", 2)
     kept = flag_with_original(3)
-    services.flag_image(
+    flagging.flag_image(
         file=images.upload(images.photo(4)),
         reason="hash only",
         source=FlaggedFingerprint.Source.COMMAND,
@@ -194,12 +195,12 @@ def test_reindexed_original_is_enforced_by_an_already_loaded_banned_set():
     flagged = flag_with_original(8)
     real = true_fingerprint(flagged.original)
     make_flag_stale(flagged)
-    matching.reset_banned_set()
-    assert matching.find(real) == []  # this process has loaded the stale hashes
+    banned_set.reset()
+    assert banned_set.find(real) == []  # this process has loaded the stale hashes
 
     run()
 
-    assert [m.fingerprint_id for m in matching.find(real)] == [flagged.pk]
+    assert [m.fingerprint_id for m in banned_set.find(real)] == [flagged.pk]
 
 
 def test_reindex_that_gives_two_flags_one_hash_keeps_one_active_and_audits_the_other():
@@ -336,7 +337,7 @@ def test_ctrl_c_stops_with_a_resume_hint_and_exit_status_130(five_profiles, monk
     def interrupt(fieldfile):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(services, "_read_fingerprint", interrupt)
+    monkeypatch.setattr(reindex, "_read_fingerprints", interrupt)
 
     with pytest.raises(CommandError, match="interrupted.*run the command again") as e:
         run(batch_size=2)
@@ -393,7 +394,7 @@ def test_a_finished_reindex_is_not_resumed_the_next_run_reads_everything(five_pr
 def test_reindex_interrupted_during_the_sweep_sweeps_again_without_rereading(
     five_profiles, reads, monkeypatch
 ):
-    real_sweep = services.sweep_banned_matches
+    real_sweep = sweeping.sweep_banned_matches
     calls = []
 
     def failing_once(**kwargs):
@@ -402,7 +403,7 @@ def test_reindex_interrupted_during_the_sweep_sweeps_again_without_rereading(
             raise ConnectionError("database went away")
         return real_sweep(**kwargs)
 
-    monkeypatch.setattr(services, "sweep_banned_matches", failing_once)
+    monkeypatch.setattr(reindex, "sweep_banned_matches", failing_once)
     with pytest.raises(CommandError):
         run(batch_size=2)
     reads.clear()

@@ -11,9 +11,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from moderation import services
+from moderation import flagging, review
 from moderation.models import FlaggedFingerprint, ReviewItem, ReviewSubscription
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from tests import images
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
@@ -36,7 +37,7 @@ def queue_one(user, django_capture_on_commit_callbacks):
 
     def queue():
         original = images.photo(980)
-        services.flag_image(
+        flagging.flag_image(
             file=images.upload(original, "b.png", "PNG"),
             reason="bad",
             source=FlaggedFingerprint.Source.COMMAND,
@@ -114,7 +115,7 @@ def queue_near_miss(django_user_model, django_capture_on_commit_callbacks):
     """A callable: a new user stores a near miss (distinct per call) of one banned scene; the
     after-commit work (recheck, queueing, emails) runs."""
     original = images.photo(980)
-    services.flag_image(
+    flagging.flag_image(
         file=images.upload(original, "b.png", "PNG"),
         reason="bad",
         source=FlaggedFingerprint.Source.COMMAND,
@@ -181,7 +182,7 @@ def test_after_the_period_the_next_queued_upload_mails_one_summary_of_the_whole_
 def test_the_owed_summary_is_sent_by_the_digest_task_once_the_period_is_over(
     subscribed, queue_near_miss
 ):
-    from moderation.tasks import review_digest_task
+    from moderation.review import review_digest_task
 
     queue_near_miss()
     queue_near_miss()
@@ -207,13 +208,13 @@ def test_with_a_worker_backend_the_owed_summary_is_scheduled_for_the_end_of_the_
     }
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.notify_review_subscribers()  # another upload queued: throttled, owed
+        review.notify_review_subscribers()  # another upload queued: throttled, owed
 
-    [digest] = DBTaskResult.objects.filter(task_path="moderation.tasks.review_digest_task")
+    [digest] = DBTaskResult.objects.filter(task_path="moderation.review.review_digest_task")
     assert digest.run_after == first_mail + timedelta(minutes=60)
     assert len(mail.outbox) == 1
     with django_capture_on_commit_callbacks(execute=True):
-        services.notify_review_subscribers()  # already owed: no second digest
+        review.notify_review_subscribers()  # already owed: no second digest
     assert DBTaskResult.objects.filter(task_path=digest.task_path).count() == 1
 
 
@@ -257,8 +258,8 @@ def test_a_mail_that_cannot_be_sent_gives_the_period_back(subscribed, queue_near
 
 
 _NOTIFY = (
-    "from moderation import services; "
-    "print('SENT', services.notify_review_subscribers())"
+    "from moderation import review; "
+    "print('SENT', review.notify_review_subscribers())"
 )
 
 
@@ -272,7 +273,7 @@ def test_several_processes_notifying_at_once_send_one_email(moderator, user):
     moderator.email = "mod@example.com"
     moderator.save()
     ReviewSubscription.objects.create(user=moderator)
-    flagged = services.flag_image(
+    flagged = flagging.flag_image(
         file=images.upload(images.photo(981), "b.png", "PNG"),
         reason="bad",
         source=FlaggedFingerprint.Source.COMMAND,
@@ -313,17 +314,17 @@ def test_a_digest_that_runs_before_the_period_ends_schedules_itself_again(
 ):
     from django_tasks_db.models import DBTaskResult
 
-    from moderation.tasks import review_digest_task
+    from moderation.review import review_digest_task
 
     queue_near_miss()  # mailed at once
     settings.TASKS = {
         "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
     }
     with django_capture_on_commit_callbacks(execute=True):
-        services.notify_review_subscribers()  # owed; a digest is scheduled
+        review.notify_review_subscribers()  # owed; a digest is scheduled
     with django_capture_on_commit_callbacks(execute=True):
         assert review_digest_task.call() == 0  # ran early (e.g. a clock skew): nothing sent
 
-    digests = DBTaskResult.objects.filter(task_path="moderation.tasks.review_digest_task")
+    digests = DBTaskResult.objects.filter(task_path="moderation.review.review_digest_task")
     assert digests.count() == 2  # ...and it is due again at the end of the period
     assert len(mail.outbox) == 1

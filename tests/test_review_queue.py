@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import desk, matching, screening, sweeping
 from moderation.hashing import fingerprint_image
 from moderation.models import (
     AllowedMatch,
@@ -88,7 +88,7 @@ def test_a_blocked_upload_is_refused_not_queued(scene, upload):
 
 def test_the_same_image_is_queued_once_per_fingerprint(queued, user):
     profile = Profile.objects.get(user=user)
-    assert services.recheck_stored_image(instance=profile) is False
+    assert sweeping.recheck_stored_image(instance=profile) is False
     assert ReviewItem.objects.count() == 1
 
 
@@ -105,7 +105,7 @@ def test_the_review_page_shows_upload_and_original_side_by_side_with_the_evidenc
     queued, scene, moderator, user
 ):
     flagged, _ = scene
-    services.record_refused_upload(user=user, ip="192.0.2.9", code="banned_image")
+    screening.record_refused_upload(user=user, ip="192.0.2.9", code="banned_image")
     profile = Profile.objects.get(user=user)
 
     page = moderator_client(moderator).get(
@@ -177,7 +177,7 @@ def test_one_click_dismiss_allows_that_image_for_that_fingerprint(queued, scene,
     assert queued.status == ReviewItem.Status.DISMISSED
     assert AllowedMatch.objects.get().fingerprint == flagged
     assert AuditEvent.objects.filter(action="dismiss", fingerprint=flagged).exists()
-    assert matching.check(fingerprint_image(near)).decision == matching.PASS
+    assert screening.check(fingerprint_image(near)).decision == matching.PASS
     upload(near)  # the same picture again: accepted, and not queued again
     assert ReviewItem.objects.count() == 1
 
@@ -199,7 +199,7 @@ def test_an_allowed_image_is_not_refused_even_within_the_block_distance(
 def test_an_allowlist_entry_does_not_help_a_different_image(scene):
     flagged, near = scene
     AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near).signed)
-    assert matching.check(fingerprint_image(images.photo(801))).blocked
+    assert screening.check(fingerprint_image(images.photo(801))).blocked
 
 
 def test_too_many_dismissals_suspend_the_fingerprint_and_show_it(
@@ -218,12 +218,12 @@ def test_too_many_dismissals_suspend_the_fingerprint_and_show_it(
             fingerprint=flagged,
             distance=7,
         )
-        services.review_dismiss(item=item, actor=moderator)
+        desk.review_dismiss(item=item, actor=moderator)
 
     flagged.refresh_from_db()
     assert not flagged.active and flagged.suspended
     assert AuditEvent.objects.filter(action="suspend", fingerprint=flagged).exists()
-    assert not matching.check(fingerprint_image(images.photo(801))).blocked
+    assert not screening.check(fingerprint_image(images.photo(801))).blocked
     changelist = moderator_client(moderator).get(
         reverse("admin:moderation_flaggedfingerprint_changelist"), {"suspended__exact": "1"}
     )
@@ -231,7 +231,7 @@ def test_too_many_dismissals_suspend_the_fingerprint_and_show_it(
 
 
 def test_a_decided_item_cannot_be_decided_again(queued, moderator):
-    assert services.review_dismiss(item=queued, actor=moderator)
-    assert not services.review_dismiss(item=queued, actor=moderator)
-    assert not services.review_ban(item=queued, actor=moderator)
+    assert desk.review_dismiss(item=queued, actor=moderator)
+    assert not desk.review_dismiss(item=queued, actor=moderator)
+    assert not desk.review_ban(item=queued, actor=moderator)
     assert AllowedMatch.objects.count() == 1

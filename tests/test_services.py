@@ -6,11 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation import matching, services
+from moderation import banned_set, flagging, sweeping
 from moderation.hashing import Fingerprint, fingerprint, hamming
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
-from profiles.services import profile_set_photo
+from profiles.photos import profile_set_photo
 from tests import images
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def stored_fingerprint(profile: Profile) -> Fingerprint:
 
 
 def flag_file(img, *, reason="test ban", actor=None, name="banned.png"):
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, name, "PNG"),
         reason=reason,
         source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
@@ -49,7 +49,7 @@ def test_flagging_a_stored_photo_bans_its_fingerprint(make_profile, moderator):
     profile = make_profile("alice", images.photo(1))
     expected = stored_fingerprint(profile)
 
-    result = services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+    result = flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator)
 
     assert result.created
     flagged = FlaggedFingerprint.objects.get()
@@ -64,7 +64,7 @@ def test_flagging_a_stored_photo_bans_its_fingerprint(make_profile, moderator):
 def test_flagging_a_stored_photo_clears_it_from_the_profile(make_profile, moderator):
     profile = make_profile("alice", images.photo(1))
 
-    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+    flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator)
 
     profile.refresh_from_db()
     assert not profile.photo
@@ -79,7 +79,7 @@ def test_flagging_a_stored_photo_moves_the_original_to_quarantine(
     public_bytes = profile.photo.read()
     profile.photo.close()
 
-    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+    flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator)
 
     flagged = FlaggedFingerprint.objects.get()
     assert flagged.original.name.startswith("originals/")
@@ -95,7 +95,7 @@ def test_public_file_of_flagged_photo_is_deleted_only_after_commit(
     public_name = profile.photo.name
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+        flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator)
         assert media_files() == [public_name]
 
     assert media_files() == []
@@ -104,7 +104,7 @@ def test_public_file_of_flagged_photo_is_deleted_only_after_commit(
 def test_flagging_a_stored_photo_audits_the_flag_and_the_takedown(make_profile, moderator):
     profile = make_profile("alice", images.photo(1))
 
-    services.flag_stored_image(instance=profile, reason="spam", actor=moderator)
+    flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator)
 
     flagged = FlaggedFingerprint.objects.get()
     events = {e.action: e for e in AuditEvent.objects.filter(fingerprint=flagged)}
@@ -120,7 +120,7 @@ def test_flagging_a_stored_photo_audits_the_flag_and_the_takedown(make_profile, 
 def test_flagging_a_profile_without_photo_does_nothing(make_profile, moderator):
     profile = make_profile("alice")
 
-    assert services.flag_stored_image(instance=profile, reason="spam", actor=moderator) is None
+    assert flagging.flag_stored_image(instance=profile, reason="spam", actor=moderator) is None
 
     assert not FlaggedFingerprint.objects.exists()
     assert not AuditEvent.objects.exists()
@@ -133,7 +133,7 @@ def test_flagging_a_stored_photo_flags_nothing_if_it_is_not_the_expected_file(
     seen = profile.photo.name
     profile_set_photo(profile=profile, upload=images.upload(images.photo(31)))
 
-    result = services.flag_stored_image(
+    result = flagging.flag_stored_image(
         instance=profile, reason="spam", actor=moderator, expected_name=seen
     )
 
@@ -148,7 +148,7 @@ def test_flagging_a_stored_photo_flags_nothing_if_it_is_not_the_expected_file(
 def test_flagging_a_stored_photo_flags_it_when_it_is_the_expected_file(make_profile, moderator):
     profile = make_profile("alice", images.photo(1))
 
-    result = services.flag_stored_image(
+    result = flagging.flag_stored_image(
         instance=profile, reason="spam", actor=moderator, expected_name=profile.photo.name
     )
 
@@ -172,7 +172,7 @@ def test_flag_image_refuses_a_non_image_and_writes_nothing(moderator, quarantine
     junk = SimpleUploadedFile("banned.jpg", b"this is not an image", "image/jpeg")
 
     with pytest.raises(ValidationError) as excinfo:
-        services.flag_image(
+        flagging.flag_image(
             file=junk, reason="x", source=FlaggedFingerprint.Source.ADMIN_UPLOAD, actor=moderator
         )
 
@@ -211,7 +211,7 @@ def test_flag_sweeps_near_duplicate_photo_on_another_profile(
     copy_name = copy_profile.photo.name
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
 
     copy_profile.refresh_from_db()
     assert not copy_profile.photo
@@ -230,7 +230,7 @@ def test_sweep_leaves_unrelated_photo_alone(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
 
     other.refresh_from_db()
     assert other.photo
@@ -249,7 +249,7 @@ def test_sweep_takedown_is_audited_with_distance_and_evidence(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
+        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
 
     flagged = FlaggedFingerprint.objects.get()
     takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN, target__contains="bob")
@@ -280,12 +280,12 @@ def test_sweep_only_compares_the_given_fingerprints(make_profile, moderator):
     # Ban bob's photo without going through the services' sweep (as if its sweep had not run).
     same = flag_file(images.photo(6), actor=moderator).fingerprint
 
-    result = services.sweep_banned_matches(fingerprint_ids=[unrelated.pk])
+    result = sweeping.sweep_banned_matches(fingerprint_ids=[unrelated.pk])
 
     assert result.taken_down == []
     profile.refresh_from_db()
     assert profile.photo
-    result = services.sweep_banned_matches(fingerprint_ids=[same.pk])
+    result = sweeping.sweep_banned_matches(fingerprint_ids=[same.pk])
     assert len(result.taken_down) == 1
 
 
@@ -294,7 +294,7 @@ def test_full_sweep_checks_every_photo_against_the_whole_banned_set(make_profile
     kept = make_profile("carol", images.photo(61))
     flag_file(images.photo(6), actor=moderator)  # its on-commit sweep is not run here
 
-    result = services.sweep_banned_matches()
+    result = sweeping.sweep_banned_matches()
 
     assert result.checked == 2
     assert len(result.taken_down) == 1
@@ -308,10 +308,10 @@ def test_full_sweep_checks_every_photo_against_the_whole_banned_set(make_profile
 def test_sweep_ignores_inactive_fingerprints(make_profile, moderator):
     profile = make_profile("bob", images.photo(6))
     flagged = flag_file(images.photo(6), actor=moderator).fingerprint
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
-    assert services.sweep_banned_matches(fingerprint_ids=[flagged.pk]).taken_down == []
-    assert services.sweep_banned_matches().taken_down == []
+    assert sweeping.sweep_banned_matches(fingerprint_ids=[flagged.pk]).taken_down == []
+    assert sweeping.sweep_banned_matches().taken_down == []
     profile.refresh_from_db()
     assert profile.photo
 
@@ -322,7 +322,7 @@ def test_takedown_gives_up_when_the_photo_changed_since_the_match(make_profile, 
     stale = Profile.objects.get(pk=profile.pk)
     profile_set_photo(profile=profile, upload=images.upload(images.photo(62)))
 
-    taken = services.take_down_image(instance=stale, flagged=flagged, distance=0)
+    taken = sweeping.take_down_image(instance=stale, flagged=flagged, distance=0)
 
     assert taken is False
     profile.refresh_from_db()
@@ -334,7 +334,7 @@ def test_recheck_takes_down_a_photo_that_slipped_in_before_a_flag(make_profile, 
     profile = make_profile("bob", images.photo(7))
     flag_file(images.photo(7), actor=moderator)  # as if it committed while bob was uploading
 
-    assert services.recheck_stored_image(instance=profile) is True
+    assert sweeping.recheck_stored_image(instance=profile) is True
 
     profile.refresh_from_db()
     assert not profile.photo
@@ -346,7 +346,7 @@ def test_recheck_takes_down_a_photo_that_slipped_in_before_a_flag(make_profile, 
 def test_unflag_deactivates_and_never_deletes(moderator):
     flagged = flag_file(images.photo(8), actor=moderator).fingerprint
 
-    assert services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    assert flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
     flagged.refresh_from_db()
     assert not flagged.active
@@ -359,7 +359,7 @@ def test_unflag_deactivates_and_never_deletes(moderator):
 def test_unflag_is_audited_with_reason(moderator):
     flagged = flag_file(images.photo(8), actor=moderator).fingerprint
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
     event = AuditEvent.objects.get(action=AuditEvent.Action.UNFLAG)
     assert event.fingerprint == flagged
@@ -369,9 +369,9 @@ def test_unflag_is_audited_with_reason(moderator):
 
 def test_unflagging_an_inactive_fingerprint_does_nothing(moderator):
     flagged = flag_file(images.photo(8), actor=moderator).fingerprint
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
-    assert services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="again") is False
+    assert flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="again") is False
 
     assert AuditEvent.objects.filter(action=AuditEvent.Action.UNFLAG).count() == 1
 
@@ -383,7 +383,7 @@ def test_unflag_leaves_photos_already_taken_down_down(
     with django_capture_on_commit_callbacks(execute=True):
         flagged = flag_file(images.photo(9), actor=moderator).fingerprint
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
     profile.refresh_from_db()
     assert not profile.photo
@@ -393,7 +393,7 @@ def test_unflag_leaves_photos_already_taken_down_down(
 
 def test_flagging_again_after_unflag_creates_a_new_active_fingerprint(moderator):
     first = flag_file(images.photo(8), actor=moderator).fingerprint
-    services.unflag_fingerprint(flagged=first, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=first, actor=moderator, reason="mistake")
 
     second = flag_file(images.photo(8), actor=moderator)
 
@@ -402,38 +402,38 @@ def test_flagging_again_after_unflag_creates_a_new_active_fingerprint(moderator)
     assert list(FlaggedFingerprint.objects.active()) == [second.fingerprint]
 
 
-# --- the banned set seen by matching.find ---------------------------------------------------
+# --- the banned set seen by banned_set.find ---------------------------------------------------
 
 
 def test_find_sees_a_flag_made_after_the_index_was_loaded(moderator):
     fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
-    assert matching.find(fp) == []  # loads this process's index
+    assert banned_set.find(fp) == []  # loads this process's index
 
     flagged = flag_file(images.photo(10), actor=moderator).fingerprint
 
-    assert [m.fingerprint_id for m in matching.find(fp)] == [flagged.pk]
+    assert [m.fingerprint_id for m in banned_set.find(fp)] == [flagged.pk]
 
 
 def test_find_stops_seeing_an_unflagged_fingerprint(moderator):
     fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
     flagged = flag_file(images.photo(10), actor=moderator).fingerprint
-    assert matching.find(fp)
+    assert banned_set.find(fp)
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
 
-    assert matching.find(fp) == []
+    assert banned_set.find(fp) == []
 
 
 def test_another_processs_index_notices_flag_and_unflag(moderator):
     """A second ``BannedSet`` stands for a web worker that never saw these calls happen."""
-    other = matching.BannedSet()
+    other = banned_set.BannedSet()
     fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
     assert other.find(fp) == []
 
     flagged = flag_file(images.photo(10), actor=moderator).fingerprint
     assert [m.fingerprint_id for m in other.find(fp)] == [flagged.pk]
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
     assert other.find(fp) == []
 
     again = flag_file(images.photo(10), actor=moderator).fingerprint
@@ -444,10 +444,10 @@ def test_another_processs_index_notices_flag_and_unflag(moderator):
 def test_find_sees_committed_flag_and_unflag_at_once(moderator):
     """With real commits (and the on-commit sweep really running), the cache is never stale."""
     fp = fingerprint(images.upload(images.photo(10), fmt="PNG"))
-    assert matching.find(fp) == []
+    assert banned_set.find(fp) == []
 
     flagged = flag_file(images.photo(10), actor=moderator).fingerprint
-    assert [m.distance for m in matching.find(fp)] == [0]
+    assert [m.distance for m in banned_set.find(fp)] == [0]
 
-    services.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
-    assert matching.find(fp) == []
+    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
+    assert banned_set.find(fp) == []

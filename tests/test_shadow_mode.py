@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from moderation import matching, services
+from moderation import flagging, hash_lists, matching, screening
 from moderation.hashing import fingerprint_image
 from moderation.models import FlaggedFingerprint, HashList, RefusedUpload, ShadowHit
 from profiles.models import Profile
@@ -22,7 +22,7 @@ def trial():
 
 
 def ban(img, hash_list):
-    return services.flag_image(
+    return flagging.flag_image(
         file=images.upload(img, "b.png", "PNG"),
         reason="would block",
         source=FlaggedFingerprint.Source.COMMAND,
@@ -33,7 +33,7 @@ def ban(img, hash_list):
 
 def test_a_shadow_list_match_does_not_block_but_is_reported_apart(trial):
     flagged = ban(images.photo(990), trial)
-    verdict = matching.check(fingerprint_image(images.photo(990)))
+    verdict = screening.check(fingerprint_image(images.photo(990)))
     assert verdict.decision == matching.PASS
     assert [m.fingerprint_id for m in verdict.shadow] == [flagged.pk]
 
@@ -62,7 +62,7 @@ def test_a_shadow_list_does_not_take_down_existing_photos(
 
 def test_switching_the_list_to_enforce_blocks_from_the_next_upload(trial, upload):
     ban(images.photo(993), trial)
-    services.hash_list_update(hash_list=trial, max_distance=None, enabled=True, mode="enforce")
+    hash_lists.hash_list_update(hash_list=trial, max_distance=None, enabled=True, mode="enforce")
 
     response = upload(images.photo(993))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from moderation import services
+from moderation import desk, flagging, sweeping
 from moderation.hashing import fingerprint_image
 from moderation.models import AllowedMatch, FlaggedFingerprint, ReviewItem
 from profiles.models import Profile
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")
 def flag(img, django_capture_on_commit_callbacks) -> FlaggedFingerprint:
     """Flag through the service; the sweep task runs after commit, as in production."""
     with django_capture_on_commit_callbacks(execute=True):
-        return services.flag_image(
+        return flagging.flag_image(
             file=images.upload(img, "b.png", "PNG"),
             reason="bad",
             source=FlaggedFingerprint.Source.COMMAND,
@@ -61,8 +61,8 @@ def test_sweeping_again_does_not_queue_the_same_photo_twice(
     make_profile("near", images.near_miss(scene))
     flagged = flag(scene, django_capture_on_commit_callbacks)
 
-    again = services.sweep_banned_matches(fingerprint_ids=[flagged.pk])
-    full = services.sweep_banned_matches()
+    again = sweeping.sweep_banned_matches(fingerprint_ids=[flagged.pk])
+    full = sweeping.sweep_banned_matches()
 
     assert again.queued == [] and full.queued == []
     assert ReviewItem.objects.count() == 1
@@ -74,7 +74,7 @@ def test_the_sweep_reports_what_it_queued(make_profile, django_capture_on_commit
     flagged = flag(scene, django_capture_on_commit_callbacks)
     ReviewItem.objects.all().delete()
 
-    result = services.sweep_banned_matches(fingerprint_ids=[flagged.pk])
+    result = sweeping.sweep_banned_matches(fingerprint_ids=[flagged.pk])
 
     assert len(result.queued) == 1 and "near" in result.queued[0]
 
@@ -89,7 +89,7 @@ def test_a_photo_allowed_for_the_flag_is_not_queued_by_a_sweep(
     ReviewItem.objects.all().delete()
     AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near_img).signed)
 
-    result = services.sweep_banned_matches()
+    result = sweeping.sweep_banned_matches()
 
     assert result.queued == [] and not ReviewItem.objects.exists()
 
@@ -100,9 +100,9 @@ def test_a_dismissed_sweep_item_is_not_queued_again(
     scene = images.photo(826)
     make_profile("near", images.near_miss(scene))
     flagged = flag(scene, django_capture_on_commit_callbacks)
-    services.review_dismiss(item=ReviewItem.objects.get(), actor=moderator)
+    desk.review_dismiss(item=ReviewItem.objects.get(), actor=moderator)
 
-    services.sweep_banned_matches(fingerprint_ids=[flagged.pk])
+    sweeping.sweep_banned_matches(fingerprint_ids=[flagged.pk])
 
     assert ReviewItem.objects.count() == 1
     assert not ReviewItem.objects.pending().exists()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import threading
 from io import StringIO
-from types import SimpleNamespace
 
 import pytest
 from django.core.files.base import ContentFile
@@ -29,11 +28,12 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
-from moderation import services
+from moderation import banned_set, flagging
 from moderation.models import AuditEvent, BannedSetChange, FlaggedFingerprint, RefusedUpload
-from profiles import services as profile_services
+from profiles import photos
 from profiles.models import Profile
-from profiles.services import profile_for, profile_set_photo
+from profiles.photos import profile_set_photo
+from profiles.services import profile_for
 from profiles.views import STORAGE_RETRY_MESSAGE
 from tests import hostile, images
 
@@ -234,7 +234,7 @@ def test_missing_photo_is_still_taken_down_when_it_matches_a_flag(
 ):
     reindex()
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_image(
+        flagging.flag_image(
             file=upload(images.photo(61), "same.png"),
             reason="same picture",
             source=FlaggedFingerprint.Source.COMMAND,
@@ -317,7 +317,7 @@ def test_two_moderators_flagging_the_same_image_at_once_make_one_fingerprint_two
     # check they make before it, then let them go at once.
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services._BANNED_SET_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [banned_set.BANNED_SET_LOCK_KEY])
         threads = [_in_thread(flag(c, f"by {i}"), results, errors) for i, c in enumerate(clients)]
         for _ in range(200):
             if _waiting_for_advisory_locks() == 2:
@@ -347,7 +347,7 @@ def _flag_while_the_upload_is_uncommitted(monkeypatch, picture):
         if "photo" in (kwargs.get("update_fields") or ()) and not flagged:
             errors: list = []
             thread = _in_thread(
-                lambda: services.flag_image(
+                lambda: flagging.flag_image(
                     file=hostile_upload(hostile.encoded(picture, "PNG"), "bad.png"),
                     reason="raced",
                     source=FlaggedFingerprint.Source.COMMAND,
@@ -390,8 +390,7 @@ def test_without_the_recheck_the_flags_own_sweep_misses_the_racing_upload(
     alice_client, user, monkeypatch
 ):
     """The control: the window is real, and it is the recheck that closes it."""
-    no_recheck = SimpleNamespace(enqueue=lambda *args, **kwargs: None)
-    monkeypatch.setattr(profile_services, "recheck_image_task", no_recheck)
+    monkeypatch.setattr(photos, "recheck_after_commit", lambda instance: None)
     picture = images.photo(73)
     _flag_while_the_upload_is_uncommitted(monkeypatch, picture)
 

@@ -63,7 +63,7 @@ def test_the_upload_is_checked_as_stored_decoding_it_once_and_the_clean_file_onc
 def test_evaluation_hashes_a_file_as_the_upload_form_does(alice_client, user):
     # evaluate_matching decides with upload_fingerprints: it must give the very fingerprint the
     # form checked and stored for the same file.
-    from moderation.validators import upload_fingerprints
+    from moderation.screening import upload_fingerprints
 
     data = images.encode(images.photo(8, (2400, 1600)), "JPEG", quality=80)
     photo = SimpleUploadedFile("p.jpg", data, "image/jpeg")
@@ -80,7 +80,7 @@ def test_a_copy_whose_cuts_alone_match_is_refused_and_recorded_with_the_nearest_
     # A copy turned 3 degrees (black corners): its whole dHash moves further than its cuts'
     # (the centre and the caption band, each compared with the flag's own).
     from moderation.models import RefusedUpload
-    from moderation.validators import upload_fingerprints
+    from moderation.screening import upload_fingerprints
 
     original = images.photo(9, (800, 600)).convert("RGB")
     flagged = ban(original)

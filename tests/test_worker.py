@@ -19,10 +19,12 @@ from django.db import transaction
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from moderation import services
+from moderation import flagging, reindex
+from moderation.background import enqueue_on_commit
 from moderation.hashing import fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun
-from moderation.tasks import enqueue_on_commit, recheck_image_task, reindex_task, sweep_task
+from moderation.reindex import reindex_task
+from moderation.sweeping import recheck_image_task, sweep_task
 from profiles.models import Profile
 from tests import images
 from tests.processes import ManageProcess, wait_for
@@ -194,7 +196,7 @@ def test_reindex_background_runs_in_the_worker_and_finishes(
     worker, client, django_user_model, settings
 ):
     scene = images.photo(23)
-    services.flag_image(
+    flagging.flag_image(
         file=images.upload(scene, "banned.png", "PNG"), reason="known bad", source="command"
     )
     dave_profile = _stale_copy_of_banned_scene(django_user_model, scene)
@@ -234,7 +236,7 @@ def test_reindex_background_runs_in_the_worker_and_finishes(
 @pytest.mark.worker
 def test_reindex_task_continues_itself_in_parts_until_done(worker, client, django_user_model):
     for seed in (25, 26):
-        services.flag_image(
+        flagging.flag_image(
             file=images.upload(images.photo(seed), f"b{seed}.png", "PNG"),
             reason="known bad",
             source="command",
@@ -242,7 +244,7 @@ def test_reindex_task_continues_itself_in_parts_until_done(worker, client, djang
     for name, seed in (("fay", 27), ("gus", 28)):
         user = django_user_model.objects.create_user(username=name, password=f"pw-{name}-123")
         upload_photo(client, user, images.photo(seed))
-    run = services.reindex_open_run()
+    run = reindex.reindex_open_run()
 
     # max_seconds=0: every part does one batch of one image, then enqueues the next part.
     with transaction.atomic():
@@ -264,7 +266,7 @@ def test_reindex_task_continues_itself_in_parts_until_done(worker, client, djang
 @pytest.mark.django_db(transaction=True)
 def test_tasks_are_enqueued_only_when_the_transaction_commits(database_tasks):
     def flag(seed):
-        return services.flag_image(
+        return flagging.flag_image(
             file=images.upload(images.photo(seed), "x.png", "PNG"),
             reason="r",
             source="command",

@@ -16,9 +16,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from moderation import matching
-from moderation.hashing import check_fingerprints
+from moderation.hashing import CheckFingerprints, check_fingerprints
 from moderation.management.commands._files import iter_image_paths
 from moderation.models import FlaggedFingerprint
+from moderation.screening import lookup_in, screen
 
 
 class Command(BaseCommand):
@@ -72,12 +73,9 @@ class Command(BaseCommand):
                 continue
             read += 1
             fp = checked.frames[0]
-            verdict = matching.without_allowed(
-                matching.banned_set().check(
-                    fp, rule=rule, cuts=checked.cuts, inner=checked.inner
-                ),
-                fp,
-            )
+            # The file's own picture (its first frame), as ``flag_images`` hashes it.
+            first = CheckFingerprints([fp], checked.cuts, checked.inner)
+            verdict = screen(first, lookup=lookup_in(rule=rule)).verdict
             matches = verdict.matches
             shown = [*matches, *verdict.near, *verdict.shadow, *(t.match for t in verdict.trial)]
             rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(

@@ -84,7 +84,7 @@ class Command(BaseCommand):
             if missed:
                 self.stdout.write(self.style.WARNING("Targets missed: " + "; ".join(missed)))
             else:
-                self.stdout.write(self.style.SUCCESS("Every target of issue 6 is met."))
+                self.stdout.write(self.style.SUCCESS("Every recall target is met."))
 
     # --- output ---------------------------------------------------------------------------
 

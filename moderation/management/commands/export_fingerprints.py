@@ -6,7 +6,7 @@ For trading lists with another site and for moving a banned set between deployme
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import exchange, services
+from moderation import exchange
 from moderation.models import FlaggedFingerprint, HashList
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             if not HashList.objects.filter(name=list_name).exists():
                 raise CommandError(f"No hash list named {list_name!r}.")
             queryset = queryset.filter(hash_list__name=list_name)
-        records = services.fingerprint_records(queryset)
+        records = exchange.fingerprint_records(queryset)
         if output:
             try:
                 with open(output, "w", encoding="utf-8", newline="") as out:

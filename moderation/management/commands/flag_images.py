@@ -13,7 +13,7 @@ blocks an upload on its own.
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import services
+from moderation import flagging
 from moderation.management.commands._files import iter_image_paths
 from moderation.models import FlaggedFingerprint
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         for path in iter_image_paths(paths):
             try:
                 with path.open("rb") as fh:
-                    result = services.flag_image(
+                    result = flagging.flag_image(
                         file=fh,
                         reason=reason,
                         source=FlaggedFingerprint.Source.COMMAND,

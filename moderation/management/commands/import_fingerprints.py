@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from moderation import exchange, services
+from moderation import exchange
 
 
 class Command(BaseCommand):
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 for record in records:
-                    if services.import_fingerprint(record=record, dry_run=dry_run):
+                    if exchange.import_fingerprint(record=record, dry_run=dry_run):
                         added += 1
                     else:
                         skipped += 1

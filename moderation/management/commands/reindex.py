@@ -9,7 +9,7 @@ whole run, not just the part since the last interruption. ``--restart`` starts o
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import services
+from moderation import reindex
 
 
 class Command(BaseCommand):
@@ -53,34 +53,28 @@ class Command(BaseCommand):
             return
         self.verbosity = options["verbosity"]
         self._progress_open = False
-        run = None if dry_run else services.reindex_open_run(restart=restart)
+        run = None if dry_run else reindex.reindex_open_run(restart=restart)
         if run is not None and run.cursors and self.verbosity >= 1:
             self.stdout.write(f"Resuming the reindex started {run.started_at:%Y-%m-%d %H:%M}.")
         totals = {"processed": 0, "changed": 0}
         missing: list[str] = []
         unreadable: list[str] = []
-        key = ""
+        batches = reindex.ReindexBatches(run=run, batch_size=batch_size)
         try:
-            for key in services.reindex_keys():
-                done = {"processed": 0, "changed": 0}
-                after = 0
-                while True:
-                    result = services.reindex_batch(
-                        run=run, key=key, batch_size=batch_size, after=after
-                    )
-                    if result.done:
-                        break
-                    for counts in (totals, done):
-                        counts["processed"] += result.processed
-                        counts["changed"] += result.changed
-                    missing += result.missing
-                    unreadable += result.unreadable
-                    if run is None:
-                        after = result.last_pk
-                    self._progress(
-                        f"{key}: {done['processed']} processed, {done['changed']} changed"
-                    )
-                self._end_progress()
+            done = {"processed": 0, "changed": 0}
+            for result in batches:
+                if result.done:
+                    self._end_progress()
+                    done = {"processed": 0, "changed": 0}
+                    continue
+                for counts in (totals, done):
+                    counts["processed"] += result.processed
+                    counts["changed"] += result.changed
+                missing += result.missing
+                unreadable += result.unreadable
+                self._progress(
+                    f"{result.key}: {done['processed']} processed, {done['changed']} changed"
+                )
         except (Exception, KeyboardInterrupt) as e:
             # Ctrl-C included: say what was kept instead of dumping a traceback.
             self._end_progress()
@@ -88,9 +82,11 @@ class Command(BaseCommand):
             why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
             returncode = 130 if isinstance(e, KeyboardInterrupt) else 1
             if run is None:
-                raise CommandError(f"Dry run stopped at {key}: {why}", returncode=returncode) from e
+                raise CommandError(
+                    f"Dry run stopped at {batches.key}: {why}", returncode=returncode
+                ) from e
             raise CommandError(
-                f"Reindex stopped at {key}: {why}. Finished batches are saved; "
+                f"Reindex stopped at {batches.key}: {why}. Finished batches are saved; "
                 "run the command again to resume.",
                 returncode=returncode,
             ) from e
@@ -113,7 +109,7 @@ class Command(BaseCommand):
             counts.get("unreadable", 0),
         )
         try:
-            sweep = services.reindex_finish(run=run, sweep=not no_sweep)
+            sweep = reindex.reindex_finish(run=run, sweep=not no_sweep)
         except Exception as e:
             raise CommandError(
                 f"{summary}, but the sweep failed: {e}. Run the command again to sweep again "
@@ -157,13 +153,11 @@ class Command(BaseCommand):
         """Open (or resume) the run here, and leave the batches and the sweep to the worker."""
         from django.tasks.backends.immediate import ImmediateBackend
 
-        from moderation.tasks import reindex_task
-
         if dry_run:
             raise CommandError("--dry-run cannot run in the background.")
-        run = services.reindex_open_run(restart=restart)
-        result = reindex_task.enqueue(run.pk, batch_size=batch_size, sweep=sweep)
-        if isinstance(reindex_task.get_backend(), ImmediateBackend):
+        run = reindex.reindex_open_run(restart=restart)
+        result = reindex.reindex_task.enqueue(run.pk, batch_size=batch_size, sweep=sweep)
+        if isinstance(reindex.reindex_task.get_backend(), ImmediateBackend):
             if result.errors:
                 raise CommandError(
                     f"Reindex run #{run.pk} failed: {result.errors[-1].traceback.splitlines()[-1]}"

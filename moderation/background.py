@@ -1,0 +1,35 @@
+"""The one way work is handed to the task worker: on commit, with arguments checked.
+
+Locally tasks run immediately, in the process that enqueues them; in production
+(``MODERATION_TASKS_BACKEND=database``) a ``manage.py db_worker`` process runs them. Each flow
+defines its own tasks next to the functions they call; every enqueue goes through
+``enqueue_on_commit``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import transaction
+from django.tasks import Task
+
+
+def _require_json(value: Any, what: str) -> None:
+    try:
+        same = json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be JSON: {e}") from e
+    if not same:
+        raise TypeError(f"{what} must survive a JSON round trip unchanged, got {value!r}")
+
+
+def enqueue_on_commit(task_: Task, /, *args: Any, **kwargs: Any) -> None:
+    """Enqueue ``task_(*args, **kwargs)`` when the current transaction commits (at once outside
+    a transaction), so a worker never looks for rows it cannot see yet and never acts for a
+    transaction that rolled back. The arguments must be plain JSON values that survive the round
+    trip unchanged; that is checked here, inside the transaction, rather than failing after the
+    commit. ``task_`` may carry options (``task.using(run_after=...)``)."""
+    _require_json(list(args), f"{task_.name} arguments")
+    _require_json(kwargs, f"{task_.name} keyword arguments")
+    transaction.on_commit(lambda: task_.enqueue(*args, **kwargs))

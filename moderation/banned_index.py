@@ -1,0 +1,313 @@
+"""Banned fingerprints in memory: the dHash index and, per entry, what the rule needs.
+
+No database. ``BannedIndex`` holds the entries of flags (one per stored variant) under the key
+``flag id * KEYS_PER_FLAG + variant``, so a hit names its flag and variant without a lookup table.
+Beside the dHash index (``fingerprint_index.FingerprintIndex``) each entry keeps its confirming
+pHash, whether its flag is low-information, and its hash list's policy (distance, shadow mode,
+a distance on trial), packed in sorted numpy arrays. ``BannedIndex.candidates`` returns
+``matching.Match`` values and ``BannedIndex.check`` the ``matching.Verdict`` for an image with
+its cuts and framed picture. ``banned_set.BannedSet`` keeps one in step with the database; a
+sweep of a few new flags and ``evaluate_matching`` build their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from moderation.fingerprint_index import FingerprintIndex
+from moderation.hashing import Fingerprint, to_unsigned
+from moderation.matching import Match, MatchRule, Verdict, closeness, decide, is_low_information
+from moderation.variants import UPLOAD_CUTS, VARIANTS
+
+# Index keys are flag id * KEYS_PER_FLAG + variant number. Never stored, so the stride can
+# follow the variant list.
+KEYS_PER_FLAG = len(VARIANTS)
+
+
+def entry_key(flag_id: int, variant: int) -> int:
+    """The index key of one variant of one flag."""
+    if not 0 <= variant < KEYS_PER_FLAG:
+        raise ValueError(f"variant must be 0..{KEYS_PER_FLAG - 1}, got {variant}")
+    return flag_id * KEYS_PER_FLAG + variant
+
+
+# Entry flags: what the index keeps beside each key's dHash.
+_HAS_PHASH = 1
+_LOW_INFORMATION = 2
+_SHADOW = 4
+# Bits 8-15 of an entry's flags: its hash list's own dHash distance + 1 (0: the rule's);
+# bits 16-23: the list's proposed distance on trial + 1 (0: none).
+_DISTANCE_SHIFT = 8
+_PROPOSED_SHIFT = 16
+_FLAGS = np.uint32
+
+
+def list_policy(max_distance: int | None, shadow: bool, proposed: int | None = None) -> int:
+    """A hash list's policy packed into the entry flags of each of its fingerprints."""
+    distance = 0 if max_distance is None else min(max_distance, 64) + 1
+    trial = 0 if proposed is None else min(proposed, 64) + 1
+    return (_SHADOW if shadow else 0) | (distance << _DISTANCE_SHIFT) | (trial << _PROPOSED_SHIFT)
+
+
+def _entry_flags(phash: int | None, low_information: bool, policy: int = 0) -> int:
+    return (
+        (_HAS_PHASH if phash is not None else 0)
+        | (_LOW_INFORMATION if low_information else 0)
+        | policy
+    )
+
+
+class _EntryData:
+    """Per index key: the confirming pHash and flags (incl. the list policy, ``list_policy``),
+    in key-sorted numpy arrays (20 B each).
+
+    Changes go to a dict first (a removal is a ``None``) and are merged into new arrays once
+    the dict holds ``max(1024, n / 64)`` keys: about 64 element moves per change, amortised.
+    """
+
+    def __init__(self) -> None:
+        self.build([], [], [])
+
+    def build(self, keys: Iterable[int], phashes: Iterable[int], flags: Iterable[int]) -> None:
+        keys = np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys, np.int64)
+        phashes = np.asarray(
+            list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
+        )
+        flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, _FLAGS)
+        order = np.argsort(keys, kind="stable")
+        keys, phashes, flags = keys[order], phashes[order], flags[order]
+        last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
+        last[:-1] = keys[1:] != keys[:-1]
+        self._keys, self._phashes, self._flags = keys[last], phashes[last], flags[last]
+        self._recent: dict[int, tuple[int, int] | None] = {}
+
+    def set(self, key: int, phash: int | None, low_information: bool, policy: int = 0) -> None:
+        self._recent[key] = (phash or 0, _entry_flags(phash, low_information, policy))
+        self._merge_if_full()
+
+    def discard(self, key: int) -> None:
+        self._recent[key] = None
+        self._merge_if_full()
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """pHashes and flags of ``keys`` (flags 0 for a key never set)."""
+        pos = np.searchsorted(self._keys, keys)
+        pos = np.minimum(pos, max(len(self._keys) - 1, 0))
+        if len(self._keys):
+            found = self._keys[pos] == keys
+            phashes = np.where(found, self._phashes[pos], np.uint64(0))
+            flags = np.where(found, self._flags[pos], _FLAGS(0))
+        else:
+            phashes = np.zeros(len(keys), np.uint64)
+            flags = np.zeros(len(keys), _FLAGS)
+        if self._recent:
+            for i, key in enumerate(keys.tolist()):
+                if key in self._recent:
+                    value = self._recent[key]
+                    phashes[i], flags[i] = value if value is not None else (0, 0)
+        return phashes, flags
+
+    def _merge_if_full(self) -> None:
+        if len(self._recent) < max(1024, len(self._keys) // 64):
+            return
+        recent = self._recent
+        keep = ~np.isin(self._keys, np.fromiter(recent, np.int64, len(recent)))
+        live = [(k, v) for k, v in recent.items() if v is not None]
+        self.build(
+            np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
+            np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], _FLAGS))),
+        )
+
+    def nbytes(self) -> int:
+        return (
+            self._keys.nbytes + self._phashes.nbytes + self._flags.nbytes + 100 * len(self._recent)
+        )
+
+
+class BannedIndex:
+    """Banned fingerprints in memory, looked up by dHash and confirmed by pHash. No database.
+
+    ``BannedSet`` keeps one in step with the database; ``evaluate_matching`` and the sweep of a
+    few new flags build their own from the same rows. Not synchronised: callers lock.
+
+    The entries of each variant an upload is also cut as (``variants.UPLOAD_CUTS``) are kept in
+    an index of their own as well, because a cut is compared with that variant only: querying
+    the whole index at the review radius and keeping 1 entry in 14 cost ~1-3 ms per cut against
+    1M entries; the variant's own index answers in a tenth of that, for ~2 x 46 B more per flag.
+    """
+
+    def __init__(self) -> None:
+        self._index = FingerprintIndex()
+        self._data = _EntryData()
+        self._cut_indexes = {number: FingerprintIndex() for number in UPLOAD_CUTS}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def build(self, entries: Iterable[tuple]) -> None:
+        """Replace the contents with ``(key, dhash, phash or None, low_information[, policy])``
+        entries (``policy``: ``list_policy`` of the entry's hash list, default the site's)."""
+        keys, dhashes, phashes, flags = [], [], [], []
+        for key, dhash, phash, low, *policy in entries:
+            keys.append(key)
+            dhashes.append(dhash)
+            phashes.append(phash or 0)
+            flags.append(_entry_flags(phash, low, *policy))
+        self._index = FingerprintIndex()
+        self._index.build(keys, dhashes)
+        self._data.build(keys, phashes, flags)
+        key_column = np.asarray(keys, np.int64)
+        dhash_column = np.asarray(dhashes, np.uint64)
+        for number in UPLOAD_CUTS:
+            own = key_column % KEYS_PER_FLAG == number
+            self._cut_indexes[number] = FingerprintIndex()
+            self._cut_indexes[number].build(key_column[own], dhash_column[own])
+
+    def add(
+        self, key: int, dhash: int, phash: int | None, low_information: bool, policy: int = 0
+    ) -> None:
+        self._index.add(key, dhash)
+        self._data.set(key, phash, low_information, policy)
+        cut_index = self._cut_indexes.get(key % KEYS_PER_FLAG)
+        if cut_index is not None:
+            cut_index.add(key, dhash)
+
+    def remove(self, key: int) -> None:
+        self._index.remove(key)
+        self._data.discard(key)
+        cut_index = self._cut_indexes.get(key % KEYS_PER_FLAG)
+        if cut_index is not None:
+            cut_index.remove(key)
+
+    def candidates(
+        self,
+        fingerprint: Fingerprint,
+        max_distance: int,
+        max_confirm_distance: int = 64,
+        *,
+        variant: int | None = None,
+    ) -> list[Match]:
+        """Every entry within ``max_distance`` dHash bits, per variant, nearest first; with
+        ``variant`` (one of ``variants.UPLOAD_CUTS``), the entries of that variant only.
+
+        Entries whose pHash is more than ``max_confirm_distance`` bits away are dropped in numpy,
+        before any Python object is made: against a large, clustered banned set a wide dHash
+        radius finds thousands of entries, nearly all strangers that the pHash rules out.
+        """
+        index = self._index if variant is None else self._cut_indexes[variant]
+        keys, distances = index.query_arrays(fingerprint.dhash, max_distance)
+        if not len(keys):
+            return []
+        phashes, flags = self._data.lookup(keys)
+        has = (flags & _HAS_PHASH).astype(bool)
+        if fingerprint.phash is None:
+            confirm = [None] * len(keys)
+        else:
+            bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash))
+            if max_confirm_distance < 64:
+                keep = ~has | (bits <= max_confirm_distance)
+                keys, distances, bits, has, flags = (
+                    keys[keep], distances[keep], bits[keep], has[keep], flags[keep]
+                )
+            confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
+        low = (flags & _LOW_INFORMATION).astype(bool).tolist()
+        shadow = (flags & _SHADOW).astype(bool).tolist()
+        list_distance = [
+            d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()
+        ]
+        proposed = [d - 1 if d else None for d in ((flags >> _PROPOSED_SHIFT) & 0xFF).tolist()]
+        return [
+            Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh, pd)
+            for key, distance, c, lo, ld, sh, pd in zip(
+                keys.tolist(), distances.tolist(), confirm, low, list_distance, shadow, proposed
+            )
+        ]
+
+    def check(
+        self,
+        fingerprint: Fingerprint,
+        rule: MatchRule,
+        *,
+        cuts: Mapping[int, Fingerprint] | None = None,
+        inner: Fingerprint | None = None,
+    ) -> Verdict:
+        """The verdict for an upload of ``fingerprint``. With ``cuts`` (the upload cut as some
+        variants, ``hashing.check_fingerprints``), an upload the whole image does not block is
+        blocked when one of its cuts matches the same variant of a flag (``cut_matches``); with
+        ``inner`` (the picture inside the upload's frame), when that picture matches any
+        variant of a flag, as the whole upload would."""
+        # Only candidates the rule could act on: a match or a near miss needs its pHash within
+        # the larger of the two pHash distances (or no pHash at all).
+        cap = max(rule.max_confirm_distance, rule.review_confirm_distance)
+        candidates = self.candidates(fingerprint, rule.radius, cap)
+        verdict = decide(candidates, rule)
+        if verdict.blocked or not (cuts or inner):
+            return verdict
+        found = self.cut_matches(cuts or {}, rule)
+        if inner is not None:
+            found += [
+                replace(m, by_inner=True)
+                for m in self.candidates(inner, rule.radius, rule.max_confirm_distance)
+                if rule.matches(m)
+            ]
+        if not found:
+            return verdict
+        return decide(sorted(candidates + found, key=closeness), rule)
+
+    def cut_matches(self, cuts: Mapping[int, Fingerprint], rule: MatchRule) -> list[Match]:
+        """The flags' variants that the upload's cuts (variant number -> fingerprint) match
+        under ``rule``. Like with like only (a centre against centres, a caption band against
+        caption bands: against the other variants a cut would only add chances of collision),
+        and matches only (no near misses from a cut). Measured with ``evaluate_matching``
+        (README): 3° rotations and captions 1.00 on every seed, no innocent file blocked."""
+        return [
+            replace(m, by_cut=True)
+            for number, cut in cuts.items()
+            for m in self.candidates(cut, rule.radius, rule.max_confirm_distance, variant=number)
+            if rule.matches(m)
+        ]
+
+    def nbytes(self) -> int:
+        cut_indexes = sum(index.nbytes() for index in self._cut_indexes.values())
+        return self._index.nbytes() + cut_indexes + self._data.nbytes()
+
+
+def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
+    """Which of an image's variant fingerprints (``hashing.fingerprint_variants``) a flag
+    stores: ``(variant number, fp)``.
+
+    A variant whose dHash and pHash repeat an earlier one's (the orientations of a symmetric
+    image) is left out: it would only be the same entry twice.
+    """
+    seen: set[tuple[int, int | None]] = set()
+    kept = []
+    for number, fp in enumerate(variants):
+        if (fp.dhash, fp.phash) not in seen:
+            seen.add((fp.dhash, fp.phash))
+            kept.append((number, fp))
+    return kept
+
+
+def variant_entries(rows: Iterable[tuple]):
+    """Index entries from ``(flag id, variant, dhash, phash, information[, list distance,
+    shadow[, proposed distance]])`` rows (signed hashes; shadow is a bool or the list's mode;
+    without the list columns, the site's rule applies)."""
+    for flag_id, variant, dhash, phash, information, *policy in rows:
+        if policy:
+            max_distance, shadow, *proposed = policy
+            packed = list_policy(
+                max_distance, shadow is True or shadow == "shadow", *proposed
+            )
+        else:
+            packed = 0
+        yield (
+            entry_key(flag_id, variant),
+            to_unsigned(dhash),
+            None if phash is None else to_unsigned(phash),
+            is_low_information(information),
+            packed,
+        )

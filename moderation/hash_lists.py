@@ -1,0 +1,191 @@
+"""Hash lists: each list's policy (distance, on/off, enforce or shadow) and distance trials.
+
+Every change is logged to the banned set's change log with the list's flags, so every process
+enforces it from its next lookup. A distance can be put on trial (recorded, never enforced),
+then promoted (enforced; a wider distance sweeps the stored photos) or discarded. Audited.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from moderation.banned_set import lock_banned_set, log_list
+from moderation.models import AuditEvent, FlaggedFingerprint, HashList
+from moderation.sweeping import sweep_after_commit
+
+logger = logging.getLogger(__name__)
+
+
+def hash_list_update(
+    *,
+    hash_list: HashList,
+    max_distance: int | None,
+    enabled: bool,
+    mode: str,
+    actor: AbstractBaseUser | None = None,
+) -> HashList:
+    """Change a list's distance, on/off switch or mode, and tell every process's index.
+
+    Each active flag of the list is logged again with the new policy (switched off: as
+    inactive), so the change is enforced by the next lookup everywhere. Costs one change row
+    per stored variant of the list's flags; lists change rarely.
+    """
+    _check_list_distance(max_distance)
+    with transaction.atomic():
+        lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        changed = (locked.max_distance, locked.enabled, locked.mode) != (
+            max_distance,
+            enabled,
+            mode,
+        )
+        locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
+        locked.save(update_fields=["max_distance", "enabled", "mode"])
+        if changed:
+            log_list(locked)
+            logger.info(
+                "hash list %s: distance %s, %s, %s (by %s)",
+                locked.name,
+                max_distance,
+                "enabled" if enabled else "disabled",
+                mode,
+                actor,
+            )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def _check_list_distance(distance: int | None) -> None:
+    if distance is not None and not 0 <= distance <= settings.MODERATION_REVIEW_DISTANCE:
+        raise ValidationError(
+            _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
+            code="distance",
+            params={"max": settings.MODERATION_REVIEW_DISTANCE},
+        )
+
+
+def _audit_list(action: str, hash_list: HashList, actor, reason: str) -> None:
+    AuditEvent.objects.create(
+        action=action, actor=actor, target=f"hash list {hash_list.name}"[:200], reason=reason
+    )
+
+
+def hash_list_propose_distance(
+    *, hash_list: HashList, distance: int, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Put a new dHash distance on trial for an enforced list, without enforcing it.
+
+    From the next lookup in every process (the list's flags are logged again with the
+    proposal), each accepted upload that the proposed distance would block or queue and the
+    enforced one does not is recorded as a ``ShadowHit`` of kind "distance". Audited. Raises
+    ``ValidationError`` for a distance out of range, equal to the enforced one, or a list that
+    is switched off or in shadow mode (try a shadow list's distance by changing it directly).
+    """
+    if isinstance(distance, bool) or not isinstance(distance, int):
+        raise ValidationError(_("The proposed distance must be a whole number."), code="distance")
+    _check_list_distance(distance)
+    with transaction.atomic():
+        lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if not locked.enabled or locked.shadow:
+            raise ValidationError(
+                _("Only an enforcing list that is switched on can try a distance: %(state)s."),
+                code="not_enforcing",
+                params={"state": _("switched off") if not locked.enabled else _("shadow mode")},
+            )
+        if distance == locked.effective_distance:
+            raise ValidationError(
+                _("%(distance)s is the distance the list enforces already."),
+                code="same_distance",
+                params={"distance": distance},
+            )
+        locked.proposed_distance = distance
+        locked.proposed_by = actor
+        locked.proposed_at = timezone.now()
+        locked.save(update_fields=["proposed_distance", "proposed_by", "proposed_at"])
+        log_list(locked)
+        _audit_list(
+            AuditEvent.Action.PROPOSE,
+            locked,
+            actor,
+            f"distance {distance} on trial (enforced: {locked.effective_distance})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+_SWEEP_BY_IDS_LIMIT = 1000
+
+
+def _locked_list_on_trial(hash_list: HashList) -> HashList:
+    """The list, locked with the banned-set writers' lock (inside the caller's transaction);
+    ``ValidationError`` (code ``no_trial``) when no distance is on trial."""
+    lock_banned_set()
+    locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+    if locked.proposed_distance is None:
+        raise ValidationError(_("No distance is on trial for this list."), code="no_trial")
+    return locked
+
+
+def hash_list_promote_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None
+) -> HashList:
+    """Enforce the list's proposed distance: it becomes the list's distance, the trial ends,
+    every process enforces it from its next lookup, and (when it is wider) the photos already
+    stored are swept against the list after commit, as after a flag. Audited.
+    ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        locked = _locked_list_on_trial(hash_list)
+        before = locked.effective_distance
+        _check_list_distance(locked.proposed_distance)  # the setting may have shrunk since
+        locked.max_distance = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["max_distance", "proposed_distance"])
+        log_list(locked)
+        if locked.max_distance > before:
+            # Wider: photos stored before now within it are taken down (or queued), as after a
+            # flag. A large list is swept as the whole banned set rather than by a huge id list.
+            ids = list(
+                FlaggedFingerprint.objects.active()
+                .filter(hash_list=locked)
+                .values_list("pk", flat=True)[: _SWEEP_BY_IDS_LIMIT + 1]
+            )
+            sweep_after_commit(ids if len(ids) <= _SWEEP_BY_IDS_LIMIT else None)
+        _audit_list(
+            AuditEvent.Action.PROMOTE,
+            locked,
+            actor,
+            f"distance {locked.max_distance} enforced (was {before})",
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+
+
+def hash_list_discard_distance(
+    *, hash_list: HashList, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> HashList:
+    """End the list's trial without changing what it enforces. Audited; the hits recorded
+    during the trial stay. ``ValidationError`` (code ``no_trial``) when nothing is on trial."""
+    with transaction.atomic():
+        locked = _locked_list_on_trial(hash_list)
+        proposed = locked.proposed_distance
+        locked.proposed_distance = None
+        locked.save(update_fields=["proposed_distance"])
+        log_list(locked)
+        _audit_list(
+            AuditEvent.Action.DISCARD,
+            locked,
+            actor,
+            f"distance {proposed} discarded (enforced stays {locked.effective_distance})"
+            + (f": {reason}" if reason else ""),
+        )
+    hash_list.refresh_from_db()
+    return hash_list
+

@@ -1,0 +1,241 @@
+"""The review queue: images a moderator should look at, and the moderators who are told.
+
+An image lands here when it is near a banned fingerprint without matching it (a near miss), or
+matches only a low-information flag: found by the recheck after an upload or by a sweep after
+a flag (``sweeping``). Each (image, flag) is queued once while pending. What shadow-mode lists
+and distances on trial would have done is recorded beside it (``ShadowHit``), never enforced.
+Subscribed moderators get an email summary, at most once per
+``MODERATION_REVIEW_NOTIFY_MINUTES``. The decisions on queued items are the desk's (``desk``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
+from django.db import IntegrityError, models, transaction
+from django.db.models import Count, Min, Q
+from django.tasks import task
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from moderation import registry
+from moderation.background import enqueue_on_commit
+from moderation.hashing import Fingerprint
+from moderation.matching import Match, Trial
+from moderation.models import FlaggedFingerprint, ReviewItem, ReviewSubscription, ShadowHit
+
+logger = logging.getLogger(__name__)
+
+
+def queue_for_review(
+    *,
+    instance: models.Model,
+    fingerprint: Fingerprint,
+    match: Match,
+    found_by: str = ReviewItem.FoundBy.UPLOAD,
+) -> ReviewItem | None:
+    """Put a stored image that is near a banned fingerprint in the review queue (once per image
+    and fingerprint while pending). Returns None when it is already queued. ``found_by``: the
+    upload's recheck, or a sweep over stored images after a flag."""
+    target = registry.target_for(instance)
+    name = target.image(instance).name
+    owner = target.owner_id(instance)
+    try:
+        with transaction.atomic():
+            item, created = ReviewItem.objects.get_or_create(
+                target_key=target.key,
+                object_id=instance.pk,
+                file_name=name,
+                fingerprint_id=match.fingerprint_id,
+                status=ReviewItem.Status.PENDING,
+                defaults={
+                    "target": target.label(instance),
+                    "dhash": fingerprint.signed,
+                    "phash": fingerprint.phash_signed,
+                    "uploader_id": owner,
+                    "distance": match.distance,
+                    "confirm_distance": match.confirm_distance,
+                    "found_by": found_by,
+                },
+            )
+    except IntegrityError:  # queued by another process a moment ago
+        return None
+    if not created:
+        return None
+    transaction.on_commit(lambda: notify_review_subscribers())
+    return item
+
+
+def record_shadow_hits(
+    *, instance: models.Model, fingerprint: Fingerprint, matches: list[Match]
+) -> list[ShadowHit]:
+    """Record that shadow-mode lists would have blocked this stored image (one row per flag)."""
+    target = registry.target_for(instance)
+    owner = target.owner_id(instance)
+    lists = dict(
+        FlaggedFingerprint.objects.filter(pk__in=[m.fingerprint_id for m in matches]).values_list(
+            "pk", "hash_list_id"
+        )
+    )
+    return ShadowHit.objects.bulk_create(
+        ShadowHit(
+            hash_list_id=lists[m.fingerprint_id],
+            fingerprint_id=m.fingerprint_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=m.distance,
+            confirm_distance=m.confirm_distance,
+            uploader_id=owner,
+        )
+        for m in matches
+        if m.fingerprint_id in lists
+    )
+
+
+def record_trial_hits(
+    *, instance: models.Model, fingerprint: Fingerprint, trials: list[Trial]
+) -> list[ShadowHit]:
+    """Record what lists' proposed distances would have done to this stored image and their
+    enforced distances did not ("would be blocked at proposed distance N"), one row per flag."""
+    target = registry.target_for(instance)
+    owner = target.owner_id(instance)
+    lists = dict(
+        FlaggedFingerprint.objects.filter(
+            pk__in=[t.match.fingerprint_id for t in trials]
+        ).values_list("pk", "hash_list_id")
+    )
+    return ShadowHit.objects.bulk_create(
+        ShadowHit(
+            kind=ShadowHit.Kind.DISTANCE,
+            outcome=t.outcome,
+            proposed_distance=t.match.proposed_distance,
+            enforced_distance=t.enforced_distance,
+            hash_list_id=lists[t.match.fingerprint_id],
+            fingerprint_id=t.match.fingerprint_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=t.match.distance,
+            confirm_distance=t.match.confirm_distance,
+            uploader_id=owner,
+        )
+        for t in trials
+        if t.match.fingerprint_id in lists
+    )
+
+
+def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool:
+    """Opt a moderator in to (or out of) an email whenever the review queue grows."""
+    if subscribed:
+        ReviewSubscription.objects.get_or_create(user=user)
+    else:
+        ReviewSubscription.objects.filter(user=user).delete()
+    return subscribed
+
+
+def _may_review(user) -> bool:
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.email
+        and user.has_perm("moderation.review_upload")
+    )
+
+
+def _review_digest(count: int, oldest, now) -> tuple[str, str]:
+    """Subject and body of a review-queue email: how many wait, the oldest's age, a link (no
+    image, hash or user name)."""
+    url = settings.MODERATION_SITE_URL.rstrip("/") + reverse(
+        "admin:moderation_reviewitem_changelist"
+    )
+    minutes = settings.MODERATION_REVIEW_NOTIFY_MINUTES
+    every = f"at most one of these every {minutes} minutes" if minutes else "one per queued upload"
+    waiting = "1 upload waits" if count == 1 else f"{count} uploads wait"
+    return (
+        f"[moderation] review queue: {count} waiting",
+        f"{waiting} in the review queue; the oldest has waited {timesince(oldest, now)}.\n\n"
+        f"Review them: {url}?status__exact=pending\n\n"
+        f"You get {every} because you opted in on the review queue page.",
+    )
+
+
+def notify_review_subscribers(*, owed_only: bool = False) -> int:
+    """Email each subscribed moderator who may still decide queued uploads a summary of the
+    queue, at most once per ``MODERATION_REVIEW_NOTIFY_MINUTES``. Returns how many were sent.
+
+    Called after an upload is queued (and, with ``owed_only``, by the deferred digest task).
+    Each subscriber's send is claimed with one conditional UPDATE of ``last_notified_at``, so
+    several processes queueing at once send one mail, not one each. A subscriber still inside
+    the period is marked as owed (``pending_since``); with a worker backend that can defer
+    tasks, a digest task is scheduled for the end of the period, otherwise the next queued
+    upload after it sends the summary. A mail failure is logged, never raised at the upload,
+    and the claim is given back.
+    """
+    period = timedelta(minutes=settings.MODERATION_REVIEW_NOTIFY_MINUTES)
+    now = timezone.now()
+    subscriptions = ReviewSubscription.objects.select_related("user")
+    if owed_only:
+        subscriptions = subscriptions.filter(pending_since__isnull=False)
+    eligible = [sub for sub in subscriptions if _may_review(sub.user)]
+    if not eligible:
+        return 0
+    summary = ReviewItem.objects.pending().aggregate(count=Count("pk"), oldest=Min("created_at"))
+    if not summary["count"]:  # decided meanwhile: nothing to tell anyone
+        ReviewSubscription.objects.filter(pk__in=[s.pk for s in eligible]).update(
+            pending_since=None
+        )
+        return 0
+    subject, body = _review_digest(summary["count"], summary["oldest"], now)
+    sent = 0
+    for sub in eligible:
+        due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - period)
+        claimed = (
+            ReviewSubscription.objects.filter(pk=sub.pk)
+            .filter(due)
+            .update(last_notified_at=now, pending_since=None)
+        )
+        if not claimed:
+            owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
+                pending_since=now
+            )
+            if owed or owed_only:  # newly owed, or a digest that ran early: (re)schedule
+                last = (
+                    ReviewSubscription.objects.filter(pk=sub.pk)
+                    .values_list("last_notified_at", flat=True)
+                    .first()
+                )
+                _schedule_review_digest((last or now) + period)
+            continue
+        try:
+            send_mail(subject, body, None, [sub.user.email])
+        except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
+            logger.exception("could not email review-queue subscriber %s", sub.user_id)
+            ReviewSubscription.objects.filter(pk=sub.pk, last_notified_at=now).update(
+                last_notified_at=sub.last_notified_at, pending_since=sub.pending_since or now
+            )
+        else:
+            sent += 1
+    return sent
+
+
+def _schedule_review_digest(when) -> None:
+    """Run the owed digest at ``when`` in the worker; the immediate backend cannot wait, so
+    there the next queued upload after the period sends it."""
+    if not review_digest_task.get_backend().supports_defer:
+        return
+    enqueue_on_commit(review_digest_task.using(run_after=when))
+
+
+
+@task
+def review_digest_task() -> int:
+    """Send the review-queue summaries owed to moderators whose email period has ended."""
+    return notify_review_subscribers(owed_only=True)

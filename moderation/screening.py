@@ -1,0 +1,289 @@
+"""Screening: the one path from an image's fingerprints to a decision after the allowlist.
+
+Everything that asks "may this image be shown?" comes here: the upload form and the validator,
+``check_image``, the sweep after a flag, the recheck after an upload, the full sweep after a
+reindex and ``evaluate_matching``. (The impact preview compares the other way round, a few new
+variants against every stored image, with the same rule in numpy: ``hash_columns``.)
+
+An image is screened with what it was fingerprinted with (``hashing.CheckFingerprints``): every
+frame, the first frame's cuts and the picture inside its frame. Each frame is looked up in the
+banned set (the first with its cuts and framed picture), the match rule decides
+(``matching.decide``), and the flags a moderator has allowed this image for are taken out
+(``without_allowed``). The result is a ``Screening``: a value that says what was checked and
+what was found, which the caller stores, shows or records. Nothing is carried on file objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from moderation import banned_set, registry
+from moderation.banned_index import BannedIndex
+from moderation.hashing import (
+    CheckFingerprints,
+    Fingerprint,
+    check_fingerprints,
+    further_frame_fingerprints,
+    to_unsigned,
+)
+from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decision_of
+from moderation.models import AllowedMatch, RefusedUpload
+
+logger = logging.getLogger(__name__)
+
+# Looks one fingerprint up (with the cuts and framed picture of the first frame): the process's
+# banned set, or an index of a few flags (a sweep, ``evaluate_matching``).
+Lookup = Callable[[Fingerprint, Mapping[int, Fingerprint] | None, Fingerprint | None], Verdict]
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What an image was checked with (``checked``) and what was found: one verdict per frame,
+    after the allowlist. Staff-only: which flag matched, and how close, never reaches users."""
+
+    checked: CheckFingerprints
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def decision(self) -> str:
+        """BLOCK when any frame is blocked, else REVIEW when any is near, else PASS."""
+        return decision_of(self.verdicts)
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision == BLOCK
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The image's own fingerprint (its first frame): what is stored beside it."""
+        return self.checked.frames[0]
+
+    @property
+    def probe_bytes(self) -> bytes:
+        """The cuts and framed picture, packed for storage beside the fingerprint."""
+        return self.checked.probe_bytes()
+
+    @property
+    def verdict(self) -> Verdict:
+        """The first frame's verdict (a stored image has one frame)."""
+        return self.verdicts[0]
+
+    @property
+    def nearest(self) -> Match | None:
+        """The match behind a block: the nearest over every blocked frame (None unless
+        blocked)."""
+        blocked = [v.nearest for v in self.verdicts if v.blocked]
+        return min(blocked, key=lambda m: m.distance) if blocked else None
+
+    @property
+    def frame(self) -> int:
+        """Which frame (1-based) holds ``nearest``; 1 when nothing blocks."""
+        nearest = self.nearest
+        return next(
+            (i for i, v in enumerate(self.verdicts, 1) if v.blocked and v.nearest == nearest), 1
+        )
+
+    @property
+    def found_with(self) -> Fingerprint | None:
+        """The hash that found ``nearest``: a cut, the framed picture or the frame itself
+        (its distances are from that hash)."""
+        nearest = self.nearest
+        if nearest is None:
+            return None
+        if nearest.by_cut:
+            return self.checked.cuts[nearest.variant]
+        if nearest.by_inner:
+            return self.checked.inner
+        return self.checked.frames[self.frame - 1]
+
+    @property
+    def for_review(self) -> tuple[Fingerprint, Match] | None:
+        """(frame, match) of the first frame sent to review, when the image is not blocked."""
+        if self.blocked:
+            return None
+        return next(
+            (
+                (fp, v.for_review)
+                for fp, v in zip(self.checked.frames, self.verdicts)
+                if v.decision == REVIEW
+            ),
+            None,
+        )
+
+
+def lookup_in(index: BannedIndex | None = None, rule: MatchRule | None = None) -> Lookup:
+    """A ``Lookup`` in ``index`` (default: this process's banned set, brought up to date with the
+    change log once, here) under ``rule`` (default: the site's)."""
+    rule = MatchRule.from_settings() if rule is None else rule
+    if index is not None:
+        return lambda fp, cuts, inner: index.check(fp, rule, cuts=cuts, inner=inner)
+    banned = banned_set.current()
+    banned.sync()
+    return lambda fp, cuts, inner: banned.check(fp, rule=rule, sync=False, cuts=cuts, inner=inner)
+
+
+def screen(
+    checked: CheckFingerprints, *, lookup: Lookup | None = None, allowlist: bool = True
+) -> Screening:
+    """Screen an image's fingerprints: each frame looked up (the first with its cuts and framed
+    picture) with ``lookup`` (default: the process's banned set under the site's rule), then,
+    with ``allowlist``, the flags a moderator allowed it for taken out (``without_allowed``)."""
+    lookup = lookup_in() if lookup is None else lookup
+    verdicts = []
+    for i, fp in enumerate(checked.frames):
+        first = i == 0
+        verdict = lookup(fp, checked.cuts if first else None, checked.inner if first else None)
+        verdicts.append(without_allowed(verdict, fp) if allowlist else verdict)
+    return Screening(checked, tuple(verdicts))
+
+
+def check(
+    fingerprint: Fingerprint,
+    *,
+    cuts: Mapping[int, Fingerprint] | None = None,
+    inner: Fingerprint | None = None,
+) -> Verdict:
+    """The verdict for one fingerprint (with its ``cuts`` and framed picture ``inner``) against
+    the process's banned set now, after the allowlist: ``screen`` of a one-frame image."""
+    return screen(CheckFingerprints([fingerprint], dict(cuts or {}), inner)).verdict
+
+
+def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
+    """``verdict`` without the flags a moderator has allowed this image for (``AllowedMatch``
+    in force, within ``MODERATION_ALLOWLIST_DISTANCE`` dHash bits), decided again.
+
+    One query, only when the verdict has matches, near misses or trials (rare for an upload).
+    The allowlist is never cached: a revoked exception stops applying at the next lookup in
+    every process, with no change log to replay.
+    """
+    ids = {m.fingerprint_id for m in (*verdict.matches, *verdict.near)}
+    ids |= {t.match.fingerprint_id for t in verdict.trial}
+    if not ids:
+        return verdict
+    limit = settings.MODERATION_ALLOWLIST_DISTANCE
+    unsigned = fingerprint.dhash
+    allowed = {
+        fid
+        for fid, dhash in AllowedMatch.objects.in_force()
+        .filter(fingerprint_id__in=ids)
+        .values_list("fingerprint_id", "dhash")
+        if (to_unsigned(dhash) ^ unsigned).bit_count() <= limit
+    }
+    if not allowed:
+        return verdict
+    return verdict.without(allowed)
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def upload_fingerprints(file: Any) -> CheckFingerprints:
+    """The fingerprints an upload of ``file`` is checked with.
+
+    Where the registered app stores a re-encoding (``registry.ImageTarget.store_as``), as the
+    profile form does: the re-encoding's fingerprints, then the upload's further frames (which
+    the re-encoding drops); otherwise every frame of the file as it is. For tools that must
+    decide as the upload path does (``evaluate_matching``).
+    """
+    store_as = registry.upload_store_as()
+    if store_as is None:
+        return check_fingerprints(file)
+    return stored_as_fingerprints(file, store_as(file))
+
+
+def stored_as_fingerprints(upload: Any, stored: Any) -> CheckFingerprints:
+    """The fingerprints of ``stored`` (a re-encoding of ``upload``'s first frame), with the
+    upload's further frames after its own."""
+    checked = check_fingerprints(stored)
+    further = further_frame_fingerprints(upload)
+    return CheckFingerprints([*checked.frames, *further], checked.cuts, checked.inner)
+
+
+class ScreenedUpload(SimpleUploadedFile):
+    """An upload as it will be stored (a clean re-encoding), already screened.
+
+    The form that re-encodes an upload screens the re-encoding and hands this on: the validator
+    takes its ``screening`` instead of decoding the file again, and the code that stores it takes
+    the fingerprint and probes from there, so what is stored is exactly what was checked.
+    """
+
+    def __init__(self, content: bytes, screening: Screening) -> None:
+        super().__init__("photo.jpg", content, "image/jpeg")
+        self.screening = screening
+
+
+def screen_upload(upload: Any, *, stored: Any | None = None) -> Screening:
+    """Screen an upload against the banned set: as ``stored`` (its re-encoding, plus the upload's
+    further frames) when given, otherwise the file as it is."""
+    checked = (
+        check_fingerprints(upload) if stored is None else stored_as_fingerprints(upload, stored)
+    )
+    screening = screen(checked)
+    _log(screening)
+    return screening
+
+
+def screened_upload(upload: Any, content: bytes) -> ScreenedUpload:
+    """``content`` (the re-encoding of ``upload`` that will be stored), screened."""
+    screening = screen_upload(upload, stored=SimpleUploadedFile("photo.jpg", content))
+    return ScreenedUpload(content, screening)
+
+
+def _log(screening: Screening) -> None:
+    review = screening.for_review
+    if review is not None:
+        fp, match = review
+        logger.warning(
+            "upload %s is near flag #%s (low-information or a near miss): not blocked, for review",
+            fp.hex,
+            match.fingerprint_id,
+        )
+    nearest = screening.nearest
+    if nearest is None:
+        return
+    logger.info(
+        "refused upload %s (frame %s of %s%s): banned fingerprint #%s at distance %s",
+        screening.found_with.hex,
+        screening.frame,
+        len(screening.checked.frames),
+        f", cut as the {nearest.variant_label}"
+        if nearest.by_cut
+        else ", the picture inside its frame"
+        if nearest.by_inner
+        else "",
+        nearest.fingerprint_id,
+        nearest.distance,
+    )
+
+
+def record_refused_upload(
+    *,
+    user: AbstractBaseUser | None,
+    ip: str | None,
+    code: str,
+    screening: Screening | None = None,
+) -> RefusedUpload:
+    """Remember a refused upload for moderators (who, from where, why, what it was near).
+
+    Called by the upload view for every refusal, banned or not decodable (``screening`` None).
+    Nothing of it is shown to the user; a run of ``banned_image`` rows from one user is someone
+    probing the threshold.
+    """
+    match = screening.nearest if screening is not None else None
+    fingerprint = screening.found_with if screening is not None else None
+    return RefusedUpload.objects.create(
+        user=user if user is not None and user.is_authenticated else None,
+        ip=ip,
+        code=code[:40],
+        dhash=fingerprint.signed if match is not None else None,
+        nearest_id=match.fingerprint_id if match is not None else None,
+        distance=match.distance if match is not None else None,
+        found_by=match.found_by if match is not None else "",
+    )

@@ -5,8 +5,9 @@ disk. A profile photo has a byte limit anyway, so a body far past it is refused 
 413 and a friendly page, instead of being written to a temporary file first.
 """
 
-from django.conf import settings
 from django.shortcuts import render
+
+from moderation.conf import moderation_settings
 
 
 class RequestSizeLimitMiddleware:
@@ -18,7 +19,7 @@ class RequestSizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > settings.MODERATION_MAX_REQUEST_BYTES:
-            limit_mb = settings.MODERATION_MAX_UPLOAD_BYTES // (1024 * 1024)
+        if length > moderation_settings.MAX_REQUEST_BYTES:
+            limit_mb = moderation_settings.MAX_UPLOAD_BYTES // (1024 * 1024)
             return render(request, "413.html", {"limit_mb": limit_mb}, status=413)
         return self.get_response(request)

@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from moderation import conf as moderation_conf
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_moderation(name: str) -> int | str:
+    """A MODERATION_* setting from the environment variable of the same name.
+
+    Its default and kind (so int or str) are declared once, in moderation/conf.py, with what
+    the setting does; moderation/checks.py checks the value at start-up.
+    """
+    declared = moderation_conf.SETTINGS[name]
+    if declared.kind is moderation_conf.Kind.STR:
+        return env_str(name, declared.default)
+    return env_int(name, declared.default)
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -201,7 +215,7 @@ STORAGES.update(s3_storages(os.environ))
 # --- end of S3 storage -----------------------------------------------------------------------
 
 # Uploads larger than this are refused before the image is decoded (bytes).
-MODERATION_MAX_UPLOAD_BYTES = env_int("MODERATION_MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
+MODERATION_MAX_UPLOAD_BYTES = env_moderation("MODERATION_MAX_UPLOAD_BYTES")
 # Let Django stream anything bigger than the in-memory threshold to a temporary file;
 # the request itself is capped a little above the photo limit so the form can say why.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -209,7 +223,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # A request body larger than this is answered 413 before Django reads it (a photo at the
 # byte limit plus room for the rest of the form).
-MODERATION_MAX_REQUEST_BYTES = env_int("MODERATION_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+MODERATION_MAX_REQUEST_BYTES = env_moderation("MODERATION_MAX_REQUEST_BYTES")
 
 # --- Production hardening (DJANGO_DEBUG=0) -------------------------------------------------
 # `manage.py check --deploy` is clean with these; TLS is expected to end at a proxy that sets
@@ -250,68 +264,34 @@ MAILERS = {
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "moderation@localhost")
 
 # --- Moderation --------------------------------------------------------------------------
-# The match rule (moderation/matching.py), all Hamming distances in bits out of 64, `<=`. An
-# upload is refused when a banned fingerprint (any variant of a flagged image: its 8
-# orientations and a few crops, moderation/variants.py) is within MODERATION_MAX_DISTANCE
-# dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash bits. A banned row without a
-# pHash (pipeline < 3, original not kept) can't be confirmed and blocks within
-# MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
-# Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
-MODERATION_MAX_DISTANCE = env_int("MODERATION_MAX_DISTANCE", 12)
-MODERATION_MAX_CONFIRM_DISTANCE = env_int("MODERATION_MAX_CONFIRM_DISTANCE", 16)
-MODERATION_MAX_UNCONFIRMED_DISTANCE = env_int("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6)
-# Flagging refuses (superusers may override) an image whose fingerprint has fewer informative
-# dHash bits than this (0-64, see moderation/hashing.py); near-flat images collide with each
-# other, and a match with a low-information flag never blocks an upload on its own.
-MODERATION_MIN_INFORMATION = env_int("MODERATION_MIN_INFORMATION", 20)
-# The review queue (issue 7): an upload that is not blocked but whose dHash is within
-# MODERATION_REVIEW_DISTANCE bits (<=) of an enforced banned fingerprint (a near miss, or a
-# candidate the pHash confirmation rejected) is accepted and queued for a moderator. Also the
-# largest distance a hash list may set (every lookup reaches this far). 0 turns the queue off
-# for near misses (and limits list distances to MODERATION_MAX_DISTANCE).
-MODERATION_REVIEW_DISTANCE = env_int("MODERATION_REVIEW_DISTANCE", 16)
-# ...and whose pHash is within this many bits (<=) of it when its dHash is within the match
-# distance; a near miss beyond the match distance needs the match's own pHash distance (see
-# MatchRule.reviews: over on both hashes is a stranger). Among a million banned fingerprints
-# almost any photo has *some* dHash within 16 bits; the pHash is what tells a near copy.
-# A flag without a pHash queues only within MODERATION_MAX_DISTANCE dHash bits.
-MODERATION_REVIEW_CONFIRM_DISTANCE = env_int("MODERATION_REVIEW_CONFIRM_DISTANCE", 18)
-# Dismissing a queued upload allows that image for that fingerprint: a later upload within
-# MODERATION_ALLOWLIST_DISTANCE dHash bits of it (the same picture re-encoded) is not refused or
-# queued for it again. A fingerprint dismissed more than MODERATION_MAX_DISMISSALS times is
-# suspended automatically (deactivated, audited, shown to moderators); 0 never suspends.
-MODERATION_ALLOWLIST_DISTANCE = env_int("MODERATION_ALLOWLIST_DISTANCE", 2)
-MODERATION_MAX_DISMISSALS = env_int("MODERATION_MAX_DISMISSALS", 5)
-# Review-queue emails: at most one per subscribed moderator every this many minutes, each
-# summarising the queue (how many wait, the oldest's age, a link). An hour keeps a busy day to
-# a handful of mails while nothing waits unseen for long; 0 mails on every queued upload.
-MODERATION_REVIEW_NOTIFY_MINUTES = env_int("MODERATION_REVIEW_NOTIFY_MINUTES", 60)
-# Scheme and host the links in those emails start with (production: the site's public origin).
-MODERATION_SITE_URL = env_str("MODERATION_SITE_URL", "http://127.0.0.1:8000")
-# Decoded pixels (width * height) an upload may declare; larger is refused before decoding.
-MODERATION_MAX_PIXELS = env_int("MODERATION_MAX_PIXELS", 50_000_000)
-# Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.
-MODERATION_MIN_SIDE = env_int("MODERATION_MIN_SIDE", 32)
-# Frames of an animation (GIF, APNG, WebP) compared with the banned set: a banned picture can
-# hide as any frame. More frames than this (or than fit in MODERATION_MAX_PIXELS all together)
-# and the upload is refused; only the first frame is stored, as a still JPEG.
-MODERATION_MAX_FRAMES = env_int("MODERATION_MAX_FRAMES", 50)
-# Metadata (EXIF, XMP, ICC, comments, PNG text) an upload may carry, in bytes. Cameras write a
-# few KB to a few hundred; a file that is mostly something else is refused. Never stored.
-MODERATION_MAX_METADATA_BYTES = env_int("MODERATION_MAX_METADATA_BYTES", 2 * 1024 * 1024)
+# Each MODERATION_* setting is declared in moderation/conf.py: its default, its range (checked
+# at start-up by moderation/checks.py) and what it does. Here each is read from the environment
+# variable of the same name. The match rule's distances come from `manage.py evaluate_matching`
+# on the corpus (README "What it catches").
+MODERATION_MAX_DISTANCE = env_moderation("MODERATION_MAX_DISTANCE")
+MODERATION_MAX_CONFIRM_DISTANCE = env_moderation("MODERATION_MAX_CONFIRM_DISTANCE")
+MODERATION_MAX_UNCONFIRMED_DISTANCE = env_moderation("MODERATION_MAX_UNCONFIRMED_DISTANCE")
+MODERATION_MIN_INFORMATION = env_moderation("MODERATION_MIN_INFORMATION")
+MODERATION_REVIEW_DISTANCE = env_moderation("MODERATION_REVIEW_DISTANCE")
+MODERATION_REVIEW_CONFIRM_DISTANCE = env_moderation("MODERATION_REVIEW_CONFIRM_DISTANCE")
+MODERATION_ALLOWLIST_DISTANCE = env_moderation("MODERATION_ALLOWLIST_DISTANCE")
+MODERATION_MAX_DISMISSALS = env_moderation("MODERATION_MAX_DISMISSALS")
+MODERATION_REVIEW_NOTIFY_MINUTES = env_moderation("MODERATION_REVIEW_NOTIFY_MINUTES")
+MODERATION_SITE_URL = env_moderation("MODERATION_SITE_URL")
+MODERATION_MAX_PIXELS = env_moderation("MODERATION_MAX_PIXELS")
+MODERATION_MIN_SIDE = env_moderation("MODERATION_MIN_SIDE")
+MODERATION_MAX_FRAMES = env_moderation("MODERATION_MAX_FRAMES")
+MODERATION_MAX_METADATA_BYTES = env_moderation("MODERATION_MAX_METADATA_BYTES")
 
 # --- Abuse: upload rate limits -------------------------------------------------------------
-# Photo uploads (accepted or refused) per user and per client IP in each window (fixed windows
-# of MODERATION_UPLOAD_RATE_WINDOW seconds); over the limit the upload is answered 429 with a
-# friendly page and nothing is decoded. 0 turns a limit off. The counters
-# live in the cache (CACHES below): locmem is per process, so production must point CACHES at
-# a shared cache (DJANGO_CACHE_URL=redis://... or "database") or each worker counts alone.
-MODERATION_UPLOAD_RATE_PER_USER = env_int("MODERATION_UPLOAD_RATE_PER_USER", 20)
-MODERATION_UPLOAD_RATE_PER_IP = env_int("MODERATION_UPLOAD_RATE_PER_IP", 60)
-MODERATION_UPLOAD_RATE_WINDOW = env_int("MODERATION_UPLOAD_RATE_WINDOW", 3600)  # seconds
-# How many reverse proxies in front of the site append to X-Forwarded-For; the client IP is
-# the entry that many from the right. 0 (the default): REMOTE_ADDR, no header is trusted.
-MODERATION_TRUSTED_PROXY_COUNT = env_int("MODERATION_TRUSTED_PROXY_COUNT", 0)
+# Uploads per user and per client IP in each window, and the proxies trusted for the client IP
+# (moderation/conf.py). The counters live in the cache (CACHES below): locmem is per process,
+# so production must point CACHES at a shared cache (DJANGO_CACHE_URL=redis://... or
+# "database") or each worker counts alone.
+MODERATION_UPLOAD_RATE_PER_USER = env_moderation("MODERATION_UPLOAD_RATE_PER_USER")
+MODERATION_UPLOAD_RATE_PER_IP = env_moderation("MODERATION_UPLOAD_RATE_PER_IP")
+MODERATION_UPLOAD_RATE_WINDOW = env_moderation("MODERATION_UPLOAD_RATE_WINDOW")  # seconds
+MODERATION_TRUSTED_PROXY_COUNT = env_moderation("MODERATION_TRUSTED_PROXY_COUNT")
 
 # DJANGO_CACHE_URL: unset or "locmem" (this process only), "database" (the django_cache table;
 # run `manage.py createcachetable`), or redis://host:6379/0 (needs the `redis` package).

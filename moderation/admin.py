@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -16,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk, exchange, flagging, hash_lists, review
+from moderation.conf import moderation_settings
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
 from moderation.models import (
@@ -271,10 +271,10 @@ class HashListForm(forms.ModelForm):
 
     def clean_max_distance(self):
         value = self.cleaned_data["max_distance"]
-        if value is not None and value > settings.MODERATION_REVIEW_DISTANCE:
+        if value is not None and value > moderation_settings.REVIEW_DISTANCE:
             raise ValidationError(
                 _("At most %(max)s (MODERATION_REVIEW_DISTANCE)."),
-                params={"max": settings.MODERATION_REVIEW_DISTANCE},
+                params={"max": moderation_settings.REVIEW_DISTANCE},
             )
         return value
 
@@ -416,7 +416,7 @@ class HashListAdmin(admin.ModelAdmin):
             "blocked_count": current.filter(outcome=ShadowHit.Outcome.BLOCK).count(),
             "hits_url": reverse("admin:moderation_shadowhit_changelist")
             + f"?hash_list__id__exact={hash_list.pk}&kind__exact=distance",
-            "max_distance": settings.MODERATION_REVIEW_DISTANCE,
+            "max_distance": moderation_settings.REVIEW_DISTANCE,
         }
         return TemplateResponse(request, "admin/moderation/hashlist/trial.html", context)
 
@@ -626,7 +626,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "dashboard_url": dashboard_url,
             "can_review": self.has_review_permission(request),
             "subscribed": ReviewSubscription.objects.filter(user=request.user).exists(),
-            "notify_minutes": settings.MODERATION_REVIEW_NOTIFY_MINUTES,
+            "notify_minutes": moderation_settings.REVIEW_NOTIFY_MINUTES,
         }
         return super().changelist_view(request, extra_context)
 

@@ -1,63 +1,62 @@
-"""System checks for the moderation settings: nonsense values fail at start-up, with an id."""
+"""System checks for the moderation settings: nonsense values fail at start-up, with an id.
+
+Which settings are checked, against what, and the hints' defaults come from the declarations
+in ``moderation/conf.py``; a setting the project left out has its declared default.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import InvalidStorageError, storages
 
+from moderation.conf import DECLARATIONS, Kind, moderation_settings
+
+
+class KindCheck(NamedTuple):
+    allowed: Callable[[int], bool]  # given an int that is not a bool
+    id: str
+    message: str  # formatted with the setting's name and default
+    hint: str | None = None
+
+
+# What each declared kind allows, and the error otherwise. Kinds not listed are not checked.
+KIND_CHECKS = {
+    Kind.BITS: KindCheck(
+        lambda value: 0 <= value <= 64,
+        "moderation.E001",
+        "{name} must be an integer from 0 to 64 (bits of a 64-bit hash).",
+        hint="The default is {default}; see README 'What it catches'.",
+    ),
+    Kind.POSITIVE: KindCheck(
+        lambda value: value >= 1, "moderation.E002", "{name} must be a positive integer."
+    ),
+    Kind.OFF_OR_MORE: KindCheck(
+        lambda value: value >= 0,
+        "moderation.E005",
+        "{name} must be an integer, 0 or more (0 turns it off).",
+    ),
+}
+
 
 @register(Tags.compatibility)
 def check_moderation_settings(app_configs=None, **kwargs):
     errors = []
-    for name, default in (
-        ("MODERATION_MAX_DISTANCE", 12),
-        ("MODERATION_MAX_CONFIRM_DISTANCE", 16),
-        ("MODERATION_MAX_UNCONFIRMED_DISTANCE", 6),
-        ("MODERATION_MIN_INFORMATION", 20),
-        ("MODERATION_REVIEW_DISTANCE", 16),
-        ("MODERATION_REVIEW_CONFIRM_DISTANCE", 18),
-        ("MODERATION_ALLOWLIST_DISTANCE", 2),
-    ):
-        value = getattr(settings, name, None)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 64:
+    for kind, check in KIND_CHECKS.items():
+        for setting in DECLARATIONS:
+            if setting.kind is not kind:
+                continue
+            value = setting.value()
+            if isinstance(value, int) and not isinstance(value, bool) and check.allowed(value):
+                continue
+            fields = {"name": setting.name, "default": setting.default}
             errors.append(
                 Error(
-                    f"{name} must be an integer from 0 to 64 (bits of a 64-bit hash).",
-                    hint=f"The default is {default}; see README 'What it catches'.",
-                    obj=f"settings.{name}",
-                    id="moderation.E001",
-                )
-            )
-    for name, minimum in (
-        ("MODERATION_MAX_UPLOAD_BYTES", 1),
-        ("MODERATION_MAX_PIXELS", 1),
-        ("MODERATION_MIN_SIDE", 1),
-        ("MODERATION_MAX_FRAMES", 1),
-        ("MODERATION_MAX_METADATA_BYTES", 1),
-        ("MODERATION_UPLOAD_RATE_WINDOW", 1),
-    ):
-        value = getattr(settings, name, None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            errors.append(
-                Error(
-                    f"{name} must be a positive integer.",
-                    obj=f"settings.{name}",
-                    id="moderation.E002",
-                )
-            )
-    for name in (
-        "MODERATION_UPLOAD_RATE_PER_USER",
-        "MODERATION_UPLOAD_RATE_PER_IP",
-        "MODERATION_TRUSTED_PROXY_COUNT",
-        "MODERATION_MAX_DISMISSALS",
-        "MODERATION_REVIEW_NOTIFY_MINUTES",
-    ):
-        value = getattr(settings, name, None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            errors.append(
-                Error(
-                    f"{name} must be an integer, 0 or more (0 turns it off).",
-                    obj=f"settings.{name}",
-                    id="moderation.E005",
+                    check.message.format(**fields),
+                    hint=check.hint and check.hint.format(**fields),
+                    obj=f"settings.{setting.name}",
+                    id=check.id,
                 )
             )
     try:
@@ -88,8 +87,8 @@ def check_moderation_settings(app_configs=None, **kwargs):
 def check_rate_limit_cache(app_configs=None, **kwargs):
     """Upload rate limits need a cache every web worker shares (``check --deploy`` only)."""
     backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    rate_limited = getattr(settings, "MODERATION_UPLOAD_RATE_PER_USER", 0) or getattr(
-        settings, "MODERATION_UPLOAD_RATE_PER_IP", 0
+    rate_limited = (
+        moderation_settings.UPLOAD_RATE_PER_USER or moderation_settings.UPLOAD_RATE_PER_IP
     )
     if rate_limited and backend.endswith(("LocMemCache", "DummyCache")):
         return [

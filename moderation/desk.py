@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from moderation import registry
+from moderation.conf import moderation_settings
 from moderation.flagging import flag_stored_image, unflag_fingerprint
 from moderation.hashing import Fingerprint
 from moderation.models import AllowedMatch, AuditEvent, FlaggedFingerprint, ReviewItem
@@ -76,7 +76,7 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
         dismissals = (
             AllowedMatch.objects.in_force().filter(fingerprint_id=item.fingerprint_id).count()
         )
-        limit = settings.MODERATION_MAX_DISMISSALS
+        limit = moderation_settings.MAX_DISMISSALS
         if limit and dismissals > limit:
             suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
     return True
@@ -111,7 +111,7 @@ def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool
     """Deactivate a fingerprint that moderators keep dismissing matches of, and say why."""
     reason = (
         f"suspended automatically: {dismissals} dismissed matches "
-        f"(more than MODERATION_MAX_DISMISSALS={settings.MODERATION_MAX_DISMISSALS})"
+        f"(more than MODERATION_MAX_DISMISSALS={moderation_settings.MAX_DISMISSALS})"
     )
     if not unflag_fingerprint(flagged=flagged, actor=None, reason=reason):
         return False

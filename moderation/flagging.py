@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
@@ -24,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from moderation import registry, sweeping
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
+from moderation.conf import moderation_settings
 from moderation.files import (
     copy_to_quarantine,
     delete_after_commit,
@@ -62,7 +62,7 @@ def check_information(fp: Fingerprint, *, allow_low: bool, actor: AbstractBaseUs
         raise ValidationError(
             LOW_INFORMATION_MESSAGE,
             code="low_information",
-            params={"information": fp.information, "minimum": settings.MODERATION_MIN_INFORMATION},
+            params={"information": fp.information, "minimum": moderation_settings.MIN_INFORMATION},
         )
     if actor is not None and not actor.is_superuser:
         raise PermissionDenied("only a superuser may flag a low-information image")

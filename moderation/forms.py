@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from moderation.conf import moderation_settings
 from moderation.hashing import ERROR_MESSAGES
 
 
@@ -35,7 +35,7 @@ class ImageUploadField(forms.ImageField):
         upload = forms.FileField.to_python(self, data)  # empty file, missing name, max_length
         if upload is None:
             return None
-        limit = settings.MODERATION_MAX_UPLOAD_BYTES
+        limit = moderation_settings.MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise ValidationError(
                 ERROR_MESSAGES["too_large"],

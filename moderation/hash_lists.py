@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from moderation.banned_set import lock_banned_set, log_list
+from moderation.conf import moderation_settings
 from moderation.models import AuditEvent, FlaggedFingerprint, HashList
 from moderation.sweeping import sweep_after_commit
 
@@ -63,11 +63,11 @@ def hash_list_update(
 
 
 def _check_list_distance(distance: int | None) -> None:
-    if distance is not None and not 0 <= distance <= settings.MODERATION_REVIEW_DISTANCE:
+    if distance is not None and not 0 <= distance <= moderation_settings.REVIEW_DISTANCE:
         raise ValidationError(
             _("A list's distance must be from 0 to %(max)s (MODERATION_REVIEW_DISTANCE)."),
             code="distance",
-            params={"max": settings.MODERATION_REVIEW_DISTANCE},
+            params={"max": moderation_settings.REVIEW_DISTANCE},
         )
 
 

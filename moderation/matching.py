@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from django.conf import settings
 
+from moderation.conf import moderation_settings
 from moderation.variants import VARIANTS
 
 BLOCK, REVIEW, PASS = "block", "review", "pass"
@@ -37,7 +37,7 @@ def is_low_information(information: int | None) -> bool:
     Unknown information (a row from before pipeline version 3) is not low: such rows keep the
     behaviour they had.
     """
-    return information is not None and information < settings.MODERATION_MIN_INFORMATION
+    return information is not None and information < moderation_settings.MIN_INFORMATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +91,14 @@ class MatchRule:
     def from_settings(cls, *, max_distance: int | None = None) -> MatchRule:
         """The site's rule; ``max_distance`` overrides the dHash distance (a staff lookup),
         for every hash list, and caps the review distance."""
-        distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
-        review = settings.MODERATION_REVIEW_DISTANCE
+        distance = moderation_settings.MAX_DISTANCE if max_distance is None else max_distance
+        review = moderation_settings.REVIEW_DISTANCE
         return cls(
             max_distance=distance,
-            max_confirm_distance=settings.MODERATION_MAX_CONFIRM_DISTANCE,
-            max_unconfirmed_distance=min(settings.MODERATION_MAX_UNCONFIRMED_DISTANCE, distance),
+            max_confirm_distance=moderation_settings.MAX_CONFIRM_DISTANCE,
+            max_unconfirmed_distance=min(moderation_settings.MAX_UNCONFIRMED_DISTANCE, distance),
             review_distance=review if max_distance is None else min(review, max_distance),
-            review_confirm_distance=settings.MODERATION_REVIEW_CONFIRM_DISTANCE,
+            review_confirm_distance=moderation_settings.REVIEW_CONFIRM_DISTANCE,
             override=max_distance is not None,
         )
 

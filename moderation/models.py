@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext_lazy as _
 
+from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.variants import CHOICES as VARIANT_CHOICES
 
@@ -114,7 +115,7 @@ class HashList(models.Model):
     @property
     def effective_distance(self) -> int:
         """The dHash distance the list blocks at now (its own, or the site's)."""
-        return settings.MODERATION_MAX_DISTANCE if self.max_distance is None else self.max_distance
+        return moderation_settings.MAX_DISTANCE if self.max_distance is None else self.max_distance
 
 
 def default_hash_list_id() -> int:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+
+from moderation.conf import moderation_settings
 
 _KEY_PREFIX = "moderation:upload-rate"
 
@@ -39,7 +40,7 @@ def client_ip(request: HttpRequest) -> str | None:
     With ``MODERATION_TRUSTED_PROXY_COUNT`` = N, the N-th address from the right is the one the
     outermost trusted proxy saw; anything left of it was written by the client and is ignored.
     """
-    proxies = settings.MODERATION_TRUSTED_PROXY_COUNT
+    proxies = moderation_settings.TRUSTED_PROXY_COUNT
     if proxies:
         forwarded = [
             part.strip()
@@ -71,14 +72,14 @@ def check_upload_rate(request: HttpRequest) -> RateLimited | None:
     Every attempt counts, accepted or refused: someone probing the banned set's threshold with
     edited copies is exactly who the limit is for.
     """
-    window = settings.MODERATION_UPLOAD_RATE_WINDOW
+    window = moderation_settings.UPLOAD_RATE_WINDOW
     now = time.time()
     checks = []
-    if request.user.is_authenticated and settings.MODERATION_UPLOAD_RATE_PER_USER:
-        checks.append(("user", str(request.user.pk), settings.MODERATION_UPLOAD_RATE_PER_USER))
+    if request.user.is_authenticated and moderation_settings.UPLOAD_RATE_PER_USER:
+        checks.append(("user", str(request.user.pk), moderation_settings.UPLOAD_RATE_PER_USER))
     ip = client_ip(request)
-    if ip and settings.MODERATION_UPLOAD_RATE_PER_IP:
-        checks.append(("ip", ip, settings.MODERATION_UPLOAD_RATE_PER_IP))
+    if ip and moderation_settings.UPLOAD_RATE_PER_IP:
+        checks.append(("ip", ip, moderation_settings.UPLOAD_RATE_PER_IP))
     over = None
     for scope, ident, limit in checks:
         over = _hit(scope, ident, limit, window, now) or over

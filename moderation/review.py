@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, models, transaction
@@ -25,6 +24,7 @@ from django.utils.timesince import timesince
 
 from moderation import registry
 from moderation.background import enqueue_on_commit
+from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.matching import Match, Trial
 from moderation.models import FlaggedFingerprint, ReviewItem, ReviewSubscription, ShadowHit
@@ -153,10 +153,10 @@ def _may_review(user) -> bool:
 def _review_digest(count: int, oldest, now) -> tuple[str, str]:
     """Subject and body of a review-queue email: how many wait, the oldest's age, a link (no
     image, hash or user name)."""
-    url = settings.MODERATION_SITE_URL.rstrip("/") + reverse(
+    url = moderation_settings.SITE_URL.rstrip("/") + reverse(
         "admin:moderation_reviewitem_changelist"
     )
-    minutes = settings.MODERATION_REVIEW_NOTIFY_MINUTES
+    minutes = moderation_settings.REVIEW_NOTIFY_MINUTES
     every = f"at most one of these every {minutes} minutes" if minutes else "one per queued upload"
     waiting = "1 upload waits" if count == 1 else f"{count} uploads wait"
     return (
@@ -179,7 +179,7 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
     upload after it sends the summary. A mail failure is logged, never raised at the upload,
     and the claim is given back.
     """
-    period = timedelta(minutes=settings.MODERATION_REVIEW_NOTIFY_MINUTES)
+    period = timedelta(minutes=moderation_settings.REVIEW_NOTIFY_MINUTES)
     now = timezone.now()
     subscriptions = ReviewSubscription.objects.select_related("user")
     if owed_only:

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from moderation import banned_set, registry
 from moderation.banned_index import BannedIndex
+from moderation.conf import moderation_settings
 from moderation.hashing import (
     CheckFingerprints,
     Fingerprint,
@@ -167,7 +167,7 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     ids |= {t.match.fingerprint_id for t in verdict.trial}
     if not ids:
         return verdict
-    limit = settings.MODERATION_ALLOWLIST_DISTANCE
+    limit = moderation_settings.ALLOWLIST_DISTANCE
     unsigned = fingerprint.dhash
     allowed = {
         fid

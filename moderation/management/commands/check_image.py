@@ -11,11 +11,11 @@ never changes the banned set.
 
 import json
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from moderation import matching
+from moderation.conf import moderation_settings
 from moderation.hashing import CheckFingerprints, check_fingerprints
 from moderation.management.commands._files import iter_image_paths
 from moderation.models import FlaggedFingerprint
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, paths, as_json: bool, max_distance, **options):
-        distance = settings.MODERATION_MAX_DISTANCE if max_distance is None else max_distance
+        distance = moderation_settings.MAX_DISTANCE if max_distance is None else max_distance
         if not 0 <= distance <= 64:
             raise CommandError("--max-distance must be between 0 and 64.")
         rule = matching.MatchRule.from_settings(max_distance=max_distance)

@@ -1,0 +1,250 @@
+"""The moderation settings, each declared once: name, default, kind (range) and meaning.
+
+App code reads them through ``moderation_settings``, never ``django.conf.settings`` directly::
+
+    from moderation.conf import moderation_settings
+
+    moderation_settings.MAX_DISTANCE  # settings.MODERATION_MAX_DISTANCE, or its default
+
+Each access reads ``django.conf.settings`` again (so ``override_settings`` and pytest-django's
+``settings`` fixture work) and falls back to the declared default when the project did not set
+the setting, so the app also runs under a settings module other than ``config/settings.py``.
+``config/settings.py`` reads each setting from the environment variable of the same name with
+the default declared here; ``moderation/checks.py`` checks each against its kind.
+
+Only ``django.conf`` is imported: settings, checks and every app module can import this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from django.conf import settings as django_settings
+
+PREFIX = "MODERATION_"
+
+
+class Kind(Enum):
+    """What values a setting takes; ``moderation/checks.py`` refuses the others at start-up."""
+
+    BITS = "an integer from 0 to 64: bits of a 64-bit hash"  # moderation.E001
+    POSITIVE = "an integer, 1 or more"  # moderation.E002
+    OFF_OR_MORE = "an integer, 0 or more; 0 turns it off"  # moderation.E005
+    INT = "an integer (not checked)"
+    STR = "a string (not checked)"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the Django setting, and the environment variable config/settings.py reads
+    default: int | str
+    kind: Kind
+    description: str
+
+    def value(self) -> Any:
+        """The setting now: ``django.conf.settings``' value, or the default if it has none."""
+        return getattr(django_settings, self.name, self.default)
+
+
+# Declaration order is the order checks.py reports errors in.
+DECLARATIONS = (
+    # --- Uploads ---------------------------------------------------------------------------
+    Setting(
+        "MODERATION_MAX_UPLOAD_BYTES",
+        15 * 1024 * 1024,
+        Kind.POSITIVE,
+        "Uploads larger than this are refused before the image is decoded (bytes).",
+    ),
+    # The photo limit plus room for the rest of the form (config/middleware.py).
+    Setting(
+        "MODERATION_MAX_REQUEST_BYTES",
+        16 * 1024 * 1024,
+        Kind.INT,
+        "A request body larger than this is answered 413 before Django reads it (bytes).",
+    ),
+    Setting(
+        "MODERATION_MAX_PIXELS",
+        50_000_000,
+        Kind.POSITIVE,
+        "Decoded pixels (width * height) an upload may declare; larger is refused before decoding.",
+    ),
+    Setting(
+        "MODERATION_MIN_SIDE",
+        32,
+        Kind.POSITIVE,
+        "Smallest accepted side in pixels: a dHash of a tiny image says nothing about it.",
+    ),
+    # A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so every frame
+    # is compared with the banned set. More frames than this (or than fit in
+    # MODERATION_MAX_PIXELS all together) and the upload is refused; only the first frame is
+    # stored, as a still JPEG.
+    Setting(
+        "MODERATION_MAX_FRAMES",
+        50,
+        Kind.POSITIVE,
+        "Frames of an animation compared with the banned set; more and the upload is refused.",
+    ),
+    # Cameras write a few KB to a few hundred; a file that is mostly something else is refused.
+    # Never stored.
+    Setting(
+        "MODERATION_MAX_METADATA_BYTES",
+        2 * 1024 * 1024,
+        Kind.POSITIVE,
+        "Metadata (EXIF, XMP, ICC, comments, PNG text) an upload may carry (bytes).",
+    ),
+    # --- The match rule and the review queue -----------------------------------------------
+    # The match rule (moderation/matching.py), all Hamming distances in bits out of 64, `<=`. An
+    # upload is refused when a banned fingerprint (any variant of a flagged image: its 8
+    # orientations and a few crops, moderation/variants.py) is within MODERATION_MAX_DISTANCE
+    # dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash bits. A banned row without a
+    # pHash (pipeline < 3, original not kept) can't be confirmed and blocks within
+    # MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
+    # Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
+    Setting(
+        "MODERATION_MAX_DISTANCE",
+        12,
+        Kind.BITS,
+        "dHash bits (<=) within which a banned fingerprint is a candidate match.",
+    ),
+    Setting(
+        "MODERATION_MAX_CONFIRM_DISTANCE",
+        16,
+        Kind.BITS,
+        "pHash bits (<=) within which a candidate's pHash confirms the match.",
+    ),
+    Setting(
+        "MODERATION_MAX_UNCONFIRMED_DISTANCE",
+        6,
+        Kind.BITS,
+        "dHash bits (<=) within which a banned row without a pHash blocks on its own.",
+    ),
+    # Flagging refuses (superusers may override) an image whose fingerprint has fewer
+    # informative dHash bits than this (0-64, see moderation/hashing.py); near-flat images
+    # collide with each other, and a match with a low-information flag never blocks an upload
+    # on its own.
+    Setting(
+        "MODERATION_MIN_INFORMATION",
+        20,
+        Kind.BITS,
+        "Informative dHash bits an image needs to be flagged without a superuser override.",
+    ),
+    # The review queue (issue 7): an upload that is not blocked but whose dHash is within
+    # MODERATION_REVIEW_DISTANCE bits (<=) of an enforced banned fingerprint (a near miss, or a
+    # candidate the pHash confirmation rejected) is accepted and queued for a moderator. Also
+    # the largest distance a hash list may set (every lookup reaches this far). 0 turns the
+    # queue off for near misses (and limits list distances to MODERATION_MAX_DISTANCE).
+    Setting(
+        "MODERATION_REVIEW_DISTANCE",
+        16,
+        Kind.BITS,
+        "dHash bits (<=) within which an accepted upload is queued for review.",
+    ),
+    # ...and whose pHash is within this many bits (<=) of it when its dHash is within the match
+    # distance; a near miss beyond the match distance needs the match's own pHash distance (see
+    # MatchRule.reviews: over on both hashes is a stranger). Among a million banned
+    # fingerprints almost any photo has *some* dHash within 16 bits; the pHash is what tells a
+    # near copy. A flag without a pHash queues only within MODERATION_MAX_DISTANCE dHash bits.
+    Setting(
+        "MODERATION_REVIEW_CONFIRM_DISTANCE",
+        18,
+        Kind.BITS,
+        "pHash bits (<=) a near miss within the match distance needs to be queued for review.",
+    ),
+    # Dismissing a queued upload allows that image for that fingerprint: a later upload within
+    # MODERATION_ALLOWLIST_DISTANCE dHash bits of it (the same picture re-encoded) is not
+    # refused or queued for it again.
+    Setting(
+        "MODERATION_ALLOWLIST_DISTANCE",
+        2,
+        Kind.BITS,
+        "dHash bits (<=) within which an upload is the same image as a dismissed one.",
+    ),
+    # --- Abuse: upload rate limits ---------------------------------------------------------
+    # Photo uploads (accepted or refused) per user and per client IP in each window (fixed
+    # windows of MODERATION_UPLOAD_RATE_WINDOW seconds); over the limit the upload is answered
+    # 429 with a friendly page and nothing is decoded. 0 turns a limit off.
+    Setting(
+        "MODERATION_UPLOAD_RATE_WINDOW",
+        3600,
+        Kind.POSITIVE,
+        "Length of an upload rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_UPLOAD_RATE_PER_USER",
+        20,
+        Kind.OFF_OR_MORE,
+        "Photo uploads a signed-in user may make per window.",
+    ),
+    Setting(
+        "MODERATION_UPLOAD_RATE_PER_IP",
+        60,
+        Kind.OFF_OR_MORE,
+        "Photo uploads a client IP may make per window.",
+    ),
+    # How many reverse proxies in front of the site append to X-Forwarded-For; the client IP is
+    # the entry that many from the right. 0 (the default): REMOTE_ADDR, no header is trusted.
+    Setting(
+        "MODERATION_TRUSTED_PROXY_COUNT",
+        0,
+        Kind.OFF_OR_MORE,
+        "Reverse proxies that append to X-Forwarded-For; 0 trusts no header (REMOTE_ADDR).",
+    ),
+    # --- Review-queue upkeep ---------------------------------------------------------------
+    # A fingerprint dismissed more than MODERATION_MAX_DISMISSALS times is suspended
+    # automatically (deactivated, audited, shown to moderators); 0 never suspends.
+    Setting(
+        "MODERATION_MAX_DISMISSALS",
+        5,
+        Kind.OFF_OR_MORE,
+        "Dismissed matches after which a fingerprint is suspended; 0 never suspends.",
+    ),
+    # Review-queue emails: at most one per subscribed moderator every this many minutes, each
+    # summarising the queue (how many wait, the oldest's age, a link). An hour keeps a busy day
+    # to a handful of mails while nothing waits unseen for long; 0 mails on every queued upload.
+    Setting(
+        "MODERATION_REVIEW_NOTIFY_MINUTES",
+        60,
+        Kind.OFF_OR_MORE,
+        "Minutes between review-queue emails to a moderator; 0 mails on every queued upload.",
+    ),
+    Setting(
+        "MODERATION_SITE_URL",
+        "http://127.0.0.1:8000",
+        Kind.STR,
+        "Scheme and host of the links in review-queue emails (production: the public origin).",
+    ),
+)
+
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in DECLARATIONS}
+DEFAULTS: dict[str, int | str] = {setting.name: setting.default for setting in DECLARATIONS}
+
+
+class ModerationSettings:
+    """``moderation_settings.MAX_DISTANCE``: ``settings.MODERATION_MAX_DISTANCE`` or its default.
+
+    Read-only, and read at each access: tests change settings with ``override_settings`` (or
+    pytest-django's ``settings``), never here. A name that is not declared above is an
+    ``AttributeError``, as a misspelt ``settings.MODERATION_...`` was.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            setting = SETTINGS[PREFIX + attr]
+        except KeyError:
+            raise AttributeError(
+                f"{attr!r} is not a moderation setting (see moderation/conf.py)"
+            ) from None
+        return setting.value()
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError("moderation settings are read-only: use override_settings")
+
+    def __dir__(self) -> list[str]:
+        return [name.removeprefix(PREFIX) for name in SETTINGS]
+
+
+moderation_settings = ModerationSettings()

@@ -16,12 +16,12 @@ from django.core.management import call_command
 from PIL import Image
 
 from moderation import matching, services
+from moderation.decoding import open_for_hashing
 from moderation.hashing import (
     PIPELINE_VERSION,
     fingerprint,
     fingerprint_image,
     fingerprint_variants,
-    open_for_hashing,
 )
 from moderation.matching import KEYS_PER_FLAG
 from moderation.models import (

@@ -30,7 +30,8 @@ from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from moderation.hashing import ERROR_MESSAGES, check_fingerprints
+from moderation.decoding import ERROR_MESSAGES
+from moderation.hashing import check_fingerprints
 from profiles.photos import STORED_MAX_SIDE, prepare_photo
 from tests import hostile, images
 

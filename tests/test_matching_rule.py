@@ -20,13 +20,13 @@ from django.urls import reverse
 from PIL import Image
 
 from moderation import matching, services
+from moderation.decoding import open_for_hashing
 from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
     fingerprint_variants,
     hamming,
-    open_for_hashing,
     phash_thumbnail,
 )
 from moderation.matching import KEYS_PER_FLAG, BannedIndex, MatchRule, entry_key

@@ -40,7 +40,7 @@ import imagehash  # noqa: E402
 import numpy as np  # noqa: E402
 
 from moderation import evaluation  # noqa: E402
-from moderation.hashing import open_image  # noqa: E402
+from moderation.decoding import open_image  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 
 SHOWN = ("crop 20%", "padding 10%", "screenshot", "crop 10%", "one-sided crop 10%", "rotate 3°",

@@ -63,7 +63,8 @@ def fill(n: int, selected_fp, rng: random.Random) -> None:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from moderation.hashing import pack_probes, to_signed
+    from moderation.hashing import to_signed
+    from moderation.probes import pack_probes
     from moderation.variants import UPLOAD_CUTS
     from profiles.models import Profile
 

@@ -42,8 +42,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from moderation import matching
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
+from moderation.decoding import open_image
 from moderation.flagging import check_information
-from moderation.hashing import Fingerprint, fingerprint_variants, open_image
+from moderation.hashing import Fingerprint, fingerprint_variants
 from moderation.screening import lookup_in, screen, upload_fingerprints
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.

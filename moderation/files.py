@@ -15,7 +15,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from moderation.hashing import image_format
+from moderation.decoding import image_format
 from moderation.models import quarantine_storage
 
 logger = logging.getLogger(__name__)

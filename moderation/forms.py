@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from moderation.conf import moderation_settings
-from moderation.hashing import ERROR_MESSAGES
+from moderation.decoding import ERROR_MESSAGES
 
 
 class ImageUploadField(forms.ImageField):

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moderation.hashing import EVERY_VARIANT, PROBE_DTYPE, Fingerprint, unpack_probes
+from moderation.hashing import Fingerprint
 from moderation.matching import MatchRule
+from moderation.probes import EVERY_VARIANT, PROBE_DTYPE, unpack_probes
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from moderation import registry
+from moderation.decoding import open_image
 from moderation.files import delete_after_commit
-from moderation.hashing import check_fingerprints, open_image
+from moderation.hashing import check_fingerprints
 from moderation.screening import ScreenedUpload, screened_upload
 from moderation.sweeping import recheck_after_commit
 from profiles.models import Profile, photo_upload_to

@@ -21,7 +21,8 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from moderation import flagging, matching, screening
-from moderation.hashing import Fingerprint, fingerprint, open_image
+from moderation.decoding import open_image
+from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import AuditEvent, BannedSetChange, FlaggedFingerprint, ReindexRun
 from profiles.models import Profile
 from profiles.photos import profile_set_photo

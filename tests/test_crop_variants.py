@@ -17,12 +17,12 @@ from PIL import Image
 
 from moderation import banned_set, exchange, flagging, screening
 from moderation.banned_index import KEYS_PER_FLAG
+from moderation.decoding import open_for_hashing
 from moderation.hashing import (
     PIPELINE_VERSION,
     fingerprint,
     fingerprint_image,
     fingerprint_variants,
-    open_for_hashing,
 )
 from moderation.models import (
     BannedSetChange,

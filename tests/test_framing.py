@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw, ImageOps
 
 from moderation import matching, registry, screening
 from moderation.framing import picture_box
-from moderation.hashing import check_fingerprints, unpack_probes
+from moderation.hashing import check_fingerprints
 from moderation.models import AuditEvent, RefusedUpload
+from moderation.probes import unpack_probes
 from moderation.screening import upload_fingerprints
 from moderation.variants import UPLOAD_CUTS
 from profiles.models import Profile

@@ -30,7 +30,7 @@ from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from moderation.hashing import ERROR_MESSAGES
+from moderation.decoding import ERROR_MESSAGES
 from moderation.screening import stored_as_fingerprints
 from profiles.photos import STORED_MAX_SIDE, reencode_photo
 from tests import hostile, images

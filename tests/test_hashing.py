@@ -22,15 +22,13 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageDraw
 
+from moderation.decoding import image_format, open_for_hashing, open_image
 from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
     fingerprint_image,
     hamming,
-    image_format,
-    open_for_hashing,
-    open_image,
     to_signed,
     to_unsigned,
 )

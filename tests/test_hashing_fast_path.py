@@ -28,8 +28,9 @@ import PIL.JpegImagePlugin
 import pytest
 from PIL import Image
 
-from moderation import hashing
-from moderation.hashing import fingerprint, hamming, open_for_hashing, open_image
+from moderation import decoding, hashing, resampling
+from moderation.decoding import open_for_hashing, open_image
+from moderation.hashing import fingerprint, hamming
 from tests import images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def _both_hashes(path: str) -> tuple[str, int, int, int, int, int]:
     plain = int(str(imagehash.dhash(full)), 16)
     plain_phash = int(str(imagehash.phash(full)), 16)
     with Image.open(path) as img:
-        scale = hashing._hash_scale(*img.size)
+        scale = decoding._hash_scale(*img.size)
     return Path(path).name, ours.dhash, plain, scale, ours.phash, plain_phash
 
 
@@ -166,7 +167,7 @@ def test_fast_path_agrees_on_drawn_12_mp_photos(progressive):
         data = images.encode(
             images.photo(seed, (4000, 3000)), "JPEG", quality=90, progressive=progressive
         )
-        assert hashing._decode_for_hashing(io.BytesIO(data)).scale == 4
+        assert decoding.decode_for_hashing(io.BytesIO(data)).scale == 4
         plain = int(str(imagehash.dhash(open_image(io.BytesIO(data)))), 16)
         distances.append(hamming(fingerprint(io.BytesIO(data)).dhash, plain))
     assert max(distances) <= MAX_BITS, distances
@@ -175,9 +176,9 @@ def test_fast_path_agrees_on_drawn_12_mp_photos(progressive):
 
 def test_small_jpegs_and_other_formats_take_the_plain_path():
     small = images.encode(images.photo(1, (1400, 1400)), "JPEG", quality=90)
-    assert hashing._decode_for_hashing(io.BytesIO(small)).scale == 1
+    assert decoding.decode_for_hashing(io.BytesIO(small)).scale == 1
     png = images.encode(images.photo(2, (3000, 2000)), "PNG")
-    assert hashing._decode_for_hashing(io.BytesIO(png)).scale == 1
+    assert decoding.decode_for_hashing(io.BytesIO(png)).scale == 1
     assert fingerprint(io.BytesIO(png)).hex == str(imagehash.dhash(Image.open(io.BytesIO(png))))
 
 
@@ -213,7 +214,7 @@ def _jpeg(img: Image.Image, orientation: int = 1, **params) -> bytes:
 
 
 def _assert_exact_and_close(data: bytes, scale: int) -> None:
-    assert hashing._decode_for_hashing(io.BytesIO(data)).scale == scale
+    assert decoding.decode_for_hashing(io.BytesIO(data)).scale == scale
     expanded = open_for_hashing(io.BytesIO(data))
     assert expanded.size == open_image(io.BytesIO(data)).size
     assert fingerprint(io.BytesIO(data)).hex == str(imagehash.dhash(expanded))
@@ -316,7 +317,7 @@ def test_emulated_lanczos_equals_pillows_resize_byte_for_byte():
                 (9, 8), Image.Resampling.LANCZOS
             )
         )
-        got = hashing._lanczos_thumbnail_of_expanded(pixels, cells_x, cells_y, (9, 8))
+        got = resampling.lanczos_thumbnail_of_expanded(pixels, cells_x, cells_y, (9, 8))
         assert np.array_equal(got, expected), (scale, width, height, cells_x[[0, -1]])
         first = "horizontal first" if 2 * (full_w - 9) >= full_h - 8 else "vertical first"
         checked[first] += 1
@@ -333,7 +334,7 @@ def test_emulated_lanczos_follows_pillows_pass_order_at_the_boundary(offset):
             pixels = rng.integers(0, 256, (height, width)).astype(np.uint8)
             ones_x, ones_y = np.ones(width, np.int64), np.ones(height, np.int64)
             expected = np.asarray(Image.fromarray(pixels).resize((9, 8), Image.Resampling.LANCZOS))
-            got = hashing._lanczos_thumbnail_of_expanded(pixels, ones_x, ones_y, (9, 8))
+            got = resampling.lanczos_thumbnail_of_expanded(pixels, ones_x, ones_y, (9, 8))
             assert np.array_equal(got, expected), (width, height)
 
 
@@ -342,7 +343,7 @@ def test_cell_counts_follow_pillows_transposes(method):
     rng = np.random.default_rng(7)
     pixels = rng.integers(0, 256, (5, 7)).astype(np.uint8)
     cells_x, cells_y = np.array([4, 4, 4, 4, 4, 4, 1]), np.array([4, 4, 4, 4, 3])
-    moved_x, moved_y = hashing._TRANSPOSE_CELLS[method](cells_x, cells_y)
+    moved_x, moved_y = decoding.TRANSPOSE_CELLS[method](cells_x, cells_y)
     transposed = np.asarray(Image.fromarray(pixels).transpose(method))
     expected = np.asarray(Image.fromarray(_expand(pixels, cells_x, cells_y)).transpose(method))
     assert np.array_equal(_expand(transposed, moved_x, moved_y), expected)

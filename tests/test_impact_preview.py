@@ -105,7 +105,8 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
     what distance."""
     import random
 
-    from moderation.hashing import Fingerprint, pack_probes, probes_from_bytes, to_signed
+    from moderation.hashing import Fingerprint, probes_from_bytes, to_signed
+    from moderation.probes import pack_probes
     from moderation.variants import UPLOAD_CUTS
 
     rng = random.Random(7)

@@ -21,13 +21,13 @@ from PIL import Image
 
 from moderation import banned_set, flagging, matching, screening
 from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key
+from moderation.decoding import open_for_hashing
 from moderation.hashing import (
     PIPELINE_VERSION,
     Fingerprint,
     fingerprint,
     fingerprint_variants,
     hamming,
-    open_for_hashing,
     phash_thumbnail,
 )
 from moderation.matching import MatchRule

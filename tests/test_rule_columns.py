@@ -19,14 +19,13 @@ from PIL import Image, ImageOps
 from moderation.banned_index import BannedIndex, entry_key, list_policy
 from moderation.hash_columns import HashColumns
 from moderation.hashing import (
-    EVERY_VARIANT,
     Fingerprint,
     check_fingerprints,
     fingerprint_variants,
-    pack_probes,
     probes_from_bytes,
 )
 from moderation.matching import MatchRule
+from moderation.probes import EVERY_VARIANT, pack_probes
 from moderation.variants import UPLOAD_CUTS, VARIANTS
 from tests import images
 

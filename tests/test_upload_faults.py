@@ -407,7 +407,7 @@ def test_a_file_the_re_encoding_cannot_decode_is_a_form_error_and_writes_nothing
     on a file the size checks let through, it is a coded form error and nothing is stored."""
     from django.core.exceptions import ValidationError
 
-    from moderation.hashing import ERROR_MESSAGES
+    from moderation.decoding import ERROR_MESSAGES
     from profiles import photos
 
     def fails(file):

@@ -39,16 +39,16 @@ def test_upload_stores_reencoded_photo_under_random_name(alice_client, user, med
 def test_the_upload_is_checked_as_stored_decoding_it_once_and_the_clean_file_once(
     alice_client, user, monkeypatch
 ):
-    from moderation import hashing
+    from moderation import decoding, hashing
 
     decodes = []
-    real_decode = hashing._decode
+    real_decode = decoding._decode
 
     def counting(*args, **kwargs):
         decodes.append(kwargs.get("draft_mode"))
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(hashing, "_decode", counting)
+    monkeypatch.setattr(decoding, "_decode", counting)
     assert post_photo(alice_client, images.photo(5)).status_code == 302
     # The upload in colour for the re-encoding, the re-encoded file as luma for the check
     # (whose fingerprint is then stored): no third decode.

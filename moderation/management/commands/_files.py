@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 def iter_image_paths(paths: list[str]) -> Iterator[Path]:
     """Every regular file named by ``paths``, walking folders recursively in sorted order.
 
-    Files are judged by content later (``moderation.hashing``), not by extension, so
+    Files are judged by content later (``moderation.decoding``), not by extension, so
     everything found is yielded; hidden files and folders are skipped. Every argument is
     checked before the first file is yielded, so a mistyped path stops the command before it
     has done anything.

@@ -1,0 +1,14 @@
+"""Staff-facing moderation: one module per administered area, imported here so that Django's
+autodiscovery of ``moderation.admin`` registers every ModelAdmin.
+
+- ``flags``: the banned set and the "Flag an image" page;
+- ``lists``: hash lists, distance trials and shadow hits;
+- ``review_queue``: the review queue, the dashboard and queue emails;
+- ``allowlist``: dismissed matches and their revocation;
+- ``records``: the audit trail and refused uploads;
+- ``base``: what they share.
+"""
+
+from moderation.admin import allowlist, flags, lists, records, review_queue
+
+__all__ = ["allowlist", "flags", "lists", "records", "review_queue"]

@@ -1,0 +1,235 @@
+"""The banned set in the admin: the flags' list and pages, unflagging and export, and the
+"Flag an image" page. The banned set changes only through the flows (``flagging``).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from moderation import exchange, flagging
+from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
+from moderation.files import StorageUnavailable
+from moderation.hashing import Fingerprint
+from moderation.models import FingerprintVariant, FlaggedFingerprint
+
+
+class FlagImageForm(forms.Form):
+    image = forms.FileField(label=_("Image"), help_text=_("JPEG, PNG, GIF or WebP."))
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=500,
+        help_text=_("Shown to other moderators and in the audit."),
+    )
+
+    allow_low_information = forms.BooleanField(
+        label=_("Flag even if low-information"),
+        required=False,
+        help_text=_(
+            "Superusers only. Near-flat images (fog, sky, a plain wall) are refused because they "
+            "look alike to the matcher; flagged anyway, a match with one sends an upload to "
+            "review instead of blocking it."
+        ),
+    )
+
+    def __init__(self, *args, superuser: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not superuser:
+            del self.fields["allow_low_information"]
+
+
+class UnflagReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason for unflagging"), max_length=500)
+
+
+@admin.register(FlaggedFingerprint)
+class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "hex_hash",
+        "hash_list",
+        "source",
+        "short_reason",
+        "flagged_by",
+        "flagged_at",
+        "active",
+        "suspended",
+        "original_link",
+    ]
+    list_filter = ["active", "suspended", "hash_list", "source", "flagged_at"]
+    list_select_related = ["flagged_by", "hash_list"]
+    search_fields = ["reason"]
+    search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
+    readonly_fields = [
+        "hex_hash",
+        "hash_list",
+        "pipeline_version",
+        "information",
+        "reason",
+        "source",
+        "flagged_by",
+        "flagged_at",
+        "active",
+        "suspended",
+        "unflagged_by",
+        "unflagged_at",
+        "original_link",
+        "variant_table",
+    ]
+    fields = readonly_fields
+    actions = ["unflag_selected", "export_selected"]
+    change_list_template = "admin/moderation/flaggedfingerprint/change_list.html"
+
+    @admin.display(description=_("dHash"), ordering="dhash")
+    def hex_hash(self, obj: FlaggedFingerprint) -> str:
+        return format_html("<code>{}</code>", obj.hex)
+
+    @admin.display(description=_("reason"))
+    def short_reason(self, obj: FlaggedFingerprint) -> str:
+        return obj.reason if len(obj.reason) <= 60 else obj.reason[:57] + "…"
+
+    @admin.display(description=_("original"))
+    def original_link(self, obj: FlaggedFingerprint) -> str:
+        return quarantine_link(obj.original)
+
+    @admin.display(description=_("fingerprints matched"))
+    def variant_table(self, obj: FlaggedFingerprint) -> str:
+        """Every stored variant (orientations and crops): what an upload is compared with."""
+        variants: list[FingerprintVariant] = list(obj.variants.all())
+        if not variants:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            (
+                (
+                    v.get_variant_display(),
+                    v.hex,
+                    "—" if v.fingerprint.phash is None else f"{v.fingerprint.phash:016x}",
+                )
+                for v in variants
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>dHash</th><th>pHash</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            _("variant"),
+            rows,
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        """A 16-digit hex term finds the fingerprint with that hash; anything else the reason."""
+        term = search_term.strip()
+        try:
+            signed = Fingerprint.from_hex(term).signed
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(Q(dhash=signed) | Q(reason__icontains=term)), False
+
+    # The banned set only changes through the flows: no add, edit or delete here.
+
+    def has_flag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.flag_image")
+
+    def has_unflag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.unflag_image")
+
+    @admin.action(description=_("Unflag selected fingerprints"), permissions=["unflag"])
+    def unflag_selected(self, request, queryset):
+        """Deactivate the selected fingerprints after the moderator gives a reason."""
+        form = UnflagReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            count = sum(
+                flagging.unflag_fingerprint(
+                    flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+                for flagged in queryset
+            )
+            self.message_user(
+                request,
+                ngettext("Unflagged %d fingerprint.", "Unflagged %d fingerprints.", count) % count,
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/moderation/unflag_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Unflag fingerprints"),
+                "opts": self.model._meta,
+                "queryset": queryset,
+                "form": form,
+                "action": "unflag_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(description=_("Export selected (CSV)"), permissions=["view"])
+    def export_selected(self, request, queryset):
+        """Download the selected active fingerprints in the exchange format
+        (``moderation.exchange``, the same CSV as ``manage.py export_fingerprints``)."""
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="fingerprints.csv"'
+        exchange.write(exchange.fingerprint_records(queryset), response, "csv")
+        return response
+
+    def get_urls(self):
+        urls = [
+            path(
+                "flag-image/",
+                self.admin_site.admin_view(self.flag_image_view),
+                name="moderation_flaggedfingerprint_flag_image",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_flag": self.has_flag_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def flag_image_view(self, request):
+        """Upload a file straight into the banned set (its original is kept privately)."""
+        if not self.has_flag_permission(request):
+            raise PermissionDenied
+        form = FlagImageForm(
+            request.POST or None, request.FILES or None, superuser=request.user.is_superuser
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = flagging.flag_image(
+                    file=form.cleaned_data["image"],
+                    reason=form.cleaned_data["reason"],
+                    source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
+                    actor=request.user,
+                    allow_low_information=form.cleaned_data.get("allow_low_information", False),
+                )
+            except ValidationError as e:
+                form.add_error("image", e)
+            except StorageUnavailable:
+                form.add_error(
+                    None,
+                    _("File storage is unavailable right now, so nothing was flagged. Try again."),
+                )
+            else:
+                if result.created:
+                    text = _("Flagged %(hex)s. Matching profile photos are being taken down.")
+                else:
+                    text = _("%(hex)s was already banned; your flag was added to its audit trail.")
+                self.message_user(request, text % {"hex": result.fingerprint.hex}, messages.SUCCESS)
+                return redirect("admin:moderation_flaggedfingerprint_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Flag an image"),
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/moderation/flag_image.html", context)

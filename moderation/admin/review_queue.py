@@ -1,0 +1,188 @@
+"""The review queue in the admin: the queue, each item's side-by-side review page with its ban
+and dismiss buttons, the moderation dashboard and the queue-email opt-in. Decisions go
+through ``desk``; subscriptions through ``review``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from moderation import desk, review
+from moderation.admin.base import ReadOnlyAdminMixin, stored_image
+from moderation.conf import moderation_settings
+from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The review queue: accepted uploads close to a banned fingerprint, oldest first.
+
+    Each item's page shows the upload and the flagged original side by side (the original only
+    to staff with ``moderation.view_quarantine``, through the quarantine view), both hashes,
+    the distance, the uploader and their refused uploads, with one button to ban the upload
+    (the flag service) and one to dismiss it (an allowlist exception).
+    """
+
+    list_display = [
+        "thumbnail",
+        "target",
+        "uploader",
+        "fingerprint",
+        "distance",
+        "status",
+        "found_by",
+        "created_at",
+    ]
+    list_filter = ["status", "found_by", "created_at"]
+    list_select_related = ["uploader", "fingerprint"]
+    search_fields = ["target", "uploader__username"]
+    change_form_template = "admin/moderation/reviewitem/review.html"
+
+    def get_urls(self):
+        urls = [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(self.dashboard_view),
+                name="moderation_dashboard",
+            ),
+            path(
+                "notifications/",
+                self.admin_site.admin_view(self.subscription_view),
+                name="moderation_review_subscription",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def dashboard_view(self, request):
+        """Staff dashboard: refusals per day (chart), the queue, top fingerprints, repeaters."""
+        if not request.user.has_perm("moderation.view_refusedupload"):
+            raise PermissionDenied
+        from moderation import dashboard
+
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Moderation dashboard"),
+            "opts": self.model._meta,
+            **dashboard.summary(),
+        }
+        return TemplateResponse(request, "admin/moderation/dashboard.html", context)
+
+    def subscription_view(self, request):
+        """POST: opt the moderator in to (``subscribe=1``) or out of review-queue emails."""
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        on = review.review_subscription_set(
+            user=request.user, subscribed=request.POST.get("subscribe") == "1"
+        )
+        if on and not request.user.email:
+            self.message_user(
+                request, _("Subscribed, but your account has no email address."), messages.WARNING
+            )
+        else:
+            self.message_user(
+                request,
+                _("You will get an email when the queue grows.")
+                if on
+                else _("You will no longer get review-queue emails."),
+                messages.SUCCESS,
+            )
+        return redirect("admin:moderation_reviewitem_changelist")
+
+    def changelist_view(self, request, extra_context=None):
+        dashboard_url = reverse("admin:moderation_dashboard")
+        extra_context = {
+            **(extra_context or {}),
+            "dashboard_url": dashboard_url,
+            "can_review": self.has_review_permission(request),
+            "subscribed": ReviewSubscription.objects.filter(user=request.user).exists(),
+            "notify_minutes": moderation_settings.REVIEW_NOTIFY_MINUTES,
+        }
+        return super().changelist_view(request, extra_context)
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.review_upload") and request.user.has_perm(
+            "moderation.flag_image"
+        )
+
+    @admin.display(description=_("upload"))
+    def thumbnail(self, obj: ReviewItem) -> str:
+        image = stored_image(obj)
+        if image is None:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">', image.url
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        item = self.get_object(request, object_id)
+        if item is None:
+            raise Http404(_("No such review item."))
+        if not self.has_view_permission(request, item):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._decide(request, item)
+        flagged = item.fingerprint
+        can_see_original = request.user.has_perm("moderation.view_quarantine")
+        original_url = (
+            reverse("moderation:quarantined-file", args=[flagged.original.name])
+            if can_see_original and flagged.original
+            else ""
+        )
+        refused = (
+            RefusedUpload.objects.filter(user=item.uploader).select_related("nearest")[:50]
+            if item.uploader_id
+            else []
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Review an upload"),
+            "opts": self.model._meta,
+            "item": item,
+            "flagged": flagged,
+            "upload": stored_image(item),
+            "original_url": original_url,
+            "can_see_original": can_see_original,
+            "refused": refused,
+            "can_review": self.has_review_permission(request) and item.status == "pending",
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def _decide(self, request, item: ReviewItem):
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        decision = request.POST.get("decision")
+        if decision == "ban":
+            try:
+                done = desk.review_ban(item=item, actor=request.user)
+            except ValidationError as e:
+                self.message_user(request, " ".join(e.messages), messages.ERROR)
+                return redirect(request.path)
+            if done:
+                self.message_user(request, _("Banned; the photo was taken down."), messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    _("Nothing banned: the item was already decided or the image is gone."),
+                    messages.WARNING,
+                )
+        elif decision == "dismiss":
+            if desk.review_dismiss(item=item, actor=request.user):
+                self.message_user(
+                    request,
+                    _("Dismissed; this image is allowed for that fingerprint from now on."),
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, _("Already decided."), messages.WARNING)
+        else:
+            return HttpResponse(status=400)
+        return redirect("admin:moderation_reviewitem_changelist")

@@ -1,0 +1,197 @@
+"""The desk's records of what happened: the audit trail, refused uploads and what trials
+(shadow lists, proposed distances) would have done. All append-only, written by the flows.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from moderation.hashing import Fingerprint
+from moderation.models.banned_set import FlaggedFingerprint, HashList
+from moderation.models.quarantine import quarantine_storage
+
+
+class AuditEvent(models.Model):
+    """Who did what to which image, when and why. Append-only: never edited or deleted."""
+
+    class Action(models.TextChoices):
+        FLAG = "flag", _("Flagged")
+        UNFLAG = "unflag", _("Unflagged")
+        TAKEDOWN = "takedown", _("Taken down")
+        MISSING = "missing", _("File missing from storage")
+        DISMISS = "dismiss", _("Review dismissed (allowed)")
+        SUSPEND = "suspend", _("Suspended after too many dismissals")
+        REVOKE = "revoke", _("Allowlist exception revoked")
+        PROPOSE = "propose", _("List distance proposed (on trial)")
+        PROMOTE = "promote", _("Proposed list distance enforced")
+        DISCARD = "discard", _("Proposed list distance discarded")
+
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("Empty when the system acted (sweep, command without a user)."),
+    )
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    target = models.CharField(
+        _("target"), max_length=200, blank=True, help_text=_("What was acted on, e.g. a profile.")
+    )
+    distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    evidence = models.FileField(
+        _("evidence (private)"), storage=quarantine_storage, upload_to="takedowns/", blank=True
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.target or ''} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class RefusedUploadQuerySet(models.QuerySet):
+    def banned_matches(self) -> RefusedUploadQuerySet:
+        return self.filter(code="banned_image")
+
+
+class RefusedUpload(models.Model):
+    """One upload the site refused: who, from where, why, and (staff-only) what it was near.
+
+    Someone probing the threshold uploads edited copies of a banned image until one passes;
+    each try leaves a row here, so moderators see the pattern (count per user in the admin).
+    The nearest banned fingerprint and the distance are never shown to the user. Append-only.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    code = models.CharField(
+        _("reason code"),
+        max_length=40,
+        db_index=True,
+        help_text=_("banned_image, or why the file was not an acceptable image (corrupt, ...)."),
+    )
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), null=True, blank=True)
+    nearest = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("nearest banned fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+    # What of the upload was that near (``matching.Match.found_by``): the whole image, one of
+    # its cuts or the picture inside its frame; ``dhash`` is the hash of that.
+    found_by = models.CharField(_("found by"), max_length=60, blank=True, default="")
+
+    objects = RefusedUploadQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("refused upload")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="refused_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def hex(self) -> str:
+        return "" if self.dhash is None else Fingerprint.from_signed(self.dhash).hex
+
+
+class ShadowHit(models.Model):
+    """What a trial would have done to one accepted upload, for one fingerprint. Append-only.
+
+    Two kinds: a fingerprint of a shadow-mode list matched (``LIST``: it would have been
+    blocked; moderators read these before switching the list to enforce), or a proposed
+    distance of an enforced list (``DISTANCE``, ``HashList.proposed_distance``) would have
+    blocked or queued an upload that the list's current distance lets through.
+    """
+
+    class Kind(models.TextChoices):
+        LIST = "list", _("shadow list")
+        DISTANCE = "distance", _("proposed distance")
+
+    class Outcome(models.TextChoices):
+        BLOCK = "block", _("blocked")
+        REVIEW = "review", _("queued for review")
+
+    hash_list = models.ForeignKey(
+        HashList, verbose_name=_("list"), on_delete=models.PROTECT, related_name="shadow_hits"
+    )
+    fingerprint = models.ForeignKey(
+        FlaggedFingerprint,
+        verbose_name=_("fingerprint"),
+        on_delete=models.PROTECT,
+        related_name="shadow_hits",
+    )
+    target_key = models.CharField(_("kind of image"), max_length=100)
+    object_id = models.PositiveBigIntegerField(_("object id"))
+    target = models.CharField(_("target"), max_length=200, blank=True)
+    dhash = models.BigIntegerField(_("dHash (signed 64-bit)"))
+    distance = models.PositiveSmallIntegerField(_("dHash distance"))
+    confirm_distance = models.PositiveSmallIntegerField(
+        _("pHash distance"), null=True, blank=True
+    )
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("uploader"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    kind = models.CharField(
+        _("trial"), max_length=10, choices=Kind.choices, default=Kind.LIST, db_index=True
+    )
+    outcome = models.CharField(
+        _("would be"), max_length=10, choices=Outcome.choices, default=Outcome.BLOCK
+    )
+    # For a DISTANCE hit: the distance on trial and the one enforced when it was recorded.
+    proposed_distance = models.PositiveSmallIntegerField(
+        _("proposed distance"), null=True, blank=True
+    )
+    enforced_distance = models.PositiveSmallIntegerField(
+        _("enforced distance"), null=True, blank=True
+    )
+
+    class Meta:
+        verbose_name = _("shadow hit")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.hash_list}: {self.target} {self.label}"
+
+    @property
+    def label(self) -> str:
+        """What the trial would have done, e.g. "would be blocked at proposed distance 14"."""
+        if self.kind == self.Kind.DISTANCE:
+            if self.outcome == self.Outcome.REVIEW:
+                return f"would be queued at proposed distance {self.proposed_distance}"
+            return f"would be blocked at proposed distance {self.proposed_distance}"
+        return "would be blocked (shadow list)"

@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from moderation.fingerprint_index import FingerprintIndex, LinearIndex  # noqa: E402
+from moderation.fingerprint_index import FingerprintIndex  # noqa: E402
+from moderation.linear_index import LinearIndex  # noqa: E402
 
 DISTANCES = (4, 8, 10, 12)
 QUERIES = 300  # per (set, N, distance); half near-members, half random

@@ -1,95 +1,31 @@
 """In-memory index of banned 64-bit perceptual hashes (dHash), searched by Hamming distance.
 
 The database is the source of truth; this is the structure each process keeps in memory so an
-upload can be checked against millions of banned fingerprints in well under a millisecond
-(issue 3: a Python loop takes ~40 ms at 1M, a numpy full scan ~0.8 ms, PostgreSQL 2-60 ms).
-Pure numpy, no Django, so it can be tested and benchmarked on its own.
+upload can be checked against millions of banned fingerprints in well under a millisecond.
+Pure numpy, no Django. ``FingerprintIndex`` has the interface of ``linear_index.LinearIndex``
+(``build`` / ``add`` / ``remove`` / ``query`` / ``len`` / ``in``), the obviously correct full
+scan it is tested against, and every answer equals that scan's.
 
-Two classes share one interface (``build`` / ``add`` / ``remove`` / ``query`` / ``len`` / ``in``):
+It is multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012), made adaptive for clustered,
+skewed real-world hash sets: the 64 bits are split into chunks (chosen on a sample so that
+correlated dHash bits do not share one), stored hashes are bucketed by each chunk's value, and a
+query probes the buckets within a few flips per chunk, choosing the depths per query so that a
+popular chunk value is probed shallowly (exact as long as the depths sum past the radius), or
+scans when a small cost model says scanning is cheaper. Updates go to a small delta buffer and
+tombstones, merged into new tables every N/128 changes.
 
-``LinearIndex``
-    XOR + ``np.bitwise_count`` over every stored hash. Obviously correct; the reference the tests
-    compare against, and the "numpy full scan" line of the benchmark.
+Why it is exact, how chunks and depths are chosen, the memory layout and its measured cost per
+entry: ``docs/fingerprint-index.md``.
 
-``FingerprintIndex``
-    Multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012), made adaptive so that clustered,
-    skewed real-world hash sets stay fast. Exact: every answer equals a brute-force scan.
-
-Multi-index hashing, and why it is exact
-----------------------------------------
-The 64 bit positions are split into m disjoint chunks (4 x 16 bits by default). For each chunk,
-the stored hashes are grouped by their value on that chunk, with an offsets table of 2**16 + 1
-entries, so a bucket is a slice found without any search. Hamming distance adds up over chunks:
-d(q, h) = sum_k d_k(q, h). Pick any depths rho_k >= -1 (-1: chunk not probed) with
-sum_k (rho_k + 1) >= r + 1. If h were within r of q but missed in every chunk, i.e.
-d_k >= rho_k + 1 for all k, then d >= sum_k (rho_k + 1) > r: a contradiction. So probing, in
-every chunk k, the buckets of all values within rho_k bit flips of q's value finds every h with
-d(q, h) <= r. Candidates are then verified with XOR + popcount, so there are no false positives
-either, and a hash found through several chunks is reported once.
-
-The textbook pigeonhole choice is rho_k = floor(r / m) for every k (4 x 137 buckets for r = 10).
-Instead, each query first reads the bucket sizes up to depth floor((r + 1) / m) + 1 (a few
-thousand reads of the offsets tables) and picks the depth vector that needs the fewest
-candidates. On clustered data, where the query's value in some chunk is hugely popular (a run of
-0s shared by a large part of the set), that chunk gets the shallow depth or is skipped and the
-others go one flip deeper -- still exact, because only the sum above matters. A small cost
-model (fixed overhead + probes + candidates, in units of one scanned hash) then compares the plan
-with the numpy full scan and scans when that is cheaper: at large distances, inside a huge
-cluster (where most candidates are real matches anyway), and for sets below ~150k entries,
-where the fixed cost of planning (~60 us) is comparable to a scan.
-
-Which bits go into which chunk
-------------------------------
-Any partition keeps the argument above, so chunks need not be contiguous. Contiguous chunks are a
-poor choice for dHash: 16 contiguous bits are two rows of the 8x8 difference grid, neighbouring
-bits are correlated (on real photos a bit equals the one above it ~70% of the time) and skewed
-(flat or graded areas make whole rows 0 or 1), so some chunk values are extremely popular. At
-build time the partition is chosen greedily on a sample of 16k hashes: bits, most informative
-first, go to the chunk whose collision probability (sum over values of p(value)**2, i.e. the
-expected bucket size for a query drawn from the data, divided by N) drops the most. On the
-benchmark's clustered set this makes the expected bucket 7x smaller than contiguous chunks.
-Hashes are stored bit-permuted so that each chunk is a contiguous field (distances are unchanged
-by a permutation of the bits): a chunk's value is then a shift and a mask.
-
-Layout and memory (``nbytes()``)
---------------------------------
-Verifying candidates must not chase pointers: at 10M entries, gathering 65k candidate hashes
-through a permutation array costs 2-4 ms, reading the same number from contiguous buckets
-0.7 ms. So the buckets hold the (permuted) hashes themselves. One uint64 array holds the N
-hashes sorted (their top bits are chunk 0, so this is also chunk 0's buckets), then, for each
-other chunk, the D distinct hashes grouped by that chunk's value. A match found through chunk 0
-is an entry's position; a match found through another chunk is a distinct hash, mapped to its
-run of entries by binary search in the sorted first part. Per fingerprint: hashes 8 B + ids
-int64 8 B + positions in id order int32 4 B (for remove and ``in``) + alive flag 1 B + 3 bucket
-copies 3 x 8 x D/N B, plus 4 offsets tables of 65 537 int32 (1 MiB in all) and the delta buffer:
-46 B per fingerprint at 1M uniform hashes, 41 B on the clustered benchmark set (D/N = 0.77),
-53 B at 131k; below ``index_min`` (131 072) entries no chunk tables are built at all (17 B) and
-queries scan, which takes under 0.1 ms there.
-
-Updates
--------
-The main part is rebuilt only as a whole (~0.5 s per million entries). ``add`` appends to a small
-unsorted delta buffer that every query scans linearly; ``remove`` (and replacing a hash) clears
-the entry's alive flag, found by binary search over the ids -- O(log N), no per-entry dict. When
-delta entries plus tombstones reach ``delta_limit`` (default N/128, clamped to 1 024..65 536),
-everything is merged into new tables: an O(N log N) rebuild every N/128 updates, i.e. about
-128 element-operations per update amortized, while the delta scan adds at most ~10-60 us to a
-query. The bit partition is kept across merges until the set has doubled or halved.
-
-Thread safety
--------------
-Not synchronized internally, and meant to be used under the caller's lock: the caller holds a
-lock around every mutation (``build``, ``add``, ``remove``) and every query. ``query``, ``len``
-and ``in`` never modify the index, so a readers-writer lock (many concurrent queries, one
-exclusive mutation) is also correct; what must never happen is a mutation overlapping any other
-call. A merge runs inside the ``add``/``remove`` that triggers it, so that call can take about
-half a second per million entries while holding the lock.
+Thread safety: not synchronised. The caller holds a lock around every mutation (``build``,
+``add``, ``remove``) and every query; ``query``, ``len`` and ``in`` never modify the index, so
+a readers-writer lock is also correct. A merge runs inside the ``add``/``remove`` that triggers
+it (about half a second per million entries, under the caller's lock).
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import sys
 from collections.abc import Iterable
 from functools import cache
@@ -97,9 +33,16 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
-HASH_BITS: Final = 64
-_INT64_MIN: Final = -(1 << 63)
-_INT64_END: Final = 1 << 63
+from moderation.linear_index import (
+    HASH_BITS,
+    as_id,
+    check_distance,
+    check_hash,
+    check_id,
+    scan,
+    sorted_by_distance,
+    unique_by_id,
+)
 
 # Deepest probe inside one chunk: a 16-bit chunk has 6 885 values within 5 flips. Queries that
 # would need more (r > 18 with 4 chunks) match a sizeable fraction of any set; they scan.
@@ -114,145 +57,6 @@ _SAMPLE_SIZE: Final = 16_384
 _FIXED_COST: Final = 90_000
 _PROBE_COST: Final = 8
 _CANDIDATE_COST: Final = 8
-
-
-def _check_hash(value: int) -> int:
-    h = operator.index(value)
-    if not 0 <= h < 1 << HASH_BITS:
-        raise ValueError(f"hash must be an unsigned 64-bit integer, got {h}")
-    return h
-
-
-def _check_distance(value: int) -> int:
-    r = operator.index(value)
-    if not 0 <= r <= HASH_BITS:
-        raise ValueError(f"max_distance must be between 0 and {HASH_BITS}, got {r}")
-    return r
-
-
-def _check_id(value: int) -> int:
-    i = operator.index(value)
-    if not _INT64_MIN <= i < _INT64_END:
-        raise ValueError(f"id must fit in a signed 64-bit integer, got {i}")
-    return i
-
-
-def _as_id(value: object) -> int | None:
-    """The id as an int, or None when it cannot be stored (so it is never present)."""
-    try:
-        i = operator.index(value)  # type: ignore[call-overload]
-    except TypeError:
-        return None
-    return i if _INT64_MIN <= i < _INT64_END else None
-
-
-def _unique_by_id(ids: Iterable[int], hashes: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays sorted by id; for a repeated id the last hash wins, as with repeated ``add``."""
-    id_arr = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64)
-    try:
-        hash_arr = np.asarray(
-            hashes if isinstance(hashes, np.ndarray) else list(hashes), dtype=np.uint64
-        )
-    except OverflowError as e:
-        raise ValueError("hashes must be unsigned 64-bit integers") from e
-    if id_arr.ndim != 1 or hash_arr.shape != id_arr.shape:
-        raise ValueError("ids and hashes must be 1-D sequences of the same length")
-    if np.all(id_arr[1:] > id_arr[:-1]):  # already sorted and unique, as loaded by primary key
-        return id_arr, hash_arr
-    order = np.argsort(id_arr, kind="stable")
-    id_arr, hash_arr = id_arr[order], hash_arr[order]
-    last = np.ones(len(id_arr), dtype=bool)
-    last[:-1] = id_arr[1:] != id_arr[:-1]
-    if not last.all():
-        id_arr, hash_arr = id_arr[last], hash_arr[last]
-    return id_arr, hash_arr
-
-
-def _scan(hashes: np.ndarray, q: np.uint64, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and distances of every hash within r of q (the full scan)."""
-    d = np.bitwise_count(hashes ^ q)
-    pos = np.flatnonzero(d <= r)
-    return pos, d[pos]
-
-
-def _sorted(ids: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, distances), nearest first, ties by ascending id."""
-    order = np.lexsort((ids, distances))
-    return ids[order], distances[order]
-
-
-def _pairs(ids: np.ndarray, distances: np.ndarray) -> list[tuple[int, int]]:
-    """[(id, distance)], nearest first, ties by ascending id."""
-    ids, distances = _sorted(ids, distances)
-    return list(zip(ids.tolist(), distances.tolist()))
-
-
-class LinearIndex:
-    """Exact reference: every query scans every stored hash with numpy XOR + popcount.
-
-    O(N) per query (~0.7 ms at 1M, ~15 ms at 10M on this class of machine) and 16 B per
-    fingerprint, plus an id -> slot dict built on the first ``add``/``remove``/``in``. Kept simple
-    on purpose: it is what ``FingerprintIndex`` is tested against. Same locking rules as
-    ``FingerprintIndex``, except that ``in`` may build the dict, so treat it as a mutation.
-    """
-
-    def __init__(self) -> None:
-        self.build([], [])
-
-    def build(self, ids: Iterable[int], hashes: Iterable[int]) -> None:
-        self._ids, self._hashes = _unique_by_id(ids, hashes)
-        self._n = len(self._ids)
-        self._slots: dict[int, int] | None = None
-
-    def _slot_of(self) -> dict[int, int]:
-        if self._slots is None:
-            self._slots = {i: k for k, i in enumerate(self._ids[: self._n].tolist())}
-        return self._slots
-
-    def add(self, id: int, hash: int) -> None:
-        id, hash = _check_id(id), _check_hash(hash)
-        slots = self._slot_of()
-        k = slots.get(id)
-        if k is None:
-            if self._n == len(self._ids):
-                size = max(16, 2 * self._n)
-                self._ids = np.resize(self._ids, size)
-                self._hashes = np.resize(self._hashes, size)
-            k = slots[id] = self._n
-            self._ids[k] = id
-            self._n += 1
-        self._hashes[k] = hash
-
-    def remove(self, id: int) -> None:
-        i = _as_id(id)
-        k = None if i is None else self._slot_of().pop(i, None)
-        if k is None:
-            return
-        last = self._n - 1
-        if k != last:  # keep the live entries contiguous: move the last one into the hole
-            moved = int(self._ids[last])
-            self._ids[k], self._hashes[k] = moved, self._hashes[last]
-            self._slot_of()[moved] = k
-        self._n = last
-
-    def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
-        return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
-
-    def query_arrays(self, hash: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-        """``query`` as two numpy arrays (ids, distances), for callers that filter further."""
-        q, r = _check_hash(hash), _check_distance(max_distance)
-        pos, d = _scan(self._hashes[: self._n], np.uint64(q), r)
-        return _sorted(self._ids[pos], d)
-
-    def nbytes(self) -> int:
-        return self._ids.nbytes + self._hashes.nbytes
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __contains__(self, id: object) -> bool:
-        i = _as_id(id)
-        return i is not None and i in self._slot_of()
 
 
 class _Probes(NamedTuple):
@@ -464,7 +268,7 @@ class _Main:
         if self.layout is not None:
             q = self.layout.permute_one(q)
             found = self._search_chunks(q, r, self.n if fallback else np.inf)
-        pos, d = found if found is not None else _scan(self.hashes, np.uint64(q), r)
+        pos, d = found if found is not None else scan(self.hashes, np.uint64(q), r)
         if self.dead:
             live = self.alive[pos]
             pos, d = pos[live], d[live]
@@ -591,7 +395,7 @@ class FingerprintIndex:
     def build(self, ids: Iterable[int], hashes: Iterable[int]) -> None:
         """Replace the contents; for a repeated id the last hash wins."""
         self._layout = None
-        self._install(*_unique_by_id(ids, hashes))
+        self._install(*unique_by_id(ids, hashes))
 
     def _install(self, ids: np.ndarray, hashes: np.ndarray) -> None:
         """Rebuild the main part from id-sorted arrays. The bit layout is chosen again when the
@@ -612,7 +416,7 @@ class FingerprintIndex:
 
     def add(self, id: int, hash: int) -> None:
         """Insert, or replace the hash of an id already present."""
-        id, hash = _check_id(id), _check_hash(hash)
+        id, hash = check_id(id), check_hash(hash)
         slot = self._delta_slot.get(id)
         if slot is not None:
             self._delta_hashes[slot] = hash
@@ -629,7 +433,7 @@ class FingerprintIndex:
 
     def remove(self, id: int) -> None:
         """Remove an id; no-op if absent."""
-        i = _as_id(id)
+        i = as_id(id)
         if i is None:
             return
         slot = self._delta_slot.pop(i, None)
@@ -666,14 +470,14 @@ class FingerprintIndex:
         """``query`` as two numpy arrays (ids, distances), same order: a caller that filters
         thousands of candidates further (the banned set's pHash check) makes no Python object
         for the ones it drops."""
-        q, r = _check_hash(hash), _check_distance(max_distance)
+        q, r = check_hash(hash), check_distance(max_distance)
         pos, d = self._main.search(q, r, self._scan_fallback)
         ids = self._main.ids[pos]
         if self._delta_n:
-            dpos, dd = _scan(self._delta_hashes[: self._delta_n], np.uint64(q), r)
+            dpos, dd = scan(self._delta_hashes[: self._delta_n], np.uint64(q), r)
             ids = np.concatenate((ids, self._delta_ids[dpos]))
             d = np.concatenate((d, dd))
-        return _sorted(ids, d)
+        return sorted_by_distance(ids, d)
 
     def nbytes(self) -> int:
         """Bytes held: every numpy array, plus an estimate for the delta's id -> slot dict."""
@@ -685,5 +489,5 @@ class FingerprintIndex:
         return self._main.n - self._main.dead + self._delta_n
 
     def __contains__(self, id: object) -> bool:
-        i = _as_id(id)
+        i = as_id(id)
         return i is not None and (i in self._delta_slot or self._main.position(i) >= 0)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moderation.fingerprint_index import FingerprintIndex, LinearIndex
+from moderation.fingerprint_index import FingerprintIndex
+from moderation.linear_index import LinearIndex
 
 FULL = (1 << 64) - 1
 DISTANCES = [*range(17), 20, 24, 32, 64]

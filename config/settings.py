@@ -205,7 +205,7 @@ STORAGES = {
     },
 }
 
-# --- S3 storage (issue 4) --------------------------------------------------------------------
+# --- S3 storage --------------------------------------------------------------------------------
 # MODERATION_S3_BUCKET set: public photos and quarantined originals live in S3-compatible object
 # storage (django-storages), configured from AWS_S3_* / MODERATION_S3_* variables, parsed and
 # checked in config/s3_storage.py (README "Object storage"). Unset: the folders above.

@@ -130,7 +130,7 @@ DECLARATIONS = (
         Kind.BITS,
         "Informative dHash bits an image needs to be flagged without a superuser override.",
     ),
-    # The review queue (issue 7): an upload that is not blocked but whose dHash is within
+    # The review queue: an upload that is not blocked but whose dHash is within
     # MODERATION_REVIEW_DISTANCE bits (<=) of an enforced banned fingerprint (a near miss, or a
     # candidate the pHash confirmation rejected) is accepted and queued for a moderator. Also
     # the largest distance a hash list may set (every lookup reaches this far). 0 turns the

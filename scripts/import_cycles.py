@@ -4,8 +4,11 @@
 
 Every ``.py`` file of the project is parsed with ``ast`` (nothing is imported or run), and every
 import statement counts, wherever it is: at the top of a module, inside a function (a late
-import hides a cycle, it does not remove it) or under ``if TYPE_CHECKING:``. Importing
-``a.b.c`` also imports the packages ``a`` and ``a.b``. Prints each group of modules that import
+import hides a cycle, it does not remove it) or under ``if TYPE_CHECKING:``. An import counts
+as an edge to the deepest project module it names (``from a.b import c`` is ``a.b.c`` when that
+is a module, else ``a.b``); the packages a module sits in are not edges of its own (they are
+initialised first whatever it imports), so a package's ``__init__`` may re-export its
+submodules. Prints each group of modules that import
 each other (a strongly connected component of the import graph) with the imports that close
 it, and exits 1 if there is any. ``--show`` also lists what the named modules import from the
 project and what imports them.
@@ -60,11 +63,13 @@ def import_graph(modules: dict[str, Path]) -> dict[str, dict[str, int]]:
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         for name, line in imported_names(tree, module, path.name == "__init__.py"):
-            parts = name.split(".")
-            for end in range(1, len(parts) + 1):  # the module and the packages above it
-                target = ".".join(parts[:end])
-                if target in modules and target != module:
-                    graph[module].setdefault(target, line)
+            target = name
+            while target and target not in modules:  # the deepest project module named
+                target = target.rpartition(".")[0]
+            # A module's own packages are initialised before it runs, whatever it imports:
+            # that is how packages work, not an import of this module's making.
+            if target and target != module and not module.startswith(target + "."):
+                graph[module].setdefault(target, line)
     return graph
 
 

@@ -9,95 +9,41 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from scripts import import_cycles
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("moderation", "profiles", "config")
 MAX_LINES = 600
 
 
 def project_modules() -> dict[str, Path]:
-    modules = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            if "migrations" in path.parts:
-                continue
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            modules[".".join(parts)] = path
-    return modules
-
-
-def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
-    """The project modules ``path`` imports, anywhere in it (``from a import b`` counts as
-    ``a.b`` when that is a module, else ``a``)."""
-    found = set()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
-        else:
-            continue
-        for target in targets:
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
-    return found
+    """The application's modules (not migrations, tests, benchmarks or scripts)."""
+    return {
+        name: path
+        for name, path in import_cycles.project_modules(ROOT).items()
+        if name.split(".")[0] in PACKAGES and "migrations" not in path.parts
+    }
 
 
 def import_graph() -> dict[str, set[str]]:
-    modules = project_modules()
-    known = set(modules)
-    return {name: imports_of(path, name, known) for name, path in modules.items()}
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in graph.get(node, ()):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    modules = import_cycles.project_modules(ROOT)
+    return {name: set(targets) for name, targets in import_cycles.import_graph(modules).items()}
 
 
 def test_no_import_cycle_among_the_projects_modules_function_level_imports_included():
-    assert cycles(import_graph()) == []
+    """Over every module of the project: the app, tests, benchmarks and scripts."""
+    assert (
+        import_cycles.cycles(import_cycles.import_graph(import_cycles.project_modules(ROOT))) == []
+    )
 
 
-def test_the_cycle_finder_finds_a_cycle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+def test_the_cycle_finder_finds_a_cycle_and_a_function_level_import(tmp_path):
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("def late():\n    from c import x\n")
+    (tmp_path / "c.py").write_text("from a import y\n")
+    (tmp_path / "d.py").write_text("import a\n")
+    graph = import_cycles.import_graph(import_cycles.project_modules(tmp_path))
+    assert import_cycles.cycles(graph) == [["a", "b", "c"]]
 
 
 def test_moderation_never_imports_profiles():

@@ -94,6 +94,19 @@ def media_files(isolated_storage):
 
 
 @pytest.fixture
+def quarantine_files(isolated_storage):
+    """A callable listing every file in quarantine storage (relative paths)."""
+
+    def list_files() -> list[str]:
+        root = isolated_storage / "quarantine"
+        if not root.exists():
+            return []
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    return list_files
+
+
+@pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
 

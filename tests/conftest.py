@@ -7,8 +7,8 @@ from django.conf import settings as django_settings
 
 from moderation import banned_set
 
-# Fixtures the split admin test modules share.
-pytest_plugins = ["tests.admin_pages"]
+# Fixtures shared by the admin and access test modules.
+pytest_plugins = ["tests.access_roles", "tests.admin_pages"]
 
 SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 

@@ -129,7 +129,7 @@ def moderator(django_user_model):
     return mod
 
 
-# --- S3 (issue 4) ----------------------------------------------------------------------------
+# --- S3 ------------------------------------------------------------------------------------
 # Tests marked `s3` run against a real SeaweedFS server started once per session on 127.0.0.1;
 # `s3_for_marked_tests` points their STORAGES at it. Fixtures and helpers: tests/s3server.py.
 from tests.s3server import s3, s3_for_marked_tests, s3_server  # noqa: E402, F401

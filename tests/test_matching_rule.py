@@ -1,4 +1,5 @@
-"""Issue 6: flags store every orientation, pHash confirms dHash, low-information images are gated.
+"""The matching rule: flags store every orientation, pHash confirms dHash, low-information
+images are gated.
 
 (The crop variants a flag also stores are tested in ``test_variants.py``.)
 

@@ -1,4 +1,4 @@
-"""Fuzzing the upload path (issue 5, item 7): mutated JPEG, PNG, GIF and WebP files.
+"""Fuzzing the upload path: mutated JPEG, PNG, GIF and WebP files.
 
 Hypothesis mutates small valid files (flipped and overwritten bytes, inserted and deleted runs,
 truncation, a patched size field, a duplicated tail) and feeds them to what an upload goes

@@ -7,6 +7,9 @@ from django.conf import settings as django_settings
 
 from moderation import banned_set
 
+# Fixtures shared by the admin and access test modules.
+pytest_plugins = ["tests.access_roles", "tests.admin_pages"]
+
 SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 
 
@@ -94,6 +97,19 @@ def media_files(isolated_storage):
 
 
 @pytest.fixture
+def quarantine_files(isolated_storage):
+    """A callable listing every file in quarantine storage (relative paths)."""
+
+    def list_files() -> list[str]:
+        root = isolated_storage / "quarantine"
+        if not root.exists():
+            return []
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    return list_files
+
+
+@pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
 
@@ -113,7 +129,7 @@ def moderator(django_user_model):
     return mod
 
 
-# --- S3 (issue 4) ----------------------------------------------------------------------------
+# --- S3 ------------------------------------------------------------------------------------
 # Tests marked `s3` run against a real SeaweedFS server started once per session on 127.0.0.1;
 # `s3_for_marked_tests` points their STORAGES at it. Fixtures and helpers: tests/s3server.py.
 from tests.s3server import s3, s3_for_marked_tests, s3_server  # noqa: E402, F401

@@ -313,7 +313,7 @@ def test_admin_flag_an_image_page_adds_to_banned_set(site, moderator_account, tm
 def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
     site, moderator_account, tmp_path, settings, django_user_model
 ):
-    """Issue 7: a near copy is accepted and queued; the moderator sees the upload and the
+    """A near copy is accepted and queued; the moderator sees the upload and the
     flagged original side by side (through the quarantine view) and dismisses it."""
     from moderation import flagging
     from moderation.models import AllowedMatch, ReviewItem
@@ -366,7 +366,7 @@ def test_review_queue_shows_both_images_and_dismiss_allows_the_upload(
 def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
     site, moderator_account, settings, django_user_model
 ):
-    """Issue 7: the allowlist lists a dismissal (who, when, which fingerprint, which image);
+    """The allowlist lists a dismissal (who, when, which fingerprint, which image);
     the moderator revokes it with a reason, and the image is matched again."""
     from moderation import desk, flagging, matching, screening, sweeping
     from moderation.hashing import fingerprint_image
@@ -421,7 +421,7 @@ def test_allowlist_page_shows_the_exception_and_revoke_restores_the_match(
 def test_hash_list_trial_distance_records_what_it_would_block_then_is_enforced(
     site, moderator_account, tmp_path, settings, django_user_model
 ):
-    """Issue 7: the moderator puts a wider distance on trial for the enforcing default list;
+    """The moderator puts a wider distance on trial for the enforcing default list;
     a user's near copy is accepted and recorded as "would be blocked at proposed distance 8";
     the moderator reads it and enforces the distance; the next such upload is refused."""
     from moderation import flagging

@@ -1,7 +1,7 @@
 """Every process's banned set sees every committed flag and unflag at its very next lookup.
 
 Each process (web worker, task worker, command) keeps its own in-memory index and replays the
-``BannedSetChange`` rows committed since it last looked, before every lookup (issue 3, item 3).
+``BannedSetChange`` rows committed since it last looked, before every lookup.
 These tests use real separate processes on the test database (``tests/processes.py``; on
 SQLite the test database is a file, see settings), with no sleep or retry between a commit in
 one process and the lookup in another. Then the cost side: a lookup with nothing new is one

@@ -1,4 +1,4 @@
-"""The staff dashboard (issue 7): refusals per day with a chart, the queue, top fingerprints,
+"""The staff dashboard: refusals per day with a chart, the queue, top fingerprints,
 users with repeated refusals."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 6, framed copies: a banned picture padded, letterboxed or screenshotted is found by the
+"""Framed copies: a banned picture padded, letterboxed or screenshotted is found by the
 picture inside its frame (``moderation.framing``), compared like the whole upload.
 
 Images are drawn in code (``tests.images``) and go through the real upload path.

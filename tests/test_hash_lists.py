@@ -1,29 +1,25 @@
-"""Hash lists (issue 7): named lists with their own distance and switch, export and import."""
+"""Hash lists: named lists with their own distance and on/off switch, as matching, ``check_image``
+and the admin see them. (Shadow mode and distance trials: ``test_hash_lists_*.py``; export and
+import: ``test_exchange.py``.)"""
 
 from __future__ import annotations
 
-import csv
 import json
 from io import StringIO
 
 import pytest
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from moderation import banned_index, banned_set, flagging, hash_lists, matching, screening
+from moderation import banned_set, flagging, hash_lists, matching, screening
 from moderation.hashing import fingerprint_image
 from moderation.models import (
     DEFAULT_HASH_LIST,
-    AuditEvent,
     BannedSetChange,
-    FingerprintVariant,
     FlaggedFingerprint,
     HashList,
-    RefusedUpload,
 )
 from tests import images
 
@@ -44,27 +40,6 @@ def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> Fl
         keep_original=False,
         hash_list=hash_list,
     ).fingerprint
-
-
-def banned_set_as_matching_sees_it() -> list[tuple]:
-    """Every entry of the index, named by the flag's upright hash instead of its row id."""
-    uprights = dict(FlaggedFingerprint.objects.values_list("pk", "dhash"))
-    entries = banned_index.variant_entries(banned_set.active_variant_rows())
-    return sorted(
-        (uprights[key // banned_index.KEYS_PER_FLAG], key % banned_index.KEYS_PER_FLAG, *rest)
-        for key, *rest in entries
-    )
-
-
-def empty_the_banned_set() -> None:
-    """What a fresh site's database holds: no flags, lists, changes or audit rows."""
-    RefusedUpload.objects.all().delete()
-    AuditEvent.objects.all().delete()
-    BannedSetChange.objects.all().delete()
-    FingerprintVariant.objects.all().delete()
-    FlaggedFingerprint.objects.all().delete()
-    HashList.objects.all().delete()
-    banned_set.reset()
 
 
 def copy_at(img, bits: int, seed: int = 0):
@@ -131,137 +106,6 @@ def test_a_list_distance_above_the_review_distance_is_refused(settings):
             enabled=True,
             mode="enforce",
         )
-
-
-# --- export and import ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def two_lists():
-    """A banned set with two lists, one with its own distance, one in shadow mode."""
-    nudity = HashList.objects.create(name="nudity", max_distance=8)
-    partner = HashList.objects.create(name="imported from partner X", mode="shadow")
-    ban(images.photo(710), reason="first")
-    ban(images.photo(711), hash_list=nudity, reason='second, with a comma, and "quotes"')
-    ban(images.photo(712), hash_list=partner, reason="third")
-    gone = ban(images.photo(713), reason="unflagged later")
-    flagging.unflag_fingerprint(flagged=gone, reason="mistake")
-    return nudity, partner
-
-
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_export_then_import_into_an_empty_site_reproduces_the_banned_set_exactly(
-    fmt, two_lists, tmp_path
-):
-    before = banned_set_as_matching_sees_it()
-    lists_before = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
-    probe = fingerprint_image(images.photo(711))
-    verdict_before = screening.check(probe)
-    path = tmp_path / f"banned.{fmt}"
-    run("export_fingerprints", "--format", fmt, "-o", str(path))
-
-    empty_the_banned_set()
-    assert banned_set_as_matching_sees_it() == []
-    run("import_fingerprints", str(path))
-
-    assert banned_set_as_matching_sees_it() == before
-    lists_after = sorted(HashList.objects.values_list("name", "max_distance", "enabled", "mode"))
-    # The default list is created by the first import that names it, like any other.
-    assert lists_after == lists_before
-    assert screening.check(probe).decision == verdict_before.decision
-
-
-def test_importing_the_same_file_twice_changes_nothing(two_lists, tmp_path):
-    path = tmp_path / "banned.jsonl"
-    run("export_fingerprints", "-o", str(path))
-    flags, changes = FlaggedFingerprint.objects.count(), BannedSetChange.objects.count()
-
-    out = run("import_fingerprints", str(path))
-
-    assert "Imported 0 fingerprints; 3 already banned." in out
-    assert (FlaggedFingerprint.objects.count(), BannedSetChange.objects.count()) == (flags, changes)
-
-
-def test_import_dry_run_writes_nothing(two_lists, tmp_path):
-    path = tmp_path / "banned.csv"
-    run("export_fingerprints", "--format", "csv", "-o", str(path))
-    empty_the_banned_set()
-
-    out = run("import_fingerprints", str(path), "--dry-run")
-
-    assert "Would import 3 fingerprints; 0 already banned." in out
-    assert not FlaggedFingerprint.objects.exists() and not HashList.objects.exists()
-
-
-def test_export_of_one_list_holds_only_its_fingerprints(two_lists):
-    out = run("export_fingerprints", "--list", "nudity")
-    records = [json.loads(line) for line in out.splitlines()]
-    assert [(r["list"], r["reason"][:6]) for r in records] == [("nudity", "second")]
-
-
-def test_export_csv_has_the_documented_columns(two_lists):
-    out = run("export_fingerprints", "--format", "csv")
-    rows = list(csv.DictReader(StringIO(out)))
-    assert list(rows[0])[:5] == ["dhash", "list", "reason", "source", "created"]
-    assert {"variants", "pipeline_version", "information"} <= set(rows[0])
-    assert all(len(r["dhash"]) == 16 for r in rows)
-
-
-def test_export_of_an_unknown_list_fails():
-    with pytest.raises(CommandError, match="No hash list"):
-        run("export_fingerprints", "--list", "nope")
-
-
-def test_a_malformed_record_imports_nothing(two_lists, tmp_path):
-    path = tmp_path / "banned.jsonl"
-    run("export_fingerprints", "-o", str(path))
-    lines = path.read_text().splitlines()
-    empty_the_banned_set()
-    broken = json.loads(lines[1])
-    broken["variants"] = [[0, "zz", None]]
-    path.write_text("\n".join([lines[0], json.dumps(broken)]) + "\n")
-
-    with pytest.raises(CommandError, match="nothing was imported"):
-        run("import_fingerprints", str(path))
-    assert not FlaggedFingerprint.objects.exists()
-
-
-def test_an_imported_flag_takes_down_existing_matching_photos(
-    django_user_model, tmp_path, django_capture_on_commit_callbacks
-):
-    from profiles.models import Profile
-    from profiles.photos import profile_set_photo
-    from profiles.services import profile_for
-
-    scene = images.photo(720)
-    ban(scene)
-    path = tmp_path / "banned.jsonl"
-    run("export_fingerprints", "-o", str(path))
-    empty_the_banned_set()
-    owner = django_user_model.objects.create_user(username="owner", password="pw")
-    profile = profile_set_photo(profile=profile_for(user=owner), upload=images.upload(scene))
-
-    with django_capture_on_commit_callbacks(execute=True):
-        run("import_fingerprints", str(path))
-
-    assert not Profile.objects.get(pk=profile.pk).photo
-
-
-def test_export_selected_in_the_admin_downloads_those_fingerprints(moderator, two_lists):
-    client = Client()
-    client.force_login(moderator)
-    chosen = FlaggedFingerprint.objects.get(hash_list__name="nudity")
-
-    response = client.post(
-        reverse("admin:moderation_flaggedfingerprint_changelist"),
-        {"action": "export_selected", ACTION_CHECKBOX_NAME: [chosen.pk]},
-    )
-
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/csv")
-    assert "attachment" in response["Content-Disposition"]
-    rows = list(csv.DictReader(StringIO(response.content.decode())))
-    assert [r["dhash"] for r in rows] == [chosen.hex]
 
 
 # --- check_image ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The JPEG fast path: big JPEGs decoded at reduced scale must hash like the plain pipeline.
 
-The requirement (issue 3): on the real photos in ``../shared/corpus/photos`` saved at 0.3, 2,
+The requirement: on the real photos in ``../shared/corpus/photos`` saved at 0.3, 2,
 12 and 24 MP, ``fingerprint(path)`` equals ``imagehash.dhash(<plain prepared full-size image>)``
 on at least 90 % of the files, and is never more than 2 bits away. The corpus is found through
 ``MODERATION_CORPUS`` or at ``<repo>/../shared/corpus/photos`` (CI keeps a copy of shared/ next

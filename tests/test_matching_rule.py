@@ -1,6 +1,7 @@
-"""Issue 6: flags store every orientation, pHash confirms dHash, low-information images are gated.
+"""The matching rule: flags store every orientation, pHash confirms dHash, low-information
+images are gated.
 
-(The crop variants a flag also stores are tested in ``test_crop_variants.py``.)
+(The crop variants a flag also stores are tested in ``test_variants.py``.)
 
 Images are drawn in code (``tests.images``); a near-flat "fog" is a uniform grey with faint
 noise, and a symmetric image is a drawn scene mirrored onto its own right half.

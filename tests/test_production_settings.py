@@ -14,7 +14,7 @@ PRODUCTION_ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "x7Qp-2mZ9!vL4rT8#kW1nB6yH3cJ5dF0gS_aE9uI2oP7lK4jM8",
     "DJANGO_ALLOWED_HOSTS": "profiles.example.com",
-    # Upload rate limits shared by every web worker (issue 5); `createcachetable` on deploy.
+    # Upload rate limits shared by every web worker; `createcachetable` on deploy.
     "DJANGO_CACHE_URL": "database",
 }
 

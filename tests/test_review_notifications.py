@@ -1,4 +1,4 @@
-"""Review-queue emails (issue 7): moderators opt in; a queued upload mails them a summary of
+"""Review-queue emails: moderators opt in; a queued upload mails them a summary of
 the queue, at most once per MODERATION_REVIEW_NOTIFY_MINUTES each, even with several processes."""
 
 from __future__ import annotations

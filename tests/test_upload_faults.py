@@ -1,4 +1,4 @@
-"""Stored photos and faults (issue 5, items 3 and 4): nothing lost, nothing broken shown.
+"""Stored photos and faults: nothing lost, nothing broken shown.
 
 * What is stored is the site's own re-encoding, served as ``image/jpeg`` with ``nosniff`` (the
   S3 side of this: ``test_s3_storage.py::test_upload_stores_reencoded_photo_in_public_bucket...``

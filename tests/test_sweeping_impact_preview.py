@@ -1,4 +1,4 @@
-"""Impact preview (issue 7): the "Flag selected photos" confirmation says what else goes."""
+"""Sweeping's impact preview: the "Flag selected photos" confirmation says what else goes."""
 
 from __future__ import annotations
 

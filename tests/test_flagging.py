@@ -1,4 +1,5 @@
-"""Flag, unflag and sweep as the services do them: rows, files, audit and the banned set."""
+"""Flagging: flag a stored photo or an image, unflag a fingerprint — rows, files, audit, and the
+banned set that sees each flag and unflag at its next lookup."""
 
 from __future__ import annotations
 
@@ -6,27 +7,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation import banned_set, flagging, sweeping
-from moderation.hashing import Fingerprint, fingerprint, hamming
+from moderation import banned_set, flagging
+from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from tests import images
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def quarantine_files(isolated_storage):
-    """A callable listing every file in quarantine storage (relative paths)."""
-
-    def list_files() -> list[str]:
-        root = isolated_storage / "quarantine"
-        if not root.exists():
-            return []
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-    return list_files
 
 
 def stored_fingerprint(profile: Profile) -> Fingerprint:
@@ -193,151 +181,6 @@ def test_flagging_the_same_image_twice_keeps_one_fingerprint_and_audits_both(mod
         "reason", flat=True
     )
     assert sorted(reasons) == ["first", "second"]
-
-
-# --- sweep --------------------------------------------------------------------------------
-
-
-def test_flag_sweeps_near_duplicate_photo_on_another_profile(
-    make_profile, moderator, settings, media_files, django_capture_on_commit_callbacks
-):
-    original = images.photo(3)
-    flagged_profile = make_profile("alice", original)
-    copy_profile = make_profile("bob", images.recompressed(images.resized(original, 0.7), 60))
-    distance = hamming(
-        stored_fingerprint(flagged_profile).dhash, stored_fingerprint(copy_profile).dhash
-    )
-    assert distance <= settings.MODERATION_MAX_DISTANCE  # the copy really is near
-    copy_name = copy_profile.photo.name
-
-    with django_capture_on_commit_callbacks(execute=True):
-        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
-
-    copy_profile.refresh_from_db()
-    assert not copy_profile.photo
-    assert copy_profile.photo_dhash is None
-    assert copy_name not in media_files()
-
-
-def test_sweep_leaves_unrelated_photo_alone(
-    make_profile, moderator, settings, media_files, django_capture_on_commit_callbacks
-):
-    flagged_profile = make_profile("alice", images.photo(3))
-    other = make_profile("carol", images.photo(40))
-    assert (
-        hamming(stored_fingerprint(flagged_profile).dhash, stored_fingerprint(other).dhash)
-        > settings.MODERATION_MAX_DISTANCE
-    )
-
-    with django_capture_on_commit_callbacks(execute=True):
-        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
-
-    other.refresh_from_db()
-    assert other.photo
-    assert media_files() == [other.photo.name]
-    assert not AuditEvent.objects.filter(target__contains="carol").exists()
-
-
-def test_sweep_takedown_is_audited_with_distance_and_evidence(
-    make_profile, moderator, quarantine_files, django_capture_on_commit_callbacks
-):
-    original = images.photo(3)
-    flagged_profile = make_profile("alice", original)
-    copy_profile = make_profile("bob", images.resized(original, 0.5))
-    distance = hamming(
-        stored_fingerprint(flagged_profile).dhash, stored_fingerprint(copy_profile).dhash
-    )
-
-    with django_capture_on_commit_callbacks(execute=True):
-        flagging.flag_stored_image(instance=flagged_profile, reason="spam", actor=moderator)
-
-    flagged = FlaggedFingerprint.objects.get()
-    takedown = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN, target__contains="bob")
-    assert takedown.fingerprint == flagged
-    assert takedown.distance == distance
-    assert takedown.actor is None  # the sweep acts, not the moderator
-    assert takedown.reason == "spam"
-    assert takedown.evidence.name.startswith("takedowns/")
-    assert takedown.evidence.name in quarantine_files()
-
-
-def test_flag_image_sweeps_photos_uploaded_before_the_flag(
-    make_profile, moderator, django_capture_on_commit_callbacks
-):
-    original = images.photo(5)
-    profile = make_profile("bob", images.resized(original, 0.8))
-
-    with django_capture_on_commit_callbacks(execute=True):
-        flag_file(original, actor=moderator)
-
-    profile.refresh_from_db()
-    assert not profile.photo
-
-
-def test_sweep_only_compares_the_given_fingerprints(make_profile, moderator):
-    profile = make_profile("bob", images.photo(6))
-    unrelated = flag_file(images.photo(60), actor=moderator).fingerprint
-    # Ban bob's photo without going through the services' sweep (as if its sweep had not run).
-    same = flag_file(images.photo(6), actor=moderator).fingerprint
-
-    result = sweeping.sweep_banned_matches(fingerprint_ids=[unrelated.pk])
-
-    assert result.taken_down == []
-    profile.refresh_from_db()
-    assert profile.photo
-    result = sweeping.sweep_banned_matches(fingerprint_ids=[same.pk])
-    assert len(result.taken_down) == 1
-
-
-def test_full_sweep_checks_every_photo_against_the_whole_banned_set(make_profile, moderator):
-    doomed = make_profile("bob", images.photo(6))
-    kept = make_profile("carol", images.photo(61))
-    flag_file(images.photo(6), actor=moderator)  # its on-commit sweep is not run here
-
-    result = sweeping.sweep_banned_matches()
-
-    assert result.checked == 2
-    assert len(result.taken_down) == 1
-    doomed.refresh_from_db()
-    kept.refresh_from_db()
-    assert not doomed.photo
-    assert kept.photo
-    assert kept.photo_checked_at is not None
-
-
-def test_sweep_ignores_inactive_fingerprints(make_profile, moderator):
-    profile = make_profile("bob", images.photo(6))
-    flagged = flag_file(images.photo(6), actor=moderator).fingerprint
-    flagging.unflag_fingerprint(flagged=flagged, actor=moderator, reason="mistake")
-
-    assert sweeping.sweep_banned_matches(fingerprint_ids=[flagged.pk]).taken_down == []
-    assert sweeping.sweep_banned_matches().taken_down == []
-    profile.refresh_from_db()
-    assert profile.photo
-
-
-def test_takedown_gives_up_when_the_photo_changed_since_the_match(make_profile, moderator):
-    profile = make_profile("bob", images.photo(6))
-    flagged = flag_file(images.photo(6), actor=moderator).fingerprint
-    stale = Profile.objects.get(pk=profile.pk)
-    profile_set_photo(profile=profile, upload=images.upload(images.photo(62)))
-
-    taken = sweeping.take_down_image(instance=stale, flagged=flagged, distance=0)
-
-    assert taken is False
-    profile.refresh_from_db()
-    assert profile.photo
-    assert not AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).exists()
-
-
-def test_recheck_takes_down_a_photo_that_slipped_in_before_a_flag(make_profile, moderator):
-    profile = make_profile("bob", images.photo(7))
-    flag_file(images.photo(7), actor=moderator)  # as if it committed while bob was uploading
-
-    assert sweeping.recheck_stored_image(instance=profile) is True
-
-    profile.refresh_from_db()
-    assert not profile.photo
 
 
 # --- unflag -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Hostile and awkward uploads through the real profile form (issue 5, items 1 and 2).
+"""Hostile and awkward uploads through the real profile form.
 
 Every bad file gets a form error with a code, never a 500, and writes nothing: no file in media,
 no change to the profile row. Bombs, tiny images and oversized files are refused from their

@@ -1,4 +1,4 @@
-"""A flag's sweep over existing photos (issue 7): photos near the new flag but not blockable
+"""A flag's sweep over existing photos: photos near the new flag but not blockable
 (what an upload would get as "review") are queued for a moderator, once."""
 
 from __future__ import annotations

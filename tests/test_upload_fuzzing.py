@@ -1,4 +1,4 @@
-"""Fuzzing the upload path (issue 5, item 7): mutated JPEG, PNG, GIF and WebP files.
+"""Fuzzing the upload path: mutated JPEG, PNG, GIF and WebP files.
 
 Hypothesis mutates small valid files (flipped and overwritten bytes, inserted and deleted runs,
 truncation, a patched size field, a duplicated tail) and feeds them to what an upload goes
@@ -9,7 +9,7 @@ never any other exception. A few examples also go through the real form and view
 Bounded for CI (1000 + 100 examples, about 5 s). A longer run, e.g. before a Pillow upgrade (20000
 + 2000 examples took 70 s here and found nothing):
 
-    FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz_uploads.py -q
+    FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_upload_fuzzing.py -q
 
 (``FUZZ_EXAMPLES`` sets the direct test's examples; the form test runs a tenth of them.)
 """

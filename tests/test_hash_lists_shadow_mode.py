@@ -1,4 +1,4 @@
-"""Shadow mode (issue 7): a list in shadow mode blocks nothing and records what it would have
+"""Hash lists in shadow mode: a list in shadow mode blocks nothing and records what it would have
 blocked, for moderators to read before enforcing it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Abuse (issue 5, item 6): upload rate limits, and a record of refused uploads for moderators.
+"""Abuse of the upload form: rate limits, and a record of refused uploads for moderators.
 
 Limits are counted in Django's cache (locmem here; conftest clears it around every test). Every
 photo upload counts, accepted or refused; an edit without a photo does not.

@@ -1,6 +1,10 @@
-"""The allowlist page (issue 7): every exception a dismissal created — who, when, which
-fingerprint, which image — and a permission-checked, audited revoke action whose effect reaches
-the next lookup in every process."""
+"""The moderator's desk: ban or dismiss a queued upload, the allowlist a dismissal creates, its
+revocation, and the suspension of a flag dismissed too often.
+
+A dismissal allows that image for that fingerprint only; too many dismissals suspend the flag.
+The allowlist page lists every exception — who, when, which fingerprint, which image — with a
+permission-checked, audited revoke action whose effect reaches the next lookup in every
+process."""
 
 from __future__ import annotations
 
@@ -16,13 +20,44 @@ from django.urls import reverse
 
 from moderation import desk, matching, screening
 from moderation.hashing import fingerprint_image
-from moderation.models import AllowedMatch, AuditEvent, ReviewItem
+from moderation.models import (
+    AllowedMatch,
+    AuditEvent,
+    FlaggedFingerprint,
+    RefusedUpload,
+    ReviewItem,
+)
+from profiles.models import Profile
 from tests import images
 from tests.helpers import ban
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 ALLOWLIST = "admin:moderation_allowedmatch_changelist"
+
+
+@pytest.fixture
+def scene(settings):
+    """A banned scene and a copy of it 7 dHash bits away, blemished in the middle so that its
+    cuts are no match either (the upload's centre and caption band are compared with the
+    flag's)."""
+    original = images.photo(801)
+    near = images.near_miss(original, beyond=settings.MODERATION_MAX_DISTANCE)
+    return ban(original), near
+
+
+@pytest.fixture
+def queued(scene, upload, user):
+    flagged, near = scene
+    response = upload(near)
+    assert response.status_code == 302  # accepted
+    return ReviewItem.objects.get()
+
+
+def moderator_client(moderator) -> Client:
+    client = Client()
+    client.force_login(moderator)
+    return client
 
 
 @pytest.fixture
@@ -229,3 +264,102 @@ def test_a_revocation_committed_here_applies_to_the_next_lookup_in_another_proce
     finally:
         proc.stdin.close()
         proc.wait(10)
+
+
+# --- ban and dismiss ------------------------------------------------------------------------
+
+
+def test_staff_without_the_review_permission_cannot_ban_or_dismiss(queued, django_user_model):
+    viewer = django_user_model.objects.create_user(username="v", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_reviewitem"))
+    client = Client()
+    client.force_login(viewer)
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    for decision in ("ban", "dismiss"):
+        assert client.post(url, {"decision": decision}).status_code == 403
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.PENDING
+
+
+def test_one_click_ban_flags_the_upload_and_takes_it_down(queued, moderator, user):
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    response = moderator_client(moderator).post(url, {"decision": "ban"})
+
+    assert response.status_code == 302
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.BANNED and queued.decided_by == moderator
+    assert not Profile.objects.get(user=user).photo
+    assert FlaggedFingerprint.objects.active().count() == 2
+    assert AuditEvent.objects.filter(action="takedown", actor=moderator).exists()
+
+
+def test_one_click_dismiss_allows_that_image_for_that_fingerprint(queued, scene, moderator, upload):
+    flagged, near = scene
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    moderator_client(moderator).post(url, {"decision": "dismiss"})
+
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.DISMISSED
+    assert AllowedMatch.objects.get().fingerprint == flagged
+    assert AuditEvent.objects.filter(action="dismiss", fingerprint=flagged).exists()
+    assert screening.check(fingerprint_image(near)).decision == matching.PASS
+    upload(near)  # the same picture again: accepted, and not queued again
+    assert ReviewItem.objects.count() == 1
+
+
+def test_an_allowed_image_is_not_refused_even_within_the_block_distance(
+    scene, upload, user, settings
+):
+    flagged, near = scene
+    AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near).signed)
+    settings.MODERATION_MAX_DISTANCE = 10  # now the copy would be blocked
+
+    response = upload(near)
+
+    assert response.status_code == 302
+    assert Profile.objects.get(user=user).photo
+    assert not RefusedUpload.objects.exists()
+
+
+def test_an_allowlist_entry_does_not_help_a_different_image(scene):
+    flagged, near = scene
+    AllowedMatch.objects.create(fingerprint=flagged, dhash=fingerprint_image(near).signed)
+    assert screening.check(fingerprint_image(images.photo(801))).blocked
+
+
+def test_too_many_dismissals_suspend_the_fingerprint_and_show_it(
+    scene, settings, django_user_model, moderator
+):
+    settings.MODERATION_MAX_DISMISSALS = 1
+    flagged, near = scene
+    for n in range(2):
+        owner = django_user_model.objects.create_user(username=f"u{n}", password="pw")
+        profile = Profile.objects.create(user=owner)
+        item = ReviewItem.objects.create(
+            target_key="profiles.profile.photo",
+            object_id=profile.pk,
+            file_name=f"photos/{n}.jpg",
+            dhash=fingerprint_image(images.at_distance(images.photo(801), 7, seed=n)).signed,
+            fingerprint=flagged,
+            distance=7,
+        )
+        desk.review_dismiss(item=item, actor=moderator)
+
+    flagged.refresh_from_db()
+    assert not flagged.active and flagged.suspended
+    assert AuditEvent.objects.filter(action="suspend", fingerprint=flagged).exists()
+    assert not screening.check(fingerprint_image(images.photo(801))).blocked
+    changelist = moderator_client(moderator).get(
+        reverse("admin:moderation_flaggedfingerprint_changelist"), {"suspended__exact": "1"}
+    )
+    assert flagged.hex in changelist.content.decode()
+
+
+def test_a_decided_item_cannot_be_decided_again(queued, moderator):
+    assert desk.review_dismiss(item=queued, actor=moderator)
+    assert not desk.review_dismiss(item=queued, actor=moderator)
+    assert not desk.review_ban(item=queued, actor=moderator)
+    assert AllowedMatch.objects.count() == 1

@@ -1,4 +1,4 @@
-"""Issue 6, crops: a flag also stores fingerprints of crops of its image (``variants.VARIANTS``),
+"""Variants, crops: a flag also stores fingerprints of crops of its image (``variants.VARIANTS``),
 so a copy with a strip cut off one side, or cut around, is found by its own dHash.
 
 Images are drawn in code (``tests.images``); the crops are made the way people make them

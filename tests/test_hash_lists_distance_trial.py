@@ -1,4 +1,4 @@
-"""Shadow-testing a changed distance on an enforcing hash list (issue 7, item 7).
+"""Shadow-testing a changed distance on an enforcing hash list.
 
 A moderator puts a proposed distance on trial: nothing changes for users, and each accepted
 upload that the proposed distance would block or queue (and the enforced one does not) is

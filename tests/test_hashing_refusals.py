@@ -22,14 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from moderation.hashing import (
-    Fingerprint,
-    fingerprint,
-    fingerprint_image,
-    hamming,
-    image_format,
-    open_image,
-)
+from moderation.decoding import image_format, open_image
+from moderation.hashing import Fingerprint, fingerprint, fingerprint_image, hamming
 from tests import images
 
 # --- helpers -----------------------------------------------------------------------------

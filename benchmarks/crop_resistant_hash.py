@@ -16,7 +16,7 @@ H=16) for recall on the hard edits and innocent files blocked. It also reports t
 ``crop_resistant_hash`` takes per file: an upload would pay it while the user waits.
 
 About 0.3-0.5 s per file on this 2-core machine: 12-20 minutes for the 72 corpus photos x 31 files.
-The README ("What it catches") quotes its output. Not part of the test run.
+docs/matching.md ("What it catches") quotes its output. Not part of the test run.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ variants; printed on its own), loading the hash columns, comparing. Prints the m
 max of ``--repeat`` runs, the count found, and for comparison the per-row loop it replaced
 (one index lookup per stored photo, kept here as ``preview_by_loop``), checking both find the
 same photos.
-Not part of the test run; README numbers come from this script.
+Not part of the test run; the numbers in docs/performance.md come from this script.
 """
 
 from __future__ import annotations

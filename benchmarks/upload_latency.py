@@ -17,7 +17,7 @@ What it does, all on this machine:
    upload is fingerprinted, looked up among the N banned fingerprints, re-encoded, stored, and
    its re-check is queued for the task worker.
 
-Not part of the test run. Numbers in the README come from this script.
+Not part of the test run. The numbers in docs/performance.md come from this script.
 """
 
 from __future__ import annotations

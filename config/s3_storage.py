@@ -13,7 +13,8 @@ originals and taken-down photos) become ``storages.backends.s3.S3Storage``:
   files to staff through the permission-checked ``moderation:quarantined-file`` view.
 
 Both refuse to overwrite (``file_overwrite=False``). Mistakes fail at start-up with
-``ImproperlyConfigured``. The variables are listed in the README ("Settings", "Object storage").
+``ImproperlyConfigured``. The variables are listed in docs/operations.md ("Settings",
+"Object storage").
 
 Kept out of ``settings.py`` so the parsing can be tested with a plain dict for an environment.
 """

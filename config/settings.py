@@ -2,7 +2,7 @@
 
 Every knob is an environment variable with a safe local default, so that a fresh clone runs
 with SQLite and media on disk and nothing else to start. Production sets `DATABASE_URL`,
-the storage variables and `DJANGO_SECRET_KEY` (see README, "Production").
+the storage variables and `DJANGO_SECRET_KEY` (see docs/operations.md, "Production").
 """
 
 import os
@@ -208,7 +208,7 @@ STORAGES = {
 # --- S3 storage --------------------------------------------------------------------------------
 # MODERATION_S3_BUCKET set: public photos and quarantined originals live in S3-compatible object
 # storage (django-storages), configured from AWS_S3_* / MODERATION_S3_* variables, parsed and
-# checked in config/s3_storage.py (README "Object storage"). Unset: the folders above.
+# checked in config/s3_storage.py (docs/operations.md, "Object storage"). Unset: the folders above.
 from config.s3_storage import s3_storages  # noqa: E402
 
 STORAGES.update(s3_storages(os.environ))
@@ -267,7 +267,7 @@ DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "moderation@localhost"
 # Each MODERATION_* setting is declared in moderation/conf.py: its default, its range (checked
 # at start-up by moderation/checks.py) and what it does. Here each is read from the environment
 # variable of the same name. The match rule's distances come from `manage.py evaluate_matching`
-# on the corpus (README "What it catches").
+# on the corpus (docs/matching.md, "What it catches").
 MODERATION_MAX_DISTANCE = env_moderation("MODERATION_MAX_DISTANCE")
 MODERATION_MAX_CONFIRM_DISTANCE = env_moderation("MODERATION_MAX_CONFIRM_DISTANCE")
 MODERATION_MAX_UNCONFIRMED_DISTANCE = env_moderation("MODERATION_MAX_UNCONFIRMED_DISTANCE")

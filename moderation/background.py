@@ -3,7 +3,8 @@
 Locally tasks run immediately, in the process that enqueues them; in production
 (``MODERATION_TASKS_BACKEND=database``) a ``manage.py db_worker`` process runs them. Each flow
 defines its own tasks next to the functions they call; every enqueue goes through
-``enqueue_on_commit``.
+``enqueue_on_commit`` (or, for a command that holds no transaction and reports the task's id,
+``enqueue_now``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from django.db import transaction
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 
 
 def _require_json(value: Any, what: str) -> None:
@@ -33,3 +34,12 @@ def enqueue_on_commit(task_: Task, /, *args: Any, **kwargs: Any) -> None:
     _require_json(list(args), f"{task_.name} arguments")
     _require_json(kwargs, f"{task_.name} keyword arguments")
     transaction.on_commit(lambda: task_.enqueue(*args, **kwargs))
+
+
+def enqueue_now(task_: Task, /, *args: Any, **kwargs: Any) -> TaskResult:
+    """Enqueue ``task_(*args, **kwargs)`` at once and return its result handle, for a caller
+    that holds no transaction and reports on the task (a command printing its id). Inside a
+    transaction use ``enqueue_on_commit``: a worker could otherwise act before the commit."""
+    _require_json(list(args), f"{task_.name} arguments")
+    _require_json(kwargs, f"{task_.name} keyword arguments")
+    return task_.enqueue(*args, **kwargs)

@@ -263,7 +263,8 @@ class BannedIndex:
         under ``rule``. Like with like only (a centre against centres, a caption band against
         caption bands: against the other variants a cut would only add chances of collision),
         and matches only (no near misses from a cut). Measured with ``evaluate_matching``
-        (README): 3° rotations and captions 1.00 on every seed, no innocent file blocked."""
+        (docs/matching.md): 3° rotations and captions 1.00 on every seed, no innocent file
+        blocked."""
         return [
             replace(m, by_cut=True)
             for number, cut in cuts.items()

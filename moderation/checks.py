@@ -27,7 +27,7 @@ KIND_CHECKS = {
         lambda value: 0 <= value <= 64,
         "moderation.E001",
         "{name} must be an integer from 0 to 64 (bits of a 64-bit hash).",
-        hint="The default is {default}; see README 'What it catches'.",
+        hint="The default is {default}; see docs/matching.md, 'What it catches'.",
     ),
     Kind.POSITIVE: KindCheck(
         lambda value: value >= 1, "moderation.E002", "{name} must be a positive integer."

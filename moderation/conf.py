@@ -101,7 +101,8 @@ DECLARATIONS = (
     # dHash bits AND within MODERATION_MAX_CONFIRM_DISTANCE pHash bits. A banned row without a
     # pHash (pipeline < 3, original not kept) can't be confirmed and blocks within
     # MODERATION_MAX_UNCONFIRMED_DISTANCE dHash bits alone, as before pHash existed.
-    # Defaults from `manage.py evaluate_matching` on the corpus (README "What it catches").
+    # Defaults from `manage.py evaluate_matching` on the corpus (docs/matching.md, "What it
+    # catches").
     Setting(
         "MODERATION_MAX_DISTANCE",
         12,

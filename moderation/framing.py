@@ -16,7 +16,7 @@ Nothing here decides anything: ``hashing.check_fingerprints`` fingerprints the b
 (when there is one) and the upload path compares that fingerprint like the whole upload's. An
 upload with no flat margins -- nearly every photo -- costs one pass over a small copy of its
 pixels and no second lookup. The thresholds below are measured with ``evaluate_matching``
-(README, "What it catches").
+(docs/matching.md, "What it catches").
 """
 
 from __future__ import annotations

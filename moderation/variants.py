@@ -11,7 +11,7 @@ of each flag. A variant is one way of looking at the flagged image:
   10% one-sided crop lands 12-20 dHash bits from the original and only about a quarter of them
   were caught. A stored fingerprint of the image already cut on that side puts such a copy back
   within a few bits. Which crops, and why these fractions, is measured with
-  ``manage.py evaluate_matching`` (README, "What it catches").
+  ``manage.py evaluate_matching`` (docs/matching.md, "What it catches").
 
 Variant numbers are stored (``FingerprintVariant.variant``, ``BannedSetChange.variant``) and
 exchanged in hash-list exports, so they are never renumbered: a new variant is appended. The
@@ -46,8 +46,8 @@ class Variant:
 
 
 # Which crops, measured on the corpus photos with `python benchmarks/crop_coverage.py` (copies
-# cut, saved as JPEG q90, looked up at the default rule; share of photos caught; README "What it
-# catches"):
+# cut, saved as JPEG q90, looked up at the default rule; share of photos caught;
+# docs/matching.md, "What it catches"):
 #
 #   cut off one side (all 4 sides)  2.5%  5%    7.5%  10%   12.5% 15%   17.5% 20%
 #   orientations only               1.00  0.98  0.82  0.48  0.24  0.10  0.05  0.03
@@ -68,9 +68,9 @@ CENTRE_CUT = 0.15
 # "when you see it" lines and channel names go. Text drawn over a photo changes every dHash cell
 # it covers; cut away on both sides (the flag's band and the upload's band, compared like with
 # like) the two are the same picture again. Measured with `python benchmarks/caption_coverage.py`
-# (captions of 1/14 to 1/6 of the height, one or two lines, top, bottom or both; README "What
-# it catches"): 0.15 and 0.18 leave the lower edge of a two-line caption at 1/9 of the height
-# in the band, 0.22-0.25 gain little more and keep less of the picture to tell photos apart.
+# (captions of 1/14 to 1/6 of the height, one or two lines, top, bottom or both;
+# docs/matching.md, "What it catches"): 0.15 and 0.18 leave the lower edge of a two-line
+# caption at 1/9 of the height in the band, 0.22-0.25 gain little more and keep less of the picture to tell photos apart.
 BAND_CUT = 0.20
 
 VARIANTS: tuple[Variant, ...] = (

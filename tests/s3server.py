@@ -345,7 +345,7 @@ class SeaweedS3:
         return f"{self.endpoint}/{bucket}/{key}"
 
     def env(self, **overrides: str) -> dict[str, str]:
-        """The environment a deployment would set to use this server (see README)."""
+        """The environment a deployment would set to use this server (see docs/operations.md)."""
         env = {
             "MODERATION_S3_BUCKET": self.public_bucket,
             "MODERATION_S3_QUARANTINE_BUCKET": self.quarantine_bucket,

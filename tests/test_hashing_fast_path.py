@@ -90,7 +90,7 @@ def corpus_hashes(tmp_path_factory):
         pytest.skip(
             "!!! CORPUS NOT FOUND: set MODERATION_CORPUS or put the photos in "
             f"{REPO.parent / 'shared' / 'corpus' / 'photos'} -- the fast path's agreement "
-            "requirement (issue 3) is NOT checked in this run !!!"
+            "requirement is NOT checked in this run !!!"
         )
     sources = sorted(str(p) for p in folder.glob("*.jpg"))
     root = tmp_path_factory.mktemp("corpus")

@@ -153,7 +153,7 @@ def test_checks_report_an_out_of_range_value_with_the_same_id_and_message(settin
         assert [(e.id, e.msg) for e in errors] == [(error_id, message.format(name=setting.name))]
         if setting.kind is Kind.BITS:
             assert errors[0].hint == (
-                f"The default is {setting.default}; see README 'What it catches'."
+                f"The default is {setting.default}; see docs/matching.md, 'What it catches'."
             )
         else:
             assert errors[0].hint is None

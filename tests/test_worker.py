@@ -24,6 +24,7 @@ from moderation.background import enqueue_on_commit
 from moderation.hashing import fingerprint
 from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun
 from moderation.reindex import reindex_task
+from moderation.review import review_digest_task
 from moderation.sweeping import recheck_image_task, sweep_task
 from profiles.models import Profile
 from tests import images
@@ -308,3 +309,21 @@ def test_reindex_background_refuses_a_dry_run():
     with pytest.raises(CommandError, match="dry-run"):
         call_command("reindex", "--background", "--dry-run")
     assert not ReindexRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "old_path, task",
+    [
+        ("moderation.tasks.sweep_task", sweep_task),
+        ("moderation.tasks.recheck_image_task", recheck_image_task),
+        ("moderation.tasks.reindex_task", reindex_task),
+        ("moderation.tasks.review_digest_task", review_digest_task),
+    ],
+)
+def test_a_task_queued_under_its_previous_import_path_still_runs_the_flows_task(old_path, task):
+    """The worker finds a queued task by the path stored with it; tasks enqueued before each
+    flow owned its tasks were stored as ``moderation.tasks.*``."""
+    from django.utils.module_loading import import_string
+
+    assert import_string(old_path) is task
+    assert task.module_path != old_path  # new enqueues store the flow's own path

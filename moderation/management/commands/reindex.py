@@ -10,6 +10,7 @@ whole run, not just the part since the last interruption. ``--restart`` starts o
 from django.core.management.base import BaseCommand, CommandError
 
 from moderation import reindex
+from moderation.background import enqueue_now
 
 
 class Command(BaseCommand):
@@ -156,7 +157,7 @@ class Command(BaseCommand):
         if dry_run:
             raise CommandError("--dry-run cannot run in the background.")
         run = reindex.reindex_open_run(restart=restart)
-        result = reindex.reindex_task.enqueue(run.pk, batch_size=batch_size, sweep=sweep)
+        result = enqueue_now(reindex.reindex_task, run.pk, batch_size=batch_size, sweep=sweep)
         if isinstance(reindex.reindex_task.get_backend(), ImmediateBackend):
             if result.errors:
                 raise CommandError(

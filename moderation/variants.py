@@ -70,7 +70,8 @@ CENTRE_CUT = 0.15
 # like) the two are the same picture again. Measured with `python benchmarks/caption_coverage.py`
 # (captions of 1/14 to 1/6 of the height, one or two lines, top, bottom or both;
 # docs/matching.md, "What it catches"): 0.15 and 0.18 leave the lower edge of a two-line
-# caption at 1/9 of the height in the band, 0.22-0.25 gain little more and keep less of the picture to tell photos apart.
+# caption at 1/9 of the height in the band, 0.22-0.25 gain little more and keep less of the
+# picture to tell photos apart.
 BAND_CUT = 0.20
 
 VARIANTS: tuple[Variant, ...] = (

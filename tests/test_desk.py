@@ -29,35 +29,20 @@ from moderation.models import (
 )
 from profiles.models import Profile
 from tests import images
-from tests.helpers import ban
+from tests.helpers import ban, moderator_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
 ALLOWLIST = "admin:moderation_allowedmatch_changelist"
 
 
-@pytest.fixture
-def scene(settings):
-    """A banned scene and a copy of it 7 dHash bits away, blemished in the middle so that its
-    cuts are no match either (the upload's centre and caption band are compared with the
-    flag's)."""
-    original = images.photo(801)
-    near = images.near_miss(original, beyond=settings.MODERATION_MAX_DISTANCE)
-    return ban(original), near
 
 
-@pytest.fixture
-def queued(scene, upload, user):
-    flagged, near = scene
-    response = upload(near)
-    assert response.status_code == 302  # accepted
-    return ReviewItem.objects.get()
 
 
-def moderator_client(moderator) -> Client:
-    client = Client()
-    client.force_login(moderator)
-    return client
+
+
+
 
 
 @pytest.fixture

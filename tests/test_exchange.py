@@ -9,7 +9,6 @@ from io import StringIO
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
@@ -25,24 +24,13 @@ from moderation.models import (
     RefusedUpload,
 )
 from tests import images
+from tests.helpers import ban_into_list as ban
+from tests.helpers import run_command as run
 
 pytestmark = pytest.mark.django_db
 
 
-def run(name: str, *args, **options) -> str:
-    out, err = StringIO(), StringIO()
-    call_command(name, *args, stdout=out, stderr=err, **options)
-    return out.getvalue()
 
-
-def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> FlaggedFingerprint:
-    return flagging.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
-        keep_original=False,
-        hash_list=hash_list,
-    ).fingerprint
 
 
 def banned_set_as_matching_sees_it() -> list[tuple]:

@@ -5,15 +5,13 @@ import: ``test_exchange.py``.)"""
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from moderation import banned_set, flagging, hash_lists, matching, screening
+from moderation import banned_set, hash_lists, matching, screening
 from moderation.hashing import fingerprint_image
 from moderation.models import (
     DEFAULT_HASH_LIST,
@@ -22,24 +20,13 @@ from moderation.models import (
     HashList,
 )
 from tests import images
+from tests.helpers import ban_into_list as ban
+from tests.helpers import run_command as run
 
 pytestmark = pytest.mark.django_db
 
 
-def run(name: str, *args, **options) -> str:
-    out, err = StringIO(), StringIO()
-    call_command(name, *args, stdout=out, stderr=err, **options)
-    return out.getvalue()
 
-
-def ban(img, hash_list: HashList | None = None, reason: str = "known bad") -> FlaggedFingerprint:
-    return flagging.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
-        keep_original=False,
-        hash_list=hash_list,
-    ).fingerprint
 
 
 def copy_at(img, bits: int, seed: int = 0):

@@ -15,8 +15,6 @@ import warnings
 import imagehash
 import numpy as np
 import pytest
-from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageDraw
 
 from moderation.decoding import image_format, open_for_hashing, open_image
@@ -30,25 +28,9 @@ from moderation.hashing import (
     to_unsigned,
 )
 from tests import images
+from tests.helpers import as_upload, encoded, error_code
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def encoded(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
-    out = io.BytesIO()
-    img.save(out, format=fmt, **params)
-    return out.getvalue()
-
-
-def as_upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"):
-    """What a browser posts: the name and content type are the client's claims, nothing more."""
-    return SimpleUploadedFile(name, data, content_type)
-
-
-def error_code(call) -> str:
-    with pytest.raises(ValidationError) as info:
-        call()
-    return info.value.code
 
 
 # --- the Fingerprint value ---------------------------------------------------------------

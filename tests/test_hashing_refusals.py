@@ -19,31 +19,14 @@ import PIL.Image
 import PIL.ImageFile
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from moderation.decoding import image_format, open_image
 from moderation.hashing import Fingerprint, fingerprint, fingerprint_image, hamming
 from tests import images
+from tests.helpers import as_upload, encoded, error_code
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def encoded(img: Image.Image, fmt: str = "PNG", **params) -> bytes:
-    out = io.BytesIO()
-    img.save(out, format=fmt, **params)
-    return out.getvalue()
-
-
-def as_upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"):
-    """What a browser posts: the name and content type are the client's claims, nothing more."""
-    return SimpleUploadedFile(name, data, content_type)
-
-
-def error_code(call) -> str:
-    with pytest.raises(ValidationError) as info:
-        call()
-    return info.value.code
 
 
 def png_declaring(width: int, height: int) -> bytes:

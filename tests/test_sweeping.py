@@ -13,21 +13,13 @@ from moderation.models import AuditEvent, FlaggedFingerprint
 from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from tests import images
+from tests.helpers import flag_file
 
 pytestmark = pytest.mark.django_db
 
 
 def stored_fingerprint(profile: Profile) -> Fingerprint:
     return Fingerprint.from_signed(profile.photo_dhash)
-
-
-def flag_file(img, *, reason="test ban", actor=None, name="banned.png"):
-    return flagging.flag_image(
-        file=images.upload(img, name, "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.ADMIN_UPLOAD,
-        actor=actor,
-    )
 
 
 def test_flag_sweeps_near_duplicate_photo_on_another_profile(

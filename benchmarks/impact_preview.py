@@ -159,9 +159,8 @@ def main() -> None:
     )
     selected = Profile.objects.get(pk=selected.pk)
     from moderation import registry
-    from moderation.services import stored_fingerprint
 
-    selected_fp = stored_fingerprint(registry.target_for(selected), selected)
+    selected_fp = registry.target_for(selected).fingerprint(selected)
     rng = random.Random(1)
     print(f"database: {os.environ['DATABASE_URL']}")
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from moderation.conf import moderation_settings
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import Fingerprint, to_unsigned
 from moderation.matching import Match, MatchRule, Verdict, closeness, decide, is_low_information
@@ -297,6 +298,7 @@ def variant_entries(rows: Iterable[tuple]):
     """Index entries from ``(flag id, variant, dhash, phash, information[, list distance,
     shadow[, proposed distance]])`` rows (signed hashes; shadow is a bool or the list's mode;
     without the list columns, the site's rule applies)."""
+    minimum = moderation_settings.MIN_INFORMATION  # once, not per row: a cold load has millions
     for flag_id, variant, dhash, phash, information, *policy in rows:
         if policy:
             max_distance, shadow, *proposed = policy
@@ -309,6 +311,6 @@ def variant_entries(rows: Iterable[tuple]):
             entry_key(flag_id, variant),
             to_unsigned(dhash),
             None if phash is None else to_unsigned(phash),
-            is_low_information(information),
+            is_low_information(information, minimum),
             packed,
         )

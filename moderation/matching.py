@@ -31,13 +31,15 @@ from moderation.variants import VARIANTS
 
 BLOCK, REVIEW, PASS = "block", "review", "pass"
 
-def is_low_information(information: int | None) -> bool:
-    """True when a fingerprint's information is below ``MODERATION_MIN_INFORMATION``.
+def is_low_information(information: int | None, minimum: int | None = None) -> bool:
+    """True when a fingerprint's information is below ``minimum`` (default:
+    ``MODERATION_MIN_INFORMATION``; a caller deciding many rows at once reads it once).
 
     Unknown information (a row from before pipeline version 3) is not low: such rows keep the
     behaviour they had.
     """
-    return information is not None and information < moderation_settings.MIN_INFORMATION
+    minimum = moderation_settings.MIN_INFORMATION if minimum is None else minimum
+    return information is not None and information < minimum
 
 
 @dataclass(frozen=True, slots=True)

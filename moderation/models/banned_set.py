@@ -178,6 +178,13 @@ class FlaggedFingerprint(models.Model):
     original = models.FileField(
         _("original (private)"), storage=quarantine_storage, upload_to="originals/", blank=True
     )
+    # The image's verification signal (``verification.signal_of``), compared only with the
+    # candidates the dHash + pHash rule matches: read from here for them, never held in memory.
+    # Empty for a flag imported as bare hashes (or flagged before pipeline 6 and not reindexed):
+    # its matches are decided by the rule alone.
+    verification = models.BinaryField(
+        _("verification signal"), default=b"", blank=True, editable=False
+    )
 
     objects = FlaggedFingerprintQuerySet.as_manager()
 

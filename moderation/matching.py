@@ -213,6 +213,23 @@ class Verdict:
         trial = [t for t in self.trial if t.match.fingerprint_id not in flag_ids]
         return Verdict(_decision(matched, near), matched, self.candidates, near, self.shadow, trial)
 
+    def verified(self, rejected: set[int], demoted: set[int]) -> Verdict:
+        """This verdict after verification, decided again: the flags in ``rejected`` are not
+        this image (their matches, near misses, shadow matches and trials go), and the matches
+        of the flags in ``demoted`` could not be confirmed either way (they send the image to
+        review instead of blocking it)."""
+        matched = [
+            m for m in self.matches if m.fingerprint_id not in rejected | demoted
+        ]
+        near = sorted(
+            [m for m in self.near if m.fingerprint_id not in rejected]
+            + [m for m in self.matches if m.fingerprint_id in demoted],
+            key=closeness,
+        )
+        shadow = [m for m in self.shadow if m.fingerprint_id not in rejected]
+        trial = [t for t in self.trial if t.match.fingerprint_id not in rejected]
+        return Verdict(_decision(matched, near), matched, self.candidates, near, shadow, trial)
+
 
 def decision_of(verdicts: Iterable[Verdict]) -> str:
     """The decision for an image of several frames: BLOCK when any frame is blocked, else

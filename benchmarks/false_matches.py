@@ -92,6 +92,11 @@ def report(result: dict, seconds: dict[str, float]) -> None:
           f"{result['rate']:.2e}{bound}, collisions assumed independent across flags:")
     for n, share in result["share_refused"].items():
         print(f"  {int(n):>9,} flags: {share:.1%}")
+    for name, d in result["directions"].items():
+        if d["predicted_blocked_share"] is not None:
+            print(f"  check, direction {name}: at its own {d['flagged']:,} flags the formula "
+                  f"predicts {d['predicted_blocked_share']:.1%} blocked; observed "
+                  f"{_pct(d['blocked'], d['checked'])}")
     print()
     print("blocked tiles (upload <- flag behind the block):")
     for name, d in result["directions"].items():

@@ -314,6 +314,11 @@ def direction_summary(direction: Direction) -> dict:
         "matched_pairs": direction.matched_pairs,
         "rate": rate.value,
         "rate_is_bound": rate.bound,
+        # What the scaling formula predicts at this direction's own number of flags: against
+        # the observed ``blocked_share``, a check of the independence assumption.
+        "predicted_blocked_share": share_refused(rate.value, direction.flags)
+        if direction.pairs
+        else None,
         "by_grid": by_grid(direction),
         "blocked_pairs": blocked_pairs(direction),
     }

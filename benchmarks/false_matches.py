@@ -189,8 +189,11 @@ def main() -> None:
     (out / "false_matches.json").write_text(json.dumps(result, indent=1))
     print(f"{len(photos)} photos, {sum(len(d.checks) for d in directions)} tiles checked")
     report(result, seconds)
+    blocked = sum(d["blocked"] for d in result["directions"].values())
     print(f"wrote {out / 'false_matches.json'}, {out / 'false_matches.png'}"
-          + (f", {out / 'false_matches_blocked.png'}" if sheet is not None else ""))
+          + (f", {out / 'false_matches_blocked.png'} (the first "
+             f"{min(blocked, false_matches.SHEET_LIMIT)} of {blocked} blocked tiles)"
+             if sheet is not None else ""))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ SWEEP_PHASH = tuple(range(12, 21))
 # Banned-set sizes the per-pair rate is scaled to.
 SCALES = (10_000, 100_000, 1_000_000)
 NO_PHASH = 65  # a candidate without a pHash distance: never within a pHash rule
+SHEET_LIMIT = 60  # blocked pairs drawn on the contact sheet (all are listed in the JSON)
 
 
 # --- tiles ----------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ def summary(
 
 
 def contact_sheet(
-    pairs: Sequence[tuple[Tile, Tile, str]], *, thumb: int = 128, limit: int = 60
+    pairs: Sequence[tuple[Tile, Tile, str]], *, thumb: int = 128, limit: int = SHEET_LIMIT
 ) -> Image.Image:
     """(upload tile, flag tile, caption) pairs side by side, one pair per row (first ``limit``)."""
     pairs = list(pairs)[:limit]

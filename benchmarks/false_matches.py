@@ -95,7 +95,8 @@ def report(result: dict, seconds: dict[str, float]) -> None:
     for name, d in result["directions"].items():
         if d["predicted_blocked_share"] is not None:
             print(f"  check, direction {name}: at its own {d['flagged']:,} flags the formula "
-                  f"predicts {d['predicted_blocked_share']:.1%} blocked; observed "
+                  f"predicts {'at most ' if d['rate_is_bound'] else ''}"
+                  f"{d['predicted_blocked_share']:.1%} blocked; observed "
                   f"{_pct(d['blocked'], d['checked'])}")
     print()
     print("blocked tiles (upload <- flag behind the block):")

@@ -44,7 +44,7 @@ from moderation import matching
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
 from moderation.decoding import open_image
 from moderation.flagging import check_information
-from moderation.hashing import Fingerprint, fingerprint_variants
+from moderation.hashing import CheckFingerprints, Fingerprint, fingerprint_variants
 from moderation.screening import lookup_in, screen, upload_fingerprints
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
@@ -359,10 +359,22 @@ def look_up(data: bytes, index: BannedIndex, rule: matching.MatchRule) -> Lookup
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
     the site stores, and any further animation frames), checked against the index."""
     checked = upload_fingerprints(io.BytesIO(data))
-    frames = checked.frames
     decision = screen(checked, lookup=lookup_in(index, rule), allowlist=False).decision
-    reach = max(SWEEP_MAX_DISTANCE, rule.radius)
-    found = [(m, 1) for fp in frames for m in index.candidates(fp, reach)]
+    rows = [
+        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
+        for m, whole in sweep_candidates(checked, index, max(SWEEP_MAX_DISTANCE, rule.radius))
+        if not m.low_information
+    ]
+    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4))
+
+
+def sweep_candidates(
+    checked: CheckFingerprints, index: BannedIndex, reach: int
+) -> list[tuple[matching.Match, int]]:
+    """Every candidate within ``reach`` dHash bits of an upload's fingerprints, compared as the
+    upload path compares them, with ``whole`` (1: found by a frame of the whole upload, 0: by a
+    cut or by the picture inside a frame). Whatever their pHash: a sweep scores any rule."""
+    found = [(m, 1) for fp in checked.frames for m in index.candidates(fp, reach)]
     # The upload's cuts against the same variant of the flags, as the upload path compares them.
     found += [
         (m, 0)
@@ -372,12 +384,7 @@ def look_up(data: bytes, index: BannedIndex, rule: matching.MatchRule) -> Lookup
     # The picture inside the upload's frame, compared as the whole upload is.
     if checked.inner is not None:
         found += [(m, 0) for m in index.candidates(checked.inner, reach)]
-    rows = [
-        (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
-        for m, whole in found
-        if not m.low_information
-    ]
-    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4))
+    return found
 
 
 def evaluate(

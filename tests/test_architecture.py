@@ -66,6 +66,7 @@ def test_the_engine_is_free_of_the_orm():
         "moderation.hashing",
         "moderation.variants",
         "moderation.framing",
+        "moderation.verification",
     )
     graph = import_graph()
     for name in engine:

@@ -1,0 +1,298 @@
+"""Verify a candidate match with local features before it blocks: ORB keypoints + RANSAC.
+
+Pure functions, no ORM. The dHash finds candidates and the pHash confirms them, but two 64-bit
+global hashes of *different* small, smooth pictures (sky, fog, skin, a blurred background)
+collide often enough that a banned set of 100k-1M flags would block innocent photos
+(docs/matching.md; /work/shared/notes/false-matches.md measured 3.3e-5 per tile pair). A
+candidate is therefore verified by a signal that looks at the picture's content, not its
+layout: the same corners and edges, found again where one similarity transform (shift, scale,
+rotation) puts them.
+
+The signal (``signal_of``): the grey image scaled so that its longer side is at most
+``MAX_SIDE`` pixels (never enlarged), up to ``MAX_KEYPOINTS`` ORB keypoints, each kept as its
+position and its 256-bit descriptor. ORB is rotation-invariant (any angle, so 90°/180° turns
+and a 3° tilt alike) and, through its pyramid, scale-tolerant, but not mirror-invariant: its
+binary tests are laid out with a handedness. So a signal may also carry a second keypoint set,
+that of the mirrored picture (``signal_of(image, mirrored=True)``): the *upload* side builds
+it, in memory, while the request runs; the stored flag side keeps only its own picture's set,
+so the database holds one set per flag and a mirrored copy costs one more ORB pass and one more
+match at upload time, only for an upload that has a candidate.
+
+The comparison (``compare``): every descriptor of one set matched to its two nearest in the
+other by Hamming distance, kept when the nearest is clearly nearer than the second (Lowe's
+ratio test, ``RATIO``), then a RANSAC similarity transform (``cv2.estimateAffinePartial2D``)
+through the kept pairs; the result is how many pairs the transform explains (inliers). Every
+set of one signal is compared with every set of the other; the best count counts.
+
+A picture with too few keypoints (a flat colour, a smooth gradient, fog) *cannot be verified*:
+``Verification.verifiable`` is False, which is a different answer from "0 inliers". Nothing can
+confirm such a match, so the caller should not block on it (review is the honest outcome).
+
+Stored form (``pack``/``unpack``), little-endian:
+    header  4s magic b"ORB1", uint16 width, uint16 height (of the scaled picture),
+            uint8 number of sets (1 or 2)
+    per set uint16 n, then n x (uint16 x, uint16 y) in 1/``_POSITION_SCALE`` pixels,
+            then n x 32 bytes of descriptor
+    = 9 + 2 + 36 n bytes for one set: at most 18,011 bytes at 500 keypoints (``MAX_STORED``).
+
+Measured (``python benchmarks/verification.py ../shared/corpus/photos``, 72 photos):
+- true copies, 30 edits x 72 photos: 99.2% verified, 5 of 2,160 "cannot verify"; below the
+  bar mostly screenshots (median 23 inliers, 85% verified: the picture is half the canvas);
+- collisions (the site's rule blocks; tiles of different photos): 391 pairs, max 3 inliers,
+  0 verified, 338 (86%) "cannot verify" -- collisions are the featureless pictures;
+- near misses (review reach, no match): 3,615 pairs, max 5 inliers, 0 plausible (>= 6);
+- cost: ``signal_of`` ~6 ms (stored side) / ~11 ms (upload side, with its mirrored set) on
+  the corpus as decoded for the fingerprint (1600 x 1000-1200 for its 2 MP photos),
+  ``compare`` ~4 ms; 18,011 bytes stored per flag.
+Known limit: the verifier confirms shared *local content*, and an overlay is some. Different
+photos under the same caption verify (56-65% of pairs) and under the same app's screenshot chrome
+all do -- and the hash rule blocks 10-12% of such screenshot pairs. Verify what the index
+compared: the picture inside a frame against the picture inside a frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# --- The signal ----------------------------------------------------------------------------
+
+# The picture is scaled so that its longer side is at most this (never enlarged): enough detail
+# for ORB's 31-pixel patches over 8 pyramid levels, and a bounded, fast keypoint search.
+MAX_SIDE = 512
+# ORB keeps at most this many keypoints (the strongest by Harris score); 36 bytes each stored.
+MAX_KEYPOINTS = 500
+# FAST corner threshold (grey levels). OpenCV's default 20 leaves smooth pictures with too few
+# keypoints: 77 of 2,160 corpus copies and 97% of collisions "cannot verify"; at 8, 5 copies
+# and 86% of collisions, verified copies 95.7% -> 99.2%, collisions still <= 3 inliers, for
+# ~2 ms more per signal (benchmarks/verification.py).
+FAST_THRESHOLD = 8
+_ORB_PARAMETERS = {"nfeatures": MAX_KEYPOINTS, "scaleFactor": 1.2, "nlevels": 8,
+                   "edgeThreshold": 31, "patchSize": 31, "fastThreshold": FAST_THRESHOLD}
+
+# --- The decision --------------------------------------------------------------------------
+
+# Lowe's ratio test: a match is kept when nearest distance < RATIO x second-nearest distance.
+RATIO = 0.8
+# RANSAC: a pair is an inlier when the similarity puts it within this many pixels (in the
+# scaled pictures, longer side <= MAX_SIDE) of its match.
+RANSAC_THRESHOLD = 5.0
+# The similarity's scale must lie within [MIN_SCALE, 1 / MIN_SCALE]: both pictures are read at
+# <= MAX_SIDE, so a copy's scale stays near 1 (a screenshot shows the picture at about half
+# the canvas's longer side; a 20% crop enlarges it by 1.25).
+MIN_SCALE = 0.25
+# A pair is *verified* a copy when inliers >= VERIFIED_MIN_INLIERS. Collisions of different
+# pictures that pass the dHash+pHash rule reach 3 at most on the corpus, near misses 4; edited
+# copies reach 8 and more on every edit but screenshots, captions, re-shares and padding of a
+# few smooth photos (benchmarks/verification.py). RANSAC fits a similarity to 2 pairs, so 2-4
+# chance inliers are normal; 8 leaves twice the worst chance count.
+VERIFIED_MIN_INLIERS = 8
+# A near miss is *plausibly* a copy (worth a moderator's look) when inliers >= this: above
+# every chance count measured (5, in 2 of 3,615 near misses), below the copies' weakest edits.
+PLAUSIBLE_MIN_INLIERS = 6
+# Each side needs >= this many keypoints (in the best set) for a verification to mean
+# anything; with fewer, ``verifiable`` is False ("cannot verify"), not "0 inliers".
+MIN_KEYPOINTS = 2 * VERIFIED_MIN_INLIERS
+
+_MAGIC = b"ORB1"
+_HEADER = struct.Struct("<4sHHB")
+_COUNT = struct.Struct("<H")
+_DESCRIPTOR_BYTES = 32
+_POSITION_SCALE = 64  # positions in 1/64 pixel: up to 1023.98 px, MAX_SIDE fits
+_BYTES_PER_KEYPOINT = 4 + _DESCRIPTOR_BYTES
+# The largest stored (one-set) signal.
+MAX_STORED = _HEADER.size + _COUNT.size + _BYTES_PER_KEYPOINT * MAX_KEYPOINTS
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """One picture's keypoints: positions (n, 2) float32 in scaled pixels, descriptors (n, 32)
+    uint8."""
+
+    positions: np.ndarray
+    descriptors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The scaled picture's size and its keypoint sets (the picture's own, then optionally the
+    mirrored picture's, positions in the mirrored picture)."""
+
+    size: tuple[int, int]
+    sets: tuple[Keypoints, ...]
+
+    @property
+    def keypoints(self) -> int:
+        return max((len(s) for s in self.sets), default=0)
+
+
+def scaled_grey(image: Image.Image) -> np.ndarray:
+    """The picture as the signal reads it: grey, longer side at most ``MAX_SIDE`` (area
+    averaging), never enlarged."""
+    grey = np.asarray(image if image.mode == "L" else image.convert("L"))
+    height, width = grey.shape
+    factor = MAX_SIDE / max(width, height)
+    if factor >= 1:
+        return np.ascontiguousarray(grey)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def _keypoints(grey: np.ndarray) -> Keypoints:
+    orb = cv2.ORB_create(**_ORB_PARAMETERS)
+    found, descriptors = orb.detectAndCompute(grey, None)
+    if descriptors is None or not found:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, _DESCRIPTOR_BYTES), np.uint8))
+    positions = np.array([k.pt for k in found], dtype=np.float32)
+    # Round as the stored form does, so a signal compares the same before and after storage.
+    positions = np.round(positions * _POSITION_SCALE) / _POSITION_SCALE
+    return Keypoints(positions.astype(np.float32), descriptors[:, :_DESCRIPTOR_BYTES])
+
+
+def signal_of(image: Image.Image, *, mirrored: bool = False) -> bytes:
+    """The packed verification signal of a prepared picture (any mode, upright; e.g. the grey
+    ``decoding.Decoded.image`` the fingerprint reads, at whatever scale it was decoded).
+
+    ``mirrored``: also the mirrored picture's keypoints, so that ``compare`` finds a mirrored
+    copy; for the upload side only (twice the work and size; the stored flag side has one set).
+    """
+    grey = scaled_grey(image)
+    sets = [_keypoints(grey)]
+    if mirrored:
+        sets.append(_keypoints(np.ascontiguousarray(grey[:, ::-1])))
+    return pack(Signal((grey.shape[1], grey.shape[0]), tuple(sets)))
+
+
+# --- Stored form ---------------------------------------------------------------------------
+
+
+def pack(signal: Signal) -> bytes:
+    """The stored form (see the module docstring)."""
+    parts = [_HEADER.pack(_MAGIC, *signal.size, len(signal.sets))]
+    for keypoints in signal.sets:
+        positions = np.round(keypoints.positions * _POSITION_SCALE).astype("<u2")
+        parts += [_COUNT.pack(len(keypoints)), positions.tobytes(),
+                  np.ascontiguousarray(keypoints.descriptors, dtype=np.uint8).tobytes()]
+    return b"".join(parts)
+
+
+def unpack(data: bytes | memoryview) -> Signal:
+    """A signal from its stored form; ``ValueError`` for bytes that are not one."""
+    data = bytes(data)
+    if len(data) < _HEADER.size:
+        raise ValueError("not a verification signal: too short")
+    magic, width, height, count = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError(f"not a verification signal: magic {magic!r}")
+    offset, sets = _HEADER.size, []
+    for _ in range(count):
+        (n,) = _COUNT.unpack_from(data, offset)
+        offset += _COUNT.size
+        end = offset + n * _BYTES_PER_KEYPOINT
+        if end > len(data):
+            raise ValueError("not a verification signal: truncated")
+        positions = np.frombuffer(data, "<u2", 2 * n, offset).reshape(n, 2)
+        descriptors = np.frombuffer(data, np.uint8, n * _DESCRIPTOR_BYTES, offset + 4 * n)
+        sets.append(Keypoints((positions / _POSITION_SCALE).astype(np.float32),
+                              descriptors.reshape(n, _DESCRIPTOR_BYTES)))
+        offset = end
+    if offset != len(data):
+        raise ValueError("not a verification signal: trailing bytes")
+    return Signal((width, height), tuple(sets))
+
+
+# --- Comparison ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How far two pictures' local features agree.
+
+    ``inliers``: matched keypoint pairs one similarity transform explains (best over the sets).
+    ``verifiable``: both sides have >= ``MIN_KEYPOINTS`` keypoints; when False, ``inliers``
+    says nothing and neither ``verified`` nor ``plausible`` can be True ("cannot verify").
+    """
+
+    inliers: int
+    keypoints: tuple[int, int]
+    verifiable: bool
+
+    @property
+    def verified(self) -> bool:
+        """A copy: verifiable and inliers >= ``VERIFIED_MIN_INLIERS``."""
+        return self.verifiable and self.inliers >= VERIFIED_MIN_INLIERS
+
+    @property
+    def plausible(self) -> bool:
+        """Plausibly a copy (a near miss worth review): inliers >= ``PLAUSIBLE_MIN_INLIERS``."""
+        return self.verifiable and self.inliers >= PLAUSIBLE_MIN_INLIERS
+
+
+_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=False)
+
+
+def _inliers(a: Keypoints, b: Keypoints) -> int:
+    if len(a) < 2 or len(b) < 2:
+        return 0
+    pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
+    # One match per keypoint of ``b`` too (the nearest): without it many keypoints of ``a`` can
+    # match one keypoint of ``b``, and a transform of scale ~0 that maps everything onto that
+    # point "explains" them all (measured: up to 28 such inliers between different pictures).
+    best: dict[int, cv2.DMatch] = {}
+    for m, n in (p for p in pairs if len(p) == 2):
+        if m.distance < RATIO * n.distance and (
+            m.trainIdx not in best or m.distance < best[m.trainIdx].distance
+        ):
+            best[m.trainIdx] = m
+    if len(best) < 3:  # two pairs always fit a similarity
+        return 0
+    good = list(best.values())
+    source = a.positions[[m.queryIdx for m in good]]
+    target = b.positions[[m.trainIdx for m in good]]
+    transform, mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_THRESHOLD,
+        maxIters=2000, confidence=0.99, refineIters=10,
+    )
+    if transform is None or mask is None:
+        return 0
+    # A copy is scaled by a bounded factor (both pictures are read at <= MAX_SIDE); a transform
+    # outside it explains nothing a copy would.
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if not MIN_SCALE <= scale <= 1 / MIN_SCALE:
+        return 0
+    return int(mask.sum())
+
+
+def inliers(a: bytes | Signal, b: bytes | Signal) -> int:
+    """The most keypoint pairs one similarity transform explains, over every set of ``a``
+    against every set of ``b`` (0 when either has too few to try)."""
+    sa = a if isinstance(a, Signal) else unpack(a)
+    sb = b if isinstance(b, Signal) else unpack(b)
+    return max((_inliers(x, y) for x, y in _set_pairs(sa, sb)), default=0)
+
+
+def _set_pairs(a: Signal, b: Signal):
+    """Each picture's own set against the other's sets (mirrored against mirrored would only
+    repeat own against own)."""
+    return [(x, y) for i, x in enumerate(a.sets) for j, y in enumerate(b.sets) if not (i and j)]
+
+
+def compare(a: bytes | Signal, b: bytes | Signal) -> Verification:
+    """Verify a candidate: ``a`` and ``b`` are signals (packed or not), in either order.
+
+    Every pair of sets is matched (two matches when one side has its mirrored set), so that
+    ``inliers`` is the real count a moderator can read, not the first one above the bar.
+    """
+    sa = a if isinstance(a, Signal) else unpack(a)
+    sb = b if isinstance(b, Signal) else unpack(b)
+    counts = (sa.keypoints, sb.keypoints)
+    if min(counts) < MIN_KEYPOINTS:
+        return Verification(0, counts, verifiable=False)
+    return Verification(inliers(sa, sb), counts, verifiable=True)

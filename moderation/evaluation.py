@@ -43,9 +43,10 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from moderation import matching
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
 from moderation.decoding import open_image
-from moderation.flagging import check_information
+from moderation.flagging import check_information, signal_of_file
 from moderation.hashing import CheckFingerprints, Fingerprint, fingerprint_variants
-from moderation.screening import lookup_in, screen, upload_fingerprints
+from moderation.screening import ImageSignals, Verifier, lookup_in, screen, upload_fingerprints
+from moderation.verification import keypoint_count
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.
 SWEEP_MAX_DISTANCE = 16
@@ -285,6 +286,7 @@ class Run:
     lookups: dict[tuple[str, str], list[Lookup]] = field(default_factory=dict)
     entries: int = 0
     index_bytes: int = 0
+    signals: dict[int, bytes] = field(default_factory=dict)  # flag id -> verification signal
 
 
 def load_photos(paths: Iterable[Path], skipped: list[str]) -> list[Photo]:
@@ -338,12 +340,17 @@ def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
     rows = []
     for flag_id, photo in enumerate(banned, start=1):
         variants = fingerprint_variants(io.BytesIO(photo.data))
+        signal = signal_of_file(io.BytesIO(photo.data))
         try:
-            check_information(variants[0], allow_low=False, actor=None)
+            check_information(variants[0], allow_low=False, actor=None, signal=signal)
         except ValidationError:
-            run.refused.append(f"{photo.path.name} (information {variants[0].information})")
+            run.refused.append(
+                f"{photo.path.name} (information {variants[0].information}, "
+                f"{keypoint_count(signal)} keypoints)"
+            )
             continue
         run.banned.append(photo.path.name)
+        run.signals[flag_id] = signal
         for number, fp in stored_variants(variants):
             rows.append(
                 (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
@@ -355,11 +362,31 @@ def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
     return index
 
 
-def look_up(data: bytes, index: BannedIndex, rule: matching.MatchRule) -> Lookup:
+def verifier_for(data: bytes, signals: dict[int, bytes] | None) -> Verifier | None:
+    """The upload path's verification of ``data`` against in-memory flags' ``signals`` (None:
+    no verification, the rule alone)."""
+    if signals is None:
+        return None
+    return Verifier(
+        ImageSignals.of_bytes(data),
+        flags=lambda ids: {i: signals[i] for i in ids if i in signals},
+    )
+
+
+def look_up(
+    data: bytes,
+    index: BannedIndex,
+    rule: matching.MatchRule,
+    signals: dict[int, bytes] | None = None,
+) -> Lookup:
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
-    the site stores, and any further animation frames), checked against the index."""
+    the site stores, and any further animation frames), checked against the index, its
+    candidates verified against the flags' ``signals`` (None: by the rule alone)."""
     checked = upload_fingerprints(io.BytesIO(data))
-    decision = screen(checked, lookup=lookup_in(index, rule), allowlist=False).decision
+    verifier = verifier_for(data, signals)
+    decision = screen(
+        checked, lookup=lookup_in(index, rule), allowlist=False, verifier=verifier
+    ).decision
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
         for m, whole in sweep_candidates(checked, index, max(SWEEP_MAX_DISTANCE, rule.radius))
@@ -411,7 +438,7 @@ def evaluate(
             for name, edit in [(ORIGINAL, None)] + [(e.name, e) for e in edits]:
                 try:
                     data = photo.data if edit is None else edit.make(photo.image, rng)
-                    lookup = look_up(data, index, rule)
+                    lookup = look_up(data, index, rule, run.signals)
                 except ValidationError as e:
                     run.errors.append(f"{photo.path.name} / {name}: {' '.join(e.messages)}")
                     continue

@@ -145,20 +145,34 @@ class Direction:
         return self.offered[flag_id - 1]
 
 
-def flag_tiles(tiles: list[Tile], rule: matching.MatchRule) -> tuple[BannedIndex, list[str], int]:
+def flag_tiles(
+    tiles: list[Tile], rule: matching.MatchRule
+) -> tuple[BannedIndex, list[str], int, dict[int, bytes]]:
     """Flag every tile as the flag service does (``evaluation.build_banned_index``): (the
-    index, the tiles the information gate refused, how many were flagged)."""
+    index, the tiles the information gate refused, how many were flagged, their verification
+    signals by flag id)."""
     run = evaluation.Run(seed=0, rule=rule)
     offered = [Photo(Path(t.name), None, t.data) for t in tiles]
     index = evaluation.build_banned_index(offered, run)
-    return index, run.refused, len(run.banned)
+    return index, run.refused, len(run.banned), run.signals
 
 
-def check_tile(tile: Tile, index: BannedIndex, rule: matching.MatchRule) -> Checked:
+def check_tile(
+    tile: Tile,
+    index: BannedIndex,
+    rule: matching.MatchRule,
+    signals: dict[int, bytes] | None = None,
+) -> Checked:
     """The upload decision on one tile (re-encoded as the profile form stores it, screened
-    against ``index`` under ``rule``, no allowlist) and every candidate for the sweep."""
+    against ``index`` under ``rule``, its candidates verified against the flags' ``signals``,
+    no allowlist) and every candidate for the sweep (the rule's, before verification)."""
     checked = upload_fingerprints(io.BytesIO(tile.data))
-    screening = screen(checked, lookup=lookup_in(index, rule), allowlist=False)
+    screening = screen(
+        checked,
+        lookup=lookup_in(index, rule),
+        allowlist=False,
+        verifier=evaluation.verifier_for(tile.data, signals),
+    )
     matched = frozenset(
         m.fingerprint_id for v in screening.verdicts for m in v.matches if not m.low_information
     )
@@ -187,12 +201,12 @@ def run_direction(
 ) -> Direction:
     """Flag ``flagged``, then check every tile of ``checked`` against those flags."""
     direction = Direction(name, flagged)
-    index, direction.refused, direction.flags = flag_tiles(flagged, rule)
+    index, direction.refused, direction.flags, signals = flag_tiles(flagged, rule)
     for i, tile in enumerate(checked):
         if progress and i % 100 == 0:
             progress(f"{name}: checked {i}/{len(checked)}")
         try:
-            direction.checks.append(check_tile(tile, index, rule))
+            direction.checks.append(check_tile(tile, index, rule, signals))
         except ValidationError as e:
             direction.errors.append(f"{tile.name}: {' '.join(e.messages)}")
     return direction

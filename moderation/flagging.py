@@ -24,6 +24,7 @@ from moderation import registry, sweeping
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
+from moderation.decoding import open_image
 from moderation.files import (
     copy_to_quarantine,
     delete_after_commit,
@@ -33,6 +34,8 @@ from moderation.files import (
 from moderation.hashing import Fingerprint, fingerprint_variants
 from moderation.matching import is_low_information
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
+from moderation.screening import SIGNAL_SIDE
+from moderation.verification import MIN_KEYPOINTS, flag_signal_of, keypoint_count
 
 
 @dataclass(frozen=True)
@@ -50,19 +53,47 @@ LOW_INFORMATION_MESSAGE = _(
 )
 
 
-def check_information(fp: Fingerprint, *, allow_low: bool, actor: AbstractBaseUser | None) -> bool:
-    """The low-information gate of every flag. Returns True when ``fp`` is low-information.
+FEATURELESS_MESSAGE = _(
+    "This image has too few distinctive details to be verified (%(keypoints)s found; at least "
+    "%(minimum)s are needed): a copy of it could not be told from a different picture that "
+    "happens to look alike, so banning it would also block innocent photos. It was not flagged. "
+    "A superuser can flag it anyway; a match with it then sends an upload to review instead of "
+    "blocking it."
+)
+
+
+def check_information(
+    fp: Fingerprint,
+    *,
+    allow_low: bool,
+    actor: AbstractBaseUser | None,
+    signal: bytes | None = None,
+) -> bool:
+    """The low-information gate of every flag. Returns True when ``fp`` is low-information
+    (too few informative dHash bits) or the image is featureless (its verification ``signal``
+    has fewer than ``verification.MIN_KEYPOINTS`` keypoints, so no match could be verified).
 
     Raises ``ValidationError`` (code ``low_information``) unless ``allow_low``, which only a
     superuser (or a command run without a user) may use: ``PermissionDenied`` otherwise.
     """
-    if not is_low_information(fp.information):
+    keypoints = None if signal is None else keypoint_count(signal)
+    featureless = keypoints is not None and keypoints < MIN_KEYPOINTS
+    if not is_low_information(fp.information) and not featureless:
         return False
     if not allow_low:
+        if is_low_information(fp.information):
+            raise ValidationError(
+                LOW_INFORMATION_MESSAGE,
+                code="low_information",
+                params={
+                    "information": fp.information,
+                    "minimum": moderation_settings.MIN_INFORMATION,
+                },
+            )
         raise ValidationError(
-            LOW_INFORMATION_MESSAGE,
+            FEATURELESS_MESSAGE,
             code="low_information",
-            params={"information": fp.information, "minimum": moderation_settings.MIN_INFORMATION},
+            params={"keypoints": keypoints, "minimum": MIN_KEYPOINTS},
         )
     if actor is not None and not actor.is_superuser:
         raise PermissionDenied("only a superuser may flag a low-information image")
@@ -81,6 +112,11 @@ def variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
         )
 
 
+def signal_of_file(file: Any) -> bytes:
+    """The verification signal a flag of ``file`` stores (``verification.flag_signal_of``)."""
+    return flag_signal_of(open_image(file, max_side=SIGNAL_SIDE))
+
+
 def _record_flag(
     *,
     variants: list[Fingerprint],
@@ -90,6 +126,7 @@ def _record_flag(
     original_name: str = "",
     target: str = "",
     hash_list: HashList | None = None,
+    signal: bytes = b"",
 ) -> FlagResult:
     """Insert the flag and its variants (or reuse the active flag with the same upright hash)
     and audit it. ``variants`` are ``fingerprint_variants`` of the image."""
@@ -108,6 +145,7 @@ def _record_flag(
                     source=source,
                     flagged_by=actor,
                     original=original_name,
+                    verification=signal,
                     **({"hash_list": hash_list} if hash_list is not None else {}),
                 )
                 FingerprintVariant.objects.bulk_create(variant_rows(flagged, variants))
@@ -124,6 +162,9 @@ def _record_flag(
         flagged.original = original_name
         flagged.save(update_fields=["original"])
         original_name = ""
+    if not created and signal and not flagged.verification:
+        flagged.verification = signal
+        flagged.save(update_fields=["verification"])
     AuditEvent.objects.create(
         action=AuditEvent.Action.FLAG,
         actor=actor,
@@ -157,7 +198,8 @@ def flag_image(
     """
     variants = fingerprint_variants(file)
     fp = variants[0]
-    low = check_information(fp, allow_low=allow_low_information, actor=actor)
+    signal = signal_of_file(file)
+    low = check_information(fp, allow_low=allow_low_information, actor=actor, signal=signal)
     reason = _override_note(reason, low)
     already_kept = (
         FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(original="").exists()
@@ -173,6 +215,7 @@ def flag_image(
                 actor=actor,
                 original_name=stored,
                 hash_list=hash_list,
+                signal=signal,
             )
     except BaseException:
         if stored:
@@ -205,7 +248,10 @@ def flag_stored_image(
         public_name = image.name
         with storage_errors(), image.open("rb") as fh:
             variants = fingerprint_variants(fh)
-            low = check_information(variants[0], allow_low=allow_low_information, actor=actor)
+            signal = signal_of_file(fh)
+            low = check_information(
+                variants[0], allow_low=allow_low_information, actor=actor, signal=signal
+            )
             reason = _override_note(reason, low)
             stored = copy_to_quarantine(fh, "originals")
         try:
@@ -217,6 +263,7 @@ def flag_stored_image(
                 actor=actor,
                 original_name=stored,
                 target=label,
+                signal=signal,
             )
             target.clear(locked)
             AuditEvent.objects.create(

@@ -8,24 +8,30 @@ variants against every stored image, with the same rule in numpy: ``hash_columns
 An image is screened with what it was fingerprinted with (``hashing.CheckFingerprints``): every
 frame, the first frame's cuts and the picture inside its frame. Each frame is looked up in the
 banned set (the first with its cuts and framed picture), the match rule decides
-(``matching.decide``), and the flags a moderator has allowed this image for are taken out
-(``without_allowed``). The result is a ``Screening``: a value that says what was checked and
-what was found, which the caller stores, shows or records. Nothing is carried on file objects.
+(``matching.decide``), the flags a moderator has allowed this image for are taken out
+(``without_allowed``), and each remaining candidate flag that stores a verification signal is
+verified against the image's own (``verify``: local features, ``moderation.verification``),
+so that two different pictures whose 64-bit hashes collide do not block or fill the queue.
+The result is a ``Screening``: a value that says what was checked and what was found, which
+the caller stores, shows or records. Nothing is carried on file objects.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from moderation import banned_set, registry
 from moderation.banned_index import BannedIndex
 from moderation.conf import moderation_settings
+from moderation.decoding import open_image
 from moderation.hashing import (
     CheckFingerprints,
     Fingerprint,
@@ -34,7 +40,8 @@ from moderation.hashing import (
     to_unsigned,
 )
 from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decision_of
-from moderation.models import AllowedMatch, RefusedUpload
+from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
+from moderation.verification import MIN_KEYPOINTS, compare, framed_picture, signal_of
 
 logger = logging.getLogger(__name__)
 
@@ -130,17 +137,27 @@ def lookup_in(index: BannedIndex | None = None, rule: MatchRule | None = None) -
 
 
 def screen(
-    checked: CheckFingerprints, *, lookup: Lookup | None = None, allowlist: bool = True
+    checked: CheckFingerprints,
+    *,
+    lookup: Lookup | None = None,
+    allowlist: bool = True,
+    verifier: Verifier | None = None,
 ) -> Screening:
     """Screen an image's fingerprints: each frame looked up (the first with its cuts and framed
-    picture) with ``lookup`` (default: the process's banned set under the site's rule), then,
-    with ``allowlist``, the flags a moderator allowed it for taken out (``without_allowed``)."""
+    picture) with ``lookup`` (default: the process's banned set under the site's rule); with
+    ``allowlist``, the flags a moderator allowed it for taken out (``without_allowed``); with a
+    ``verifier``, the first frame's candidates verified (``verify``; the signal is the first
+    frame's, so an animation's later frames keep the rule's answer)."""
     lookup = lookup_in() if lookup is None else lookup
     verdicts = []
     for i, fp in enumerate(checked.frames):
         first = i == 0
         verdict = lookup(fp, checked.cuts if first else None, checked.inner if first else None)
-        verdicts.append(without_allowed(verdict, fp) if allowlist else verdict)
+        if allowlist:
+            verdict = without_allowed(verdict, fp)
+        if first and verifier is not None:
+            verdict = verifier(verdict)
+        verdicts.append(verdict)
     return Screening(checked, tuple(verdicts))
 
 
@@ -179,6 +196,128 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
     if not allowed:
         return verdict
     return verdict.without(allowed)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+# The screened picture is read at this size for its verification signal (which reads at most
+# ``verification.MAX_SIDE``): a big JPEG is decoded at reduced scale.
+SIGNAL_SIDE = 1024
+
+
+class ImageSignals:
+    """The screened image's verification signals, computed on first need: only an image with a
+    candidate pays for them. ``picture`` opens the image (upright, any size)."""
+
+    def __init__(self, picture: Callable[[], Any]) -> None:
+        self._picture = picture
+        self._image = None
+        self._signals: dict[str, bytes] = {}
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> ImageSignals:
+        return cls(lambda: open_image(io.BytesIO(data), max_side=SIGNAL_SIDE))
+
+    @classmethod
+    def of_file(cls, fieldfile: Any) -> ImageSignals:
+        """A stored file (a ``FieldFile`` or a path), opened only if a candidate needs it."""
+
+        def picture():
+            if isinstance(fieldfile, str):
+                return open_image(fieldfile, max_side=SIGNAL_SIDE)
+            with fieldfile.open("rb") as fh:
+                return open_image(fh, max_side=SIGNAL_SIDE)
+
+        return cls(picture)
+
+    def _image_once(self):
+        if self._image is None:
+            self._image = self._picture()
+        return self._image
+
+    def whole(self) -> bytes:
+        if "whole" not in self._signals:
+            self._signals["whole"] = signal_of(self._image_once(), mirrored=True)
+        return self._signals["whole"]
+
+    def inner(self) -> bytes:
+        """The picture inside its frame (what the index's framed-picture probe compared)."""
+        if "inner" not in self._signals:
+            framed = framed_picture(self._image_once())
+            self._signals["inner"] = (
+                self.whole() if framed is None else signal_of(framed, mirrored=True)
+            )
+        return self._signals["inner"]
+
+
+FlagSignals = Callable[[set[int]], Mapping[int, bytes]]
+
+
+def stored_flag_signals(flag_ids: set[int]) -> Mapping[int, bytes]:
+    """The stored verification signals of these flags (one query; empty ones left out)."""
+    rows = FlaggedFingerprint.objects.filter(pk__in=flag_ids).exclude(verification=b"")
+    return {pk: bytes(signal) for pk, signal in rows.values_list("pk", "verification")}
+
+
+@dataclass
+class Verifier:
+    """Verifies a verdict's candidate flags: the image's signals against the flags' stored
+    ones. A flag without a signal (imported as bare hashes) keeps the rule's answer."""
+
+    image: ImageSignals
+    flags: FlagSignals = stored_flag_signals
+    compared: dict[int, Any] = field(default_factory=dict)  # flag id -> Verification
+
+    def __call__(self, verdict: Verdict) -> Verdict:
+        return verify(verdict, self)
+
+
+def _first_per_flag(matches: Iterable[Match]) -> dict[int, Match]:
+    first: dict[int, Match] = {}
+    for m in matches:
+        first.setdefault(m.fingerprint_id, m)
+    return first
+
+
+def verify(verdict: Verdict, verifier: Verifier) -> Verdict:
+    """``verdict`` with each candidate flag verified (``verification.compare``):
+
+    - a match blocks only when verified; plausibly a copy (fewer inliers), it sends the image to
+      review; otherwise it is not this image and goes;
+    - a near miss stays in the review queue only when plausibly a copy;
+    - an image too featureless to verify is not a copy of a flag that has features: it goes;
+    - a flag too featureless to verify (a superuser's override) never blocks: review.
+    Shadow matches and trials are verified as matches are, so they record what would happen.
+    """
+    blocking = _first_per_flag([*verdict.matches, *verdict.shadow])
+    near = _first_per_flag(verdict.near)
+    trials = _first_per_flag(t.match for t in verdict.trial)
+    candidates = {**trials, **near, **blocking}
+    if not candidates:
+        return verdict
+    stored = verifier.flags(set(candidates))
+    rejected: set[int] = set()
+    demoted: set[int] = set()
+    for fid, theirs in stored.items():
+        match = candidates[fid]
+        try:
+            mine = verifier.image.inner() if match.by_inner else verifier.image.whole()
+        except (OSError, ValueError, ValidationError, ObjectDoesNotExist):
+            # The picture cannot be read (a stored file gone missing, a row gone): the rule's
+            # answer stands, as it did before verification existed.
+            return verdict
+        result = verifier.compared[fid] = compare(mine, theirs)
+        if result.keypoints[1] < MIN_KEYPOINTS:
+            demoted.add(fid)
+        elif not result.verifiable:
+            rejected.add(fid)
+        elif fid in blocking and not result.verified:
+            (demoted if result.plausible else rejected).add(fid)
+        elif fid not in blocking and not result.plausible:
+            rejected.add(fid)
+    if not (rejected or demoted):
+        return verdict
+    return verdict.verified(rejected, demoted - rejected)
 
 
 # --- uploads --------------------------------------------------------------------------------
@@ -225,7 +364,9 @@ def screen_upload(upload: Any, *, stored: Any | None = None) -> Screening:
     checked = (
         check_fingerprints(upload) if stored is None else stored_as_fingerprints(upload, stored)
     )
-    screening = screen(checked)
+    picture = upload if stored is None else stored
+    signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
+    screening = screen(checked, verifier=Verifier(signals))
     _log(screening)
     return screening
 

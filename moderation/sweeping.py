@@ -25,6 +25,7 @@ from moderation import registry, review
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
+from moderation.decoding import open_image
 from moderation.files import (
     copy_to_quarantine,
     delete_after_commit,
@@ -41,7 +42,7 @@ from moderation.models import (
     HashList,
     ReviewItem,
 )
-from moderation.screening import lookup_in, screen
+from moderation.screening import SIGNAL_SIDE, ImageSignals, Verifier, lookup_in, screen
 
 
 @dataclass
@@ -126,7 +127,8 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
         near: list[tuple[int, Fingerprint, Match]] = []
         for pk, checked in target.checked_rows():
             result.checked += 1
-            verdict = screen(checked, lookup=lookup).verdict
+            verifier = Verifier(_stored_signals(target, pk))
+            verdict = screen(checked, lookup=lookup, verifier=verifier).verdict
             if verdict.blocked:
                 hits.append((pk, verdict.matches[0].fingerprint_id, verdict.matches[0].distance))
             elif verdict.decision == REVIEW:
@@ -166,7 +168,7 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     if checked is None:
         return False
     fp = checked.frames[0]
-    verdict = screen(checked).verdict
+    verdict = screen(checked, verifier=Verifier(_stored_signals(target, instance.pk))).verdict
     if verdict.shadow and not verdict.blocked:
         review.record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
     if verdict.trial and not verdict.blocked:
@@ -179,6 +181,18 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     nearest = verdict.matches[0]
     flagged = FlaggedFingerprint.objects.get(pk=nearest.fingerprint_id)
     return take_down_image(instance=instance, flagged=flagged, distance=nearest.distance)
+
+
+def _stored_signals(target: registry.ImageTarget, pk: int) -> ImageSignals:
+    """The verification signals of a stored image, read from storage only if a candidate
+    needs them (rare: most stored images have none)."""
+
+    def picture():
+        instance = target.objects.get(pk=pk)
+        with storage_errors(), target.image(instance).open("rb") as fh:
+            return open_image(fh, max_side=SIGNAL_SIDE)
+
+    return ImageSignals(picture)
 
 
 # --- impact preview -------------------------------------------------------------------------

@@ -59,6 +59,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from moderation.framing import picture_box
+
 # --- The signal ----------------------------------------------------------------------------
 
 # The picture is scaled so that its longer side is at most this (never enlarged): enough detail
@@ -168,6 +170,29 @@ def signal_of(image: Image.Image, *, mirrored: bool = False) -> bytes:
     if mirrored:
         sets.append(_keypoints(np.ascontiguousarray(grey[:, ::-1])))
     return pack(Signal((grey.shape[1], grey.shape[0]), tuple(sets)))
+
+
+def framed_picture(image: Image.Image) -> Image.Image | None:
+    """The picture inside a flat frame of ``image`` (a pad, a screenshot's blank space, as
+    ``framing.picture_box`` finds it on the scaled grey picture), or None when it has none."""
+    grey = scaled_grey(image)
+    box = picture_box(grey)
+    if box is None:
+        return None
+    factor = image.width / grey.shape[1]
+    left, top, right, bottom = (round(v * factor) for v in box)
+    return image.crop((left, top, min(right, image.width), min(bottom, image.height)))
+
+
+def flag_signal_of(image: Image.Image) -> bytes:
+    """What a flag stores: the signal of its whole picture, its own keypoint set only (an
+    upload's signal carries the mirrored set, ``signal_of(..., mirrored=True)``)."""
+    return signal_of(image)
+
+
+def keypoint_count(data: bytes | memoryview) -> int:
+    """How many keypoints a stored signal holds (its own picture's set)."""
+    return unpack(data).keypoints
 
 
 # --- Stored form ---------------------------------------------------------------------------

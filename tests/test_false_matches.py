@@ -23,7 +23,7 @@ SEEDS = (201, 202, 203, 204)
 
 
 def drawn(seed: int, size: tuple[int, int] = (320, 240)) -> evaluation.Photo:
-    img = images.photo(seed, size)
+    img = images.textured(images.photo(seed, size), seed=seed)
     return evaluation.Photo(Path(f"scene{seed}.jpg"), img, images.encode(img, "JPEG", quality=92))
 
 

@@ -57,10 +57,10 @@ from moderation.resampling import lanczos_thumbnail_of_expanded
 from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 
 # Bump when anything changes the hash of the same file or the fingerprints a flag stores
-# (here, in moderation.decoding, moderation.resampling or moderation.variants): stored
-# fingerprints record the version that made them, and `manage.py reindex` recomputes the ones
-# that are older.
-PIPELINE_VERSION = 5
+# (here, in moderation.decoding, moderation.resampling, moderation.variants, or the verification
+# signal a flag stores, moderation.verification): stored fingerprints record the version that
+# made them, and `manage.py reindex` recomputes the ones that are older.
+PIPELINE_VERSION = 6
 
 HASH_BITS = 64
 _UNSIGNED_MAX = (1 << HASH_BITS) - 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -23,7 +24,7 @@ from django.utils import timezone
 from moderation import registry
 from moderation.background import enqueue_on_commit
 from moderation.banned_set import lock_banned_set, log_change
-from moderation.flagging import variant_rows
+from moderation.flagging import signal_of_file, variant_rows
 from moderation.hashing import (
     PIPELINE_VERSION,
     CheckFingerprints,
@@ -101,13 +102,21 @@ class ReindexBatches:
                     after = result.last_pk
 
 
-def _read_fingerprints(fieldfile) -> list[Fingerprint] | CheckFingerprints:
-    """What a stored file is fingerprinted with now: a flag's original, every variant; any
-    other stored image, as it was checked (its own picture, cuts, framed picture). The one
-    place reindex opens a stored file."""
+class Original(NamedTuple):
+    """What a flag's kept original gives now: every variant's fingerprint, and the signal that
+    verifies its candidates."""
+
+    variants: list[Fingerprint]
+    signal: bytes
+
+
+def _read_fingerprints(fieldfile) -> Original | CheckFingerprints:
+    """What a stored file is fingerprinted with now: a flag's original, every variant and its
+    verification signal; any other stored image, as it was checked (its own picture, cuts,
+    framed picture). The one place reindex opens a stored file."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
-            return fingerprint_variants(fh)
+            return Original(fingerprint_variants(fh), signal_of_file(fh))
         checked = check_fingerprints(fh)
         return CheckFingerprints(checked.frames[:1], checked.cuts, checked.inner)
 
@@ -157,7 +166,8 @@ def reindex_batch(
             result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
             continue
         if originals:
-            stored, fp, probes_changed = _stored_upright(obj), fresh[0], False
+            stored, fp = _stored_upright(obj), fresh.variants[0]
+            probes_changed = bytes(obj.verification or b"") != fresh.signal
         else:
             stored, fp = target.fingerprint(obj), fresh.frames[0]
             probes_changed = bool(target.probes_field) and (
@@ -212,8 +222,12 @@ def _mark_missing(target: registry.ImageTarget, objs: list[models.Model]) -> Non
 
 def _reindex_originals(updates) -> None:
     lock_banned_set()
-    for flagged, variants in updates:
+    for flagged, original in updates:
+        variants = original.variants
         fp = variants[0]
+        if bytes(flagged.verification or b"") != original.signal:
+            # The signal is read only for candidates, from the row: no change log entry.
+            FlaggedFingerprint.objects.filter(pk=flagged.pk).update(verification=original.signal)
         stored = set(
             FingerprintVariant.objects.filter(flagged=flagged).values_list(
                 "variant", "dhash", "phash"

@@ -66,8 +66,8 @@ def test_hex_is_sixteen_lowercase_digits_with_leading_zeros():
 def test_new_fingerprints_carry_the_current_pipeline_version():
     # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added;
     # 4: flags store crop variants, and the pHash thumbnail comes from a box-reduced image;
-    # 5: flags store the caption band.
-    assert PIPELINE_VERSION == 5
+    # 5: flags store the caption band; 6: flags store a verification signal.
+    assert PIPELINE_VERSION == 6
     assert fingerprint(io.BytesIO(encoded(images.photo(1)))).pipeline_version == PIPELINE_VERSION
     assert Fingerprint(5, pipeline_version=1).pipeline_version == 1
 

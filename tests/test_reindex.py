@@ -191,6 +191,18 @@ def test_reindex_corrects_a_stale_flagged_original_hash(make_profile):
     assert "1 changed" in out
 
 
+def test_reindex_gives_a_flag_from_before_verification_its_signal_and_counts_it_changed():
+    kept = flag_with_original(3)
+    signal = bytes(FlaggedFingerprint.objects.get(pk=kept.pk).verification)
+    assert signal  # a flag made now stores one
+    FlaggedFingerprint.objects.filter(pk=kept.pk).update(verification=b"")
+
+    out, _ = run()
+
+    assert bytes(FlaggedFingerprint.objects.get(pk=kept.pk).verification) == signal
+    assert "1 changed" in out
+
+
 def test_reindexed_original_is_enforced_by_an_already_loaded_banned_set():
     flagged = flag_with_original(8)
     real = true_fingerprint(flagged.original)

@@ -26,6 +26,8 @@ into an empty site reproduces the banned set exactly; importing it again changes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import json
 from collections.abc import Iterable, Iterator
@@ -42,6 +44,7 @@ from moderation.hashing import Fingerprint
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
 from moderation.sweeping import sweep_after_commit
 from moderation.variants import VARIANTS
+from moderation.verification import unpack
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class FingerprintRecord:
     list_max_distance: int | None = None
     list_enabled: bool = True
     list_mode: str = HashList.Mode.ENFORCE
+    # The flag's verification signal (``verification``), base64; empty: none (a list of bare
+    # hashes), and its matches are decided by the dHash + pHash rule alone.
+    verification: str = ""
 
 
 def _hex(signed: int | None) -> str | None:
@@ -86,6 +92,7 @@ def fingerprint_records(queryset: models.QuerySet | None = None):
             list_max_distance=hash_list.max_distance,
             list_enabled=hash_list.enabled,
             list_mode=hash_list.mode,
+            verification=base64.b64encode(bytes(flagged.verification or b"")).decode("ascii"),
         )
 
 
@@ -122,6 +129,12 @@ def import_fingerprint(
         raise ValidationError(f"{record.dhash}: unknown source {record.source!r}")
     if record.list_mode not in HashList.Mode.values:
         raise ValidationError(f"{record.dhash}: unknown list mode {record.list_mode!r}")
+    try:
+        signal = base64.b64decode(record.verification, validate=True)
+        if signal:
+            unpack(signal)
+    except (binascii.Error, ValueError) as e:
+        raise ValidationError(f"{record.dhash}: the verification signal is not valid: {e}") from e
     if dry_run:
         return not FlaggedFingerprint.objects.active().filter(dhash=upright.signed).exists()
     lock_banned_set()
@@ -144,6 +157,7 @@ def import_fingerprint(
         source=record.source,
         flagged_by=actor,
         flagged_at=created_at,
+        verification=signal,
     )
     FingerprintVariant.objects.bulk_create(
         FingerprintVariant(flagged=flagged, variant=number, dhash=d, phash=p)
@@ -230,6 +244,7 @@ def read(source: IO[str], fmt: str) -> Iterator[FingerprintRecord]:
                     list_max_distance=_optional_int(row.get("list_max_distance")),
                     list_enabled=(row.get("list_enabled") or "true").lower() == "true",
                     list_mode=row.get("list_mode") or "enforce",
+                    verification=row.get("verification") or "",
                 )
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"line {line}: {e}") from e

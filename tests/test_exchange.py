@@ -3,6 +3,7 @@ and all or nothing; an imported flag takes down the stored photos that match it.
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 from io import StringIO
@@ -87,6 +88,35 @@ def test_export_then_import_into_an_empty_site_reproduces_the_banned_set_exactly
     # The default list is created by the first import that names it, like any other.
     assert lists_after == lists_before
     assert screening.check(probe).decision == verdict_before.decision
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_exported_flag_carries_its_verification_signal_into_the_import(fmt, tmp_path):
+    flagged = ban(images.photo(712))
+    signal = bytes(FlaggedFingerprint.objects.get(pk=flagged.pk).verification)
+    assert signal
+    path = tmp_path / f"banned.{fmt}"
+    run("export_fingerprints", "--format", fmt, "-o", str(path))
+
+    empty_the_banned_set()
+    run("import_fingerprints", str(path))
+
+    imported = FlaggedFingerprint.objects.active().get()
+    assert bytes(imported.verification) == signal
+
+
+def test_an_import_whose_verification_signal_is_not_one_imports_nothing(tmp_path):
+    ban(images.photo(713))
+    path = tmp_path / "banned.jsonl"
+    run("export_fingerprints", "--format", "jsonl", "-o", str(path))
+    row = json.loads(path.read_text())
+    row["verification"] = base64.b64encode(b"not a signal").decode()
+    path.write_text(json.dumps(row) + "\n")
+    empty_the_banned_set()
+
+    with pytest.raises(CommandError, match="verification signal is not valid"):
+        run("import_fingerprints", str(path))
+    assert not FlaggedFingerprint.objects.active().exists()
 
 
 def test_importing_the_same_file_twice_changes_nothing(two_lists, tmp_path):

@@ -99,6 +99,10 @@ PLAUSIBLE_MIN_INLIERS = 6
 # Each side needs >= this many keypoints (in the best set) for a verification to mean
 # anything; with fewer, ``verifiable`` is False ("cannot verify"), not "0 inliers".
 MIN_KEYPOINTS = 2 * VERIFIED_MIN_INLIERS
+# The inliers of a copy spread over the picture; a shared overlay (a caption line, a watermark,
+# an app's chrome) explains a strip or a corner. Verified and plausible need the inliers'
+# bounding box to cover at least this share of one of the two pictures (>=).
+MIN_SPREAD = 0.15
 
 _MAGIC = b"ORB1"
 _HEADER = struct.Struct("<4sHHB")
@@ -248,24 +252,38 @@ class Verification:
     inliers: int
     keypoints: tuple[int, int]
     verifiable: bool
+    # The share of a picture the inliers' bounding box covers (the larger of the two sides).
+    spread: float = 0.0
 
     @property
     def verified(self) -> bool:
-        """A copy: verifiable and inliers >= ``VERIFIED_MIN_INLIERS``."""
-        return self.verifiable and self.inliers >= VERIFIED_MIN_INLIERS
+        """A copy: verifiable, inliers >= ``VERIFIED_MIN_INLIERS``, spread over at least
+        ``MIN_SPREAD`` of one of the pictures (a shared caption or watermark alone is not a
+        copy)."""
+        return (
+            self.verifiable
+            and self.inliers >= VERIFIED_MIN_INLIERS
+            and self.spread >= MIN_SPREAD
+        )
 
     @property
     def plausible(self) -> bool:
-        """Plausibly a copy (a near miss worth review): inliers >= ``PLAUSIBLE_MIN_INLIERS``."""
-        return self.verifiable and self.inliers >= PLAUSIBLE_MIN_INLIERS
+        """Plausibly a copy (a near miss worth review): inliers >= ``PLAUSIBLE_MIN_INLIERS``
+        over at least ``MIN_SPREAD`` of one of the pictures."""
+        return (
+            self.verifiable
+            and self.inliers >= PLAUSIBLE_MIN_INLIERS
+            and self.spread >= MIN_SPREAD
+        )
 
 
 _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=False)
 
 
-def _inliers(a: Keypoints, b: Keypoints) -> int:
+def _inliers(a: Keypoints, b: Keypoints) -> tuple[int, float, float]:
+    """(inliers, area of their bounding box in ``a``, in ``b``; in scaled pixels)."""
     if len(a) < 2 or len(b) < 2:
-        return 0
+        return 0, 0.0, 0.0
     pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
     # One match per keypoint of ``b`` too (the nearest): without it many keypoints of ``a`` can
     # match one keypoint of ``b``, and a transform of scale ~0 that maps everything onto that
@@ -277,7 +295,7 @@ def _inliers(a: Keypoints, b: Keypoints) -> int:
         ):
             best[m.trainIdx] = m
     if len(best) < 3:  # two pairs always fit a similarity
-        return 0
+        return 0, 0.0, 0.0
     good = list(best.values())
     source = a.positions[[m.queryIdx for m in good]]
     target = b.positions[[m.trainIdx for m in good]]
@@ -286,13 +304,35 @@ def _inliers(a: Keypoints, b: Keypoints) -> int:
         maxIters=2000, confidence=0.99, refineIters=10,
     )
     if transform is None or mask is None:
-        return 0
+        return 0, 0.0, 0.0
     # A copy is scaled by a bounded factor (both pictures are read at <= MAX_SIDE); a transform
     # outside it explains nothing a copy would.
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not MIN_SCALE <= scale <= 1 / MIN_SCALE:
-        return 0
-    return int(mask.sum())
+        return 0, 0.0, 0.0
+    kept = mask.ravel().astype(bool)
+    return int(kept.sum()), _box_area(source[kept]), _box_area(target[kept])
+
+
+def _box_area(points: np.ndarray) -> float:
+    if len(points) < 2:
+        return 0.0
+    width, height = points.max(axis=0) - points.min(axis=0)
+    return float(width * height)
+
+
+def _best(sa: Signal, sb: Signal) -> tuple[int, float]:
+    """(the most inliers over every pair of sets, the share of a picture's area that their
+    bounding box covers, on the side where it covers more: a copy framed small in a screenshot
+    covers its original whole, while a shared caption or watermark is small on both sides)."""
+    best = (0, 0.0)
+    area_a = max(sa.size[0] * sa.size[1], 1)
+    area_b = max(sb.size[0] * sb.size[1], 1)
+    for x, y in _set_pairs(sa, sb):
+        count, box_a, box_b = _inliers(x, y)
+        if count > best[0]:
+            best = (count, max(box_a / area_a, box_b / area_b))
+    return best
 
 
 def inliers(a: bytes | Signal, b: bytes | Signal) -> int:
@@ -300,7 +340,7 @@ def inliers(a: bytes | Signal, b: bytes | Signal) -> int:
     against every set of ``b`` (0 when either has too few to try)."""
     sa = a if isinstance(a, Signal) else unpack(a)
     sb = b if isinstance(b, Signal) else unpack(b)
-    return max((_inliers(x, y) for x, y in _set_pairs(sa, sb)), default=0)
+    return _best(sa, sb)[0]
 
 
 def _set_pairs(a: Signal, b: Signal):
@@ -320,4 +360,5 @@ def compare(a: bytes | Signal, b: bytes | Signal) -> Verification:
     counts = (sa.keypoints, sb.keypoints)
     if min(counts) < MIN_KEYPOINTS:
         return Verification(0, counts, verifiable=False)
-    return Verification(inliers(sa, sb), counts, verifiable=True)
+    count, spread = _best(sa, sb)
+    return Verification(count, counts, verifiable=True, spread=spread)

@@ -24,6 +24,7 @@ from moderation import flagging, matching, screening
 from moderation.decoding import open_image
 from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import AuditEvent, BannedSetChange, FlaggedFingerprint, ReindexRun
+from moderation.verification import VERIFIED_MIN_INLIERS
 from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
@@ -377,6 +378,8 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     banned_fp, other_fp = fingerprint_of(banned), fingerprint_of(other)
+    # The very picture: verified by far more keypoint pairs than the bar.
+    assert first["matches"][0].pop("inliers") >= VERIFIED_MIN_INLIERS
     assert first == {
         "path": str(banned),
         "dhash": hex_of(banned),
@@ -398,6 +401,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         ],
         "near": [],
         "shadow": [],
+        "rejected": [],
         "trial": [],
     }
     assert second == {
@@ -409,6 +413,7 @@ def test_check_image_json_prints_one_object_per_file_with_the_documented_keys(in
         "matches": [],
         "near": [],
         "shadow": [],
+        "rejected": [],
         "trial": [],
     }
 

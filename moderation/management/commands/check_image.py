@@ -19,7 +19,7 @@ from moderation.conf import moderation_settings
 from moderation.hashing import CheckFingerprints, check_fingerprints
 from moderation.management.commands._files import iter_image_paths
 from moderation.models import FlaggedFingerprint
-from moderation.screening import lookup_in, screen
+from moderation.screening import ImageSignals, Verifier, lookup_in, screen
 
 
 class Command(BaseCommand):
@@ -42,9 +42,12 @@ class Command(BaseCommand):
             dest="as_json",
             help='One JSON object per line: {"path", "dhash", "phash", "information", '
             '"decision", "matches": [{"id", "list", "dhash", "distance", "reason", "variant", '
-            '"found_by" (whole, cut or frame), "confirm_distance", "low_information"}], '
-            '"near": [...] (near misses that send it to review), "shadow": [...] (matches of '
-            'shadow-mode lists)}, or {"path", "error"} for an unreadable file.',
+            '"found_by" (whole, cut or frame), "confirm_distance", "low_information", '
+            '"inliers" (verification: keypoint pairs one similarity explains; null: not '
+            'compared)}], "near": [...] (near misses that send it to review), "shadow": [...] '
+            '(matches of shadow-mode lists), "rejected": [...] (candidates the hashes matched '
+            'and verification showed to be another picture)}, or {"path", "error"} for an '
+            'unreadable file.',
         )
         parser.add_argument(
             "--max-distance",
@@ -75,9 +78,22 @@ class Command(BaseCommand):
             fp = checked.frames[0]
             # The file's own picture (its first frame), as ``flag_images`` hashes it.
             first = CheckFingerprints([fp], checked.cuts, checked.inner)
-            verdict = screen(first, lookup=lookup_in(rule=rule)).verdict
+            verifier = Verifier(ImageSignals.of_file(str(path)))
+            verdict = screen(first, lookup=lookup_in(rule=rule), verifier=verifier).verdict
             matches = verdict.matches
-            shown = [*matches, *verdict.near, *verdict.shadow, *(t.match for t in verdict.trial)]
+            kept = {m.fingerprint_id for m in (*matches, *verdict.near, *verdict.shadow)}
+            rejected = [
+                m
+                for m in verdict.candidates
+                if m.fingerprint_id in verifier.compared and m.fingerprint_id not in kept
+            ]
+            shown = [
+                *matches,
+                *verdict.near,
+                *verdict.shadow,
+                *(t.match for t in verdict.trial),
+                *rejected,
+            ]
             rows = FlaggedFingerprint.objects.select_related("hash_list").in_bulk(
                 [m.fingerprint_id for m in shown]
             )
@@ -96,7 +112,12 @@ class Command(BaseCommand):
                     "found_by": m.found_by_kind,
                     "confirm_distance": m.confirm_distance,
                     "low_information": m.low_information,
+                    "inliers": inliers_of(m),
                 }
+
+            def inliers_of(m, compared=verifier.compared):
+                result = compared.get(m.fingerprint_id)
+                return None if result is None or not result.verifiable else result.inliers
 
             if as_json:
                 self.stdout.write(
@@ -110,6 +131,7 @@ class Command(BaseCommand):
                             "matches": [as_dict(m) for m in matches],
                             "near": [as_dict(m) for m in verdict.near],
                             "shadow": [as_dict(m) for m in verdict.shadow],
+                            "rejected": [as_dict(m) for m in rejected],
                             "trial": [
                                 {
                                     **as_dict(t.match),
@@ -131,6 +153,7 @@ class Command(BaseCommand):
                     ("", matches),
                     ("near miss, ", verdict.near),
                     ("shadow, ", verdict.shadow),
+                    ("not this picture (verification), ", rejected),
                 ):
                     for m in shown_matches:
                         fid = m.fingerprint_id
@@ -140,7 +163,7 @@ class Command(BaseCommand):
                             f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
                             f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
                             f"{m.variant_label}, pHash distance {confirm}"
-                            f"{_found_by_note(m)}){low}"
+                            f"{_found_by_note(m)}{_inliers_note(inliers_of(m))}){low}"
                         )
                 for t in verdict.trial:
                     fid = t.match.fingerprint_id
@@ -152,6 +175,10 @@ class Command(BaseCommand):
                     )
         if read == 0:
             raise CommandError("No image could be read.")
+
+
+def _inliers_note(inliers: int | None) -> str:
+    return "" if inliers is None else f", {inliers} verified keypoint pairs"
 
 
 def _found_by_note(m: matching.Match) -> str:

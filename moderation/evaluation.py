@@ -43,9 +43,16 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from moderation import matching
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
 from moderation.decoding import open_image
-from moderation.flagging import check_information, signal_of_file
+from moderation.flagging import check_information
 from moderation.hashing import CheckFingerprints, Fingerprint, fingerprint_variants
-from moderation.screening import ImageSignals, Verifier, lookup_in, screen, upload_fingerprints
+from moderation.screening import (
+    ImageSignals,
+    Verifier,
+    lookup_in,
+    screen,
+    signal_of_file,
+    upload_fingerprints,
+)
 from moderation.verification import keypoint_count
 
 # The sweep reaches this far in dHash bits; pHash distances are swept over PHASH_SWEEP.

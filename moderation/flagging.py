@@ -24,7 +24,6 @@ from moderation import registry, sweeping
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
-from moderation.decoding import open_image
 from moderation.files import (
     copy_to_quarantine,
     delete_after_commit,
@@ -34,8 +33,8 @@ from moderation.files import (
 from moderation.hashing import Fingerprint, fingerprint_variants
 from moderation.matching import is_low_information
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
-from moderation.screening import SIGNAL_SIDE
-from moderation.verification import MIN_KEYPOINTS, flag_signal_of, keypoint_count
+from moderation.screening import signal_of_file
+from moderation.verification import MIN_KEYPOINTS, keypoint_count
 
 
 @dataclass(frozen=True)
@@ -110,11 +109,6 @@ def variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
         yield FingerprintVariant(
             flagged=flagged, variant=number, dhash=fp.signed, phash=fp.phash_signed
         )
-
-
-def signal_of_file(file: Any) -> bytes:
-    """The verification signal a flag of ``file`` stores (``verification.flag_signal_of``)."""
-    return flag_signal_of(open_image(file, max_side=SIGNAL_SIDE))
 
 
 def _record_flag(

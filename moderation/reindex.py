@@ -24,7 +24,7 @@ from django.utils import timezone
 from moderation import registry
 from moderation.background import enqueue_on_commit
 from moderation.banned_set import lock_banned_set, log_change
-from moderation.flagging import signal_of_file, variant_rows
+from moderation.flagging import variant_rows
 from moderation.hashing import (
     PIPELINE_VERSION,
     CheckFingerprints,
@@ -33,6 +33,7 @@ from moderation.hashing import (
     fingerprint_variants,
 )
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, ReindexRun
+from moderation.screening import signal_of_file
 from moderation.sweeping import SweepResult, sweep_banned_matches
 
 ORIGINALS_KEY = "moderation.flaggedfingerprint.original"

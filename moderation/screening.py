@@ -41,7 +41,13 @@ from moderation.hashing import (
 )
 from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decision_of
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
-from moderation.verification import MIN_KEYPOINTS, compare, framed_picture, signal_of
+from moderation.verification import (
+    MIN_KEYPOINTS,
+    compare,
+    flag_signal_of,
+    framed_picture,
+    signal_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +209,11 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
 # The screened picture is read at this size for its verification signal (which reads at most
 # ``verification.MAX_SIDE``): a big JPEG is decoded at reduced scale.
 SIGNAL_SIDE = 1024
+
+
+def signal_of_file(file: Any) -> bytes:
+    """The verification signal a flag of ``file`` stores (``verification.flag_signal_of``)."""
+    return flag_signal_of(open_image(file, max_side=SIGNAL_SIDE))
 
 
 class ImageSignals:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.tasks import task
 
@@ -42,7 +42,15 @@ from moderation.models import (
     HashList,
     ReviewItem,
 )
-from moderation.screening import SIGNAL_SIDE, ImageSignals, Verifier, lookup_in, screen
+from moderation.screening import (
+    SIGNAL_SIDE,
+    ImageSignals,
+    Verifier,
+    lookup_in,
+    screen,
+    signal_of_file,
+)
+from moderation.verification import MIN_KEYPOINTS, compare
 
 
 @dataclass
@@ -214,11 +222,14 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
     compares every stored image with them under the sweep's rule and the default list's
     policy, vectorised (``hash_columns.HashColumns``): each kind of stored image's hashes are
     loaded once into numpy columns, and each selected variant is one XOR + popcount over them,
-    so 100k profiles cost milliseconds, not a Python loop.
+    so 100k profiles cost milliseconds, not a Python loop. Each image the hashes find is then
+    verified as the sweep will verify it (``screening.verify``): read from storage and compared
+    with the selected images' signals, so the preview counts what the sweep will take down.
     """
     preview = ImpactPreview()
     selected: set[tuple[str, int]] = set()
     entries: list[tuple[int, Fingerprint, bool]] = []  # (variant, fingerprint, low information)
+    signals: list[bytes] = []  # the selected images' verification signals, as a flag stores
     default = HashList.objects.filter(name=DEFAULT_HASH_LIST).first()  # read-only: no create
     for instance in instances:
         target = registry.target_for(instance)
@@ -226,6 +237,7 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
         try:
             with storage_errors(), target.image(instance).open("rb") as fh:
                 variants = fingerprint_variants(fh)
+                signals.append(signal_of_file(fh))
         except (OSError, ValidationError):
             preview.unreadable += 1
             continue
@@ -241,7 +253,7 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
         pks, nearest = columns.nearest_matches(entries, rule=rule, list_distance=list_distance)
         hit = nearest >= 0
         for pk, distance in zip(pks[hit].tolist(), nearest[hit].tolist()):
-            if (target.key, pk) not in selected:
+            if (target.key, pk) not in selected and _verified(target, pk, signals):
                 hits.append((distance, target.key, pk))
     preview.count = len(hits)
     for distance, key, pk in sorted(hits)[:limit]:
@@ -249,6 +261,22 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
         if instance is not None:
             preview.nearest.append((instance, distance))
     return preview
+
+
+def _verified(target: registry.ImageTarget, pk: int, signals: list[bytes]) -> bool:
+    """Whether the sweep would still take this stored image down after verification: it is
+    verified against one of the selected images (featureless ones keep the rule's answer, as a
+    superuser's override flag would; an unreadable stored file keeps it too)."""
+    image = _stored_signals(target, pk)
+    try:
+        mine = image.whole()
+    except (OSError, ValueError, ValidationError, ObjectDoesNotExist):
+        return True
+    for theirs in signals:
+        result = compare(mine, theirs)
+        if result.verified or result.keypoints[1] < MIN_KEYPOINTS:
+            return True
+    return False
 
 
 # --- background tasks -----------------------------------------------------------------------

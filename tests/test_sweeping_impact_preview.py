@@ -37,9 +37,7 @@ def confirmation_page(moderator, *profiles) -> str:
     return response.content.decode()
 
 
-def test_the_confirmation_counts_the_other_photos_the_flag_would_take_down(
-    make_profile, moderator
-):
+def test_the_confirmation_counts_the_other_photos_the_flag_would_take_down(make_profile, moderator):
     scene = images.photo(901)
     chosen = make_profile("chosen", scene)
     copy = make_profile("copy", images.resized(scene, 0.5))
@@ -114,8 +112,9 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
     entries = []
     for n in range(12):
         phash = None if n % 5 == 4 else rng.getrandbits(64)
-        entries.append((numbers[n % len(numbers)], Fingerprint(rng.getrandbits(64), phash=phash),
-                        n % 7 == 6))
+        entries.append(
+            (numbers[n % len(numbers)], Fingerprint(rng.getrandbits(64), phash=phash), n % 7 == 6)
+        )
 
     def near(base: Fingerprint, pk: int) -> tuple[int, int | None]:
         dhash = _flip(base.dhash, rng.randrange(0, 20), rng)
@@ -153,3 +152,23 @@ def test_the_vectorised_preview_decides_every_photo_as_the_index_rule_does(list_
     assert nearest.tolist() == expected
     assert 100 < sum(d >= 0 for d in expected) < 2900  # both outcomes are exercised
     assert by_probe_only > 20  # and images that only their probes block
+
+
+def test_a_stored_photo_whose_hashes_only_collide_with_the_selected_one_is_not_counted(
+    make_profile,
+):
+    """The preview verifies what the hashes find, as the sweep will: a different picture that
+    carries the selected photo's hashes (a chance collision) would not be taken down."""
+    chosen = make_profile("chosen", images.textured(images.photo(905), seed=905))
+    other = make_profile("other", images.textured(images.photo(906), seed=906))
+    copy = make_profile(
+        "copy", images.recompressed(images.textured(images.photo(905), seed=905), 60)
+    )
+    Profile.objects.filter(pk=other.pk).update(
+        photo_dhash=chosen.photo_dhash, photo_phash=chosen.photo_phash, photo_probes=b""
+    )
+
+    preview = sweeping.preview_flag_impact(instances=[chosen])
+
+    assert preview.count == 1
+    assert [instance.pk for instance, _ in preview.nearest] == [copy.pk]

@@ -3,30 +3,27 @@
 Pure functions, no ORM. The dHash finds candidates and the pHash confirms them, but two 64-bit
 global hashes of *different* small, smooth pictures (sky, fog, skin, a blurred background)
 collide often enough that a banned set of 100k-1M flags would block innocent photos
-(docs/matching.md; /work/shared/notes/false-matches.md measured 3.3e-5 per tile pair). A
-candidate is therefore verified by a signal that looks at the picture's content, not its
-layout: the same corners and edges, found again where one similarity transform (shift, scale,
-rotation) puts them.
+(``benchmarks/false_matches.py``). A candidate is therefore verified by a signal that looks at
+the picture's content, not its layout: the same corners and edges, found again where one
+similarity transform (shift, scale, rotation) puts them.
 
 The signal (``signal_of``): the grey image scaled so that its longer side is at most
 ``MAX_SIDE`` pixels (never enlarged), up to ``MAX_KEYPOINTS`` ORB keypoints, each kept as its
 position and its 256-bit descriptor. ORB is rotation-invariant (any angle, so 90°/180° turns
-and a 3° tilt alike) and, through its pyramid, scale-tolerant, but not mirror-invariant: its
-binary tests are laid out with a handedness. So a signal may also carry a second keypoint set,
-that of the mirrored picture (``signal_of(image, mirrored=True)``): the *upload* side builds
-it, in memory, while the request runs; the stored flag side keeps only its own picture's set,
-so the database holds one set per flag and a mirrored copy costs one more ORB pass and one more
-match at upload time, only for an upload that has a candidate.
+and a 3° tilt alike) and, through its pyramid, scale-tolerant, but not mirror-invariant: so the
+*upload* side also builds the mirrored picture's keypoint set, in memory
+(``signal_of(image, mirrored=True)``); the stored flag side keeps only its own picture's set.
 
 The comparison (``compare``): every descriptor of one set matched to its two nearest in the
 other by Hamming distance, kept when the nearest is clearly nearer than the second (Lowe's
-ratio test, ``RATIO``), then a RANSAC similarity transform (``cv2.estimateAffinePartial2D``)
-through the kept pairs; the result is how many pairs the transform explains (inliers). Every
-set of one signal is compared with every set of the other; the best count counts.
+ratio test, ``RATIO``) and one match per keypoint on both sides, then a RANSAC similarity
+transform (``cv2.estimateAffinePartial2D``) through the kept pairs; the result is how many pairs
+the transform explains (inliers). Known limit: an identical overlay on different pictures (the
+same caption line, watermark or app chrome) is shared local content and can verify; it blocks
+only when the two pictures' hashes collide as well.
 
 A picture with too few keypoints (a flat colour, a smooth gradient, fog) *cannot be verified*:
-``Verification.verifiable`` is False, which is a different answer from "0 inliers". Nothing can
-confirm such a match, so the caller should not block on it (review is the honest outcome).
+``Verification.verifiable`` is False, which is a different answer from "0 inliers".
 
 Stored form (``pack``/``unpack``), little-endian:
     header  4s magic b"ORB1", uint16 width, uint16 height (of the scaled picture),
@@ -35,19 +32,7 @@ Stored form (``pack``/``unpack``), little-endian:
             then n x 32 bytes of descriptor
     = 9 + 2 + 36 n bytes for one set: at most 18,011 bytes at 500 keypoints (``MAX_STORED``).
 
-Measured (``python benchmarks/verification.py ../shared/corpus/photos``, 72 photos):
-- true copies, 30 edits x 72 photos: 99.2% verified, 5 of 2,160 "cannot verify"; below the
-  bar mostly screenshots (median 23 inliers, 85% verified: the picture is half the canvas);
-- collisions (the site's rule blocks; tiles of different photos): 391 pairs, max 3 inliers,
-  0 verified, 338 (86%) "cannot verify" -- collisions are the featureless pictures;
-- near misses (review reach, no match): 3,615 pairs, max 5 inliers, 0 plausible (>= 6);
-- cost: ``signal_of`` ~6 ms (stored side) / ~11 ms (upload side, with its mirrored set) on
-  the corpus as decoded for the fingerprint (1600 x 1000-1200 for its 2 MP photos),
-  ``compare`` ~4 ms; 18,011 bytes stored per flag.
-Known limit: the verifier confirms shared *local content*, and an overlay is some. Different
-photos under the same caption verify (56-65% of pairs) and under the same app's screenshot chrome
-all do -- and the hash rule blocks 10-12% of such screenshot pairs. Verify what the index
-compared: the picture inside a frame against the picture inside a frame.
+What it separates and what it costs, measured: docs/matching.md, "Verification".
 """
 
 from __future__ import annotations
@@ -99,10 +84,6 @@ PLAUSIBLE_MIN_INLIERS = 6
 # Each side needs >= this many keypoints (in the best set) for a verification to mean
 # anything; with fewer, ``verifiable`` is False ("cannot verify"), not "0 inliers".
 MIN_KEYPOINTS = 2 * VERIFIED_MIN_INLIERS
-# The inliers of a copy spread over the picture; a shared overlay (a caption line, a watermark,
-# an app's chrome) explains a strip or a corner. Verified and plausible need the inliers'
-# bounding box to cover at least this share of one of the two pictures (>=).
-MIN_SPREAD = 0.15
 
 _MAGIC = b"ORB1"
 _HEADER = struct.Struct("<4sHHB")
@@ -252,38 +233,24 @@ class Verification:
     inliers: int
     keypoints: tuple[int, int]
     verifiable: bool
-    # The share of a picture the inliers' bounding box covers (the larger of the two sides).
-    spread: float = 0.0
 
     @property
     def verified(self) -> bool:
-        """A copy: verifiable, inliers >= ``VERIFIED_MIN_INLIERS``, spread over at least
-        ``MIN_SPREAD`` of one of the pictures (a shared caption or watermark alone is not a
-        copy)."""
-        return (
-            self.verifiable
-            and self.inliers >= VERIFIED_MIN_INLIERS
-            and self.spread >= MIN_SPREAD
-        )
+        """A copy: verifiable and inliers >= ``VERIFIED_MIN_INLIERS``."""
+        return self.verifiable and self.inliers >= VERIFIED_MIN_INLIERS
 
     @property
     def plausible(self) -> bool:
-        """Plausibly a copy (a near miss worth review): inliers >= ``PLAUSIBLE_MIN_INLIERS``
-        over at least ``MIN_SPREAD`` of one of the pictures."""
-        return (
-            self.verifiable
-            and self.inliers >= PLAUSIBLE_MIN_INLIERS
-            and self.spread >= MIN_SPREAD
-        )
+        """Plausibly a copy (a near miss worth review): inliers >= ``PLAUSIBLE_MIN_INLIERS``."""
+        return self.verifiable and self.inliers >= PLAUSIBLE_MIN_INLIERS
 
 
 _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=False)
 
 
-def _inliers(a: Keypoints, b: Keypoints) -> tuple[int, float, float]:
-    """(inliers, area of their bounding box in ``a``, in ``b``; in scaled pixels)."""
+def _inliers(a: Keypoints, b: Keypoints) -> int:
     if len(a) < 2 or len(b) < 2:
-        return 0, 0.0, 0.0
+        return 0
     pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
     # One match per keypoint of ``b`` too (the nearest): without it many keypoints of ``a`` can
     # match one keypoint of ``b``, and a transform of scale ~0 that maps everything onto that
@@ -295,7 +262,7 @@ def _inliers(a: Keypoints, b: Keypoints) -> tuple[int, float, float]:
         ):
             best[m.trainIdx] = m
     if len(best) < 3:  # two pairs always fit a similarity
-        return 0, 0.0, 0.0
+        return 0
     good = list(best.values())
     source = a.positions[[m.queryIdx for m in good]]
     target = b.positions[[m.trainIdx for m in good]]
@@ -304,35 +271,13 @@ def _inliers(a: Keypoints, b: Keypoints) -> tuple[int, float, float]:
         maxIters=2000, confidence=0.99, refineIters=10,
     )
     if transform is None or mask is None:
-        return 0, 0.0, 0.0
+        return 0
     # A copy is scaled by a bounded factor (both pictures are read at <= MAX_SIDE); a transform
     # outside it explains nothing a copy would.
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not MIN_SCALE <= scale <= 1 / MIN_SCALE:
-        return 0, 0.0, 0.0
-    kept = mask.ravel().astype(bool)
-    return int(kept.sum()), _box_area(source[kept]), _box_area(target[kept])
-
-
-def _box_area(points: np.ndarray) -> float:
-    if len(points) < 2:
-        return 0.0
-    width, height = points.max(axis=0) - points.min(axis=0)
-    return float(width * height)
-
-
-def _best(sa: Signal, sb: Signal) -> tuple[int, float]:
-    """(the most inliers over every pair of sets, the share of a picture's area that their
-    bounding box covers, on the side where it covers more: a copy framed small in a screenshot
-    covers its original whole, while a shared caption or watermark is small on both sides)."""
-    best = (0, 0.0)
-    area_a = max(sa.size[0] * sa.size[1], 1)
-    area_b = max(sb.size[0] * sb.size[1], 1)
-    for x, y in _set_pairs(sa, sb):
-        count, box_a, box_b = _inliers(x, y)
-        if count > best[0]:
-            best = (count, max(box_a / area_a, box_b / area_b))
-    return best
+        return 0
+    return int(mask.sum())
 
 
 def inliers(a: bytes | Signal, b: bytes | Signal) -> int:
@@ -340,7 +285,7 @@ def inliers(a: bytes | Signal, b: bytes | Signal) -> int:
     against every set of ``b`` (0 when either has too few to try)."""
     sa = a if isinstance(a, Signal) else unpack(a)
     sb = b if isinstance(b, Signal) else unpack(b)
-    return _best(sa, sb)[0]
+    return max((_inliers(x, y) for x, y in _set_pairs(sa, sb)), default=0)
 
 
 def _set_pairs(a: Signal, b: Signal):
@@ -360,5 +305,4 @@ def compare(a: bytes | Signal, b: bytes | Signal) -> Verification:
     counts = (sa.keypoints, sb.keypoints)
     if min(counts) < MIN_KEYPOINTS:
         return Verification(0, counts, verifiable=False)
-    count, spread = _best(sa, sb)
-    return Verification(count, counts, verifiable=True, spread=spread)
+    return Verification(inliers(sa, sb), counts, verifiable=True)

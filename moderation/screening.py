@@ -41,6 +41,7 @@ from moderation.hashing import (
 )
 from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decision_of
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
+from moderation.variants import VARIANTS
 from moderation.verification import (
     MIN_KEYPOINTS,
     compare,
@@ -207,8 +208,8 @@ def without_allowed(verdict: Verdict, fingerprint: Fingerprint) -> Verdict:
 # --- verification ---------------------------------------------------------------------------
 
 # The screened picture is read at this size for its verification signal (which reads at most
-# ``verification.MAX_SIDE``): a big JPEG is decoded at reduced scale.
-SIGNAL_SIDE = 1024
+# ``verification.MAX_SIDE`` pixels): a big JPEG is decoded at reduced scale, ~3x faster.
+SIGNAL_SIDE = 512
 
 
 def signal_of_file(file: Any) -> bytes:
@@ -223,7 +224,7 @@ class ImageSignals:
     def __init__(self, picture: Callable[[], Any]) -> None:
         self._picture = picture
         self._image = None
-        self._signals: dict[str, bytes] = {}
+        self._signals: dict[tuple[str, bool], bytes] = {}
 
     @classmethod
     def of_bytes(cls, data: bytes) -> ImageSignals:
@@ -246,19 +247,25 @@ class ImageSignals:
             self._image = self._picture()
         return self._image
 
-    def whole(self) -> bytes:
-        if "whole" not in self._signals:
-            self._signals["whole"] = signal_of(self._image_once(), mirrored=True)
-        return self._signals["whole"]
+    def whole(self, *, mirrored: bool = False) -> bytes:
+        """The whole picture's signal; ``mirrored``: with the mirrored picture's keypoints too
+        (for a candidate matched through a mirror-image variant)."""
+        key = ("whole", mirrored)
+        if key not in self._signals:
+            self._signals[key] = signal_of(self._image_once(), mirrored=mirrored)
+        return self._signals[key]
 
-    def inner(self) -> bytes:
+    def inner(self, *, mirrored: bool = False) -> bytes:
         """The picture inside its frame (what the index's framed-picture probe compared)."""
-        if "inner" not in self._signals:
+        key = ("inner", mirrored)
+        if key not in self._signals:
             framed = framed_picture(self._image_once())
-            self._signals["inner"] = (
-                self.whole() if framed is None else signal_of(framed, mirrored=True)
+            self._signals[key] = (
+                self.whole(mirrored=mirrored)
+                if framed is None
+                else signal_of(framed, mirrored=mirrored)
             )
-        return self._signals["inner"]
+        return self._signals[key]
 
 
 FlagSignals = Callable[[set[int]], Mapping[int, bytes]]
@@ -311,8 +318,12 @@ def verify(verdict: Verdict, verifier: Verifier) -> Verdict:
     demoted: set[int] = set()
     for fid, theirs in stored.items():
         match = candidates[fid]
+        mirrored = VARIANTS[match.variant].is_reflection
         try:
-            mine = verifier.image.inner() if match.by_inner else verifier.image.whole()
+            if match.by_inner:
+                mine = verifier.image.inner(mirrored=mirrored)
+            else:
+                mine = verifier.image.whole(mirrored=mirrored)
         except (OSError, ValueError, ValidationError, ObjectDoesNotExist):
             # The picture cannot be read (a stored file gone missing, a row gone): the rule's
             # answer stands, as it did before verification existed.

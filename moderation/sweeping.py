@@ -269,7 +269,7 @@ def _verified(target: registry.ImageTarget, pk: int, signals: list[bytes]) -> bo
     superuser's override flag would; an unreadable stored file keeps it too)."""
     image = _stored_signals(target, pk)
     try:
-        mine = image.whole()
+        mine = image.whole(mirrored=True)  # which selected variant it matched is not known
     except (OSError, ValueError, ValidationError, ObjectDoesNotExist):
         return True
     for theirs in signals:

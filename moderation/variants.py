@@ -44,6 +44,20 @@ class Variant:
     def is_crop(self) -> bool:
         return self.cut != NO_CUT
 
+    @property
+    def is_reflection(self) -> bool:
+        """A mirror image of the upright picture (not only turned): a copy matched through it
+        is verified against the mirrored picture's features."""
+        return self.transpose in _REFLECTIONS
+
+
+_REFLECTIONS = {
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+}
+
 
 # Which crops, measured on the corpus photos with `python benchmarks/crop_coverage.py` (copies
 # cut, saved as JPEG q90, looked up at the default rule; share of photos caught;

@@ -34,7 +34,7 @@ from moderation.hashing import Fingerprint, fingerprint_variants
 from moderation.matching import is_low_information
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
 from moderation.screening import signal_of_file
-from moderation.verification import MIN_KEYPOINTS, keypoint_count
+from moderation.verification import MIN_FLAG_KEYPOINTS, keypoint_count
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,14 @@ def check_information(
 ) -> bool:
     """The low-information gate of every flag. Returns True when ``fp`` is low-information
     (too few informative dHash bits) or the image is featureless (its verification ``signal``
-    has fewer than ``verification.MIN_KEYPOINTS`` keypoints, so no match could be verified).
+    has fewer than ``verification.MIN_FLAG_KEYPOINTS`` keypoints, so its copies could not be
+    verified).
 
     Raises ``ValidationError`` (code ``low_information``) unless ``allow_low``, which only a
     superuser (or a command run without a user) may use: ``PermissionDenied`` otherwise.
     """
     keypoints = None if signal is None else keypoint_count(signal)
-    featureless = keypoints is not None and keypoints < MIN_KEYPOINTS
+    featureless = keypoints is not None and keypoints < MIN_FLAG_KEYPOINTS
     if not is_low_information(fp.information) and not featureless:
         return False
     if not allow_low:
@@ -92,7 +93,7 @@ def check_information(
         raise ValidationError(
             FEATURELESS_MESSAGE,
             code="low_information",
-            params={"keypoints": keypoints, "minimum": MIN_KEYPOINTS},
+            params={"keypoints": keypoints, "minimum": MIN_FLAG_KEYPOINTS},
         )
     if actor is not None and not actor.is_superuser:
         raise PermissionDenied("only a superuser may flag a low-information image")

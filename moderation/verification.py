@@ -84,6 +84,10 @@ PLAUSIBLE_MIN_INLIERS = 6
 # Each side needs >= this many keypoints (in the best set) for a verification to mean
 # anything; with fewer, ``verifiable`` is False ("cannot verify"), not "0 inliers".
 MIN_KEYPOINTS = 2 * VERIFIED_MIN_INLIERS
+# A flag needs >= this many (its picture's set): a copy loses keypoints to blur, lower contrast
+# or a smaller size, and must keep MIN_KEYPOINTS to be verified. Measured on the corpus: one
+# stormy sky has 25 and its blurred and darkened copies fell below 16; the next photo has 135.
+MIN_FLAG_KEYPOINTS = 4 * MIN_KEYPOINTS
 
 _MAGIC = b"ORB1"
 _HEADER = struct.Struct("<4sHHB")

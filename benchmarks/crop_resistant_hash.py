@@ -3,7 +3,7 @@
     python benchmarks/crop_resistant_hash.py [PHOTOS_DIR] [--seed N] [--photos N]
                                               (default ../shared/corpus/photos, seed 0, all)
 
-Issue 6's stretch goal: "measure before adopting". ``crop_resistant_hash`` segments an image
+Measured before adopting it (it was not adopted). ``crop_resistant_hash`` segments an image
 into bright and dark regions and hashes each (dHash by default), so a copy that keeps some
 regions whole -- a 20% crop, a padded copy, a screenshot -- can still share a segment hash
 with the original. This script uses ``evaluate_matching``'s split and edit suite

@@ -5,8 +5,8 @@ MODERATION_MAX_DISTANCE.
 
 For every photo it makes the routine copies people re-upload (resized 50%, JPEG q40, 15%
 brighter, 15% darker, 5% crop) and prints the dHash distance distribution per edit, then the
-smallest distances between *different* photos (the false-positive risk). Issue 6's
-`evaluate_matching` does this properly; this is the quick look behind the issue-2 default.
+smallest distances between *different* photos (the false-positive risk).
+`evaluate_matching` does this properly; this is the quick look behind the first default.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@
 
 seed: ``imagehash.dhash(Image.open(path))``, the tutorial this product grew from.
 ours: ``moderation.hashing.fingerprint(path)``, checks included (byte and pixel limits, format
-by content, EXIF orientation, alpha, 16-bit), with the JPEG fast path (issue 3).
+by content, EXIF orientation, alpha, 16-bit), with the JPEG fast path.
 
 Each case is built from the same photos, resized with Lanczos: baseline JPEG q90 at 0.3, 2, 12
 and 24 MP, a progressive JPEG at 12 MP and a PNG at 12 MP. For every file both pipelines run
 ``--repeat`` times, interleaved, and keep their best time (the least disturbed by whatever else
 runs on the machine); the table shows the median over the files, the ratio seed/ours, and how
-often the two hashes agree. Issue 3's targets: 12 MP baseline JPEG >= 4x, never slower.
+often the two hashes agree. Its targets: 12 MP baseline JPEG >= 4x, never slower.
 Not part of the test run.
 """
 

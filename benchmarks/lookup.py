@@ -12,7 +12,7 @@ a sample of the queries (and not at 10M), the 10M full scan on every 5th query, 
 over fewer queries. Every index answer in the scan's sample is checked against the scan.
 On clustered sets the p99 is set by the few queries matching a large part of the set (flat or
 blank images: up to 8% of it), where building the result list dominates for every method.
-Not part of the test run; targets are in issue 3.
+Not part of the test run; its numbers are in docs/performance.md.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decisi
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
 from moderation.variants import VARIANTS
 from moderation.verification import (
-    MIN_KEYPOINTS,
+    MIN_FLAG_KEYPOINTS,
     compare,
     flag_signal_of,
     framed_picture,
@@ -304,7 +304,7 @@ def verify(verdict: Verdict, verifier: Verifier) -> Verdict:
       review; otherwise it is not this image and goes;
     - a near miss stays in the review queue only when plausibly a copy;
     - an image too featureless to verify is not a copy of a flag that has features: it goes;
-    - a flag too featureless to verify (a superuser's override) never blocks: review.
+    - a flag with fewer keypoints than a flag needs (a superuser's override) never blocks: review.
     Shadow matches and trials are verified as matches are, so they record what would happen.
     """
     blocking = _first_per_flag([*verdict.matches, *verdict.shadow])
@@ -329,8 +329,8 @@ def verify(verdict: Verdict, verifier: Verifier) -> Verdict:
             # answer stands, as it did before verification existed.
             return verdict
         result = verifier.compared[fid] = compare(mine, theirs)
-        if result.keypoints[1] < MIN_KEYPOINTS:
-            demoted.add(fid)
+        if result.keypoints[1] < MIN_FLAG_KEYPOINTS:
+            demoted.add(fid)  # a featureless flag (a superuser's override) never blocks
         elif not result.verifiable:
             rejected.add(fid)
         elif fid in blocking and not result.verified:

@@ -50,7 +50,7 @@ from moderation.screening import (
     screen,
     signal_of_file,
 )
-from moderation.verification import MIN_KEYPOINTS, compare
+from moderation.verification import MIN_FLAG_KEYPOINTS, compare
 
 
 @dataclass
@@ -265,8 +265,9 @@ def preview_flag_impact(*, instances: Iterable[models.Model], limit: int = 12) -
 
 def _verified(target: registry.ImageTarget, pk: int, signals: list[bytes]) -> bool:
     """Whether the sweep would still take this stored image down after verification: it is
-    verified against one of the selected images (featureless ones keep the rule's answer, as a
-    superuser's override flag would; an unreadable stored file keeps it too)."""
+    verified against one of the selected images that could block (a featureless one, flagged
+    by a superuser's override, only ever sends to review); an unreadable stored file keeps the
+    rule's answer, as the sweep does."""
     image = _stored_signals(target, pk)
     try:
         mine = image.whole(mirrored=True)  # which selected variant it matched is not known
@@ -274,7 +275,7 @@ def _verified(target: registry.ImageTarget, pk: int, signals: list[bytes]) -> bo
         return True
     for theirs in signals:
         result = compare(mine, theirs)
-        if result.verified or result.keypoints[1] < MIN_KEYPOINTS:
+        if result.verified and result.keypoints[1] >= MIN_FLAG_KEYPOINTS:
             return True
     return False
 

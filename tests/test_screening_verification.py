@@ -11,13 +11,15 @@ from __future__ import annotations
 import io
 import json
 from io import StringIO
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from PIL import Image
 
-from moderation import banned_set, flagging
+from moderation import banned_set, flagging, matching, screening, verification
 from moderation.hashing import fingerprint_variants
 from moderation.models import FingerprintVariant, FlaggedFingerprint, ReviewItem
 from profiles.models import Profile
@@ -132,3 +134,32 @@ def test_a_superuser_may_flag_a_featureless_picture_and_its_match_only_sends_to_
 
     assert response.status_code == 302  # accepted, never blocked by it alone
     assert ReviewItem.objects.filter(uploader=user).exists()
+
+
+def _signal(count: int, seed: int = 0) -> bytes:
+    """A signal of ``count`` keypoints spread over a 512 x 384 picture."""
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform((0, 0), (512, 384), (count, 2)).astype(np.float32)
+    descriptors = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    return verification.pack(
+        verification.Signal((512, 384), (verification.Keypoints(positions, descriptors),))
+    )
+
+
+@pytest.mark.parametrize(
+    "keypoints, decision",
+    [
+        (verification.MIN_FLAG_KEYPOINTS, matching.BLOCK),
+        (verification.MIN_FLAG_KEYPOINTS - 1, matching.REVIEW),  # only a superuser's override
+    ],
+)
+def test_a_verified_match_blocks_only_when_the_flag_has_the_keypoints_a_flag_needs(
+    keypoints, decision
+):
+    signal = _signal(keypoints)
+    image = SimpleNamespace(whole=lambda mirrored=False: signal)  # the upload: that very picture
+    verdict = matching.Verdict(matching.BLOCK, [matching.Match(7, 0, confirm_distance=0)])
+
+    checked = screening.verify(verdict, screening.Verifier(image, flags=lambda ids: {7: signal}))
+
+    assert checked.decision == decision

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from moderation.hashing import CheckFingerprints
 from moderation.models import StoredHash, StoredHashTarget
@@ -70,16 +71,41 @@ def record_rows(key: str, rows: Iterable[tuple[int, int, int, int | None]]) -> i
     """Append ``(object pk, probe, signed dHash, signed pHash)`` rows for one kind of image, in
     one transaction whose id is taken first (see the module docstring). Returns the count."""
     target_id = marker_id(key)
+    rows = list(rows)
     with transaction.atomic():
         txid = current_txid()
-        objs = [
-            StoredHash(
-                target_id=target_id, object_pk=pk, probe=probe, dhash=dhash, phash=phash, txid=txid
+        if txid is not None and len(rows) > COPY_ABOVE:
+            _copy_in(target_id, txid, rows)
+        else:
+            StoredHash.objects.bulk_create(
+                [
+                    StoredHash(
+                        target_id=target_id,
+                        object_pk=pk,
+                        probe=probe,
+                        dhash=dhash,
+                        phash=phash,
+                        txid=txid,
+                    )
+                    for pk, probe, dhash, phash in rows
+                ],
+                batch_size=2000,
             )
-            for pk, probe, dhash, phash in rows
-        ]
-        StoredHash.objects.bulk_create(objs, batch_size=2000)
-    return len(objs)
+    return len(rows)
+
+
+# A backfill batch is written with COPY (PostgreSQL): ~10x the rows per second of INSERTs.
+COPY_ABOVE = 500
+
+
+def _copy_in(target_id: int, txid: int, rows: list[tuple[int, int, int, int | None]]) -> None:
+    table = StoredHash._meta.db_table
+    now = timezone.now()
+    sql = f"COPY {table} (target_id, object_pk, probe, dhash, phash, txid, created_at) FROM STDIN"
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for pk, probe, dhash, phash in rows:
+            copy.write_row((target_id, pk, probe, dhash, phash, txid, now))
 
 
 def current_txid() -> int | None:

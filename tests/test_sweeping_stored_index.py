@@ -17,7 +17,14 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from PIL import ImageOps
 
-from moderation import flagging, registry, stored_backfill, stored_index, sweeping
+from moderation import (
+    flagging,
+    registry,
+    stored_backfill,
+    stored_hashes,
+    stored_index,
+    sweeping,
+)
 from moderation.hashing import check_fingerprints
 from moderation.models import (
     AllowedMatch,
@@ -216,8 +223,9 @@ def test_until_backfilled_a_sweep_screens_every_photo_and_the_operator_is_told(
 
 
 def test_the_backfill_resumes_after_an_interruption_and_then_sweeps_use_the_index(
-    make_profile,
+    make_profile, monkeypatch
 ):
+    monkeypatch.setattr(stored_hashes, "COPY_ABOVE", 0)  # PostgreSQL: batches written by COPY
     scene = images.photo(851)
     copy = make_profile("copy", images.resized(scene, 0.5))
     for i in range(4):

@@ -70,11 +70,14 @@ class _Undo(Exception):
     pass
 
 
-def _fields(*columns: tuple[str, str]) -> list[tuple[str, str]]:
-    """A binary COPY record: the field count, then each field's length and value."""
+def _fields(*columns: tuple[str, str | None]) -> list[tuple[str, str]]:
+    """A binary COPY record: the field count, then each field's length and value (None: an
+    empty value, its length only)."""
     out = [("n", ">i2")]
     for name, kind in columns:
-        out += [(f"{name}_len", ">i4"), (name, kind)]
+        out.append((f"{name}_len", ">i4"))
+        if kind is not None:
+            out.append((name, kind))
     return out
 
 
@@ -130,25 +133,20 @@ def fill(n: int, rng: np.random.Generator) -> dict:
         if with_frame:
             probes.append((-1, len(UPLOAD_CUTS) + 1))
         probe_bytes = 24 * len(probes)
-        record = np.dtype(
-            _fields(
-                ("id", ">i8"), ("user_id", ">i4"), ("display_name", "S0"), ("photo", "S26"),
-                ("photo_dhash", ">u8"), ("photo_phash", ">u8"), ("version", ">i2"),
-                ("photo_probes", f"S{probe_bytes}"), ("created_at", ">i8"), ("updated_at", ">i8"),
-            )
+        names = np.char.add(np.char.zfill((rows + 1).astype("U10"), 10), ".jpg")
+        names = np.char.add("photos/sb", names).astype("S")
+        width = names.dtype.itemsize
+        columns = (
+            ("id", ">i8"), ("user_id", ">i4"), ("display_name", None), ("photo", f"S{width}"),
+            ("photo_dhash", ">u8"), ("photo_phash", ">u8"), ("version", ">i2"),
+            ("photo_probes", f"S{probe_bytes}"), ("created_at", ">i8"), ("updated_at", ">i8"),
         )  # fmt: skip
-        records = np.zeros(len(rows), record)
-        records["n"] = 10
-        for name, size in (
-            ("id", 8), ("user_id", 4), ("display_name", 0), ("photo", 26), ("photo_dhash", 8),
-            ("photo_phash", 8), ("version", 2), ("photo_probes", probe_bytes),
-            ("created_at", 8), ("updated_at", 8),
-        ):  # fmt: skip
-            records[f"{name}_len"] = size
+        records = np.zeros(len(rows), np.dtype(_fields(*columns)))
+        records["n"] = len(columns)
+        for name, kind in columns:
+            records[f"{name}_len"] = 0 if kind is None else np.dtype(kind).itemsize
         records["id"] = records["user_id"] = rows + 1
-        records["photo"] = np.char.add(
-            np.char.add("photos/sb", np.char.zfill((rows + 1).astype("U10"), 10)), "xx.jpg"
-        ).astype("S26")
+        records["photo"] = names
         records["photo_dhash"], records["photo_phash"] = hashes[0][rows], phashes[0][rows]
         records["version"] = PIPELINE_VERSION
         packed = np.zeros((len(rows), len(probes), 3), "<i8")
@@ -230,6 +228,34 @@ def timed_sweep(flag_id: int, *, full_pass: bool) -> tuple[float, object]:
     return out["seconds"], out["result"]
 
 
+def timed_lookup(flag_id: int) -> dict:
+    """The part of the sweep that grows with the stored photos, on its own: the sync with
+    nothing new, then one lookup per variant of the flag (median of 5)."""
+    from moderation import stored_index
+    from moderation.banned_index import variant_entries
+    from moderation.banned_set import active_variant_rows
+    from moderation.matching import MatchRule
+    from moderation.models import StoredHashTarget
+
+    index, rule = stored_index.current(), MatchRule.from_settings()
+    variants = stored_index.variants_of(variant_entries(active_variant_rows([flag_id])))
+    marker = StoredHashTarget.objects.get().pk
+    syncs, lookups = [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        index.sync()
+        syncs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        found = index.near(marker, variants, rule)
+        lookups.append(time.perf_counter() - started)
+    return {
+        "sync_ms": statistics.median(syncs) * 1e3,
+        "lookup_ms": statistics.median(lookups) * 1e3,
+        "variants": len(variants),
+        "found": len(found),
+    }
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -265,6 +291,7 @@ def measure_sweep(
         index_mb=stored_index.current().nbytes() / 2**20,
         peak_rss_growth_mb=_rss_mb() - rss_before,
     )
+    figures.update(timed_lookup(flagged.pk))
     runs = [timed_sweep(flagged.pk, full_pass=False) for _ in range(3)]
     figures.update(
         sweep_s=statistics.median(seconds for seconds, _ in runs),
@@ -301,6 +328,8 @@ def main() -> None:
             )
             + f"; cold load {figures['cold_load_s']:.1f} s ({figures['index_rows']:,} rows, "
             f"{figures['index_mb']:.0f} MiB, peak RSS +{figures['peak_rss_growth_mb']:.0f} MiB); "
+            f"sync {figures['sync_ms']:.1f} ms, {figures['variants']} lookups "
+            f"{figures['lookup_ms']:.1f} ms ({figures['found']} found); "
             f"sweep {figures['sweep_s'] * 1e3:.0f} ms (max {figures['sweep_max_s'] * 1e3:.0f}), "
             f"{figures['sweep_checked']} screened, {figures['sweep_taken_down']} taken down",
             flush=True,
@@ -312,8 +341,8 @@ def main() -> None:
             f"{full:.1f} s" + (" extrapolated" if f.get("full_pass_extrapolated") else "")
         )  # fmt: skip
         parts.append(
-            f"{f['stored']:,} stored: sweep {f['sweep_s']:.3f} s (full pass {full_text}), "
-            f"cold load {f['cold_load_s']:.1f} s"
+            f"{f['stored']:,} stored: sweep {f['sweep_s']:.3f} s (lookups "
+            f"{f['lookup_ms']:.0f} ms; full pass {full_text}), cold load {f['cold_load_s']:.1f} s"
         )
     print("sweep: " + "; ".join(parts))
 

@@ -39,7 +39,8 @@ class StoredHash(models.Model):
     ``probe`` says which: ``IMAGE`` (-2) the image itself, ``FRAMED`` (-1, the stored probes'
     ``EVERY_VARIANT``) the picture inside its frame (both compared with every variant of a
     flag), or the variant number of a cut (compared with that variant only). Hashes are signed
-    64-bit, as everywhere. ``txid`` is the PostgreSQL transaction that wrote the row (NULL on
+    64-bit, as everywhere; ``object_pk`` is the image row's primary key (registered models
+    have integer keys). ``txid`` is the PostgreSQL transaction that wrote the row (NULL on
     SQLite): a reader that saw the transaction in progress reads its rows again once it has
     ended, so a row committed after a higher id was read is not missed.
     """

@@ -260,6 +260,7 @@ def test_prune_deletes_the_rows_of_replaced_and_removed_photos_only(make_profile
     kept = make_profile("kept", images.photo(852))
     replaced = make_profile("replaced", images.photo(853))
     removed = make_profile("removed", images.photo(854))
+
     def ids_of(profile):
         return set(StoredHash.objects.filter(object_pk=profile.pk).values_list("id", flat=True))
 
@@ -358,3 +359,29 @@ def test_without_reading_ended_transactions_again_the_late_photo_would_be_missed
 
     assert Profile.objects.get(pk=slow.pk).photo  # missed
     assert not Profile.objects.get(pk=fast.pk).photo
+
+
+@pytest.mark.postgres
+def test_the_cold_load_by_binary_copy_reads_what_a_plain_query_reads(make_profile):
+    if connection.vendor != "postgresql":
+        pytest.skip("NOT RUN: needs PostgreSQL (DATABASE_URL=postgres://...); COPY is its own.")
+    make_profile("bob", framed(images.photo(870, (800, 600))))
+    make_profile("carol", images.photo(871))
+    Profile.objects.filter(user__username="carol").update(photo_phash=None)
+    StoredHash.objects.filter(
+        probe=StoredHash.IMAGE, object_pk=Profile.objects.get(user__username="carol").pk
+    ).update(phash=None)  # a photo from before pHash existed
+    newest = StoredHash.objects.order_by("-id").values_list("id", flat=True)[0]
+
+    def rows(batches):
+        return sorted(
+            tuple(map(int, row))
+            for columns in batches
+            for row in zip(*(column.tolist() for column in columns))
+        )
+
+    # Chunks of 100 bytes: records split across every chunk boundary.
+    by_copy = rows(stored_index._copy_rows(newest, chunk_bytes=100))
+    assert by_copy == rows(stored_index._fetch_rows(newest))
+    assert len(by_copy) == StoredHash.objects.count() >= 7
+    assert any(not has for *_, has in by_copy)

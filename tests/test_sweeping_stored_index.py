@@ -385,3 +385,26 @@ def test_the_cold_load_by_binary_copy_reads_what_a_plain_query_reads(make_profil
     assert by_copy == rows(stored_index._fetch_rows(newest))
     assert len(by_copy) == StoredHash.objects.count() >= 7
     assert any(not has for *_, has in by_copy)
+
+
+def test_index_stored_photos_backfills_then_prunes(make_profile):
+    profile = make_profile("bob", images.photo(872))
+    StoredHash.objects.all().delete()
+    StoredHashTarget.objects.update(complete=False, backfill_cursor=None)
+    out = io.StringIO()
+
+    call_command("index_stored_photos", "--batch-size", "10", stdout=out)
+
+    assert f"{KEY}: complete (1 images indexed by this run)" in out.getvalue()
+    assert StoredHash.objects.filter(object_pk=profile.pk).count() >= 3
+    profile_remove_photo(profile=profile)
+    out = io.StringIO()
+    call_command("index_stored_photos", "--prune", stdout=out)
+    assert f"{KEY}: " in out.getvalue() and not StoredHash.objects.exists()
+
+
+def test_index_stored_photos_refuses_a_batch_size_below_one():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="batch-size"):
+        call_command("index_stored_photos", "--batch-size", "0")

@@ -5,6 +5,10 @@ its field here from ``AppConfig.ready()``; screening, sweeps, takedowns, the rev
 reindex then work on "any registered image" through the operations of ``ImageTarget`` (its
 fingerprint, its probes, clear it, store it, the rows with a hash, the owner) instead of
 naming ``profiles.Profile`` or its columns.
+
+Every write of an image's fingerprint goes through ``set_image`` or ``refresh_fingerprint``,
+and both add the image's hashes to the index of stored images (``stored_hashes.record``) in
+the same transaction, so a flag's sweep finds the image through that index.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
+from moderation import stored_hashes
 from moderation.hashing import PIPELINE_VERSION, CheckFingerprints, Fingerprint, probes_from_bytes
 
 
@@ -105,10 +110,14 @@ class ImageTarget:
         cuts, inner = probes_from_bytes(self.probe_bytes(instance))
         return CheckFingerprints([fp], cuts, inner)
 
-    def checked_rows(self, *, chunk_size: int = 5000):
-        """``(pk, CheckFingerprints)`` of every stored image with a hash, streamed."""
+    def checked_rows(self, *, chunk_size: int = 5000, pks: list[int] | None = None):
+        """``(pk, CheckFingerprints)`` of every stored image with a hash (with ``pks``: of
+        those among them, in primary key order), streamed."""
         columns = ("pk", self.hash_field, self.confirm_field, self.probes_field or "pk")
-        rows = self.with_hashes().values_list(*columns).iterator(chunk_size=chunk_size)
+        rows = self.with_hashes()
+        if pks is not None:
+            rows = rows.filter(pk__in=pks).order_by("pk")
+        rows = rows.values_list(*columns).iterator(chunk_size=chunk_size)
         for pk, signed, phash, probes in rows:
             cuts, inner = probes_from_bytes(probes) if self.probes_field else ({}, None)
             yield pk, CheckFingerprints([Fingerprint.from_signed(signed, phash=phash)], cuts, inner)
@@ -130,7 +139,9 @@ class ImageTarget:
         also: tuple[str, ...] = (),
     ) -> None:
         """Point the instance at a stored file and what it was checked with, or at none
-        (``""``, None), and save those columns (plus ``also``)."""
+        (``""``, None), and save those columns (plus ``also``); a fingerprint is added to the
+        index of stored images in the same transaction (after the row is written: its lock
+        and transaction id come first)."""
         fp = checked.frames[0] if checked is not None else None
         values = {
             self.file_field: name,
@@ -146,7 +157,10 @@ class ImageTarget:
             values[self.missing_field] = None
         for field, value in values.items():
             setattr(instance, field, value)
-        instance.save(update_fields=[*values, *also])
+        with transaction.atomic():
+            instance.save(update_fields=[*values, *also])
+            if checked is not None:
+                stored_hashes.record(self.key, instance.pk, checked)
 
     def clear(self, instance: models.Model) -> None:
         """Take the image off the instance (its file is the caller's to move or delete)."""
@@ -175,7 +189,11 @@ class ImageTarget:
             values[self.missing_field] = None
         if self.probes_field:
             values[self.probes_field] = checked.probe_bytes()
-        return bool(self.objects.filter(pk=pk, **{self.hash_field: old_hash}).update(**values))
+        with transaction.atomic():
+            if not self.objects.filter(pk=pk, **{self.hash_field: old_hash}).update(**values):
+                return False
+            stored_hashes.record(self.key, pk, checked)
+        return True
 
     def mark_missing(self, instance: models.Model) -> bool:
         """Hide an image whose file is gone (it keeps its hash: still swept). True the first

@@ -21,7 +21,7 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.tasks import task
 
-from moderation import registry, review
+from moderation import registry, review, stored_index
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
@@ -116,16 +116,19 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
     again, so running the sweep twice adds nothing.
 
     With ``fingerprint_ids`` (the normal case, right after a flag) only those fingerprints are
-    compared; without, the whole active banned set is (after a reindex). Every stored image is
-    compared from its stored hash and probes, so the cost is one pass over the image table.
+    compared, with the stored images the index of stored hashes finds near them
+    (``stored_index.rows_to_screen``: about one index lookup per variant); without, the whole
+    active banned set is (after a reindex), with every stored image: one pass over the table.
+    Either way each image is screened from its stored hash and probes.
     """
     result = SweepResult()
     rule = MatchRule.from_settings()
     if fingerprint_ids is None:
         lookup = lookup_in(rule=rule)
     else:
+        entries = list(variant_entries(active_variant_rows(fingerprint_ids)))
         index = BannedIndex()
-        index.build(variant_entries(active_variant_rows(fingerprint_ids)))
+        index.build(entries)
         if not len(index):
             return result
         lookup = lookup_in(index, rule)
@@ -133,7 +136,11 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
     for target in registry.targets():
         hits: list[tuple[int, int, int]] = []
         near: list[tuple[int, Fingerprint, Match]] = []
-        for pk, checked in target.checked_rows():
+        if fingerprint_ids is None:
+            rows = target.checked_rows()
+        else:
+            rows = stored_index.rows_to_screen(target, entries, rule)
+        for pk, checked in rows:
             result.checked += 1
             verifier = Verifier(_stored_signals(target, pk))
             verdict = screen(checked, lookup=lookup, verifier=verifier).verdict

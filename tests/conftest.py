@@ -83,6 +83,18 @@ def fresh_banned_set():
     banned_set.reset()
 
 
+@pytest.fixture(autouse=True)
+def fresh_stored_index():
+    """Nor may the index of stored images, or the kinds' ids (a flush renumbers them)."""
+    from moderation import stored_hashes, stored_index
+
+    stored_index.reset()
+    stored_hashes.forget_marker_ids()
+    yield
+    stored_index.reset()
+    stored_hashes.forget_marker_ids()
+
+
 @pytest.fixture
 def media_files(isolated_storage):
     """A callable listing every file under public media (relative paths)."""

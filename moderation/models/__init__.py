@@ -4,6 +4,7 @@
 - ``records``: the audit trail, refused uploads and shadow hits;
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex progress;
+- ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
 - ``quarantine``: the private storage of flagged originals and evidence.
 
 Every public name is re-exported here: the code imports ``from moderation.models``, and the
@@ -35,6 +36,7 @@ from moderation.models.review import (
     ReviewItemQuerySet,
     ReviewSubscription,
 )
+from moderation.models.stored_index import StoredHash, StoredHashTarget
 
 __all__ = [
     "DEFAULT_HASH_LIST",
@@ -54,6 +56,8 @@ __all__ = [
     "ReviewItemQuerySet",
     "ReviewSubscription",
     "ShadowHit",
+    "StoredHash",
+    "StoredHashTarget",
     "default_hash_list_id",
     "quarantine_storage",
 ]

@@ -319,7 +319,7 @@ else:
 
 # --- Tasks -------------------------------------------------------------------------------
 # Locally tasks run immediately in the request; production uses the database backend and a
-# `manage.py db_worker` process (MODERATION_TASKS_BACKEND=database).
+# `manage.py run_worker` process (MODERATION_TASKS_BACKEND=database).
 _TASK_BACKENDS = {
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
     "database": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]},
@@ -330,6 +330,12 @@ if _task_backend not in _TASK_BACKENDS:
         f"MODERATION_TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, got {_task_backend!r}"
     )
 TASKS = {"default": _TASK_BACKENDS[_task_backend]}
+# The production worker, `manage.py run_worker` (moderation/worker.py): heartbeats, the lease
+# after which a dead worker's task runs again, retries with backoff.
+MODERATION_WORKER_HEARTBEAT_SECONDS = env_moderation("MODERATION_WORKER_HEARTBEAT_SECONDS")
+MODERATION_WORKER_LEASE_SECONDS = env_moderation("MODERATION_WORKER_LEASE_SECONDS")
+MODERATION_TASK_MAX_ATTEMPTS = env_moderation("MODERATION_TASK_MAX_ATTEMPTS")
+MODERATION_TASK_RETRY_SECONDS = env_moderation("MODERATION_TASK_RETRY_SECONDS")
 
 LOGGING = {
     "version": 1,

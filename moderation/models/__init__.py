@@ -4,13 +4,16 @@
 - ``records``: the audit trail, refused uploads and shadow hits;
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex progress;
-- ``quarantine``: the private storage of flagged originals and evidence.
+- ``quarantine``: the private storage of flagged originals and evidence;
+- ``background``: worker heartbeats, owed emails and failed tasks (background work that
+  survives the death of its processes).
 
 Every public name is re-exported here: the code imports ``from moderation.models``, and the
 migrations refer to ``moderation.models.quarantine_storage`` and
 ``moderation.models.default_hash_list_id``.
 """
 
+from moderation.models.background import EmailDelivery, FailedTask, WorkerHeartbeat
 from moderation.models.banned_set import (
     DEFAULT_HASH_LIST,
     BannedSetChange,
@@ -42,6 +45,8 @@ __all__ = [
     "AllowedMatchQuerySet",
     "AuditEvent",
     "BannedSetChange",
+    "EmailDelivery",
+    "FailedTask",
     "FingerprintVariant",
     "FlaggedFingerprint",
     "FlaggedFingerprintQuerySet",
@@ -54,6 +59,7 @@ __all__ = [
     "ReviewItemQuerySet",
     "ReviewSubscription",
     "ShadowHit",
+    "WorkerHeartbeat",
     "default_hash_list_id",
     "quarantine_storage",
 ]

@@ -119,15 +119,21 @@ def requeue_abandoned(*, backend_name: str = "default") -> list[str]:
                         f"during attempt {len(row.worker_ids)} of {max_attempts}"
                     ),
                 )
-                row.save(update_fields=["status", "finished_at", "exception_class_path",
-                                        "traceback"])
-                logger.error("task %s (%s) failed for good: its workers kept dying",
-                             row.id, row.task_path)
+                row.save(
+                    update_fields=["status", "finished_at", "exception_class_path", "traceback"]
+                )
+                logger.error(
+                    "task %s (%s) failed for good: its workers kept dying", row.id, row.task_path
+                )
             else:
                 row.status = READY
                 row.save(update_fields=["status"])
-                logger.warning("task %s (%s) given back to the queue: worker %s is gone",
-                               row.id, row.task_path, owner)
+                logger.warning(
+                    "task %s (%s) given back to the queue: worker %s is gone",
+                    row.id,
+                    row.task_path,
+                    owner,
+                )
             done.append(str(row.id))
         WorkerHeartbeat.objects.filter(last_seen__lt=now - FORGET_DEAD_AFTER).delete()
     return done
@@ -217,8 +223,9 @@ class Worker(LibraryWorker):
         if self.running:
             self.running = False
             self._wake.set()
-            logger.warning("%s: finishing the current task, then stopping (again to release it)",
-                           name)
+            logger.warning(
+                "%s: finishing the current task, then stopping (again to release it)", name
+            )
             return
         if self._in_task_code:
             logger.warning("%s again: releasing the current task back to the queue", name)
@@ -227,8 +234,9 @@ class Worker(LibraryWorker):
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        logger.info("Starting worker worker_id=%s queues=%s", self.worker_id,
-                    ",".join(self.queue_names))
+        logger.info(
+            "Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names)
+        )
         self.heartbeat.register()
         self.heartbeat.start()
         if self.startup_delay and self.interval:
@@ -239,8 +247,7 @@ class Worker(LibraryWorker):
                     ran = self._once()
                 except DatabaseError as e:
                     if not is_locked_database_exception(e):
-                        logger.warning("database error in the worker loop; retrying",
-                                       exc_info=True)
+                        logger.warning("database error in the worker loop; retrying", exc_info=True)
                     connection.close()
                     ran = None
                 if ran is False and self.batch:
@@ -298,8 +305,9 @@ class Worker(LibraryWorker):
                 if task.takes_context:
                     from django.tasks import TaskContext
 
-                    value = task.call(TaskContext(task_result=result), *result.args,
-                                      **result.kwargs)
+                    value = task.call(
+                        TaskContext(task_result=result), *result.args, **result.kwargs
+                    )
                 else:
                     value = task.call(*result.args, **result.kwargs)
             finally:
@@ -333,8 +341,12 @@ class Worker(LibraryWorker):
             try:
                 return self._record_once(claimed, status, value)
             except DatabaseError:
-                logger.warning("could not record the outcome of task %s (try %d)", claimed.id,
-                               attempt + 1, exc_info=True)
+                logger.warning(
+                    "could not record the outcome of task %s (try %d)",
+                    claimed.id,
+                    attempt + 1,
+                    exc_info=True,
+                )
                 connection.close()
                 time.sleep(min(0.5 * 2**attempt, 5))
         return None
@@ -344,8 +356,9 @@ class Worker(LibraryWorker):
         with exclusive_transaction(DBTaskResult.objects.db):
             row = DBTaskResult.objects.select_for_update().filter(pk=claimed.pk).first()
             if row is None or row.status != RUNNING or row.worker_ids != claimed.worker_ids:
-                logger.warning("task %s is no longer this worker's claim; result discarded",
-                               claimed.pk)
+                logger.warning(
+                    "task %s is no longer this worker's claim; result discarded", claimed.pk
+                )
                 return None
             if status == SUCCESSFUL:
                 try:
@@ -366,17 +379,27 @@ class Worker(LibraryWorker):
             if attempts < moderation_settings.TASK_MAX_ATTEMPTS:
                 row.status = READY
                 row.run_after = now + retry_delay(attempts)
-                row.save(update_fields=["status", "run_after", "exception_class_path",
-                                        "traceback"])
-                logger.warning("task %s will be tried again at %s (attempt %d of %d failed)",
-                               row.pk, row.run_after, attempts,
-                               moderation_settings.TASK_MAX_ATTEMPTS)
+                row.save(update_fields=["status", "run_after", "exception_class_path", "traceback"])
+                logger.warning(
+                    "task %s will be tried again at %s (attempt %d of %d failed)",
+                    row.pk,
+                    row.run_after,
+                    attempts,
+                    moderation_settings.TASK_MAX_ATTEMPTS,
+                )
                 return READY
             row.status = FAILED
             row.finished_at = now
             row.return_value = None
-            row.save(update_fields=["status", "finished_at", "return_value",
-                                    "exception_class_path", "traceback"])
+            row.save(
+                update_fields=[
+                    "status",
+                    "finished_at",
+                    "return_value",
+                    "exception_class_path",
+                    "traceback",
+                ]
+            )
             claimed.__dict__.update(row.__dict__)
             return FAILED
 
@@ -385,11 +408,7 @@ def retry_failed(task_id: str) -> DBTaskResult | None:
     """Queue a task that failed for good again, with a fresh set of attempts (its earlier
     claims are returned for the audit trail's record). None if it is not failed (any more)."""
     with exclusive_transaction(DBTaskResult.objects.db):
-        row = (
-            DBTaskResult.objects.select_for_update()
-            .filter(pk=task_id, status=FAILED)
-            .first()
-        )
+        row = DBTaskResult.objects.select_for_update().filter(pk=task_id, status=FAILED).first()
         if row is None:
             return None
         previous = list(row.worker_ids)

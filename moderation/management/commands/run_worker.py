@@ -27,8 +27,21 @@ class Command(DbWorkerCommand):
         super().add_arguments(parser)
         parser.set_defaults(reload=False, worker_id=None)
 
-    def handle(self, *, verbosity, queue_name, interval, batch, backend_name, startup_delay,
-               reload, max_tasks, worker_id, exclude_queues, **options):
+    def handle(
+        self,
+        *,
+        verbosity,
+        queue_name,
+        interval,
+        batch,
+        backend_name,
+        startup_delay,
+        reload,
+        max_tasks,
+        worker_id,
+        exclude_queues,
+        **options,
+    ):
         if reload:
             raise CommandError(
                 "run_worker never reloads (a production worker must not). For development "

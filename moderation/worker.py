@@ -404,18 +404,25 @@ class Worker(LibraryWorker):
             return FAILED
 
 
-def retry_failed(task_id: str) -> DBTaskResult | None:
-    """Queue a task that failed for good again, with a fresh set of attempts (its earlier
-    claims are returned for the audit trail's record). None if it is not failed (any more)."""
+def retry_failed(task_id: str, *, actor: Any = None) -> DBTaskResult | None:
+    """Queue a task that failed for good again, with a fresh set of attempts; audited, with
+    its earlier attempts and error. None if it is not failed (any more: retried meanwhile)."""
+    from moderation.models import AuditEvent
+
     with exclusive_transaction(DBTaskResult.objects.db):
         row = DBTaskResult.objects.select_for_update().filter(pk=task_id, status=FAILED).first()
         if row is None:
             return None
-        previous = list(row.worker_ids)
+        error = row.traceback.strip().splitlines()[-1:] or [row.exception_class_path]
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.RETRY_TASK,
+            actor=actor,
+            target=f"task {row.task_name} ({row.pk})"[:200],
+            reason=f"failed after {len(row.worker_ids)} attempt(s): {error[0]}",
+        )
         row.status = READY
         row.worker_ids = []
         row.finished_at = None
         row.run_after = get_date_max()
         row.save(update_fields=["status", "worker_ids", "finished_at", "run_after"])
-        row.previous_worker_ids = previous
         return row

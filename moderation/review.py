@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from moderation import registry
-from moderation.background import enqueue_on_commit
+from moderation.background import enqueue_now, enqueue_on_commit
 from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.matching import Match, Trial
@@ -223,6 +223,7 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
         return 0
     subject, body = _review_digest(summary["count"], summary["oldest"], now)
     sent = 0
+    scheduled = False
     for sub in eligible:
         due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - period)
         with transaction.atomic():
@@ -240,7 +241,8 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
                     body=body,
                     created_at=now,
                 )
-                _schedule_unsent_emails()
+                if not scheduled:  # one check per call, committed with the first claim
+                    scheduled = _schedule_unsent_emails()
         if not claimed:
             owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
                 pending_since=now
@@ -301,15 +303,17 @@ def send_unsent_emails() -> int:
     return sent
 
 
-def _schedule_unsent_emails() -> None:
-    """With a worker backend, a check a lease later that the email just claimed was sent: if
-    the process sending it dies, the worker that runs this sends it (the task that claimed it
-    may never run again: a recheck run twice queues nothing new, so mails nothing)."""
-    backend = unsent_emails_task.get_backend()
-    if not backend.supports_defer:
-        return
+def _schedule_unsent_emails() -> bool:
+    """With a worker backend, a check a lease later that the emails being claimed were sent:
+    if this process dies before sending them, the worker that runs it sends them (the task that
+    claimed them may never run again: a recheck run twice queues nothing new, so mails
+    nothing). Enqueued inside the claim's transaction, not on commit: the task row then
+    commits with the claim, so no moment exists where one is committed without the other."""
+    if not unsent_emails_task.get_backend().supports_defer:
+        return False
     when = timezone.now() + timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
-    enqueue_on_commit(unsent_emails_task.using(run_after=when))
+    enqueue_now(unsent_emails_task.using(run_after=when))
+    return True
 
 
 def _schedule_review_digest(when) -> None:

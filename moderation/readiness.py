@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
-from django.tasks import default_task_backend
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_tasks_db.backend import DatabaseBackend
@@ -30,10 +30,11 @@ def ready(request):
         health = worker.health()
     except DatabaseError:
         return JsonResponse({**body, "ready": False}, status=503)
-    uses_workers = isinstance(default_task_backend, DatabaseBackend)
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    uses_workers = isinstance(backend, DatabaseBackend)
     body.update(
         database=True,
-        task_backend=type(default_task_backend).__name__,
+        task_backend=type(backend).__name__,
         failed_tasks=health.failed_tasks,
         workers_alive=health.workers_alive,
         workers_stale=health.workers_stale,

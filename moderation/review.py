@@ -128,9 +128,7 @@ def record_trial_hits(
     target = registry.target_for(instance)
     owner = target.owner_id(instance)
     known = _recorded(target.key, instance.pk, fingerprint, ShadowHit.Kind.DISTANCE)
-    trials = [
-        t for t in trials if (t.match.fingerprint_id, t.match.proposed_distance) not in known
-    ]
+    trials = [t for t in trials if (t.match.fingerprint_id, t.match.proposed_distance) not in known]
     lists = dict(
         FlaggedFingerprint.objects.filter(
             pk__in=[t.match.fingerprint_id for t in trials]
@@ -322,7 +320,6 @@ def _schedule_review_digest(when) -> None:
     if not review_digest_task.get_backend().supports_defer:
         return
     enqueue_on_commit(review_digest_task.using(run_after=when))
-
 
 
 @task

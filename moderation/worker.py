@@ -268,7 +268,8 @@ class Worker(LibraryWorker):
     def _once(self) -> bool:
         """Requeue abandoned tasks (once per heartbeat interval), claim one and run it.
         Returns whether a task ran."""
-        close_old_connections()
+        if not connection.in_atomic_block:  # (only a test calls this inside a transaction)
+            close_old_connections()  # drop a connection the database closed meanwhile
         if time.monotonic() >= self._next_requeue:
             requeue_abandoned(backend_name=self.backend_name)
             self._next_requeue = time.monotonic() + self.heartbeat.interval

@@ -241,7 +241,8 @@ if not DEBUG:
 # --- Email -------------------------------------------------------------------------------
 # Moderators who opt in get an email when the review queue grows. Locally (DEBUG) the console
 # backend prints it; in production the default is SMTP at DJANGO_EMAIL_HOST:DJANGO_EMAIL_PORT
-# (DJANGO_EMAIL_BACKEND picks another backend).
+# (DJANGO_EMAIL_BACKEND picks another backend; the file-based one writes to
+# DJANGO_EMAIL_FILE_PATH).
 _email_backend = env_str(
     "DJANGO_EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
@@ -257,6 +258,9 @@ MAILERS = {
                 "port": env_int("DJANGO_EMAIL_PORT", 25),
             }
             if _email_backend.endswith("smtp.EmailBackend")
+            # One file per sent message batch (tests of the worker count what it sent).
+            else {"file_path": env_str("DJANGO_EMAIL_FILE_PATH", "var/mail")}
+            if _email_backend.endswith("filebased.EmailBackend")
             else {}
         ),
     }

@@ -49,7 +49,8 @@ FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besid
 LEASE = int(os.environ.get("CRASH_LEASE", "2"))
 HEARTBEAT = max(1, LEASE // 3)
 REPORT = os.environ.get("CRASH_REPORT")
-TIMEOUT = 60 + LEASE  # from the kill until everything is done: lease + task + start-up
+# From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
+TIMEOUT = 60 + LEASE + FILLERS // 2000
 SCENE = 21  # tests/images.photo(21): its resized copies verify (tests/test_worker.py)
 COPIES = (0.5, 0.6, 0.7, 0.8, 0.9)
 DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}

@@ -148,8 +148,13 @@ class Health:
     workers_stale: int
 
 
+def lease_cutoff():
+    """Workers seen since then hold their lease."""
+    return timezone.now() - timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
+
+
 def health() -> Health:
-    cutoff = timezone.now() - timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
+    cutoff = lease_cutoff()
     return Health(
         failed_tasks=DBTaskResult.objects.filter(status=FAILED).count(),
         workers_alive=WorkerHeartbeat.objects.filter(last_seen__gte=cutoff).count(),

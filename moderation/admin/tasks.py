@@ -1,4 +1,4 @@
-"""Background tasks that failed for good, with a retry button.
+"""Background tasks that failed for good, with a retry button; the task workers' heartbeats.
 
 A task is retried by the worker a few times with backoff (``moderation/worker.py``); when every
 attempt failed it stays here with its error until someone with ``moderation.retry_task``
@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from moderation import worker
 from moderation.admin.base import ReadOnlyAdminMixin
-from moderation.models import FailedTask
+from moderation.models import FailedTask, WorkerHeartbeat
 
 RETRY_PERMISSION = "moderation.retry_task"
 
@@ -85,3 +85,14 @@ class FailedTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 request, _("Queued again: a worker will run it shortly."), messages.SUCCESS
             )
         return redirect("admin:moderation_failedtask_changelist")
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each ``run_worker`` process, the task it runs, and whether its lease is current."""
+
+    list_display = ["worker_id", "host", "pid", "started_at", "last_seen", "current_task", "alive"]
+
+    @admin.display(boolean=True, description=_("alive"))
+    def alive(self, obj: WorkerHeartbeat) -> bool:
+        return obj.last_seen >= worker.lease_cutoff()

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import InvalidStorageError, storages
 
-from moderation.conf import DECLARATIONS, Kind, moderation_settings
+from moderation.conf import DECLARATIONS, PREFIX, Kind, moderation_settings
 
 
 class KindCheck(NamedTuple):
@@ -115,7 +115,7 @@ def check_worker_lease(app_configs=None, **kwargs):
                 "MODERATION_WORKER_LEASE_SECONDS must be at least twice "
                 "MODERATION_WORKER_HEARTBEAT_SECONDS.",
                 hint=f"Now {lease} s and {heartbeat} s; the defaults are 30 s and 5 s.",
-                obj="settings.MODERATION_WORKER_LEASE_SECONDS",
+                obj=f"settings.{PREFIX}WORKER_LEASE_SECONDS",
                 id="moderation.E006",
             )
         ]

@@ -199,7 +199,7 @@ class Heartbeat(threading.Thread):
             while not self._stopped.wait(self.interval):
                 try:
                     self.beat()
-                except DatabaseError:
+                except Exception:  # noqa: BLE001 - a dead heartbeat thread would lose the lease
                     logger.warning("heartbeat of %s not written", self.worker_id, exc_info=True)
                     connection.close()  # this thread's connection: reconnect at the next beat
         finally:

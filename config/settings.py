@@ -241,7 +241,8 @@ if not DEBUG:
 # --- Email -------------------------------------------------------------------------------
 # Moderators who opt in get an email when the review queue grows. Locally (DEBUG) the console
 # backend prints it; in production the default is SMTP at DJANGO_EMAIL_HOST:DJANGO_EMAIL_PORT
-# (DJANGO_EMAIL_BACKEND picks another backend).
+# (DJANGO_EMAIL_BACKEND picks another backend; the file-based one writes to
+# DJANGO_EMAIL_FILE_PATH).
 _email_backend = env_str(
     "DJANGO_EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
@@ -257,6 +258,9 @@ MAILERS = {
                 "port": env_int("DJANGO_EMAIL_PORT", 25),
             }
             if _email_backend.endswith("smtp.EmailBackend")
+            # One file per sent message batch (tests of the worker count what it sent).
+            else {"file_path": env_str("DJANGO_EMAIL_FILE_PATH", "var/mail")}
+            if _email_backend.endswith("filebased.EmailBackend")
             else {}
         ),
     }
@@ -319,7 +323,7 @@ else:
 
 # --- Tasks -------------------------------------------------------------------------------
 # Locally tasks run immediately in the request; production uses the database backend and a
-# `manage.py db_worker` process (MODERATION_TASKS_BACKEND=database).
+# `manage.py run_worker` process (MODERATION_TASKS_BACKEND=database).
 _TASK_BACKENDS = {
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
     "database": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]},
@@ -330,6 +334,12 @@ if _task_backend not in _TASK_BACKENDS:
         f"MODERATION_TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, got {_task_backend!r}"
     )
 TASKS = {"default": _TASK_BACKENDS[_task_backend]}
+# The production worker, `manage.py run_worker` (moderation/worker.py): heartbeats, the lease
+# after which a dead worker's task runs again, retries with backoff.
+MODERATION_WORKER_HEARTBEAT_SECONDS = env_moderation("MODERATION_WORKER_HEARTBEAT_SECONDS")
+MODERATION_WORKER_LEASE_SECONDS = env_moderation("MODERATION_WORKER_LEASE_SECONDS")
+MODERATION_TASK_MAX_ATTEMPTS = env_moderation("MODERATION_TASK_MAX_ATTEMPTS")
+MODERATION_TASK_RETRY_SECONDS = env_moderation("MODERATION_TASK_RETRY_SECONDS")
 
 LOGGING = {
     "version": 1,

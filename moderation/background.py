@@ -1,7 +1,7 @@
 """The one way work is handed to the task worker: on commit, with arguments checked.
 
 Locally tasks run immediately, in the process that enqueues them; in production
-(``MODERATION_TASKS_BACKEND=database``) a ``manage.py db_worker`` process runs them. Each flow
+(``MODERATION_TASKS_BACKEND=database``) ``manage.py run_worker`` processes run them. Each flow
 defines its own tasks next to the functions they call; every enqueue goes through
 ``enqueue_on_commit`` (or, for a command that holds no transaction and reports the task's id,
 ``enqueue_now``).

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import InvalidStorageError, storages
 
-from moderation.conf import DECLARATIONS, Kind, moderation_settings
+from moderation.conf import DECLARATIONS, PREFIX, Kind, moderation_settings
 
 
 class KindCheck(NamedTuple):
@@ -98,6 +98,25 @@ def check_rate_limit_cache(app_configs=None, **kwargs):
                 hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
                 obj="settings.CACHES",
                 id="moderation.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_worker_lease(app_configs=None, **kwargs):
+    """A lease shorter than two heartbeats would hand a live worker's task to another worker
+    whenever one heartbeat is late (a busy database), running it twice at once."""
+    heartbeat = moderation_settings.WORKER_HEARTBEAT_SECONDS
+    lease = moderation_settings.WORKER_LEASE_SECONDS
+    if isinstance(heartbeat, int) and isinstance(lease, int) and lease < 2 * heartbeat:
+        return [
+            Error(
+                "MODERATION_WORKER_LEASE_SECONDS must be at least twice "
+                "MODERATION_WORKER_HEARTBEAT_SECONDS.",
+                hint=f"Now {lease} s and {heartbeat} s; the defaults are 30 s and 5 s.",
+                obj=f"settings.{PREFIX}WORKER_LEASE_SECONDS",
+                id="moderation.E006",
             )
         ]
     return []

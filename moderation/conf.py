@@ -218,6 +218,41 @@ DECLARATIONS = (
     ),
 )
 
+# --- Background tasks (manage.py run_worker, moderation/worker.py) ----------------------
+# Each worker writes a heartbeat every MODERATION_WORKER_HEARTBEAT_SECONDS; a task whose
+# worker has not been seen for MODERATION_WORKER_LEASE_SECONDS is given back to the queue and
+# run again by another worker (tasks are idempotent). The lease must outlast a few missed
+# heartbeats (a busy database, a GC pause): a lease shorter than two heartbeats is refused.
+# A task that raises is tried again after MODERATION_TASK_RETRY_SECONDS, doubling each time,
+# until MODERATION_TASK_MAX_ATTEMPTS claims were made; then it stays failed, with its error,
+# on the admin's "failed background tasks" page and on the dashboard.
+DECLARATIONS += (
+    Setting(
+        "MODERATION_WORKER_HEARTBEAT_SECONDS",
+        5,
+        Kind.POSITIVE,
+        "Seconds between a task worker's heartbeats.",
+    ),
+    Setting(
+        "MODERATION_WORKER_LEASE_SECONDS",
+        30,
+        Kind.POSITIVE,
+        "Seconds without a heartbeat after which a worker's running task is run again elsewhere.",
+    ),
+    Setting(
+        "MODERATION_TASK_MAX_ATTEMPTS",
+        5,
+        Kind.POSITIVE,
+        "Claims of a task (first run included) before it stays failed.",
+    ),
+    Setting(
+        "MODERATION_TASK_RETRY_SECONDS",
+        10,
+        Kind.OFF_OR_MORE,
+        "Wait before a failed task's second attempt; doubled for each further one (max 1 h).",
+    ),
+)
+
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in DECLARATIONS}
 DEFAULTS: dict[str, int | str] = {setting.name: setting.default for setting in DECLARATIONS}
 

@@ -8,6 +8,7 @@ from django.db.models import Count, Min, OuterRef, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from moderation import worker
 from moderation.models import FlaggedFingerprint, RefusedUpload, ReviewItem
 
 DAYS = 30
@@ -52,7 +53,13 @@ def summary() -> dict:
     pending = ReviewItem.objects.pending()
     oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
     per_day = refusals_per_day()
+    background = worker.health()
     return {
+        # Background work: tasks that failed for good (each with a retry button in the
+        # admin) and workers that stopped sending heartbeats; both 0 when all is well.
+        "failed_tasks": background.failed_tasks,
+        "workers_alive": background.workers_alive,
+        "workers_stale": background.workers_stale,
         "per_day": per_day,
         "refused_total": sum(d["count"] for d in per_day),
         "queue_size": pending.count(),

@@ -23,11 +23,17 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from moderation import registry
-from moderation.background import enqueue_on_commit
+from moderation.background import enqueue_now, enqueue_on_commit
 from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.matching import Match, Trial
-from moderation.models import FlaggedFingerprint, ReviewItem, ReviewSubscription, ShadowHit
+from moderation.models import (
+    EmailDelivery,
+    FlaggedFingerprint,
+    ReviewItem,
+    ReviewSubscription,
+    ShadowHit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +77,26 @@ def queue_for_review(
     return item
 
 
+def _recorded(key: str, pk: int, fingerprint: Fingerprint, kind: str) -> set[tuple]:
+    """(flag, proposed distance or None) of the trial hits already recorded for this image
+    (the same stored picture: same row, same hash)."""
+    rows = ShadowHit.objects.filter(
+        kind=kind, target_key=key, object_id=pk, dhash=fingerprint.signed
+    ).values_list("fingerprint_id", "proposed_distance")
+    if kind == ShadowHit.Kind.LIST:
+        return {(fid, None) for fid, _ in rows}
+    return set(rows)
+
+
 def record_shadow_hits(
     *, instance: models.Model, fingerprint: Fingerprint, matches: list[Match]
 ) -> list[ShadowHit]:
-    """Record that shadow-mode lists would have blocked this stored image (one row per flag)."""
+    """Record that shadow-mode lists would have blocked this stored image (one row per flag,
+    once: a recheck run again records nothing new)."""
     target = registry.target_for(instance)
     owner = target.owner_id(instance)
+    known = _recorded(target.key, instance.pk, fingerprint, ShadowHit.Kind.LIST)
+    matches = [m for m in matches if (m.fingerprint_id, None) not in known]
     lists = dict(
         FlaggedFingerprint.objects.filter(pk__in=[m.fingerprint_id for m in matches]).values_list(
             "pk", "hash_list_id"
@@ -103,9 +123,12 @@ def record_trial_hits(
     *, instance: models.Model, fingerprint: Fingerprint, trials: list[Trial]
 ) -> list[ShadowHit]:
     """Record what lists' proposed distances would have done to this stored image and their
-    enforced distances did not ("would be blocked at proposed distance N"), one row per flag."""
+    enforced distances did not ("would be blocked at proposed distance N"), one row per flag
+    and proposed distance, once: a recheck run again records nothing new."""
     target = registry.target_for(instance)
     owner = target.owner_id(instance)
+    known = _recorded(target.key, instance.pk, fingerprint, ShadowHit.Kind.DISTANCE)
+    trials = [t for t in trials if (t.match.fingerprint_id, t.match.proposed_distance) not in known]
     lists = dict(
         FlaggedFingerprint.objects.filter(
             pk__in=[t.match.fingerprint_id for t in trials]
@@ -173,7 +196,10 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
 
     Called after an upload is queued (and, with ``owed_only``, by the deferred digest task).
     Each subscriber's send is claimed with one conditional UPDATE of ``last_notified_at``, so
-    several processes queueing at once send one mail, not one each. A subscriber still inside
+    several processes queueing at once send one mail, not one each; the same transaction writes
+    the email as an ``EmailDelivery`` row, sent and marked sent under its lock (``_send``), so
+    a task run again after its worker died never mails twice, and (with a worker backend) a
+    check a lease later sends it if the sender died first. A subscriber still inside
     the period is marked as owed (``pending_since``); with a worker backend that can defer
     tasks, a digest task is scheduled for the end of the period, otherwise the next queued
     upload after it sends the summary. A mail failure is logged, never raised at the upload,
@@ -195,13 +221,26 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
         return 0
     subject, body = _review_digest(summary["count"], summary["oldest"], now)
     sent = 0
+    scheduled = False
     for sub in eligible:
         due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - period)
-        claimed = (
-            ReviewSubscription.objects.filter(pk=sub.pk)
-            .filter(due)
-            .update(last_notified_at=now, pending_since=None)
-        )
+        with transaction.atomic():
+            claimed = (
+                ReviewSubscription.objects.filter(pk=sub.pk)
+                .filter(due)
+                .update(last_notified_at=now, pending_since=None)
+            )
+            if claimed:
+                delivery = EmailDelivery.objects.create(
+                    kind=EmailDelivery.Kind.REVIEW_DIGEST,
+                    user=sub.user,
+                    recipient=sub.user.email,
+                    subject=subject,
+                    body=body,
+                    created_at=now,
+                )
+                if not scheduled:  # one check per call, committed with the first claim
+                    scheduled = _schedule_unsent_emails()
         if not claimed:
             owed = ReviewSubscription.objects.filter(pk=sub.pk, pending_since__isnull=True).update(
                 pending_since=now
@@ -215,15 +254,64 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
                 _schedule_review_digest((last or now) + period)
             continue
         try:
-            send_mail(subject, body, None, [sub.user.email])
+            sent += _send(delivery.pk)
         except Exception:  # noqa: BLE001 - a mail outage must not break the upload's recheck
             logger.exception("could not email review-queue subscriber %s", sub.user_id)
-            ReviewSubscription.objects.filter(pk=sub.pk, last_notified_at=now).update(
-                last_notified_at=sub.last_notified_at, pending_since=sub.pending_since or now
-            )
-        else:
-            sent += 1
+            with transaction.atomic():
+                EmailDelivery.objects.filter(pk=delivery.pk, sent_at__isnull=True).delete()
+                ReviewSubscription.objects.filter(pk=sub.pk, last_notified_at=now).update(
+                    last_notified_at=sub.last_notified_at, pending_since=sub.pending_since or now
+                )
     return sent
+
+
+def _send(delivery_id: int) -> int:
+    """Send one claimed email and mark it sent, holding its row's lock meanwhile; 0 if it is
+    sent already or another process holds it (and so is sending it).
+
+    The lock and ``sent_at`` make a task that runs twice, or two processes, send it once. The
+    residual window: SMTP has accepted the message and the process dies (or loses its
+    database) before the transaction commits; the row is then unsent and is sent again, so
+    the moderator gets that summary twice. The window is the time of one commit (about a
+    millisecond); the other way round (marked sent, never handed to SMTP) cannot happen.
+    """
+    with transaction.atomic():
+        delivery = (
+            EmailDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, sent_at__isnull=True)
+            .first()
+        )
+        if delivery is None:
+            return 0
+        send_mail(delivery.subject, delivery.body, None, [delivery.recipient])
+        delivery.sent_at = timezone.now()
+        delivery.save(update_fields=["sent_at"])
+    return 1
+
+
+def send_unsent_emails() -> int:
+    """Send every claimed email still unsent and not being sent (its claimer died between the
+    claim and the send). Returns how many were sent; a failure stays unsent for the next try."""
+    sent = 0
+    for pk in EmailDelivery.objects.filter(sent_at__isnull=True).values_list("pk", flat=True):
+        try:
+            sent += _send(pk)
+        except Exception:  # noqa: BLE001 - the others still go; this one is tried again
+            logger.exception("could not send email delivery %s", pk)
+    return sent
+
+
+def _schedule_unsent_emails() -> bool:
+    """With a worker backend, a check a lease later that the emails being claimed were sent:
+    if this process dies before sending them, the worker that runs it sends them (the task that
+    claimed them may never run again: a recheck run twice queues nothing new, so mails
+    nothing). Enqueued inside the claim's transaction, not on commit: the task row then
+    commits with the claim, so no moment exists where one is committed without the other."""
+    if not unsent_emails_task.get_backend().supports_defer:
+        return False
+    when = timezone.now() + timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
+    enqueue_now(unsent_emails_task.using(run_after=when))
+    return True
 
 
 def _schedule_review_digest(when) -> None:
@@ -234,8 +322,14 @@ def _schedule_review_digest(when) -> None:
     enqueue_on_commit(review_digest_task.using(run_after=when))
 
 
-
 @task
 def review_digest_task() -> int:
-    """Send the review-queue summaries owed to moderators whose email period has ended."""
+    """Send the review-queue summaries owed to moderators whose email period has ended (and
+    any claimed summary a dead process never sent)."""
     return notify_review_subscribers(owed_only=True)
+
+
+@task
+def unsent_emails_task() -> int:
+    """Send the claimed emails whose sender died before sending them; usually none."""
+    return send_unsent_emails()

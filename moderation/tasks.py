@@ -4,7 +4,7 @@ A queued task is stored by its import path (``moderation.tasks.sweep_task``), so
 keep working for tasks enqueued by the previous release until the queue has drained. New code
 enqueues the flows' own tasks (``sweeping.sweep_task``...) through
 ``background.enqueue_on_commit``. Remove this module one release later, or drain the queue
-first (stop the web processes, let ``manage.py db_worker`` finish, then deploy).
+first (stop the web processes, let ``manage.py run_worker`` finish, then deploy).
 """
 
 from moderation.reindex import reindex_task

@@ -37,6 +37,9 @@ MODERATOR_PERMS = [
     "moderation.flag_image",
     "moderation.unflag_image",
     "moderation.view_quarantine",
+    "moderation.view_failedtask",
+    "moderation.retry_task",
+    "moderation.view_workerheartbeat",
 ]
 
 

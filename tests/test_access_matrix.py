@@ -154,6 +154,11 @@ PAGES = {
         lambda w: reverse("admin:django_tasks_database_dbtaskresult_changelist"),
         SUPERUSER_ONLY,
     ),
+    "failed tasks": (lambda w: reverse("admin:moderation_failedtask_changelist"), MODERATORS),
+    "task workers": (
+        lambda w: reverse("admin:moderation_workerheartbeat_changelist"),
+        MODERATORS,
+    ),
 }
 
 

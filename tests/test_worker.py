@@ -1,4 +1,4 @@
-"""The task worker for real: ``manage.py db_worker`` as a separate process (django-tasks-db).
+"""The task worker for real: ``manage.py run_worker`` (the production worker) as a separate process.
 
 The test process and the worker share the test database (PostgreSQL, or SQLite in a file, see
 settings) and the test's media and quarantine folders (``tests/processes.py``); both use
@@ -48,9 +48,9 @@ def database_tasks(settings):
 
 @pytest.fixture
 def worker(database_tasks, transactional_db, isolated_storage):
-    """``manage.py db_worker`` in its own process; always stopped, its output kept."""
+    """``manage.py run_worker`` in its own process; always stopped, its output kept."""
     proc = ManageProcess(
-        "db_worker",
+        "run_worker",
         "--no-reload",
         "--no-startup-delay",
         "--interval=0.1",

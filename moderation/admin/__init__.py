@@ -6,9 +6,10 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
+- ``tasks``: background tasks that failed for good, and their retry;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, records, review_queue
+from moderation.admin import allowlist, flags, lists, records, review_queue, tasks
 
-__all__ = ["allowlist", "flags", "lists", "records", "review_queue"]
+__all__ = ["allowlist", "flags", "lists", "records", "review_queue", "tasks"]

@@ -5,13 +5,16 @@
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex progress;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
-- ``quarantine``: the private storage of flagged originals and evidence.
+- ``quarantine``: the private storage of flagged originals and evidence;
+- ``background``: worker heartbeats, owed emails and failed tasks (background work that
+  survives the death of its processes).
 
 Every public name is re-exported here: the code imports ``from moderation.models``, and the
 migrations refer to ``moderation.models.quarantine_storage`` and
 ``moderation.models.default_hash_list_id``.
 """
 
+from moderation.models.background import EmailDelivery, FailedTask, WorkerHeartbeat
 from moderation.models.banned_set import (
     DEFAULT_HASH_LIST,
     BannedSetChange,
@@ -44,6 +47,8 @@ __all__ = [
     "AllowedMatchQuerySet",
     "AuditEvent",
     "BannedSetChange",
+    "EmailDelivery",
+    "FailedTask",
     "FingerprintVariant",
     "FlaggedFingerprint",
     "FlaggedFingerprintQuerySet",
@@ -58,6 +63,7 @@ __all__ = [
     "ShadowHit",
     "StoredHash",
     "StoredHashTarget",
+    "WorkerHeartbeat",
     "default_hash_list_id",
     "quarantine_storage",
 ]

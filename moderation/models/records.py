@@ -28,6 +28,7 @@ class AuditEvent(models.Model):
         PROPOSE = "propose", _("List distance proposed (on trial)")
         PROMOTE = "promote", _("Proposed list distance enforced")
         DISCARD = "discard", _("Proposed list distance discarded")
+        RETRY_TASK = "retry_task", _("Failed background task queued again")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

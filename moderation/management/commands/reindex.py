@@ -41,7 +41,7 @@ class Command(BaseCommand):
             action="store_true",
             help=(
                 "Enqueue the reindex as a task and return at once; the task worker "
-                "(manage.py db_worker, MODERATION_TASKS_BACKEND=database) runs it in parts."
+                "(manage.py run_worker, MODERATION_TASKS_BACKEND=database) runs it in parts."
             ),
         )
 
@@ -171,7 +171,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Reindex run #{run.pk} enqueued as task {result.id}; the task worker "
-                "(manage.py db_worker) runs it."
+                "(manage.py run_worker) runs it."
             )
         )
 

@@ -24,6 +24,9 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "review_upload"),
     ("moderation", "view_shadowhit"),
     ("moderation", "view_allowedmatch"),
+    ("moderation", "view_failedtask"),
+    ("moderation", "retry_task"),
+    ("moderation", "view_workerheartbeat"),
     # Propose, promote or discard a hash list's trial distance (and edit the list).
     ("moderation", "change_hashlist"),
     ("profiles", "view_profile"),

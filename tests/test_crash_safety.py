@@ -1,0 +1,526 @@
+"""Nothing a moderator decides is lost when a process dies: real workers, really killed.
+
+Each test starts ``manage.py run_worker`` as a process on the PostgreSQL test database, lets it
+start a task, kills it with SIGKILL after a random delay inside the task's run (or cuts its
+database connections with ``pg_terminate_backend``, what a database restart does to its
+clients), starts a new worker and checks the outcome: every matching copy down exactly once,
+every owed email sent exactly once, no duplicate in the audit trail.
+
+The workers run with a 1 s heartbeat and a 2 s lease so a test takes seconds. Each kind runs
+``CRASH_ITERATIONS`` times (default 2); ``scripts/crash_loop.py`` runs 50 and reads the
+per-iteration records written to ``CRASH_REPORT`` (JSON lines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django_tasks_db.models import DBTaskResult
+
+from moderation import flagging
+from moderation.models import (
+    AuditEvent,
+    EmailDelivery,
+    FlaggedFingerprint,
+    ReviewItem,
+    ReviewSubscription,
+)
+from moderation.review import review_digest_task
+from moderation.sweeping import recheck_image_task, sweep_task
+from profiles.models import Profile
+from tests import images
+from tests.processes import ManageProcess, wait_for
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+]
+
+ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "2"))
+FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besides the copies
+LEASE = int(os.environ.get("CRASH_LEASE", "2"))
+HEARTBEAT = max(1, LEASE // 3)
+REPORT = os.environ.get("CRASH_REPORT")
+# From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
+TIMEOUT = 60 + LEASE + FILLERS // 2000
+SCENE = 21  # tests/images.photo(21): its resized copies verify (tests/test_worker.py)
+COPIES = (0.5, 0.6, 0.7, 0.8, 0.9)
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+class Workers:
+    """``run_worker`` processes started one after the other; each can be killed."""
+
+    def __init__(self, mail_dir: Path) -> None:
+        self.mail_dir = mail_dir
+        self.procs: list[ManageProcess] = []
+
+    def start(self) -> ManageProcess:
+        proc = ManageProcess(
+            "run_worker",
+            "--interval=0.1",
+            "--no-startup-delay",
+            f"--worker-id=crash-{os.getpid()}-{len(self.procs) + 1}",
+            "--verbosity=2",
+            MODERATION_TASKS_BACKEND="database",
+            MODERATION_WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT),
+            MODERATION_WORKER_LEASE_SECONDS=str(LEASE),
+            MODERATION_TASK_RETRY_SECONDS="0",
+            DJANGO_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+            DJANGO_EMAIL_FILE_PATH=str(self.mail_dir),
+        )
+        self.procs.append(proc)
+        return proc
+
+    @property
+    def current(self) -> ManageProcess:
+        return self.procs[-1]
+
+    def kill(self) -> float:
+        """SIGKILL the current worker (no handler runs, as the OOM killer does); when."""
+        os.kill(self.current.proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        self.current.proc.wait(10)
+        return killed
+
+    def describe(self) -> str:
+        return "\n".join(p.describe() for p in self.procs)
+
+
+@pytest.fixture
+def workers(settings, tmp_path, isolated_storage):
+    settings.TASKS = DATABASE_TASKS
+    settings.MODERATION_WORKER_LEASE_SECONDS = LEASE
+    pool = Workers(tmp_path / "mail")
+    try:
+        yield pool
+    finally:
+        for proc in pool.procs:
+            proc.stop()
+        print(pool.describe())  # shown by pytest when the test failed
+        for proc in pool.procs:
+            proc.cleanup()
+
+
+def record(kind: str, **fields) -> None:
+    if REPORT:
+        with open(REPORT, "a") as fh:
+            fh.write(json.dumps({"kind": kind, **fields}) + "\n")
+
+
+def task_row(task, **filters) -> DBTaskResult | None:
+    return DBTaskResult.objects.filter(task_path=task.module_path, **filters).first()
+
+
+def wait_until_running(task, pool: Workers) -> DBTaskResult:
+    return wait_for(
+        lambda: task_row(task, status="RUNNING"),
+        timeout=TIMEOUT,
+        what=f"{task.name} to start",
+        process=pool.current,
+    )
+
+
+def wait_until_successful(task, pool: Workers) -> DBTaskResult:
+    row = wait_for(
+        lambda: task_row(task, finished_at__isnull=False),
+        timeout=TIMEOUT,
+        what=f"{task.name} to finish",
+        process=pool.current,
+    )
+    assert row.status == "SUCCESSFUL", f"{row.status}: {row.traceback}\n{pool.describe()}"
+    return row
+
+
+def fill_profiles(n: int, django_user_model) -> None:
+    """``n`` stored profiles with random fingerprints (no file: a sweep compares hashes)."""
+    from moderation.hashing import to_signed
+
+    rng = random.Random(n)
+    users = django_user_model.objects.bulk_create(
+        django_user_model(username=f"filler{i}", password="!") for i in range(n)
+    )
+    Profile.objects.bulk_create(
+        Profile(
+            user=user,
+            photo=f"photos/filler{i}.jpg",
+            photo_dhash=to_signed(rng.getrandbits(64)),
+            photo_phash=to_signed(rng.getrandbits(64)),
+            photo_pipeline_version=5,
+        )
+        for i, user in enumerate(users)
+    )
+
+
+def flag(seed: int) -> FlaggedFingerprint:
+    return flagging.flag_image(
+        file=images.upload(images.photo(seed), f"banned{seed}.png", "PNG"),
+        reason="crash test",
+        source=FlaggedFingerprint.Source.COMMAND,
+        keep_original=False,
+    ).fingerprint
+
+
+def sweep_seconds(settings) -> float:
+    """How long one flag's sweep over the stored profiles takes here (a flag of an unrelated
+    picture, swept in this process): the window the kill is aimed at."""
+    settings.TASKS = IMMEDIATE_TASKS
+    started = time.monotonic()
+    flag(SCENE + 1)
+    elapsed = time.monotonic() - started
+    settings.TASKS = DATABASE_TASKS
+    return elapsed
+
+
+def assert_each_copy_down_exactly_once(
+    copies: list[Profile], flagged, isolated_storage, *, others: int = 0
+):
+    """Each copy cleared, with one takedown in the audit trail and its evidence kept; no
+    takedown besides (but ``others`` the test made itself)."""
+    for profile in copies:
+        profile.refresh_from_db()
+        assert not profile.photo and profile.photo_dhash is None, profile
+        events = AuditEvent.objects.filter(
+            action=AuditEvent.Action.TAKEDOWN, target__endswith=f"(#{profile.pk})"
+        )
+        assert events.count() == 1, list(events.values("pk", "target", "created_at"))
+        [event] = events
+        assert event.fingerprint_id == flagged.pk
+        assert (isolated_storage / "quarantine" / event.evidence.name).exists()
+    takedowns = AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).count()
+    assert takedowns == len(copies) + others
+
+
+def orphaned_public_files(copies: list[Profile], names: list[str], isolated_storage) -> int:
+    """Public files of taken-down copies still in storage: deleted after the takedown's commit,
+    so a kill between the commit and the deletion leaves one (no row points at it)."""
+    return sum((isolated_storage / "media" / name).exists() for name in names)
+
+
+def copies_of_scene(make_profile, prefix: str) -> list[Profile]:
+    return [
+        make_profile(f"{prefix}{i}", images.resized(images.photo(SCENE), factor))
+        for i, factor in enumerate(COPIES)
+    ]
+
+
+def sweep_scenario(kind, settings, make_profile, django_user_model, workers, isolated_storage):
+    fill_profiles(FILLERS, django_user_model)
+    window = sweep_seconds(settings)
+    settings.TASKS = IMMEDIATE_TASKS  # the copies' rechecks run here (nothing banned yet)
+    copies = copies_of_scene(make_profile, "copy")
+    names = [c.photo.name for c in copies]
+    settings.TASKS = DATABASE_TASKS
+    workers.start()
+    flagged = flag(SCENE)  # its sweep is queued for the worker
+    wait_until_running(sweep_task, workers)
+    # The scan is ``window``; the five takedowns (each verified from its file) come after it.
+    delay = random.uniform(0, window * 1.5)
+    time.sleep(delay)
+    if kind == "pgkill":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            [cut] = cursor.fetchone()
+        killed = time.monotonic()
+    else:
+        killed = workers.kill()
+        down_before = Profile.objects.filter(pk__in=[c.pk for c in copies], photo="").count()
+        finished_before = task_row(sweep_task, status="SUCCESSFUL") is not None
+        workers.start()
+
+    def all_down():
+        return not Profile.objects.filter(pk__in=[c.pk for c in copies]).exclude(photo="").exists()
+
+    wait_for(all_down, timeout=TIMEOUT, what="every copy down", process=workers.current)
+    seconds = time.monotonic() - killed
+    row = wait_until_successful(sweep_task, workers)
+    assert_each_copy_down_exactly_once(copies, flagged, isolated_storage)
+    fillers = Profile.objects.filter(user__username__startswith="filler")
+    assert fillers.exclude(photo="").count() == FILLERS  # no stranger taken down
+    fields = {
+        "delay": round(delay, 3),
+        "window": round(window, 3),
+        "kill_to_all_down": round(seconds, 2),
+        "attempts": len(row.worker_ids),
+        "last_run_seconds": round((row.finished_at - row.started_at).total_seconds(), 2),
+        "orphaned_public_files": orphaned_public_files(copies, names, isolated_storage),
+    }
+    if kind == "pgkill":
+        fields["connections_cut"] = cut
+        assert workers.current.proc.poll() is None, "the worker died with its connections"
+    else:
+        fields["down_before_kill"] = down_before
+        fields["finished_before_kill"] = finished_before
+    return fields
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_sweep_killed_at_a_random_point_takes_every_copy_down_exactly_once(
+    iteration, settings, make_profile, django_user_model, workers, isolated_storage
+):
+    fields = sweep_scenario(
+        "sweep", settings, make_profile, django_user_model, workers, isolated_storage
+    )
+    record("sweep", iteration=iteration, **fields)
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_sweep_whose_database_connections_are_cut_still_takes_every_copy_down_once(
+    iteration, settings, make_profile, django_user_model, workers, isolated_storage
+):
+    fields = sweep_scenario(
+        "pgkill", settings, make_profile, django_user_model, workers, isolated_storage
+    )
+    record("pgkill", iteration=iteration, **fields)
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_recheck_killed_at_a_random_point_takes_the_copy_down_exactly_once(
+    iteration, settings, make_profile, workers, isolated_storage
+):
+    settings.TASKS = IMMEDIATE_TASKS
+    flagged = flag(SCENE)  # committed while the copy was being uploaded (the race a recheck
+    # closes): the copy was screened before it and is stored now, its recheck queued
+    # The window: a copy stored and rechecked (taken down) in this process, an upper bound.
+    started = time.monotonic()
+    make_profile("calibration", images.resized(images.photo(SCENE), 0.6))
+    window = time.monotonic() - started
+    settings.TASKS = DATABASE_TASKS
+    workers.start()
+    [copy] = [make_profile("racer", images.resized(images.photo(SCENE), 0.7))]
+    wait_until_running(recheck_image_task, workers)
+    delay = random.uniform(0, window)
+    time.sleep(delay)
+    killed = workers.kill()
+    done_before = not Profile.objects.get(pk=copy.pk).photo
+    finished_before = task_row(recheck_image_task, status="SUCCESSFUL") is not None
+    workers.start()
+
+    row = wait_until_successful(recheck_image_task, workers)
+
+    assert_each_copy_down_exactly_once([copy], flagged, isolated_storage, others=1)
+    record(
+        "recheck",
+        iteration=iteration,
+        delay=round(delay, 3),
+        kill_to_done=round(time.monotonic() - killed, 2),
+        attempts=len(row.worker_ids),
+        window=round(window, 3),
+        down_before_kill=done_before,
+        finished_before_kill=finished_before,
+    )
+
+
+SUBSCRIBERS = 12
+
+
+def mail_recipients(mail_dir: Path) -> list[str]:
+    """Every "To:" of every message the file backend wrote (one file per connection)."""
+    if not mail_dir.exists():
+        return []
+    return [
+        line.removeprefix("To: ").strip()
+        for path in mail_dir.iterdir()
+        for line in path.read_text().splitlines()
+        if line.startswith("To: ")
+    ]
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
+    iteration, settings, moderator, django_user_model, workers, tmp_path
+):
+    from django.utils import timezone
+
+    settings.TASKS = IMMEDIATE_TASKS
+    flagged = flag(SCENE)
+    ReviewItem.objects.create(
+        target_key="profiles.profile.photo",
+        object_id=1,
+        file_name="photos/x.jpg",
+        dhash=flagged.dhash,
+        fingerprint=flagged,
+        distance=7,
+    )
+    addresses = []
+    for i in range(SUBSCRIBERS):
+        user = django_user_model.objects.create_user(
+            username=f"sub{i}", password="!", is_staff=True, email=f"sub{i}@example.com"
+        )
+        user.user_permissions.add(*moderator.user_permissions.all())
+        # Owed a summary: an upload was queued while they were inside their period, now over.
+        ReviewSubscription.objects.create(user=user, pending_since=timezone.now())
+        addresses.append(user.email)
+    settings.TASKS = DATABASE_TASKS
+    workers.start()
+    review_digest_task.enqueue()
+    wait_until_running(review_digest_task, workers)
+    delay = random.uniform(0, 0.25)
+    time.sleep(delay)
+    killed = workers.kill()
+    sent_before = len(mail_recipients(workers.mail_dir))
+    finished_before = task_row(review_digest_task, status="SUCCESSFUL") is not None
+    workers.start()
+
+    def all_sent():
+        return EmailDelivery.objects.filter(sent_at__isnull=False).count() >= SUBSCRIBERS
+
+    wait_for(all_sent, timeout=TIMEOUT, what="every owed email sent", process=workers.current)
+    seconds = time.monotonic() - killed
+    wait_until_successful(review_digest_task, workers)
+    time.sleep(0.5)  # a duplicate would be written by now (sent, then marked sent)
+
+    assert sorted(mail_recipients(workers.mail_dir)) == sorted(addresses)
+    deliveries = EmailDelivery.objects.all()
+    assert sorted(d.recipient for d in deliveries) == sorted(addresses)
+    assert all(d.sent_at for d in deliveries)
+    assert not ReviewSubscription.objects.filter(pending_since__isnull=False).exists()
+    record(
+        "digest",
+        iteration=iteration,
+        delay=round(delay, 3),
+        kill_to_all_sent=round(seconds, 2),
+        sent_before_kill=sent_before,
+        finished_before_kill=finished_before,
+    )
+
+
+REINDEXED = 24  # stored photos with an old pipeline version, besides the stale copy
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
+    iteration, settings, make_profile, django_user_model, workers, isolated_storage
+):
+    from django.core.files.base import ContentFile
+    from django.db import transaction
+
+    from moderation import reindex
+    from moderation.background import enqueue_on_commit
+    from moderation.hashing import PIPELINE_VERSION, fingerprint
+    from moderation.models import ReindexRun
+    from moderation.reindex import reindex_task
+
+    settings.TASKS = IMMEDIATE_TASKS
+    flagged = flag(SCENE)
+    started = time.monotonic()
+    for i in range(REINDEXED):
+        make_profile(f"old{i}", images.photo(300 + i))
+    window = time.monotonic() - started  # upper bound: storing also re-encodes and rechecks
+    Profile.objects.update(photo_pipeline_version=0)
+    # A copy of the banned scene whose stored hash is stale: only the reindex can catch it.
+    content = images.encode(images.resized(images.photo(SCENE), 0.7), "JPEG", quality=90)
+    name = Profile.photo.field.storage.save("photos/stale.jpg", ContentFile(content))
+    stale = Profile.objects.create(
+        user=django_user_model.objects.create_user(username="stale", password="!"),
+        photo=name,
+        photo_dhash=fingerprint(ContentFile(content)).signed ^ 0x0F0F_0F0F_0F0F,
+        photo_pipeline_version=0,
+    )
+    settings.TASKS = DATABASE_TASKS
+    workers.start()
+    run = reindex.reindex_open_run()
+    with transaction.atomic():
+        enqueue_on_commit(reindex_task, run.pk, batch_size=4, sweep=True, max_seconds=0.3)
+    wait_until_running(reindex_task, workers)
+    delay = random.uniform(0, window)
+    time.sleep(delay)
+    killed = workers.kill()
+    finished_before = ReindexRun.objects.get(pk=run.pk).finished_at is not None
+    workers.start()
+
+    def finished():
+        return ReindexRun.objects.get(pk=run.pk).finished_at
+
+    wait_for(finished, timeout=TIMEOUT, what="the reindex run to finish", process=workers.current)
+    seconds = time.monotonic() - killed
+    run.refresh_from_db()
+    assert run.counts["processed"] == REINDEXED + 1, run.counts  # each row once
+    assert run.counts["changed"] == 1, run.counts  # the stale copy's hash
+    assert (
+        not Profile.objects.exclude(photo="")
+        .exclude(photo_pipeline_version=PIPELINE_VERSION)
+        .exists()
+    )
+    assert_each_copy_down_exactly_once([stale], flagged, isolated_storage)
+    assert Profile.objects.exclude(photo="").count() == REINDEXED
+    parts = DBTaskResult.objects.filter(task_path=reindex_task.module_path)
+    record(
+        "reindex",
+        iteration=iteration,
+        delay=round(delay, 3),
+        window=round(window, 3),
+        kill_to_done=round(seconds, 2),
+        parts=parts.count(),
+        requeued=sum(len(p.worker_ids) > 1 for p in parts),
+        finished_before_kill=finished_before,
+    )
+
+
+def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_0(workers, tmp_path):
+    from tests.background_tasks import slow
+
+    proc = workers.start()
+    started = tmp_path / "started"
+    result = slow.enqueue(1.5, str(started))
+    wait_for(started.exists, timeout=TIMEOUT, what="the task to start", process=proc)
+
+    proc.proc.send_signal(signal.SIGTERM)
+
+    assert proc.proc.wait(TIMEOUT) == 0, proc.describe()
+    row = DBTaskResult.objects.get(pk=result.id)
+    assert (row.status, row.return_value) == ("SUCCESSFUL", "slept")
+    assert not DBTaskResult.objects.filter(status="RUNNING").exists()
+
+
+def test_a_second_sigterm_releases_the_running_task_to_the_queue_before_exiting(workers, tmp_path):
+    from moderation.models import WorkerHeartbeat
+    from tests.background_tasks import slow
+
+    proc = workers.start()
+    started = tmp_path / "started"
+    result = slow.enqueue(30, str(started))
+    wait_for(started.exists, timeout=TIMEOUT, what="the task to start", process=proc)
+
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    proc.proc.send_signal(signal.SIGTERM)
+
+    assert proc.proc.wait(TIMEOUT) == 1, proc.describe()
+    row = DBTaskResult.objects.get(pk=result.id)
+    assert (row.status, row.worker_ids) == ("READY", [])  # not abandoned, not an attempt
+    assert not WorkerHeartbeat.objects.exists()  # said goodbye: not counted as stale
+
+
+def test_run_worker_never_starts_an_autoreloader_even_with_debug_on(workers, tmp_path):
+    proc = ManageProcess(
+        "run_worker", "--no-startup-delay", DJANGO_DEBUG="1", MODERATION_TASKS_BACKEND="database"
+    )
+    workers.procs.append(proc)
+    from moderation.models import WorkerHeartbeat
+
+    wait_for(WorkerHeartbeat.objects.exists, timeout=TIMEOUT, what="the worker", process=proc)
+    children = [
+        stat for stat in Path("/proc").glob("[0-9]*/stat") if _parent_pid(stat) == proc.proc.pid
+    ]
+    assert children == [], "run_worker started a child process (an autoreloader's worker)"
+    assert WorkerHeartbeat.objects.get().pid == proc.proc.pid  # the process itself works
+
+
+def _parent_pid(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -105,10 +105,12 @@ class ImageTarget:
         cuts, inner = probes_from_bytes(self.probe_bytes(instance))
         return CheckFingerprints([fp], cuts, inner)
 
-    def checked_rows(self, *, chunk_size: int = 5000):
-        """``(pk, CheckFingerprints)`` of every stored image with a hash, streamed."""
+    def checked_rows(self, *, chunk_size: int = 5000, queryset: models.QuerySet | None = None):
+        """``(pk, CheckFingerprints)`` of every stored image with a hash (or of ``queryset``,
+        some of them: a range), streamed."""
         columns = ("pk", self.hash_field, self.confirm_field, self.probes_field or "pk")
-        rows = self.with_hashes().values_list(*columns).iterator(chunk_size=chunk_size)
+        rows = (self.with_hashes() if queryset is None else queryset).values_list(*columns)
+        rows = rows.iterator(chunk_size=chunk_size)
         for pk, signed, phash, probes in rows:
             cuts, inner = probes_from_bytes(probes) if self.probes_field else ({}, None)
             yield pk, CheckFingerprints([Fingerprint.from_signed(signed, phash=phash)], cuts, inner)

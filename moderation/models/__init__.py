@@ -3,7 +3,7 @@
 - ``banned_set``: hash lists, flags, their variant fingerprints and the change log;
 - ``records``: the audit trail, refused uploads and shadow hits;
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
-- ``operations``: reindex progress;
+- ``operations``: reindex runs, the ranges workers take, and sweeps' state;
 - ``quarantine``: the private storage of flagged originals and evidence.
 
 Every public name is re-exported here: the code imports ``from moderation.models``, and the
@@ -20,7 +20,7 @@ from moderation.models.banned_set import (
     HashList,
     default_hash_list_id,
 )
-from moderation.models.operations import ReindexRun
+from moderation.models.operations import ReindexRun, Sweep, WorkRange
 from moderation.models.quarantine import QuarantineStorage, quarantine_storage
 from moderation.models.records import (
     AuditEvent,
@@ -54,6 +54,8 @@ __all__ = [
     "ReviewItemQuerySet",
     "ReviewSubscription",
     "ShadowHit",
+    "Sweep",
+    "WorkRange",
     "default_hash_list_id",
     "quarantine_storage",
 ]

@@ -6,9 +6,10 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
+- ``operations``: sweeps' state and reindex runs' progress;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, records, review_queue
+from moderation.admin import allowlist, flags, lists, operations, records, review_queue
 
-__all__ = ["allowlist", "flags", "lists", "records", "review_queue"]
+__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue"]

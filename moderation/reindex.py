@@ -67,8 +67,9 @@ def reindex_open_run(
             if unfinished.phase == ReindexRun.Phase.REINDEXING and not unfinished.ranges.exists():
                 # A run from before ranges: what its cursors reached is done.
                 _plan(unfinished, after=unfinished.cursors)
-            if unfinished.phase == ReindexRun.Phase.REINDEXING and unfinished.sweep_after != sweep:
-                unfinished.sweep_after = sweep
+            if unfinished.phase == ReindexRun.Phase.REINDEXING and unfinished.sweep_after > sweep:
+                # --no-sweep on resuming turns the sweep off; without it the run keeps its own.
+                unfinished.sweep_after = False
                 unfinished.save(update_fields=["sweep_after"])
             return unfinished, False
         if unfinished:

@@ -3,11 +3,16 @@
 Three ways a stored image meets the banned set after it was stored: the sweep after a flag
 (``sweep_task``, the new flags against every stored image), the recheck after an upload
 (``recheck_image_task``: an upload that passed just before a flag committed), and the full
-sweep after a reindex. All three screen a stored image with what it was checked with at upload
-(its fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
+sweep after a reindex (a range at a time, ``sweep_stored_range``; ``full_sweep`` runs the
+ranges). All three screen a stored image with what it was checked with at upload (its
+fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
 ``screening.screen``, as the upload path does. A take-down moves the file to quarantine and
 clears the image; it is audited. ``preview_flag_impact`` says, before a flag, what its sweep
 would take down.
+
+Every sweep has a ``Sweep`` row, created queued with the flag (``sweep_after_commit``) and
+kept by ``run_sweep``: attempts, running, done with counts, failed with its error. The desk
+shows that state instead of promising a takedown.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from moderation import reindex, sweeping
 from moderation.models import AuditEvent, FlaggedFingerprint, Sweep
 from moderation.sweeping import sweep_task
 from tests import images
+from tests.admin_pages import messages_of, run_action
 from tests.helpers import flag_file, run_command
 
 pytestmark = pytest.mark.django_db
@@ -244,3 +245,32 @@ def test_the_admin_shows_the_current_runs_progress_and_the_dashboard_a_running_r
 
 def test_the_dashboard_shows_no_reindex_when_none_is_running(moderator_client):
     assert "Reindex running" not in page(moderator_client, "admin:moderation_dashboard")
+
+
+def test_a_failed_sweep_is_counted_on_the_dashboard_and_run_again_from_the_admin(
+    copy_and_scene, moderator_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    copy, scene = copy_and_scene
+    flagged = flag_file(scene).fingerprint
+    sweep = flagged.sweeps.get()
+    monkeypatch.setattr(
+        sweeping,
+        "sweep_banned_matches",
+        lambda **kw: (_ for _ in ()).throw(OSError("storage timed out")),
+    )
+    with pytest.raises(OSError):
+        sweep_task.call(sweep_id=sweep.pk)
+    monkeypatch.undo()
+    assert "1 sweep failed" in page(moderator_client, "admin:moderation_dashboard")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = run_action(
+            moderator_client, "admin:moderation_sweep_changelist", "run_again", [sweep]
+        )
+
+    assert messages_of(response) == ["1 sweep enqueued again."]
+    sweep.refresh_from_db()
+    assert (sweep.state, sweep.attempts, sweep.taken_down) == ("done", 2, 1)
+    copy.refresh_from_db()
+    assert not copy.photo
+    assert "0 sweeps failed" in page(moderator_client, "admin:moderation_dashboard")

@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from moderation import reindex
 from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.background import enqueue_on_commit
 from moderation.models import ReindexRun, Sweep, WorkRange
+from moderation.sweeping import sweep_task
 from moderation.work_ranges import progress
 
 
@@ -82,7 +86,28 @@ def sweeps_summary(fingerprint_ids: Iterable[int]) -> str:
 
 @admin.register(Sweep)
 class SweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every sweep, newest first: after a flag, or full (after a reindex)."""
+    """Every sweep, newest first: after a flag, or full (after a reindex); a failed one can be
+    run again (a retry is harmless: see ``sweeping.run_sweep``)."""
+
+    actions = ["run_again"]
+
+    def has_flag_permission(self, request) -> bool:
+        return request.user.has_perm("moderation.flag_image")
+
+    @admin.action(description=_("Run the selected unfinished sweeps again"), permissions=["flag"])
+    def run_again(self, request, queryset):
+        count = 0
+        for sweep in queryset.exclude(state=Sweep.State.DONE):
+            if sweep.run_id is not None:
+                reindex.enqueue_ranges(sweep.run)  # its unfinished ranges
+            else:
+                enqueue_on_commit(sweep_task, sweep_id=sweep.pk)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("%d sweep enqueued again.", "%d sweeps enqueued again.", count) % count,
+            messages.SUCCESS,
+        )
 
     list_display = ["__str__", "full", "state_line", "created_at", "finished_at"]
     list_filter = ["state", "full", "created_at"]

@@ -241,6 +241,9 @@ def reindex_range_task(range_id: int, batch_size: int = 200) -> dict:
     work = start_attempt(range_id)
     if work is None:
         return {"range": range_id, "done": True, "processed": 0, "note": "range finished"}
+    if ReindexRun.objects.filter(pk=work.run_id, finished_at__isnull=False).exists():
+        # Its run was abandoned (reindex --restart): the new run has its own ranges.
+        return {"range": range_id, "done": False, "processed": 0, "note": "run closed"}
     processed = changed = 0
     try:
         for result in work_reindex_range(work, batch_size=batch_size):

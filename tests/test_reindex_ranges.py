@@ -284,3 +284,16 @@ def test_two_workers_finishing_the_last_ranges_together_start_one_sweep_and_clos
         sweep.refresh_from_db()
         assert (run.phase, sweep.state, sweep.checked) == ("done", "done", 7)
         assert run.finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_range_of_a_run_abandoned_by_restart_is_not_worked_on(stale_profiles, reads, settings):
+    old = open_run(settings, 100, sweep=False)
+    [work] = old.ranges.all()
+    reindex.reindex_open_run(restart=True, sweep=False)
+
+    result = reindex_range_task.call(work.pk, batch_size=3)
+
+    assert result["note"] == "run closed" and reads == []
+    work.refresh_from_db()
+    assert (work.processed, work.done) == (0, False)

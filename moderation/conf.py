@@ -210,6 +210,17 @@ DECLARATIONS = (
         Kind.OFF_OR_MORE,
         "Minutes between review-queue emails to a moderator; 0 mails on every queued upload.",
     ),
+    # --- Reindex and full sweeps ------------------------------------------------------------
+    # A reindex (and the full sweep after it) is split into ranges of at most this many stored
+    # images, one task each, so any number of workers share it; a range's progress is committed
+    # batch by batch, so a killed worker loses at most one batch. Smaller ranges spread better
+    # over many workers; larger ones mean fewer rows in the queue.
+    Setting(
+        "MODERATION_REINDEX_RANGE_SIZE",
+        5000,
+        Kind.POSITIVE,
+        "Stored images per reindex or full-sweep range (one task each).",
+    ),
     Setting(
         "MODERATION_SITE_URL",
         "http://127.0.0.1:8000",

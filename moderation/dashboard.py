@@ -9,7 +9,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from moderation import worker
-from moderation.models import FlaggedFingerprint, RefusedUpload, ReviewItem
+from moderation.models import FlaggedFingerprint, RefusedUpload, ReindexRun, ReviewItem, Sweep
+from moderation.work_ranges import progress
 
 DAYS = 30
 TOP = 10
@@ -49,6 +50,19 @@ def refusals_per_day(days: int = DAYS) -> list[dict]:
     return bars
 
 
+def running_reindex() -> dict | None:
+    """The open reindex run and how far it is (the ``reindex --status`` lines), or None."""
+    run = ReindexRun.objects.filter(finished_at__isnull=True).order_by("-started_at").first()
+    if run is None:
+        return None
+    sweep = run.sweeps.filter(full=True).order_by("-pk").first()
+    return {
+        "run": run,
+        "reindex": progress(run.ranges.all()).line(),
+        "sweep": progress(sweep.ranges.all()).line() if sweep is not None else None,
+    }
+
+
 def summary() -> dict:
     pending = ReviewItem.objects.pending()
     oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
@@ -65,6 +79,8 @@ def summary() -> dict:
         "queue_size": pending.count(),
         "queue_oldest": oldest,
         "queue_age": timezone.now() - oldest if oldest else None,
+        "reindex": running_reindex(),
+        "failed_sweeps": Sweep.objects.filter(state=Sweep.State.FAILED).count(),
         "top_fingerprints": (
             FlaggedFingerprint.objects.annotate(
                 refusals=Subquery(

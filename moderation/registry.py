@@ -110,11 +110,18 @@ class ImageTarget:
         cuts, inner = probes_from_bytes(self.probe_bytes(instance))
         return CheckFingerprints([fp], cuts, inner)
 
-    def checked_rows(self, *, chunk_size: int = 5000, pks: list[int] | None = None):
-        """``(pk, CheckFingerprints)`` of every stored image with a hash (with ``pks``: of
-        those among them, in primary key order), streamed."""
+    def checked_rows(
+        self,
+        *,
+        chunk_size: int = 5000,
+        pks: list[int] | None = None,
+        queryset: models.QuerySet | None = None,
+    ):
+        """``(pk, CheckFingerprints)`` of every stored image with a hash (or of ``queryset``,
+        some of them: a range; with ``pks``: of those among them, in primary key order),
+        streamed."""
         columns = ("pk", self.hash_field, self.confirm_field, self.probes_field or "pk")
-        rows = self.with_hashes()
+        rows = self.with_hashes() if queryset is None else queryset
         if pks is not None:
             rows = rows.filter(pk__in=pks).order_by("pk")
         rows = rows.values_list(*columns).iterator(chunk_size=chunk_size)

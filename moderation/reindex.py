@@ -1,67 +1,62 @@
-"""Reindex: every stored image re-fingerprinted with the current pipeline, then a full sweep.
+"""Reindex: every stored image re-fingerprinted with the current pipeline, then a full sweep,
+both in ranges that any number of workers take.
 
 Run after the fingerprint pipeline changes (``hashing.PIPELINE_VERSION``), after restoring media
-from a backup, or whenever stored fingerprints may not match the stored files. The kept
-originals of flags come first (their variants are the banned set), then every registered kind
-of stored image. Work is committed one batch at a time together with the run's cursor, so an
-interrupted run (Ctrl-C, a deploy, a crash) loses at most the batch in flight and resumes where
-it stopped. ``ReindexBatches`` is the one loop; ``manage.py reindex`` drives it in the
-foreground and ``reindex_task`` in the worker, in parts.
+from a backup, or whenever stored fingerprints may not match the stored files. A run cuts the
+kept originals of flags and every registered kind of stored image into ranges of primary keys
+(``work_ranges``, at most ``MODERATION_REINDEX_RANGE_SIZE`` rows each) and enqueues one task per
+range: the task queue in PostgreSQL is the coordinator, so any number of ``db_worker`` processes
+on any number of hosts share the work. A range is re-fingerprinted in batches
+(``refingerprint``), each committed together with the range's cursor and counts, so a range
+task that runs again (its worker died, or it was enqueued twice) resumes after the last
+committed batch and never repeats committed work; a finished range is a no-op.
+
+When the last range commits, the run moves on exactly once (under the run's row lock): to its
+full sweep, also in ranges (``full_sweep``), and when the sweep's last range commits the run is
+closed. ``manage.py reindex`` drives the same ranges in its own process (the foreground),
+``manage.py reindex --background`` enqueues them.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import registry
+from moderation import full_sweep
 from moderation.background import enqueue_on_commit
-from moderation.banned_set import lock_banned_set, log_change
-from moderation.flagging import variant_rows
-from moderation.hashing import (
-    PIPELINE_VERSION,
-    CheckFingerprints,
-    Fingerprint,
-    check_fingerprints,
-    fingerprint_variants,
+from moderation.conf import moderation_settings
+from moderation.hashing import PIPELINE_VERSION
+from moderation.models import ReindexRun, Sweep, WorkRange
+from moderation.refingerprint import (
+    ORIGINALS_KEY,
+    BatchResult,
+    read_batch,
+    reindex_keys,
+    stored_rows,
+    write_batch,
 )
-from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, ReindexRun
-from moderation.screening import signal_of_file
-from moderation.sweeping import SweepResult, sweep_banned_matches
+from moderation.sweeping import SweepResult
+from moderation.work_ranges import Progress, plan_ranges, progress, record_failure, start_attempt
 
-ORIGINALS_KEY = "moderation.flaggedfingerprint.original"
+__all__ = ["ORIGINALS_KEY", "BatchResult", "ReindexBatches", "reindex_keys"]
 
-# A reindex task works through batches for about this long, then enqueues its continuation, so
-# a deploy that stops the worker (which waits for the running task) never waits long, and other
-# tasks (sweeps after new flags) get their turn between the parts.
-REINDEX_TASK_SECONDS = 30.0
+COUNTS = ("processed", "changed", "missing", "unreadable")
 
 
-@dataclass
-class BatchResult:
-    key: str
-    processed: int = 0
-    changed: int = 0
-    missing: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-    last_pk: int = 0
-    done: bool = False  # nothing was left of this kind: the batch is empty
+# --- runs ------------------------------------------------------------------------------------
 
 
-def reindex_keys() -> list[str]:
-    """Every kind of stored image reindex walks through, originals first."""
-    return [ORIGINALS_KEY] + [t.key for t in registry.targets()]
-
-
-def reindex_open_run(*, restart: bool = False) -> ReindexRun:
-    """The unfinished run to resume, or a new one (``restart`` abandons an unfinished run)."""
+def reindex_open_run(
+    *, restart: bool = False, sweep: bool = True, batch_size: int = 200
+) -> tuple[ReindexRun, bool]:
+    """The unfinished run to resume, or a new one with its ranges (``restart`` abandons an
+    unfinished run); and whether it is new. Running it twice while a run is open gives the
+    same run and no new ranges."""
     with transaction.atomic():
         unfinished = (
             ReindexRun.objects.select_for_update()
@@ -69,22 +64,252 @@ def reindex_open_run(*, restart: bool = False) -> ReindexRun:
             .first()
         )
         if unfinished and not restart:
-            return unfinished
+            if unfinished.phase == ReindexRun.Phase.REINDEXING and not unfinished.ranges.exists():
+                # A run from before ranges: what its cursors reached is done.
+                _plan(unfinished, after=unfinished.cursors)
+            if unfinished.phase == ReindexRun.Phase.REINDEXING and unfinished.sweep_after > sweep:
+                # --no-sweep on resuming turns the sweep off; without it the run keeps its own.
+                unfinished.sweep_after = False
+                unfinished.save(update_fields=["sweep_after"])
+            return unfinished, False
         if unfinished:
             unfinished.finished_at = timezone.now()
+            unfinished.phase = ReindexRun.Phase.DONE
             unfinished.counts = {**unfinished.counts, "abandoned": True}
-            unfinished.save(update_fields=["finished_at", "counts"])
-        return ReindexRun.objects.create(pipeline_version=PIPELINE_VERSION)
+            unfinished.save(update_fields=["finished_at", "phase", "counts"])
+        run = ReindexRun.objects.create(
+            pipeline_version=PIPELINE_VERSION, sweep_after=sweep, batch_size=batch_size
+        )
+        _plan(run, after={})
+    return run, True
+
+
+def _plan(run: ReindexRun, *, after: dict[str, int]) -> None:
+    size = moderation_settings.REINDEX_RANGE_SIZE
+    for key in reindex_keys():
+        plan_ranges(stored_rows(key), kind=key, size=size, after=after.get(key, 0), run=run)
+
+
+def current_run() -> ReindexRun | None:
+    """The open run, else the latest one (None before the first reindex)."""
+    return (
+        ReindexRun.objects.filter(finished_at__isnull=True).order_by("-started_at").first()
+        or ReindexRun.objects.order_by("-started_at").first()
+    )
+
+
+def run_sweep(run: ReindexRun) -> Sweep | None:
+    return run.sweeps.filter(full=True).order_by("-pk").first()
+
+
+def open_ranges(run: ReindexRun) -> list[WorkRange]:
+    """The unfinished ranges of the run's current phase, in order."""
+    if run.phase == ReindexRun.Phase.REINDEXING:
+        return list(run.ranges.filter(done=False).order_by("pk"))
+    sweep = run_sweep(run)
+    if run.phase == ReindexRun.Phase.SWEEPING and sweep is not None:
+        return list(sweep.ranges.filter(done=False).order_by("pk"))
+    return []
+
+
+def enqueue_ranges(run: ReindexRun) -> int:
+    """Enqueue a task for each unfinished range of the run's current phase, on commit (a range
+    already queued or running gets a second task: harmless, see ``work_reindex_range``)."""
+    work = open_ranges(run)
+    for item in work:
+        _enqueue_range(run, item)
+    return len(work)
+
+
+def _enqueue_range(run: ReindexRun, item: WorkRange) -> None:
+    task_ = sweep_range_task if item.sweep_id else reindex_range_task
+    enqueue_on_commit(task_, item.pk, batch_size=run.batch_size)
+
+
+def totals(run: ReindexRun) -> dict[str, int]:
+    """The run's re-fingerprinting counts (a run resumed from before ranges adds the counts its
+    cursors committed)."""
+    sums = run.ranges.aggregate(**{name: Coalesce(Sum(name), 0) for name in COUNTS})
+    if run.phase != ReindexRun.Phase.REINDEXING:
+        return {name: run.counts.get(name, 0) for name in COUNTS}
+    return {name: run.counts.get(name, 0) + sums[name] for name in COUNTS}
+
+
+def reindex_progress(run: ReindexRun) -> Progress:
+    return progress(run.ranges.all())
+
+
+def sweep_progress(run: ReindexRun) -> Progress | None:
+    sweep = run_sweep(run)
+    return progress(sweep.ranges.all()) if sweep is not None else None
+
+
+# --- one range -------------------------------------------------------------------------------
+
+
+def work_reindex_range(work: WorkRange, *, batch_size: int) -> Iterator[BatchResult]:
+    """Re-fingerprint the range from its committed cursor, one batch at a time; each batch is
+    committed with the range's cursor and counts before it is yielded.
+
+    The files are read outside the transaction; the commit locks the range's row and goes
+    ahead only if the cursor is still where the batch started. A second task on the same range
+    (enqueued twice, or a worker presumed dead that was not) finds the cursor moved, drops its
+    batch and goes on after it: committed work is never repeated. Stops when nothing is left in
+    the range (the caller then finishes it) or when another task finished it."""
+    cursor = work.cursor
+    while True:
+        batch = read_batch(work.kind, after=cursor, upto=work.hi, batch_size=batch_size)
+        if batch.result.done:
+            return
+        result = batch.result
+        with transaction.atomic():
+            locked = WorkRange.objects.select_for_update().get(pk=work.pk)
+            if locked.done:
+                return
+            if locked.cursor != cursor:
+                cursor = locked.cursor
+                continue
+            write_batch(batch)
+            WorkRange.objects.filter(pk=work.pk).update(
+                cursor=result.last_pk,
+                processed=F("processed") + result.processed,
+                changed=F("changed") + result.changed,
+                missing=F("missing") + len(result.missing),
+                unreadable=F("unreadable") + len(result.unreadable),
+            )
+        cursor = result.last_pk
+        yield result
+
+
+def finish_range(work: WorkRange, *, enqueue: bool) -> None:
+    """Mark a range done and move its run on if it was the last of its phase.
+
+    Under the run's row lock, so of two workers finishing the last two ranges together exactly
+    one sees every range done: it plans the full sweep (``enqueue``: and enqueues its ranges on
+    commit; the foreground command sweeps them itself), or closes the run after the sweep."""
+    run_id = work.run_id if work.run_id else Sweep.objects.get(pk=work.sweep_id).run_id
+    with transaction.atomic():
+        run = ReindexRun.objects.select_for_update().get(pk=run_id)
+        WorkRange.objects.filter(pk=work.pk, done=False).update(
+            done=True, finished_at=timezone.now(), last_error=""
+        )
+        advance(run, enqueue=enqueue)
+
+
+def advance(run: ReindexRun, *, enqueue: bool) -> None:
+    """Move a run whose phase has no range left on (call with the run's row locked)."""
+    if run.phase == ReindexRun.Phase.REINDEXING:
+        if run.ranges.filter(done=False).exists():
+            return
+        run.counts = {**run.counts, **totals(run)}
+        run.phase = ReindexRun.Phase.SWEEPING if run.sweep_after else ReindexRun.Phase.DONE
+        run.save(update_fields=["counts", "phase"])
+        if run.sweep_after:
+            sweep = full_sweep.plan_full_sweep(run)
+            if enqueue:
+                for item in sweep.ranges.order_by("pk"):
+                    _enqueue_range(run, item)
+    if run.phase == ReindexRun.Phase.SWEEPING:
+        sweep = run_sweep(run)
+        if sweep.ranges.filter(done=False).exists():
+            return
+        full_sweep.close_full_sweep(sweep)
+        run.phase = ReindexRun.Phase.DONE
+        run.counts = {
+            **run.counts,
+            "swept": sweep.checked,
+            "taken_down": sweep.taken_down,
+            "queued": sweep.queued,
+        }
+    if run.phase == ReindexRun.Phase.DONE and run.finished_at is None:
+        run.finished_at = timezone.now()
+        run.save(update_fields=["phase", "counts", "finished_at"])
+
+
+def start(run: ReindexRun, *, enqueue: bool) -> None:
+    """Move a run with nothing to do on at once (no stored images at all, say)."""
+    with transaction.atomic():
+        advance(ReindexRun.objects.select_for_update().get(pk=run.pk), enqueue=enqueue)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@task
+def reindex_range_task(range_id: int, batch_size: int = 200) -> dict:
+    """Re-fingerprint one range of a reindex run (a finished range: nothing to do)."""
+    work = start_attempt(range_id)
+    if work is None:
+        return {"range": range_id, "done": True, "processed": 0, "note": "range finished"}
+    if ReindexRun.objects.filter(pk=work.run_id, finished_at__isnull=False).exists():
+        # Its run was abandoned (reindex --restart): the new run has its own ranges.
+        return {"range": range_id, "done": False, "processed": 0, "note": "run closed"}
+    processed = changed = 0
+    try:
+        for result in work_reindex_range(work, batch_size=batch_size):
+            processed += result.processed
+            changed += result.changed
+        finish_range(work, enqueue=True)
+    except BaseException as e:
+        record_failure(range_id, e)
+        raise
+    return {"range": range_id, "done": True, "processed": processed, "changed": changed}
+
+
+@task
+def sweep_range_task(range_id: int, batch_size: int = 200) -> dict:
+    """Sweep one range of a run's full sweep (a finished range: nothing to do)."""
+    work = start_attempt(range_id)
+    if work is None:
+        return {"range": range_id, "done": True, "checked": 0, "note": "range finished"}
+    full_sweep.mark_running(work.sweep_id)
+    swept = SweepResult()
+    try:
+        for result in full_sweep.work_sweep_range(work, batch_size=batch_size):
+            swept.checked += result.checked
+            swept.taken_down += result.taken_down
+            swept.queued += result.queued
+        finish_range(work, enqueue=True)
+    except BaseException as e:
+        record_failure(range_id, e)
+        full_sweep.mark_failed(work.sweep_id, e)
+        raise
+    return {
+        "range": range_id,
+        "done": True,
+        "checked": swept.checked,
+        "taken_down": len(swept.taken_down),
+        "queued": len(swept.queued),
+    }
+
+
+@task
+def reindex_task(run_id: int, batch_size: int = 200, sweep: bool = True, **legacy) -> dict:
+    """How the previous release queued a reindex (one task re-enqueueing itself): the run gets
+    its ranges (after what its cursors reached) and they are enqueued."""
+    run = ReindexRun.objects.filter(pk=run_id, finished_at__isnull=True).first()
+    if run is None:
+        return {"run": run_id, "done": True, "processed": 0, "note": "run missing or finished"}
+    with transaction.atomic():
+        run = ReindexRun.objects.select_for_update().get(pk=run_id)
+        if run.phase == ReindexRun.Phase.REINDEXING and not run.ranges.exists():
+            run.sweep_after, run.batch_size = sweep, batch_size
+            run.save(update_fields=["sweep_after", "batch_size"])
+            _plan(run, after=run.cursors)
+        queued = enqueue_ranges(run)
+        advance(run, enqueue=True)
+    return {"run": run_id, "done": False, "ranges": queued}
+
+
+# --- the dry run -----------------------------------------------------------------------------
 
 
 class ReindexBatches:
-    """Every batch of every kind of stored image, in order, each committed before it is
-    yielded (``run=None``: a dry run, nothing written). After a kind's last batch comes one
-    result with ``done`` set. Stop iterating at any point: the run resumes from there.
-    ``key`` is the kind being worked on (for a caller that reports where a failure happened)."""
+    """A dry run: every batch of every kind of stored image, in order, read and compared but
+    never written. After a kind's last batch comes one result with ``done`` set. ``key`` is the
+    kind being worked on (for a caller that reports where a failure happened)."""
 
-    def __init__(self, *, run: ReindexRun | None, batch_size: int) -> None:
-        self.run = run
+    def __init__(self, *, batch_size: int) -> None:
         self.batch_size = batch_size
         self.key = ""
 
@@ -93,232 +318,8 @@ class ReindexBatches:
             self.key = key
             after = 0
             while True:
-                result = reindex_batch(
-                    run=self.run, key=key, batch_size=self.batch_size, after=after
-                )
+                result = read_batch(key, after=after, batch_size=self.batch_size).result
                 yield result
                 if result.done:
                     break
-                if self.run is None:
-                    after = result.last_pk
-
-
-class Original(NamedTuple):
-    """What a flag's kept original gives now: every variant's fingerprint, and the signal that
-    verifies its candidates."""
-
-    variants: list[Fingerprint]
-    signal: bytes
-
-
-def _read_fingerprints(fieldfile) -> Original | CheckFingerprints:
-    """What a stored file is fingerprinted with now: a flag's original, every variant and its
-    verification signal; any other stored image, as it was checked (its own picture, cuts,
-    framed picture). The one place reindex opens a stored file."""
-    with fieldfile.open("rb") as fh:
-        if isinstance(fieldfile.instance, FlaggedFingerprint):
-            return Original(fingerprint_variants(fh), signal_of_file(fh))
-        checked = check_fingerprints(fh)
-        return CheckFingerprints(checked.frames[:1], checked.cuts, checked.inner)
-
-
-def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
-    phash = (
-        FingerprintVariant.objects.filter(flagged=flagged, variant=0)
-        .values_list("phash", flat=True)
-        .first()
-    )
-    return Fingerprint.from_signed(flagged.dhash, flagged.pipeline_version, phash=phash)
-
-
-def reindex_batch(
-    *, run: ReindexRun | None, key: str, batch_size: int, after: int | None = None
-) -> BatchResult:
-    """Re-fingerprint the next ``batch_size`` images of one kind and commit them with the cursor.
-
-    ``run=None`` is a dry run: nothing is written and ``after`` gives the cursor instead.
-    An interrupted run loses at most the batch in flight, which the next run redoes.
-    """
-    cursor = run.cursors.get(key, 0) if run is not None else (after or 0)
-    result = BatchResult(key=key)
-    originals = key == ORIGINALS_KEY
-    if originals:
-        queryset = FlaggedFingerprint.objects.exclude(original="")
-    else:
-        target = registry.target_by_key(key)
-        queryset = target.with_images()
-    batch = list(queryset.filter(pk__gt=cursor).order_by("pk")[:batch_size])
-    if not batch:
-        result.done = True
-        return result
-
-    updates: list[tuple[models.Model, list[Fingerprint] | CheckFingerprints]] = []
-    missing: list[models.Model] = []
-    for obj in batch:
-        result.processed += 1
-        fieldfile = obj.original if originals else target.image(obj)
-        try:
-            fresh = _read_fingerprints(fieldfile)
-        except FileNotFoundError:
-            result.missing.append(f"{obj._meta.label_lower} #{obj.pk}: {fieldfile.name}")
-            missing.append(obj)
-            continue
-        except ValidationError as e:
-            result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
-            continue
-        if originals:
-            stored, fp = _stored_upright(obj), fresh.variants[0]
-            probes_changed = bytes(obj.verification or b"") != fresh.signal
-        else:
-            stored, fp = target.fingerprint(obj), fresh.frames[0]
-            probes_changed = bool(target.probes_field) and (
-                target.probe_bytes(obj) != fresh.probe_bytes()
-            )
-        if stored is None or (stored.dhash, stored.phash) != (fp.dhash, fp.phash) or probes_changed:
-            result.changed += 1
-        updates.append((obj, fresh))
-
-    last_pk = result.last_pk = batch[-1].pk
-    if run is None:
-        return result
-    with transaction.atomic():
-        if originals:
-            _reindex_originals(updates)
-        else:
-            for obj, checked in updates:
-                target.refresh_fingerprint(obj.pk, old_hash=target.hash_of(obj), checked=checked)
-            _mark_missing(target, missing)
-        run.cursors = {**run.cursors, key: last_pk}
-        counts = dict(run.counts)
-        for name, value in (
-            ("processed", result.processed),
-            ("changed", result.changed),
-            ("missing", len(result.missing)),
-            ("unreadable", len(result.unreadable)),
-        ):
-            counts[name] = counts.get(name, 0) + value
-        run.counts = counts
-        run.save(update_fields=["cursors", "counts"])
-    return result
-
-
-def _mark_missing(target: registry.ImageTarget, objs: list[models.Model]) -> None:
-    """Hide stored images whose file is gone, and audit each the first time it is found gone.
-
-    The row keeps its hash: a missing file is not evidence of anything, so sweeps go on
-    comparing the stored hash with the banned set (and take it down if it matches). A later
-    reindex that finds the file again (restored from a backup) shows it again.
-    """
-    for obj in objs:
-        if target.mark_missing(obj):
-            AuditEvent.objects.create(
-                action=AuditEvent.Action.MISSING,
-                target=target.label(obj),
-                reason=(
-                    f"{target.image(obj).name} is missing from storage (found by reindex); "
-                    "hidden from pages"
-                ),
-            )
-
-
-def _reindex_originals(updates) -> None:
-    lock_banned_set()
-    for flagged, original in updates:
-        variants = original.variants
-        fp = variants[0]
-        if bytes(flagged.verification or b"") != original.signal:
-            # The signal is read only for candidates, from the row: no change log entry.
-            FlaggedFingerprint.objects.filter(pk=flagged.pk).update(verification=original.signal)
-        stored = set(
-            FingerprintVariant.objects.filter(flagged=flagged).values_list(
-                "variant", "dhash", "phash"
-            )
-        )
-        fresh = {(v.variant, v.dhash, v.phash) for v in variant_rows(flagged, variants)}
-        if (
-            flagged.dhash == fp.signed
-            and flagged.pipeline_version == fp.pipeline_version
-            and flagged.information == fp.information
-            and stored == fresh
-        ):
-            continue
-        flagged.refresh_from_db()
-        flagged.dhash = fp.signed
-        flagged.pipeline_version = fp.pipeline_version
-        flagged.information = fp.information
-        # Variants are derived rows: replaced whole, in the same transaction as their flag.
-        old = list(FingerprintVariant.objects.filter(flagged=flagged))
-        log_change(flagged, old, active=False)
-        FingerprintVariant.objects.filter(flagged=flagged).delete()
-        FingerprintVariant.objects.bulk_create(variant_rows(flagged, variants))
-        keeper = (
-            flagged.active
-            and (
-                FlaggedFingerprint.objects.active().filter(dhash=fp.signed).exclude(pk=flagged.pk)
-            ).first()
-        )
-        if keeper:
-            # Under the new pipeline two flags became one hash: keep the older one active.
-            flagged.active = False
-            flagged.unflagged_at = timezone.now()
-            AuditEvent.objects.create(
-                action=AuditEvent.Action.UNFLAG,
-                fingerprint=flagged,
-                reason=f"reindex: same fingerprint as #{keeper.pk} under the current pipeline",
-            )
-        flagged.save(
-            update_fields=["dhash", "pipeline_version", "information", "active", "unflagged_at"]
-        )
-        log_change(flagged)
-
-
-def reindex_finish(*, run: ReindexRun, sweep: bool = True) -> SweepResult | None:
-    """(Normally) sweep every stored image against the refreshed banned set, then close the run.
-
-    The run is closed only after the sweep: if the sweep is interrupted, the next reindex
-    resumes this run, finds every batch done and sweeps again (takedowns are idempotent).
-    """
-    result = sweep_banned_matches() if sweep else None
-    run.finished_at = timezone.now()
-    run.save(update_fields=["finished_at"])
-    return result
-
-
-@task
-def reindex_task(
-    run_id: int,
-    batch_size: int = 200,
-    sweep: bool = True,
-    max_seconds: float = REINDEX_TASK_SECONDS,
-) -> dict:
-    """Continue reindex run ``run_id`` in committed batches; re-enqueue itself until done.
-
-    Each part runs batches for about ``max_seconds`` (at least one batch), then enqueues the
-    next part; the run's cursors live in the database, so a part that dies with its worker is
-    redone by running ``manage.py reindex --background`` again. The last part closes the run
-    and, unless ``sweep`` is false, sweeps every stored image against the refreshed banned set.
-    """
-    run = ReindexRun.objects.filter(pk=run_id).first()
-    if run is None or run.finished_at is not None:
-        return {"run": run_id, "done": True, "processed": 0, "note": "run missing or finished"}
-    deadline = time.monotonic() + max_seconds
-    processed = changed = 0
-    for result in ReindexBatches(run=run, batch_size=batch_size):
-        if result.done:
-            continue
-        processed += result.processed
-        changed += result.changed
-        if time.monotonic() >= deadline:
-            enqueue_on_commit(
-                reindex_task, run_id, batch_size=batch_size, sweep=sweep, max_seconds=max_seconds
-            )
-            return {"run": run_id, "done": False, "processed": processed, "changed": changed}
-    swept = reindex_finish(run=run, sweep=sweep)
-    return {
-        "run": run_id,
-        "done": True,
-        "processed": processed,
-        "changed": changed,
-        "swept": swept.checked if swept else None,
-        "taken_down": len(swept.taken_down) if swept else None,
-    }
+                after = result.last_pk

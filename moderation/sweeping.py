@@ -3,11 +3,16 @@
 Three ways a stored image meets the banned set after it was stored: the sweep after a flag
 (``sweep_task``, the new flags against every stored image), the recheck after an upload
 (``recheck_image_task``: an upload that passed just before a flag committed), and the full
-sweep after a reindex. All three screen a stored image with what it was checked with at upload
-(its fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
+sweep after a reindex (a range at a time, ``sweep_stored_range``; ``full_sweep`` runs the
+ranges). All three screen a stored image with what it was checked with at upload (its
+fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
 ``screening.screen``, as the upload path does. A take-down moves the file to quarantine and
 clears the image; it is audited. ``preview_flag_impact`` says, before a flag, what its sweep
 would take down.
+
+Every sweep has a ``Sweep`` row, created queued with the flag (``sweep_after_commit``) and
+kept by ``run_sweep``: attempts, running, done with counts, failed with its error. The desk
+shows that state instead of promising a takedown.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from django.apps import apps
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.tasks import task
+from django.utils import timezone
 
 from moderation import registry, review, stored_index
 from moderation.background import enqueue_on_commit
@@ -41,6 +49,7 @@ from moderation.models import (
     FlaggedFingerprint,
     HashList,
     ReviewItem,
+    Sweep,
 )
 from moderation.screening import (
     SIGNAL_SIDE,
@@ -134,40 +143,62 @@ def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> Swe
         lookup = lookup_in(index, rule)
 
     for target in registry.targets():
-        hits: list[tuple[int, int, int]] = []
-        near: list[tuple[int, Fingerprint, Match]] = []
         if fingerprint_ids is None:
             rows = target.checked_rows()
         else:
             rows = stored_index.rows_to_screen(target, entries, rule)
-        for pk, checked in rows:
-            result.checked += 1
-            verifier = Verifier(_stored_signals(target, pk))
-            verdict = screen(checked, lookup=lookup, verifier=verifier).verdict
-            if verdict.blocked:
-                hits.append((pk, verdict.matches[0].fingerprint_id, verdict.matches[0].distance))
-            elif verdict.decision == REVIEW:
-                near.append((pk, checked.frames[0], verdict.for_review))
-        for pk, fid, dist in hits:
-            instance = target.objects.filter(pk=pk).first()
-            flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
-            if instance is None or flagged is None:
-                continue
-            if take_down_image(instance=instance, flagged=flagged, distance=dist):
-                result.taken_down.append(target.label(instance))
-        for pk, fp, match in near:
-            # Near, not blockable: a moderator looks, as for an upload (once while pending).
-            instance = target.objects.filter(pk=pk, **{target.hash_field: fp.signed}).first()
-            if instance is None or not target.image(instance):
-                continue
-            item = review.queue_for_review(
-                instance=instance, fingerprint=fp, match=match, found_by=ReviewItem.FoundBy.SWEEP
-            )
-            if item is not None:
-                result.queued.append(target.label(instance))
+        _screen_rows(target, rows, lookup, result)
         if fingerprint_ids is None:
             target.mark_checked(target.with_hashes())
     return result
+
+
+def _screen_rows(target: registry.ImageTarget, rows, lookup, result: SweepResult) -> None:
+    """Screen ``(pk, CheckFingerprints)`` rows of one kind with ``lookup``: take down what
+    blocks, queue near misses (each takedown commits on its own; both are idempotent)."""
+    hits: list[tuple[int, int, int]] = []
+    near: list[tuple[int, Fingerprint, Match]] = []
+    for pk, checked in rows:
+        result.checked += 1
+        verifier = Verifier(_stored_signals(target, pk))
+        verdict = screen(checked, lookup=lookup, verifier=verifier).verdict
+        if verdict.blocked:
+            hits.append((pk, verdict.matches[0].fingerprint_id, verdict.matches[0].distance))
+        elif verdict.decision == REVIEW:
+            near.append((pk, checked.frames[0], verdict.for_review))
+    for pk, fid, dist in hits:
+        instance = target.objects.filter(pk=pk).first()
+        flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
+        if instance is None or flagged is None:
+            continue
+        if take_down_image(instance=instance, flagged=flagged, distance=dist):
+            result.taken_down.append(target.label(instance))
+    for pk, fp, match in near:
+        # Near, not blockable: a moderator looks, as for an upload (once while pending).
+        instance = target.objects.filter(pk=pk, **{target.hash_field: fp.signed}).first()
+        if instance is None or not target.image(instance):
+            continue
+        item = review.queue_for_review(
+            instance=instance, fingerprint=fp, match=match, found_by=ReviewItem.FoundBy.SWEEP
+        )
+        if item is not None:
+            result.queued.append(target.label(instance))
+
+
+def sweep_stored_range(
+    target: registry.ImageTarget, *, after: int, upto: int, limit: int
+) -> tuple[SweepResult, int | None]:
+    """Sweep the next ``limit`` stored images of ``target`` with ``after < pk <= upto``
+    against the whole banned set, and record them as checked: one batch of a full sweep's range.
+    Returns what it did and the last pk it screened (None: nothing was left in the range)."""
+    queryset = target.with_hashes().filter(pk__gt=after, pk__lte=upto).order_by("pk")[:limit]
+    rows = list(target.checked_rows(queryset=queryset))
+    result = SweepResult()
+    if not rows:
+        return result, None
+    _screen_rows(target, rows, lookup_in(rule=MatchRule.from_settings()), result)
+    target.mark_checked(target.with_hashes().filter(pk__in=[pk for pk, _ in rows]))
+    return result, rows[-1][0]
 
 
 def recheck_stored_image(*, instance: models.Model) -> bool:
@@ -290,15 +321,70 @@ def _verified(target: registry.ImageTarget, pk: int, signals: list[bytes]) -> bo
 # --- background tasks -----------------------------------------------------------------------
 
 
+def run_sweep(sweep: Sweep) -> SweepResult | None:
+    """Run a flag's sweep (or a whole-banned-set sweep in one pass) and keep its state.
+
+    The attempt is counted, and the sweep shown running, in a commit of its own before the
+    work starts, so a sweep whose worker died shows it was tried; an error is recorded (state
+    failed, the error kept) and re-raised, so the queue records it too and a retry runs it
+    again. Running it again is harmless: takedowns re-read the row (``take_down_image``) and a
+    pending near miss is not queued twice. A finished sweep is not run again (None)."""
+    started = Sweep.objects.filter(pk=sweep.pk).exclude(state=Sweep.State.DONE)
+    if not started.update(
+        state=Sweep.State.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), Value(timezone.now())),
+    ):
+        return None
+    ids = None if sweep.full else list(sweep.fingerprints.values_list("pk", flat=True))
+    try:
+        result = sweep_banned_matches(fingerprint_ids=ids)
+    except BaseException as e:
+        Sweep.objects.filter(pk=sweep.pk).update(
+            state=Sweep.State.FAILED, last_error=f"{type(e).__name__}: {e}"[:2000]
+        )
+        raise
+    # Takedowns of an attempt that died are not repeated by the next one (the photo is gone),
+    # so those counts add up over attempts; checked is what the last pass looked at.
+    Sweep.objects.filter(pk=sweep.pk).update(
+        state=Sweep.State.DONE,
+        checked=result.checked,
+        taken_down=F("taken_down") + len(result.taken_down),
+        queued=F("queued") + len(result.queued),
+        finished_at=timezone.now(),
+    )
+    return result
+
+
 @task
-def sweep_task(fingerprint_ids: list[int] | None = None) -> dict:
-    """Take down stored images that match the given (or all) banned fingerprints."""
-    result = sweep_banned_matches(fingerprint_ids=fingerprint_ids)
+def sweep_task(fingerprint_ids: list[int] | None = None, sweep_id: int | None = None) -> dict:
+    """Run sweep ``sweep_id`` (``sweeping.sweep_after_commit`` created it, queued).
+
+    ``fingerprint_ids`` alone is how the previous release queued it: such a task gets its
+    ``Sweep`` row here, so its state shows too."""
+    if sweep_id is None:
+        sweep = _new_sweep(fingerprint_ids)
+    else:
+        sweep = Sweep.objects.filter(pk=sweep_id).first()
+        if sweep is None:
+            return {"sweep": sweep_id, "note": "sweep missing"}
+    result = run_sweep(sweep)
+    sweep.refresh_from_db()
     return {
-        "checked": result.checked,
-        "taken_down": len(result.taken_down),
-        "queued": len(result.queued),
+        "sweep": sweep.pk,
+        "state": sweep.state,
+        "checked": sweep.checked,
+        "taken_down": sweep.taken_down,
+        "queued": sweep.queued,
+        **({} if result is not None else {"note": "already done"}),
     }
+
+
+def _new_sweep(fingerprint_ids: list[int] | None) -> Sweep:
+    sweep = Sweep.objects.create(full=fingerprint_ids is None)
+    if fingerprint_ids:
+        sweep.fingerprints.set(FlaggedFingerprint.objects.filter(pk__in=fingerprint_ids))
+    return sweep
 
 
 @task
@@ -310,9 +396,14 @@ def recheck_image_task(model_label: str, pk: int) -> bool:
     return recheck_stored_image(instance=instance)
 
 
-def sweep_after_commit(fingerprint_ids: list[int] | None) -> None:
-    """Sweep for these flags (None: the whole banned set) once the transaction commits."""
-    enqueue_on_commit(sweep_task, fingerprint_ids=fingerprint_ids)
+def sweep_after_commit(fingerprint_ids: list[int] | None) -> Sweep:
+    """Sweep for these flags (None: the whole banned set) once the transaction commits.
+
+    The sweep's row is created now, queued, in the caller's transaction (the flag's): the desk
+    shows it from the moment the flag exists, and it vanishes with a flag that rolls back."""
+    sweep = _new_sweep(fingerprint_ids)
+    enqueue_on_commit(sweep_task, sweep_id=sweep.pk)
+    return sweep
 
 
 def recheck_after_commit(instance: models.Model) -> None:

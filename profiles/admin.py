@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from moderation.admin.operations import sweeps_summary
 from moderation.flagging import flag_stored_image
 from moderation.sweeping import preview_flag_impact
 from profiles.models import Profile
@@ -85,6 +86,7 @@ class ProfileAdmin(admin.ModelAdmin):
         )
         if "confirm" in request.POST and form.is_valid():
             flagged = failed = changed = 0
+            flag_ids: list[int] = []
             low_information: list[str] = []
             for profile in with_photo:
                 # Only the photo the moderator was shown: one the user replaced after the
@@ -111,16 +113,17 @@ class ProfileAdmin(admin.ModelAdmin):
                     continue
                 if result:
                     flagged += 1
+                    flag_ids.append(result.fingerprint.pk)
                 elif Profile.objects.filter(pk=profile.pk).exclude(photo="").exists():
                     changed += 1  # a photo gone meanwhile (e.g. swept by this flag) is no news
             self.message_user(
                 request,
                 ngettext(
-                    "Flagged %d photo; matching photos elsewhere are being taken down.",
-                    "Flagged %d photos; matching photos elsewhere are being taken down.",
+                    "Flagged %(n)d photo; sweep of stored photos: %(sweeps)s.",
+                    "Flagged %(n)d photos; sweeps of stored photos: %(sweeps)s.",
                     flagged,
                 )
-                % flagged,
+                % {"n": flagged, "sweeps": sweeps_summary(flag_ids)},
                 messages.SUCCESS,
             )
             if failed:

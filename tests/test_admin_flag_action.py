@@ -233,7 +233,7 @@ def test_flag_action_reports_how_many_photos_it_flagged(moderator_client, make_p
     response = confirm_flag(moderator_client, profiles)
 
     messages = messages_of(response)
-    assert messages == ["Flagged 2 photos; matching photos elsewhere are being taken down."]
+    assert messages == ["Flagged 2 photos; sweeps of stored photos: 2 queued."]
     assert FlaggedFingerprint.objects.count() == 2
 
 
@@ -327,5 +327,5 @@ def test_flagging_a_photo_and_its_copy_together_takes_both_down_without_warnings
 
     assert all(not Profile.objects.get(pk=p.pk).photo for p in profiles)
     assert messages_of(response) == [
-        "Flagged 1 photo; matching photos elsewhere are being taken down."
+        "Flagged 1 photo; sweep of stored photos: 1 done (1 taken down)."
     ]

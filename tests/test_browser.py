@@ -224,7 +224,7 @@ def test_flagged_photo_is_taken_down_and_its_copy_refused(
 
     site.wait_for_path("/admin/profiles/profile/")
     success = site.wait_for(".messagelist .success")
-    assert success.text == "Flagged 1 photo; matching photos elsewhere are being taken down."
+    assert success.text == "Flagged 1 photo; sweep of stored photos: 1 done (0 taken down)."
     site.shot("flagged")
     profile.refresh_from_db()
     assert not profile.photo and profile.photo_dhash is None
@@ -297,7 +297,7 @@ def test_admin_flag_an_image_page_adds_to_banned_set(site, moderator_account, tm
 
     site.wait_for_path("/admin/moderation/flaggedfingerprint/")
     success = site.wait_for(".messagelist .success")
-    assert success.text == f"Flagged {expected_hex}. Matching profile photos are being taken down."
+    assert success.text == f"Flagged {expected_hex}. Sweep of stored photos: 1 done (0 taken down)."
     rows = site.find_all("#result_list tbody tr")
     assert len(rows) == 1
     assert rows[0].find_element(By.CSS_SELECTOR, "code").text == expected_hex

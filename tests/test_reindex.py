@@ -3,11 +3,12 @@
 A stored hash is made stale with a plain ``.update()`` (what an older pipeline, a restored
 backup or a bug would leave behind); the stale value used is the bitwise inverse of the real
 one, 64 bits away, so it can never match anything by accident. Reads are counted by wrapping
-``reindex._read_fingerprints``, the one place reindex opens a stored file.
+``refingerprint._read_fingerprints``, the one place reindex opens a stored file.
 """
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from moderation import banned_set, flagging, reindex, sweeping
+from moderation import banned_set, flagging, full_sweep, refingerprint, sweeping
 from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import (
     AuditEvent,
@@ -117,7 +118,7 @@ def reads(monkeypatch):
         fail_at: int | None = None
 
     log = Reads()
-    real = reindex._read_fingerprints
+    real = refingerprint._read_fingerprints
 
     def counting(fieldfile):
         log.append(fieldfile.name)
@@ -125,7 +126,7 @@ def reads(monkeypatch):
             raise ConnectionError("storage went away")
         return real(fieldfile)
 
-    monkeypatch.setattr(reindex, "_read_fingerprints", counting)
+    monkeypatch.setattr(refingerprint, "_read_fingerprints", counting)
     return log
 
 
@@ -349,7 +350,7 @@ def test_ctrl_c_stops_with_a_resume_hint_and_exit_status_130(five_profiles, monk
     def interrupt(fieldfile):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reindex, "_read_fingerprints", interrupt)
+    monkeypatch.setattr(refingerprint, "_read_fingerprints", interrupt)
 
     with pytest.raises(CommandError, match="interrupted.*run the command again") as e:
         run(batch_size=2)
@@ -406,16 +407,16 @@ def test_a_finished_reindex_is_not_resumed_the_next_run_reads_everything(five_pr
 def test_reindex_interrupted_during_the_sweep_sweeps_again_without_rereading(
     five_profiles, reads, monkeypatch
 ):
-    real_sweep = sweeping.sweep_banned_matches
+    real_sweep = sweeping.sweep_stored_range
     calls = []
 
-    def failing_once(**kwargs):
+    def failing_once(target, **kwargs):
         calls.append(kwargs)
         if len(calls) == 1:
             raise ConnectionError("database went away")
-        return real_sweep(**kwargs)
+        return real_sweep(target, **kwargs)
 
-    monkeypatch.setattr(reindex, "sweep_banned_matches", failing_once)
+    monkeypatch.setattr(full_sweep, "sweep_stored_range", failing_once)
     with pytest.raises(CommandError):
         run(batch_size=2)
     reads.clear()
@@ -423,7 +424,8 @@ def test_reindex_interrupted_during_the_sweep_sweeps_again_without_rereading(
     out, _ = run(batch_size=2)
 
     assert reads == []
-    assert len(calls) == 2
+    # The failed batch, then the range again from its cursor: 2 batches of 2, then the empty end.
+    assert [c["after"] for c in calls][:2] == [calls[0]["after"]] * 2
     assert "Sweep checked 5 photo(s)" in out
     assert ReindexRun.objects.get().finished_at is not None
 
@@ -472,24 +474,35 @@ def test_no_sweep_leaves_matching_photos_up(make_profile, django_capture_on_comm
 # --- output -----------------------------------------------------------------------------
 
 
-def test_progress_is_shown_on_a_terminal(five_profiles):
+def test_progress_on_a_terminal_shows_ranges_and_rows_done_rate_and_eta(five_profiles, settings):
+    settings.MODERATION_REINDEX_RANGE_SIZE = 3  # 5 photos: ranges of 3 and 2
+
     out, _ = run(batch_size=2, stdout=TTYStringIO())
 
-    assert "\rprofiles.profile.photo: 5 processed" in out
+    reindex_lines = re.findall(r"\rreindex: ([^\r\n]*)", out)
+    assert re.fullmatch(r"2/2 ranges, 5/5 rows, [\d,]+ rows/s, ETA 0:00:00", reindex_lines[-1])
+    assert any(line.startswith("1/2 ranges, 3/5 rows") for line in reindex_lines)
+    assert re.search(r"\rsweep: 2/2 ranges, 5/5 rows, [\d,]+ rows/s, ETA 0:00:00\n", out)
 
 
 def test_no_progress_when_output_is_not_a_terminal(five_profiles):
     out, _ = run(batch_size=2)
 
-    assert "processed" not in out
+    assert "ranges" not in out
     assert len(out.splitlines()) == 1  # the summary
 
 
 def test_verbosity_2_prints_a_line_per_batch_when_not_on_a_terminal(five_profiles):
     out, _ = run(batch_size=2, verbosity=2)
 
-    assert "profiles.profile.photo: 2 processed, 0 changed" in out.splitlines()
-    assert "profiles.profile.photo: 5 processed, 0 changed" in out.splitlines()
+    lines = [line.split(", ", 2)[:2] for line in out.splitlines() if line.startswith("reindex:")]
+    # Batches of 2, 2 and 1 photos, then the range finished.
+    assert lines == [
+        ["reindex: 0/1 ranges", "2/5 rows"],
+        ["reindex: 0/1 ranges", "4/5 rows"],
+        ["reindex: 0/1 ranges", "5/5 rows"],
+        ["reindex: 1/1 ranges", "5/5 rows"],
+    ]
 
 
 def test_verbosity_0_prints_nothing_on_success(five_profiles):

@@ -21,9 +21,9 @@ from django_tasks_db.models import DBTaskResult
 
 from moderation import flagging, reindex
 from moderation.background import enqueue_on_commit
-from moderation.hashing import fingerprint
-from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun
-from moderation.reindex import reindex_task
+from moderation.hashing import PIPELINE_VERSION, fingerprint
+from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun, Sweep
+from moderation.reindex import reindex_range_task, reindex_task, sweep_range_task
 from moderation.review import review_digest_task
 from moderation.sweeping import recheck_image_task, sweep_task
 from profiles.models import Profile
@@ -34,9 +34,7 @@ from tests.processes import ManageProcess, wait_for
 # 0.1 s); the rest is start-up time of a Django process on a busy machine.
 WORKER_TIMEOUT = 30
 
-DATABASE_TASKS = {
-    "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
-}
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 SUCCESSFUL = "SUCCESSFUL"
 
 
@@ -147,8 +145,10 @@ def test_flag_in_admin_then_worker_takes_down_the_matching_photo(
     alice_profile.refresh_from_db()
     assert not alice_profile.photo  # taken down by the request itself
     # The retroactive sweep is the worker's job: enqueued on commit, with JSON arguments.
+    state = Sweep.objects.get()
+    assert list(state.fingerprints.all()) == [flagged]
     sweep = tasks_of(sweep_task).get()
-    assert sweep.args_kwargs == {"args": [], "kwargs": {"fingerprint_ids": [flagged.pk]}}
+    assert sweep.args_kwargs == {"args": [], "kwargs": {"sweep_id": state.pk}}
 
     def bob_taken_down():
         bob_profile.refresh_from_db()
@@ -158,7 +158,15 @@ def test_flag_in_admin_then_worker_takes_down_the_matching_photo(
     [sweep] = wait_until_tasks_done(worker, sweep_task)
     assert sweep.worker_ids == [f"pytest-{os.getpid()}"]
     # Only Bob's copy was screened: the index of stored photos finds nothing near Carol's.
-    assert sweep.return_value == {"checked": 1, "taken_down": 1, "queued": 0}
+    assert sweep.return_value == {
+        "sweep": state.pk,
+        "state": "done",
+        "checked": 1,
+        "taken_down": 1,
+        "queued": 0,
+    }
+    state.refresh_from_db()
+    assert (state.state, state.attempts, state.checked, state.taken_down) == ("done", 1, 1, 1)
 
     assert bob_profile.photo_dhash is None
     takedown = AuditEvent.objects.get(
@@ -209,21 +217,30 @@ def test_reindex_background_runs_in_the_worker_and_finishes(
 
     call_command("reindex", "--background", "--batch-size=1", verbosity=0)
     run = ReindexRun.objects.get()
-    assert tasks_of(reindex_task).get().args_kwargs == {
-        "args": [run.pk],
-        "kwargs": {"batch_size": 1, "sweep": True},
-    }
+    # One range of kept originals, one of profile photos: one task each.
+    ranges = list(run.ranges.order_by("pk"))
+    assert [(r.kind, r.rows) for r in ranges] == [
+        ("moderation.flaggedfingerprint.original", 1),
+        ("profiles.profile.photo", 2),
+    ]
+    assert sorted(
+        (t.args_kwargs["args"], t.args_kwargs["kwargs"]) for t in tasks_of(reindex_range_task)
+    ) == sorted(([r.pk], {"batch_size": 1}) for r in ranges)
 
     def finished():
         run.refresh_from_db()
         return run.finished_at
 
     wait_for(finished, timeout=WORKER_TIMEOUT, what="the reindex run to finish", process=worker)
-    [part] = wait_until_tasks_done(worker, reindex_task)
+    parts = wait_until_tasks_done(worker, reindex_range_task, count=2)
+    [swept] = wait_until_tasks_done(worker, sweep_range_task)
     # 1 kept original + Dave's and Erin's photos; Dave's stored hash was the stale one.
-    assert part.return_value["done"] is True
+    assert sorted(p.return_value["processed"] for p in parts) == [1, 2]
     assert run.counts["processed"] == 3 and run.counts["changed"] == 1
-    assert part.return_value["taken_down"] == 1
+    assert swept.return_value["taken_down"] == 1
+    assert run.counts["taken_down"] == 1 and run.phase == "done"
+    sweep = Sweep.objects.get(run=run)
+    assert (sweep.full, sweep.state, sweep.checked, sweep.taken_down) == (True, "done", 2, 1)
 
     dave_profile.refresh_from_db()
     assert not dave_profile.photo  # the sweep after the reindex caught the stale copy
@@ -236,19 +253,24 @@ def test_reindex_background_runs_in_the_worker_and_finishes(
 
 
 @pytest.mark.worker
-def test_reindex_task_continues_itself_in_parts_until_done(worker, client, django_user_model):
-    for seed in (25, 26):
+def test_a_reindex_queued_by_the_previous_release_gets_its_ranges_and_finishes(
+    worker, client, django_user_model
+):
+    first, _ = (
         flagging.flag_image(
             file=images.upload(images.photo(seed), f"b{seed}.png", "PNG"),
             reason="known bad",
             source="command",
-        )
+        ).fingerprint
+        for seed in (25, 26)
+    )
     for name, seed in (("fay", 27), ("gus", 28)):
         user = django_user_model.objects.create_user(username=name, password=f"pw-{name}-123")
         upload_photo(client, user, images.photo(seed))
-    run = reindex.reindex_open_run()
-
-    # max_seconds=0: every part does one batch of one image, then enqueues the next part.
+    # A run the previous release started (one cursor per kind) and queued as one task.
+    run = ReindexRun.objects.create(
+        pipeline_version=PIPELINE_VERSION, cursors={reindex.ORIGINALS_KEY: first.pk}
+    )
     with transaction.atomic():
         enqueue_on_commit(reindex_task, run.pk, batch_size=1, sweep=True, max_seconds=0)
 
@@ -257,11 +279,12 @@ def test_reindex_task_continues_itself_in_parts_until_done(worker, client, djang
         return run.finished_at
 
     wait_for(finished, timeout=WORKER_TIMEOUT, what="the reindex run to finish", process=worker)
-    parts = wait_until_tasks_done(worker, reindex_task, count=5)
-    # 4 images, one per part, then a part that finds every kind done and closes the run.
-    assert len(parts) == 5
-    assert sorted(p.return_value["done"] for p in parts) == [False] * 4 + [True]
-    assert run.counts["processed"] == 4 and run.counts["changed"] == 0
+    [legacy] = wait_until_tasks_done(worker, reindex_task)
+    assert legacy.return_value["ranges"] == 2
+    wait_until_tasks_done(worker, reindex_range_task, count=2)
+    # The first original was done before the upgrade: 1 original + 2 photos now.
+    assert run.counts["processed"] == 3 and run.counts["changed"] == 0
+    assert run.ranges.get(kind=reindex.ORIGINALS_KEY).lo > first.pk
     assert Profile.objects.exclude(photo="").count() == 2
 
 
@@ -285,7 +308,9 @@ def test_tasks_are_enqueued_only_when_the_transaction_commits(database_tasks):
         assert not DBTaskResult.objects.exists()  # not before the commit
     sweep = tasks_of(sweep_task).get()
     assert sweep.status == "READY"
-    assert sweep.args_kwargs == {"args": [], "kwargs": {"fingerprint_ids": [flagged.pk]}}
+    state = Sweep.objects.get()  # created with the flag, in its transaction
+    assert (state.state, list(state.fingerprints.all())) == ("queued", [flagged])
+    assert sweep.args_kwargs == {"args": [], "kwargs": {"sweep_id": state.pk}}
 
 
 def test_enqueue_on_commit_refuses_arguments_that_are_not_json():
@@ -295,7 +320,7 @@ def test_enqueue_on_commit_refuses_arguments_that_are_not_json():
         enqueue_on_commit(sweep_task, fingerprint_ids=(1, 2))
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # range tasks are enqueued on commit
 def test_reindex_background_without_a_worker_backend_runs_in_the_command(client, user):
     upload_photo(client, user, images.photo(31))
     out = StringIO()

@@ -7,9 +7,10 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
+- ``operations``: sweeps' state and reindex runs' progress;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, records, review_queue, tasks
+from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
 
-__all__ = ["allowlist", "flags", "lists", "records", "review_queue", "tasks"]
+__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]

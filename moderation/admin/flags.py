@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 
 from moderation import exchange, flagging
 from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
+from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
 from moderation.models import FingerprintVariant, FlaggedFingerprint
@@ -63,6 +64,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "active",
         "suspended",
         "original_link",
+        "sweep_state",
     ]
     list_filter = ["active", "suspended", "hash_list", "source", "flagged_at"]
     list_select_related = ["flagged_by", "hash_list"]
@@ -82,6 +84,7 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "unflagged_by",
         "unflagged_at",
         "original_link",
+        "sweep_state",
         "variant_table",
     ]
     fields = readonly_fields
@@ -99,6 +102,15 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("original"))
     def original_link(self, obj: FlaggedFingerprint) -> str:
         return quarantine_link(obj.original)
+
+    @admin.display(description=_("sweep of stored photos"))
+    def sweep_state(self, obj: FlaggedFingerprint) -> str:
+        """The latest sweep for this flag as it stands: queued, running, done with its
+        counts, retried after a failure, or failed with its error."""
+        return describe_sweep(latest_sweep(obj))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("sweeps")
 
     @admin.display(description=_("fingerprints matched"))
     def variant_table(self, obj: FlaggedFingerprint) -> str:
@@ -221,10 +233,15 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             else:
                 if result.created:
-                    text = _("Flagged %(hex)s. Matching profile photos are being taken down.")
+                    text = _("Flagged %(hex)s. Sweep of stored photos: %(sweep)s.")
                 else:
                     text = _("%(hex)s was already banned; your flag was added to its audit trail.")
-                self.message_user(request, text % {"hex": result.fingerprint.hex}, messages.SUCCESS)
+                sweep = sweeps_summary([result.fingerprint.pk])
+                self.message_user(
+                    request,
+                    text % {"hex": result.fingerprint.hex, "sweep": sweep},
+                    messages.SUCCESS,
+                )
                 return redirect("admin:moderation_flaggedfingerprint_changelist")
         context = {
             **self.admin_site.each_context(request),

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('django_tasks_database', '0021_conditional_partial_index_ordering'),
-        ('moderation', '0012_flag_verification'),
+        ('moderation', '0013_stored_hashes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -3,7 +3,7 @@
 - ``banned_set``: hash lists, flags, their variant fingerprints and the change log;
 - ``records``: the audit trail, refused uploads and shadow hits;
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
-- ``operations``: reindex progress;
+- ``operations``: reindex runs, the ranges workers take, and sweeps' state;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
 - ``quarantine``: the private storage of flagged originals and evidence;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
@@ -24,7 +24,7 @@ from moderation.models.banned_set import (
     HashList,
     default_hash_list_id,
 )
-from moderation.models.operations import ReindexRun
+from moderation.models.operations import ReindexRun, Sweep, WorkRange
 from moderation.models.quarantine import QuarantineStorage, quarantine_storage
 from moderation.models.records import (
     AuditEvent,
@@ -63,6 +63,8 @@ __all__ = [
     "ShadowHit",
     "StoredHash",
     "StoredHashTarget",
+    "Sweep",
+    "WorkRange",
     "WorkerHeartbeat",
     "default_hash_list_id",
     "quarantine_storage",

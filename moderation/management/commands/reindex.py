@@ -1,23 +1,34 @@
 """Re-fingerprint every stored image with the current pipeline, then sweep.
 
 Run after upgrading the hashing pipeline (``PIPELINE_VERSION``), after restoring media from a
-backup, or whenever stored fingerprints may not match the stored files. Work is committed one
-batch at a time together with the position reached, so the command can be interrupted (Ctrl-C,
-a deploy, a crash) and simply run again: it resumes where it stopped, and the summary counts the
-whole run, not just the part since the last interruption. ``--restart`` starts over.
+backup, or whenever stored fingerprints may not match the stored files. The run is cut into
+ranges (``moderation.reindex``); in the foreground this command works through them itself, one
+committed batch at a time, so it can be interrupted (Ctrl-C, a deploy, a crash) and simply run
+again: it resumes where it stopped, and the summary counts the whole run. ``--background``
+enqueues one task per range for any number of task workers; ``--status`` shows how far the
+current run is, with its rate and time left. ``--restart`` starts over.
 """
+
+from __future__ import annotations
+
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import reindex
-from moderation.background import enqueue_now
+from moderation import full_sweep, reindex
+from moderation.models import ReindexRun
+from moderation.work_ranges import start_attempt
+
+# The foreground's progress line is rewritten at most this often (seconds) on a terminal.
+PROGRESS_EVERY = 0.5
 
 
 class Command(BaseCommand):
     help = (
         "Re-fingerprint every stored profile photo and every kept flagged original with the "
-        "current pipeline, one committed batch at a time (interrupt and run again to resume), "
-        "then take down stored photos that now match the banned set."
+        "current pipeline, in ranges of committed batches (interrupt and run again to resume; "
+        "--background hands the ranges to the task workers), then take down stored photos "
+        "that now match the banned set."
     )
 
     def add_arguments(self, parser):
@@ -40,99 +51,169 @@ class Command(BaseCommand):
             "--background",
             action="store_true",
             help=(
-                "Enqueue the reindex as a task and return at once; the task worker "
-                "(manage.py run_worker, MODERATION_TASKS_BACKEND=database) runs it in parts."
+                "Enqueue one task per range and return at once; the task workers "
+                "(manage.py run_worker, MODERATION_TASKS_BACKEND=database) run them. With a run "
+                "already open, only say how far it is."
             ),
+        )
+        parser.add_argument(
+            "--requeue",
+            action="store_true",
+            help=(
+                "With --background: enqueue the open run's unfinished ranges again (after "
+                "tasks were lost; a range already queued or running is not done twice)."
+            ),
+        )
+        parser.add_argument(
+            "--status",
+            action="store_true",
+            help="Show the current run's ranges and rows done, rate and time left; change nothing.",
         )
 
     def handle(self, *args, batch_size, dry_run, restart, no_sweep, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
+        self.verbosity = options["verbosity"]
+        if options["status"]:
+            self._status()
+            return
+        if options["requeue"] and not options["background"]:
+            raise CommandError("--requeue goes with --background.")
         if options["background"]:
             sweep = not no_sweep
-            self._enqueue(batch_size=batch_size, dry_run=dry_run, restart=restart, sweep=sweep)
+            self._enqueue(
+                batch_size=batch_size,
+                dry_run=dry_run,
+                restart=restart,
+                sweep=sweep,
+                requeue=options["requeue"],
+            )
             return
-        self.verbosity = options["verbosity"]
         self._progress_open = False
-        run = None if dry_run else reindex.reindex_open_run(restart=restart)
-        if run is not None and run.cursors and self.verbosity >= 1:
+        self._shown_at = 0.0
+        if dry_run:
+            self._dry_run(batch_size)
+            return
+        run, created = reindex.reindex_open_run(
+            restart=restart, sweep=not no_sweep, batch_size=batch_size
+        )
+        if not created and self.verbosity >= 1:
             self.stdout.write(f"Resuming the reindex started {run.started_at:%Y-%m-%d %H:%M}.")
-        totals = {"processed": 0, "changed": 0}
+        self._foreground(run, batch_size)
+
+    # --- the foreground --------------------------------------------------------------------
+
+    def _foreground(self, run: ReindexRun, batch_size: int) -> None:
         missing: list[str] = []
         unreadable: list[str] = []
-        batches = reindex.ReindexBatches(run=run, batch_size=batch_size)
+        reindex.start(run, enqueue=False)
+        run.refresh_from_db()
+        phase = "reindex"
         try:
-            done = {"processed": 0, "changed": 0}
-            for result in batches:
-                if result.done:
-                    self._end_progress()
-                    done = {"processed": 0, "changed": 0}
-                    continue
-                for counts in (totals, done):
-                    counts["processed"] += result.processed
-                    counts["changed"] += result.changed
-                missing += result.missing
-                unreadable += result.unreadable
-                self._progress(
-                    f"{result.key}: {done['processed']} processed, {done['changed']} changed"
-                )
+            while run.phase == ReindexRun.Phase.REINDEXING:
+                for work in reindex.open_ranges(run):
+                    if start_attempt(work.pk) is None:
+                        continue  # a worker finished it meanwhile
+                    for result in reindex.work_reindex_range(work, batch_size=batch_size):
+                        missing += result.missing
+                        unreadable += result.unreadable
+                        self._progress("reindex", reindex.reindex_progress(run))
+                    reindex.finish_range(work, enqueue=False)
+                    self._progress("reindex", reindex.reindex_progress(run), force=True)
+                run.refresh_from_db()
+                if run.phase == ReindexRun.Phase.REINDEXING and not reindex.open_ranges(run):
+                    break  # every range is finished by a worker that has not committed yet
+            self._end_progress()
+            self._report_problems(missing, unreadable)
+            missing = unreadable = []
+            phase = "sweep"
+            while run.phase == ReindexRun.Phase.SWEEPING:
+                for work in reindex.open_ranges(run):
+                    if start_attempt(work.pk) is None:
+                        continue
+                    full_sweep.mark_running(work.sweep_id)
+                    for _ in full_sweep.work_sweep_range(work, batch_size=batch_size):
+                        self._progress("sweep", reindex.sweep_progress(run))
+                    reindex.finish_range(work, enqueue=False)
+                    self._progress("sweep", reindex.sweep_progress(run), force=True)
+                run.refresh_from_db()
+                if run.phase == ReindexRun.Phase.SWEEPING and not reindex.open_ranges(run):
+                    break
         except (Exception, KeyboardInterrupt) as e:
             # Ctrl-C included: say what was kept instead of dumping a traceback.
             self._end_progress()
             self._report_problems(missing, unreadable)
             why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
             returncode = 130 if isinstance(e, KeyboardInterrupt) else 1
-            if run is None:
+            if phase == "sweep":
                 raise CommandError(
-                    f"Dry run stopped at {batches.key}: {why}", returncode=returncode
+                    f"{_summary(reindex.totals(run))}, but the sweep stopped: {why}. Run the "
+                    "command again to sweep on (finished batches are not re-read).",
+                    returncode=returncode,
                 ) from e
             raise CommandError(
-                f"Reindex stopped at {batches.key}: {why}. Finished batches are saved; "
+                f"Reindex stopped: {why}. Finished batches are saved; "
                 "run the command again to resume.",
                 returncode=returncode,
             ) from e
-        self._report_problems(missing, unreadable)
-
-        if run is None:
-            summary = _summary(
-                totals["processed"], totals["changed"], len(missing), len(unreadable)
-            )
-            if self.verbosity >= 1:
-                self.stdout.write(self.style.SUCCESS(f"Dry run: {summary}. Nothing was written."))
-            return
-
-        # A resumed run's counts include the batches committed before the interruption.
-        counts = run.counts
-        summary = _summary(
-            counts.get("processed", 0),
-            counts.get("changed", 0),
-            counts.get("missing", 0),
-            counts.get("unreadable", 0),
-        )
-        try:
-            sweep = reindex.reindex_finish(run=run, sweep=not no_sweep)
-        except Exception as e:
-            raise CommandError(
-                f"{summary}, but the sweep failed: {e}. Run the command again to sweep again "
-                "(finished batches are not re-read)."
-            ) from e
+        self._end_progress()
+        run.refresh_from_db()
+        summary = _summary(reindex.totals(run))
         if self.verbosity < 1:
             return
-        if sweep is None:
+        if run.phase != ReindexRun.Phase.DONE:
+            self.stdout.write(
+                f"{summary}. The last ranges are being finished by the task workers "
+                "(reindex --status)."
+            )
+            return
+        if not run.sweep_after:
             self.stdout.write(self.style.SUCCESS(f"{summary}. Sweep skipped."))
             return
         self.stdout.write(
             self.style.SUCCESS(
-                f"{summary}. Sweep checked {sweep.checked} photo(s), "
-                f"took down {len(sweep.taken_down)}."
+                f"{summary}. Sweep checked {run.counts.get('swept', 0)} photo(s), "
+                f"took down {run.counts.get('taken_down', 0)}."
             )
         )
 
-    def _progress(self, line: str) -> None:
-        """One line per batch: rewritten in place on a terminal, printed at verbosity 2 else."""
-        if self.verbosity < 1:
+    def _dry_run(self, batch_size: int) -> None:
+        counts = dict.fromkeys(reindex.COUNTS, 0)
+        missing: list[str] = []
+        unreadable: list[str] = []
+        batches = reindex.ReindexBatches(batch_size=batch_size)
+        try:
+            for result in batches:
+                counts["processed"] += result.processed
+                counts["changed"] += result.changed
+                missing += result.missing
+                unreadable += result.unreadable
+        except (Exception, KeyboardInterrupt) as e:
+            self._report_problems(missing, unreadable)
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+            returncode = 130 if isinstance(e, KeyboardInterrupt) else 1
+            raise CommandError(
+                f"Dry run stopped at {batches.key}: {why}", returncode=returncode
+            ) from e
+        self._report_problems(missing, unreadable)
+        counts.update(missing=len(missing), unreadable=len(unreadable))
+        if self.verbosity >= 1:
+            self.stdout.write(
+                self.style.SUCCESS(f"Dry run: {_summary(counts)}. Nothing was written.")
+            )
+
+    def _progress(self, phase: str, progress, *, force: bool = False) -> None:
+        """Ranges and rows done, rate and ETA: rewritten in place on a terminal (at most every
+        ``PROGRESS_EVERY`` s, and when a range finishes), a line per batch and per finished
+        range at verbosity 2 otherwise."""
+        if self.verbosity < 1 or progress is None:
             return
+        line = f"{phase}: {progress.line()}"
         if self.stdout.isatty():
+            now = time.monotonic()
+            if now - self._shown_at < PROGRESS_EVERY and not force:
+                return
+            self._shown_at = now
             self.stdout.write("\r" + line, ending="")
             self.stdout.flush()
             self._progress_open = True
@@ -150,35 +231,85 @@ class Command(BaseCommand):
         for line in unreadable:
             self.stderr.write(f"unreadable: {line}")
 
-    def _enqueue(self, *, batch_size: int, dry_run: bool, restart: bool, sweep: bool) -> None:
-        """Open (or resume) the run here, and leave the batches and the sweep to the worker."""
+    # --- status and background -------------------------------------------------------------
+
+    def _status(self) -> None:
+        run = reindex.current_run()
+        if run is None:
+            self.stdout.write("No reindex has run yet.")
+            return
+        self.stdout.write(status_lines(run))
+
+    def _enqueue(
+        self, *, batch_size: int, dry_run: bool, restart: bool, sweep: bool, requeue: bool
+    ) -> None:
+        """Open the run (with its ranges) here and enqueue one task per range; with a run
+        already open, say how far it is and enqueue nothing (unless ``requeue``)."""
         from django.tasks.backends.immediate import ImmediateBackend
 
         if dry_run:
             raise CommandError("--dry-run cannot run in the background.")
-        run = reindex.reindex_open_run(restart=restart)
-        result = enqueue_now(reindex.reindex_task, run.pk, batch_size=batch_size, sweep=sweep)
-        if isinstance(reindex.reindex_task.get_backend(), ImmediateBackend):
-            if result.errors:
-                raise CommandError(
-                    f"Reindex run #{run.pk} failed: {result.errors[-1].traceback.splitlines()[-1]}"
-                )
+        run, created = reindex.reindex_open_run(restart=restart, sweep=sweep, batch_size=batch_size)
+        immediate = isinstance(reindex.reindex_range_task.get_backend(), ImmediateBackend)
+        if not created and not requeue:
             self.stdout.write(
-                f"Tasks run immediately here (MODERATION_TASKS_BACKEND=immediate), so reindex "
-                f"run #{run.pk} ran in this process: {result.return_value}"
+                f"Reindex run #{run.pk} is already open; nothing was enqueued "
+                "(--requeue enqueues its unfinished ranges again).\n" + status_lines(run)
+            )
+            return
+        try:
+            queued = reindex.enqueue_ranges(run)
+            reindex.start(run, enqueue=True)
+        except Exception as e:
+            if not immediate:
+                raise
+            raise CommandError(f"Reindex run #{run.pk} failed: {e}") from e
+        run.refresh_from_db()
+        if immediate:
+            self.stdout.write(
+                "Tasks run immediately here (MODERATION_TASKS_BACKEND=immediate), so reindex "
+                f"run #{run.pk} ran in this process: {_summary(reindex.totals(run))}"
+                f"{'' if run.finished_at else ' (not finished)'}."
             )
             return
         self.stdout.write(
             self.style.SUCCESS(
-                f"Reindex run #{run.pk} enqueued as task {result.id}; the task worker "
-                "(manage.py run_worker) runs it."
+                f"Reindex run #{run.pk}: {queued} range task(s) enqueued; the task workers "
+                "(manage.py run_worker) run them. Follow it with: manage.py reindex --status"
             )
         )
 
 
-def _summary(processed: int, changed: int, missing: int, unreadable: int) -> str:
-    read = processed - missing - unreadable
+def status_lines(run: ReindexRun) -> str:
+    """What ``--status`` prints about a run."""
+    head = f"Reindex run #{run.pk}, started {run.started_at:%Y-%m-%d %H:%M}: "
+    if run.finished_at is not None:
+        if run.counts.get("abandoned"):
+            return head + "abandoned (--restart)."
+        swept = (
+            f"; sweep checked {run.counts.get('swept', 0)}, took down "
+            f"{run.counts.get('taken_down', 0)}"
+            if run.sweep_after
+            else "; not swept"
+        )
+        return head + f"finished {run.finished_at:%Y-%m-%d %H:%M}. {_summary(run.counts)}{swept}."
+    lines = [head + run.get_phase_display() + "."]
+    lines.append(f"  reindex: {reindex.reindex_progress(run).line()}")
+    sweep = reindex.sweep_progress(run)
+    if sweep is not None:
+        lines.append(f"  sweep:   {sweep.line()}")
+    failed = list(
+        run.ranges.filter(done=False).exclude(last_error="").values_list("pk", "last_error")[:5]
+    )
+    for pk, error in failed:
+        lines.append(f"  range #{pk} failed: {error}")
+    return "\n".join(lines)
+
+
+def _summary(counts: dict) -> str:
+    processed = counts.get("processed", 0)
+    missing, unreadable = counts.get("missing", 0), counts.get("unreadable", 0)
     return (
-        f"Re-fingerprinted {read} of {processed} image(s): {changed} changed, "
-        f"{missing} missing, {unreadable} unreadable"
+        f"Re-fingerprinted {processed - missing - unreadable} of {processed} image(s): "
+        f"{counts.get('changed', 0)} changed, {missing} missing, {unreadable} unreadable"
     )

@@ -186,6 +186,7 @@ class SnapshotStore:
         self.root.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=BUILDING, dir=self.root))
         try:
+            building.chmod(0o755)  # mkdtemp's is 0700: every process of the host reads it
             specs = {}
             for name, array in arrays.items():
                 array = np.ascontiguousarray(array)

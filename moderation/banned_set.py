@@ -325,13 +325,20 @@ def usable_snapshot(store: SnapshotStore) -> Snapshot | None:
     """The newest snapshot that is intact and made from this database's change log: its last
     change is still in the log, unchanged (a restored or other database fails this)."""
     for snapshot in store.newest():
-        if _change_identity(snapshot.change_id) == snapshot.meta.get("last_change"):
-            return snapshot
-        logger.warning(
-            "banned-set snapshot %s ignored: change %s is not in this database's log as it was",
-            snapshot.path,
-            snapshot.change_id,
-        )
+        if _change_identity(snapshot.change_id) != snapshot.meta.get("last_change"):
+            logger.warning(
+                "banned-set snapshot %s ignored: change %s is not in this database's log as "
+                "it was",
+                snapshot.path,
+                snapshot.change_id,
+            )
+            continue
+        try:
+            BannedIndex.from_state(snapshot.arrays)  # the arrays fit together
+        except (KeyError, ValueError) as e:
+            logger.warning("banned-set snapshot %s ignored: %s", snapshot.path, e)
+            continue
+        return snapshot
     return None
 
 

@@ -122,9 +122,10 @@ class SnapshotStore:
     def current_name(self) -> str | None:
         """The directory ``current`` points at (a readlink: cheap enough for every lookup)."""
         try:
-            return os.readlink(self.root / CURRENT)
+            name = os.readlink(self.root / CURRENT)
         except OSError:
             return None
+        return name if name.startswith(PREFIX) and "/" not in name else None
 
     def candidates(self) -> list[Path]:
         """Snapshot directories, the current one first, then the others newest first."""

@@ -128,6 +128,7 @@ for line in sys.stdin:
         "hits": [[m.fingerprint_id, m.distance] for m in hits],
         "index": id(banned._index),
         "size": len(banned),
+        "snapshot": banned.snapshot,
     }), flush=True)
 """
 
@@ -135,10 +136,10 @@ for line in sys.stdin:
 class WarmLookupProcess:
     """``manage.py shell -c`` running ``_WARM_LOOKUPS``; every answer is awaited (bounded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(MANAGE), "shell", "-c", _WARM_LOOKUPS],
-            env=subprocess_env(**IMMEDIATE),
+            env=subprocess_env(**IMMEDIATE, **env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -258,6 +259,36 @@ def test_processes_started_from_the_snapshot_share_its_files_and_enforce_later_c
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_past_its_delta_limit_writes_a_newer_snapshot_in_the_background_and_moves_to_it(
+    settings,
+):
+    ban(images.photo(58))
+    manage("banned_snapshot")
+    store = banned_set.snapshot_store()
+    start = store.current_name()
+    # One flag's entries are enough to pass the limit.
+    proc = WarmLookupProcess(MODERATION_SNAPSHOT_DELTA_LIMIT=str(KEYS_PER_FLAG))
+    try:
+        assert proc.snapshot == start
+        scene = images.photo(59)
+        copy = fp_of(images.resized(scene, 0.5))
+        flagged = ban(scene, reason="past the limit")
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while True:  # every answer is right, while the new snapshot is written and after
+            answer = proc.find(copy)
+            assert [fid for fid, _ in answer["hits"]] == [flagged.pk]
+            assert answer["size"] == 2 * KEYS_PER_FLAG
+            if answer["snapshot"] != start or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer["snapshot"] not in (None, start)
+        assert store.current_name() == answer["snapshot"]
+        assert not (Path(settings.MODERATION_SNAPSHOT_DIR) / start).exists()  # removed
+    finally:
+        proc.stop()
 
 
 # --- the cost of staying consistent -----------------------------------------------------

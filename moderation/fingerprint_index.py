@@ -293,13 +293,16 @@ class _Main:
         return self.table[: self.n]
 
     def position(self, id: int) -> int:
-        """Index of a live entry with this id, or -1."""
-        p = int(np.searchsorted(self.ids, id, sorter=self.by_id))
-        if p == self.n:
-            return -1
-        if self.by_id is not None:
-            p = int(self.by_id[p])
-        return p if self.ids[p] == id and p not in self.dead_positions else -1
+        """Index of a live entry with this id, or -1. Binary search by hand through ``by_id``:
+        ``np.searchsorted(sorter=by_id)`` copies the int32 ``by_id`` to intp first (O(N))."""
+        ids, order, lo, hi = self.ids, self.by_id, 0, self.n
+        if order is None:
+            lo = int(np.searchsorted(ids, id))
+        while lo < hi and order is not None:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if ids[order[mid]] < id else (lo, mid)
+        p = -1 if lo == self.n else int(lo if order is None else order[lo])
+        return p if p >= 0 and self.ids[p] == id and p not in self.dead_positions else -1
 
     def holds(self, position: int, hash: int) -> bool:
         """Whether the entry at this position has this (original, unpermuted) hash."""
@@ -495,8 +498,7 @@ class FingerprintIndex:
 
     def live_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, hashes) of every entry, sorted by id: what a merge or a snapshot starts from."""
-        ids, hashes = self._main.live_by_id()
-        n = self._delta_n
+        (ids, hashes), n = self._main.live_by_id(), self._delta_n
         ids = np.concatenate((ids, self._delta_ids[:n]))
         hashes = np.concatenate((hashes, self._delta_hashes[:n]))
         order = np.argsort(ids, kind="stable")  # two sorted runs: cheap for timsort
@@ -516,10 +518,8 @@ class FingerprintIndex:
         self._new_delta(self._delta_limit or min(max(n // 128, 1024), 65_536))
 
     def _new_delta(self, limit: int) -> None:
-        self._delta_ids = np.empty(limit, dtype=np.int64)
-        self._delta_hashes = np.empty(limit, dtype=np.uint64)
-        self._delta_n = 0
-        self._delta_slot: dict[int, int] = {}
+        self._delta_ids, self._delta_hashes = np.empty(limit, np.int64), np.empty(limit, np.uint64)
+        self._delta_n, self._delta_slot = 0, {}
 
     def add(self, id: int, hash: int) -> None:
         """Insert, or replace the hash of an id already present."""

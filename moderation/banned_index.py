@@ -89,7 +89,7 @@ class _EntryData:
         data._keys, data._phashes, data._flags = arrays["keys"], arrays["phashes"], arrays["flags"]
         if not len(data._keys) == len(data._phashes) == len(data._flags):
             raise ValueError("entry data arrays differ in length")
-        data._recent, data.frozen = {}, True
+        data._recent, data._recent_arrays, data.frozen = {}, None, True
         return data
 
     def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,14 +122,31 @@ class _EntryData:
         last[:-1] = keys[1:] != keys[:-1]
         self._keys, self._phashes, self._flags = keys[last], phashes[last], flags[last]
         self._recent: dict[int, tuple[int, int] | None] = {}
+        self._recent_arrays = None
 
     def set(self, key: int, phash: int | None, low_information: bool, policy: int = 0) -> None:
         self._recent[key] = (phash or 0, _entry_flags(phash, low_information, policy))
+        self._recent_arrays = None
         self._merge_if_full()
 
     def discard(self, key: int) -> None:
         self._recent[key] = None
+        self._recent_arrays = None
         self._merge_if_full()
+
+    def _recent_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The changes as key-sorted arrays (a removal: flags 0), made once per change: a
+        lookup's thousands of candidates are then matched in numpy, not one by one."""
+        if self._recent_arrays is None:
+            keys = np.fromiter(self._recent, np.int64, len(self._recent))
+            values = [v or (0, 0) for v in self._recent.values()]
+            order = np.argsort(keys)
+            self._recent_arrays = (
+                keys[order],
+                np.array([v[0] for v in values], np.uint64)[order],
+                np.array([v[1] for v in values], _FLAGS)[order],
+            )
+        return self._recent_arrays
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pHashes and flags of ``keys`` (flags 0 for a key never set)."""
@@ -143,10 +160,11 @@ class _EntryData:
             phashes = np.zeros(len(keys), np.uint64)
             flags = np.zeros(len(keys), _FLAGS)
         if self._recent:
-            for i, key in enumerate(keys.tolist()):
-                if key in self._recent:
-                    value = self._recent[key]
-                    phashes[i], flags[i] = value if value is not None else (0, 0)
+            recent, recent_phashes, recent_flags = self._recent_sorted()
+            pos = np.minimum(np.searchsorted(recent, keys), len(recent) - 1)
+            changed = recent[pos] == keys
+            phashes = np.where(changed, recent_phashes[pos], phashes)
+            flags = np.where(changed, recent_flags[pos], flags)
         return phashes, flags
 
     def pending(self) -> int:

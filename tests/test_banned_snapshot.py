@@ -145,9 +145,20 @@ def test_a_banned_index_mapped_from_a_snapshot_answers_as_the_one_it_was_written
                 for index in (built, mapped):
                     index.add(key, int(arrays[1][-key]), int(arrays[2][key]), False, 0)
     assert mapped.pending() == 59 * KEYS_PER_FLAG
+    probes += [int(arrays[1][-key]) for key in range(14, 840, 25)]  # changed entries' hashes
+    probes += [int(arrays[1][key - KEYS_PER_FLAG]) for key in range(14, 840, 25)]
+    added = Fingerprint(dhash=int(arrays[1][-28]), phash=int(arrays[2][28]))  # flag 2, variant 0
+    found = mapped.candidates(added, 0)
+    assert (2, 0, 0) in [(m.fingerprint_id, m.variant, m.distance) for m in found]
+    removed = Fingerprint(dhash=int(arrays[1][0]), phash=int(arrays[2][0]))  # flag 1, variant 0
+    assert 1 not in [m.fingerprint_id for m in mapped.candidates(removed, 0)]
     same_answers(mapped, built, probes, phash=int(arrays[2][0]))
     for ours, theirs in zip(mapped.arrays(), built.arrays()):
         np.testing.assert_array_equal(ours, theirs)
+    rebuilt = BannedIndex()  # the same entries with no pending change, as a new snapshot holds
+    rebuilt.build_arrays(*built.arrays())
+    same_answers(mapped, rebuilt, probes, phash=int(arrays[2][0]))
+    assert len(rebuilt) == len(mapped) == (800 - 30) * KEYS_PER_FLAG
 
 
 def damage_truncate(path: Path) -> None:

@@ -2,12 +2,16 @@
 
     python benchmarks/upload_latency.py [--banned 1000000] [--concurrency 4] [--requests 200]
         [--database-url postgres://postgres@127.0.0.1:5432/moderation_bench] [--photos DIR]
+        [--snapshot] [--json]
 
 What it does, all on this machine:
 1. Creates (or reuses) a benchmark database — PostgreSQL by default, as in production — and
    fills it with N banned fingerprints shaped like a real banned set (the clustered generator
    of benchmarks/lookup.py). Re-runs reuse the rows when N matches.
-2. Cold load: how long a fresh process's banned set takes to load all N from the database.
+2. Cold load: how long a fresh process's banned set takes to load all N from the database;
+   with ``--snapshot``, ``manage.py banned_snapshot`` writes the host's snapshot first (as at
+   deploy), the cold start is a process mapping it, and the web workers map it too (without
+   it they each load their own copy from the database, as before snapshots).
 3. Starts gunicorn on 127.0.0.1 with the production config (config/gunicorn.conf.py: 2 x cores
    + 1 sync workers; --workers/--threads override), logs in CONCURRENCY users, warms every
    worker (each loads the banned set once), then has each user upload distinct ~2 MP JPEGs
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import json
 import os
 import re
 import statistics
@@ -57,6 +62,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="default: config/gunicorn.conf.py's"
     )
+    parser.add_argument(
+        "--snapshot", action="store_true", help="workers map the host's banned-set snapshot"
+    )
+    parser.add_argument("--json", action="store_true", help="a JSON line of the figures, last")
     return parser.parse_args()
 
 
@@ -81,6 +90,8 @@ def setup_django(args: argparse.Namespace, media: Path) -> None:
     os.environ["DJANGO_STATIC_ROOT"] = str(media / "static")
     os.environ["DJANGO_MEDIA_ROOT"] = str(media / "media")
     os.environ["MODERATION_QUARANTINE_ROOT"] = str(media / "quarantine")
+    # Read by this process and inherited by the server's workers; empty: no snapshot.
+    os.environ["MODERATION_SNAPSHOT_DIR"] = str(media / "banned-set") if args.snapshot else ""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -149,13 +160,24 @@ def fill_banned_set(n: int) -> None:
     print(f"  done in {time.perf_counter() - started:.1f} s")
 
 
-def measure_cold_load() -> tuple[float, int]:
+def measure_cold_load(snapshot: bool) -> tuple[float, int]:
     from moderation import banned_set
 
-    banned_set.reset()
+    banned_set.reset(snapshots=snapshot)
     started = time.perf_counter()
     banned_set.current().sync()
     return time.perf_counter() - started, len(banned_set.current())
+
+
+def write_snapshot() -> str:
+    """``manage.py banned_snapshot``, as a deploy runs it: its output line."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("banned_snapshot", stdout=out)
+    return out.getvalue().strip()
 
 
 def make_photos(folder: Path, count: int) -> list[bytes]:
@@ -343,9 +365,12 @@ def main() -> None:
     media = Path(tempfile.mkdtemp(prefix="upload-bench-"))
     setup_django(args, media)
     fill_banned_set(args.banned)
+    if args.snapshot:
+        print(f"banned_snapshot: {write_snapshot()}")
 
-    seconds, loaded = measure_cold_load()
-    print(f"cold load: {loaded:,} fingerprints in {seconds:.2f} s  "
+    seconds, loaded = measure_cold_load(args.snapshot)
+    source = "mapping the snapshot" if args.snapshot else "from the database"
+    print(f"cold load ({source}): {loaded:,} fingerprints in {seconds:.2f} s  "
           f"({args.database_url.split('@')[-1]})")
 
     from django.contrib.auth import get_user_model
@@ -465,6 +490,14 @@ def main() -> None:
     )
     print(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print_decisions(photos[: args.requests])
+    if args.json:
+        print(json.dumps({
+            "banned": args.banned, "snapshot": args.snapshot, "cold_load_s": seconds,
+            "concurrency": args.concurrency, "requests": n, "throughput": rate,
+            "p50_ms": pct(50) * 1000, "p90_ms": pct(90) * 1000, "p99_ms": pct(99) * 1000,
+            "max_ms": latencies[-1] * 1000, "web_cpu_ms": web / n * 1000,
+            "db_cpu_ms": db / n * 1000, "workers": workers, "threads": threads,
+        }))  # fmt: skip
 
 
 def print_decisions(photos: list[bytes]) -> None:

@@ -8,6 +8,10 @@ a distance on trial), packed in sorted numpy arrays. ``BannedIndex.candidates`` 
 ``matching.Match`` values and ``BannedIndex.check`` the ``matching.Verdict`` for an image with
 its cuts and framed picture. ``banned_set.BannedSet`` keeps one in step with the database; a
 sweep of a few new flags and ``evaluate_matching`` build their own.
+
+``state()`` / ``BannedIndex.from_state`` turn an index into named numpy arrays and back, for
+the snapshot every process of a host maps (``banned_snapshot``); an index made from mapped
+arrays is frozen (see ``fingerprint_index``): its changes stay in private, small structures.
 """
 
 from __future__ import annotations
@@ -70,7 +74,40 @@ class _EntryData:
     """
 
     def __init__(self) -> None:
+        self.frozen = False
         self.build([], [], [])
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self._recent:
+            raise ValueError("entry data with pending changes has no state")
+        return {"keys": self._keys, "phashes": self._phashes, "flags": self._flags}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> _EntryData:
+        """Frozen entry data around ``state()`` arrays (not copied)."""
+        data = cls.__new__(cls)
+        data._keys, data._phashes, data._flags = arrays["keys"], arrays["phashes"], arrays["flags"]
+        if not len(data._keys) == len(data._phashes) == len(data._flags):
+            raise ValueError("entry data arrays differ in length")
+        data._recent, data._recent_arrays, data.frozen = {}, None, True
+        return data
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, phashes, flags) of every entry with the changes applied, sorted by key."""
+        recent = self._recent
+        if not recent:
+            return self._keys, self._phashes, self._flags
+        keep = ~np.isin(self._keys, np.fromiter(recent, np.int64, len(recent)))
+        live = [(k, v) for k, v in recent.items() if v is not None]
+        keys = np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64)))
+        order = np.argsort(keys, kind="stable")
+        return (
+            keys[order],
+            np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64)))[
+                order
+            ],
+            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], _FLAGS)))[order],
+        )
 
     def build(self, keys: Iterable[int], phashes: Iterable[int], flags: Iterable[int]) -> None:
         keys = np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys, np.int64)
@@ -78,20 +115,38 @@ class _EntryData:
             list(phashes) if not isinstance(phashes, np.ndarray) else phashes, np.uint64
         )
         flags = np.asarray(list(flags) if not isinstance(flags, np.ndarray) else flags, _FLAGS)
+        self.frozen = False
         order = np.argsort(keys, kind="stable")
         keys, phashes, flags = keys[order], phashes[order], flags[order]
         last = np.ones(len(keys), dtype=bool)  # a repeated key: the last one wins
         last[:-1] = keys[1:] != keys[:-1]
         self._keys, self._phashes, self._flags = keys[last], phashes[last], flags[last]
         self._recent: dict[int, tuple[int, int] | None] = {}
+        self._recent_arrays = None
 
     def set(self, key: int, phash: int | None, low_information: bool, policy: int = 0) -> None:
         self._recent[key] = (phash or 0, _entry_flags(phash, low_information, policy))
+        self._recent_arrays = None
         self._merge_if_full()
 
     def discard(self, key: int) -> None:
         self._recent[key] = None
+        self._recent_arrays = None
         self._merge_if_full()
+
+    def _recent_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The changes as key-sorted arrays (a removal: flags 0), made once per change: a
+        lookup's thousands of candidates are then matched in numpy, not one by one."""
+        if self._recent_arrays is None:
+            keys = np.fromiter(self._recent, np.int64, len(self._recent))
+            values = [v or (0, 0) for v in self._recent.values()]
+            order = np.argsort(keys)
+            self._recent_arrays = (
+                keys[order],
+                np.array([v[0] for v in values], np.uint64)[order],
+                np.array([v[1] for v in values], _FLAGS)[order],
+            )
+        return self._recent_arrays
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pHashes and flags of ``keys`` (flags 0 for a key never set)."""
@@ -105,23 +160,21 @@ class _EntryData:
             phashes = np.zeros(len(keys), np.uint64)
             flags = np.zeros(len(keys), _FLAGS)
         if self._recent:
-            for i, key in enumerate(keys.tolist()):
-                if key in self._recent:
-                    value = self._recent[key]
-                    phashes[i], flags[i] = value if value is not None else (0, 0)
+            recent, recent_phashes, recent_flags = self._recent_sorted()
+            pos = np.minimum(np.searchsorted(recent, keys), len(recent) - 1)
+            changed = recent[pos] == keys
+            phashes = np.where(changed, recent_phashes[pos], phashes)
+            flags = np.where(changed, recent_flags[pos], flags)
         return phashes, flags
 
+    def pending(self) -> int:
+        return len(self._recent)
+
     def _merge_if_full(self) -> None:
-        if len(self._recent) < max(1024, len(self._keys) // 64):
+        if self.frozen or len(self._recent) < max(1024, len(self._keys) // 64):
             return
-        recent = self._recent
-        keep = ~np.isin(self._keys, np.fromiter(recent, np.int64, len(recent)))
-        live = [(k, v) for k, v in recent.items() if v is not None]
-        self.build(
-            np.concatenate((self._keys[keep], np.array([k for k, _ in live], np.int64))),
-            np.concatenate((self._phashes[keep], np.array([v[0] for _, v in live], np.uint64))),
-            np.concatenate((self._flags[keep], np.array([v[1] for _, v in live], _FLAGS))),
-        )
+        self.build(*self.merged())
+        self.frozen = False
 
     def nbytes(self) -> int:
         return (
@@ -158,15 +211,72 @@ class BannedIndex:
             dhashes.append(dhash)
             phashes.append(phash or 0)
             flags.append(_entry_flags(phash, low, *policy))
+        self.build_arrays(
+            np.asarray(keys, np.int64),
+            np.asarray(dhashes, np.uint64),
+            np.asarray(phashes, np.uint64),
+            np.asarray(flags, _FLAGS),
+        )
+
+    def build_arrays(
+        self, keys: np.ndarray, dhashes: np.ndarray, phashes: np.ndarray, flags: np.ndarray
+    ) -> None:
+        """``build`` from aligned arrays (``arrays()``'s form: flags packed as in ``_EntryData``),
+        with no Python loop over the entries: a snapshot of millions is rebuilt from these."""
         self._index = FingerprintIndex()
         self._index.build(keys, dhashes)
         self._data.build(keys, phashes, flags)
-        key_column = np.asarray(keys, np.int64)
-        dhash_column = np.asarray(dhashes, np.uint64)
         for number in UPLOAD_CUTS:
-            own = key_column % KEYS_PER_FLAG == number
+            own = keys % KEYS_PER_FLAG == number
             self._cut_indexes[number] = FingerprintIndex()
-            self._cut_indexes[number].build(key_column[own], dhash_column[own])
+            self._cut_indexes[number].build(keys[own], dhashes[own])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, dhashes, phashes, flags) of every entry, changes applied, sorted by key."""
+        ids, dhashes = self._index.live_arrays()
+        keys, phashes, flags = self._data.merged()
+        if not np.array_equal(ids, keys):
+            raise RuntimeError("the dHash index and the entry data hold different keys")
+        return keys, dhashes, phashes, flags
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every array the index is made of, by name, for a snapshot; only of an index with no
+        pending changes (``build_arrays`` one from ``arrays()`` first)."""
+        parts = {"index": self._index, **{f"cut{n}": i for n, i in self._cut_indexes.items()}}
+        named = {f"{part}.{k}": v for part, i in parts.items() for k, v in i.state().items()}
+        return named | {f"data.{k}": v for k, v in self._data.state().items()}
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray]) -> BannedIndex:
+        """A frozen index around ``state()`` arrays (not copied): what a snapshot maps.
+        ValueError when they do not fit together."""
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
+
+        index = cls.__new__(cls)
+        index._index = FingerprintIndex.from_state(part("index"))
+        index._data = _EntryData.from_state(part("data"))
+        index._cut_indexes = {n: FingerprintIndex.from_state(part(f"cut{n}")) for n in UPLOAD_CUTS}
+        if len(index._data._keys) != len(index._index):
+            raise ValueError("the entry data and the index differ in size")
+        return index
+
+    def pending(self) -> int:
+        """Entries changed since the index was built or mapped (held privately when frozen)."""
+        return self._data.pending()
+
+    @property
+    def frozen(self) -> bool:
+        return self._index.frozen
+
+    def thaw(self) -> None:
+        """Let a frozen index merge its changes into private memory from now on (the fallback
+        when no newer snapshot can be made)."""
+        for index in (self._index, *self._cut_indexes.values()):
+            index.thaw()
+        self._data.frozen = False
+        self._data._merge_if_full()
 
     def add(
         self, key: int, dhash: int, phash: int | None, low_information: bool, policy: int = 0

@@ -9,17 +9,28 @@ very next lookup everywhere.
 
 Why the lock: without it two transactions could take change ids 10 and 11 and commit 11 first;
 a reader that saw 11 would never look at 10 again. With it, ids are handed out in commit order.
+
+A process does not load the whole set from the database: it maps the host's snapshot (the
+files: ``banned_snapshot``; what goes in, and whether one fits this database: below) and
+replays the change log after the snapshot's change id into its frozen index's private delta. Past
+``MODERATION_SNAPSHOT_DELTA_LIMIT`` changed entries it moves to a newer snapshot, writing one
+in a background thread when no process on the host is doing so. The guarantee above is
+unchanged: the change log is replayed before every lookup, whatever the index is made of.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 
 from django.db import connection
 from django.db.models import Max
 
-from moderation.banned_index import BannedIndex, entry_key, variant_entries
+from moderation import hashing
+from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, variant_entries
+from moderation.banned_snapshot import Snapshot, SnapshotStore
+from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.matching import Match, MatchRule
 from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint, HashList
@@ -99,13 +110,65 @@ def active_variant_rows(flag_ids: Iterable[int] | None = None):
     return rows.values_list(*_VARIANT_COLUMNS)
 
 
-class BannedSet:
-    """The active banned fingerprints of this process, synced from the change log."""
+logger = logging.getLogger(__name__)
 
-    def __init__(self) -> None:
+
+def load_from_database() -> tuple[BannedIndex, int]:
+    """The whole active banned set from its tables, and the change id it is consistent with:
+    replaying the log after that id brings it up to date (see ``BannedSet._cold_load``)."""
+    # Read the log position first: anything committed while the table loads is replayed
+    # afterwards, and replaying a change the index already contains is harmless.
+    last = BannedSetChange.objects.aggregate(last=Max("id"))["last"] or 0
+    index = BannedIndex()
+    index.build(variant_entries(active_variant_rows().iterator(chunk_size=COLD_LOAD_CHUNK)))
+    return index, last
+
+
+def apply_changes_after(index: BannedIndex, last: int) -> int:
+    """Replay every change committed after ``last`` into ``index``; the last id applied."""
+    changes = (
+        BannedSetChange.objects.filter(id__gt=last)
+        .order_by("id")
+        .values_list(
+            "id",
+            "fingerprint_id",
+            "variant",
+            "dhash",
+            "phash",
+            "information",
+            "active",
+            "max_distance",
+            "shadow",
+            "proposed_distance",
+        )
+    )
+    for change_id, flag_id, variant, dhash, phash, information, active, *policy in changes:
+        if active:
+            row = (flag_id, variant, dhash, phash, information, *policy)
+            [entry] = variant_entries([row])
+            index.add(*entry)
+        else:
+            index.remove(entry_key(flag_id, variant))
+        last = change_id
+    return last
+
+
+class BannedSet:
+    """The active banned fingerprints of this process, synced from the change log.
+
+    ``snapshots``: start from the host's snapshot (and write one when there is none) rather
+    than from the tables; ``background``: write a newer one in a thread, not in the lookup.
+    """
+
+    def __init__(self, *, snapshots: bool = True, background: bool = True) -> None:
         self._lock = threading.Lock()
         self._index = BannedIndex()
         self._last_change_id: int | None = None
+        self._use_snapshots = snapshots
+        self._background = background
+        self._snapshot: str | None = None  # the name of the mapped snapshot
+        self._builder: threading.Thread | None = None
+        self._build_failed = False
 
     def __len__(self) -> int:
         with self._lock:
@@ -117,7 +180,16 @@ class BannedSet:
             if self._last_change_id is None:
                 self._cold_load()
             else:
-                self._apply_changes_after(self._last_change_id)
+                self._last_change_id = apply_changes_after(self._index, self._last_change_id)
+            if self._index.frozen and (
+                self._index.pending() >= moderation_settings.SNAPSHOT_DELTA_LIMIT
+            ):
+                self._move_to_newer_snapshot()
+
+    @property
+    def snapshot(self) -> str | None:
+        """The name of the snapshot this process maps (None: its own copy)."""
+        return self._snapshot
 
     def check(
         self,
@@ -155,40 +227,159 @@ class BannedSet:
             return self._index.nbytes()
 
     def _cold_load(self) -> None:
-        # Read the log position first: anything committed while the table loads is replayed
-        # afterwards, and replaying a change the snapshot already contains is harmless.
-        last = BannedSetChange.objects.aggregate(last=Max("id"))["last"] or 0
-        index = BannedIndex()
-        index.build(variant_entries(active_variant_rows().iterator(chunk_size=COLD_LOAD_CHUNK)))
-        self._index = index
-        self._last_change_id = last
-        self._apply_changes_after(last)
+        store = snapshot_store() if self._use_snapshots else None
+        if store is not None:
+            found = usable_snapshot(store)
+            if found is None:  # the first process of the host writes one (the others wait)
+                try:
+                    found, _ = rebuild_snapshot(store, blocking=True, if_missing=True)
+                except OSError as e:
+                    logger.warning("banned-set snapshot not written in %s: %s", store.root, e)
+            if found is not None:
+                self._map(found)
+                return
+        index, last = load_from_database()
+        self._index, self._snapshot = index, None
+        self._last_change_id = apply_changes_after(index, last)
 
-    def _apply_changes_after(self, last: int) -> None:
-        changes = (
-            BannedSetChange.objects.filter(id__gt=last)
-            .order_by("id")
-            .values_list(
-                "id",
-                "fingerprint_id",
-                "variant",
-                "dhash",
-                "phash",
-                "information",
-                "active",
-                "max_distance",
-                "shadow",
-                "proposed_distance",
+    def _map(self, snapshot: Snapshot) -> None:
+        """Answer from ``snapshot`` (already checked) from now on, with the changes after it."""
+        index = BannedIndex.from_state(snapshot.arrays)
+        last = apply_changes_after(index, snapshot.change_id)
+        self._index, self._last_change_id, self._snapshot = index, last, snapshot.name
+
+    def _move_to_newer_snapshot(self) -> None:
+        """The private delta is past the limit: map a newer snapshot if the host has one, else
+        have one written (meanwhile answers come from the mapping + delta, still exact)."""
+        store = snapshot_store()
+        if store is None or self._build_failed:  # no snapshot can be written: merge privately
+            logger.warning("banned set: no newer snapshot can be made; merging in memory")
+            self._index.thaw()
+            self._snapshot = None
+            return
+        if store.current_name() not in (None, self._snapshot):
+            found = usable_snapshot(store)
+            if found is not None and found.name != self._snapshot:
+                self._map(found)
+                return
+        if self._builder is not None and self._builder.is_alive():
+            return
+        if self._background:
+            self._builder = threading.Thread(
+                target=self._build, args=(store, True), name="banned-snapshot", daemon=True
             )
+            self._builder.start()
+            return
+        found = self._build(store, False)
+        if found is not None and found.name != self._snapshot:
+            self._map(found)
+
+    def _build(self, store: SnapshotStore, in_thread: bool) -> Snapshot | None:
+        try:
+            return rebuild_snapshot(store, blocking=False)[0]
+        except Exception:
+            logger.exception("banned set: writing a newer snapshot failed")
+            self._build_failed = True
+            return None
+        finally:
+            if in_thread:
+                connection.close()  # this thread's own connection
+
+
+# --- the host's snapshot -------------------------------------------------------------------
+
+
+def snapshot_store() -> SnapshotStore | None:
+    """This host's snapshots (``MODERATION_SNAPSHOT_DIR``; None when set empty), as this code
+    and this database need them: a snapshot made for another pipeline, variant list,
+    information threshold or database is not used."""
+    root = moderation_settings.SNAPSHOT_DIR
+    if not root:
+        return None
+    settings = connection.settings_dict
+    return SnapshotStore(
+        root,
+        {
+            "pipeline_version": hashing.PIPELINE_VERSION,
+            "keys_per_flag": KEYS_PER_FLAG,
+            "min_information": moderation_settings.MIN_INFORMATION,
+            "database": f"{connection.vendor}:{settings.get('HOST') or ''}:"
+            f"{settings.get('PORT') or ''}/{settings['NAME']}",
+        },
+    )
+
+
+def _change_identity(change_id: int) -> list | None:
+    """What identifies change ``change_id`` in this database's log (None: no such change)."""
+    if change_id == 0:
+        return []
+    row = (
+        BannedSetChange.objects.filter(id=change_id)
+        .values_list("fingerprint_id", "variant", "dhash", "active")
+        .first()
+    )
+    return None if row is None else list(row)
+
+
+def usable_snapshot(store: SnapshotStore) -> Snapshot | None:
+    """The newest snapshot that is intact and made from this database's change log: its last
+    change is still in the log, unchanged (a restored or other database fails this)."""
+    for snapshot in store.newest():
+        if _change_identity(snapshot.change_id) != snapshot.meta.get("last_change"):
+            logger.warning(
+                "banned-set snapshot %s ignored: change %s is not in this database's log as "
+                "it was",
+                snapshot.path,
+                snapshot.change_id,
+            )
+            continue
+        try:
+            BannedIndex.from_state(snapshot.arrays)  # the arrays fit together
+        except (KeyError, ValueError) as e:
+            logger.warning("banned-set snapshot %s ignored: %s", snapshot.path, e)
+            continue
+        return snapshot
+    return None
+
+
+def _write(store: SnapshotStore, index: BannedIndex, last: int) -> Snapshot:
+    """Write ``index`` (consistent with change ``last``) as the host's snapshot; the caller
+    holds the builders' lock. A mapped or changed index is first rebuilt from its arrays."""
+    if index.pending() or index.frozen:
+        fresh = BannedIndex()
+        fresh.build_arrays(*index.arrays())
+        index = fresh
+    return store.write(
+        index.state(), change_id=last, last_change=_change_identity(last), entries=len(index)
+    )
+
+
+def rebuild_snapshot(
+    store: SnapshotStore, *, blocking: bool, force: bool = False, if_missing: bool = False
+) -> tuple[Snapshot | None, str]:
+    """Under the builders' lock, write a snapshot of the banned set as committed now: from the
+    current snapshot + the change log after it when there is one (fast), else from the tables
+    (``if_missing``: only then). Returns the current snapshot (None: the lock was busy and
+    ``blocking`` off) and what was done, in words. OSError when the folder is not writable."""
+    with store.lock(blocking=blocking) as held:
+        if not held:
+            return None, "another process is writing a snapshot"
+        base = usable_snapshot(store)
+        if base is not None and if_missing:
+            return base, f"{base.name} was written meanwhile"
+        if base is None:
+            index, last = load_from_database()  # written as loaded: no second build
+            written = _write(store, index, last)
+            return written, f"wrote {written.name} from the database ({len(index)} entries)"
+        index = BannedIndex.from_state(base.arrays)
+        last = apply_changes_after(index, base.change_id)
+        if last == base.change_id and not force:
+            return base, f"{base.name} is up to date (change {last})"
+        written = _write(store, index, last)
+        return written, (
+            f"wrote {written.name} from {base.name} and the changes after it "
+            f"({index.pending()} entries changed, {len(index)} entries)"
         )
-        for change_id, flag_id, variant, dhash, phash, information, active, *policy in changes:
-            if active:
-                row = (flag_id, variant, dhash, phash, information, *policy)
-                [entry] = variant_entries([row])
-                self._index.add(*entry)
-            else:
-                self._index.remove(entry_key(flag_id, variant))
-            self._last_change_id = change_id
 
 
 _banned_set = BannedSet()
@@ -205,7 +396,9 @@ def find(fingerprint: Fingerprint, max_distance: int | None = None) -> list[Matc
     return _banned_set.find(fingerprint, max_distance)
 
 
-def reset() -> None:
-    """Forget this process's index; the next lookup reloads it. For tests and after restores."""
+def reset(*, snapshots: bool = False) -> None:
+    """Forget this process's index; the next lookup reloads it, from the tables (tests change
+    rows behind the change log's back; after a restore the snapshot is stale too), or from the
+    host's snapshot with ``snapshots=True``."""
     global _banned_set
-    _banned_set = BannedSet()
+    _banned_set = BannedSet(snapshots=snapshots)

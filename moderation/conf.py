@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -226,6 +227,24 @@ DECLARATIONS = (
         "http://127.0.0.1:8000",
         Kind.STR,
         "Scheme and host of the links in review-queue emails (production: the public origin).",
+    ),
+    # --- The banned set's snapshot (moderation/banned_snapshot.py) --------------------------
+    # Every process of a host maps the banned set's snapshot from this local folder instead of
+    # loading its own copy from the database; `manage.py banned_snapshot` writes it at deploy.
+    # Empty: no snapshot, each process loads the whole set from the database.
+    Setting(
+        "MODERATION_SNAPSHOT_DIR",
+        str(Path(__file__).resolve().parent.parent / "var" / "banned-set"),
+        Kind.STR,
+        "Local folder of the banned set's snapshot, shared by a host's processes; empty: none.",
+    ),
+    # A process keeps the entries changed since its snapshot privately (~250 B each); past this
+    # many it maps a newer snapshot, writing one if no process on the host is doing so.
+    Setting(
+        "MODERATION_SNAPSHOT_DELTA_LIMIT",
+        50_000,
+        Kind.POSITIVE,
+        "Entries changed since the mapped snapshot after which a process moves to a newer one.",
     ),
 )
 

@@ -14,8 +14,12 @@ popular chunk value is probed shallowly (exact as long as the depths sum past th
 scans when a small cost model says scanning is cheaper. Updates go to a small delta buffer and
 tombstones, merged into new tables every N/128 changes.
 
-Why it is exact, how chunks and depths are chosen, the memory layout and its measured cost per
-entry: ``docs/fingerprint-index.md``.
+Shared snapshots (``banned_snapshot``): ``from_state`` wraps ``state()`` arrays (read-only maps
+shared by a host's processes) in a *frozen* index: tombstones are a private set, additions a
+private delta, and it never merges (that would copy the main part into private memory); its
+owner re-maps a newer snapshot once ``pending()`` grows, or ``thaw()``s it as a last resort.
+Why it is exact, how chunks and depths are chosen, memory layout and cost per entry:
+``docs/fingerprint-index.md``.
 
 Thread safety: not synchronised. The caller holds a lock around every mutation (``build``,
 ``add``, ``remove``) and every query; ``query``, ``len`` and ``in`` never modify the index, so
@@ -146,6 +150,7 @@ class _Layout:
     """
 
     def __init__(self, chunks: list[list[int]]) -> None:
+        self.chunks = [list(c) for c in chunks]
         self.widths = tuple(len(c) for c in chunks)
         self.shifts = tuple(HASH_BITS - sum(self.widths[: k + 1]) for k in range(len(chunks)))
         target = np.empty(HASH_BITS, dtype=np.uint64)
@@ -188,12 +193,14 @@ class _Layout:
 
 class _Main:
     """The bulk of the index: entries in permuted-hash order, chunk tables, tombstones.
+    Never written after it is built (it may be a read-only shared mapping): tombstones are the
+    private set ``dead_positions``.
 
     ``table`` holds, one after the other: the permuted hashes of all N entries, sorted (so
     also grouped by chunk 0, which occupies the top bits), then for every other chunk k the
     D distinct permuted hashes ordered by chunk k's value. ``offsets`` maps (chunk, value) to
-    the slice of ``table`` holding that bucket. ``ids`` and ``alive`` are aligned with the
-    first N entries; ``by_id`` lists those positions in id order, for O(log N) lookups by id.
+    the slice of ``table`` holding that bucket. ``ids`` is aligned with the first N entries;
+    ``by_id`` lists those positions in id order, for O(log N) lookups by id.
     Verifying a bucket reads contiguous memory, and a match found through chunk k >= 1 (a
     distinct hash) is mapped back to its entries by binary search in the first N entries.
     Without a layout (small sets) ``table`` is just the hashes, in id order, and queries scan.
@@ -202,8 +209,8 @@ class _Main:
     def __init__(self, ids: np.ndarray, hashes: np.ndarray, layout: _Layout | None) -> None:
         n = len(ids)
         self.n, self.layout = n, layout
-        self.alive = np.ones(n, dtype=bool)
-        self.dead = 0
+        self.dead_positions: set[int] = set()
+        self._dead_sorted: np.ndarray | None = None
         if layout is None:
             self.table, self.ids, self.by_id = hashes, ids, None
             return
@@ -230,33 +237,99 @@ class _Main:
         index_type = np.int32 if len(self.table) < 1 << 31 else np.int64
         self.offsets = np.concatenate(offsets).astype(index_type)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The arrays that make this main part (``from_state`` takes them back)."""
+        if self.dead_positions:
+            raise ValueError("a main part with tombstones has no state: merge it first")
+        if self.layout is None:
+            return {"table": self.table, "ids": self.ids}
+        names = ("table", "ids", "by_id", "offsets", "segment_starts")
+        return {name: getattr(self, name) for name in names} | {
+            "chunks": np.array([b for c in self.layout.chunks for b in c], dtype=np.int64),
+            "widths": np.array(self.layout.widths, dtype=np.int64),
+        }
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> _Main:
+        """A main part around ``arrays`` (not copied; read-only maps are fine). Checks that they
+        fit together, so a damaged snapshot is refused (ValueError) rather than misread."""
+        main = cls.__new__(cls)
+        main.table, main.ids, main.n = arrays["table"], arrays["ids"], len(arrays["ids"])
+        main.dead_positions, main._dead_sorted, main.layout, main.by_id = set(), None, None, None
+        if "chunks" not in arrays:
+            if len(main.table) != main.n:
+                raise ValueError("table and ids differ in length")
+            return main
+        widths, bits = arrays["widths"].tolist(), arrays["chunks"].tolist()
+        if sum(widths) != HASH_BITS or sorted(bits) != list(range(HASH_BITS)):
+            raise ValueError("the chunks are not a partition of the 64 bits")
+        starts = np.cumsum([0, *widths]).tolist()
+        main.layout = _Layout([bits[a:b] for a, b in zip(starts[:-1], starts[1:])])
+        main.by_id, main.offsets, main.segment_starts = (
+            arrays[name] for name in ("by_id", "offsets", "segment_starts")
+        )
+        n, m = main.n, len(widths)
+        d = (len(main.table) - n) // max(m - 1, 1)
+        ok = (
+            len(main.by_id) == n
+            and n + (m - 1) * d == len(main.table)
+            and np.array_equal(main.segment_starts, [0, *(n + k * d for k in range(m - 1))])
+            and len(main.offsets) == sum((1 << w) + 1 for w in widths)
+        )
+        at = 0
+        for k, width in enumerate(widths if ok else ()):  # each chunk's buckets tile its segment
+            part = main.offsets[at : at + (1 << width) + 1].astype(np.int64)
+            at += (1 << width) + 1
+            first = int(main.segment_starts[k])
+            ok = ok and part[0] == first and part[-1] == first + (d if k else n)
+            ok = ok and bool(np.all(np.diff(part) >= 0))
+        if not ok:
+            raise ValueError("the index arrays do not fit together")
+        return main
+
     @property
     def hashes(self) -> np.ndarray:
         """The stored hashes (permuted, when there is a layout), aligned with ``ids``."""
         return self.table[: self.n]
 
     def position(self, id: int) -> int:
-        """Index of a live entry with this id, or -1."""
-        p = int(np.searchsorted(self.ids, id, sorter=self.by_id))
-        if p == self.n:
-            return -1
-        if self.by_id is not None:
-            p = int(self.by_id[p])
-        return p if self.ids[p] == id and self.alive[p] else -1
+        """Index of a live entry with this id, or -1. Binary search by hand through ``by_id``:
+        ``np.searchsorted(sorter=by_id)`` copies the int32 ``by_id`` to intp first (O(N))."""
+        ids, order, lo, hi = self.ids, self.by_id, 0, self.n
+        if order is None:
+            lo = int(np.searchsorted(ids, id))
+        while lo < hi and order is not None:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if ids[order[mid]] < id else (lo, mid)
+        p = -1 if lo == self.n else int(lo if order is None else order[lo])
+        return p if p >= 0 and self.ids[p] == id and p not in self.dead_positions else -1
 
     def holds(self, position: int, hash: int) -> bool:
         """Whether the entry at this position has this (original, unpermuted) hash."""
         stored = int(self.hashes[position])
         return stored == (self.layout.permute_one(hash) if self.layout else hash)
 
+    @property
+    def dead(self) -> int:
+        return len(self.dead_positions)
+
     def kill(self, position: int) -> None:
-        self.alive[position] = False
-        self.dead += 1
+        self.dead_positions.add(position)
+        self._dead_sorted = None
+
+    def _live(self, positions: np.ndarray) -> np.ndarray:
+        """Which of ``positions`` are not tombstoned (the set is small: it triggers a merge)."""
+        if self._dead_sorted is None:
+            self._dead_sorted = np.fromiter(self.dead_positions, np.int64, self.dead)
+            self._dead_sorted.sort()
+        return ~np.isin(positions, self._dead_sorted, assume_unique=False)
 
     def live_by_id(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, original hashes) of the live entries, sorted by id."""
         order = self.by_id if self.by_id is not None else slice(None)
-        ids, hashes, alive = self.ids[order], self.hashes[order], self.alive[order]
+        alive = np.ones(self.n, dtype=bool)
+        alive[np.fromiter(self.dead_positions, np.int64, self.dead)] = False
+        ids, hashes, alive = self.ids[order], self.hashes[order], alive[order]
         if self.layout is not None:
             hashes = self.layout.unpermute(hashes)
         return ids[alive], hashes[alive]
@@ -270,7 +343,7 @@ class _Main:
             found = self._search_chunks(q, r, self.n if fallback else np.inf)
         pos, d = found if found is not None else scan(self.hashes, np.uint64(q), r)
         if self.dead:
-            live = self.alive[pos]
+            live = self._live(pos)
             pos, d = pos[live], d[live]
         return pos, d
 
@@ -350,10 +423,10 @@ class _Main:
         return np.concatenate((where[own], pos)), np.concatenate((d[own], np.repeat(dd, run)))
 
     def nbytes(self) -> int:
-        arrays = [self.table, self.ids, self.alive]
+        arrays = [self.table, self.ids]
         if self.layout is not None:
             arrays += [self.by_id, self.offsets, self.segment_starts]
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in arrays) + 70 * self.dead
 
 
 class FingerprintIndex:
@@ -390,12 +463,46 @@ class FingerprintIndex:
         self._delta_limit = delta_limit
         self._layout: _Layout | None = None
         self._layout_n = 0
+        self.frozen = False
         self.build([], [])
 
     def build(self, ids: Iterable[int], hashes: Iterable[int]) -> None:
         """Replace the contents; for a repeated id the last hash wins."""
         self._layout = None
+        self.frozen = False
         self._install(*unique_by_id(ids, hashes))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The main part's arrays, for a snapshot; only of an index with no pending changes
+        (a freshly built one)."""
+        if self._delta_n:
+            raise ValueError("an index with pending changes has no state: merge it first")
+        return self._main.state()
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], **options) -> FingerprintIndex:
+        """A frozen index (see the module docstring) around ``state()`` arrays, not copied."""
+        index = cls(**options)
+        index._main = _Main.from_state(arrays)
+        index._layout, index._layout_n = index._main.layout, index._main.n
+        index._new_delta(1024)
+        index.frozen = True
+        return index
+
+    def pending(self) -> int:  # changes held beside the main part: delta entries, tombstones
+        return self._delta_n + self._main.dead
+
+    def thaw(self) -> None:  # a frozen index merges again (into private memory)
+        self.frozen = False
+        self._merge_if_full()
+
+    def live_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, hashes) of every entry, sorted by id: what a merge or a snapshot starts from."""
+        (ids, hashes), n = self._main.live_by_id(), self._delta_n
+        ids = np.concatenate((ids, self._delta_ids[:n]))
+        hashes = np.concatenate((hashes, self._delta_hashes[:n]))
+        order = np.argsort(ids, kind="stable")  # two sorted runs: cheap for timsort
+        return ids[order], hashes[order]
 
     def _install(self, ids: np.ndarray, hashes: np.ndarray) -> None:
         """Rebuild the main part from id-sorted arrays. The bit layout is chosen again when the
@@ -408,11 +515,11 @@ class FingerprintIndex:
             self._layout = _Layout(_choose_chunks(sample, _chunk_widths(self._chunk_bits)))
             self._layout_n = n
         self._main = _Main(ids, hashes, self._layout)
-        limit = self._delta_limit or min(max(n // 128, 1024), 65_536)
-        self._delta_ids = np.empty(limit, dtype=np.int64)
-        self._delta_hashes = np.empty(limit, dtype=np.uint64)
-        self._delta_n = 0
-        self._delta_slot: dict[int, int] = {}
+        self._new_delta(self._delta_limit or min(max(n // 128, 1024), 65_536))
+
+    def _new_delta(self, limit: int) -> None:
+        self._delta_ids, self._delta_hashes = np.empty(limit, np.int64), np.empty(limit, np.uint64)
+        self._delta_n, self._delta_slot = 0, {}
 
     def add(self, id: int, hash: int) -> None:
         """Insert, or replace the hash of an id already present."""
@@ -452,14 +559,14 @@ class FingerprintIndex:
             self._merge_if_full()
 
     def _merge_if_full(self) -> None:
+        if self.frozen:  # never merge a shared main part: only make room in the private delta
+            if self._delta_n == len(self._delta_ids):  # (np.resize repeats; only [:n] counts)
+                self._delta_ids = np.resize(self._delta_ids, 2 * self._delta_n)
+                self._delta_hashes = np.resize(self._delta_hashes, 2 * self._delta_n)
+            return
         if self._delta_n + self._main.dead < len(self._delta_ids):
             return
-        ids, hashes = self._main.live_by_id()
-        n = self._delta_n
-        ids = np.concatenate((ids, self._delta_ids[:n]))
-        hashes = np.concatenate((hashes, self._delta_hashes[:n]))
-        order = np.argsort(ids, kind="stable")  # two sorted runs: cheap for timsort
-        self._install(ids[order], hashes[order])
+        self._install(*self.live_arrays())
 
     def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
         """[(id, distance)] for every entry within max_distance (inclusive), nearest first,

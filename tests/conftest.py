@@ -76,8 +76,11 @@ def empty_cache():
 
 
 @pytest.fixture(autouse=True)
-def fresh_banned_set():
-    """Each test's rows are rolled back, so no process-wide index may outlive a test."""
+def fresh_banned_set(settings, tmp_path, monkeypatch):
+    """Each test's rows are rolled back, so no process-wide index may outlive a test; banned-set
+    snapshots (this process's and the processes it starts) go under the test's own folder."""
+    settings.MODERATION_SNAPSHOT_DIR = str(tmp_path / "banned-set")
+    monkeypatch.setenv("MODERATION_SNAPSHOT_DIR", settings.MODERATION_SNAPSHOT_DIR)
     banned_set.reset()
     yield
     banned_set.reset()

@@ -7,6 +7,9 @@ SQLite the test database is a file, see settings), with no sleep or retry betwee
 one process and the lookup in another. Then the cost side: a lookup with nothing new is one
 query, and a new change is applied incrementally, not by reloading the index.
 
+A process starts from the host's snapshot of the banned set (``moderation/banned_snapshot.py``),
+which every process maps, and replays the log after it: the same guarantee holds for it.
+
 Last, the commit-order hazard of the change log: ids are taken when a row is inserted but become
 visible when its transaction commits, so without serialisation a reader could see change 11,
 move its cursor past it, and never look at change 10 committed a moment later. Writers take a
@@ -118,13 +121,14 @@ from moderation import banned_set, flagging
 from moderation.hashing import Fingerprint
 banned = banned_set.current()
 banned.sync()
-print("LOOKUP " + json.dumps({"ready": len(banned)}), flush=True)
+print("LOOKUP " + json.dumps({"ready": len(banned), "snapshot": banned.snapshot}), flush=True)
 for line in sys.stdin:
     hits = banned_set.find(Fingerprint.from_hex(line.strip()))
     print("LOOKUP " + json.dumps({
         "hits": [[m.fingerprint_id, m.distance] for m in hits],
         "index": id(banned._index),
         "size": len(banned),
+        "snapshot": banned.snapshot,
     }), flush=True)
 """
 
@@ -132,10 +136,10 @@ for line in sys.stdin:
 class WarmLookupProcess:
     """``manage.py shell -c`` running ``_WARM_LOOKUPS``; every answer is awaited (bounded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(MANAGE), "shell", "-c", _WARM_LOOKUPS],
-            env=subprocess_env(**IMMEDIATE),
+            env=subprocess_env(**IMMEDIATE, **env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -144,7 +148,8 @@ class WarmLookupProcess:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.transcript: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.ready = self._answer()["ready"]
+        ready = self._answer()
+        self.ready, self.snapshot = ready["ready"], ready["snapshot"]
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -216,6 +221,74 @@ def test_flag_and_unflag_committed_here_are_enforced_by_other_processes_next_loo
     assert flagging.unflag_fingerprint(flagged=flagged, reason="mistake")
     assert warm_lookups.find(copy)["hits"] == []
     assert check_image(copy_path)["decision"] == "pass"
+
+
+# --- processes that start from the host's snapshot ---------------------------------------
+
+
+def mapped_files(pid: int) -> set[str]:
+    """The files a process has mapped into memory (``/proc/<pid>/maps``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split(maxsplit=5)[5] for line in lines if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_started_from_the_snapshot_share_its_files_and_enforce_later_changes_at_once(
+    settings,
+):
+    old = ban(images.photo(56))
+    manage("banned_snapshot")
+    snapshot = banned_set.snapshot_store().current_name()
+    first, second = WarmLookupProcess(), WarmLookupProcess()
+    try:
+        assert first.snapshot == second.snapshot == snapshot
+        assert first.ready == second.ready == KEYS_PER_FLAG
+        # Both map the same files: the host holds the set once.
+        table = str(Path(settings.MODERATION_SNAPSHOT_DIR) / snapshot / "index.table.npy")
+        assert table in mapped_files(first.proc.pid) and table in mapped_files(second.proc.pid)
+
+        scene = images.photo(57)
+        copy = fp_of(images.resized(scene, 0.5))
+        assert first.find(copy)["hits"] == []
+        flagged = ban(scene, reason="after the snapshot")  # committed after it, here
+        assert flagging.unflag_fingerprint(flagged=old, reason="mistake")
+        for proc in (first, second):  # the very next lookup of each
+            assert [fid for fid, _ in proc.find(copy)["hits"]] == [flagged.pk]
+            assert proc.find(fp_of(images.photo(56)))["hits"] == []
+        assert banned_set.snapshot_store().current_name() == snapshot  # nothing rewrote it
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_past_its_delta_limit_writes_a_newer_snapshot_in_the_background_and_moves_to_it(
+    settings,
+):
+    ban(images.photo(58))
+    manage("banned_snapshot")
+    store = banned_set.snapshot_store()
+    start = store.current_name()
+    # One flag's entries are enough to pass the limit.
+    proc = WarmLookupProcess(MODERATION_SNAPSHOT_DELTA_LIMIT=str(KEYS_PER_FLAG))
+    try:
+        assert proc.snapshot == start
+        scene = images.photo(59)
+        copy = fp_of(images.resized(scene, 0.5))
+        flagged = ban(scene, reason="past the limit")
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while True:  # every answer is right, while the new snapshot is written and after
+            answer = proc.find(copy)
+            assert [fid for fid, _ in answer["hits"]] == [flagged.pk]
+            assert answer["size"] == 2 * KEYS_PER_FLAG
+            if answer["snapshot"] != start or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer["snapshot"] not in (None, start)
+        assert store.current_name() == answer["snapshot"]
+        assert not (Path(settings.MODERATION_SNAPSHOT_DIR) / start).exists()  # removed
+    finally:
+        proc.stop()
 
 
 # --- the cost of staying consistent -----------------------------------------------------

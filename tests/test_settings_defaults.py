@@ -161,7 +161,11 @@ def test_checks_report_an_out_of_range_value_with_the_same_id_and_message(settin
 
 def test_unchecked_settings_are_not_checked():
     unchecked = [s for s in DECLARATIONS if s.kind not in OUT_OF_RANGE]
-    assert {s.name for s in unchecked} == {"MODERATION_MAX_REQUEST_BYTES", "MODERATION_SITE_URL"}
+    assert {s.name for s in unchecked} == {
+        "MODERATION_MAX_REQUEST_BYTES",
+        "MODERATION_SITE_URL",
+        "MODERATION_SNAPSHOT_DIR",
+    }
     with override_settings(**{s.name: None for s in unchecked}):
         assert check_moderation_settings() == []
 

@@ -236,6 +236,7 @@ class Cluster:
     env: dict[str, str]
     web: list[WebServer] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    started_in: float = 0.0  # seconds from the first process started to the last one ready
 
     @property
     def services(self) -> list[Service]:
@@ -246,7 +247,9 @@ class Cluster:
         return {w.worker_id for w in self.workers}
 
     def describe(self) -> str:
-        return "\n".join(s.describe() for s in self.services)
+        head = f"cluster: {len(self.web)} web server(s), {len(self.workers)} worker(s), "
+        head += f"ready in {self.started_in:.1f} s" if self.started_in else "not ready"
+        return "\n".join([head, *(s.describe() for s in self.services)])
 
     def wait_for(self, condition: Callable[[], Any], *, what: str, timeout: float = WAIT_TIMEOUT):
         """Poll ``condition`` until it returns something truthy. Fails, with every process's
@@ -349,6 +352,7 @@ def start_cluster(
         database_url=shared_database_url(), s3=s3, redis_url=redis_url, static_root=static_root
     )
     cluster = Cluster(env=env)
+    began = time.monotonic()
     run = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         for port, letter in zip(free_ports(web_servers), "abcdefgh"):
@@ -359,6 +363,7 @@ def start_cluster(
             cluster.wait_for(
                 service.ready, what=f"{service.name} to be ready", timeout=START_TIMEOUT
             )
+        cluster.started_in = time.monotonic() - began
         yield cluster
     finally:
         cluster.stop()

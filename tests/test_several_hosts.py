@@ -157,6 +157,18 @@ def every_process_answers(
     pytest.fail(f"{what}: after {ROUNDS} rounds only processes {seen} of {pids} answered")
 
 
+def uploads_counted(cluster: Cluster, scope: str) -> int:
+    """Uploads counted for ``scope`` ("user:<pk>", "ip:<address>") in the hosts' shared Redis,
+    read straight from Redis (``moderation.ratelimit``'s keys, one per window)."""
+    import redis
+
+    client = redis.Redis.from_url(cluster.env["DJANGO_CACHE_URL"])
+    try:
+        return sum(int(client.get(key)) for key in client.scan_iter(f"*:{scope}:*"))
+    finally:
+        client.close()
+
+
 def stored_image_count() -> int:
     """What a reindex walks: every stored image of every kind, and every kept original."""
     return sum(t.with_images().count() for t in registry.targets()) + (
@@ -168,8 +180,9 @@ def run_background_reindex(cluster: Cluster, *, batch_size: int) -> tuple[Reinde
     """``manage.py reindex --background`` on a host, then wait until the workers finished it
     (and anything it enqueued). Returns the run and the task results it brought."""
     before = set(DBTaskResult.objects.values_list("id", flat=True))
+    runs_before = set(ReindexRun.objects.values_list("pk", flat=True))
     cluster.manage("reindex", "--background", f"--batch-size={batch_size}")
-    run = ReindexRun.objects.get(finished_at__isnull=True)
+    run = ReindexRun.objects.exclude(pk__in=runs_before).get()
     cluster.wait_for(
         lambda: ReindexRun.objects.filter(pk=run.pk, finished_at__isnull=False).exists(),
         what=f"reindex run #{run.pk} to finish",
@@ -190,7 +203,7 @@ def test_a_flag_on_one_web_server_refuses_the_next_copy_on_the_other_and_sweeps_
     for name, seed in (("erin", 31), ("finn", 32), ("gwen", 33)):
         stored_profile(name, images.photo(seed))
     make_user("alice")
-    make_user("bob")
+    bob_user = make_user("bob")
     make_user("mod", moderator=True)
 
     # Alice, on server A, stores a smaller copy of the scene: nothing is banned yet.
@@ -199,12 +212,16 @@ def test_a_flag_on_one_web_server_refuses_the_next_copy_on_the_other_and_sweeps_
     assert upload_photo(alice, a, images.resized(scene, 0.6)).status == 302
     alice_photo = Profile.objects.get(user__username="alice").photo.name
     alice_bytes = s3.read(s3.public_bucket, alice_photo)
+    # Her public page, on server B, shows it from the public bucket to anyone.
+    alice_url = s3.object_url(s3.public_bucket, alice_photo)
+    assert alice_url in Browser("visitor").get(f"{b.url}/u/alice/").text
+    assert http_get(alice_url)[:2] == (200, alice_bytes)
 
     # Bob, on server B: each of B's processes stores one of his (innocent) photos, so each has
     # looked the banned set up before the flag.
     bob = Browser("bob")
     bob.log_in(f"{b.url}{reverse('login')}", "bob", PASSWORD)
-    every_process_answers(
+    stored = every_process_answers(
         hosts,
         b,
         lambda i: upload_photo(bob, b, images.photo(40 + i)),
@@ -236,12 +253,15 @@ def test_a_flag_on_one_web_server_refuses_the_next_copy_on_the_other_and_sweeps_
     refusals = every_process_answers(
         hosts,
         b,
-        lambda i: upload_photo(bob, b, images.resized(scene, 0.8 - 0.05 * i), "copy.jpg"),
+        lambda i: upload_photo(bob, b, images.resized(scene, 0.9 - 0.04 * i), "copy.jpg"),
         expect=200,
         what="Bob's copies on B after the flag",
     )
     assert all(GENERIC_REFUSAL in p.text for p in refusals)
     assert Profile.objects.get(user__username="bob").photo.name == bob_photo
+    # Every upload, stored or refused, on whichever process, was counted once in Redis.
+    assert uploads_counted(hosts, f"user:{bob_user.pk}") == len(stored) + len(refusals)
+    assert uploads_counted(hosts, "ip:127.0.0.1") == 1 + len(stored) + len(refusals)
 
     # The sweep, in one of the workers, took Alice's stored copy down: once.
     hosts.wait_for_idle_queue(what="the flag's sweep")
@@ -256,11 +276,13 @@ def test_a_flag_on_one_web_server_refuses_the_next_copy_on_the_other_and_sweeps_
     # Moved: gone from the public bucket (an anonymous GET finds nothing), the same bytes now
     # in the quarantine bucket as the takedown's evidence, next to the flag's original.
     assert alice_photo not in s3.keys(s3.public_bucket)
-    assert http_get(s3.object_url(s3.public_bucket, alice_photo))[0] in (403, 404)
+    assert http_get(alice_url)[0] == 404
+    assert alice_url not in Browser("visitor").get(f"{b.url}/u/alice/").text
     assert sorted(s3.keys(s3.quarantine_bucket)) == sorted(
         [takedown.evidence.name, flagged.original.name]
     )
     assert s3.read(s3.quarantine_bucket, takedown.evidence.name) == alice_bytes
+    assert http_get(s3.object_url(s3.quarantine_bucket, takedown.evidence.name))[0] == 403
 
     # A background reindex, run by the workers, does every stored row once.
     Profile.objects.exclude(photo="").update(photo_pipeline_version=0)

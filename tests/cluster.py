@@ -87,7 +87,7 @@ def worker_command(worker_id: str) -> tuple[list[str], str]:
     )
 
 
-def site_env(static_root: Path) -> dict[str, str]:
+def site_env(static_root: Path | None) -> dict[str, str]:
     """This process's environment, minus anything that configures the site, plus what every
     production host sets whatever it runs: debug off, the secret, the host names."""
     env = {
@@ -101,14 +101,15 @@ def site_env(static_root: Path) -> dict[str, str]:
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS=ALLOWED_HOSTS,
-        DJANGO_STATIC_ROOT=str(static_root),
         PYTHONUNBUFFERED="1",
     )
+    if static_root is not None:
+        env["DJANGO_STATIC_ROOT"] = str(static_root)
     return env
 
 
 def production_env(
-    *, database_url: str, s3: SeaweedS3, redis_url: str | None, static_root: Path
+    *, database_url: str, s3: SeaweedS3, redis_url: str | None, static_root: Path | None
 ) -> dict[str, str]:
     """The environment of every host: ``site_env`` pointed at the shared services."""
     env = site_env(static_root)
@@ -178,7 +179,9 @@ class WebServer(Service):
         super().__init__(
             name,
             [
-                str(Path(sys.executable).parent / "gunicorn"),
+                sys.executable,
+                "-m",
+                "gunicorn",
                 "-c",
                 str(ROOT / "config" / "gunicorn.conf.py"),
                 "--access-logformat",
@@ -339,14 +342,15 @@ def collect_static(static_root: Path) -> None:
 def start_cluster(
     *,
     s3: SeaweedS3,
-    static_root: Path,
+    static_root: Path | None,
     redis_url: str | None,
     web_servers: int = 2,
     workers: int = 2,
 ) -> Iterator[Cluster]:
     """Start the hosts, wait until every one is ready, and stop them all on the way out.
 
-    ``static_root`` must hold ``collect_static``'s output when ``web_servers`` > 0.
+    ``static_root`` must hold ``collect_static``'s output when ``web_servers`` > 0; worker
+    hosts serve no pages and need none. ``redis_url`` None: the default per-process cache.
     """
     env = production_env(
         database_url=shared_database_url(), s3=s3, redis_url=redis_url, static_root=static_root

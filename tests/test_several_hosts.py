@@ -81,9 +81,9 @@ def hosts(transactional_db, database_tasks, s3, static_root, redis_url):
 
 
 @pytest.fixture
-def worker_hosts(transactional_db, database_tasks, s3, tmp_path):
+def worker_hosts(transactional_db, database_tasks, s3):
     with start_cluster(
-        s3=s3, static_root=tmp_path, redis_url=None, web_servers=0, workers=2
+        s3=s3, static_root=None, redis_url=None, web_servers=0, workers=2
     ) as cluster:
         yield cluster
 

@@ -53,7 +53,7 @@ START_TIMEOUT = 60
 WAIT_TIMEOUT = 45
 
 # What every host is given (docs/operations.md, "Several hosts"): the same secret on every host
-# (sessions, messages and password-reset links made on one host are checked on another).
+# (a login's session hash and the signed message cookie made on one host are checked on another).
 SECRET_KEY = "cluster-test-secret-2f9c7e1a5b3d8f6e0a4c9b7d1e3f5a7c9e1b3d5f"
 ALLOWED_HOSTS = "127.0.0.1,localhost"
 WEB_CONCURRENCY = 2

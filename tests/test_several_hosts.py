@@ -212,7 +212,9 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
     assert upload_photo(alice, a, images.resized(scene, 0.6)).status == 302
     alice_photo = Profile.objects.get(user__username="alice").photo.name
     alice_bytes = s3.read(s3.public_bucket, alice_photo)
-    # Her public page, on server B, shows it from the public bucket to anyone.
+    # She is logged in on server B too (one session table, one secret), and her public page
+    # there shows the photo from the public bucket, which anyone may read.
+    assert alice.get(f"{b.url}{reverse('profile-edit')}").status == 200
     alice_url = s3.object_url(s3.public_bucket, alice_photo)
     assert alice_url in Browser("visitor").get(f"{b.url}/u/alice/").text
     assert http_get(alice_url)[:2] == (200, alice_bytes)

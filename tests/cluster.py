@@ -76,8 +76,7 @@ def worker_command(worker_id: str) -> tuple[list[str], str]:
     shows once it polls the queue. The one place to change when the worker command changes."""
     return (
         [
-            "db_worker",
-            "--no-reload",
+            "run_worker",
             "--no-startup-delay",
             "--interval=0.1",
             f"--worker-id={worker_id}",

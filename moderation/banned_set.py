@@ -272,7 +272,7 @@ class BannedSet:
         self._retry_at = time.monotonic() + SNAPSHOT_RETRY_SECONDS
         if not self._background:
             self._prepare(in_thread=False)
-            if self._ready is not None:
+            if self._ready is not None or self._cannot_write:
                 self._move_to_newer_snapshot()
             return
         self._helper = threading.Thread(

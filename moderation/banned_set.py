@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
 from django.db import connection
@@ -85,6 +86,8 @@ def log_list(hash_list: HashList) -> None:
     for flagged in FlaggedFingerprint.objects.active().filter(hash_list=hash_list):
         log_change(flagged)
 
+# A process past its delta limit looks for (or writes) a newer snapshot at most this often.
+SNAPSHOT_RETRY_SECONDS = 1.0
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
 _VARIANT_COLUMNS = (
@@ -167,8 +170,10 @@ class BannedSet:
         self._use_snapshots = snapshots
         self._background = background
         self._snapshot: str | None = None  # the name of the mapped snapshot
-        self._builder: threading.Thread | None = None
-        self._build_failed = False
+        self._helper: threading.Thread | None = None  # finds or writes a newer one
+        self._ready: Snapshot | None = None  # what it found, checked, to map
+        self._retry_at = 0.0
+        self._cannot_write = False
 
     def __len__(self) -> int:
         with self._lock:
@@ -249,38 +254,52 @@ class BannedSet:
         self._index, self._last_change_id, self._snapshot = index, last, snapshot.name
 
     def _move_to_newer_snapshot(self) -> None:
-        """The private delta is past the limit: map a newer snapshot if the host has one, else
-        have one written (meanwhile answers come from the mapping + delta, still exact)."""
-        store = snapshot_store()
-        if store is None or self._build_failed:  # no snapshot can be written: merge privately
-            logger.warning("banned set: no newer snapshot can be made; merging in memory")
+        """The private delta is past the limit: map the newer snapshot a helper thread has
+        found (or written) and checked, or start one; meanwhile answers come from the mapping
+        plus the delta, still exact. No lookup waits for a snapshot to be written or checked."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready.name != self._snapshot:
+            self._map(ready)
+            return
+        if self._cannot_write:  # no snapshot can be written here: merge privately, as before
+            logger.warning("banned set: no newer snapshot can be written; merging in memory")
             self._index.thaw()
             self._snapshot = None
             return
-        if store.current_name() not in (None, self._snapshot):
-            found = usable_snapshot(store)
-            if found is not None and found.name != self._snapshot:
-                self._map(found)
-                return
-        if self._builder is not None and self._builder.is_alive():
+        busy = self._helper is not None and self._helper.is_alive()
+        if busy or time.monotonic() < self._retry_at:
             return
-        if self._background:
-            self._builder = threading.Thread(
-                target=self._build, args=(store, True), name="banned-snapshot", daemon=True
-            )
-            self._builder.start()
+        self._retry_at = time.monotonic() + SNAPSHOT_RETRY_SECONDS
+        if not self._background:
+            self._prepare(in_thread=False)
+            if self._ready is not None or self._cannot_write:
+                self._move_to_newer_snapshot()
             return
-        found = self._build(store, False)
-        if found is not None and found.name != self._snapshot:
-            self._map(found)
+        self._helper = threading.Thread(
+            target=self._prepare, kwargs={"in_thread": True}, name="banned-snapshot", daemon=True
+        )
+        self._helper.start()
 
-    def _build(self, store: SnapshotStore, in_thread: bool) -> Snapshot | None:
+    def _prepare(self, *, in_thread: bool) -> None:
+        """Find the host's newer snapshot, or write one (unless another process is writing
+        one: then the next attempt finds it), checked, in ``self._ready``."""
         try:
-            return rebuild_snapshot(store, blocking=False)[0]
-        except Exception:
-            logger.exception("banned set: writing a newer snapshot failed")
-            self._build_failed = True
-            return None
+            store = snapshot_store()
+            if store is None:
+                self._cannot_write = True
+                return
+            found = None
+            if store.current_name() not in (None, self._snapshot):
+                found = usable_snapshot(store)
+            if found is None or found.name == self._snapshot:
+                found = rebuild_snapshot(store, blocking=False)[0]
+            if found is not None and found.name != self._snapshot:
+                self._ready = found
+        except OSError:
+            logger.exception("banned set: a newer snapshot cannot be written")
+            self._cannot_write = True
+        except Exception:  # e.g. the database went away: the next attempt may succeed
+            logger.exception("banned set: finding or writing a newer snapshot failed")
         finally:
             if in_thread:
                 connection.close()  # this thread's own connection

@@ -359,3 +359,35 @@ def test_the_command_says_so_when_snapshots_are_turned_off(settings):
         call(None)
     flagged = ban(images.photo(70))  # and every process loads from the tables
     assert hits(banned_set.BannedSet(), images.photo(70)) == [flagged.pk]
+
+
+@pytest.mark.django_db
+def test_a_snapshot_folder_that_cannot_be_written_leaves_each_process_its_own_copy(
+    settings, tmp_path, caplog
+):
+    (tmp_path / "a-file").write_text("not a folder")
+    settings.MODERATION_SNAPSHOT_DIR = str(tmp_path / "a-file" / "banned-set")
+    flagged = ban(images.photo(71))
+    with caplog.at_level(logging.WARNING):
+        banned = banned_set.BannedSet()
+        assert hits(banned, images.photo(71)) == [flagged.pk]
+    assert "banned-set snapshot not written" in caplog.text
+    assert banned.snapshot is None and not banned._index.frozen
+
+
+@pytest.mark.django_db
+def test_when_no_newer_snapshot_can_be_written_a_process_merges_its_changes_privately(
+    settings, caplog
+):
+    settings.MODERATION_SNAPSHOT_DELTA_LIMIT = KEYS_PER_FLAG
+    ban(images.photo(72))
+    banned = banned_set.BannedSet(background=False)
+    banned.sync()
+    assert banned._index.frozen
+    settings.MODERATION_SNAPSHOT_DIR = ""  # as if the folder had gone
+    flagged = ban(images.photo(73))
+    with caplog.at_level(logging.WARNING):
+        assert hits(banned, images.photo(73)) == [flagged.pk]
+    assert "merging in memory" in caplog.text
+    assert not banned._index.frozen and banned.snapshot is None
+    assert hits(banned, images.photo(73)) == [flagged.pk] and len(banned) == 2 * KEYS_PER_FLAG

@@ -6,7 +6,8 @@
 Fills a throwaway PostgreSQL database (created if missing, migrated; its profiles are replaced)
 with N profiles whose photos are synthetic hashes (clustered dHashes shaped like real ones,
 ``benchmarks/lookup.py``; uniform pHashes; two cuts each and a framed picture for 1 in 50),
-written with COPY, then indexes them with the backfill (``stored_backfill.backfill``, timed),
+written with COPY, then indexes them with the backfill (``stored_backfill.backfill``, timed;
+above ``--backfill-max`` the same rows are written by COPY instead, to save time),
 adds 5 real copies of one drawn photo (stored through the upload path) and flags that photo.
 The tasks backend is the database one, so nothing runs on its own. Then it times:
 
@@ -95,9 +96,9 @@ def _copy_binary(table: str, columns: list[str], records: np.ndarray) -> None:
         copy.write((-1).to_bytes(2, "big", signed=True))
 
 
-def fill(n: int, rng: np.random.Generator) -> dict:
+def fill(n: int, rng: np.random.Generator, *, backfill: bool = True) -> dict:
     """``n`` profiles of synthetic photos (users and profiles by COPY), their index rows by
-    the backfill; returns the timings."""
+    the backfill (else by COPY from the same arrays); returns the timings."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -170,10 +171,32 @@ def fill(n: int, rng: np.random.Generator) -> dict:
             )
     filled = time.perf_counter() - started
     started = time.perf_counter()
-    stored_backfill.backfill(registry.target_for(Profile), batch_size=50_000)
+    target = registry.target_for(Profile)
+    if backfill:
+        stored_backfill.backfill(target, batch_size=50_000)
+    else:  # the same rows the backfill would write, by COPY from the arrays
+        marker = StoredHashTarget.objects.create(key=target.key, complete=True).pk
+        kinds = [(-2, 0, np.ones(n, bool))]
+        kinds += [(number, 1 + i, np.ones(n, bool)) for i, number in enumerate(UPLOAD_CUTS)]
+        kinds.append((-1, len(UPLOAD_CUTS) + 1, framed))
+        columns = (
+            ("target_id", ">i8"), ("object_pk", ">i8"), ("probe", ">i2"), ("dhash", ">u8"),
+            ("phash", ">u8"), ("created_at", ">i8"),
+        )  # fmt: skip
+        for probe, which, present in kinds:
+            rows = np.flatnonzero(present)
+            records = np.zeros(len(rows), np.dtype(_fields(*columns)))
+            records["n"] = len(columns)
+            for name, kind in columns:
+                records[f"{name}_len"] = np.dtype(kind).itemsize
+            records["target_id"], records["object_pk"], records["probe"] = marker, rows + 1, probe
+            records["dhash"], records["phash"] = hashes[which][rows], phashes[which][rows]
+            records["created_at"] = now
+            _copy_binary(StoredHash._meta.db_table, [c for c, _ in columns], records)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {StoredHash._meta.db_table}")
-    return {"fill_s": filled, "backfill_s": time.perf_counter() - started}
+    key = "backfill_s" if backfill else "rows_copied_s"
+    return {"fill_s": filled, key: time.perf_counter() - started}
 
 
 def add_copies_and_flag(rng: np.random.Generator):
@@ -267,7 +290,12 @@ def _rss_mb() -> float:
 
 
 def measure_sweep(
-    stored: int, *, full_pass_max: int = 1_000_000, url: str = DEFAULT_URL, seed: int = 0
+    stored: int,
+    *,
+    full_pass_max: int = 1_000_000,
+    backfill_max: int = 1_000_000,
+    url: str = DEFAULT_URL,
+    seed: int = 0,
 ) -> dict:
     """Fill ``stored`` synthetic photos and time the sweep after one flag both ways."""
     import logging
@@ -278,7 +306,7 @@ def measure_sweep(
         setup_django(url)
     logging.getLogger("moderation.stored_index").setLevel(logging.ERROR)  # the fallback's note
     rng = np.random.default_rng(seed)
-    figures: dict = {"stored": stored, **fill(stored, rng)}
+    figures: dict = {"stored": stored, **fill(stored, rng, backfill=stored <= backfill_max)}
     flagged = add_copies_and_flag(rng)
 
     if stored <= full_pass_max:
@@ -312,20 +340,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stored", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--full-pass-max", type=int, default=1_000_000)
+    parser.add_argument("--backfill-max", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=DEFAULT_URL)
     args = parser.parse_args()
     setup_django(args.database_url)
     results, rate = [], None
     for n in args.stored:
-        figures = measure_sweep(n, full_pass_max=args.full_pass_max, url=args.database_url)
+        figures = measure_sweep(
+            n,
+            full_pass_max=args.full_pass_max,
+            backfill_max=args.backfill_max,
+            url=args.database_url,
+        )
         if "full_pass_s" in figures:
             rate = figures["full_pass_s"] / figures["full_pass_checked"]
         elif rate is not None:
             figures.update(full_pass_s=rate * (n + COPIES), full_pass_extrapolated=True)
         results.append(figures)
         print(
-            f"{n:>11,} stored: fill {figures['fill_s']:.1f} s, backfill "
-            f"{figures['backfill_s']:.1f} s; full pass "
+            f"{n:>11,} stored: fill {figures['fill_s']:.1f} s, "
+            + (f"backfill {figures['backfill_s']:.1f} s" if "backfill_s" in figures
+               else f"rows by COPY {figures['rows_copied_s']:.1f} s")
+            + "; full pass "
             + (
                 f"{figures['full_pass_s']:.1f} s"
                 + (" (extrapolated)" if figures.get("full_pass_extrapolated") else

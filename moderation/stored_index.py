@@ -29,8 +29,8 @@ snapshot shows them ended, their rows up to that id are read again by transactio
 in progress in that snapshot. Nothing ages out on a clock: a long transaction is waited for,
 however long (a clock could drop a row whose transaction committed after the recheck of that
 upload ran, and no later flag's sweep would find it). SQLite has one writer at a time, so its
-ids become visible in order. The first sync (the cold load) reads every row with ``COPY`` on
-PostgreSQL.
+ids become visible in order. The first sync (the cold load) reads every row packed by the
+server, a million at a time (``_packed_rows``).
 
 Thread safety: one lock around sync and lookups.
 """
@@ -61,20 +61,13 @@ RELOAD_ABOVE = 500_000
 _COLUMNS = "id, target_id, object_pk, probe, dhash, phash"
 # SQL here is built from the model's own table name and these column names; values are always
 # query parameters (or an int).
-# One binary COPY record: 7 fields, all fixed-width and never NULL (see _copy_rows).
-_COPY_RECORD = np.dtype(
+# One row as ``_packed_rows`` packs it: fixed-width, big-endian, never NULL.
+_PACKED = np.dtype(
     [
-        ("n", ">i2"),
-        ("l1", ">i4"), ("id", ">i8"),
-        ("l2", ">i4"), ("target", ">i4"),
-        ("l3", ">i4"), ("pk", ">i8"),
-        ("l4", ">i4"), ("probe", ">i2"),
-        ("l5", ">i4"), ("dhash", ">i8"),
-        ("l6", ">i4"), ("phash", ">i8"),
-        ("l7", ">i4"), ("has", "u1"),
+        ("id", ">i8"), ("target", ">i4"), ("pk", ">i8"), ("probe", ">i2"),
+        ("dhash", ">i8"), ("phash", ">i8"), ("has", "u1"),
     ]
 )  # fmt: skip
-_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
 
 
 class _Rows:
@@ -154,7 +147,8 @@ class StoredIndex:
     def _cold_load(self) -> int:
         snapshot, newest = _snapshot_and_newest()
         newest = newest or 0
-        columns = _copy_rows(newest) if connection.vendor == "postgresql" else _fetch_rows(newest)
+        postgres = connection.vendor == "postgresql"
+        columns = _packed_rows(newest) if postgres else _fetch_rows(newest)
         by_index: dict[int | None, list[tuple[np.ndarray, np.ndarray]]] = {}
         count = 0
         for ids, targets, pks, probes, dhashes, phashes, has in columns:
@@ -321,35 +315,32 @@ def _fetch_rows(newest: int, batch: int = 100_000) -> Iterator[tuple]:
             yield _columns(ids, targets, pks, probes, dhashes, [p or 0 for p in phashes], has)
 
 
-def _copy_rows(newest: int, chunk_bytes: int = 64 << 20) -> Iterator[tuple]:
-    """Every row with id <= ``newest`` through a binary ``COPY`` (PostgreSQL): fixed-width
-    records parsed by numpy, ~30x faster than fetching tuples at millions of rows."""
+def _packed_rows(newest: int, step: int = 1_000_000) -> Iterator[tuple]:
+    """Every row with id <= ``newest``, packed by PostgreSQL into one fixed-width bytea per
+    ``step`` ids (``string_agg`` of ``int8send``...) and parsed by numpy. Measured at 3M rows
+    on a loaded 2-core machine: a binary ``COPY`` spent ~14 us per row in the client (psycopg
+    handles one message per row), this ~6 us, mostly in the server."""
     table = StoredHash._meta.db_table
-    sql = (  # newest is an int
-        f"COPY (SELECT id, target_id::int4, object_pk, probe, dhash, coalesce(phash, 0), "  # noqa: S608
-        f"phash IS NOT NULL FROM {table} WHERE id <= {int(newest)}) TO STDOUT (FORMAT binary)"
+    sql = (
+        "SELECT string_agg(int8send(id) || int4send(target_id::int4) || int8send(object_pk) "  # noqa: S608
+        "|| int2send(probe) || int8send(dhash) || int8send(coalesce(phash, 0)) "
+        f"|| boolsend(phash IS NOT NULL), ''::bytea) FROM {table} "
+        "WHERE id > %s AND id <= %s"
     )
-    connection.ensure_connection()
-    size = _COPY_RECORD.itemsize
-    with connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
-        pending, held, skip = [], 0, _COPY_HEADER
-        for data in copy:
-            pending.append(bytes(data))
-            held += len(data)
-            if held >= chunk_bytes:
-                buffer = b"".join(pending)[skip:]
-                skip = 0
-                whole = len(buffer) // size * size
-                yield _records(buffer[:whole])
-                pending, held = [buffer[whole:]], len(buffer) - whole
-        buffer = b"".join(pending)[skip:]
-        whole = (len(buffer) - 2) // size * size  # the trailer: a field count of -1
-        if whole > 0:
-            yield _records(buffer[:whole])
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(id) FROM {table}")  # noqa: S608 - see _COLUMNS
+        first = cursor.fetchone()[0]
+        if first is None:
+            return
+        for low in range(first - 1, newest, step):
+            cursor.execute(sql, [low, min(low + step, newest)])
+            packed = cursor.fetchone()[0]
+            if packed:
+                yield _records(bytes(packed))
 
 
 def _records(buffer: bytes) -> tuple:
-    r = np.frombuffer(buffer, _COPY_RECORD)
+    r = np.frombuffer(buffer, _PACKED)
     return _columns(r["id"], r["target"], r["pk"], r["probe"], r["dhash"], r["phash"], r["has"])
 
 

@@ -362,9 +362,9 @@ def test_without_reading_ended_transactions_again_the_late_photo_would_be_missed
 
 
 @pytest.mark.postgres
-def test_the_cold_load_by_binary_copy_reads_what_a_plain_query_reads(make_profile):
+def test_the_cold_load_of_packed_rows_reads_what_a_plain_query_reads(make_profile):
     if connection.vendor != "postgresql":
-        pytest.skip("NOT RUN: needs PostgreSQL (DATABASE_URL=postgres://...); COPY is its own.")
+        pytest.skip("NOT RUN: needs PostgreSQL (DATABASE_URL=postgres://...): its packing.")
     make_profile("bob", framed(images.photo(870, (800, 600))))
     make_profile("carol", images.photo(871))
     Profile.objects.filter(user__username="carol").update(photo_phash=None)
@@ -380,8 +380,8 @@ def test_the_cold_load_by_binary_copy_reads_what_a_plain_query_reads(make_profil
             for row in zip(*(column.tolist() for column in columns))
         )
 
-    # Chunks of 100 bytes: records split across every chunk boundary.
-    by_copy = rows(stored_index._copy_rows(newest, chunk_bytes=100))
+    # Two ids per batch: every batch boundary crossed.
+    by_copy = rows(stored_index._packed_rows(newest, step=2))
     assert by_copy == rows(stored_index._fetch_rows(newest))
     assert len(by_copy) == StoredHash.objects.count() >= 7
     assert any(not has for *_, has in by_copy)

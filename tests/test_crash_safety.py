@@ -367,7 +367,14 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
     workers.start()
     review_digest_task.enqueue()
     wait_until_running(review_digest_task, workers)
-    delay = random.uniform(0, 0.25)
+    # Killed while mailing: once the first email is written, within the next few.
+    wait_for(
+        lambda: mail_recipients(workers.mail_dir),
+        timeout=TIMEOUT,
+        what="the first email",
+        process=workers.current,
+    )
+    delay = random.uniform(0, 0.1)
     time.sleep(delay)
     killed = workers.kill()
     sent_before = len(mail_recipients(workers.mail_dir))

@@ -148,6 +148,14 @@ PAGES = {
         NOBODY,
     ),
     "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),
+    "sweeps": (lambda w: reverse("admin:moderation_sweep_changelist"), MODERATORS),
+    "sweep": (
+        lambda w: reverse("admin:moderation_sweep_change", args=[w["flagged"].sweeps.get().pk]),
+        MODERATORS,
+    ),
+    "sweep add": (lambda w: reverse("admin:moderation_sweep_add"), NOBODY),
+    "reindex runs": (lambda w: reverse("admin:moderation_reindexrun_changelist"), MODERATORS),
+    "reindex run add": (lambda w: reverse("admin:moderation_reindexrun_add"), NOBODY),
     "users": (lambda w: reverse("admin:auth_user_changelist"), SUPERUSER_ONLY),
     "groups": (lambda w: reverse("admin:auth_group_changelist"), SUPERUSER_ONLY),
     "tasks": (

@@ -22,9 +22,11 @@ those.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +71,14 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_DBS = range(1, 15)
 REDIS_CLAIM_KEY = "moderation-tests:claimed-by"
 REDIS_CLAIM_SECONDS = 900  # a crashed run frees its database after this
+
+
+def own_host(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a process that stands for a host of its own: its own local folder for the
+    banned set's snapshot (hosts share no disk), removed when the test process exits."""
+    folder = tempfile.mkdtemp(prefix="moderation-host-snapshot-")
+    atexit.register(shutil.rmtree, folder, True)
+    return {**env, "MODERATION_SNAPSHOT_DIR": folder}
 
 
 def worker_command(worker_id: str) -> tuple[list[str], str]:
@@ -274,12 +284,13 @@ class Cluster:
                 )
             time.sleep(0.1)
 
-    def manage(self, *args: str) -> subprocess.CompletedProcess:
-        """``manage.py <args>`` run as an operator runs it on one of the hosts."""
+    def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """``manage.py <args>`` run as an operator runs it on one of the hosts (``env``: extra
+        settings for this command only)."""
         proc = subprocess.run(
             [sys.executable, str(MANAGE), *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
@@ -359,9 +370,11 @@ def start_cluster(
     run = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         for port, letter in zip(free_ports(web_servers), "abcdefgh"):
-            cluster.web.append(WebServer(f"web-{letter}", port, env))
+            cluster.web.append(WebServer(f"web-{letter}", port, own_host(env)))
         for number in range(1, workers + 1):
-            cluster.workers.append(Worker(f"worker-{number}", f"worker-{number}-{run}", env))
+            cluster.workers.append(
+                Worker(f"worker-{number}", f"worker-{number}-{run}", own_host(env))
+            )
         for service in cluster.services:
             cluster.wait_for(
                 service.ready, what=f"{service.name} to be ready", timeout=START_TIMEOUT

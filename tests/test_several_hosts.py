@@ -176,12 +176,16 @@ def stored_image_count() -> int:
     )
 
 
-def run_background_reindex(cluster: Cluster, *, batch_size: int) -> tuple[ReindexRun, list]:
-    """``manage.py reindex --background`` on a host, then wait until the workers finished it
-    (and anything it enqueued). Returns the run and the task results it brought."""
+def run_background_reindex(
+    cluster: Cluster, *, batch_size: int, range_size: int | None = None
+) -> tuple[ReindexRun, list]:
+    """``manage.py reindex --background`` on a host (``range_size``: stored images per range
+    task), then wait until the workers finished it (and anything it enqueued). Returns the run
+    and the task results it brought."""
     before = set(DBTaskResult.objects.values_list("id", flat=True))
     runs_before = set(ReindexRun.objects.values_list("pk", flat=True))
-    cluster.manage("reindex", "--background", f"--batch-size={batch_size}")
+    env = {"MODERATION_REINDEX_RANGE_SIZE": str(range_size)} if range_size else {}
+    cluster.manage("reindex", "--background", f"--batch-size={batch_size}", **env)
     run = ReindexRun.objects.exclude(pk__in=runs_before).get()
     cluster.wait_for(
         lambda: ReindexRun.objects.filter(pk=run.pk, finished_at__isnull=False).exists(),
@@ -308,21 +312,14 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
     assert AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "reindex --background enqueues one reindex_task that walks a single cursor (continuing "
-        "itself every 30 s), so one worker does a small run alone; passes once reindex is split "
-        "into ranges any worker takes (issue 14, item 3)"
-    ),
-)
 def test_a_background_reindex_is_shared_by_both_workers(worker_hosts: Cluster):
     for number in range(12):
         stored_profile(f"user{number}", images.photo(60 + number))
     Profile.objects.update(photo_pipeline_version=0)
     expected = stored_image_count()
-    run, tasks = run_background_reindex(worker_hosts, batch_size=1)
+    # Ranges of 2 stored images: a dozen range tasks (and as many for the full sweep), which
+    # both workers take from the one queue.
+    run, tasks = run_background_reindex(worker_hosts, batch_size=1, range_size=2)
     if run.counts.get("processed") != expected:
         pytest.fail(f"processed {run.counts} of {expected} stored images")
 

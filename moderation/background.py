@@ -1,4 +1,4 @@
-"""The one way work is handed to the task worker: on commit, with arguments checked.
+"""The one way work is handed to the task worker: with the commit, with arguments checked.
 
 Locally tasks run immediately, in the process that enqueues them; in production
 (``MODERATION_TASKS_BACKEND=database``) ``manage.py run_worker`` processes run them. Each flow
@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 from django.tasks import Task, TaskResult
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
 
 
 def _require_json(value: Any, what: str) -> None:
@@ -26,14 +28,33 @@ def _require_json(value: Any, what: str) -> None:
 
 
 def enqueue_on_commit(task_: Task, /, *args: Any, **kwargs: Any) -> None:
-    """Enqueue ``task_(*args, **kwargs)`` when the current transaction commits (at once outside
-    a transaction), so a worker never looks for rows it cannot see yet and never acts for a
-    transaction that rolled back. The arguments must be plain JSON values that survive the round
-    trip unchanged; that is checked here, inside the transaction, rather than failing after the
-    commit. ``task_`` may carry options (``task.using(run_after=...)``)."""
+    """Enqueue ``task_(*args, **kwargs)`` so that it exists exactly when the current
+    transaction commits (at once outside a transaction): a worker never looks for rows it
+    cannot see yet, never acts for a transaction that rolled back, and a committed decision
+    never lacks its task.
+
+    With the database task backend (production) the task's row is written *inside* the
+    transaction, so the flag and its sweep commit together or not at all; enqueueing from an
+    ``on_commit`` hook instead would leave a window, between the commit and the hook, in which
+    a process that dies loses the sweep of a committed flag for good. Other backends (the
+    local immediate one runs the task in the enqueueing process) enqueue on commit. The
+    arguments must be plain JSON values that survive the round trip unchanged; that is checked
+    here, inside the transaction. ``task_`` may carry options (``task.using(run_after=...)``).
+    """
     _require_json(list(args), f"{task_.name} arguments")
     _require_json(kwargs, f"{task_.name} keyword arguments")
-    transaction.on_commit(lambda: task_.enqueue(*args, **kwargs))
+    if _queued_with_the_data(task_):
+        task_.enqueue(*args, **kwargs)
+    else:
+        transaction.on_commit(lambda: task_.enqueue(*args, **kwargs))
+
+
+def _queued_with_the_data(task_: Task) -> bool:
+    """Whether ``task_``'s queue is a table in the database of the current transaction."""
+    if not isinstance(task_.get_backend(), DatabaseBackend):
+        return False
+    alias = router.db_for_write(DBTaskResult)
+    return transaction.get_connection(alias).in_atomic_block
 
 
 def enqueue_now(task_: Task, /, *args: Any, **kwargs: Any) -> TaskResult:

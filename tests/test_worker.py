@@ -289,7 +289,7 @@ def test_a_reindex_queued_by_the_previous_release_gets_its_ranges_and_finishes(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_tasks_are_enqueued_only_when_the_transaction_commits(database_tasks):
+def test_tasks_are_queued_in_the_transaction_so_they_commit_or_roll_back_with_it(database_tasks):
     def flag(seed):
         return flagging.flag_image(
             file=images.upload(images.photo(seed), "x.png", "PNG"),
@@ -305,7 +305,9 @@ def test_tasks_are_enqueued_only_when_the_transaction_commits(database_tasks):
 
     with transaction.atomic():
         flagged = flag(30)
-        assert not DBTaskResult.objects.exists()  # not before the commit
+        # Queued inside the transaction (visible to its own connection only, until it
+        # commits): no moment exists at which the flag is committed and its sweep is not.
+        assert tasks_of(sweep_task).count() == 1
     sweep = tasks_of(sweep_task).get()
     assert sweep.status == "READY"
     state = Sweep.objects.get()  # created with the flag, in its transaction

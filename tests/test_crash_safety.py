@@ -339,7 +339,7 @@ def mail_recipients(mail_dir: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
-def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
+def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_commit_window(
     iteration, settings, moderator, django_user_model, workers, tmp_path
 ):
     from django.utils import timezone
@@ -377,8 +377,16 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
     delay = random.uniform(0, 0.1)
     time.sleep(delay)
     killed = workers.kill()
-    sent_before = len(mail_recipients(workers.mail_dir))
+    written = mail_recipients(workers.mail_dir)
     finished_before = task_row(review_digest_task, status="SUCCESSFUL") is not None
+    # The documented residual window: a message written (SMTP accepted it) whose delivery row
+    # was not yet marked sent when the process died. It is sent again; a worker mails one at a
+    # time, so at most one message can be in it.
+    marked = set(
+        EmailDelivery.objects.filter(sent_at__isnull=False).values_list("recipient", flat=True)
+    )
+    in_window = set(written) - marked
+    assert len(in_window) <= 1, in_window
     workers.start()
 
     def all_sent():
@@ -389,7 +397,12 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
     wait_until_successful(review_digest_task, workers)
     time.sleep(0.5)  # a duplicate would be written by now (sent, then marked sent)
 
-    assert sorted(mail_recipients(workers.mail_dir)) == sorted(addresses)
+    received = mail_recipients(workers.mail_dir)
+    counts = {address: received.count(address) for address in set(received) | set(addresses)}
+    assert set(counts) == set(addresses), counts  # nobody else
+    duplicated = {a for a, n in counts.items() if n > 1}
+    assert all(n >= 1 for n in counts.values()), counts  # nobody owed is left out
+    assert all(n <= 2 for n in counts.values()) and duplicated <= in_window, (counts, in_window)
     deliveries = EmailDelivery.objects.all()
     assert sorted(d.recipient for d in deliveries) == sorted(addresses)
     assert all(d.sent_at for d in deliveries)
@@ -399,7 +412,9 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
         iteration=iteration,
         delay=round(delay, 3),
         kill_to_all_sent=round(seconds, 2),
-        sent_before_kill=sent_before,
+        sent_before_kill=len(written),
+        in_residual_window=len(in_window),
+        duplicated=len(duplicated),
         finished_before_kill=finished_before,
     )
 

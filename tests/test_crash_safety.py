@@ -49,6 +49,8 @@ FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besid
 LEASE = int(os.environ.get("CRASH_LEASE", "2"))
 HEARTBEAT = max(1, LEASE // 3)
 REPORT = os.environ.get("CRASH_REPORT")
+# Seconds into a sweep to kill it (issue 18's scenario: 1.5); unset, a random point.
+KILL_AT = float(os.environ["CRASH_KILL_AT"]) if os.environ.get("CRASH_KILL_AT") else None
 # From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
 TIMEOUT = 60 + LEASE + FILLERS // 2000
 SCENE = 21  # tests/images.photo(21): its resized copies verify (tests/test_worker.py)
@@ -215,7 +217,7 @@ def copies_of_scene(make_profile, prefix: str) -> list[Profile]:
 
 def sweep_scenario(kind, settings, make_profile, django_user_model, workers, isolated_storage):
     fill_profiles(FILLERS, django_user_model)
-    window = sweep_seconds(settings)
+    window = sweep_seconds(settings) if KILL_AT is None else KILL_AT
     settings.TASKS = IMMEDIATE_TASKS  # the copies' rechecks run here (nothing banned yet)
     copies = copies_of_scene(make_profile, "copy")
     names = [c.photo.name for c in copies]
@@ -224,7 +226,7 @@ def sweep_scenario(kind, settings, make_profile, django_user_model, workers, iso
     flagged = flag(SCENE)  # its sweep is queued for the worker
     wait_until_running(sweep_task, workers)
     # The scan is ``window``; the five takedowns (each verified from its file) come after it.
-    delay = random.uniform(0, window * 1.5)
+    delay = random.uniform(0, window * 1.5) if KILL_AT is None else KILL_AT
     time.sleep(delay)
     if kind == "pgkill":
         with connection.cursor() as cursor:

@@ -10,7 +10,8 @@ email sent exactly once, each row reindexed once.
         .venv/bin/python scripts/crash_loop.py --iterations 50 --kind sweep
 
 ``--profiles`` (stored profiles a sweep scans, default 3000) and ``--lease`` (seconds, default
-2) set the scenario; ``--lease 30 --profiles 300000 --iterations 1`` is issue 18's.
+2) set the scenario; ``--lease 30 --profiles 300000 --kill-at 1.5 --iterations 1`` is issue
+18's (killed 1.5 s into the sweep).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main() -> int:
     parser.add_argument("--kind", choices=sorted(KINDS), required=True)
     parser.add_argument("--profiles", type=int, default=3000)
     parser.add_argument("--lease", type=int, default=2)
+    parser.add_argument(
+        "--kill-at", type=float, help="seconds into a sweep to kill it (default: random)"
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         parser.error("set DATABASE_URL=postgres://... (the crash tests need PostgreSQL)")
@@ -61,6 +65,7 @@ def main() -> int:
         "CRASH_PROFILES": str(args.profiles),
         "CRASH_LEASE": str(args.lease),
         "CRASH_REPORT": str(report),
+        "CRASH_KILL_AT": "" if args.kill_at is None else str(args.kill_at),
     }
     started = time.monotonic()
     proc = subprocess.run(

@@ -49,6 +49,8 @@ FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besid
 LEASE = int(os.environ.get("CRASH_LEASE", "2"))
 HEARTBEAT = max(1, LEASE // 3)
 REPORT = os.environ.get("CRASH_REPORT")
+# Seconds into a sweep to kill it (issue 18's scenario: 1.5); unset, a random point.
+KILL_AT = float(os.environ["CRASH_KILL_AT"]) if os.environ.get("CRASH_KILL_AT") else None
 # From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
 TIMEOUT = 60 + LEASE + FILLERS // 2000
 SCENE = 21  # tests/images.photo(21): its resized copies verify (tests/test_worker.py)
@@ -215,7 +217,7 @@ def copies_of_scene(make_profile, prefix: str) -> list[Profile]:
 
 def sweep_scenario(kind, settings, make_profile, django_user_model, workers, isolated_storage):
     fill_profiles(FILLERS, django_user_model)
-    window = sweep_seconds(settings)
+    window = sweep_seconds(settings) if KILL_AT is None else KILL_AT
     settings.TASKS = IMMEDIATE_TASKS  # the copies' rechecks run here (nothing banned yet)
     copies = copies_of_scene(make_profile, "copy")
     names = [c.photo.name for c in copies]
@@ -224,7 +226,7 @@ def sweep_scenario(kind, settings, make_profile, django_user_model, workers, iso
     flagged = flag(SCENE)  # its sweep is queued for the worker
     wait_until_running(sweep_task, workers)
     # The scan is ``window``; the five takedowns (each verified from its file) come after it.
-    delay = random.uniform(0, window * 1.5)
+    delay = random.uniform(0, window * 1.5) if KILL_AT is None else KILL_AT
     time.sleep(delay)
     if kind == "pgkill":
         with connection.cursor() as cursor:
@@ -339,7 +341,7 @@ def mail_recipients(mail_dir: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
-def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
+def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_commit_window(
     iteration, settings, moderator, django_user_model, workers, tmp_path
 ):
     from django.utils import timezone
@@ -377,8 +379,16 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
     delay = random.uniform(0, 0.1)
     time.sleep(delay)
     killed = workers.kill()
-    sent_before = len(mail_recipients(workers.mail_dir))
+    written = mail_recipients(workers.mail_dir)
     finished_before = task_row(review_digest_task, status="SUCCESSFUL") is not None
+    # The documented residual window: a message written (SMTP accepted it) whose delivery row
+    # was not yet marked sent when the process died. It is sent again; a worker mails one at a
+    # time, so at most one message can be in it.
+    marked = set(
+        EmailDelivery.objects.filter(sent_at__isnull=False).values_list("recipient", flat=True)
+    )
+    in_window = set(written) - marked
+    assert len(in_window) <= 1, in_window
     workers.start()
 
     def all_sent():
@@ -389,7 +399,12 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
     wait_until_successful(review_digest_task, workers)
     time.sleep(0.5)  # a duplicate would be written by now (sent, then marked sent)
 
-    assert sorted(mail_recipients(workers.mail_dir)) == sorted(addresses)
+    received = mail_recipients(workers.mail_dir)
+    counts = {address: received.count(address) for address in set(received) | set(addresses)}
+    assert set(counts) == set(addresses), counts  # nobody else
+    duplicated = {a for a, n in counts.items() if n > 1}
+    assert all(n >= 1 for n in counts.values()), counts  # nobody owed is left out
+    assert all(n <= 2 for n in counts.values()) and duplicated <= in_window, (counts, in_window)
     deliveries = EmailDelivery.objects.all()
     assert sorted(d.recipient for d in deliveries) == sorted(addresses)
     assert all(d.sent_at for d in deliveries)
@@ -399,7 +414,9 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_exactly_once(
         iteration=iteration,
         delay=round(delay, 3),
         kill_to_all_sent=round(seconds, 2),
-        sent_before_kill=sent_before,
+        sent_before_kill=len(written),
+        in_residual_window=len(in_window),
+        duplicated=len(duplicated),
         finished_before_kill=finished_before,
     )
 

@@ -12,9 +12,13 @@ import uuid
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage, storages
 from django.db import transaction
+from django.tasks import task
 
+from moderation.background import enqueue_on_commit
 from moderation.decoding import image_format
 from moderation.models import quarantine_storage
 
@@ -78,6 +82,46 @@ def delete_quietly(storage, name: str) -> None:
 def delete_after_commit(storage, name: str) -> None:
     """Delete a file once the current transaction has committed (never if it rolls back)."""
     transaction.on_commit(lambda: delete_quietly(storage, name))
+
+
+def remove_banned_copy_after_commit(storage, name: str) -> None:
+    """Delete the public file of a banned copy once the takedown commits, even if this process
+    dies right after the commit.
+
+    ``delete_after_commit`` alone runs in this process after the commit: a worker killed in
+    between (out of memory, a deploy) would leave the banned picture public under its name for
+    good, with nothing left to say so. So a ``delete_public_file_task`` is also queued with
+    the takedown (with the database task backend, inside its transaction: both commit or
+    neither), and a worker deletes the file if it is still there; deleting is idempotent, and a
+    storage outage makes the task fail and be retried. A storage that is not one of
+    ``settings.STORAGES`` cannot be named in a task and keeps the in-process delete only.
+    """
+    delete_after_commit(storage, name)
+    alias = _alias_of(storage)
+    if alias is None:
+        logger.warning("%s is not in STORAGES: %s is deleted in this process only", storage, name)
+        return
+    enqueue_on_commit(delete_public_file_task, alias, name)
+
+
+def _alias_of(storage) -> str | None:
+    if storage is default_storage:  # a lazy proxy of storages["default"]
+        return "default"
+    for alias in settings.STORAGES:
+        if storages[alias] is storage:
+            return alias
+    return None
+
+
+@task
+def delete_public_file_task(alias: str, name: str) -> bool:
+    """Delete ``name`` from storage ``alias`` if it is still there (True when it was)."""
+    storage = storages[alias]
+    with storage_errors():
+        if not storage.exists(name):
+            return False
+        storage.delete(name)
+    return True
 
 
 def delete_from_quarantine(name: str) -> None:

@@ -26,8 +26,8 @@ from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
 from moderation.files import (
     copy_to_quarantine,
-    delete_after_commit,
     delete_from_quarantine,
+    remove_banned_copy_after_commit,
     storage_errors,
 )
 from moderation.hashing import Fingerprint, fingerprint_variants
@@ -273,7 +273,7 @@ def flag_stored_image(
         except BaseException:
             delete_from_quarantine(stored)
             raise
-        delete_after_commit(image.storage, public_name)
+        remove_banned_copy_after_commit(image.storage, public_name)
     instance.refresh_from_db()
     return result
 

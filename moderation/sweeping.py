@@ -36,8 +36,8 @@ from moderation.banned_set import active_variant_rows
 from moderation.decoding import open_image
 from moderation.files import (
     copy_to_quarantine,
-    delete_after_commit,
     delete_from_quarantine,
+    remove_banned_copy_after_commit,
     storage_errors,
 )
 from moderation.hash_columns import HashColumns
@@ -112,7 +112,7 @@ def take_down_image(
                 delete_from_quarantine(stored)
             raise
         if stored:
-            delete_after_commit(image.storage, public_name)
+            remove_banned_copy_after_commit(image.storage, public_name)
     return True
 
 

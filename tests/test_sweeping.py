@@ -6,6 +6,7 @@ photo changed since the match, and the recheck of a photo that slipped in before
 from __future__ import annotations
 
 import pytest
+from django.core.files.base import ContentFile
 
 from moderation import flagging, sweeping
 from moderation.hashing import Fingerprint, hamming
@@ -162,3 +163,33 @@ def test_recheck_takes_down_a_photo_that_slipped_in_before_a_flag(make_profile, 
 
     profile.refresh_from_db()
     assert not profile.photo
+
+
+def test_a_takedown_queues_deleting_the_public_file_with_it_so_a_death_after_commit_leaves_none(
+    settings, make_profile, moderator, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import storages
+    from django.db import transaction
+    from django_tasks_db.models import DBTaskResult
+
+    from moderation.files import delete_public_file_task
+
+    profile = make_profile("bob", images.photo(8))
+    public_name = profile.photo.name
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+    flagged = flag_file(images.photo(70), actor=moderator).fingerprint  # another picture
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        assert sweeping.take_down_image(instance=profile, flagged=flagged, distance=0)
+        # Queued inside the takedown's transaction: they commit together.
+        [queued] = DBTaskResult.objects.filter(task_path=delete_public_file_task.module_path)
+        assert queued.args_kwargs == {"args": ["default", public_name], "kwargs": {}}
+    assert not storages["default"].exists(public_name)  # deleted at once after the commit
+
+    # As if this process had died between the commit and its own delete: the file is back,
+    # and the queued task (what a worker runs) removes it; running it again does nothing.
+    storages["default"].save(public_name, ContentFile(b"still public"))
+    assert delete_public_file_task.call("default", public_name) is True
+    assert not storages["default"].exists(public_name)
+    assert delete_public_file_task.call("default", public_name) is False

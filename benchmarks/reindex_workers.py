@@ -5,7 +5,7 @@
 
 Fills a PostgreSQL database (created if missing, migrated) with ``--stored`` profiles whose
 photos are real small JPEG files on disk (320×240, 16 distinct pictures) and whose stored hashes
-are stale, once; then for each worker count starts that many ``manage.py db_worker --no-reload``
+are stale, once; then for each worker count starts that many ``manage.py run_worker``
 processes, waits until they poll, runs ``manage.py reindex --background --no-sweep`` (ranges of
 ``stored / (8 × workers)`` rows, at most ``MODERATION_REINDEX_RANGE_SIZE``) and times the run
 from the enqueue to its close. Prints rows/s per worker count, the ratio of the last to the
@@ -108,7 +108,7 @@ def _start_workers(count: int, folder: Path) -> list[tuple[subprocess.Popen, Pat
     for n in range(count):
         log = folder / f"worker{n}.log"
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-reload"]
+            [sys.executable, str(ROOT / "manage.py"), "run_worker"]
             + ["--no-startup-delay", "--interval=0.05", f"--worker-id=bench{n}", "-v2"],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -146,7 +146,7 @@ def measure_reindex(
     stored: int, workers: int, *, batch_size: int = 50, database_url: str = DEFAULT_URL
 ) -> dict:
     """Reindex ``stored`` photos (filled if the database holds another number) with
-    ``workers`` real ``db_worker`` processes; rows/s from the enqueue to the run's close."""
+    ``workers`` real ``run_worker`` processes; rows/s from the enqueue to the run's close."""
     folder = setup(database_url)
     from django.conf import settings
     from django.core.management import call_command

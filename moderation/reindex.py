@@ -5,7 +5,7 @@ Run after the fingerprint pipeline changes (``hashing.PIPELINE_VERSION``), after
 from a backup, or whenever stored fingerprints may not match the stored files. A run cuts the
 kept originals of flags and every registered kind of stored image into ranges of primary keys
 (``work_ranges``, at most ``MODERATION_REINDEX_RANGE_SIZE`` rows each) and enqueues one task per
-range: the task queue in PostgreSQL is the coordinator, so any number of ``db_worker`` processes
+range: the task queue in PostgreSQL is the coordinator, so any number of ``run_worker`` processes
 on any number of hosts share the work. A range is re-fingerprinted in batches
 (``refingerprint``), each committed together with the range's cursor and counts, so a range
 task that runs again (its worker died, or it was enqueued twice) resumes after the last

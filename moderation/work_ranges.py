@@ -2,7 +2,7 @@
 
 Work that grows with the site (a reindex, the full sweep after it) is cut into ranges of primary
 keys holding at most ``MODERATION_REINDEX_RANGE_SIZE`` rows, recorded as ``WorkRange`` rows and
-enqueued one task each, so any number of ``db_worker`` processes on any number of hosts share
+enqueued one task each, so any number of ``run_worker`` processes on any number of hosts share
 it: the task queue in PostgreSQL is the coordinator, nothing here schedules. What a range task
 commits (its cursor and counts, with its work) is what a re-run resumes from. ``Progress`` is
 what the operator sees: ranges and rows done, the rate and the time left.

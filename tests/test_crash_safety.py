@@ -432,10 +432,9 @@ def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
     from django.db import transaction
 
     from moderation import reindex
-    from moderation.background import enqueue_on_commit
     from moderation.hashing import PIPELINE_VERSION, fingerprint
     from moderation.models import ReindexRun
-    from moderation.reindex import reindex_task
+    from moderation.reindex import reindex_range_task, sweep_range_task
 
     settings.TASKS = IMMEDIATE_TASKS
     flagged = flag(SCENE)
@@ -455,10 +454,12 @@ def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
     )
     settings.TASKS = DATABASE_TASKS
     workers.start()
-    run = reindex.reindex_open_run()
+    # Ranges of 4 stored images, batches of 2: several range tasks, each committing batches.
+    settings.MODERATION_REINDEX_RANGE_SIZE = 4
+    run, _ = reindex.reindex_open_run(batch_size=2)
     with transaction.atomic():
-        enqueue_on_commit(reindex_task, run.pk, batch_size=4, sweep=True, max_seconds=0.3)
-    wait_until_running(reindex_task, workers)
+        reindex.enqueue_ranges(run)
+    wait_until_running(reindex_range_task, workers)
     delay = random.uniform(0, window)
     time.sleep(delay)
     killed = workers.kill()
@@ -480,7 +481,9 @@ def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
     )
     assert_each_copy_down_exactly_once([stale], flagged, isolated_storage)
     assert Profile.objects.exclude(photo="").count() == REINDEXED
-    parts = DBTaskResult.objects.filter(task_path=reindex_task.module_path)
+    parts = DBTaskResult.objects.filter(
+        task_path__in=[reindex_range_task.module_path, sweep_range_task.module_path]
+    )
     record(
         "reindex",
         iteration=iteration,

@@ -25,6 +25,7 @@ from django.utils.html import escape
 from django_tasks_db.models import DBTaskResult
 
 from moderation import registry
+from moderation.files import delete_public_file_task
 from moderation.hashing import PIPELINE_VERSION
 from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun
 from moderation.sweeping import sweep_task
@@ -270,10 +271,15 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
     assert uploads_counted(hosts, "ip:127.0.0.1") == 1 + len(stored) + len(refusals)
 
     # The flag queued one task, its sweep; one of the workers ran it, once, and it took
-    # Alice's stored copy down, once.
+    # Alice's stored copy down, once (queuing, with the takedown, the deletion of its public
+    # file: the only other new task).
     tasks = hosts.wait_for_idle_queue(what="the flag's sweep")
-    [sweep] = [task for task in tasks if task.id not in before_flag]
-    assert sweep.task_path == sweep_task.module_path
+    new_tasks = {task.task_path: task for task in tasks if task.id not in before_flag}
+    assert sorted(new_tasks) == sorted(
+        [sweep_task.module_path, delete_public_file_task.module_path]
+    )
+    sweep = new_tasks[sweep_task.module_path]
+    assert len([task for task in tasks if task.id not in before_flag]) == 2
     assert sweep.status == "SUCCESSFUL"
     assert len(sweep.worker_ids) == 1 and set(sweep.worker_ids) <= hosts.worker_ids
     [takedown] = AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN)

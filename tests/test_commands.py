@@ -547,6 +547,17 @@ def test_demo_setup_moderator_can_flag_unflag_and_view_quarantine(debug_on, djan
     )
 
 
+def test_demo_setup_moderator_has_every_permission_the_access_tests_give_a_moderator(
+    debug_on, django_user_model
+):
+    from tests.access_roles import MODERATOR_PERMS
+
+    run("demo_setup")
+
+    moderator = django_user_model.objects.get(username="moderator")
+    assert sorted(p for p in MODERATOR_PERMS if not moderator.has_perm(p)) == []
+
+
 def test_demo_setup_can_run_twice(debug_on, django_user_model):
     run("demo_setup")
     out, _ = run("demo_setup")

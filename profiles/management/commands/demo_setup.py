@@ -27,6 +27,8 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "view_failedtask"),
     ("moderation", "retry_task"),
     ("moderation", "view_workerheartbeat"),
+    ("moderation", "view_sweep"),
+    ("moderation", "view_reindexrun"),
     # Propose, promote or discard a hash list's trial distance (and edit the list).
     ("moderation", "change_hashlist"),
     ("profiles", "view_profile"),

@@ -15,6 +15,7 @@ from django.urls import reverse
 from PIL import Image
 
 from moderation import flagging
+from moderation.hashing import Fingerprint, fingerprint
 from moderation.models import FlaggedFingerprint, HashList
 from tests import images
 
@@ -34,6 +35,11 @@ def ban(
         actor=actor,
         keep_original=keep_original,
     ).fingerprint
+
+
+def fp_of(img) -> Fingerprint:
+    """The fingerprint of ``img`` uploaded as a JPEG copy."""
+    return fingerprint(images.upload(img, "copy.jpg"))
 
 
 def post_photo(client, img, name: str = "me.jpg", fmt: str = "JPEG", **params):

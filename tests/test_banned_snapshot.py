@@ -25,11 +25,12 @@ from moderation import banned_set, flagging
 from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, list_policy
 from moderation.banned_snapshot import CURRENT, SnapshotStore
 from moderation.fingerprint_index import FingerprintIndex
-from moderation.hashing import Fingerprint, fingerprint
+from moderation.hashing import Fingerprint
 from moderation.linear_index import LinearIndex
 from moderation.matching import MatchRule
 from moderation.models import BannedSetChange, FlaggedFingerprint
-from tests import images
+from tests import helpers, images
+from tests.helpers import fp_of
 from tests.test_fingerprint_index import clustered, queries
 
 COMPATIBLE = {"pipeline_version": 1, "keys_per_flag": KEYS_PER_FLAG, "database": "test"}
@@ -237,16 +238,7 @@ def test_one_builder_at_a_time_others_are_told_the_lock_is_busy(tmp_path):
 
 
 def ban(img, reason="known bad") -> FlaggedFingerprint:
-    return flagging.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.COMMAND,
-        keep_original=False,
-    ).fingerprint
-
-
-def fp_of(img) -> Fingerprint:
-    return fingerprint(images.upload(img, "copy.jpg"))
+    return helpers.ban(img, reason, keep_original=False)
 
 
 def hits(banned: banned_set.BannedSet, img) -> list[int]:

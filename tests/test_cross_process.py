@@ -34,26 +34,18 @@ from django.test.utils import CaptureQueriesContext
 
 from moderation import banned_set, flagging
 from moderation.banned_index import KEYS_PER_FLAG
-from moderation.hashing import Fingerprint, fingerprint
+from moderation.hashing import Fingerprint
 from moderation.models import BannedSetChange, FlaggedFingerprint
-from tests import images
+from tests import helpers, images
+from tests.helpers import fp_of
 from tests.processes import COMMAND_TIMEOUT, MANAGE, manage, subprocess_env
 
 # Commands run by subprocesses use the immediate backend: their sweep runs in the command.
 IMMEDIATE = {"MODERATION_TASKS_BACKEND": "immediate"}
 
 
-def ban(img, reason="known bad"):
-    return flagging.flag_image(
-        file=images.upload(img, "banned.png", "PNG"),
-        reason=reason,
-        source=FlaggedFingerprint.Source.COMMAND,
-        keep_original=False,
-    ).fingerprint
-
-
-def fp_of(img) -> Fingerprint:
-    return fingerprint(images.upload(img, "copy.jpg"))
+def ban(img, reason="known bad") -> FlaggedFingerprint:
+    return helpers.ban(img, reason, keep_original=False)
 
 
 def save(img, path: Path, fmt: str = "PNG") -> Path:

@@ -4,8 +4,8 @@ For a load balancer or a monitor. 503 when the database cannot be reached, or wh
 to the database backend and no worker has sent a heartbeat within the lease (then flags are
 recorded but their sweeps wait: "matching copies are being taken down" would be untrue).
 Tasks that failed for good are reported, not fatal: they wait for a moderator's retry, and
-taking every web host out of rotation would not help them. Kept small on purpose: issue 17
-moves this onto django-health-check.
+taking every web host out of rotation would not help them. Kept small on purpose, to
+move onto django-health-check later.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besid
 LEASE = int(os.environ.get("CRASH_LEASE", "2"))
 HEARTBEAT = max(1, LEASE // 3)
 REPORT = os.environ.get("CRASH_REPORT")
-# Seconds into a sweep to kill it (issue 18's scenario: 1.5); unset, a random point.
+# Seconds into a sweep to kill it (a worker killed 1.5 s into a sweep, say); unset, a random point.
 KILL_AT = float(os.environ["CRASH_KILL_AT"]) if os.environ.get("CRASH_KILL_AT") else None
 # From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
 TIMEOUT = 60 + LEASE + FILLERS // 2000

@@ -1,7 +1,7 @@
 """``manage.py run_worker``: the production task worker (never autoreloads).
 
 django-tasks-db's ``db_worker`` is the loop this runs, but on its own it is not enough for
-production (issue 18): it reloads on code changes whenever ``DEBUG`` is on (a parent that
+production: it reloads on code changes whenever ``DEBUG`` is on (a parent that
 watches files and a child that works; killing the parent orphans the child), it has no
 heartbeat or lease (a task whose worker died stays ``RUNNING`` forever), no retries (a task
 that raised is just ``FAILED``), and a second stop signal abandons the running task. This

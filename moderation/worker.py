@@ -3,8 +3,8 @@
 django-tasks-db's ``db_worker`` claims a task by writing its id into the row and marking it
 ``RUNNING``; nothing ever looks at that again. A worker killed by the OOM killer, a reboot or
 a deploy leaves its task ``RUNNING`` forever (a flag's sweep among them, and so the banned
-copies it was to take down stayed up). It has no heartbeat, no lease and no retry: a task that raised is just
-``FAILED``. So this module adds, around the library's own claim and rows:
+copies it was to take down stayed up). It has no heartbeat, no lease and no retry: a task
+that raised is just ``FAILED``. So this module adds, around the library's own claim and rows:
 
 - **Heartbeat**: every ``run_worker`` process writes ``WorkerHeartbeat.last_seen`` (and the
   task it runs) every ``MODERATION_WORKER_HEARTBEAT_SECONDS`` from a thread with its own

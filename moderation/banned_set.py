@@ -86,6 +86,7 @@ def log_list(hash_list: HashList) -> None:
     for flagged in FlaggedFingerprint.objects.active().filter(hash_list=hash_list):
         log_change(flagged)
 
+
 # A process past its delta limit looks for (or writes) a newer snapshot at most this often.
 SNAPSHOT_RETRY_SECONDS = 1.0
 # Rows fetched per round trip when loading the whole banned set at start-up.
@@ -125,6 +126,16 @@ def load_from_database() -> tuple[BannedIndex, int]:
     index = BannedIndex()
     index.build(variant_entries(active_variant_rows().iterator(chunk_size=COLD_LOAD_CHUNK)))
     return index, last
+
+
+def enforced_list_reach() -> int:
+    """The largest own dHash distance of an enabled, enforced hash list (0: none has one).
+    Read after the change log: a list's new distance is logged in the transaction that saves
+    it, so this is never older than the entries just replayed."""
+    reach = HashList.objects.filter(enabled=True, mode=HashList.Mode.ENFORCE).aggregate(
+        reach=Max("max_distance")
+    )["reach"]
+    return reach or 0
 
 
 def apply_changes_after(index: BannedIndex, last: int) -> int:
@@ -174,6 +185,7 @@ class BannedSet:
         self._ready: Snapshot | None = None  # what it found, checked, to map
         self._retry_at = 0.0
         self._cannot_write = False
+        self._list_reach = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -182,14 +194,23 @@ class BannedSet:
     def sync(self) -> None:
         """Bring the index up to date with every change committed so far."""
         with self._lock:
+            before = self._last_change_id
             if self._last_change_id is None:
                 self._cold_load()
             else:
                 self._last_change_id = apply_changes_after(self._index, self._last_change_id)
+            if self._last_change_id != before:  # a list's distance may have changed
+                self._list_reach = enforced_list_reach()
             if self._index.frozen and (
                 self._index.pending() >= moderation_settings.SNAPSHOT_DELTA_LIMIT
             ):
                 self._move_to_newer_snapshot()
+
+    @property
+    def list_reach(self) -> int:
+        """The largest dHash distance of an enabled, enforced hash list as of the last
+        ``sync`` (0: none has its own); see ``MatchRule.for_blocking``."""
+        return self._list_reach
 
     @property
     def snapshot(self) -> str | None:
@@ -346,8 +367,7 @@ def usable_snapshot(store: SnapshotStore) -> Snapshot | None:
     for snapshot in store.newest():
         if _change_identity(snapshot.change_id) != snapshot.meta.get("last_change"):
             logger.warning(
-                "banned-set snapshot %s ignored: change %s is not in this database's log as "
-                "it was",
+                "banned-set snapshot %s ignored: change %s is not in this database's log as it was",
                 snapshot.path,
                 snapshot.change_id,
             )

@@ -31,6 +31,7 @@ from moderation.variants import VARIANTS
 
 BLOCK, REVIEW, PASS = "block", "review", "pass"
 
+
 def is_low_information(information: int | None, minimum: int | None = None) -> bool:
     """True when a fingerprint's information is below ``minimum`` (default:
     ``MODERATION_MIN_INFORMATION``; a caller deciding many rows at once reads it once).
@@ -110,6 +111,25 @@ class MatchRule:
         distance is never larger than the review distance, see ``HashList``)."""
         return max(self.max_distance, self.max_unconfirmed_distance, self.review_distance)
 
+    def for_blocking(self, list_reach: int = 0) -> MatchRule:
+        """This rule with its review band cut back to the match distances: all an upload's own
+        check needs to decide whether to refuse it. ``list_reach``: the largest dHash distance
+        of an enabled, enforced hash list (0: none has its own).
+
+        Whether an accepted upload is a near miss (queued for review), and what shadow-mode
+        lists and distances on trial would have done, is decided by the re-check that runs
+        once it is stored (``sweeping.recheck_stored_image``, in the task worker), with the
+        whole rule. Off the request because the review radius is the expensive part of the
+        rule at size: at 10M clustered banned entries a query at 16 bits finds ~80x the
+        candidates of one at 12 (docs/performance.md, "Upload latency at 10M entries").
+        """
+        reach = max(
+            self.max_distance,
+            self.max_unconfirmed_distance,
+            min(list_reach, self.review_distance),
+        )
+        return replace(self, review_distance=min(self.review_distance, reach))
+
     def distance_for(self, match: Match) -> int:
         """The dHash distance that applies to ``match``: its list's, or the rule's."""
         if match.list_distance is None or self.override:
@@ -121,8 +141,7 @@ class MatchRule:
         if match.confirm_distance is None:
             return match.distance <= min(self.max_unconfirmed_distance, max_distance)
         return (
-            match.distance <= max_distance
-            and match.confirm_distance <= self.max_confirm_distance
+            match.distance <= max_distance and match.confirm_distance <= self.max_confirm_distance
         )
 
     def reviews(self, match: Match) -> bool:
@@ -218,9 +237,7 @@ class Verdict:
         this image (their matches, near misses, shadow matches and trials go), and the matches
         of the flags in ``demoted`` could not be confirmed either way (they send the image to
         review instead of blocking it)."""
-        matched = [
-            m for m in self.matches if m.fingerprint_id not in rejected | demoted
-        ]
+        matched = [m for m in self.matches if m.fingerprint_id not in rejected | demoted]
         near = sorted(
             [m for m in self.near if m.fingerprint_id not in rejected]
             + [m for m in self.matches if m.fingerprint_id in demoted],

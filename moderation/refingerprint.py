@@ -140,8 +140,9 @@ def write_batch(batch: Batch) -> None:
         _reindex_originals(batch.updates)
         return
     target = registry.target_by_key(key)
-    for obj, checked in batch.updates:
-        target.refresh_fingerprint(obj.pk, old_hash=target.hash_of(obj), checked=checked)
+    target.refresh_fingerprints(
+        (obj.pk, target.hash_of(obj), checked) for obj, checked in batch.updates
+    )
     _mark_missing(target, batch.missing)
 
 

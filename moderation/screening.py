@@ -132,14 +132,19 @@ class Screening:
         )
 
 
-def lookup_in(index: BannedIndex | None = None, rule: MatchRule | None = None) -> Lookup:
+def lookup_in(
+    index: BannedIndex | None = None, rule: MatchRule | None = None, *, blocking: bool = False
+) -> Lookup:
     """A ``Lookup`` in ``index`` (default: this process's banned set, brought up to date with the
-    change log once, here) under ``rule`` (default: the site's)."""
+    change log once, here) under ``rule`` (default: the site's); ``blocking``: only as far as
+    a refusal needs (``MatchRule.for_blocking``: an upload's own check)."""
     rule = MatchRule.from_settings() if rule is None else rule
     if index is not None:
         return lambda fp, cuts, inner: index.check(fp, rule, cuts=cuts, inner=inner)
     banned = banned_set.current()
     banned.sync()
+    if blocking:
+        rule = rule.for_blocking(banned.list_reach)
     return lambda fp, cuts, inner: banned.check(fp, rule=rule, sync=False, cuts=cuts, inner=inner)
 
 
@@ -382,13 +387,15 @@ class ScreenedUpload(SimpleUploadedFile):
 
 def screen_upload(upload: Any, *, stored: Any | None = None) -> Screening:
     """Screen an upload against the banned set: as ``stored`` (its re-encoding, plus the upload's
-    further frames) when given, otherwise the file as it is."""
+    further frames) when given, otherwise the file as it is. Only as far as a refusal needs
+    (``MatchRule.for_blocking``); the re-check after it is stored decides whether an accepted
+    upload goes to review."""
     checked = (
         check_fingerprints(upload) if stored is None else stored_as_fingerprints(upload, stored)
     )
     picture = upload if stored is None else stored
     signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
-    screening = screen(checked, verifier=Verifier(signals))
+    screening = screen(checked, lookup=lookup_in(blocking=True), verifier=Verifier(signals))
     _log(screening)
     return screening
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from moderation import screening, sweeping
+from moderation import hash_lists, screening, sweeping
 from moderation.models import (
     RefusedUpload,
     ReviewItem,
@@ -22,20 +22,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")
 QUEUE = "admin:moderation_reviewitem_changelist"
 
 
-
 @pytest.fixture
 def alice_client(client, user):
     client.force_login(user)
     return client
-
-
-
-
-
-
-
-
-
 
 
 # --- queueing -------------------------------------------------------------------------------
@@ -53,6 +43,33 @@ def test_a_near_miss_upload_is_accepted_and_queued_with_its_hashes_and_uploader(
     assert queued.uploader == user
     assert queued.dhash == profile.photo_dhash
     assert 4 < queued.distance <= 10
+
+
+def test_an_uploads_own_check_looks_only_as_far_as_a_refusal_and_the_recheck_queues_it(
+    scene, settings
+):
+    flagged, near = scene
+    own = screening.screen_upload(images.upload(near, "me.png", "PNG"))
+    assert own.decision == "pass"  # the near miss is not even a candidate of the upload's check
+    assert all(m.distance <= settings.MODERATION_MAX_DISTANCE for m in own.verdict.candidates)
+    full = screening.screen(own.checked)  # the whole rule, as the re-check applies it
+    assert full.decision == "review" and full.verdict.for_review.fingerprint_id == flagged.pk
+
+
+def test_an_enforced_list_with_a_larger_distance_widens_the_uploads_own_check(
+    scene, upload, settings
+):
+    flagged, near = scene
+    hash_lists.hash_list_update(
+        hash_list=flagged.hash_list,
+        max_distance=settings.MODERATION_REVIEW_DISTANCE,
+        enabled=True,
+        mode="enforce",
+    )
+    response = upload(near)
+    assert response.status_code == 200  # refused by the list's own distance
+    assert RefusedUpload.objects.get().nearest == flagged
+    assert not ReviewItem.objects.exists()
 
 
 def test_an_upload_far_from_every_ban_is_not_queued(scene, upload):

@@ -129,17 +129,17 @@ def load_from_database() -> tuple[BannedIndex, int]:
 
 
 def enforced_list_reach() -> int:
-    """The largest own dHash distance of an enabled, enforced hash list (0: none has one).
-    Read after the change log: a list's new distance is logged in the transaction that saves
-    it, so this is never older than the entries just replayed."""
+    """The largest own dHash distance of an enabled, enforced hash list (0: none has one)."""
     reach = HashList.objects.filter(enabled=True, mode=HashList.Mode.ENFORCE).aggregate(
         reach=Max("max_distance")
     )["reach"]
     return reach or 0
 
 
-def apply_changes_after(index: BannedIndex, last: int) -> int:
-    """Replay every change committed after ``last`` into ``index``; the last id applied."""
+def apply_changes_after(index: BannedIndex, last: int, reach: list[int] | None = None) -> int:
+    """Replay every change committed after ``last`` into ``index``; the last id applied.
+    ``reach``: a one-item list raised to the largest own distance of an enforced list among
+    the entries added (a list's new distance is logged with each of its flags)."""
     changes = (
         BannedSetChange.objects.filter(id__gt=last)
         .order_by("id")
@@ -158,6 +158,9 @@ def apply_changes_after(index: BannedIndex, last: int) -> int:
     )
     for change_id, flag_id, variant, dhash, phash, information, active, *policy in changes:
         if active:
+            max_distance, shadow, _ = policy
+            if reach is not None and max_distance is not None and not shadow:
+                reach[0] = max(reach[0], max_distance)
             row = (flag_id, variant, dhash, phash, information, *policy)
             [entry] = variant_entries([row])
             index.add(*entry)
@@ -194,13 +197,17 @@ class BannedSet:
     def sync(self) -> None:
         """Bring the index up to date with every change committed so far."""
         with self._lock:
-            before = self._last_change_id
             if self._last_change_id is None:
                 self._cold_load()
-            else:
-                self._last_change_id = apply_changes_after(self._index, self._last_change_id)
-            if self._last_change_id != before:  # a list's distance may have changed
                 self._list_reach = enforced_list_reach()
+            else:
+                # Raised by a list's larger distance as its flags are logged again; never
+                # lowered until the next cold load (a wider lookup is slower, never wrong).
+                reach = [self._list_reach]
+                self._last_change_id = apply_changes_after(
+                    self._index, self._last_change_id, reach
+                )
+                self._list_reach = reach[0]
             if self._index.frozen and (
                 self._index.pending() >= moderation_settings.SNAPSHOT_DELTA_LIMIT
             ):
@@ -208,8 +215,8 @@ class BannedSet:
 
     @property
     def list_reach(self) -> int:
-        """The largest dHash distance of an enabled, enforced hash list as of the last
-        ``sync`` (0: none has its own); see ``MatchRule.for_blocking``."""
+        """At least the largest dHash distance of an enabled, enforced hash list as of the
+        last ``sync`` (0: none has its own); see ``MatchRule.for_blocking``."""
         return self._list_reach
 
     @property

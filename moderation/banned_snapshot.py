@@ -16,7 +16,8 @@ Layout of ``MODERATION_SNAPSHOT_DIR``::
 
     lock                  flock: one builder per host at a time
     current -> snap-...   the snapshot to map (a symlink, replaced atomically)
-    snap-<change id>-<time ns>-<pid>/   meta.json, <array>.npy (never changed once published)
+    snap-<change id>-<time ns>-<pid>/   meta.json, <array>.npy (never changed once published),
+                          verified.json (the first reader's CRC check, see _verified_before)
     .building-*/          a snapshot being written (left by a crash: removed by the next one)
 
 A snapshot is written into ``.building-*``, each file fsynced, renamed to ``snap-*`` and only
@@ -79,6 +80,52 @@ class Snapshot:
     @property
     def name(self) -> str:
         return self.path.name
+
+
+VERIFIED = "verified.json"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""  # not Linux: never trusted, always checked
+
+
+def _files_stamp(path: Path, arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """What would change if a snapshot's files were rewritten, replaced or the host rebooted:
+    the boot id and each array file's inode, size and modification time."""
+    files = {}
+    for name in arrays:
+        st = (path / f"{name}.npy").stat()
+        files[name] = [st.st_ino, st.st_size, st.st_mtime_ns]
+    return {"boot_id": _boot_id(), "files": files}
+
+
+def _verified_before(path: Path, stamp: dict[str, Any]) -> bool:
+    """Whether a process of this host, since it booted, checked every CRC of these very files.
+
+    The CRC of 10M entries' arrays is about a third of a second, most of a worker's cold
+    start: checked by the first process to map a snapshot, trusted by the others. A file
+    rewritten or replaced since has another inode, size or time and is checked again, and so
+    is everything after a reboot (when the files are read from disk again)."""
+    if not stamp["boot_id"]:
+        return False
+    try:
+        return json.loads((path / VERIFIED).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _mark_verified(path: Path, stamp: dict[str, Any]) -> None:
+    """Record a successful check (atomically; a folder this process cannot write is checked
+    by every process, as before)."""
+    if not stamp["boot_id"]:
+        return
+    tmp = path / f".{VERIFIED}-{os.getpid()}"
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, path / VERIFIED)
 
 
 def checksum(array: np.ndarray) -> int:
@@ -172,12 +219,15 @@ class SnapshotStore:
                 if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
                     raise SnapshotError(f"{name}: {array.dtype.str} {array.shape}, not {spec}")
                 arrays[name] = array
-            # zlib releases the GIL: the arrays are checked on every core at once.
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                sums = dict(zip(arrays, pool.map(checksum, arrays.values())))
-            for name, spec in meta["arrays"].items():
-                if sums[name] != spec["crc32"]:
-                    raise SnapshotError(f"{name}: checksum mismatch (corrupt file)")
+            stamp = _files_stamp(path, meta["arrays"])
+            if not _verified_before(path, stamp):
+                # zlib releases the GIL: the arrays are checked on every core at once.
+                with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                    sums = dict(zip(arrays, pool.map(checksum, arrays.values())))
+                for name, spec in meta["arrays"].items():
+                    if sums[name] != spec["crc32"]:
+                        raise SnapshotError(f"{name}: checksum mismatch (corrupt file)")
+                _mark_verified(path, stamp)
             int(meta["change_id"]), int(meta["entries"])
         except SnapshotError:
             raise

@@ -202,6 +202,48 @@ def test_a_damaged_snapshot_is_refused_with_a_warning(tmp_path, caplog, damage):
     assert f"banned-set snapshot {snapshot.path} ignored" in caplog.text
 
 
+def counting_checksums(monkeypatch) -> list[int]:
+    """Spy on the CRC-32 of the snapshot's arrays: one entry per array checked."""
+    from moderation import banned_snapshot
+
+    calls = []
+    real = banned_snapshot.checksum
+
+    def counted(array):
+        calls.append(array.size)
+        return real(array)
+
+    monkeypatch.setattr(banned_snapshot, "checksum", counted)
+    return calls
+
+
+def test_a_snapshot_checked_once_on_this_host_is_not_checksummed_again(tmp_path, monkeypatch):
+    built = BannedIndex()
+    built.build_arrays(*random_entries(np.random.default_rng(6), 20))
+    store = store_in(tmp_path)
+    snapshot = store.write(built.state(), change_id=3, last_change=[], entries=len(built))
+    calls = counting_checksums(monkeypatch)
+    again = store.open(snapshot.path)  # another process of the host, after the writer's check
+    assert calls == []
+    assert again.meta["change_id"] == 3
+
+
+def test_after_a_reboot_a_snapshot_is_checked_again(tmp_path, monkeypatch):
+    from moderation import banned_snapshot
+
+    built = BannedIndex()
+    built.build_arrays(*random_entries(np.random.default_rng(7), 20))
+    store = store_in(tmp_path)
+    snapshot = store.write(built.state(), change_id=3, last_change=[], entries=len(built))
+    calls = counting_checksums(monkeypatch)
+    monkeypatch.setattr(banned_snapshot, "_boot_id", lambda: "another-boot")
+    store.open(snapshot.path)
+    assert len(calls) == len(snapshot.meta["arrays"])
+    calls.clear()
+    store.open(snapshot.path)  # checked since this boot: trusted
+    assert calls == []
+
+
 def test_a_snapshot_made_for_other_code_is_refused_with_a_warning(tmp_path, caplog):
     built = BannedIndex()
     built.build_arrays(*random_entries(np.random.default_rng(5), 20))

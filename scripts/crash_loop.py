@@ -107,6 +107,10 @@ def main() -> int:
             if sweep
             else ""
         )
+    if args.kind == "digest":
+        in_flight = sum(r["in_flight_at_kill"] for r in rows)
+        resent = sum(r["retransmitted"] for r in rows)
+        extra = f" in_flight_at_kill={in_flight} retransmitted_same_message_id={resent}"
     print(
         f"crash_loop kind={args.kind} iterations={args.iterations} passed={len(rows)} "
         f"failed={failed} killed_mid_task={len(killed_mid_task)} lease={args.lease}s "

@@ -297,6 +297,33 @@ def test_an_email_claimed_by_a_process_that_died_is_sent_once_by_the_next_check(
     assert EmailDelivery.objects.get().sent_at is not None
 
 
+def test_an_email_sent_again_after_its_commit_was_lost_is_the_same_message(moderator, mailoutbox):
+    """SMTP accepted it, then the sender died before marking the row sent: the row is unsent
+    again and goes out again. It must be the same message (Message-ID, Date, subject, body),
+    which mail systems collapse, not a second summary; another delivery gets its own id."""
+    delivery = EmailDelivery.objects.create(
+        kind=EmailDelivery.Kind.REVIEW_DIGEST,
+        user=moderator,
+        recipient="mod@example.com",
+        subject="[moderation] review queue: 1 waiting",
+        body="1 upload waits",
+        created_at=timezone.now() - timedelta(minutes=3),
+    )
+    assert send_unsent_emails() == 1
+    EmailDelivery.objects.filter(pk=delivery.pk).update(sent_at=None)  # the lost commit
+    assert send_unsent_emails() == 1
+    other = EmailDelivery.objects.create(
+        kind=EmailDelivery.Kind.REVIEW_DIGEST, recipient="mod@example.com", subject="s", body="b"
+    )
+    assert send_unsent_emails() == 1
+
+    first, again, third = (m.message() for m in mailoutbox)
+    assert first["Message-ID"] == again["Message-ID"] == delivery.message_id
+    assert first.as_bytes() == again.as_bytes()
+    assert first["Date"].datetime == delivery.created_at.replace(microsecond=0)
+    assert third["Message-ID"] == other.message_id != delivery.message_id
+
+
 def test_a_claimed_summary_schedules_one_check_for_unsent_emails_a_lease_later(
     moderator, django_user_model, mailoutbox
 ):

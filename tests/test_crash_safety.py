@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from moderation import flagging
@@ -38,6 +39,12 @@ from moderation.review import review_digest_task
 from moderation.sweeping import recheck_image_task, sweep_task
 from profiles.models import Profile
 from tests import images
+from tests.private_postgres import (
+    TEMPLATE_COPY,
+    PrivateCluster,
+    copy_test_database,
+    use_private_database,
+)
 from tests.processes import ManageProcess, wait_for
 
 pytestmark = [
@@ -68,7 +75,7 @@ class Workers:
         self.mail_dir = mail_dir
         self.procs: list[ManageProcess] = []
 
-    def start(self) -> ManageProcess:
+    def start(self, *, heartbeat: int = HEARTBEAT, lease: int = LEASE) -> ManageProcess:
         proc = ManageProcess(
             "run_worker",
             "--interval=0.1",
@@ -76,8 +83,8 @@ class Workers:
             f"--worker-id=crash-{os.getpid()}-{len(self.procs) + 1}",
             "--verbosity=2",
             MODERATION_TASKS_BACKEND="database",
-            MODERATION_WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT),
-            MODERATION_WORKER_LEASE_SECONDS=str(LEASE),
+            MODERATION_WORKER_HEARTBEAT_SECONDS=str(heartbeat),
+            MODERATION_WORKER_LEASE_SECONDS=str(lease),
             MODERATION_TASK_RETRY_SECONDS="0",
             DJANGO_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
             DJANGO_EMAIL_FILE_PATH=str(self.mail_dir),
@@ -91,9 +98,12 @@ class Workers:
 
     def kill(self) -> float:
         """SIGKILL the current worker (no handler runs, as the OOM killer does); when."""
-        os.kill(self.current.proc.pid, signal.SIGKILL)
+        return self.kill_process(self.current)
+
+    def kill_process(self, proc: ManageProcess) -> float:
+        os.kill(proc.proc.pid, signal.SIGKILL)
         killed = time.monotonic()
-        self.current.proc.wait(10)
+        proc.proc.wait(10)
         return killed
 
     def describe(self) -> str:
@@ -113,6 +123,11 @@ def workers(settings, tmp_path, isolated_storage):
         print(pool.describe())  # shown by pytest when the test failed
         for proc in pool.procs:
             proc.cleanup()
+
+
+def worker_id(proc: ManageProcess) -> str:
+    [arg] = [a for a in proc.args if a.startswith("--worker-id=")]
+    return arg.removeprefix("--worker-id=")
 
 
 def record(kind: str, **fields) -> None:
@@ -217,7 +232,9 @@ def copies_of_scene(make_profile, prefix: str) -> list[Profile]:
     ]
 
 
-def sweep_scenario(kind, settings, make_profile, django_user_model, workers, isolated_storage):
+def sweep_scenario(
+    kind, settings, make_profile, django_user_model, workers, isolated_storage, *, cluster=None
+):
     fill_profiles(FILLERS, django_user_model)
     window = sweep_seconds(settings) if KILL_AT is None else KILL_AT
     settings.TASKS = IMMEDIATE_TASKS  # the copies' rechecks run here (nothing banned yet)
@@ -230,7 +247,14 @@ def sweep_scenario(kind, settings, make_profile, django_user_model, workers, iso
     # The scan is ``window``; the five takedowns (each verified from its file) come after it.
     delay = random.uniform(0, window * 1.5) if KILL_AT is None else KILL_AT
     time.sleep(delay)
-    if kind == "pgkill":
+    if kind == "pgrestart":
+        mode = "fast" if cluster.restarts % 2 == 0 else "immediate"
+        restarted_at = timezone.now()
+        killed = time.monotonic()
+        cluster.restart(mode)
+        restart_seconds = time.monotonic() - killed
+        connection.close()  # this process's connection went down with the server too
+    elif kind == "pgkill":
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -261,7 +285,13 @@ def sweep_scenario(kind, settings, make_profile, django_user_model, workers, iso
         "last_run_seconds": round((row.finished_at - row.started_at).total_seconds(), 2),
         "orphaned_public_files": orphaned_public_files(copies, names, isolated_storage),
     }
-    if kind == "pgkill":
+    if kind == "pgrestart":
+        fields["mode"] = mode
+        fields["restart_seconds"] = round(restart_seconds, 2)
+        fields["finished_before_kill"] = row.finished_at < restarted_at
+        assert len(workers.procs) == 1, "the test started another worker"
+        assert workers.current.proc.poll() is None, "the worker died with its database"
+    elif kind == "pgkill":
         fields["connections_cut"] = cut
         assert workers.current.proc.poll() is None, "the worker died with its connections"
     else:
@@ -288,6 +318,47 @@ def test_a_sweep_whose_database_connections_are_cut_still_takes_every_copy_down_
         "pgkill", settings, make_profile, django_user_model, workers, isolated_storage
     )
     record("pgkill", iteration=iteration, **fields)
+
+
+@pytest.fixture(scope="module")
+def private_cluster(django_db_setup, django_db_blocker):
+    """A PostgreSQL cluster of this module's own (never the machine's, which others use),
+    holding a copy of the test database to clone for each test."""
+    cluster = PrivateCluster()
+    try:
+        cluster.start()
+        copy_test_database(cluster, TEMPLATE_COPY)
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def private_database(private_cluster, request):
+    """This test (and the workers it starts) on a fresh copy on the private cluster."""
+    with use_private_database(private_cluster, f"crash_{request.node.callspec.id}"):
+        yield private_cluster
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_sweep_through_a_postgresql_restart_takes_every_copy_down_once_and_the_worker_lives_on(
+    iteration, private_database, settings, make_profile, django_user_model, workers,
+    isolated_storage,
+):  # fmt: skip
+    """The server itself restarted at a random point of a sweep (``pg_ctl restart``, ``-m
+    fast`` and ``-m immediate`` in turn): the same worker, never restarted, reconnects, the
+    sweep is tried again, and every copy is down exactly once. A worker that exited when its
+    database went away would leave the queue unserved until someone noticed."""
+    fields = sweep_scenario(
+        "pgrestart",
+        settings,
+        make_profile,
+        django_user_model,
+        workers,
+        isolated_storage,
+        cluster=private_database,
+    )
+    record("pgrestart", iteration=iteration, **fields)
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
@@ -355,7 +426,6 @@ def test_a_digest_killed_while_mailing_gives_each_moderator_one_message_resent_o
     must hold: every owed moderator receives exactly one message (one Message-ID, the one on
     their delivery row), and a raw retransmission is only ever that in-flight message, byte
     for byte the same, so a mail system that collapses by Message-ID shows one summary."""
-    from django.utils import timezone
 
     settings.TASKS = IMMEDIATE_TASKS
     flagged = flag(SCENE)
@@ -512,6 +582,50 @@ def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
         requeued=sum(len(p.worker_ids) > 1 for p in parts),
         finished_before_kill=finished_before,
     )
+
+
+def test_an_idle_worker_requeues_a_dead_workers_task_as_its_lease_runs_out_not_a_beat_later(
+    workers, tmp_path
+):
+    """Recovery after a kill is bounded by the lease from the dead worker's last heartbeat
+    (then the task runs again). Looking for abandoned tasks only once per heartbeat interval
+    would add up to a whole interval; so a live worker looks again when the earliest lease it
+    saw can run out. A long heartbeat interval (5 s) against a small margin tells them apart."""
+    from moderation.models import WorkerHeartbeat
+    from tests.background_tasks import slow
+
+    heartbeat, lease, margin = 5, 10, 0.75
+    first = workers.start(heartbeat=heartbeat, lease=lease)
+    started = tmp_path / "started"
+    result = slow.enqueue(120, str(started))
+    wait_for(started.exists, timeout=TIMEOUT, what="the task to start", process=first)
+    second = workers.start(heartbeat=heartbeat, lease=lease)
+    second_id = worker_id(second)
+    wait_for(
+        WorkerHeartbeat.objects.filter(worker_id=second_id).exists,
+        timeout=TIMEOUT,
+        what="the second worker",
+        process=second,
+    )
+    time.sleep(random.uniform(0, heartbeat))  # anywhere between two beats of the first
+    workers.kill_process(first)
+    last_beat = WorkerHeartbeat.objects.get(worker_id=worker_id(first)).last_seen
+
+    def claimed_again():
+        row = DBTaskResult.objects.get(pk=result.id)
+        return row if len(row.worker_ids) == 2 else None
+
+    row = wait_for(
+        claimed_again,
+        timeout=lease + TIMEOUT,
+        what="the task to be claimed again",
+        process=second,
+    )
+
+    assert row.worker_ids[-1] == second_id
+    requeued_after = (row.started_at - last_beat).total_seconds()
+    assert lease <= requeued_after <= lease + margin, (requeued_after, workers.describe())
+    record("lease_bound", requeued_after_last_beat=round(requeued_after, 3), lease=lease)
 
 
 def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_0(workers, tmp_path):

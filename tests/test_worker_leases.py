@@ -89,6 +89,29 @@ def test_a_task_whose_worker_still_beats_is_left_alone():
     assert row.status == "RUNNING"
 
 
+def test_a_lease_check_says_when_the_earliest_running_lease_can_run_out(settings):
+    settings.MODERATION_WORKER_HEARTBEAT_SECONDS = 5
+    assert worker.check_leases().next_expiry is None  # nothing running: nothing to wait for
+    beat = heartbeat("quiet", seconds_ago=28)
+    running_task("quiet", started_ago=3600)
+    running_task("db-worker", started_ago=10)  # no heartbeat: a lease from its claim
+
+    check = worker.check_leases()
+
+    assert check.requeued == []
+    assert check.next_expiry == beat.last_seen + timedelta(seconds=30)
+    # The worker looks again just after it (2 s away), not a whole 5 s interval later.
+    assert 1.5 < make_worker()._until_next_check(check) <= 2.1
+
+
+def test_a_lease_check_comes_at_least_once_per_heartbeat_interval(settings):
+    settings.MODERATION_WORKER_HEARTBEAT_SECONDS = 5
+    heartbeat("alive", seconds_ago=1)
+    running_task("alive")
+
+    assert make_worker()._until_next_check(worker.check_leases()) == 5
+
+
 def test_a_task_claimed_by_a_worker_without_heartbeats_gets_one_lease_from_its_claim():
     fresh = running_task("db-worker", started_ago=10)
     old = running_task("db-worker", started_ago=40)

@@ -2,9 +2,12 @@
 
 Each test starts ``manage.py run_worker`` as a process on the PostgreSQL test database, lets it
 start a task, kills it with SIGKILL after a random delay inside the task's run (or cuts its
-database connections with ``pg_terminate_backend``, what a database restart does to its
-clients), starts a new worker and checks the outcome: every matching copy down exactly once,
-every owed email sent exactly once, no duplicate in the audit trail.
+database connections with ``pg_terminate_backend``, or restarts the server itself: a private
+cluster, ``tests/private_postgres.py``), starts a new worker where one was killed, and checks
+the outcome: every matching copy down exactly once, every owed moderator mailed one message
+(resent, the same message, only when the kill fell between SMTP and the commit), no duplicate
+in the audit trail. One more test bounds recovery: a dead worker's task is given back within
+the lease of its last heartbeat.
 
 The workers run with a 1 s heartbeat and a 2 s lease so a test takes seconds. Each kind runs
 ``CRASH_ITERATIONS`` times (default 2); ``scripts/crash_loop.py`` runs 50 and reads the
@@ -34,6 +37,7 @@ from moderation.models import (
     FlaggedFingerprint,
     ReviewItem,
     ReviewSubscription,
+    WorkerHeartbeat,
 )
 from moderation.review import review_digest_task
 from moderation.sweeping import recheck_image_task, sweep_task
@@ -266,6 +270,11 @@ def sweep_scenario(
         killed = workers.kill()
         down_before = Profile.objects.filter(pk__in=[c.pk for c in copies], photo="").count()
         finished_before = task_row(sweep_task, status="SUCCESSFUL") is not None
+        last_beat = (
+            WorkerHeartbeat.objects.filter(worker_id=worker_id(workers.current))
+            .values_list("last_seen", flat=True)
+            .first()
+        )
         workers.start()
 
     def all_down():
@@ -297,6 +306,10 @@ def sweep_scenario(
     else:
         fields["down_before_kill"] = down_before
         fields["finished_before_kill"] = finished_before
+        if not finished_before and last_beat is not None:
+            # The dead worker's last heartbeat to the sweep's new claim: the lease, and how
+            # late the next worker looked.
+            fields["last_beat_to_reclaim"] = round((row.started_at - last_beat).total_seconds(), 2)
     return fields
 
 
@@ -321,7 +334,7 @@ def test_a_sweep_whose_database_connections_are_cut_still_takes_every_copy_down_
 
 
 @pytest.fixture(scope="module")
-def private_cluster(django_db_setup, django_db_blocker):
+def private_cluster(django_db_setup):
     """A PostgreSQL cluster of this module's own (never the machine's, which others use),
     holding a copy of the test database to clone for each test."""
     cluster = PrivateCluster()
@@ -347,8 +360,9 @@ def test_a_sweep_through_a_postgresql_restart_takes_every_copy_down_once_and_the
 ):  # fmt: skip
     """The server itself restarted at a random point of a sweep (``pg_ctl restart``, ``-m
     fast`` and ``-m immediate`` in turn): the same worker, never restarted, reconnects, the
-    sweep is tried again, and every copy is down exactly once. A worker that exited when its
-    database went away would leave the queue unserved until someone noticed."""
+    sweep finishes (tried again when the restart cut it), and every copy is down exactly once.
+    A worker that exited when its database went away would leave the queue unserved until
+    someone noticed."""
     fields = sweep_scenario(
         "pgrestart",
         settings,
@@ -591,7 +605,6 @@ def test_an_idle_worker_requeues_a_dead_workers_task_as_its_lease_runs_out_not_a
     (then the task runs again). Looking for abandoned tasks only once per heartbeat interval
     would add up to a whole interval; so a live worker looks again when the earliest lease it
     saw can run out. A long heartbeat interval (5 s) against a small margin tells them apart."""
-    from moderation.models import WorkerHeartbeat
     from tests.background_tasks import slow
 
     heartbeat, lease, margin = 5, 10, 0.75
@@ -645,7 +658,6 @@ def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_0(workers, t
 
 
 def test_a_second_sigterm_releases_the_running_task_to_the_queue_before_exiting(workers, tmp_path):
-    from moderation.models import WorkerHeartbeat
     from tests.background_tasks import slow
 
     proc = workers.start()
@@ -668,7 +680,6 @@ def test_run_worker_never_starts_an_autoreloader_even_with_debug_on(workers, tmp
         "run_worker", "--no-startup-delay", DJANGO_DEBUG="1", MODERATION_TASKS_BACKEND="database"
     )
     workers.procs.append(proc)
-    from moderation.models import WorkerHeartbeat
 
     wait_for(WorkerHeartbeat.objects.exists, timeout=TIMEOUT, what="the worker", process=proc)
     children = [

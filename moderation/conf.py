@@ -236,6 +236,20 @@ DECLARATIONS = (
         Kind.OFF_OR_MORE,
         "Appeals a signed-in person may file per window.",
     ),
+    # Photo reports a signed-in person may file per window; over the limit the report is
+    # answered 429 and nothing is written. 0 turns the limit off.
+    Setting(
+        "MODERATION_REPORT_RATE_WINDOW",
+        3600,
+        Kind.POSITIVE,
+        "Length of a photo-report rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_REPORT_RATE_PER_USER",
+        10,
+        Kind.OFF_OR_MORE,
+        "Photo reports a signed-in person may file per window.",
+    ),
     # --- Reindex and full sweeps ------------------------------------------------------------
     # A reindex (and the full sweep after it) is split into ranges of at most this many stored
     # images, one task each, so any number of workers share it; a range's progress is committed

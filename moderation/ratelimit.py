@@ -1,5 +1,5 @@
 """Rate limits: how many photos a user, and a client IP, may upload per window, and how many
-appeals a person may file.
+appeals and photo reports a person may file.
 
 A small fixed-window counter on Django's cache rather than a library: django-ratelimit (the
 usual choice) counts whole views from a decorator, while only requests that carry a photo are
@@ -26,6 +26,7 @@ from moderation.conf import moderation_settings
 
 _KEY_PREFIX = "moderation:upload-rate"
 _APPEAL_KEY_PREFIX = "moderation:appeal-rate"
+_REPORT_KEY_PREFIX = "moderation:report-rate"
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,13 @@ def check_appeal_rate(user) -> RateLimited | None:
         return None
     window = moderation_settings.APPEAL_RATE_WINDOW
     return _hit("user", str(user.pk), limit, window, time.time(), prefix=_APPEAL_KEY_PREFIX)
+
+
+def check_report_rate(user) -> RateLimited | None:
+    """Count one photo report for ``user``; say whether it is over
+    ``MODERATION_REPORT_RATE_PER_USER`` per ``MODERATION_REPORT_RATE_WINDOW``."""
+    limit = moderation_settings.REPORT_RATE_PER_USER
+    if not limit:
+        return None
+    window = moderation_settings.REPORT_RATE_WINDOW
+    return _hit("user", str(user.pk), limit, window, time.time(), prefix=_REPORT_KEY_PREFIX)

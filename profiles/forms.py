@@ -3,7 +3,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 
 from moderation.forms import ImageUploadField
-from moderation.models import APPEAL_MAX_CHARS
+from moderation.models import APPEAL_MAX_CHARS, REPORT_MAX_CHARS, ReportFiling
 from moderation.screening import ScreenedUpload, Screening
 from moderation.validators import BannedImageValidator
 from profiles.models import Profile
@@ -64,3 +64,20 @@ class ProfileForm(forms.ModelForm):
             self.screening = photo.screening
             BannedImageValidator().refuse_if_blocked(photo.screening)
         return photo
+
+
+class ReportForm(forms.Form):
+    """Report a profile photo: a reason and, optionally, a few words for the moderator."""
+
+    reason = forms.ChoiceField(
+        label="What is wrong with this photo?",
+        choices=ReportFiling.Reason.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose a reason."},
+    )
+    text = forms.CharField(
+        label="Anything a moderator should know (optional)",
+        required=False,
+        max_length=REPORT_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": REPORT_MAX_CHARS}),
+    )

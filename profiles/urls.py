@@ -13,4 +13,5 @@ urlpatterns = [
     path("profile/notices/<int:pk>/", views.notice_detail, name="notice-detail"),
     path("verify-email/<str:token>/", views.verify_email, name="verify-email"),
     path("u/<str:username>/", views.profile_detail, name="profile-detail"),
+    path("u/<str:username>/report/", views.profile_report, name="profile-report"),
 ]

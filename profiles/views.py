@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from moderation import appeals, notices, ratelimit
-from moderation.models import Notice
+from moderation import appeals, notices, ratelimit, reports
+from moderation.models import Notice, ReportFiling
 from moderation.screening import record_refused_upload
 from profiles import photos, services
-from profiles.forms import AppealForm, ProfileForm, SignUpForm
+from profiles.forms import AppealForm, ProfileForm, ReportForm, SignUpForm
 from profiles.models import Profile
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ def profile_edit(request):
         "notices": Notice.objects.for_user(request.user)
         .filter(kind=Notice.Kind.TAKEDOWN)
         .select_related("appeal")[:10],
+        "my_reports": ReportFiling.objects.filter(reporter=request.user)
+        .select_related("report")
+        .order_by("-created_at")[:10],
     }
     return render(request, "profiles/edit.html", context)
 
@@ -140,10 +143,48 @@ def profile_remove_photo(request):
     return redirect("profile-edit")
 
 
-def profile_detail(request, username: str):
+def profile_detail(request, username: str, report_form: ReportForm | None = None, status=200):
     user = get_object_or_404(get_user_model(), username=username, is_active=True)
     profile = Profile.objects.filter(user=user).first()
-    return render(request, "profiles/detail.html", {"profile": profile, "shown_user": user})
+    can_report = (
+        request.user.is_authenticated
+        and request.user != user
+        and profile is not None
+        and profile.photo_visible
+    )
+    context = {
+        "profile": profile,
+        "shown_user": user,
+        "report_form": (report_form or ReportForm()) if can_report else None,
+    }
+    return render(request, "profiles/detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def profile_report(request, username: str):
+    """Report the photo shown on ``username``'s page (as it is now: the form names no file)."""
+    user = get_object_or_404(get_user_model(), username=username, is_active=True)
+    profile = get_object_or_404(Profile, user=user)
+    form = ReportForm(request.POST)
+    if not form.is_valid():
+        return profile_detail(request, username, report_form=form, status=400)
+    limited = ratelimit.check_report_rate(request.user)
+    if limited is not None:
+        return _rate_limited(request, limited, template="429_reports.html")
+    try:
+        reports.file_report(
+            instance=profile,
+            reporter=request.user,
+            reason=form.cleaned_data["reason"],
+            text=form.cleaned_data["text"],
+        )
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        status = 409 if e.code == "already_reported" else 400
+        return profile_detail(request, username, status=status)
+    messages.success(request, _("Thank you. A moderator will look at this photo."))
+    return redirect("profile-detail", username=username)
 
 
 @login_required

@@ -5,6 +5,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``lists``: hash lists, distance trials and shadow hits;
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``appeals``: appeals against takedowns and refusals, and their decision;
+- ``reports``: photos people reported, banned or dismissed in one step;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
@@ -19,6 +20,7 @@ from moderation.admin import (
     lists,
     operations,
     records,
+    reports,
     review_queue,
     tasks,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "lists",
     "operations",
     "records",
+    "reports",
     "review_queue",
     "tasks",
 ]

@@ -7,6 +7,7 @@
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
 - ``appeals``: statements of reasons to people whose photo was taken down or refused, and
   their appeals;
+- ``reports``: photos people reported, and each person's report;
 - ``quarantine``: the private storage of flagged originals and evidence;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
   survives the death of its processes).
@@ -41,6 +42,12 @@ from moderation.models.records import (
     RefusedUploadQuerySet,
     ShadowHit,
 )
+from moderation.models.reports import (
+    REPORT_MAX_CHARS,
+    Report,
+    ReportFiling,
+    ReportQuerySet,
+)
 from moderation.models.review import (
     AllowedMatch,
     AllowedMatchQuerySet,
@@ -70,6 +77,10 @@ __all__ = [
     "QuarantineStorage",
     "RefusedUpload",
     "RefusedUploadQuerySet",
+    "REPORT_MAX_CHARS",
+    "Report",
+    "ReportFiling",
+    "ReportQuerySet",
     "ReindexRun",
     "ReviewItem",
     "ReviewItemQuerySet",

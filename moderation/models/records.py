@@ -34,6 +34,7 @@ class AuditEvent(models.Model):
         OVERTURN = "overturn", _("Appeal overturned (decision reversed)")
         RESTORE = "restore", _("Photo restored after an appeal")
         PURGE = "purge", _("Kept copy of a taken-down photo purged")
+        REPORT_DISMISS = "report_dismiss", _("Reported photo dismissed (stays)")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

@@ -1,6 +1,8 @@
-"""In a real headless Chromium (``-m browser``): a person whose photo was taken down reads the
-statement of reasons on their profile, appeals, a moderator overturns the appeal beside the
-evidence, and the photo is back, allowed for that flag, with every step in the audit trail.
+"""In a real headless Chromium (``-m browser``), the paths of the people on both sides of a
+decision: a person whose photo was taken down reads the statement of reasons on their profile,
+appeals, a moderator overturns the appeal beside the evidence, and the photo is back, allowed
+for that flag, with every step in the audit trail; and a person reports a photo, a moderator
+bans it from the report in one step, and the sweep takes a copy down too.
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``. The browser, live server and
 helpers are those of ``test_browser.py``.
@@ -121,3 +123,55 @@ def test_takedown_notice_appeal_overturn_and_the_photo_is_back(
         )
     )
     assert actors == {"appeal": "carol", "overturn": "moira", "restore": "moira"}
+
+
+def test_report_then_ban_in_one_step_and_the_sweep_takes_down_a_copy(
+    site,  # noqa: F811 - the fixture imported above
+    moderator_account,  # noqa: F811
+    django_user_model,
+):
+    # Uma's photo, and Xavier's re-compressed copy of it.
+    scene = images.photo(1681)
+    for name, picture in (("uma", scene), ("xavier", images.recompressed(scene, 80))):
+        owner = django_user_model.objects.create_user(username=name, password=USER_PASSWORD)
+        profile_set_photo(profile=profile_for(user=owner), upload=images.upload(picture, "p.jpg"))
+    django_user_model.objects.create_user(username="vera", password=USER_PASSWORD)
+
+    # Vera reports Uma's photo from the public page.
+    site_login(site, "vera", USER_PASSWORD)
+    site.get("/u/uma/")
+    site.find("#report summary").click()
+    site.find("#report input[value='not_them']").click()
+    site.fill("#report textarea", "This is a stock photo I have seen elsewhere.")
+    site.shot("report-form")
+    site.submit("#report button[type=submit]")
+    assert "Thank you. A moderator will look at this photo." in site.messages()
+    site.shot("reported")
+    site_logout(site)
+
+    # The moderator bans it from the report in one step; the sweep takes the copy down too.
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/report/")
+    site.submit("#result_list tbody tr th a")
+    assert browser.wait_for_image(site.driver, site.find("#report-photo img")) > 0
+    assert "stock photo I have seen" in site.find("#report-filings").text
+    site.fill("#id_reason", "stock image, not the user")
+    site.shot("report-decision")
+    site.submit("#ban")
+    site.wait_for_path("/admin/moderation/report/")
+    assert site.wait_for(".messagelist .success").text == (
+        "Banned; the photo was taken down and copies swept."
+    )
+    site.shot("banned")
+    admin_logout(site)
+
+    assert Profile.objects.filter(photo="", user__username__in=["uma", "xavier"]).count() == 2
+    takedowns = AuditEvent.objects.filter(action="takedown").values_list("target", flat=True)
+    assert sorted(t.split()[1] for t in takedowns) == ["uma", "xavier"]
+    assert Notice.objects.filter(user__username__in=["uma", "xavier"]).count() == 2
+
+    # Vera sees the outcome on her profile page.
+    site_login(site, "vera", USER_PASSWORD)
+    site.wait_for_path("/profile/")
+    assert site.find("#my-reports .report-status").text == "Banned"
+    site.shot("reporter-told")

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from moderation import desk, registry, review, sweeping
+from moderation import desk, notices, registry, review, sweeping
 from moderation.conf import moderation_settings
 from moderation.files import delete_quietly, storage_errors
 from moderation.hashing import check_fingerprints
@@ -128,6 +128,8 @@ def decide_appeal(
             restored = restore_photo(notice=notice, actor=actor)
             Appeal.objects.filter(pk=appeal.pk).update(restored=restored)
             _suspend_if_too_often_wrong(notice)
+        if notice.kept_file and not notice.purged_at:  # it waited for this decision
+            notices.schedule_purge(max(notice.created_at + notices.keep_period(), timezone.now()))
         review.owe_email(
             kind=EmailDelivery.Kind.APPEAL_OUTCOME,
             user=notice.user,

@@ -22,11 +22,12 @@ from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
 
-from moderation import registry, review
+from moderation import background, registry, review
 from moderation.background import enqueue_on_commit
 from moderation.conf import moderation_settings
 from moderation.files import storage_errors
 from moderation.models import (
+    Appeal,
     AuditEvent,
     EmailDelivery,
     FlaggedFingerprint,
@@ -90,7 +91,7 @@ def notify_takedown(
         body=_takedown_body(notice),
     )
     if kept_file:
-        _schedule_purge(notice.created_at + keep_period())
+        schedule_purge(notice.created_at + keep_period())
     return notice
 
 
@@ -166,14 +167,37 @@ def purge_kept_takedowns(*, now=None) -> int:
     return purged
 
 
-def _schedule_purge(when) -> None:
-    """With a worker backend, a purge at the end of this copy's keep period; without one
-    (the local immediate backend cannot wait), ``manage.py purge_kept_takedowns`` from cron."""
-    if purge_kept_takedowns_task.get_backend().supports_defer:
+def schedule_purge(when) -> None:
+    """With a worker backend, make sure a purge runs by the end of this copy's keep period: one
+    purge task waits in the queue at a time (each run queues the next, for the earliest copy
+    still kept), not one per takedown, so a sweep that takes down thousands of photos adds
+    none. Without a worker backend (the local immediate one cannot wait),
+    ``manage.py purge_kept_takedowns`` runs from cron."""
+    if not purge_kept_takedowns_task.get_backend().supports_defer:
+        return
+    if not background.queued_by(purge_kept_takedowns_task, when):
         enqueue_on_commit(purge_kept_takedowns_task.using(run_after=when))
+
+
+def _schedule_next_purge() -> None:
+    # Copies under an open appeal wait for its decision, which schedules their purge.
+    oldest = (
+        Notice.objects.filter(kind=Notice.Kind.TAKEDOWN, purged_at__isnull=True)
+        .exclude(kept_file="")
+        .exclude(appeal__status=Appeal.Status.OPEN)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if oldest is not None:
+        # Not before a minute from now: never a loop of runs that find nothing to do.
+        schedule_purge(max(oldest + keep_period(), timezone.now() + timedelta(minutes=1)))
 
 
 @task
 def purge_kept_takedowns_task() -> int:
-    """Purge every kept copy whose keep period is over (usually the one it was queued for)."""
-    return purge_kept_takedowns()
+    """Purge every kept copy whose keep period is over, then queue the next purge for the
+    earliest copy still kept."""
+    purged = purge_kept_takedowns()
+    _schedule_next_purge()
+    return purged

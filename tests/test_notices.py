@@ -232,3 +232,35 @@ def test_sign_up_without_an_address_sends_nothing(client, django_user_model):
     assert _signup(client).status_code == 302
     assert mail.outbox == []
     assert Profile.objects.filter(user__username="quinn").exists()
+
+
+def test_with_a_worker_backend_one_purge_waits_in_the_queue_and_each_run_queues_the_next(
+    make_profile, settings, moderator
+):
+    from django_tasks_db.models import DBTaskResult
+
+    from moderation import sweeping
+    from tests.helpers import flag_file
+
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+    settings.MODERATION_TAKEDOWN_KEEP_DAYS = 10
+    path = notices.purge_kept_takedowns_task.module_path
+    flagged = flag_file(images.photo(1620), actor=moderator).fingerprint
+    for i, name in enumerate(["ann", "ben", "cy"]):
+        profile = make_profile(name, images.photo(1621 + i))
+        assert sweeping.take_down_image(instance=profile, flagged=flagged, distance=0)
+    queued = DBTaskResult.objects.filter(task_path=path, status="READY")
+    assert queued.count() == 1  # not one per takedown
+    first = Notice.objects.order_by("created_at").first()
+    assert queued.get().run_after == first.created_at + timedelta(days=10)
+
+    # The first copy is due (the others a day later): a run purges it and queues the next.
+    Notice.objects.filter(pk=first.pk).update(created_at=first.created_at - timedelta(days=11))
+    Notice.objects.exclude(pk=first.pk).update(created_at=timezone.now() - timedelta(days=9))
+    queued.delete()  # as the worker does when it claims the run
+    assert notices.purge_kept_takedowns_task.call() == 1
+    [next_run] = DBTaskResult.objects.filter(task_path=path, status="READY")
+    second = Notice.objects.filter(purged_at__isnull=True).order_by("created_at").first()
+    assert next_run.run_after == second.created_at + timedelta(days=10)

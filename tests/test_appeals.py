@@ -292,3 +292,11 @@ def test_a_moderator_without_the_review_permission_cannot_decide(takedown, djang
     assert client.post(url, {"decision": "overturn", "reason": "x"}).status_code == 403
     appeal.refresh_from_db()
     assert appeal.status == Appeal.Status.OPEN
+
+
+def test_deleting_a_person_who_appealed_deletes_their_notices_and_appeals(takedown):
+    profile, flagged, notice = takedown
+    appeals.file_appeal(notice=notice, user=profile.user, text="Mine.")
+    profile.user.delete()
+    assert not Notice.objects.exists() and not Appeal.objects.exists()
+    assert audited("appeal") == 1  # the audit trail keeps the record

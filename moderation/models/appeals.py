@@ -129,7 +129,7 @@ class Appeal(models.Model):
         OVERTURNED = "overturned", _("Overturned (the decision was wrong)")
 
     notice = models.OneToOneField(
-        Notice, verbose_name=_("notice"), on_delete=models.PROTECT, related_name="appeal"
+        Notice, verbose_name=_("notice"), on_delete=models.CASCADE, related_name="appeal"
     )
     text = models.TextField(_("what the person says"), max_length=APPEAL_MAX_CHARS)
     status = models.CharField(

@@ -303,6 +303,32 @@ def _send(delivery_id: int) -> int:
     return 1
 
 
+def owe_email(
+    *, kind: str, user: AbstractBaseUser, subject: str, body: str
+) -> EmailDelivery | None:
+    """Owe ``user`` an email (none without an address): the ``EmailDelivery`` row is written in
+    the caller's transaction and the mail sent once that commits, under the row's lock
+    (``_send``), so it goes out once even if the caller's task runs twice. A mail failure is
+    logged, never raised at the caller, and the row stays unsent; with a worker backend a check
+    a lease later sends it (``_schedule_unsent_emails``)."""
+    if not user.email:
+        return None
+    delivery = EmailDelivery.objects.create(
+        kind=kind, user=user, recipient=user.email, subject=subject, body=body
+    )
+    _schedule_unsent_emails()
+    transaction.on_commit(lambda: _send_quietly(delivery.pk))
+    return delivery
+
+
+def _send_quietly(delivery_id: int) -> int:
+    try:
+        return _send(delivery_id)
+    except Exception:  # noqa: BLE001 - the decision stands; the unsent row is tried again
+        logger.exception("could not send email delivery %s", delivery_id)
+        return 0
+
+
 def send_unsent_emails() -> int:
     """Send every claimed email still unsent and not being sent (its claimer died between the
     claim and the send). Returns how many were sent; a failure stays unsent for the next try."""

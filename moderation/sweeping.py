@@ -7,8 +7,8 @@ sweep after a reindex (a range at a time, ``sweep_stored_range``; ``full_sweep``
 ranges). All three screen a stored image with what it was checked with at upload (its
 fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
 ``screening.screen``, as the upload path does. A take-down moves the file to quarantine and
-clears the image; it is audited. ``preview_flag_impact`` says, before a flag, what its sweep
-would take down.
+clears the image; it is audited, and its owner gets a statement of reasons (``notices``).
+``preview_flag_impact`` says, before a flag, what its sweep would take down.
 
 Every sweep has a ``Sweep`` row, created queued with the flag (``sweep_after_commit``) and
 kept by ``run_sweep``: attempts, running, done with counts, failed with its error. The desk
@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import registry, review, stored_index
+from moderation import notices, registry, review, stored_index
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
@@ -98,7 +98,7 @@ def take_down_image(
             reason = f"{reason} (file was missing from storage)".strip()
         try:
             target.clear(locked)
-            AuditEvent.objects.create(
+            event = AuditEvent.objects.create(
                 action=AuditEvent.Action.TAKEDOWN,
                 actor=actor,
                 fingerprint=flagged,
@@ -106,6 +106,9 @@ def take_down_image(
                 distance=distance,
                 reason=reason or flagged.reason,
                 evidence=stored,
+            )
+            notices.notify_takedown(
+                instance=locked, flagged=flagged, dhash=expected, event=event, kept_file=stored
             )
         except BaseException:
             if stored:

@@ -4,6 +4,8 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``flags``: the banned set and the "Flag an image" page;
 - ``lists``: hash lists, distance trials and shadow hits;
 - ``review_queue``: the review queue, the dashboard and queue emails;
+- ``appeals``: appeals against takedowns and refusals, and their decision;
+- ``reports``: photos people reported, banned or dismissed in one step;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
@@ -11,6 +13,26 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
+from moderation.admin import (
+    allowlist,
+    appeals,
+    flags,
+    lists,
+    operations,
+    records,
+    reports,
+    review_queue,
+    tasks,
+)
 
-__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]
+__all__ = [
+    "allowlist",
+    "appeals",
+    "flags",
+    "lists",
+    "operations",
+    "records",
+    "reports",
+    "review_queue",
+    "tasks",
+]

@@ -55,6 +55,9 @@ class EmailDelivery(models.Model):
 
     class Kind(models.TextChoices):
         REVIEW_DIGEST = "review_digest", _("review-queue summary")
+        NOTICE = "notice", _("statement of reasons")
+        APPEAL_OUTCOME = "appeal_outcome", _("appeal outcome")
+        REPORT_OUTCOME = "report_outcome", _("report outcome")
 
     kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
     user = models.ForeignKey(

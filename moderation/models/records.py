@@ -29,6 +29,12 @@ class AuditEvent(models.Model):
         PROMOTE = "promote", _("Proposed list distance enforced")
         DISCARD = "discard", _("Proposed list distance discarded")
         RETRY_TASK = "retry_task", _("Failed background task queued again")
+        APPEAL = "appeal", _("Appeal filed")
+        UPHOLD = "uphold", _("Appeal upheld (decision stands)")
+        OVERTURN = "overturn", _("Appeal overturned (decision reversed)")
+        RESTORE = "restore", _("Photo restored after an appeal")
+        PURGE = "purge", _("Kept copy of a taken-down photo purged")
+        REPORT_DISMISS = "report_dismiss", _("Reported photo dismissed (stays)")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('moderation', '0015_work_ranges'),
+        ('moderation', '0016_emaildelivery_message_id'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from moderation.banned_set import lock_banned_set, log_list
 from moderation.conf import moderation_settings
 from moderation.models import AuditEvent, FlaggedFingerprint, HashList
+from moderation.signal_set import log_signal_list
 from moderation.sweeping import sweep_after_commit
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def hash_list_update(
         locked.save(update_fields=["max_distance", "enabled", "mode"])
         if changed:
             log_list(locked)
+            log_signal_list(locked)
             logger.info(
                 "hash list %s: distance %s, %s, %s (by %s)",
                 locked.name,
@@ -188,4 +190,3 @@ def hash_list_discard_distance(
         )
     hash_list.refresh_from_db()
     return hash_list
-

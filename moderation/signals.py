@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import F, Q
 
 from moderation import banned_set, pdq, signal_set
 from moderation.hashing import Fingerprint, fingerprint_with_pdq, hamming
@@ -254,15 +256,38 @@ def match_hashes(
     *, pdq_hash: pdq.Pdq | None, md5: str | None = None, sha256: str | None = None
 ) -> tuple[ListMatch, ...]:
     """What an image's signals match in the lists (PDQ with its quality, and the byte hashes
-    of the file): the list side of an upload's screening. One match per entry."""
+    of the file): the list side of an upload's screening. One match per entry, exact ones
+    first (one query for both byte hashes)."""
     found: list[ListMatch] = []
-    if md5:
-        found += exact_matches(MD5, md5)
-    if sha256:
-        found += exact_matches(SHA256, sha256)
+    wanted = [(kind, value) for kind, value in ((MD5, md5), (SHA256, sha256)) if value]
+    if wanted:
+        query = Q()
+        for kind, value in wanted:
+            query |= Q(signal_type=kind, value=value)
+        entries = (
+            SignalEntry.objects.in_force().filter(query).select_related("hash_list").order_by("pk")
+        )
+        for entry in entries:
+            found += _entry_matches(entry.signal_type, [(entry, 0)], weak_query=False)
     if pdq_hash is not None:
         found += pdq_matches(pdq_hash.hex, quality=pdq_hash.quality)
     return tuple(found)
+
+
+def bytes_hashes(chunks: Iterable[bytes]) -> tuple[str, str]:
+    """(MD5, SHA-256) of a file's bytes, read once in chunks."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    for chunk in chunks:
+        md5.update(chunk)
+        sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def count_matches(matches: Iterable[ListMatch]) -> None:
+    """Add one to ``times_matched`` of each entry matched (the "seen" an exchange asks for)."""
+    ids = {m.entry_id for m in matches if m.entry_id is not None}
+    if ids:
+        SignalEntry.objects.filter(pk__in=ids).update(times_matched=F("times_matched") + 1)
 
 
 def decision_of(matches: tuple[ListMatch, ...] | list[ListMatch]) -> str | None:

@@ -202,11 +202,9 @@ def import_read_step(signal_import: SignalImport, *, lines: int = STEP_LINES) ->
                         continue
                     row = hash_formats.parse_csv_row(dict(zip(csv_header, values, strict=False)))
                     if row.source:
-                        row = hash_formats.Row(
-                            row.signal_type,
-                            row.value,
-                            hash_formats.tags_of(f"{row.tags} collab={row.source}"),
-                        )
+                        collab = row.source.replace(" ", "_")
+                        tags = hash_formats.tags_of(f"{row.tags} collab={collab}")
+                        row = hash_formats.Row(row.signal_type, row.value, tags)
                 else:
                     row = hash_formats.parse_line(
                         imp.format, text, bare_type=imp.default_signal_type
@@ -392,7 +390,8 @@ def export_entries(
         rows = rows.filter(hash_list__in=list(hash_lists))
     if signal_types is not None:
         rows = rows.filter(signal_type__in=list(signal_types))
-    out.write(hash_formats.header(fmt))
+    if header := hash_formats.header(fmt):
+        out.write(header)
     count = 0
     for kind, value, tags, source in rows.values_list(
         "signal_type", "value", "tags", "source"
@@ -418,7 +417,8 @@ def export_banned_set_pdq(
     rows = rows.filter(variant__lt=8) if every_orientation else rows.filter(variant=0)
     if hash_lists is not None:
         rows = rows.filter(flagged__hash_list__in=list(hash_lists))
-    out.write(hash_formats.header(fmt))
+    if header := hash_formats.header(fmt):
+        out.write(header)
     count, seen = 0, set()
     for value, list_name in (
         rows.order_by("flagged_id", "variant")

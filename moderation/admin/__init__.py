@@ -3,6 +3,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 
 - ``flags``: the banned set and the "Flag an image" page;
 - ``lists``: hash lists, distance trials and shadow hits;
+- ``entries``: the lists' PDQ, MD5 and SHA-256 entries and their imports;
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
@@ -11,6 +12,24 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
+from moderation.admin import (
+    allowlist,
+    entries,
+    flags,
+    lists,
+    operations,
+    records,
+    review_queue,
+    tasks,
+)
 
-__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]
+__all__ = [
+    "allowlist",
+    "entries",
+    "flags",
+    "lists",
+    "operations",
+    "records",
+    "review_queue",
+    "tasks",
+]

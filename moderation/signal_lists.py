@@ -286,6 +286,11 @@ def import_apply(signal_import: SignalImport) -> SignalImport:
             return signal_import
         now = timezone.now()
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Fresh statistics after a bulk load: planned on stale ones (a table of "one
+                # row" that holds a million), the anti-joins below run as nested loops for hours.
+                cursor.execute(f"ANALYZE {staged}")
+                cursor.execute(f"ANALYZE {entries}")
             retracted = 0
             if imp.retract_missing:
                 cursor.execute(

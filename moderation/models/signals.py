@@ -106,17 +106,15 @@ class SignalImportRow(models.Model):
     """One well-formed line of an import being read: staging, deleted when the import is
     applied (the entries are what stays)."""
 
-    signal_import = models.ForeignKey(SignalImport, on_delete=models.CASCADE, related_name="+")
+    # No index here: staging rows are written by the million (COPY) and read once, whole.
+    signal_import = models.ForeignKey(
+        SignalImport, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     line = models.PositiveIntegerField()
     signal_type = models.CharField(max_length=10, choices=SignalType.choices)
     value = models.CharField(max_length=64)
     tags = models.CharField(max_length=500, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["signal_import", "signal_type", "value"], name="import_row_hash")
-        ]
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.signal_type} {self.value}"
@@ -135,8 +133,14 @@ class SignalEntry(models.Model):
     """One hash of a list: a PDQ, MD5 or SHA-256 (lowercase hex), with its provenance and the
     feedback an exchange asks for (how often it matched, how often moderators dismissed it)."""
 
+    # Indexes are few on purpose (an import inserts a million rows): the hash, the import that
+    # added an entry, and the unique active (list, source, hash), which also serves by-list reads.
     hash_list = models.ForeignKey(
-        HashList, verbose_name=_("list"), on_delete=models.PROTECT, related_name="signal_entries"
+        HashList,
+        verbose_name=_("list"),
+        on_delete=models.PROTECT,
+        related_name="signal_entries",
+        db_index=False,
     )
     signal_type = models.CharField(_("signal type"), max_length=10, choices=SignalType.choices)
     value = models.CharField(_("hash (hex)"), max_length=64)
@@ -146,7 +150,7 @@ class SignalEntry(models.Model):
     tags = models.CharField(_("tags"), max_length=500, blank=True)
     source = models.CharField(_("source"), max_length=100, blank=True)
     external_id = models.CharField(_("id at the source"), max_length=200, blank=True)
-    added_at = models.DateTimeField(_("added"), default=timezone.now, db_index=True)
+    added_at = models.DateTimeField(_("added"), default=timezone.now)
     imported_by = models.ForeignKey(
         SignalImport,
         verbose_name=_("added by import"),
@@ -155,7 +159,7 @@ class SignalEntry(models.Model):
         on_delete=models.PROTECT,
         related_name="added_entries",
     )
-    active = models.BooleanField(_("active"), default=True, db_index=True)
+    active = models.BooleanField(_("active"), default=True)
     retracted_at = models.DateTimeField(_("retracted"), null=True, blank=True)
     retracted_by = models.ForeignKey(
         SignalImport,
@@ -164,6 +168,7 @@ class SignalEntry(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="retracted_entries",
+        db_index=False,
     )
     times_matched = models.PositiveIntegerField(_("matched"), default=0)
     times_dismissed = models.PositiveIntegerField(_("matches dismissed"), default=0)

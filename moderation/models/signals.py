@@ -106,9 +106,14 @@ class SignalImportRow(models.Model):
     """One well-formed line of an import being read: staging, deleted when the import is
     applied (the entries are what stays)."""
 
-    # No index here: staging rows are written by the million (COPY) and read once, whole.
+    # No index and no database constraint here: staging rows are written by the million (COPY)
+    # in the import's own steps and read once, whole; a constraint check per row doubled that.
     signal_import = models.ForeignKey(
-        SignalImport, on_delete=models.CASCADE, related_name="+", db_index=False
+        SignalImport,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     line = models.PositiveIntegerField()
     signal_type = models.CharField(max_length=10, choices=SignalType.choices)
@@ -133,8 +138,12 @@ class SignalEntry(models.Model):
     """One hash of a list: a PDQ, MD5 or SHA-256 (lowercase hex), with its provenance and the
     feedback an exchange asks for (how often it matched, how often moderators dismissed it)."""
 
-    # Indexes are few on purpose (an import inserts a million rows): the hash, the import that
-    # added an entry, and the unique active (list, source, hash), which also serves by-list reads.
+    # Indexes and constraints are few on purpose: an import inserts a million rows, and each
+    # index or per-row constraint check cost about as much as the row itself. One index finds an
+    # active entry by its hash and keeps it unique per list and source; the import that added
+    # an entry is indexed for the processes that replay it. The import links are written only
+    # by the import, in its own transaction, and imports are never deleted (PROTECT), so they
+    # carry no database constraint.
     hash_list = models.ForeignKey(
         HashList,
         verbose_name=_("list"),
@@ -158,6 +167,7 @@ class SignalEntry(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="added_entries",
+        db_constraint=False,
     )
     active = models.BooleanField(_("active"), default=True)
     retracted_at = models.DateTimeField(_("retracted"), null=True, blank=True)
@@ -169,6 +179,7 @@ class SignalEntry(models.Model):
         on_delete=models.PROTECT,
         related_name="retracted_entries",
         db_index=False,
+        db_constraint=False,
     )
     times_matched = models.PositiveIntegerField(_("matched"), default=0)
     times_dismissed = models.PositiveIntegerField(_("matches dismissed"), default=0)
@@ -179,12 +190,11 @@ class SignalEntry(models.Model):
         verbose_name = _("hash list entry")
         verbose_name_plural = _("hash list entries")
         ordering = ["-added_at", "-id"]
-        indexes = [models.Index(fields=["signal_type", "value"], name="signal_entry_hash")]
         constraints = [
             models.UniqueConstraint(
-                fields=["hash_list", "source", "signal_type", "value"],
+                fields=["signal_type", "value", "hash_list", "source"],
                 condition=Q(active=True),
-                name="one_active_entry_per_list_source_hash",
+                name="one_active_entry_per_hash_list_source",
             )
         ]
 

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import hash_lists
+from moderation import hash_lists, pdq
 from moderation.admin.base import ReadOnlyAdminMixin
 from moderation.conf import moderation_settings
 from moderation.models import HashList, ShadowHit, SignalEntry
@@ -27,6 +27,21 @@ class HashListForm(forms.ModelForm):
     class Meta:
         model = HashList
         fields = ["name", "description", "max_distance", "pdq_distance", "enabled", "mode"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out (an older form, a script), the list keeps its PDQ distance.
+        self.fields["pdq_distance"].required = False
+
+    def clean_pdq_distance(self):
+        value = self.cleaned_data.get("pdq_distance")
+        if value is None:
+            return self.instance.pdq_distance if self.instance.pk else pdq.MATCH_DISTANCE
+        if value > hash_lists.MAX_PDQ_DISTANCE:
+            raise ValidationError(
+                _("At most %(max)s."), params={"max": hash_lists.MAX_PDQ_DISTANCE}
+            )
+        return value
 
     def clean_max_distance(self):
         value = self.cleaned_data["max_distance"]

@@ -8,6 +8,7 @@ import hashlib
 import io
 
 import pytest
+from PIL import Image
 
 from moderation import desk, hash_lists, pdq, signal_lists, signals
 from moderation.models import HashList, RefusedUpload, ReviewItem, ShadowHit, SignalEntry
@@ -120,3 +121,31 @@ def test_a_retracted_entry_refuses_nothing_from_the_next_upload(upload, user):
     listed = entry("partner", "pdq", pdq_of(img))
     signal_lists.entry_retract(entry=listed)
     assert upload(img).status_code == 302
+
+
+def test_the_banned_set_exported_as_pdq_catches_a_mirrored_copy_as_a_pdq_only_list(upload, user):
+    """Export every orientation's PDQ, import it as a partner's list of bare hashes, take the
+    flag away: the partner-side list alone refuses a mirrored copy."""
+    from moderation import flagging
+    from moderation.models import FlaggedFingerprint
+    from tests.helpers import flag_file
+
+    img = images.textured(images.photo(309), seed=9)
+    flagged = flag_file(img).fingerprint
+    exported = io.StringIO()
+    assert signal_lists.export_banned_set_pdq(exported, "te", every_orientation=True) == 8
+    flagging.unflag_fingerprint(flagged=flagged, actor=None, reason="moved to a PDQ list")
+    assert not FlaggedFingerprint.objects.active().exists()
+    partner = HashList.objects.create(name="partner")
+    imp = signal_lists.import_start(
+        hash_list=partner,
+        file=io.BytesIO(exported.getvalue().encode()),
+        file_name="ours.te",
+        fmt="te",
+    )
+    signal_lists.run_import(imp)
+
+    response = upload(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+    assert response.status_code == 200
+    assert RefusedUpload.objects.get().found_by == "pdq in list partner"

@@ -11,13 +11,20 @@ import logging
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from moderation import registry
 from moderation.conf import moderation_settings
 from moderation.flagging import flag_stored_image, unflag_fingerprint
 from moderation.hashing import Fingerprint
-from moderation.models import AllowedMatch, AuditEvent, FlaggedFingerprint, ReviewItem
+from moderation.models import (
+    AllowedMatch,
+    AuditEvent,
+    FlaggedFingerprint,
+    ReviewItem,
+    SignalEntry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,8 @@ def review_ban(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: str 
         return False
     target = registry.target_by_key(item.target_key)
     instance = target.objects.filter(pk=item.object_id).first()
-    reason = reason or f"banned from the review queue (near {item.fingerprint.hex})"
+    near = item.fingerprint.hex if item.fingerprint_id else str(item.signal_entry)
+    reason = reason or f"banned from the review queue (near {near})"
     result = None
     if instance is not None:
         result = flag_stored_image(
@@ -62,6 +70,9 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
     with transaction.atomic():
         if not _decide(item, ReviewItem.Status.DISMISSED, actor):
             return False
+        if item.signal_entry_id is not None:
+            _dismiss_list_entry_match(item, actor, reason)
+            return True
         AllowedMatch.objects.create(
             fingerprint_id=item.fingerprint_id, dhash=item.dhash, review_item=item, created_by=actor
         )
@@ -80,6 +91,22 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
         if limit and dismissals > limit:
             suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
     return True
+
+
+def _dismiss_list_entry_match(item: ReviewItem, actor, reason: str) -> None:
+    """A queued match of a hash list's entry dismissed: the entry's ``times_dismissed`` grows
+    (the "false positive" an exchange wants back). No allowlist exception: those belong to
+    flags; an entry that keeps catching innocent images is for its list's owner to retract."""
+    SignalEntry.objects.filter(pk=item.signal_entry_id).update(
+        times_dismissed=F("times_dismissed") + 1
+    )
+    AuditEvent.objects.create(
+        action=AuditEvent.Action.DISMISS,
+        actor=actor,
+        target=f"{item.target} ({item.signal_entry})"[:200],
+        distance=item.distance,
+        reason=reason or "not a match of the list entry",
+    )
 
 
 def allowed_match_revoke(
@@ -120,4 +147,3 @@ def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool
     flagged.refresh_from_db()
     logger.warning("fingerprint #%s %s", flagged.pk, reason)
     return True
-

@@ -108,7 +108,12 @@ def variant_rows(flagged: FlaggedFingerprint, variants: list[Fingerprint]):
     """The rows of the variants a flag stores (``banned_index.stored_variants``)."""
     for number, fp in stored_variants(variants):
         yield FingerprintVariant(
-            flagged=flagged, variant=number, dhash=fp.signed, phash=fp.phash_signed
+            flagged=flagged,
+            variant=number,
+            dhash=fp.signed,
+            phash=fp.phash_signed,
+            pdq=fp.pdq.hex if fp.pdq is not None else "",
+            pdq_quality=fp.pdq.quality if fp.pdq is not None else None,
         )
 
 

@@ -37,7 +37,7 @@ What was measured to choose all this, and how to measure it again: docs/fingerpr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import numpy as np
@@ -52,15 +52,17 @@ from moderation.decoding import (
     map_further_frames,
 )
 from moderation.framing import SEARCH_SIDE, picture_box
+from moderation.pdq import Pdq, dihedral_of_image, pdq_of_image
 from moderation.probes import EVERY_VARIANT, pack_probes, unpack_probes
 from moderation.resampling import lanczos_thumbnail_of_expanded
 from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 
 # Bump when anything changes the hash of the same file or the fingerprints a flag stores
-# (here, in moderation.decoding, moderation.resampling, moderation.variants, or the verification
-# signal a flag stores, moderation.verification): stored fingerprints record the version that
-# made them, and `manage.py reindex` recomputes the ones that are older.
-PIPELINE_VERSION = 6
+# (here, in moderation.decoding, moderation.resampling, moderation.variants, the verification
+# signal a flag stores, moderation.verification, or its PDQs, moderation.pdq): stored
+# fingerprints record the version that made them, and `manage.py reindex` recomputes the ones
+# that are older.
+PIPELINE_VERSION = 7
 
 HASH_BITS = 64
 _UNSIGNED_MAX = (1 << HASH_BITS) - 1
@@ -113,6 +115,9 @@ class Fingerprint:
     # A soft measure, not part of the identity: a grey level more or less in one thumbnail
     # pixel can move it by one while both hashes stay the same.
     information: int | None = field(default=None, kw_only=True, compare=False)
+    # The PDQ of the same picture (``moderation.pdq``), when it was computed from the pixels:
+    # an upload's own, a flag's orientations. Another signal, not part of the dHash identity.
+    pdq: Pdq | None = field(default=None, kw_only=True, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dhash <= _UNSIGNED_MAX:
@@ -245,16 +250,32 @@ def fingerprint(file: str | os.PathLike | IO[bytes] | Any) -> Fingerprint:
     return _fingerprint_decoded(decode_for_hashing(file))
 
 
+def fingerprint_with_pdq(file: str | os.PathLike | IO[bytes] | Any) -> Fingerprint:
+    """``fingerprint(file)`` with its PDQ (``Fingerprint.pdq``), from the same decode."""
+    decoded = decode_for_hashing(file)
+    return _with_pdq(_fingerprint_decoded(decoded), pdq_of_image(decoded.image))
+
+
 def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fingerprint]:
     """The fingerprints of every variant of ``file``, indexed as ``variants.VARIANTS``.
 
-    Item 0 equals ``fingerprint(file)``; an orientation's is the fingerprint of the image
-    transposed by it, a crop's that of the upright image cut by it (decoded once; at full size
-    ``== str(imagehash.dhash(img.crop(box)))``). Same checks and errors as ``fingerprint``.
+    Item 0 equals ``fingerprint(file)``; the 8 orientations carry their PDQ (``pdq``, from
+    one dihedral computation on the same decode), the crops none. An orientation's
+    fingerprint is that of the image transposed by it, a crop's that of the upright image cut
+    by it (decoded once; at full size ``== str(imagehash.dhash(img.crop(box)))``). Same
+    checks and errors as ``fingerprint``.
     Flagging and reindexing call this; an upload never does (it needs only its own).
     """
     decoded = decode_for_hashing(file)
-    return [_fingerprint_decoded(decoded, variant) for variant in VARIANTS]
+    pdqs = dihedral_of_image(decoded.image)
+    return [
+        _with_pdq(_fingerprint_decoded(decoded, variant), pdqs[i] if i < len(pdqs) else None)
+        for i, variant in enumerate(VARIANTS)
+    ]
+
+
+def _with_pdq(fp: Fingerprint, pdq: Pdq | None) -> Fingerprint:
+    return replace(fp, pdq=pdq) if pdq is not None else fp
 
 
 @dataclass(frozen=True)
@@ -321,8 +342,8 @@ def _picture_in_frame(decoded: Decoded, grey: Image.Image) -> Variant | None:
 def check_fingerprints(
     file: str | os.PathLike | IO[bytes] | Any, *, max_frames: int | None = None
 ) -> CheckFingerprints:
-    """The fingerprint of every frame an upload holds (first frame first), the first frame's
-    cuts and the picture inside its frame, from one decode of the file.
+    """The fingerprint of every frame an upload holds (first frame first, with its PDQ), the
+    first frame's cuts and the picture inside its frame, from one decode of the file.
 
     A banned picture can hide as any frame of an animation (GIF, APNG, WebP), so the upload
     validator compares them all. A still image (or a multi-picture JPEG, whose extra pictures
@@ -330,7 +351,7 @@ def check_fingerprints(
     ``further_frame_fingerprints`` for the bounds on animations.
     """
     decoded = decode_for_hashing(file)  # every check on the file itself happens here
-    first = _fingerprint_decoded(decoded)
+    first = _with_pdq(_fingerprint_decoded(decoded), pdq_of_image(decoded.image))
     cuts = {number: _fingerprint_decoded(decoded, VARIANTS[number]) for number in UPLOAD_CUTS}
     grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
     framed = _picture_in_frame(decoded, grey)

@@ -175,10 +175,10 @@ def _reindex_originals(updates) -> None:
             FlaggedFingerprint.objects.filter(pk=flagged.pk).update(verification=original.signal)
         stored = set(
             FingerprintVariant.objects.filter(flagged=flagged).values_list(
-                "variant", "dhash", "phash"
+                "variant", "dhash", "phash", "pdq"
             )
         )
-        fresh = {(v.variant, v.dhash, v.phash) for v in variant_rows(flagged, variants)}
+        fresh = {(v.variant, v.dhash, v.phash, v.pdq) for v in variant_rows(flagged, variants)}
         if (
             flagged.dhash == fp.signed
             and flagged.pipeline_version == fp.pipeline_version

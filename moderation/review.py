@@ -11,6 +11,7 @@ Subscribed moderators get an email summary, at most once per
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from email.utils import format_datetime
 
@@ -35,6 +36,7 @@ from moderation.models import (
     ReviewSubscription,
     ShadowHit,
 )
+from moderation.signals import REVIEW, SHADOW, ListMatch
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,67 @@ def record_trial_hits(
         for t in trials
         if t.match.fingerprint_id in lists
     )
+
+
+def record_list_matches(
+    *, instance: models.Model, fingerprint: Fingerprint, matches: Iterable[ListMatch]
+) -> tuple[list[ReviewItem], list[ShadowHit]]:
+    """What a stored image's upload matched in the hash lists' entries and did not block on:
+    a match that may only review (a low-quality PDQ) queues the image for review (once per
+    image and entry while pending); a shadow list's match is recorded as a ``ShadowHit``
+    (once per image and entry). ``fingerprint`` is the stored image's own."""
+    matches = list(matches)
+    target = registry.target_for(instance)
+    owner = target.owner_id(instance)
+    name = target.image(instance).name
+    queued = []
+    for m in (m for m in matches if m.outcome == REVIEW and m.entry_id is not None):
+        try:
+            with transaction.atomic():
+                item, created = ReviewItem.objects.get_or_create(
+                    target_key=target.key,
+                    object_id=instance.pk,
+                    file_name=name,
+                    signal_entry_id=m.entry_id,
+                    status=ReviewItem.Status.PENDING,
+                    defaults={
+                        "target": target.label(instance),
+                        "dhash": fingerprint.signed,
+                        "phash": fingerprint.phash_signed,
+                        "uploader_id": owner,
+                        "distance": m.distance,
+                    },
+                )
+        except IntegrityError:  # queued by another process a moment ago
+            continue
+        if created:
+            queued.append(item)
+    if queued:
+        transaction.on_commit(lambda: notify_review_subscribers())
+    known = set(
+        ShadowHit.objects.filter(
+            kind=ShadowHit.Kind.LIST,
+            target_key=target.key,
+            object_id=instance.pk,
+            dhash=fingerprint.signed,
+            signal_entry__isnull=False,
+        ).values_list("signal_entry_id", flat=True)
+    )
+    hits = ShadowHit.objects.bulk_create(
+        ShadowHit(
+            hash_list_id=m.list_id,
+            signal_entry_id=m.entry_id,
+            target_key=target.key,
+            object_id=instance.pk,
+            target=target.label(instance),
+            dhash=fingerprint.signed,
+            distance=m.distance,
+            uploader_id=owner,
+        )
+        for m in matches
+        if m.outcome == SHADOW and m.entry_id is not None and m.entry_id not in known
+    )
+    return queued, hits
 
 
 def review_subscription_set(*, user: AbstractBaseUser, subscribed: bool) -> bool:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation import banned_set, registry
+from moderation import banned_set, registry, signals
 from moderation.banned_index import BannedIndex
 from moderation.conf import moderation_settings
 from moderation.decoding import open_image
@@ -39,7 +39,7 @@ from moderation.hashing import (
     further_frame_fingerprints,
     to_unsigned,
 )
-from moderation.matching import BLOCK, REVIEW, Match, MatchRule, Verdict, decision_of
+from moderation.matching import BLOCK, PASS, REVIEW, Match, MatchRule, Verdict, decision_of
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
 from moderation.variants import VARIANTS
 from moderation.verification import (
@@ -64,11 +64,26 @@ class Screening:
 
     checked: CheckFingerprints
     verdicts: tuple[Verdict, ...]
+    # What the image's PDQ and its file's MD5 / SHA-256 matched in the hash lists' entries
+    # (``signals.match_hashes``): an upload's; empty for a stored image.
+    lists: tuple[signals.ListMatch, ...] = ()
 
     @property
     def decision(self) -> str:
-        """BLOCK when any frame is blocked, else REVIEW when any is near, else PASS."""
-        return decision_of(self.verdicts)
+        """BLOCK when any frame or list entry blocks, else REVIEW when any is near (or a list
+        match may only review), else PASS. Shadow lists' matches decide nothing."""
+        frames = decision_of(self.verdicts)
+        lists = signals.decision_of(self.lists)
+        if BLOCK in (frames, lists):
+            return BLOCK
+        return REVIEW if REVIEW in (frames, lists) else PASS
+
+    @property
+    def list_block(self) -> signals.ListMatch | None:
+        """The list entry behind a block when no dHash flag blocks (nearest first)."""
+        if any(v.blocked for v in self.verdicts):
+            return None
+        return next((m for m in self.lists if m.blocks), None)
 
     @property
     def blocked(self) -> bool:
@@ -119,7 +134,8 @@ class Screening:
 
     @property
     def for_review(self) -> tuple[Fingerprint, Match] | None:
-        """(frame, match) of the first frame sent to review, when the image is not blocked."""
+        """(frame, match) of the first frame sent to review, when the image is not blocked
+        (None when only a list entry sends it: see ``lists``)."""
         if self.blocked:
             return None
         return next(
@@ -385,17 +401,41 @@ class ScreenedUpload(SimpleUploadedFile):
         self.screening = screening
 
 
+def _chunks(upload: Any) -> Iterable[bytes]:
+    """The bytes of the file as uploaded, in chunks, from its start."""
+    if hasattr(upload, "seek"):
+        upload.seek(0)
+    if hasattr(upload, "chunks"):
+        yield from upload.chunks()
+    else:
+        while chunk := upload.read(1 << 20):
+            yield chunk
+    if hasattr(upload, "seek"):
+        upload.seek(0)
+
+
+def list_matches(upload: Any, checked: CheckFingerprints) -> tuple[signals.ListMatch, ...]:
+    """What an upload matches in the hash lists' entries: its first frame's PDQ (of what will
+    be stored), and the MD5 and SHA-256 of the bytes as uploaded. Counts each entry matched."""
+    md5, sha256 = signals.bytes_hashes(_chunks(upload))
+    found = signals.match_hashes(pdq_hash=checked.frames[0].pdq, md5=md5, sha256=sha256)
+    signals.count_matches(found)
+    return found
+
+
 def screen_upload(upload: Any, *, stored: Any | None = None) -> Screening:
-    """Screen an upload against the banned set: as ``stored`` (its re-encoding, plus the upload's
-    further frames) when given, otherwise the file as it is. Only as far as a refusal needs
+    """Screen an upload against the banned set and the hash lists' entries: as ``stored`` (its
+    re-encoding, plus the upload's further frames) when given, otherwise the file as it is;
+    the byte hashes are always those of the upload. Only as far as a refusal needs
     (``MatchRule.for_blocking``); the re-check after it is stored decides whether an accepted
     upload goes to review."""
     checked = (
         check_fingerprints(upload) if stored is None else stored_as_fingerprints(upload, stored)
     )
     picture = upload if stored is None else stored
-    signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
-    screening = screen(checked, lookup=lookup_in(blocking=True), verifier=Verifier(signals))
+    image_signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
+    screening = screen(checked, lookup=lookup_in(blocking=True), verifier=Verifier(image_signals))
+    screening = replace(screening, lists=list_matches(upload, checked))
     _log(screening)
     return screening
 
@@ -415,6 +455,17 @@ def _log(screening: Screening) -> None:
             fp.hex,
             match.fingerprint_id,
         )
+    by_list = screening.list_block
+    if by_list is not None:
+        logger.info(
+            "refused upload %s: %s entry #%s of list %s at distance %s",
+            screening.fingerprint.hex,
+            by_list.signal_type,
+            by_list.entry_id,
+            by_list.list_name,
+            by_list.distance,
+        )
+        return
     nearest = screening.nearest
     if nearest is None:
         return
@@ -446,6 +497,17 @@ def record_refused_upload(
     Nothing of it is shown to the user; a run of ``banned_image`` rows from one user is someone
     probing the threshold.
     """
+    by_list = screening.list_block if screening is not None else None
+    if by_list is not None:
+        return RefusedUpload.objects.create(
+            user=user if user is not None and user.is_authenticated else None,
+            ip=ip,
+            code=code[:40],
+            dhash=screening.fingerprint.signed,
+            signal_entry_id=by_list.entry_id,
+            distance=by_list.distance,
+            found_by=f"{by_list.signal_type} in list {by_list.list_name}"[:60],
+        )
     match = screening.nearest if screening is not None else None
     fingerprint = screening.found_with if screening is not None else None
     return RefusedUpload.objects.create(

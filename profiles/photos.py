@@ -26,6 +26,7 @@ from moderation import registry
 from moderation.decoding import open_image
 from moderation.files import delete_after_commit
 from moderation.hashing import check_fingerprints
+from moderation.review import record_list_matches
 from moderation.screening import ScreenedUpload, screened_upload
 from moderation.sweeping import recheck_after_commit
 from profiles.models import Profile, photo_upload_to
@@ -92,6 +93,10 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     try:
         with transaction.atomic():
             target.set_image(profile, new_name, checked, also=("updated_at",))
+            if isinstance(upload, ScreenedUpload) and upload.screening.lists:
+                record_list_matches(
+                    instance=profile, fingerprint=checked.frames[0], matches=upload.screening.lists
+                )
             if old_name:
                 delete_after_commit(storage, old_name)
             recheck_after_commit(profile)

@@ -128,6 +128,16 @@ def fresh_stored_index():
     stored_hashes.forget_marker_ids()
 
 
+@pytest.fixture(autouse=True)
+def fresh_signal_set():
+    """Nor may the PDQ index of the hash lists' entries."""
+    from moderation import signal_set
+
+    signal_set.reset()
+    yield
+    signal_set.reset()
+
+
 @pytest.fixture
 def media_files(isolated_storage):
     """A callable listing every file under public media (relative paths)."""

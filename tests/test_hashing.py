@@ -66,8 +66,9 @@ def test_hex_is_sixteen_lowercase_digits_with_leading_zeros():
 def test_new_fingerprints_carry_the_current_pipeline_version():
     # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added;
     # 4: flags store crop variants, and the pHash thumbnail comes from a box-reduced image;
-    # 5: flags store the caption band; 6: flags store a verification signal.
-    assert PIPELINE_VERSION == 6
+    # 5: flags store the caption band; 6: flags store a verification signal; 7: flags store
+    # the PDQ of each orientation.
+    assert PIPELINE_VERSION == 7
     assert fingerprint(io.BytesIO(encoded(images.photo(1)))).pipeline_version == PIPELINE_VERSION
     assert Fingerprint(5, pipeline_version=1).pipeline_version == 1
 

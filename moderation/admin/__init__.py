@@ -3,6 +3,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 
 - ``flags``: the banned set and the "Flag an image" page;
 - ``lists``: hash lists, distance trials and shadow hits;
+- ``entries``: the lists' PDQ, MD5 and SHA-256 entries and their imports;
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``appeals``: appeals against takedowns and refusals, and their decision;
 - ``reports``: photos people reported, banned or dismissed in one step;
@@ -16,6 +17,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 from moderation.admin import (
     allowlist,
     appeals,
+    entries,
     flags,
     lists,
     operations,
@@ -28,6 +30,7 @@ from moderation.admin import (
 __all__ = [
     "allowlist",
     "appeals",
+    "entries",
     "flags",
     "lists",
     "operations",

@@ -134,7 +134,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         can_see_original = request.user.has_perm("moderation.view_quarantine")
         original_url = (
             reverse("moderation:quarantined-file", args=[flagged.original.name])
-            if can_see_original and flagged.original
+            if can_see_original and flagged is not None and flagged.original
             else ""
         )
         refused = (
@@ -148,6 +148,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "item": item,
             "flagged": flagged,
+            "entry": item.signal_entry,
             "upload": stored_image(item),
             "original_url": original_url,
             "can_see_original": can_see_original,

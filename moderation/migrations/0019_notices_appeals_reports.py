@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('moderation', '0016_emaildelivery_message_id'),
+        ('moderation', '0017_signal_entries'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

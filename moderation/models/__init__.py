@@ -4,6 +4,7 @@
 - ``records``: the audit trail, refused uploads and shadow hits;
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex runs, the ranges workers take, and sweeps' state;
+- ``signals``: PDQ, MD5 and SHA-256 list entries, their imports and change log;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
 - ``appeals``: statements of reasons to people whose photo was taken down or refused, and
   their appeals;
@@ -55,6 +56,14 @@ from moderation.models.review import (
     ReviewItemQuerySet,
     ReviewSubscription,
 )
+from moderation.models.signals import (
+    SignalChange,
+    SignalEntry,
+    SignalEntryQuerySet,
+    SignalImport,
+    SignalImportRow,
+    SignalType,
+)
 from moderation.models.stored_index import StoredHash, StoredHashTarget
 
 __all__ = [
@@ -86,6 +95,12 @@ __all__ = [
     "ReviewItemQuerySet",
     "ReviewSubscription",
     "ShadowHit",
+    "SignalChange",
+    "SignalEntry",
+    "SignalEntryQuerySet",
+    "SignalImport",
+    "SignalImportRow",
+    "SignalType",
     "StoredHash",
     "StoredHashTarget",
     "Sweep",

@@ -46,6 +46,14 @@ class HashList(models.Model):
             "MODERATION_MAX_DISTANCE. At most MODERATION_REVIEW_DISTANCE."
         ),
     )
+    pdq_distance = models.PositiveSmallIntegerField(
+        _("PDQ distance"),
+        default=31,
+        help_text=_(
+            "Bits (<=) within which an upload's PDQ matches this list's PDQ entries (of 256); "
+            "31 is the distance PDQ's authors recommend."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     mode = models.CharField(_("mode"), max_length=10, choices=Mode.choices, default=Mode.ENFORCE)
     description = models.TextField(_("description"), blank=True)
@@ -249,6 +257,10 @@ class FingerprintVariant(models.Model):
     )
     dhash = models.BigIntegerField(_("dHash (signed 64-bit)"), db_index=True)
     phash = models.BigIntegerField(_("pHash (signed 64-bit)"), null=True, blank=True)
+    # The variant's PDQ (64 hex digits) and PDQ's own quality score (0-100): what the banned
+    # set is exported as. Empty for a flag imported as bare dHashes or older than pipeline 7.
+    pdq = models.CharField(_("PDQ"), max_length=64, blank=True, default="")
+    pdq_quality = models.PositiveSmallIntegerField(_("PDQ quality"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("fingerprint variant")

@@ -35,6 +35,8 @@ class AuditEvent(models.Model):
         RESTORE = "restore", _("Photo restored after an appeal")
         PURGE = "purge", _("Kept copy of a taken-down photo purged")
         REPORT_DISMISS = "report_dismiss", _("Reported photo dismissed (stays)")
+        IMPORT = "import", _("Hash list imported")
+        RETRACT = "retract", _("Hash list entries retracted")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(
@@ -111,6 +113,14 @@ class RefusedUpload(models.Model):
         related_name="+",
     )
     distance = models.PositiveSmallIntegerField(_("distance"), null=True, blank=True)
+    signal_entry = models.ForeignKey(
+        "moderation.SignalEntry",
+        verbose_name=_("matched list entry (PDQ, MD5, SHA-256)"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
     # What of the upload was that near (``matching.Match.found_by``): the whole image, one of
     # its cuts or the picture inside its frame; ``dhash`` is the hash of that.
     found_by = models.CharField(_("found by"), max_length=60, blank=True, default="")
@@ -153,6 +163,17 @@ class ShadowHit(models.Model):
     fingerprint = models.ForeignKey(
         FlaggedFingerprint,
         verbose_name=_("fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="shadow_hits",
+    )
+    # ...or the list entry (PDQ, MD5, SHA-256) that matched; one of the two is set.
+    signal_entry = models.ForeignKey(
+        "moderation.SignalEntry",
+        verbose_name=_("list entry"),
+        null=True,
+        blank=True,
         on_delete=models.PROTECT,
         related_name="shadow_hits",
     )
@@ -161,9 +182,7 @@ class ShadowHit(models.Model):
     target = models.CharField(_("target"), max_length=200, blank=True)
     dhash = models.BigIntegerField(_("dHash (signed 64-bit)"))
     distance = models.PositiveSmallIntegerField(_("dHash distance"))
-    confirm_distance = models.PositiveSmallIntegerField(
-        _("pHash distance"), null=True, blank=True
-    )
+    confirm_distance = models.PositiveSmallIntegerField(_("pHash distance"), null=True, blank=True)
     uploader = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("uploader"),

@@ -55,13 +55,23 @@ class ReviewItem(models.Model):
     fingerprint = models.ForeignKey(
         FlaggedFingerprint,
         verbose_name=_("near banned fingerprint"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="review_items",
+    )
+    # ...or the list entry (PDQ, MD5, SHA-256) it matched without blocking (a low-quality PDQ);
+    # one of the two is set.
+    signal_entry = models.ForeignKey(
+        "moderation.SignalEntry",
+        verbose_name=_("matched list entry"),
+        null=True,
+        blank=True,
         on_delete=models.PROTECT,
         related_name="review_items",
     )
     distance = models.PositiveSmallIntegerField(_("dHash distance"))
-    confirm_distance = models.PositiveSmallIntegerField(
-        _("pHash distance"), null=True, blank=True
-    )
+    confirm_distance = models.PositiveSmallIntegerField(_("pHash distance"), null=True, blank=True)
     created_at = models.DateTimeField(_("queued"), default=timezone.now, db_index=True)
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -90,11 +100,16 @@ class ReviewItem(models.Model):
                 fields=["target_key", "object_id", "file_name", "fingerprint"],
                 condition=Q(status="pending"),
                 name="one_pending_review_per_image_and_flag",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["target_key", "object_id", "file_name", "signal_entry"],
+                condition=Q(status="pending", signal_entry__isnull=False),
+                name="one_pending_review_per_image_and_entry",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.target or self.file_name} near {self.fingerprint}"
+        return f"{self.target or self.file_name} near {self.fingerprint or self.signal_entry}"
 
     @property
     def hex(self) -> str:

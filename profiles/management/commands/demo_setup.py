@@ -23,6 +23,8 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "view_reviewitem"),
     ("moderation", "review_upload"),
     ("moderation", "view_shadowhit"),
+    ("moderation", "view_signalentry"),
+    ("moderation", "view_signalimport"),
     ("moderation", "view_allowedmatch"),
     ("moderation", "view_appeal"),
     ("moderation", "view_report"),

@@ -8,9 +8,28 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
+- ``api_tokens``: the lookup API's tokens, issued and revoked;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
+from moderation.admin import (
+    allowlist,
+    api_tokens,
+    flags,
+    lists,
+    operations,
+    records,
+    review_queue,
+    tasks,
+)
 
-__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]
+__all__ = [
+    "allowlist",
+    "api_tokens",
+    "flags",
+    "lists",
+    "operations",
+    "records",
+    "review_queue",
+    "tasks",
+]

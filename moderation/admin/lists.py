@@ -53,7 +53,13 @@ class HashListAdmin(admin.ModelAdmin):
 
     form = HashListForm
     list_display = [
-        "name", "max_distance", "enabled", "mode", "trial", "flag_count", "created_at",
+        "name",
+        "max_distance",
+        "enabled",
+        "mode",
+        "trial",
+        "flag_count",
+        "created_at",
     ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name"]
@@ -200,13 +206,20 @@ class HashListAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # flags point at their list; switch a list off instead
 
+
 @admin.register(ShadowHit)
 class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What trials would have done: shadow-mode lists (would be blocked) and proposed list
     distances (would be blocked or queued at proposed distance N). Read before enforcing."""
 
     list_display = [
-        "created_at", "hash_list", "what", "target", "uploader", "fingerprint", "distance",
+        "created_at",
+        "hash_list",
+        "what",
+        "target",
+        "uploader",
+        "fingerprint",
+        "distance",
     ]
     list_filter = ["kind", "hash_list", "outcome", "created_at"]
     list_select_related = ["hash_list", "uploader", "fingerprint"]

@@ -7,6 +7,7 @@
 - ``signals``: PDQ, MD5 and SHA-256 list entries, their imports and change log;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
 - ``quarantine``: the private storage of flagged originals and evidence;
+- ``api``: the tokens of the services that call the lookup API;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
   survives the death of its processes).
 
@@ -15,6 +16,7 @@ migrations refer to ``moderation.models.quarantine_storage`` and
 ``moderation.models.default_hash_list_id``.
 """
 
+from moderation.models.api import ApiToken, ApiTokenQuerySet
 from moderation.models.background import EmailDelivery, FailedTask, WorkerHeartbeat
 from moderation.models.banned_set import (
     DEFAULT_HASH_LIST,
@@ -52,6 +54,8 @@ from moderation.models.stored_index import StoredHash, StoredHashTarget
 
 __all__ = [
     "DEFAULT_HASH_LIST",
+    "ApiToken",
+    "ApiTokenQuerySet",
     "AllowedMatch",
     "AllowedMatchQuerySet",
     "AuditEvent",

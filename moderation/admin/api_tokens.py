@@ -81,10 +81,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 actor=request.user,
             )
             context.update(title=_("API token issued"), issued=issued)
-        response = TemplateResponse(request, "admin/moderation/apitoken/issue.html", context)
-        # The page may carry a secret: never from a cache.
-        response["Cache-Control"] = "no-store"
-        return response
+        # The page may carry a secret: admin_view's never_cache keeps it out of caches.
+        return TemplateResponse(request, "admin/moderation/apitoken/issue.html", context)
 
     @admin.action(description=_("Revoke selected API tokens"), permissions=["change"])
     def revoke_selected(self, request, queryset):

@@ -6,36 +6,119 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('moderation', '0017_signal_entries'),
+        ("moderation", "0017_signal_entries"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('flag', 'Flagged'), ('unflag', 'Unflagged'), ('takedown', 'Taken down'), ('missing', 'File missing from storage'), ('dismiss', 'Review dismissed (allowed)'), ('suspend', 'Suspended after too many dismissals'), ('revoke', 'Allowlist exception revoked'), ('propose', 'List distance proposed (on trial)'), ('promote', 'Proposed list distance enforced'), ('discard', 'Proposed list distance discarded'), ('retry_task', 'Failed background task queued again'), ('import', 'Hash list imported'), ('retract', 'Hash list entries retracted'), ('token_issue', 'API token issued'), ('token_revoke', 'API token revoked')], db_index=True, max_length=20, verbose_name='action'),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("flag", "Flagged"),
+                    ("unflag", "Unflagged"),
+                    ("takedown", "Taken down"),
+                    ("missing", "File missing from storage"),
+                    ("dismiss", "Review dismissed (allowed)"),
+                    ("suspend", "Suspended after too many dismissals"),
+                    ("revoke", "Allowlist exception revoked"),
+                    ("propose", "List distance proposed (on trial)"),
+                    ("promote", "Proposed list distance enforced"),
+                    ("discard", "Proposed list distance discarded"),
+                    ("retry_task", "Failed background task queued again"),
+                    ("import", "Hash list imported"),
+                    ("retract", "Hash list entries retracted"),
+                    ("token_issue", "API token issued"),
+                    ("token_revoke", "API token revoked"),
+                ],
+                db_index=True,
+                max_length=20,
+                verbose_name="action",
+            ),
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="The calling service, e.g. 'chat-attachments'.", max_length=100, verbose_name='name')),
-                ('prefix', models.CharField(editable=False, help_text="The token's first characters, to recognise it in logs and configs.", max_length=16, verbose_name='prefix')),
-                ('key_digest', models.CharField(editable=False, max_length=64, unique=True, verbose_name='key digest')),
-                ('rate_limit', models.PositiveIntegerField(default=600, help_text='Requests per minute; more are answered 429 with Retry-After. 0: no limit.', verbose_name='rate limit')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='last used')),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='revoked')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by')),
-                ('revoked_by', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='revoked by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The calling service, e.g. 'chat-attachments'.",
+                        max_length=100,
+                        verbose_name="name",
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        editable=False,
+                        help_text="The token's first characters, to recognise it in logs and configs.",
+                        max_length=16,
+                        verbose_name="prefix",
+                    ),
+                ),
+                (
+                    "key_digest",
+                    models.CharField(
+                        editable=False, max_length=64, unique=True, verbose_name="key digest"
+                    ),
+                ),
+                (
+                    "rate_limit",
+                    models.PositiveIntegerField(
+                        default=600,
+                        help_text="Requests per minute; more are answered 429 with Retry-After. 0: no limit.",
+                        verbose_name="rate limit",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                (
+                    "last_used_at",
+                    models.DateTimeField(
+                        blank=True, editable=False, null=True, verbose_name="last used"
+                    ),
+                ),
+                (
+                    "revoked_at",
+                    models.DateTimeField(
+                        blank=True, editable=False, null=True, verbose_name="revoked"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="created by",
+                    ),
+                ),
+                (
+                    "revoked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="revoked by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API token',
-                'verbose_name_plural': 'API tokens',
-                'ordering': ['-created_at'],
+                "verbose_name": "API token",
+                "verbose_name_plural": "API tokens",
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -69,40 +69,53 @@ _FLIPS = [_flips(b) for b in range(MAX_PROBE_BITS + 1)]
 
 class LinearPdqIndex:
     """The trivial index: every query scans every entry. The reference the tests and the
-    benchmark compare ``PdqIndex`` with, and what ``PdqIndex`` falls back to past r = 63."""
+    benchmark compare ``PdqIndex`` with, and ``PdqIndex``'s delta (entries added since its
+    build: appended to lists, made into arrays at the next query)."""
 
     def __init__(self) -> None:
         self._keys = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros((0, BYTES), dtype=np.uint8)
         self._alive = np.zeros(0, dtype=bool)
         self._where: dict[int, int] = {}
+        self._new_keys: list[int] = []
+        self._new_hashes: list[np.ndarray] = []
 
     def build(self, keys: np.ndarray, hashes: np.ndarray) -> None:
         self._keys = np.asarray(keys, dtype=np.int64).copy()
         self._hashes = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, BYTES).copy()
         self._alive = np.ones(len(self._keys), dtype=bool)
-        self._where = {int(k): i for i, k in enumerate(self._keys)}
+        self._where = {int(k): i for i, k in enumerate(self._keys.tolist())}
+        self._new_keys, self._new_hashes = [], []
 
     def add(self, key: int, hash_bytes: np.ndarray) -> None:
         self.remove(key)
-        self._where[int(key)] = len(self._keys)
-        self._keys = np.append(self._keys, np.int64(key))
-        self._hashes = np.vstack([self._hashes, np.asarray(hash_bytes, dtype=np.uint8)[None]])
-        self._alive = np.append(self._alive, True)
+        self._where[int(key)] = len(self._keys) + len(self._new_keys)
+        self._new_keys.append(int(key))
+        self._new_hashes.append(np.asarray(hash_bytes, dtype=np.uint8).reshape(BYTES))
+
+    def _settle(self) -> None:
+        if self._new_keys:
+            self._keys = np.concatenate([self._keys, np.array(self._new_keys, dtype=np.int64)])
+            self._hashes = np.vstack([self._hashes, np.stack(self._new_hashes)])
+            self._alive = np.concatenate([self._alive, np.ones(len(self._new_keys), bool)])
+            self._new_keys, self._new_hashes = [], []
 
     def remove(self, key: int) -> None:
         i = self._where.pop(int(key), None)
         if i is not None:
+            self._settle()
             self._alive[i] = False
 
     def __len__(self) -> int:
         return len(self._where)
 
     def entries(self) -> tuple[np.ndarray, np.ndarray]:
+        self._settle()
         return self._keys[self._alive], self._hashes[self._alive]
 
     def query(self, query: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
         """(keys, distances) of every entry within ``radius`` (<=) bits, nearest first."""
+        self._settle()
         d = distances(self._hashes, query)
         hit = (d <= radius) & self._alive
         keys, dist = self._keys[hit], d[hit]
@@ -117,7 +130,10 @@ class PdqIndex:
         self._keys = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros((0, BYTES), dtype=np.uint8)
         self._alive = np.zeros(0, dtype=bool)
-        self._where: dict[int, int] = {}
+        self._count = 0
+        # Rows by key (sorted keys and their rows): no per-entry Python objects.
+        self._key_order = np.zeros(0, dtype=np.int64)
+        self._sorted_keys = np.zeros(0, dtype=np.int64)
         # Per chunk position: entry rows sorted by the chunk's value, and where each value's
         # rows start (BUCKETS + 1 offsets).
         self._order = np.zeros((CHUNKS, 0), dtype=np.int32)
@@ -132,9 +148,11 @@ class PdqIndex:
             raise ValueError("one key per hash")
         self._keys, self._hashes = keys.copy(), hashes.copy()
         self._alive = np.ones(len(keys), dtype=bool)
-        self._where = {int(k): i for i, k in enumerate(keys.tolist())}
-        if len(self._where) != len(keys):
+        self._key_order = np.argsort(keys, kind="stable")
+        self._sorted_keys = keys[self._key_order]
+        if len(keys) and (np.diff(self._sorted_keys) == 0).any():
             raise ValueError("keys must be unique")
+        self._count = len(keys)
         chunks = self._hashes.view(">u2").astype(np.int64)  # (n, 16) chunk values
         order = np.argsort(chunks, axis=0, kind="stable").T.astype(np.int32)  # (16, n)
         starts = np.empty((CHUNKS, BUCKETS + 1), dtype=np.int64)
@@ -153,9 +171,12 @@ class PdqIndex:
             self.compact()
 
     def remove(self, key: int) -> None:
-        i = self._where.pop(int(key), None)
-        if i is not None:
-            self._alive[i] = False
+        at = int(np.searchsorted(self._sorted_keys, key))
+        if at < len(self._sorted_keys) and self._sorted_keys[at] == key:
+            row = self._key_order[at]
+            if self._alive[row]:
+                self._alive[row] = False
+                self._count -= 1
         self._delta.remove(key)
 
     def compact(self) -> None:
@@ -172,13 +193,24 @@ class PdqIndex:
         )
 
     def __len__(self) -> int:
-        return len(self._where) + len(self._delta)
+        return self._count + len(self._delta)
 
     def pending(self) -> int:
         return len(self._delta)
 
     def nbytes(self) -> int:
-        return self._hashes.nbytes + self._keys.nbytes + self._order.nbytes + self._starts.nbytes
+        return sum(
+            a.nbytes
+            for a in (
+                self._hashes,
+                self._keys,
+                self._alive,
+                self._key_order,
+                self._sorted_keys,
+                self._order,
+                self._starts,
+            )
+        )
 
     def candidates(self, query: np.ndarray, radius: int) -> np.ndarray:
         """Rows of the tables that share a chunk within ``radius // 16`` bits with ``query``."""

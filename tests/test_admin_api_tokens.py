@@ -1,13 +1,16 @@
 """API tokens in the admin: issuing shows the secret once (and it works over HTTP at once),
 revoking asks for confirmation and the token's next call is refused; both are audited, and a
-token is never deleted."""
+token is never deleted. The ``issue_api_token`` command does the same without a browser."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 
 from moderation.api import tokens
@@ -89,3 +92,19 @@ def test_a_revoked_tokens_rate_limit_can_no_longer_be_changed(admin_client):
     tokens.tokens_revoke(tokens=[issued.token], actor=None)
     admin_client.post(url, {"rate_limit": 30})
     assert ApiToken.objects.get().rate_limit == 20
+
+
+def test_the_command_prints_a_working_secret_and_revokes_by_prefix(live_server):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("issue_api_token", "deploy-check", "--rate-limit", "5", stdout=out, stderr=err)
+    secret = out.getvalue().strip()
+    token = ApiToken.objects.get()
+    assert token.key_digest == tokens.digest_of(secret) and token.rate_limit == 5
+    base = live_server.url + "/api"
+    assert call(base, "GET", "/m/index/status", token=secret).status == 200
+
+    call_command("issue_api_token", token.prefix, "--revoke", stdout=out, stderr=err)
+
+    assert call(base, "GET", "/m/index/status", token=secret).status == 401
+    with pytest.raises(CommandError, match="No active token"):
+        call_command("issue_api_token", token.prefix, "--revoke", stdout=out, stderr=err)

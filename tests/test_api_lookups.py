@@ -8,10 +8,18 @@ import hashlib
 import io
 
 import pytest
+from django.core.management import call_command
 
 from moderation import pdq, signal_lists, signals
 from moderation.api import tokens
-from moderation.models import ApiToken, HashList, RefusedUpload, ReviewItem, SignalEntry
+from moderation.models import (
+    ApiToken,
+    HashList,
+    RefusedUpload,
+    ReviewItem,
+    SignalChange,
+    SignalEntry,
+)
 from tests import images
 from tests.api_client import call, post_file, post_json
 from tests.helpers import ban
@@ -263,10 +271,27 @@ def test_index_status_counts_the_entries_in_force_per_signal_type(api, secret):
         "sha256": 0,
         "dhash": 0,
     }
-    assert status["pdq"]["present"] is True and status["pdq"]["built_to"] > 0
-    assert status["sha256"]["built_to"] == -1
+    assert all(s["present"] is True for s in status.values())
     only = call(api, "GET", "/m/index/status?signal_type=pdq", token=secret).json
     assert list(only) == ["pdq"] and only["pdq"]["size"] == 2
+
+
+def test_index_status_says_when_the_last_change_each_index_holds_was_made(api, secret, tmp_path):
+    """Entries added one by one and by an import (one change for the whole file) alike."""
+    empty = call(api, "GET", "/m/index/status", token=secret).json
+    assert {kind: s["built_to"] for kind, s in empty.items()} == dict.fromkeys(empty, -1)
+
+    listing = tmp_path / "partner.txt"
+    listing.write_text(f"{pdq_of(images.photo(424))}\n{pdq_of(images.photo(425))}\n")
+    call_command("import_hashes", str(listing), "--list", "partner", verbosity=0)
+    last = SignalChange.objects.latest("pk")
+
+    status = call(api, "GET", "/m/index/status", token=secret).json
+
+    assert status["pdq"]["size"] == 2
+    assert status["pdq"]["built_to"] == int(last.created_at.timestamp())
+    assert status["md5"]["built_to"] == int(last.created_at.timestamp())
+    assert status["dhash"]["built_to"] == -1
 
 
 def test_a_call_marks_its_token_used(api, secret):

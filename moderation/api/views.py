@@ -214,18 +214,24 @@ def compare(request: HttpRequest, token: ApiToken) -> JsonResponse:
     return JsonResponse(out)
 
 
-def _built_to() -> dict[str, int]:
-    """Per signal type, when the last change its index holds was made (Unix seconds), or -1."""
+def _built_to(last_pdq_change: int | None) -> dict[str, int]:
+    """Per signal type, when the last change its index holds was made (Unix seconds; -1 for
+    none): PDQ, the change log position its index has replayed; MD5 and SHA-256, looked up in
+    the database, every change; dHash, the banned set's last change. One query each, by key."""
 
     def stamp(change) -> int:
         return int(change.created_at.timestamp()) if change is not None else -1
 
-    out = {
-        kind: stamp(SignalChange.objects.filter(entry__signal_type=kind).order_by("-pk").first())
-        for kind in (signals.PDQ, signals.MD5, signals.SHA256)
+    pdq_change = (
+        SignalChange.objects.filter(pk=last_pdq_change).first() if last_pdq_change else None
+    )
+    latest = stamp(SignalChange.objects.order_by("-pk").first())
+    return {
+        signals.PDQ: stamp(pdq_change),
+        signals.MD5: latest,
+        signals.SHA256: latest,
+        signals.DHASH: stamp(BannedSetChange.objects.order_by("-pk").first()),
     }
-    out[signals.DHASH] = stamp(BannedSetChange.objects.order_by("-pk").first())
-    return out
 
 
 @api_view("GET")
@@ -235,7 +241,7 @@ def index_status(request: HttpRequest, token: ApiToken) -> JsonResponse:
     wanted = request.GET.get("signal_type")
     kinds = list(signals.SIGNAL_TYPES) if wanted is None else [signals.signal_type_of(wanted)]
     status = signals.index_status()
-    built_to = _built_to()
+    built_to = _built_to(status[signals.PDQ].get("last_change_id"))
     return JsonResponse(
         {
             kind: {

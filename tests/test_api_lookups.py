@@ -142,6 +142,20 @@ def test_lookup_of_a_hash_groups_matches_by_list_and_leaves_out_shadow_lists(api
     assert reply.headers["x-moderation-decision"] == "block"
 
 
+def test_lookup_keeps_only_the_banks_asked_for_but_decides_over_every_list(api, secret):
+    value = pdq_of(images.photo(407))
+    entry("partner", "pdq", value)
+    theirs = entry("theirs", "pdq", value, quality=pdq.MIN_QUALITY - 1)
+    path = f"/m/lookup?signal_type=pdq&signal={value}&banks=theirs"
+    reply = call(api, "GET", path, token=secret)
+    assert reply.json == {
+        "theirs": [
+            {"bank_content_id": theirs.pk, "distance": "0", "bank": "theirs", "outcome": "review"}
+        ]
+    }
+    assert reply.headers["x-moderation-decision"] == "block"
+
+
 def test_lookup_of_a_hash_only_in_a_shadow_list_finds_nothing_and_passes(api, secret):
     value = pdq_of(images.photo(406))
     entry("trial", "pdq", value, mode=HashList.Mode.SHADOW)

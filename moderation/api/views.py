@@ -168,14 +168,15 @@ def raw_lookup(request: HttpRequest, token: ApiToken) -> JsonResponse:
 def lookup(request: HttpRequest, token: ApiToken) -> JsonResponse:
     """``GET /m/lookup?signal_type=&signal=``: ``{bank: [match]}`` for one hash;
     ``POST /m/lookup`` with an image: ``{signal_type: {bank: [match]}}``, screened exactly as
-    an upload is. The decision (block, review, pass) is in ``X-Moderation-Decision``."""
+    an upload is. The decision (block, review, pass) is in ``X-Moderation-Decision``: over
+    every list, whichever ``banks`` the body keeps."""
     banks = _banks(request)
     if request.method == "GET":
         if request.GET.get("url"):
             raise ApiError(400, "looking up a URL is not supported: POST the file instead")
         signal_type, signal = _param(request, "signal_type"), _param(request, "signal")
-        matches = _in_banks(signals.lookup(signal_type, signal, quality=_quality(request)), banks)
-        return _decided(_by_bank(matches), signals.decision_of(matches))
+        matches = signals.lookup(signal_type, signal, quality=_quality(request))
+        return _decided(_by_bank(_in_banks(matches, banks)), signals.decision_of(matches))
     upload = _uploaded_file(request)
     try:
         screened = screening.screen_as_upload(upload)

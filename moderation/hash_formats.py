@@ -78,6 +78,9 @@ def parse_line(fmt: str, line: str, *, bare_type: str = "pdq") -> Row | None:
     if not text or text.startswith("#"):
         return None
     if fmt == "text":
+        bare = text.lower()
+        if len(bare) in (32, 64) and _HEX.match(bare):  # the usual line: a hash alone
+            return Row("md5" if len(bare) == 32 else bare_type, bare)
         first, _, rest = text.partition(" ")
         if "," in first:  # "<hash>,tag,tag"
             first, _, more = first.partition(",")

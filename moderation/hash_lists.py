@@ -23,6 +23,10 @@ from moderation.sweeping import sweep_after_commit
 
 logger = logging.getLogger(__name__)
 
+# The widest PDQ distance a list may have: up to 63 bits the PDQ index reads a few buckets
+# per chunk (``pdq_index``); PDQ's own recommendation is 31 of 256.
+MAX_PDQ_DISTANCE = 63
+
 
 def hash_list_update(
     *,
@@ -30,32 +34,44 @@ def hash_list_update(
     max_distance: int | None,
     enabled: bool,
     mode: str,
+    pdq_distance: int | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> HashList:
-    """Change a list's distance, on/off switch or mode, and tell every process's index.
+    """Change a list's distance, on/off switch, mode or PDQ distance (None: unchanged), and
+    tell every process's indexes.
 
     Each active flag of the list is logged again with the new policy (switched off: as
     inactive), so the change is enforced by the next lookup everywhere. Costs one change row
-    per stored variant of the list's flags; lists change rarely.
+    per stored variant of the list's flags, and one for its PDQ, MD5 and SHA-256 entries
+    (read from their rows at each match); lists change rarely.
     """
     _check_list_distance(max_distance)
+    if pdq_distance is not None and not 0 <= pdq_distance <= MAX_PDQ_DISTANCE:
+        raise ValidationError(
+            _("A list's PDQ distance must be from 0 to %(max)s."),
+            code="pdq_distance",
+            params={"max": MAX_PDQ_DISTANCE},
+        )
     with transaction.atomic():
         lock_banned_set()
         locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
-        changed = (locked.max_distance, locked.enabled, locked.mode) != (
-            max_distance,
-            enabled,
-            mode,
-        )
+        pdq_distance = locked.pdq_distance if pdq_distance is None else pdq_distance
+        before = (locked.max_distance, locked.enabled, locked.mode)
+        changed = before != (max_distance, enabled, mode)
+        signal_changed = changed or locked.pdq_distance != pdq_distance
         locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
-        locked.save(update_fields=["max_distance", "enabled", "mode"])
+        locked.pdq_distance = pdq_distance
+        locked.save(update_fields=["max_distance", "enabled", "mode", "pdq_distance"])
         if changed:
             log_list(locked)
+        if signal_changed:
             log_signal_list(locked)
+        if changed or signal_changed:
             logger.info(
-                "hash list %s: distance %s, %s, %s (by %s)",
+                "hash list %s: distance %s, PDQ distance %s, %s, %s (by %s)",
                 locked.name,
                 max_distance,
+                pdq_distance,
                 "enabled" if enabled else "disabled",
                 mode,
                 actor,

@@ -286,6 +286,13 @@ def import_apply(signal_import: SignalImport) -> SignalImport:
             return signal_import
         now = timezone.now()
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Fresh statistics after a bulk load: planned on stale ones (a table of "one
+                # row" that holds a million), the anti-joins below run as nested loops for hours.
+                cursor.execute(f"ANALYZE {staged}")
+                cursor.execute(f"ANALYZE {entries}")
+                # Group and anti-join a million rows in memory rather than in 4 MB spills.
+                cursor.execute("SET LOCAL work_mem = '256MB'")
             retracted = 0
             if imp.retract_missing:
                 cursor.execute(

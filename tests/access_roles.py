@@ -32,6 +32,8 @@ MODERATOR_PERMS = [
     "moderation.view_hashlist",
     "moderation.view_reviewitem",
     "moderation.view_shadowhit",
+    "moderation.view_signalentry",
+    "moderation.view_signalimport",
     "moderation.view_allowedmatch",
     "moderation.view_sweep",
     "moderation.view_reindexrun",

@@ -138,6 +138,10 @@ PAGES = {
         lambda w: reverse("admin:moderation_shadowhit_delete", args=[w["shadow"].pk]),
         NOBODY,
     ),
+    "list entries": (lambda w: reverse("admin:moderation_signalentry_changelist"), MODERATORS),
+    "list entry add": (lambda w: reverse("admin:moderation_signalentry_add"), NOBODY),
+    "hash imports": (lambda w: reverse("admin:moderation_signalimport_changelist"), MODERATORS),
+    "hash import add": (lambda w: reverse("admin:moderation_signalimport_add"), NOBODY),
     "allowlist": (lambda w: reverse("admin:moderation_allowedmatch_changelist"), MODERATORS),
     "allowed match": (
         lambda w: reverse("admin:moderation_allowedmatch_change", args=[w["allowed"].pk]),

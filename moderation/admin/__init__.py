@@ -3,6 +3,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 
 - ``flags``: the banned set and the "Flag an image" page;
 - ``lists``: hash lists, distance trials and shadow hits;
+- ``entries``: the lists' PDQ, MD5 and SHA-256 entries and their imports;
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``allowlist``: dismissed matches and their revocation;
 - ``records``: the audit trail and refused uploads;
@@ -15,6 +16,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 from moderation.admin import (
     allowlist,
     api_tokens,
+    entries,
     flags,
     lists,
     operations,
@@ -26,6 +28,7 @@ from moderation.admin import (
 __all__ = [
     "allowlist",
     "api_tokens",
+    "entries",
     "flags",
     "lists",
     "operations",

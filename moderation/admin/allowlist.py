@@ -77,7 +77,8 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if image is None:
             return format_html("<em>{}</em>", _("no longer stored"))
         return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover"><br>{}',
+            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">'
+            "<br>{}",
             image.url,
             obj.review_item.target,
         )

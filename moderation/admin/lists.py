@@ -7,7 +7,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -19,13 +20,13 @@ from django.utils.translation import ngettext
 from moderation import hash_lists
 from moderation.admin.base import ReadOnlyAdminMixin
 from moderation.conf import moderation_settings
-from moderation.models import HashList, ShadowHit
+from moderation.models import HashList, ShadowHit, SignalEntry
 
 
 class HashListForm(forms.ModelForm):
     class Meta:
         model = HashList
-        fields = ["name", "description", "max_distance", "enabled", "mode"]
+        fields = ["name", "description", "max_distance", "pdq_distance", "enabled", "mode"]
 
     def clean_max_distance(self):
         value = self.cleaned_data["max_distance"]
@@ -53,13 +54,8 @@ class HashListAdmin(admin.ModelAdmin):
 
     form = HashListForm
     list_display = [
-        "name",
-        "max_distance",
-        "enabled",
-        "mode",
-        "trial",
-        "flag_count",
-        "created_at",
+        "name", "max_distance", "pdq_distance", "enabled", "mode", "trial", "flag_count",
+        "entry_count", "created_at",
     ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name"]
@@ -188,15 +184,39 @@ class HashListAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(active_flags=Count("fingerprints", filter=Q(fingerprints__active=True)))
+            .annotate(
+                active_flags=Count("fingerprints", filter=Q(fingerprints__active=True)),
+                active_entries=Coalesce(
+                    Subquery(
+                        SignalEntry.objects.filter(hash_list=OuterRef("pk"), active=True)
+                        .order_by()
+                        .values("hash_list")
+                        .annotate(n=Count("pk"))
+                        .values("n")
+                    ),
+                    0,
+                ),
+            )
         )
 
     @admin.display(description=_("active flags"), ordering="active_flags")
     def flag_count(self, obj: HashList) -> int:
         return obj.active_flags
 
+    @admin.display(description=_("PDQ / MD5 / SHA-256 entries"), ordering="active_entries")
+    def entry_count(self, obj: HashList) -> str:
+        url = reverse("admin:moderation_signalentry_changelist")
+        return format_html(
+            '<a href="{}?hash_list__id__exact={}&active__exact=1">{}</a>',
+            url,
+            obj.pk,
+            obj.active_entries,
+        )
+
     def save_model(self, request, obj, form, change):
-        policy = {k: form.cleaned_data[k] for k in ("max_distance", "enabled", "mode")}
+        policy = {
+            k: form.cleaned_data[k] for k in ("max_distance", "pdq_distance", "enabled", "mode")
+        }
         if not change:
             super().save_model(request, obj, form, change)  # no flags yet: nothing to log
             return
@@ -206,23 +226,17 @@ class HashListAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # flags point at their list; switch a list off instead
 
-
 @admin.register(ShadowHit)
 class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What trials would have done: shadow-mode lists (would be blocked) and proposed list
     distances (would be blocked or queued at proposed distance N). Read before enforcing."""
 
     list_display = [
-        "created_at",
-        "hash_list",
-        "what",
-        "target",
-        "uploader",
-        "fingerprint",
+        "created_at", "hash_list", "what", "target", "uploader", "fingerprint", "signal_entry",
         "distance",
     ]
     list_filter = ["kind", "hash_list", "outcome", "created_at"]
-    list_select_related = ["hash_list", "uploader", "fingerprint"]
+    list_select_related = ["hash_list", "uploader", "fingerprint", "signal_entry"]
     search_fields = ["target", "uploader__username"]
     date_hierarchy = "created_at"
     fields = [
@@ -232,6 +246,7 @@ class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "target",
         "uploader",
         "fingerprint",
+        "signal_entry",
         "distance",
         "confirm_distance",
         "enforced_distance",

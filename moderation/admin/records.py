@@ -64,14 +64,25 @@ class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "code",
         "hex_hash",
         "nearest",
+        "signal_entry",
         "distance",
         "found_by",
     ]
     list_filter = ["code", "created_at"]
-    list_select_related = ["user", "nearest"]
+    list_select_related = ["user", "nearest", "signal_entry"]
     search_fields = ["user__username", "ip"]
     date_hierarchy = "created_at"
-    fields = ["created_at", "user", "ip", "code", "hex_hash", "nearest", "distance", "found_by"]
+    fields = [
+        "created_at",
+        "user",
+        "ip",
+        "code",
+        "hex_hash",
+        "nearest",
+        "signal_entry",
+        "distance",
+        "found_by",
+    ]
     readonly_fields = fields
 
     def get_queryset(self, request):

@@ -106,17 +106,20 @@ class SignalImportRow(models.Model):
     """One well-formed line of an import being read: staging, deleted when the import is
     applied (the entries are what stays)."""
 
-    signal_import = models.ForeignKey(SignalImport, on_delete=models.CASCADE, related_name="+")
+    # No index and no database constraint here: staging rows are written by the million (COPY)
+    # in the import's own steps and read once, whole; a constraint check per row doubled that.
+    signal_import = models.ForeignKey(
+        SignalImport,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     line = models.PositiveIntegerField()
     signal_type = models.CharField(max_length=10, choices=SignalType.choices)
     value = models.CharField(max_length=64)
     tags = models.CharField(max_length=500, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["signal_import", "signal_type", "value"], name="import_row_hash")
-        ]
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.signal_type} {self.value}"
@@ -135,8 +138,18 @@ class SignalEntry(models.Model):
     """One hash of a list: a PDQ, MD5 or SHA-256 (lowercase hex), with its provenance and the
     feedback an exchange asks for (how often it matched, how often moderators dismissed it)."""
 
+    # Indexes and constraints are few on purpose: an import inserts a million rows, and each
+    # index or per-row constraint check cost about as much as the row itself. One index finds an
+    # active entry by its hash and keeps it unique per list and source; the import that added
+    # an entry is indexed for the processes that replay it. The import links are written only
+    # by the import, in its own transaction, and imports are never deleted (PROTECT), so they
+    # carry no database constraint.
     hash_list = models.ForeignKey(
-        HashList, verbose_name=_("list"), on_delete=models.PROTECT, related_name="signal_entries"
+        HashList,
+        verbose_name=_("list"),
+        on_delete=models.PROTECT,
+        related_name="signal_entries",
+        db_index=False,
     )
     signal_type = models.CharField(_("signal type"), max_length=10, choices=SignalType.choices)
     value = models.CharField(_("hash (hex)"), max_length=64)
@@ -146,7 +159,7 @@ class SignalEntry(models.Model):
     tags = models.CharField(_("tags"), max_length=500, blank=True)
     source = models.CharField(_("source"), max_length=100, blank=True)
     external_id = models.CharField(_("id at the source"), max_length=200, blank=True)
-    added_at = models.DateTimeField(_("added"), default=timezone.now, db_index=True)
+    added_at = models.DateTimeField(_("added"), default=timezone.now)
     imported_by = models.ForeignKey(
         SignalImport,
         verbose_name=_("added by import"),
@@ -154,8 +167,9 @@ class SignalEntry(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="added_entries",
+        db_constraint=False,
     )
-    active = models.BooleanField(_("active"), default=True, db_index=True)
+    active = models.BooleanField(_("active"), default=True)
     retracted_at = models.DateTimeField(_("retracted"), null=True, blank=True)
     retracted_by = models.ForeignKey(
         SignalImport,
@@ -164,6 +178,8 @@ class SignalEntry(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="retracted_entries",
+        db_index=False,
+        db_constraint=False,
     )
     times_matched = models.PositiveIntegerField(_("matched"), default=0)
     times_dismissed = models.PositiveIntegerField(_("matches dismissed"), default=0)
@@ -174,12 +190,11 @@ class SignalEntry(models.Model):
         verbose_name = _("hash list entry")
         verbose_name_plural = _("hash list entries")
         ordering = ["-added_at", "-id"]
-        indexes = [models.Index(fields=["signal_type", "value"], name="signal_entry_hash")]
         constraints = [
             models.UniqueConstraint(
-                fields=["hash_list", "source", "signal_type", "value"],
+                fields=["signal_type", "value", "hash_list", "source"],
                 condition=Q(active=True),
-                name="one_active_entry_per_list_source_hash",
+                name="one_active_entry_per_hash_list_source",
             )
         ]
 

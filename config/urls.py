@@ -8,6 +8,7 @@ urlpatterns = [
     path("ready", ready, name="ready"),
     path("admin/", admin.site.urls),
     path("moderation/", include("moderation.urls")),
+    path("api/", include("moderation.api.urls")),
     path("", include("profiles.urls")),
 ]
 

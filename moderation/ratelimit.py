@@ -1,5 +1,6 @@
-"""Rate limits: how many photos a user, and a client IP, may upload per window, and how many
-appeals and photo reports a person may file.
+"""Rate limits: how many photos a user, and a client IP, may upload per window, how many
+appeals and photo reports a person may file, and how many requests an API token may make
+(``count_request``).
 
 A small fixed-window counter on Django's cache rather than a library: django-ratelimit (the
 usual choice) counts whole views from a decorator, while only requests that carry a photo are
@@ -33,7 +34,7 @@ _REPORT_KEY_PREFIX = "moderation:report-rate"
 class RateLimited:
     """Which limit an upload ran into, and when the window ends (seconds from now)."""
 
-    scope: str  # "user" or "ip"
+    scope: str  # "user" or "ip" (uploads), "api-token" (the lookup API)
     retry_after: int
 
 
@@ -69,6 +70,12 @@ def _hit(
     if count > limit:
         return RateLimited(scope, max(1, int((window_start + 1) * window - now)))
     return None
+
+
+def count_request(scope: str, ident: str, *, limit: int, window: int) -> RateLimited | None:
+    """Count one request for ``ident`` in ``scope`` (e.g. an API token); say when it is over
+    ``limit`` per ``window`` seconds. The same fixed-window counter as uploads."""
+    return _hit(scope, ident, limit, window, time.time())
 
 
 def check_upload_rate(request: HttpRequest) -> RateLimited | None:

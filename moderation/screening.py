@@ -414,30 +414,52 @@ def _chunks(upload: Any) -> Iterable[bytes]:
         upload.seek(0)
 
 
-def list_matches(upload: Any, checked: CheckFingerprints) -> tuple[signals.ListMatch, ...]:
+def list_matches(
+    upload: Any, checked: CheckFingerprints, *, count: bool = True
+) -> tuple[signals.ListMatch, ...]:
     """What an upload matches in the hash lists' entries: its first frame's PDQ (of what will
-    be stored), and the MD5 and SHA-256 of the bytes as uploaded. Counts each entry matched."""
+    be stored), and the MD5 and SHA-256 of the bytes as uploaded. With ``count``, counts each
+    entry matched."""
     md5, sha256 = signals.bytes_hashes(_chunks(upload))
     found = signals.match_hashes(pdq_hash=checked.frames[0].pdq, md5=md5, sha256=sha256)
-    signals.count_matches(found)
+    if count:
+        signals.count_matches(found)
     return found
 
 
-def screen_upload(upload: Any, *, stored: Any | None = None) -> Screening:
+def screen_upload(
+    upload: Any, *, stored: Any | None = None, record: bool = True, blocking: bool = True
+) -> Screening:
     """Screen an upload against the banned set and the hash lists' entries: as ``stored`` (its
     re-encoding, plus the upload's further frames) when given, otherwise the file as it is;
-    the byte hashes are always those of the upload. Only as far as a refusal needs
-    (``MatchRule.for_blocking``); the re-check after it is stored decides whether an accepted
-    upload goes to review."""
+    the byte hashes are always those of the upload. With ``blocking`` (an upload's own check)
+    only as far as a refusal needs (``MatchRule.for_blocking``): the re-check after it is
+    stored decides whether an accepted upload goes to review; without, the whole rule.
+    ``record=False`` (a lookup for another service, not an upload): no entry's match count
+    and no log line."""
     checked = (
         check_fingerprints(upload) if stored is None else stored_as_fingerprints(upload, stored)
     )
     picture = upload if stored is None else stored
     image_signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
-    screening = screen(checked, lookup=lookup_in(blocking=True), verifier=Verifier(image_signals))
-    screening = replace(screening, lists=list_matches(upload, checked))
-    _log(screening)
+    lookup = lookup_in(blocking=blocking)
+    screening = screen(checked, lookup=lookup, verifier=Verifier(image_signals))
+    screening = replace(screening, lists=list_matches(upload, checked, count=record))
+    if record:
+        _log(screening)
     return screening
+
+
+def screen_as_upload(upload: Any) -> Screening:
+    """What an upload of ``upload`` would get, its re-check included (the whole rule: refused,
+    queued for review or passed), without recording anything: screened as the registered app
+    would store it (``registry.upload_store_as``), else as it is. Raises the upload path's
+    ``ValidationError`` for a file an upload could not use."""
+    store_as = registry.upload_store_as()
+    if store_as is None:
+        return screen_upload(upload, record=False, blocking=False)
+    stored = SimpleUploadedFile("photo.jpg", store_as(upload).read())
+    return screen_upload(upload, stored=stored, record=False, blocking=False)
 
 
 def screened_upload(upload: Any, content: bytes) -> ScreenedUpload:

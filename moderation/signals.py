@@ -33,7 +33,7 @@ from django.db.models import F, Q
 
 from moderation import banned_set, pdq, signal_set
 from moderation.hashing import Fingerprint, fingerprint_with_pdq, hamming
-from moderation.matching import MatchRule
+from moderation.matching import MatchRule, Verdict
 from moderation.models import FlaggedFingerprint, HashList, SignalEntry, SignalType
 
 PDQ, MD5, SHA256, DHASH = "pdq", "md5", "sha256", "dhash"
@@ -212,11 +212,21 @@ def dhash_matches(value: str) -> list[ListMatch]:
     banned set decides it: matches block (review when low-information), near misses review,
     shadow lists' matches are SHADOW."""
     rule = MatchRule.from_settings()
-    verdict = banned_set.current().check(Fingerprint.from_hex(value), rule=rule)
+    return verdict_matches([banned_set.current().check(Fingerprint.from_hex(value), rule=rule)])
+
+
+def verdict_matches(verdicts: Iterable[Verdict]) -> list[ListMatch]:
+    """The dHash flags behind verdicts of the banned set (a screening's frames), one per flag,
+    as ``ListMatch``: matches block (review when low-information), near misses review, shadow
+    lists' matches are SHADOW."""
     found = [
-        *((m, REVIEW if m.low_information else BLOCK) for m in verdict.matches),
-        *((m, REVIEW) for m in verdict.near),
-        *((m, SHADOW) for m in verdict.shadow),
+        (m, outcome)
+        for verdict in verdicts
+        for m, outcome in (
+            *((m, REVIEW if m.low_information else BLOCK) for m in verdict.matches),
+            *((m, REVIEW) for m in verdict.near),
+            *((m, SHADOW) for m in verdict.shadow),
+        )
     ]
     if not found:
         return []
@@ -226,19 +236,25 @@ def dhash_matches(value: str) -> list[ListMatch]:
             pk__in=[m.fingerprint_id for m, _ in found]
         ).select_related("hash_list")
     }
-    return [
-        ListMatch(
-            signal_type=DHASH,
-            list_id=flags[m.fingerprint_id].hash_list_id,
-            list_name=flags[m.fingerprint_id].hash_list.name,
-            value=flags[m.fingerprint_id].hex,
-            distance=m.distance,
-            outcome=outcome,
-            flag_id=m.fingerprint_id,
+    seen: set[int] = set()
+    out = []
+    for m, outcome in found:
+        if m.fingerprint_id not in flags or m.fingerprint_id in seen:
+            continue
+        seen.add(m.fingerprint_id)
+        flag = flags[m.fingerprint_id]
+        out.append(
+            ListMatch(
+                signal_type=DHASH,
+                list_id=flag.hash_list_id,
+                list_name=flag.hash_list.name,
+                value=flag.hex,
+                distance=m.distance,
+                outcome=outcome,
+                flag_id=m.fingerprint_id,
+            )
         )
-        for m, outcome in found
-        if m.fingerprint_id in flags
-    ]
+    return out
 
 
 def lookup(signal_type: str, value: str, *, quality: int | None = None) -> list[ListMatch]:

@@ -8,6 +8,7 @@ flag and unflag are separate permissions. The rules that are not a matrix (own p
 and CSRF, no public URL for quarantine, nothing learnt about a match, append-only records) are in
 ``test_access_rules.py``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -175,6 +176,8 @@ PAGES = {
         lambda w: reverse("admin:moderation_workerheartbeat_changelist"),
         MODERATORS,
     ),
+    "api tokens": (lambda w: reverse("admin:moderation_apitoken_changelist"), SUPERUSER_ONLY),
+    "api token issue": (lambda w: reverse("admin:moderation_apitoken_add"), SUPERUSER_ONLY),
 }
 
 

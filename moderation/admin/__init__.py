@@ -11,11 +11,13 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
+- ``api_tokens``: the lookup API's tokens, issued and revoked;
 - ``base``: what they share.
 """
 
 from moderation.admin import (
     allowlist,
+    api_tokens,
     appeals,
     entries,
     flags,
@@ -29,6 +31,7 @@ from moderation.admin import (
 
 __all__ = [
     "allowlist",
+    "api_tokens",
     "appeals",
     "entries",
     "flags",

@@ -10,6 +10,7 @@
   their appeals;
 - ``reports``: photos people reported, and each person's report;
 - ``quarantine``: the private storage of flagged originals and evidence;
+- ``api``: the tokens of the services that call the lookup API;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
   survives the death of its processes).
 
@@ -18,6 +19,7 @@ migrations refer to ``moderation.models.quarantine_storage`` and
 ``moderation.models.default_hash_list_id``.
 """
 
+from moderation.models.api import ApiToken, ApiTokenQuerySet
 from moderation.models.appeals import (
     APPEAL_MAX_CHARS,
     Appeal,
@@ -69,6 +71,8 @@ from moderation.models.stored_index import StoredHash, StoredHashTarget
 __all__ = [
     "APPEAL_MAX_CHARS",
     "DEFAULT_HASH_LIST",
+    "ApiToken",
+    "ApiTokenQuerySet",
     "AllowedMatch",
     "AllowedMatchQuerySet",
     "Appeal",

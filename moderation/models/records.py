@@ -37,6 +37,8 @@ class AuditEvent(models.Model):
         REPORT_DISMISS = "report_dismiss", _("Reported photo dismissed (stays)")
         IMPORT = "import", _("Hash list imported")
         RETRACT = "retract", _("Hash list entries retracted")
+        TOKEN_ISSUE = "token_issue", _("API token issued")
+        TOKEN_REVOKE = "token_revoke", _("API token revoked")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

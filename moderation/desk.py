@@ -3,6 +3,7 @@
 Ban a queued image (it is flagged, taken down and swept, through ``flagging``), dismiss it (an
 allowlist exception for that flag; a flag dismissed too often is suspended), revoke an
 exception. Every decision is audited; a decision on an item already decided changes nothing.
+A flag the flood guard held is resumed or dropped here too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from moderation import registry
+from moderation import flood_guard, registry, sweeping
+from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
 from moderation.flagging import flag_stored_image, unflag_fingerprint
 from moderation.hashing import Fingerprint
@@ -57,11 +59,25 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
     """Dismiss a queued image: it is innocent. Records an allowlist exception
     (``AllowedMatch``) so the same image is not refused or queued again for that fingerprint,
     and suspends the fingerprint once it has more than ``MODERATION_MAX_DISMISSALS``
-    dismissals (a flag that keeps catching innocent images). Returns False if already decided.
+    dismissals (a flag that keeps catching innocent images). A held upload (its uploader is
+    escalated as a prober) is only released: no exception, no dismissal counted. Returns
+    False if already decided.
     """
     with transaction.atomic():
         if not _decide(item, ReviewItem.Status.DISMISSED, actor):
             return False
+        if item.found_by == ReviewItem.FoundBy.HELD:
+            # Held because of who uploaded it, not for a match: released, nothing allowed, and
+            # the flag it was filed under is not counted as dismissed.
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.DISMISS,
+                actor=actor,
+                fingerprint_id=item.fingerprint_id,
+                target=item.target,
+                distance=item.distance,
+                reason=reason or "held upload of an escalated uploader released",
+            )
+            return True
         AllowedMatch.objects.create(
             fingerprint_id=item.fingerprint_id, dhash=item.dhash, review_item=item, created_by=actor
         )
@@ -121,3 +137,47 @@ def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool
     logger.warning("fingerprint #%s %s", flagged.pk, reason)
     return True
 
+
+
+def flood_resume(*, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None) -> bool:
+    """Resume a flag the flood guard held: the moderator confirms it is right. It is enforced
+    again from the next lookup everywhere, the guard no longer applies to it, and its sweep
+    runs again once this commits, taking down what was held (and what was uploaded meanwhile).
+    Returns False when it was not held (already decided, or never held)."""
+    with transaction.atomic():
+        lock_banned_set()
+        locked = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        if not locked.active or not locked.held:
+            return False
+        locked.flood_state = flood_guard.RESUMED
+        locked.save(update_fields=["flood_state"])
+        log_change(locked)
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_RESUME,
+            actor=actor,
+            fingerprint=locked,
+            reason="confirmed by a moderator: the held takedowns run",
+        )
+        sweeping.sweep_after_commit([locked.pk])
+    flagged.refresh_from_db()
+    return True
+
+
+def flood_drop(
+    *, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None, reason: str = ""
+) -> bool:
+    """Drop a flag the flood guard held: it was a mistake. It is unflagged (audited as usual);
+    photos it took down before it was held stay down, with their evidence, for review.
+    Returns False when it was not held."""
+    with transaction.atomic():
+        locked = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        if not locked.active or not locked.held:
+            return False
+        reason = reason or "dropped by a moderator after the flood guard held it"
+        unflag_fingerprint(flagged=locked, actor=actor, reason=reason)
+        FlaggedFingerprint.objects.filter(pk=locked.pk).update(flood_state=flood_guard.DROPPED)
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_DROP, actor=actor, fingerprint=locked, reason=reason
+        )
+    flagged.refresh_from_db()
+    return True

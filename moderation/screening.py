@@ -28,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation import banned_set, registry
+from moderation import banned_set, flood_guard, probing, registry
 from moderation.banned_index import BannedIndex
 from moderation.conf import moderation_settings
 from moderation.decoding import open_image
@@ -448,7 +448,7 @@ def record_refused_upload(
     """
     match = screening.nearest if screening is not None else None
     fingerprint = screening.found_with if screening is not None else None
-    return RefusedUpload.objects.create(
+    refused = RefusedUpload.objects.create(
         user=user if user is not None and user.is_authenticated else None,
         ip=ip,
         code=code[:40],
@@ -457,3 +457,9 @@ def record_refused_upload(
         distance=match.distance if match is not None else None,
         found_by=match.found_by if match is not None else "",
     )
+    if refused.code == "banned_image":
+        # A flag refusing many people's uploads may be a mistake; many refusals of one person
+        # are someone probing. Both are counted from these rows.
+        flood_guard.note_refusal(flagged_id=refused.nearest_id)
+        probing.note_attempt(user_id=refused.user_id, ip=refused.ip)
+    return refused

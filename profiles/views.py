@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from moderation import ratelimit
+from moderation import probing, ratelimit
 from moderation.screening import record_refused_upload
 from profiles import photos, services
 from profiles.forms import ProfileForm, SignUpForm
@@ -21,6 +21,7 @@ def home(request):
     recent = (
         Profile.objects.exclude(photo="")
         .filter(photo_missing_since__isnull=True)
+        .exclude(probing.held_image(Profile))  # held for review: not shown yet
         .select_related("user")
         .order_by("-updated_at")[:12]
     )
@@ -110,4 +111,10 @@ def profile_remove_photo(request):
 def profile_detail(request, username: str):
     user = get_object_or_404(get_user_model(), username=username, is_active=True)
     profile = Profile.objects.filter(user=user).first()
-    return render(request, "profiles/detail.html", {"profile": profile, "shown_user": user})
+    # A photo held for review (its uploader is escalated as a prober) is not shown yet.
+    held = profile is not None and probing.is_held(profile)
+    return render(
+        request,
+        "profiles/detail.html",
+        {"profile": profile, "shown_user": user, "photo_held": held},
+    )

@@ -5,6 +5,8 @@
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex runs, the ranges workers take, and sweeps' state;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
+- ``wellness``: each moderator's image display preference and images viewed per day;
+- ``probers``: uploaders escalated for probing the threshold;
 - ``quarantine``: the private storage of flagged originals and evidence;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
   survives the death of its processes).
@@ -25,6 +27,7 @@ from moderation.models.banned_set import (
     default_hash_list_id,
 )
 from moderation.models.operations import ReindexRun, Sweep, WorkRange
+from moderation.models.probers import ProberEscalation, ProberEscalationQuerySet
 from moderation.models.quarantine import QuarantineStorage, quarantine_storage
 from moderation.models.records import (
     AuditEvent,
@@ -40,6 +43,7 @@ from moderation.models.review import (
     ReviewSubscription,
 )
 from moderation.models.stored_index import StoredHash, StoredHashTarget
+from moderation.models.wellness import ImageViewDay, ModeratorPreference
 
 __all__ = [
     "DEFAULT_HASH_LIST",
@@ -53,6 +57,10 @@ __all__ = [
     "FlaggedFingerprint",
     "FlaggedFingerprintQuerySet",
     "HashList",
+    "ImageViewDay",
+    "ModeratorPreference",
+    "ProberEscalation",
+    "ProberEscalationQuerySet",
     "QuarantineStorage",
     "RefusedUpload",
     "RefusedUploadQuerySet",

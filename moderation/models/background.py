@@ -45,6 +45,7 @@ class EmailDelivery(models.Model):
 
     class Kind(models.TextChoices):
         REVIEW_DIGEST = "review_digest", _("review-queue summary")
+        FLOOD_ALERT = "flood_alert", _("flag held by the flood guard")
 
     kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
     user = models.ForeignKey(

@@ -9,7 +9,14 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from moderation import worker
-from moderation.models import FlaggedFingerprint, RefusedUpload, ReindexRun, ReviewItem, Sweep
+from moderation.models import (
+    FlaggedFingerprint,
+    ProberEscalation,
+    RefusedUpload,
+    ReindexRun,
+    ReviewItem,
+    Sweep,
+)
 from moderation.work_ranges import progress
 
 DAYS = 30
@@ -81,6 +88,17 @@ def summary() -> dict:
         "queue_age": timezone.now() - oldest if oldest else None,
         "reindex": running_reindex(),
         "failed_sweeps": Sweep.objects.filter(state=Sweep.State.FAILED).count(),
+        # Flags the flood guard switched to shadow, waiting for a moderator to resume or drop.
+        "held_flags": list(
+            FlaggedFingerprint.objects.held_by_flood_guard()
+            .select_related("hash_list")
+            .order_by("flood_held_at")
+        ),
+        # Uploaders escalated as probers, still open.
+        "escalations": list(
+            ProberEscalation.objects.open().select_related("user", "fingerprint")[:TOP]
+        ),
+        "escalations_open": ProberEscalation.objects.open().count(),
         "top_fingerprints": (
             FlaggedFingerprint.objects.annotate(
                 refusals=Subquery(

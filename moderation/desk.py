@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -96,6 +97,30 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
         if limit and dismissals > limit:
             suspend_fingerprint(flagged=item.fingerprint, dismissals=dismissals)
     return True
+
+
+def same_flag_pending(item: ReviewItem):
+    """The other pending near misses of ``item``'s flag (not held uploads), oldest first."""
+    return (
+        ReviewItem.objects.pending()
+        .filter(fingerprint_id=item.fingerprint_id)
+        .exclude(pk=item.pk)
+        .exclude(found_by=ReviewItem.FoundBy.HELD)
+    )
+
+
+def review_group(*, item: ReviewItem, decision: str, actor: AbstractBaseUser | None) -> int:
+    """One decision (``ban`` or ``dismiss``) for ``item`` and every other pending near miss of
+    the same flag: each is decided (and audited) as if decided alone. Returns how many were
+    decided now. A ban that cannot be made (a low-information image) stops nothing else."""
+    decide = review_ban if decision == "ban" else review_dismiss
+    done = 0
+    for each in [item, *same_flag_pending(item)]:
+        try:
+            done += decide(item=each, actor=actor)
+        except ValidationError as e:
+            logger.warning("review item #%s not banned: %s", each.pk, " ".join(e.messages))
+    return done
 
 
 def allowed_match_revoke(

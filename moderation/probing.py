@@ -148,6 +148,11 @@ def _escalate(
     return [escalation]
 
 
+def accounts_from_ip(ip: str | None):
+    """Ids of the accounts that made attempts from ``ip`` within the window (a subquery)."""
+    return _refusals(ip=ip).exclude(user=None).values("user_id")
+
+
 def escalation_for(user_id: int | None) -> ProberEscalation | None:
     """The open escalation that holds this account's uploads: its own, or one of an IP it made
     attempts from within the window."""

@@ -42,6 +42,7 @@ MODERATOR_PERMS = [
     "moderation.view_failedtask",
     "moderation.retry_task",
     "moderation.view_workerheartbeat",
+    "moderation.view_proberescalation",
 ]
 
 

@@ -5,12 +5,31 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``lists``: hash lists, distance trials and shadow hits;
 - ``review_queue``: the review queue, the dashboard and queue emails;
 - ``allowlist``: dismissed matches and their revocation;
+- ``probers``: uploaders escalated for probing, their attempts side by side;
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
+from moderation.admin import (
+    allowlist,
+    flags,
+    lists,
+    operations,
+    probers,
+    records,
+    review_queue,
+    tasks,
+)
 
-__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]
+__all__ = [
+    "allowlist",
+    "flags",
+    "lists",
+    "operations",
+    "probers",
+    "records",
+    "review_queue",
+    "tasks",
+]

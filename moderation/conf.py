@@ -221,8 +221,9 @@ DECLARATIONS = (
         "The flood guard's window (minutes).",
     ),
     # --- Probers: uploads that keep landing near banned images -----------------------------
-    # An account (or client IP) with MODERATION_PROBER_ATTEMPTS refused uploads or queued near
-    # misses within MODERATION_PROBER_WINDOW_MINUTES is escalated (moderation/probing.py): its
+    # An account with MODERATION_PROBER_ATTEMPTS refused uploads or queued near misses within
+    # MODERATION_PROBER_WINDOW_MINUTES (or a client IP with that many refusals, from more than
+    # one account) is escalated (moderation/probing.py): its
     # attempts go in a queue side by side and its accepted uploads are held for review. The
     # user sees the same generic message as anyone. 0 never escalates.
     Setting(

@@ -5,11 +5,14 @@ that channel: edit a banned picture, upload, see whether it passes, edit again. 
 already leaves a row: a refused upload (``RefusedUpload``, code ``banned_image``) or an
 accepted near miss queued for review (``ReviewItem`` found by its upload). An account with
 ``MODERATION_PROBER_ATTEMPTS`` of them within ``MODERATION_PROBER_WINDOW_MINUTES`` (or a client
-IP with that many refusals) is escalated (``ProberEscalation``): moderators see its attempts
-side by side, it is on the dashboard, and from then on every upload of the account (or of an
-account that tried from the escalated IP) that passes screening is held for review: queued
-(``ReviewItem`` found by ``held``) and kept off public pages until a moderator decides. The user
-is told nothing new: refusals keep the one generic message, a held photo saves as any other.
+IP with that many refusals from more than one account) is escalated (``ProberEscalation``):
+moderators see its attempts side by side, it is on the dashboard, and from then on every upload
+of the account (or of an account that tried from the escalated IP) that passes screening is
+held for review: queued (``ReviewItem`` found by ``held``) and kept off public pages until a
+moderator decides. The user is told nothing new: refusals keep the one generic message, a held
+photo saves as any other. (Between the save and the recheck that holds it, a photo is public
+for as long as the recheck takes: at once with the immediate backend, a worker's pick-up time
+with the database one.)
 """
 
 from __future__ import annotations
@@ -114,9 +117,10 @@ def note_attempt(*, user_id: int | None, ip: str | None = None) -> list[ProberEs
         if len(refused) + len(near) >= limit:
             opened += _escalate(user_id=user_id, probed=refused + near)
     if ip and not ProberEscalation.objects.open().filter(ip=ip):
-        refused = list(_refusals(ip=ip).values_list("nearest_id", flat=True))
-        if len(refused) >= limit:
-            opened += _escalate(ip=ip, probed=refused)
+        rows = list(_refusals(ip=ip).values_list("nearest_id", "user_id"))
+        # One account's attempts escalate that account; an IP is escalated for several.
+        if len(rows) >= limit and len({user for _, user in rows}) > 1:
+            opened += _escalate(ip=ip, probed=[nearest for nearest, _ in rows])
     return opened
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from moderation import worker
 from moderation.models import (
+    AuditEvent,
     FlaggedFingerprint,
     ProberEscalation,
     RefusedUpload,
@@ -91,6 +92,11 @@ def summary() -> dict:
         # Flags the flood guard switched to shadow, waiting for a moderator to resume or drop.
         "held_flags": list(
             FlaggedFingerprint.objects.held_by_flood_guard()
+            .annotate(
+                taken_down=Count(
+                    "audit_events", filter=Q(audit_events__action=AuditEvent.Action.TAKEDOWN)
+                )
+            )
             .select_related("hash_list")
             .order_by("flood_held_at")
         ),

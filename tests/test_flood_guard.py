@@ -94,6 +94,20 @@ def test_a_held_flag_matches_in_shadow_so_the_avatar_uploads_again_and_is_record
     assert ShadowHit.objects.filter(fingerprint=flagged, uploader=newcomer).exists()
 
 
+@pytest.mark.parametrize("snapshots", [False, True], ids=["from-tables", "from-snapshot"])
+def test_a_process_starting_after_the_hold_loads_the_flag_in_shadow(
+    guard, avatars, avatar, snapshots, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        flagged = flag_file(avatar).fingerprint
+    banned_set.reset(snapshots=snapshots)  # a new process: nothing in memory yet
+
+    verdict = banned_set.current().check(flagged.fingerprint)
+
+    assert not verdict.blocked
+    assert [m.fingerprint_id for m in verdict.shadow] == [flagged.pk]
+
+
 def test_resuming_a_held_flag_runs_the_held_takedowns(
     guard, avatars, avatar, moderator, django_capture_on_commit_callbacks
 ):
@@ -197,3 +211,41 @@ def test_a_limit_of_zero_turns_the_guard_off(
     flagged.refresh_from_db()
     assert not flagged.held
     assert with_photo() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_takedowns_by_one_flag_in_parallel_never_pass_the_limit(
+    guard, avatar, make_profile, monkeypatch
+):
+    """Workers taking down copies of one flag at the same moment count one after the other
+    (the flag's row lock), so together they stop at the limit too."""
+    import threading
+
+    from django.db import connection
+
+    profiles = [make_profile(f"racer{i}", avatar) for i in range(PROFILES)]
+    # The flag's own sweep does not run (as if its worker died): the threads are the takedowns.
+    monkeypatch.setattr(sweeping, "sweep_after_commit", lambda ids: None)
+    flagged = flag_file(avatar).fingerprint
+    assert not FlaggedFingerprint.objects.get(pk=flagged.pk).held
+    start = threading.Barrier(len(profiles))
+    results: list[bool] = []
+
+    def take(profile):
+        try:
+            start.wait()
+            results.append(sweeping.take_down_image(instance=profile, flagged=flagged, distance=0))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=take, args=(p,)) for p in profiles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [False] * (PROFILES - LIMIT) + [True] * LIMIT
+    assert takedowns(flagged) == LIMIT
+    flagged.refresh_from_db()
+    assert flagged.held

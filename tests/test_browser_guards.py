@@ -163,6 +163,8 @@ def test_a_default_avatar_flagged_by_mistake_is_held_before_it_takes_down_more_t
     site.find("#id_image").send_keys(str(path))
     site.fill("#id_reason", "looked like spam (it is the default avatar)")
     site.submit("#flag-image-form input[type=submit]")
+    assert "flood guard held this flag" in site.wait_for(".messagelist .warning").text
+    site.shot("flag-held-warning")
     flagged = FlaggedFingerprint.objects.get()
     flagged.refresh_from_db()
     assert flagged.held

@@ -279,6 +279,17 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     text % {"hex": result.fingerprint.hex, "sweep": sweep},
                     messages.SUCCESS,
                 )
+                result.fingerprint.refresh_from_db()
+                if result.fingerprint.held:
+                    self.message_user(
+                        request,
+                        _(
+                            "The flood guard held this flag: it matched more users' photos than "
+                            "MODERATION_FLOOD_MAX_USERS allows. Nothing more is taken down until "
+                            "you resume or drop it on the dashboard."
+                        ),
+                        messages.WARNING,
+                    )
                 return redirect("admin:moderation_flaggedfingerprint_changelist")
         context = {
             **self.admin_site.each_context(request),

@@ -25,7 +25,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from moderation import registry
+from moderation import registry, review
 from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.models import (
@@ -201,7 +201,10 @@ def hold_for_review(
             )
     except IntegrityError:
         return None
-    return item if created else None
+    if not created:
+        return None
+    transaction.on_commit(lambda: review.notify_review_subscribers())  # the queue grew
+    return item
 
 
 def held(target_key: str) -> models.QuerySet:

@@ -9,10 +9,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from moderation import wellness
-from moderation.models import AllowedMatch, ImageViewDay, ReviewItem
+from moderation import sweeping, wellness
+from moderation.models import AllowedMatch, AuditEvent, ImageViewDay, ReviewItem
 from tests import images
-from tests.helpers import ban, moderator_client
+from tests.helpers import ban, flag_file, moderator_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("narrow_distances")]
 
@@ -136,3 +136,18 @@ def test_after_a_decision_the_next_pending_item_opens(three_near_misses, moderat
     assert client.post(last, {"decision": "dismiss"}).url == reverse(
         "admin:moderation_reviewitem_changelist"
     )
+
+
+def test_takedown_evidence_is_shown_blurred_on_its_audit_page(moderator, make_profile):
+    picture = images.photo(872)
+    flagged = flag_file(picture).fingerprint  # its sweep is not run here: the takedown below is
+    profile = make_profile("copy", picture)
+    assert sweeping.take_down_image(instance=profile, flagged=flagged, distance=0)
+    event = AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN)
+
+    page = moderator_client(moderator).get(
+        reverse("admin:moderation_auditevent_change", args=[event.pk])
+    )
+
+    evidence = reverse("moderation:quarantined-file", args=[event.evidence.name])
+    assert f'<img class="mod-img" src="{evidence}"' in page.content.decode()

@@ -13,7 +13,10 @@ process (the change log carries it), moderators are alerted on the dashboard and
 review-queue subscribers), and the desk resumes it (the held takedowns run) or drops it.
 
 A person refused and also taken down by the same flag counts twice (takedowns are counted by
-stored image, refusals by account): the guard errs towards holding sooner.
+stored image, refusals by client address): the guard errs towards holding sooner. The other
+side of counting refusals: someone with more than the limit of addresses can hold a flag by
+uploading its picture from each. They gain little: moderators are alerted at once, and a flag
+they resume is never held again.
 """
 
 from __future__ import annotations
@@ -44,17 +47,27 @@ def _limit() -> int:
 
 def reached(flagged_id: int, *, now=None) -> set[str]:
     """Whom the flag has reached within the window: each stored image it took down (by its
-    label) and each account whose upload it refused."""
+    label) and each client address whose signed-in upload it refused (several accounts on one
+    address count once, so sock puppets on one machine cannot switch a flag off)."""
     since = (now or timezone.now()) - timedelta(minutes=moderation_settings.FLOOD_WINDOW_MINUTES)
-    taken = AuditEvent.objects.filter(
-        action=AuditEvent.Action.TAKEDOWN, fingerprint_id=flagged_id, created_at__gte=since
-    ).values_list("target", flat=True)
+    taken = (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.TAKEDOWN, fingerprint_id=flagged_id, created_at__gte=since
+        )
+        .order_by()
+        .values_list("target", flat=True)
+        .distinct()
+    )
     refused = (
         RefusedUpload.objects.banned_matches()
         .filter(nearest_id=flagged_id, created_at__gte=since, user__isnull=False)
-        .values_list("user_id", flat=True)
+        .order_by()
+        .values_list("ip", "user_id")
+        .distinct()
     )
-    return {f"image:{label}" for label in taken} | {f"user:{pk}" for pk in refused}
+    return {f"image:{label}" for label in taken} | {
+        f"from:{ip}" if ip else f"user:{user}" for ip, user in refused
+    }
 
 
 def _guarded(flagged: FlaggedFingerprint) -> bool:

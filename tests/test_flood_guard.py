@@ -182,6 +182,7 @@ def test_refusals_of_more_than_the_limit_of_users_hold_the_flag(
     for i in range(LIMIT + 2):
         user = django_user_model.objects.create_user(username=f"new{i}", password="pw-new-123")
         client.force_login(user)
+        client.defaults["REMOTE_ADDR"] = f"192.0.2.{10 + i}"  # people on their own machines
         with django_capture_on_commit_callbacks(execute=True):
             outcomes.append(post_photo(client, avatar, "avatar.jpg").status_code)
     # LIMIT + 1 different users refused (one more than allowed), then the flag is held.
@@ -189,6 +190,19 @@ def test_refusals_of_more_than_the_limit_of_users_hold_the_flag(
     assert RefusedUpload.objects.filter(nearest=flagged).count() == LIMIT + 1
     flagged.refresh_from_db()
     assert flagged.held
+
+
+def test_many_accounts_refused_from_one_address_do_not_hold_the_flag(
+    guard, avatar, client, django_user_model
+):
+    """Sock puppets on one machine cannot switch a banned picture off by uploading it."""
+    flagged = flag_file(avatar).fingerprint
+    for i in range(LIMIT + 3):
+        user = django_user_model.objects.create_user(username=f"sock{i}", password="pw-sock-1")
+        client.force_login(user)
+        assert post_photo(client, avatar, "avatar.jpg").status_code == 200
+    flagged.refresh_from_db()
+    assert not flagged.held
 
 
 def test_one_user_refused_many_times_is_not_a_flood(

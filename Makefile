@@ -1,7 +1,8 @@
 # Developer entry points. The README's two commands are `make run` and `make test`.
 #
 #   make run            venv + requirements, migrate, demo moderator, dev server on 127.0.0.1:8000
-#   make test           venv + dev requirements, whole suite on SQLite, then again on PostgreSQL
+#   make test           venv + dev requirements, whole suite on SQLite, then the tests that
+#                       touch the database again on PostgreSQL
 #   make test-sqlite    whole suite on SQLite only
 #   make test-postgres  whole suite on PostgreSQL only (fails if it is not reachable)
 #   make lint           ruff check
@@ -181,11 +182,12 @@ print("%s: %d passed, %d failed, %d skipped" % (sys.argv[1], passed, failed, ski
 endef
 export JUNIT_TOTAL_PY
 
-# $(call run_pytest,<label>,<env command prefix>) -- sets $$rc to pytest's exit status.
+# $(call run_pytest,<label>,<env command prefix>[,<more pytest options>]) -- sets $$rc to
+# pytest's exit status.
 define run_pytest
 mkdir -p "$(ARTIFACTS)"; rm -f "$(ARTIFACTS)/junit-$(1).xml"; \
 echo ""; echo ">>> pytest on $(1)"; \
-$(2) "$(PY)" -m pytest --junitxml="$(ARTIFACTS)/junit-$(1).xml" $(PYTEST_ARGS); rc=$$?; \
+$(2) "$(PY)" -m pytest --junitxml="$(ARTIFACTS)/junit-$(1).xml" $(3) $(PYTEST_ARGS); rc=$$?; \
 if [ $$rc -eq 5 ]; then echo ">>> pytest on $(1): NO TESTS were collected" >&2; fi
 endef
 
@@ -203,7 +205,7 @@ test: dev-deps
 	@$(call run_pytest,sqlite,$(SQLITE_ENV)); sqlite_rc=$$rc; \
 	$(call pg_check); \
 	if [ $$pg_ok = 1 ]; then \
-	    $(call run_pytest,postgresql,$(PG_ENV)); pg_rc=$$rc; \
+	    $(call run_pytest,postgresql,$(PG_ENV),--database-tests-only); pg_rc=$$rc; \
 	else \
 	    pg_rc=skipped; \
 	fi; \

@@ -64,3 +64,14 @@ def enqueue_now(task_: Task, /, *args: Any, **kwargs: Any) -> TaskResult:
     _require_json(list(args), f"{task_.name} arguments")
     _require_json(kwargs, f"{task_.name} keyword arguments")
     return task_.enqueue(*args, **kwargs)
+
+
+def queued_by(task_: Task, when) -> bool:
+    """Whether a run of ``task_`` is already waiting in the database queue to start at or
+    before ``when`` (so a task that sweeps up everything due need not be queued again). Always
+    False for a backend without a queue table."""
+    if not isinstance(task_.get_backend(), DatabaseBackend):
+        return False
+    return DBTaskResult.objects.filter(
+        task_path=task_.module_path, status="READY", run_after__lte=when
+    ).exists()

@@ -247,6 +247,45 @@ DECLARATIONS = (
         Kind.OFF_OR_MORE,
         "Minutes between review-queue emails to a moderator; 0 mails on every queued upload.",
     ),
+    # --- Notices and appeals (moderation/notices.py, moderation/appeals.py) -----------------
+    # A taken-down photo is kept in private storage this many days after its takedown, so an
+    # appeal the moderators overturn can put it back; then `purge_kept_takedowns_task` deletes
+    # it (never while an appeal of it is open, never a flag's own original). The EU Digital
+    # Services Act lets people complain for at least six months after a decision.
+    Setting(
+        "MODERATION_TAKEDOWN_KEEP_DAYS",
+        183,
+        Kind.POSITIVE,
+        "Days a taken-down photo is kept privately for an appeal before it is purged.",
+    ),
+    # Appeals a signed-in person may file per window (fixed windows, as for uploads); over the
+    # limit the form is answered 429 and nothing is written. 0 turns the limit off.
+    Setting(
+        "MODERATION_APPEAL_RATE_WINDOW",
+        86400,
+        Kind.POSITIVE,
+        "Length of an appeal rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_APPEAL_RATE_PER_USER",
+        5,
+        Kind.OFF_OR_MORE,
+        "Appeals a signed-in person may file per window.",
+    ),
+    # Photo reports a signed-in person may file per window; over the limit the report is
+    # answered 429 and nothing is written. 0 turns the limit off.
+    Setting(
+        "MODERATION_REPORT_RATE_WINDOW",
+        3600,
+        Kind.POSITIVE,
+        "Length of a photo-report rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_REPORT_RATE_PER_USER",
+        10,
+        Kind.OFF_OR_MORE,
+        "Photo reports a signed-in person may file per window.",
+    ),
     # --- Reindex and full sweeps ------------------------------------------------------------
     # A reindex (and the full sweep after it) is split into ranges of at most this many stored
     # images, one task each, so any number of workers share it; a range's progress is committed

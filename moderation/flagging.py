@@ -20,7 +20,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from moderation import registry, sweeping
+from moderation import notices, registry, sweeping
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
@@ -261,7 +261,7 @@ def flag_stored_image(
                 signal=signal,
             )
             target.clear(locked)
-            AuditEvent.objects.create(
+            event = AuditEvent.objects.create(
                 action=AuditEvent.Action.TAKEDOWN,
                 actor=actor,
                 fingerprint=result.fingerprint,
@@ -269,6 +269,13 @@ def flag_stored_image(
                 distance=0,
                 reason=reason,
                 evidence=stored,
+            )
+            notices.notify_takedown(
+                instance=locked,
+                flagged=result.fingerprint,
+                dhash=variants[0].signed,
+                event=event,
+                kept_file=stored,
             )
         except BaseException:
             delete_from_quarantine(stored)

@@ -1,4 +1,5 @@
-"""Upload rate limits: how many photos a user, and a client IP, may upload per window.
+"""Rate limits: how many photos a user, and a client IP, may upload per window, and how many
+appeals and photo reports a person may file.
 
 A small fixed-window counter on Django's cache rather than a library: django-ratelimit (the
 usual choice) counts whole views from a decorator, while only requests that carry a photo are
@@ -24,6 +25,8 @@ from django.http import HttpRequest
 from moderation.conf import moderation_settings
 
 _KEY_PREFIX = "moderation:upload-rate"
+_APPEAL_KEY_PREFIX = "moderation:appeal-rate"
+_REPORT_KEY_PREFIX = "moderation:report-rate"
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,11 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _hit(scope: str, ident: str, limit: int, window: int, now: float) -> RateLimited | None:
+def _hit(
+    scope: str, ident: str, limit: int, window: int, now: float, prefix: str = _KEY_PREFIX
+) -> RateLimited | None:
     window_start = int(now // window)
-    key = f"{_KEY_PREFIX}:{scope}:{ident}:{window_start}"
+    key = f"{prefix}:{scope}:{ident}:{window_start}"
     cache.add(key, 0, timeout=window + 1)
     try:
         count = cache.incr(key)
@@ -84,3 +89,24 @@ def check_upload_rate(request: HttpRequest) -> RateLimited | None:
     for scope, ident, limit in checks:
         over = _hit(scope, ident, limit, window, now) or over
     return over
+
+
+def check_appeal_rate(user) -> RateLimited | None:
+    """Count one appeal for ``user``; say whether it is over ``MODERATION_APPEAL_RATE_PER_USER``
+    per ``MODERATION_APPEAL_RATE_WINDOW``. Only appeals that would be written are counted (the
+    caller checks the form first), so a typo does not use up someone's allowance."""
+    limit = moderation_settings.APPEAL_RATE_PER_USER
+    if not limit:
+        return None
+    window = moderation_settings.APPEAL_RATE_WINDOW
+    return _hit("user", str(user.pk), limit, window, time.time(), prefix=_APPEAL_KEY_PREFIX)
+
+
+def check_report_rate(user) -> RateLimited | None:
+    """Count one photo report for ``user``; say whether it is over
+    ``MODERATION_REPORT_RATE_PER_USER`` per ``MODERATION_REPORT_RATE_WINDOW``."""
+    limit = moderation_settings.REPORT_RATE_PER_USER
+    if not limit:
+        return None
+    window = moderation_settings.REPORT_RATE_WINDOW
+    return _hit("user", str(user.pk), limit, window, time.time(), prefix=_REPORT_KEY_PREFIX)

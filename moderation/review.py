@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from email.utils import format_datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Min, Q
 from django.tasks import task
@@ -198,7 +199,8 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
     Each subscriber's send is claimed with one conditional UPDATE of ``last_notified_at``, so
     several processes queueing at once send one mail, not one each; the same transaction writes
     the email as an ``EmailDelivery`` row, sent and marked sent under its lock (``_send``), so
-    a task run again after its worker died never mails twice, and (with a worker backend) a
+    a task run again after its worker died never mails twice (but in the window ``_send``
+    describes, where it sends the same message again), and (with a worker backend) a
     check a lease later sends it if the sender died first. A subscriber still inside
     the period is marked as owed (``pending_since``); with a worker backend that can defer
     tasks, a digest task is scheduled for the end of the period, otherwise the next queued
@@ -295,11 +297,15 @@ def _send(delivery_id: int) -> int:
     """Send one claimed email and mark it sent, holding its row's lock meanwhile; 0 if it is
     sent already or another process holds it (and so is sending it).
 
-    The lock and ``sent_at`` make a task that runs twice, or two processes, send it once. The
-    residual window: SMTP has accepted the message and the process dies (or loses its
-    database) before the transaction commits; the row is then unsent and is sent again, so
-    the moderator gets that summary twice. The window is the time of one commit (about a
-    millisecond); the other way round (marked sent, never handed to SMTP) cannot happen.
+    The lock and ``sent_at`` make a task that runs twice, or two processes, send it once. One
+    window no sender can close on its own side: SMTP has accepted the message and the process
+    dies (or loses its database) before the transaction commits. The sender cannot know
+    whether the relay accepted it, so the row is unsent and the message goes out again. It
+    goes out as *the same message*: the Message-ID and Date are the row's, made when it was
+    claimed, and subject and body are stored, so the retransmission is byte for byte the
+    first one and mail systems that collapse duplicates by Message-ID show it once (one that
+    does not would show it twice: this is at-least-once delivery of one message, not exactly
+    once). The other way round (marked sent, never handed to SMTP) cannot happen.
     """
     with transaction.atomic():
         delivery = (
@@ -309,10 +315,44 @@ def _send(delivery_id: int) -> int:
         )
         if delivery is None:
             return 0
-        send_mail(delivery.subject, delivery.body, None, [delivery.recipient])
+        EmailMessage(
+            subject=delivery.subject,
+            body=delivery.body,
+            to=[delivery.recipient],
+            headers={
+                "Message-ID": delivery.message_id,
+                "Date": format_datetime(delivery.created_at),
+            },
+        ).send()
         delivery.sent_at = timezone.now()
         delivery.save(update_fields=["sent_at"])
     return 1
+
+
+def owe_email(
+    *, kind: str, user: AbstractBaseUser, subject: str, body: str
+) -> EmailDelivery | None:
+    """Owe ``user`` an email (none without an address): the ``EmailDelivery`` row is written in
+    the caller's transaction and the mail sent once that commits, under the row's lock
+    (``_send``), so it goes out once even if the caller's task runs twice. A mail failure is
+    logged, never raised at the caller, and the row stays unsent; with a worker backend a check
+    a lease later sends it (``_schedule_unsent_emails``)."""
+    if not user.email:
+        return None
+    delivery = EmailDelivery.objects.create(
+        kind=kind, user=user, recipient=user.email, subject=subject, body=body
+    )
+    _schedule_unsent_emails()
+    transaction.on_commit(lambda: _send_quietly(delivery.pk))
+    return delivery
+
+
+def _send_quietly(delivery_id: int) -> int:
+    try:
+        return _send(delivery_id)
+    except Exception:  # noqa: BLE001 - the decision stands; the unsent row is tried again
+        logger.exception("could not send email delivery %s", delivery_id)
+        return 0
 
 
 def send_unsent_emails() -> int:

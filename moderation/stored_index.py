@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -364,6 +365,31 @@ def reset() -> None:
     global _current
     with _current_lock:
         _current = None
+
+
+def warm_in_background() -> threading.Thread:
+    """Load this process's index now, on a helper thread with its own database connection, so
+    the first sweep after a worker starts costs one lookup per variant rather than the cold
+    load (about two minutes at 10M stored photos, docs/performance.md). A sweep that comes
+    meanwhile waits for the load on the index's lock, as it would have loaded it itself."""
+
+    def load() -> None:
+        try:
+            started = time.monotonic()
+            rows = current().sync()
+            logger.info(
+                "stored-photo index loaded ahead of the first sweep: %s rows in %.1f s",
+                rows,
+                time.monotonic() - started,
+            )
+        except Exception:  # noqa: BLE001 - the first sweep loads it instead (and reports)
+            logger.exception("could not load the stored-photo index ahead of the first sweep")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=load, name="stored-index-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def variants_of(entries: Iterable[tuple]) -> list[tuple[int, int, int | None]]:

@@ -7,8 +7,8 @@ sweep after a reindex (a range at a time, ``sweep_stored_range``; ``full_sweep``
 ranges). All three screen a stored image with what it was checked with at upload (its
 fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
 ``screening.screen``, as the upload path does. A take-down moves the file to quarantine and
-clears the image; it is audited. ``preview_flag_impact`` says, before a flag, what its sweep
-would take down.
+clears the image; it is audited, and its owner gets a statement of reasons (``notices``).
+``preview_flag_impact`` says, before a flag, what its sweep would take down.
 
 Every sweep has a ``Sweep`` row, created queued with the flag (``sweep_after_commit``) and
 kept by ``run_sweep``: attempts, running, done with counts, failed with its error. The desk
@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import flood_guard, probing, registry, review, stored_index
+from moderation import flood_guard, notices, probing, registry, review, stored_index
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
@@ -99,7 +99,9 @@ def take_down_image(
         flag_row = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
         allowed = flood_guard.may_take_down(flagged=flag_row, target=label)
         if allowed:
-            _move_to_quarantine(locked, image, target, flagged, distance, actor, reason, label)
+            _move_to_quarantine(
+                locked, image, target, flagged, distance, actor, reason, label, expected
+            )
     if not allowed and flag_row.active and not flag_row.held:
         # After the transaction: holding takes the banned-set lock, which is always taken
         # before a flag's row lock, never after.
@@ -109,8 +111,11 @@ def take_down_image(
     return allowed
 
 
-def _move_to_quarantine(locked, image, target, flagged, distance, actor, reason, label) -> None:
-    """The takedown itself, inside ``take_down_image``'s transaction."""
+def _move_to_quarantine(
+    locked, image, target, flagged, distance, actor, reason, label, expected
+) -> None:
+    """The takedown itself, inside ``take_down_image``'s transaction: quarantine, clear,
+    audit, and the owner's statement of reasons."""
     public_name = image.name
     try:
         with storage_errors(), image.open("rb") as fh:
@@ -120,7 +125,7 @@ def _move_to_quarantine(locked, image, target, flagged, distance, actor, reason,
         reason = f"{reason} (file was missing from storage)".strip()
     try:
         target.clear(locked)
-        AuditEvent.objects.create(
+        event = AuditEvent.objects.create(
             action=AuditEvent.Action.TAKEDOWN,
             actor=actor,
             fingerprint=flagged,
@@ -128,6 +133,9 @@ def _move_to_quarantine(locked, image, target, flagged, distance, actor, reason,
             distance=distance,
             reason=reason or flagged.reason,
             evidence=stored,
+        )
+        notices.notify_takedown(
+            instance=locked, flagged=flagged, dhash=expected, event=event, kept_file=stored
         )
     except BaseException:
         if stored:

@@ -13,6 +13,9 @@ that raised is just ``FAILED``. So this module adds, around the library's own cl
   ``worker_ids``) has no heartbeat newer than ``MODERATION_WORKER_LEASE_SECONDS`` (or none at
   all, once the task has run that long: a worker without heartbeats, e.g. a ``db_worker`` left
   over from before) and puts them back to ``READY``: the same row, so links to it stay valid.
+  It looks again just after the earliest lease it saw can run out (at least once per
+  heartbeat interval), so an idle worker gives a dead worker's task back within the lease of
+  its last heartbeat, not a heartbeat interval later.
   Rows are locked (``SELECT ... FOR UPDATE SKIP LOCKED``), so two workers never requeue the
   same task, and the library's claim locks them too, so two never claim it. The tasks are
   idempotent, so running one again is harmless; a worker that was only slow, not dead, finds
@@ -37,7 +40,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from traceback import format_exception
 from types import FrameType
 from typing import Any
@@ -60,6 +63,8 @@ MAX_RETRY_DELAY = timedelta(hours=1)
 # A dead worker's heartbeat row is kept this long (the dashboard counts it as stale), then
 # removed by any live worker.
 FORGET_DEAD_AFTER = timedelta(days=1)
+# A lease check comes this long after the lease it waits for runs out (the cutoff is ">=").
+EXPIRY_MARGIN = 0.05
 
 
 class AbandonedTask(Exception):
@@ -86,13 +91,27 @@ def _error_fields(row: DBTaskResult, exc: BaseException) -> None:
     row.traceback = "".join(format_exception(exc))
 
 
-def requeue_abandoned(*, backend_name: str = "default") -> list[str]:
+@dataclass(frozen=True)
+class LeaseCheck:
+    """What one look at the running tasks did and saw."""
+
+    # Tasks given back to the queue or failed for good, by id.
+    requeued: list[str]
+    # The earliest moment the lease of a task still running can run out (its worker's last
+    # heartbeat, or its claim when the worker has none, plus the lease); None if none runs.
+    next_expiry: datetime | None
+
+
+def check_leases(*, backend_name: str = "default") -> LeaseCheck:
     """Give back to the queue every running task whose worker's lease ran out; fail for good
-    those already claimed ``MODERATION_TASK_MAX_ATTEMPTS`` times. Returns their ids."""
+    those already claimed ``MODERATION_TASK_MAX_ATTEMPTS`` times; and say when the next lease
+    can run out, so the caller looks again then, not a whole heartbeat interval later."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
+    lease = timedelta(seconds=moderation_settings.WORKER_LEASE_SECONDS)
+    cutoff = now - lease
     max_attempts = moderation_settings.TASK_MAX_ATTEMPTS
     done: list[str] = []
+    expiries: list[datetime] = []
     running = DBTaskResult.objects.filter(status=RUNNING, backend_name=backend_name)
     with exclusive_transaction(running.db):
         rows = list(running.select_for_update(skip_locked=True))
@@ -106,8 +125,10 @@ def requeue_abandoned(*, backend_name: str = "default") -> list[str]:
             owner = row.worker_ids[-1] if row.worker_ids else None
             last = seen.get(owner)
             if last is not None and last >= cutoff:
+                expiries.append(last + lease)
                 continue  # alive
             if last is None and row.started_at is not None and row.started_at >= cutoff:
+                expiries.append(row.started_at + lease)
                 continue  # no heartbeat (yet): give it one lease from its claim
             if len(row.worker_ids) >= max_attempts:
                 row.status = FAILED
@@ -136,7 +157,12 @@ def requeue_abandoned(*, backend_name: str = "default") -> list[str]:
                 )
             done.append(str(row.id))
         WorkerHeartbeat.objects.filter(last_seen__lt=now - FORGET_DEAD_AFTER).delete()
-    return done
+    return LeaseCheck(requeued=done, next_expiry=min(expiries, default=None))
+
+
+def requeue_abandoned(*, backend_name: str = "default") -> list[str]:
+    """``check_leases``' requeued and failed task ids."""
+    return check_leases(backend_name=backend_name).requeued
 
 
 @dataclass
@@ -242,7 +268,7 @@ class Worker(LibraryWorker):
         logger.info(
             "Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names)
         )
-        self.heartbeat.register()
+        self._register()
         self.heartbeat.start()
         if self.startup_delay and self.interval:
             self._wake.wait(random.random())  # noqa: S311 - spread a fleet's first polls
@@ -260,7 +286,11 @@ class Worker(LibraryWorker):
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     return
                 if self.running and not ran:
-                    self._wake.wait(self.interval)
+                    # Idle: poll again after the interval, or sooner for a lease check (not
+                    # after a database error: then the interval, or it would spin).
+                    until_check = max(self._next_requeue - time.monotonic(), 0.0)
+                    wait = self.interval if ran is None else min(self.interval, until_check)
+                    self._wake.wait(wait)
         finally:
             self.heartbeat.stop()
             try:
@@ -270,14 +300,38 @@ class Worker(LibraryWorker):
         if self._released:
             raise SystemExit(1)
 
+    def _register(self) -> None:
+        """Write this worker's heartbeat row, waiting for the database if it is down (a worker
+        started while the database restarts waits for it rather than exiting)."""
+        attempt = 0
+        while self.running:
+            try:
+                self.heartbeat.register()
+                return
+            except DatabaseError:
+                attempt += 1
+                logger.warning("database unavailable at start-up (try %d); waiting", attempt)
+                connection.close()
+                self._wake.wait(min(0.5 * 2 ** (attempt - 1), 5))
+
+    def _until_next_check(self, check: LeaseCheck) -> float:
+        """Seconds until the next lease check: just after the earliest lease seen can run out
+        (a dead worker's task is given back then, not up to a heartbeat interval later), and
+        at least once per heartbeat interval (for tasks claimed after this check)."""
+        wait = self.heartbeat.interval
+        if check.next_expiry is not None:
+            until = (check.next_expiry - timezone.now()).total_seconds() + EXPIRY_MARGIN
+            wait = min(wait, max(until, 0.0))
+        return wait
+
     def _once(self) -> bool:
-        """Requeue abandoned tasks (once per heartbeat interval), claim one and run it.
-        Returns whether a task ran."""
+        """Requeue abandoned tasks (when a lease can next run out, at least once per
+        heartbeat interval), claim one and run it. Returns whether a task ran."""
         if not connection.in_atomic_block:  # (only a test calls this inside a transaction)
             close_old_connections()  # drop a connection the database closed meanwhile
         if time.monotonic() >= self._next_requeue:
-            requeue_abandoned(backend_name=self.backend_name)
-            self._next_requeue = time.monotonic() + self.heartbeat.interval
+            check = check_leases(backend_name=self.backend_name)
+            self._next_requeue = time.monotonic() + self._until_next_check(check)
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
         if not self.process_all_queues:
             tasks = tasks.filter(queue_name__in=self.queue_names)
@@ -340,22 +394,33 @@ class Worker(LibraryWorker):
 
     def _record(self, claimed: DBTaskResult, status: str, value: Any) -> str | None:
         """Write the outcome under the row's lock, only if the row is still this worker's
-        claim (a worker that was only slow finds it requeued and discards its result). Tries
-        a few times across a lost connection (a database restart); if every try fails, the
-        row stays ``RUNNING`` and the lease gives it back."""
-        for attempt in range(5):
+        claim (a worker that was only slow finds it requeued and discards its result).
+
+        Across a lost connection (a database restart or failover) it keeps trying, backing
+        off to 5 s, for as long as the worker runs: given up, the row would stay ``RUNNING``
+        under a worker whose heartbeat is fresh, and so would never be given back. A worker
+        told to stop gives up after a few tries; its heartbeat then stops and the lease
+        hands the task on."""
+        attempt = 0
+        while True:
             try:
                 return self._record_once(claimed, status, value)
             except DatabaseError:
+                attempt += 1
                 logger.warning(
                     "could not record the outcome of task %s (try %d)",
                     claimed.id,
-                    attempt + 1,
-                    exc_info=True,
+                    attempt,
+                    exc_info=attempt == 1,
                 )
                 connection.close()
-                time.sleep(min(0.5 * 2**attempt, 5))
-        return None
+                if not self.running and attempt >= 5:
+                    return None
+                delay = min(0.5 * 2 ** (attempt - 1), 5)
+                if self.running:
+                    self._wake.wait(delay)  # a stop signal cuts the wait short
+                else:
+                    time.sleep(delay)
 
     def _record_once(self, claimed: DBTaskResult, status: str, value: Any) -> str | None:
         now = timezone.now()

@@ -3,6 +3,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 
 from moderation.forms import ImageUploadField
+from moderation.models import APPEAL_MAX_CHARS, REPORT_MAX_CHARS, ReportFiling
 from moderation.screening import ScreenedUpload, Screening
 from moderation.validators import BannedImageValidator
 from profiles.models import Profile
@@ -10,8 +11,32 @@ from profiles.photos import prepare_photo
 
 
 class SignUpForm(UserCreationForm):
+    """Username and password; an email address is optional and only used once verified (for
+    notices about your photo): it is not stored until its link is followed."""
+
+    email = forms.EmailField(
+        label="Email (optional)",
+        required=False,
+        help_text="Only to tell you if a moderator acts on your photo. We send a link to check it.",
+    )
+
     class Meta(UserCreationForm.Meta):
         fields = ("username",)
+
+
+class AppealForm(forms.Form):
+    """One short text: why the decision on your photo is wrong."""
+
+    text = forms.CharField(
+        label="Why is this decision wrong?",
+        max_length=APPEAL_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 5, "maxlength": APPEAL_MAX_CHARS}),
+        error_messages={
+            "required": "Say in a few words why the decision is wrong.",
+            "max_length": "An appeal is at most %(limit_value)d characters "
+            "(this one has %(show_value)d).",
+        },
+    )
 
 
 class ProfileForm(forms.ModelForm):
@@ -39,3 +64,20 @@ class ProfileForm(forms.ModelForm):
             self.screening = photo.screening
             BannedImageValidator().refuse_if_blocked(photo.screening)
         return photo
+
+
+class ReportForm(forms.Form):
+    """Report a profile photo: a reason and, optionally, a few words for the moderator."""
+
+    reason = forms.ChoiceField(
+        label="What is wrong with this photo?",
+        choices=ReportFiling.Reason.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose a reason."},
+    )
+    text = forms.CharField(
+        label="Anything a moderator should know (optional)",
+        required=False,
+        max_length=REPORT_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": REPORT_MAX_CHARS}),
+    )

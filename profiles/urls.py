@@ -10,5 +10,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile_edit, name="profile-edit"),
     path("profile/photo/remove/", views.profile_remove_photo, name="profile-remove-photo"),
+    path("profile/notices/<int:pk>/", views.notice_detail, name="notice-detail"),
+    path("verify-email/<str:token>/", views.verify_email, name="verify-email"),
     path("u/<str:username>/", views.profile_detail, name="profile-detail"),
+    path("u/<str:username>/report/", views.profile_report, name="profile-report"),
 ]

@@ -1,4 +1,7 @@
-"""The user side: sign up, edit your own profile, see anyone's public profile."""
+"""The user side: sign up, edit your own profile, see anyone's public profile, read the notices
+about your photo and appeal them."""
+
+import logging
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
@@ -8,11 +11,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from moderation import probing, ratelimit
+from moderation import appeals, notices, probing, ratelimit, reports
+from moderation.models import Notice, ReportFiling
 from moderation.screening import record_refused_upload
 from profiles import photos, services
-from profiles.forms import ProfileForm, SignUpForm
+from profiles.forms import AppealForm, ProfileForm, ReportForm, SignUpForm
 from profiles.models import Profile
+
+logger = logging.getLogger(__name__)
 
 STORAGE_RETRY_MESSAGE = _("We couldn't save your photo just now. Please try again in a moment.")
 
@@ -37,33 +43,52 @@ def signup(request):
         services.profile_for(user=user)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, _("Welcome! Add a photo to your profile."))
+        if form.cleaned_data.get("email"):
+            try:
+                services.email_verification_send(user=user, email=form.cleaned_data["email"])
+            except Exception:  # noqa: BLE001 - the account exists; the address can wait
+                logger.exception("could not send the verification email of user %s", user.pk)
+                messages.error(request, _("We couldn't send the email to check your address."))
+            else:
+                messages.success(request, _("Check your email: we sent a link to confirm it."))
         return redirect("profile-edit")
     return render(request, "registration/signup.html", {"form": form})
 
 
-def _rate_limited(request, limited: ratelimit.RateLimited):
+def _rate_limited(request, limited: ratelimit.RateLimited, template: str = "429.html"):
     minutes = max(1, round(limited.retry_after / 60))
-    response = render(request, "429.html", {"minutes": minutes}, status=429)
+    response = render(request, template, {"minutes": minutes}, status=429)
     response["Retry-After"] = str(limited.retry_after)
     return response
 
 
-def _record_refusal(request, form: ProfileForm) -> None:
-    """A refused photo goes on the moderators' record (never on the page)."""
+def _record_refusal(request, form: ProfileForm) -> Notice | None:
+    """A refused photo goes on the moderators' record (never on the page); a refusal because
+    of a banned image also gets a notice the person can appeal."""
     errors = form.errors.as_data().get("photo")
     if not errors or request.FILES.get("photo") is None:
-        return
-    record_refused_upload(
+        return None
+    refused = record_refused_upload(
         user=request.user,
         ip=ratelimit.client_ip(request),
         code=errors[0].code or "invalid",
         screening=form.screening,
+    )
+    screening = form.screening
+    if refused.code != "banned_image" or screening is None or not screening.blocked:
+        return None
+    return notices.notify_refusal(
+        user=request.user,
+        refused=refused,
+        dhash=screening.fingerprint.signed,
+        flagged_id=refused.nearest_id,
     )
 
 
 @login_required
 def profile_edit(request):
     profile = services.profile_for(user=request.user)
+    refusal = None
     if request.method == "POST":
         if request.FILES.get("photo") is not None:
             # Counted before anything is decoded, refused or accepted alike.
@@ -86,17 +111,28 @@ def profile_edit(request):
                 except ValidationError as e:
                     # The validator accepted the file, the full decode for storing did not.
                     form.add_error("photo", e)
-                    _record_refusal(request, form)
+                    refusal = _record_refusal(request, form)
             if not form.errors:
                 messages.success(request, _("Your profile was saved."))
                 return redirect("profile-edit")
         else:
-            _record_refusal(request, form)
+            refusal = _record_refusal(request, form)
         # A refused upload must not replace the photo shown on the page.
         profile.refresh_from_db()
     else:
         form = ProfileForm(instance=profile)
-    return render(request, "profiles/edit.html", {"form": form, "profile": profile})
+    context = {
+        "form": form,
+        "profile": profile,
+        "refusal": refusal,
+        "notices": Notice.objects.for_user(request.user)
+        .filter(kind=Notice.Kind.TAKEDOWN)
+        .select_related("appeal")[:10],
+        "my_reports": ReportFiling.objects.filter(reporter=request.user)
+        .select_related("report")
+        .order_by("-created_at")[:10],
+    }
+    return render(request, "profiles/edit.html", context)
 
 
 @login_required
@@ -108,13 +144,97 @@ def profile_remove_photo(request):
     return redirect("profile-edit")
 
 
-def profile_detail(request, username: str):
+def profile_detail(request, username: str, report_form: ReportForm | None = None, status=200):
     user = get_object_or_404(get_user_model(), username=username, is_active=True)
     profile = Profile.objects.filter(user=user).first()
     # A photo held for review (its uploader is escalated as a prober) is not shown yet.
     held = profile is not None and probing.is_held(profile)
+    can_report = (
+        request.user.is_authenticated
+        and request.user != user
+        and profile is not None
+        and profile.photo_visible
+        and not held
+    )
+    context = {
+        "profile": profile,
+        "shown_user": user,
+        "photo_held": held,
+        "report_form": (report_form or ReportForm()) if can_report else None,
+    }
+    return render(request, "profiles/detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def profile_report(request, username: str):
+    """Report the photo shown on ``username``'s page (as it is now: the form names no file)."""
+    user = get_object_or_404(get_user_model(), username=username, is_active=True)
+    profile = get_object_or_404(Profile, user=user)
+    form = ReportForm(request.POST)
+    if not form.is_valid():
+        return profile_detail(request, username, report_form=form, status=400)
+    limited = ratelimit.check_report_rate(request.user)
+    if limited is not None:
+        return _rate_limited(request, limited, template="429_reports.html")
+    try:
+        reports.file_report(
+            instance=profile,
+            reporter=request.user,
+            reason=form.cleaned_data["reason"],
+            text=form.cleaned_data["text"],
+        )
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        status = 409 if e.code == "already_reported" else 400
+        return profile_detail(request, username, status=status)
+    messages.success(request, _("Thank you. A moderator will look at this photo."))
+    return redirect("profile-detail", username=username)
+
+
+@login_required
+def notice_detail(request, pk: int):
+    """A statement of reasons about the person's own photo, and its appeal (form or status).
+    Someone else's notice is not found (404), so its existence is not told either."""
+    notice = get_object_or_404(Notice.objects.select_related("appeal"), pk=pk, user=request.user)
+    appeal = getattr(notice, "appeal", None)
+    form = AppealForm(request.POST or None) if appeal is None else None
+    status = 200
+    if request.method == "POST":
+        if appeal is not None:
+            messages.error(request, _("You have already appealed this decision."))
+            status = 409
+        elif form.is_valid():
+            limited = ratelimit.check_appeal_rate(request.user)
+            if limited is not None:
+                return _rate_limited(request, limited, template="429_appeals.html")
+            try:
+                appeals.file_appeal(
+                    notice=notice, user=request.user, text=form.cleaned_data["text"]
+                )
+            except ValidationError as e:
+                form.add_error("text", e)
+                status = 409 if e.code == "already_appealed" else 400
+            else:
+                messages.success(
+                    request, _("Your appeal was sent. A moderator will look at it and tell you.")
+                )
+                return redirect("notice-detail", pk=notice.pk)
+        else:
+            status = 400
     return render(
         request,
-        "profiles/detail.html",
-        {"profile": profile, "shown_user": user, "photo_held": held},
+        "profiles/notice.html",
+        {"notice": notice, "appeal": appeal, "form": form},
+        status=status,
     )
+
+
+def verify_email(request, token: str):
+    """Follow the link of a verification email: the address becomes the account's."""
+    user = services.email_verify(token=token)
+    if user is None:
+        messages.error(request, _("That link is not valid or has expired."))
+    else:
+        messages.success(request, _("Your email address is confirmed."))
+    return redirect("profile-edit" if request.user.is_authenticated else "home")

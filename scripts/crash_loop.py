@@ -10,8 +10,12 @@ email sent exactly once, each row reindexed once.
         .venv/bin/python scripts/crash_loop.py --iterations 50 --kind sweep
 
 ``--profiles`` (stored profiles a sweep scans, default 3000) and ``--lease`` (seconds, default
-2) set the scenario; ``--lease 30 --profiles 300000 --kill-at 1.5 --iterations 1`` is issue
-18's (killed 1.5 s into the sweep).
+2) set the scenario; ``--lease 30 --profiles 100000 --kill-at 0.1 --iterations 1`` is the
+operator's (a production lease, killed 0.1 s into the sweep).
+
+``pgrestart`` restarts PostgreSQL itself mid-sweep: a private cluster the test starts
+(``tests/private_postgres.py``), ``pg_ctl restart -m fast`` and ``-m immediate`` in turn,
+never the server ``DATABASE_URL`` names, which only provides the test database to copy.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = {
     "sweep": "test_a_sweep_killed",
     "pgkill": "test_a_sweep_whose_database_connections_are_cut",
+    "pgrestart": "test_a_sweep_through_a_postgresql_restart",
     "recheck": "test_a_recheck_killed",
     "digest": "test_a_digest_killed",
     "reindex": "test_a_reindex_killed",
@@ -38,6 +43,7 @@ KINDS = {
 RECOVERY = {
     "sweep": "kill_to_all_down",
     "pgkill": "kill_to_all_down",
+    "pgrestart": "kill_to_all_down",
     "recheck": "kill_to_done",
     "digest": "kill_to_all_sent",
     "reindex": "kill_to_done",
@@ -97,7 +103,7 @@ def main() -> int:
     killed_mid_task = [r for r in rows if not r.get("finished_before_kill")]
     recovery = [r[RECOVERY[args.kind]] for r in killed_mid_task]
     extra = ""
-    if args.kind in ("sweep", "pgkill"):
+    if args.kind in ("sweep", "pgkill", "pgrestart"):
         partial = sum(0 < r.get("down_before_kill", 0) < 5 for r in rows)
         orphans = sum(r["orphaned_public_files"] for r in rows)
         sweep = [r["last_run_seconds"] for r in rows]
@@ -107,6 +113,17 @@ def main() -> int:
             if sweep
             else ""
         )
+    if args.kind == "pgrestart":
+        modes = [r["mode"] for r in rows]
+        retried = sum(r["attempts"] > 1 for r in rows)
+        extra += (
+            f" restarts_fast={modes.count('fast')} restarts_immediate={modes.count('immediate')}"
+            f" sweeps_retried={retried}"
+        )
+    if args.kind == "digest":
+        in_flight = sum(r["in_flight_at_kill"] for r in rows)
+        resent = sum(r["retransmitted"] for r in rows)
+        extra = f" in_flight_at_kill={in_flight} retransmitted_same_message_id={resent}"
     print(
         f"crash_loop kind={args.kind} iterations={args.iterations} passed={len(rows)} "
         f"failed={failed} killed_mid_task={len(killed_mid_task)} lease={args.lease}s "

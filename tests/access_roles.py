@@ -34,6 +34,8 @@ MODERATOR_PERMS = [
     "moderation.view_reviewitem",
     "moderation.view_shadowhit",
     "moderation.view_allowedmatch",
+    "moderation.view_appeal",
+    "moderation.view_report",
     "moderation.view_sweep",
     "moderation.view_reindexrun",
     "moderation.review_upload",

@@ -304,15 +304,23 @@ class Cluster:
 
     def wait_for_idle_queue(self, *, what: str = "every queued task to finish") -> list:
         """Wait until no task is waiting or running; fail if any task failed. Returns every
-        task result row."""
+        task result row. A task queued to run more than an hour from now (the purge of a
+        taken-down photo's kept copy, months away) is not work the queue owes now: it counts
+        neither as waiting nor as failed."""
+        from datetime import timedelta
+
+        from django.utils import timezone
         from django_tasks_db.models import DBTaskResult
+
+        def later(row) -> bool:
+            return row.status == "READY" and row.run_after > timezone.now() + timedelta(hours=1)
 
         def idle():
             rows = list(DBTaskResult.objects.all())
-            return rows if all(r.finished_at is not None for r in rows) else None
+            return rows if all(r.finished_at is not None or later(r) for r in rows) else None
 
         rows = self.wait_for(idle, what=what)
-        failed = [r for r in rows if r.status != "SUCCESSFUL"]
+        failed = [r for r in rows if r.status != "SUCCESSFUL" and not later(r)]
         if failed:
             pytest.fail(
                 f"task {failed[0].task_path} {failed[0].status}:\n{failed[0].traceback}\n"

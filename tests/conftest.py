@@ -13,8 +13,38 @@ pytest_plugins = ["tests.access_roles", "tests.admin_pages", "tests.review_scene
 SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 
 
+# Fixtures through which a test reaches the database (pytest-django's, and so every fixture
+# built on them: ``item.fixturenames`` is the whole closure).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="Deselect tests that never touch the database (make test's second run: they "
+        "ran in the first, and no database can change their outcome).",
+    )
+
+
+def touches_database(item) -> bool:
+    return (
+        item.get_closest_marker("django_db") is not None
+        or "postgres" in item.keywords
+        or not DATABASE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``postgres`` need PostgreSQL: on SQLite they are skipped, and said so."""
+    """Tests marked ``postgres`` need PostgreSQL: on SQLite they are skipped, and said so.
+    With ``--database-tests-only``, tests that never touch the database are deselected."""
+    if config.getoption("--database-tests-only"):
+        kept = [item for item in items if touches_database(item)]
+        if len(kept) < len(items):
+            config.hook.pytest_deselected(items=[i for i in items if not touches_database(i)])
+            items[:] = kept
     engine = django_settings.DATABASES["default"]["ENGINE"]
     if "postgresql" in engine:
         return

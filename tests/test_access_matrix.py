@@ -147,6 +147,10 @@ PAGES = {
         lambda w: reverse("admin:moderation_allowedmatch_delete", args=[w["allowed"].pk]),
         NOBODY,
     ),
+    "appeals": (lambda w: reverse("admin:moderation_appeal_changelist"), MODERATORS),
+    "appeal add": (lambda w: reverse("admin:moderation_appeal_add"), NOBODY),
+    "reported photos": (lambda w: reverse("admin:moderation_report_changelist"), MODERATORS),
+    "reported photo add": (lambda w: reverse("admin:moderation_report_add"), NOBODY),
     "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),
     "escalated probers": (
         lambda w: reverse("admin:moderation_proberescalation_changelist"),

@@ -2,40 +2,65 @@
 
 Each test starts ``manage.py run_worker`` as a process on the PostgreSQL test database, lets it
 start a task, kills it with SIGKILL after a random delay inside the task's run (or cuts its
-database connections with ``pg_terminate_backend``, what a database restart does to its
-clients), starts a new worker and checks the outcome: every matching copy down exactly once,
-every owed email sent exactly once, no duplicate in the audit trail.
+database connections with ``pg_terminate_backend``, or restarts the server itself: a private
+cluster, ``tests/private_postgres.py``), starts a new worker where one was killed, and checks
+the outcome: every matching copy down exactly once, every owed moderator mailed one message
+(resent, the same message, only when the kill fell between SMTP and the commit), no duplicate
+in the audit trail. One more test bounds recovery: a dead worker's task is given back within
+the lease of its last heartbeat.
 
 The workers run with a 1 s heartbeat and a 2 s lease so a test takes seconds. Each kind runs
 ``CRASH_ITERATIONS`` times (default 2); ``scripts/crash_loop.py`` runs 50 and reads the
-per-iteration records written to ``CRASH_REPORT`` (JSON lines).
+per-iteration records written to ``CRASH_REPORT`` (JSON lines). The worker processes, the
+shared checks and the sweep scenario are in ``tests/crash_workers.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import email
+import email.policy
 import random
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from moderation import flagging
 from moderation.models import (
-    AuditEvent,
     EmailDelivery,
-    FlaggedFingerprint,
     ReviewItem,
     ReviewSubscription,
+    WorkerHeartbeat,
 )
 from moderation.review import review_digest_task
-from moderation.sweeping import recheck_image_task, sweep_task
+from moderation.sweeping import recheck_image_task
 from profiles.models import Profile
 from tests import images
+from tests.crash_workers import (
+    DATABASE_TASKS,
+    IMMEDIATE_TASKS,
+    ITERATIONS,
+    LEASE,
+    SCENE,
+    TIMEOUT,
+    Workers,
+    assert_each_copy_down_exactly_once,
+    flag,
+    record,
+    sweep_scenario,
+    task_row,
+    wait_until_running,
+    wait_until_successful,
+    worker_id,
+)
+from tests.private_postgres import (
+    TEMPLATE_COPY,
+    PrivateCluster,
+    copy_test_database,
+    use_private_database,
+)
 from tests.processes import ManageProcess, wait_for
 
 pytestmark = [
@@ -43,59 +68,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
 ]
-
-ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "2"))
-FILLERS = int(os.environ.get("CRASH_PROFILES", "3000"))  # stored profiles besides the copies
-LEASE = int(os.environ.get("CRASH_LEASE", "2"))
-HEARTBEAT = max(1, LEASE // 3)
-REPORT = os.environ.get("CRASH_REPORT")
-# Seconds into a sweep to kill it (a worker killed 1.5 s into a sweep, say); unset, a random point.
-KILL_AT = float(os.environ["CRASH_KILL_AT"]) if os.environ.get("CRASH_KILL_AT") else None
-# From the kill until everything is done: lease + task (a sweep scans ~10k profiles/s) + start-up.
-TIMEOUT = 60 + LEASE + FILLERS // 2000
-SCENE = 21  # tests/images.photo(21): its resized copies verify (tests/test_worker.py)
-COPIES = (0.5, 0.6, 0.7, 0.8, 0.9)
-DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
-IMMEDIATE_TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
-
-
-class Workers:
-    """``run_worker`` processes started one after the other; each can be killed."""
-
-    def __init__(self, mail_dir: Path) -> None:
-        self.mail_dir = mail_dir
-        self.procs: list[ManageProcess] = []
-
-    def start(self) -> ManageProcess:
-        proc = ManageProcess(
-            "run_worker",
-            "--interval=0.1",
-            "--no-startup-delay",
-            f"--worker-id=crash-{os.getpid()}-{len(self.procs) + 1}",
-            "--verbosity=2",
-            MODERATION_TASKS_BACKEND="database",
-            MODERATION_WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT),
-            MODERATION_WORKER_LEASE_SECONDS=str(LEASE),
-            MODERATION_TASK_RETRY_SECONDS="0",
-            DJANGO_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-            DJANGO_EMAIL_FILE_PATH=str(self.mail_dir),
-        )
-        self.procs.append(proc)
-        return proc
-
-    @property
-    def current(self) -> ManageProcess:
-        return self.procs[-1]
-
-    def kill(self) -> float:
-        """SIGKILL the current worker (no handler runs, as the OOM killer does); when."""
-        os.kill(self.current.proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        self.current.proc.wait(10)
-        return killed
-
-    def describe(self) -> str:
-        return "\n".join(p.describe() for p in self.procs)
 
 
 @pytest.fixture
@@ -111,161 +83,6 @@ def workers(settings, tmp_path, isolated_storage):
         print(pool.describe())  # shown by pytest when the test failed
         for proc in pool.procs:
             proc.cleanup()
-
-
-def record(kind: str, **fields) -> None:
-    if REPORT:
-        with open(REPORT, "a") as fh:
-            fh.write(json.dumps({"kind": kind, **fields}) + "\n")
-
-
-def task_row(task, **filters) -> DBTaskResult | None:
-    return DBTaskResult.objects.filter(task_path=task.module_path, **filters).first()
-
-
-def wait_until_running(task, pool: Workers) -> DBTaskResult:
-    return wait_for(
-        lambda: task_row(task, status="RUNNING"),
-        timeout=TIMEOUT,
-        what=f"{task.name} to start",
-        process=pool.current,
-    )
-
-
-def wait_until_successful(task, pool: Workers) -> DBTaskResult:
-    row = wait_for(
-        lambda: task_row(task, finished_at__isnull=False),
-        timeout=TIMEOUT,
-        what=f"{task.name} to finish",
-        process=pool.current,
-    )
-    assert row.status == "SUCCESSFUL", f"{row.status}: {row.traceback}\n{pool.describe()}"
-    return row
-
-
-def fill_profiles(n: int, django_user_model) -> None:
-    """``n`` stored profiles with random fingerprints (no file: a sweep compares hashes)."""
-    from moderation.hashing import to_signed
-
-    rng = random.Random(n)
-    users = django_user_model.objects.bulk_create(
-        django_user_model(username=f"filler{i}", password="!") for i in range(n)
-    )
-    Profile.objects.bulk_create(
-        Profile(
-            user=user,
-            photo=f"photos/filler{i}.jpg",
-            photo_dhash=to_signed(rng.getrandbits(64)),
-            photo_phash=to_signed(rng.getrandbits(64)),
-            photo_pipeline_version=5,
-        )
-        for i, user in enumerate(users)
-    )
-
-
-def flag(seed: int) -> FlaggedFingerprint:
-    return flagging.flag_image(
-        file=images.upload(images.photo(seed), f"banned{seed}.png", "PNG"),
-        reason="crash test",
-        source=FlaggedFingerprint.Source.COMMAND,
-        keep_original=False,
-    ).fingerprint
-
-
-def sweep_seconds(settings) -> float:
-    """How long one flag's sweep over the stored profiles takes here (a flag of an unrelated
-    picture, swept in this process): the window the kill is aimed at."""
-    settings.TASKS = IMMEDIATE_TASKS
-    started = time.monotonic()
-    flag(SCENE + 1)
-    elapsed = time.monotonic() - started
-    settings.TASKS = DATABASE_TASKS
-    return elapsed
-
-
-def assert_each_copy_down_exactly_once(
-    copies: list[Profile], flagged, isolated_storage, *, others: int = 0
-):
-    """Each copy cleared, with one takedown in the audit trail and its evidence kept; no
-    takedown besides (but ``others`` the test made itself)."""
-    for profile in copies:
-        profile.refresh_from_db()
-        assert not profile.photo and profile.photo_dhash is None, profile
-        events = AuditEvent.objects.filter(
-            action=AuditEvent.Action.TAKEDOWN, target__endswith=f"(#{profile.pk})"
-        )
-        assert events.count() == 1, list(events.values("pk", "target", "created_at"))
-        [event] = events
-        assert event.fingerprint_id == flagged.pk
-        assert (isolated_storage / "quarantine" / event.evidence.name).exists()
-    takedowns = AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN).count()
-    assert takedowns == len(copies) + others
-
-
-def orphaned_public_files(copies: list[Profile], names: list[str], isolated_storage) -> int:
-    """Public files of taken-down copies still in storage: deleted after the takedown's commit,
-    so a kill between the commit and the deletion leaves one (no row points at it)."""
-    return sum((isolated_storage / "media" / name).exists() for name in names)
-
-
-def copies_of_scene(make_profile, prefix: str) -> list[Profile]:
-    return [
-        make_profile(f"{prefix}{i}", images.resized(images.photo(SCENE), factor))
-        for i, factor in enumerate(COPIES)
-    ]
-
-
-def sweep_scenario(kind, settings, make_profile, django_user_model, workers, isolated_storage):
-    fill_profiles(FILLERS, django_user_model)
-    window = sweep_seconds(settings) if KILL_AT is None else KILL_AT
-    settings.TASKS = IMMEDIATE_TASKS  # the copies' rechecks run here (nothing banned yet)
-    copies = copies_of_scene(make_profile, "copy")
-    names = [c.photo.name for c in copies]
-    settings.TASKS = DATABASE_TASKS
-    workers.start()
-    flagged = flag(SCENE)  # its sweep is queued for the worker
-    wait_until_running(sweep_task, workers)
-    # The scan is ``window``; the five takedowns (each verified from its file) come after it.
-    delay = random.uniform(0, window * 1.5) if KILL_AT is None else KILL_AT
-    time.sleep(delay)
-    if kind == "pgkill":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            [cut] = cursor.fetchone()
-        killed = time.monotonic()
-    else:
-        killed = workers.kill()
-        down_before = Profile.objects.filter(pk__in=[c.pk for c in copies], photo="").count()
-        finished_before = task_row(sweep_task, status="SUCCESSFUL") is not None
-        workers.start()
-
-    def all_down():
-        return not Profile.objects.filter(pk__in=[c.pk for c in copies]).exclude(photo="").exists()
-
-    wait_for(all_down, timeout=TIMEOUT, what="every copy down", process=workers.current)
-    seconds = time.monotonic() - killed
-    row = wait_until_successful(sweep_task, workers)
-    assert_each_copy_down_exactly_once(copies, flagged, isolated_storage)
-    fillers = Profile.objects.filter(user__username__startswith="filler")
-    assert fillers.exclude(photo="").count() == FILLERS  # no stranger taken down
-    fields = {
-        "delay": round(delay, 3),
-        "window": round(window, 3),
-        "kill_to_all_down": round(seconds, 2),
-        "attempts": len(row.worker_ids),
-        "last_run_seconds": round((row.finished_at - row.started_at).total_seconds(), 2),
-        "orphaned_public_files": orphaned_public_files(copies, names, isolated_storage),
-    }
-    if kind == "pgkill":
-        fields["connections_cut"] = cut
-        assert workers.current.proc.poll() is None, "the worker died with its connections"
-    else:
-        fields["down_before_kill"] = down_before
-        fields["finished_before_kill"] = finished_before
-    return fields
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
@@ -286,6 +103,48 @@ def test_a_sweep_whose_database_connections_are_cut_still_takes_every_copy_down_
         "pgkill", settings, make_profile, django_user_model, workers, isolated_storage
     )
     record("pgkill", iteration=iteration, **fields)
+
+
+@pytest.fixture(scope="module")
+def private_cluster(django_db_setup):
+    """A PostgreSQL cluster of this module's own (never the machine's, which others use),
+    holding a copy of the test database to clone for each test."""
+    cluster = PrivateCluster()
+    try:
+        cluster.start()
+        copy_test_database(cluster, TEMPLATE_COPY)
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def private_database(private_cluster, request):
+    """This test (and the workers it starts) on a fresh copy on the private cluster."""
+    with use_private_database(private_cluster, f"crash_{request.node.callspec.id}"):
+        yield private_cluster
+
+
+@pytest.mark.parametrize("iteration", range(ITERATIONS))
+def test_a_sweep_through_a_postgresql_restart_takes_every_copy_down_once_and_the_worker_lives_on(
+    iteration, private_database, settings, make_profile, django_user_model, workers,
+    isolated_storage,
+):  # fmt: skip
+    """The server itself restarted at a random point of a sweep (``pg_ctl restart``, ``-m
+    fast`` and ``-m immediate`` in turn): the same worker, never restarted, reconnects, the
+    sweep finishes (tried again when the restart cut it), and every copy is down exactly once.
+    A worker that exited when its database went away would leave the queue unserved until
+    someone noticed."""
+    fields = sweep_scenario(
+        "pgrestart",
+        settings,
+        make_profile,
+        django_user_model,
+        workers,
+        isolated_storage,
+        cluster=private_database,
+    )
+    record("pgrestart", iteration=iteration, **fields)
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
@@ -328,23 +187,31 @@ def test_a_recheck_killed_at_a_random_point_takes_the_copy_down_exactly_once(
 SUBSCRIBERS = 12
 
 
-def mail_recipients(mail_dir: Path) -> list[str]:
-    """Every "To:" of every message the file backend wrote (one file per connection)."""
+def mail_messages(mail_dir: Path) -> list[tuple[str, str, bytes]]:
+    """(To, Message-ID, raw bytes) of every message the file backend wrote: one file per
+    connection, each message followed by a line of 79 dashes."""
     if not mail_dir.exists():
         return []
-    return [
-        line.removeprefix("To: ").strip()
-        for path in mail_dir.iterdir()
-        for line in path.read_text().splitlines()
-        if line.startswith("To: ")
-    ]
+    separator = "\n" + "-" * 79 + "\n"
+    messages = []
+    for path in sorted(mail_dir.iterdir()):
+        for chunk in path.read_text().split(separator):
+            if not chunk.strip():
+                continue
+            message = email.message_from_string(chunk, policy=email.policy.default)
+            messages.append((message["To"], message["Message-ID"], chunk.encode()))
+    return messages
 
 
 @pytest.mark.parametrize("iteration", range(ITERATIONS))
-def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_commit_window(
+def test_a_digest_killed_while_mailing_gives_each_moderator_one_message_resent_only_if_in_flight(
     iteration, settings, moderator, django_user_model, workers, tmp_path
 ):
-    from django.utils import timezone
+    """A kill between SMTP accepting a summary and the commit marking it sent cannot be told
+    apart, by the sender, from a kill before the send; that one message goes out again. What
+    must hold: every owed moderator receives exactly one message (one Message-ID, the one on
+    their delivery row), and a raw retransmission is only ever that in-flight message, byte
+    for byte the same, so a mail system that collapses by Message-ID shows one summary."""
 
     settings.TASKS = IMMEDIATE_TASKS
     flagged = flag(SCENE)
@@ -371,7 +238,7 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_co
     wait_until_running(review_digest_task, workers)
     # Killed while mailing: once the first email is written, within the next few.
     wait_for(
-        lambda: mail_recipients(workers.mail_dir),
+        lambda: mail_messages(workers.mail_dir),
         timeout=TIMEOUT,
         what="the first email",
         process=workers.current,
@@ -379,16 +246,15 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_co
     delay = random.uniform(0, 0.1)
     time.sleep(delay)
     killed = workers.kill()
-    written = mail_recipients(workers.mail_dir)
+    written = mail_messages(workers.mail_dir)
     finished_before = task_row(review_digest_task, status="SUCCESSFUL") is not None
-    # The documented residual window: a message written (SMTP accepted it) whose delivery row
-    # was not yet marked sent when the process died. It is sent again; a worker mails one at a
-    # time, so at most one message can be in it.
+    # In flight at the kill: written (SMTP accepted it) but its row not marked sent. A worker
+    # mails one at a time, so at most one message can be.
     marked = set(
-        EmailDelivery.objects.filter(sent_at__isnull=False).values_list("recipient", flat=True)
+        EmailDelivery.objects.filter(sent_at__isnull=False).values_list("message_id", flat=True)
     )
-    in_window = set(written) - marked
-    assert len(in_window) <= 1, in_window
+    in_flight = {message_id for _, message_id, _ in written} - marked
+    assert len(in_flight) <= 1, in_flight
     workers.start()
 
     def all_sent():
@@ -399,15 +265,22 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_co
     wait_until_successful(review_digest_task, workers)
     time.sleep(0.5)  # a duplicate would be written by now (sent, then marked sent)
 
-    received = mail_recipients(workers.mail_dir)
-    counts = {address: received.count(address) for address in set(received) | set(addresses)}
-    assert set(counts) == set(addresses), counts  # nobody else
-    duplicated = {a for a, n in counts.items() if n > 1}
-    assert all(n >= 1 for n in counts.values()), counts  # nobody owed is left out
-    assert all(n <= 2 for n in counts.values()) and duplicated <= in_window, (counts, in_window)
-    deliveries = EmailDelivery.objects.all()
-    assert sorted(d.recipient for d in deliveries) == sorted(addresses)
-    assert all(d.sent_at for d in deliveries)
+    received = mail_messages(workers.mail_dir)
+    deliveries = {d.recipient: d for d in EmailDelivery.objects.all()}
+    assert sorted(deliveries) == sorted(addresses)
+    assert all(d.sent_at for d in deliveries.values())
+    ids_by_address = {a: set() for a in addresses}
+    copies: dict[str, list[bytes]] = {}
+    for to, message_id, raw in received:
+        assert to in ids_by_address, to  # nobody else
+        ids_by_address[to].add(message_id)
+        copies.setdefault(message_id, []).append(raw)
+    # Each owed moderator: exactly one message, the one their delivery row names.
+    assert ids_by_address == {a: {deliveries[a].message_id} for a in addresses}, ids_by_address
+    # Sent more than once: only the message in flight at the kill, once more, unchanged.
+    resent = {message_id: len(raws) - 1 for message_id, raws in copies.items() if len(raws) > 1}
+    assert set(resent) <= in_flight and sum(resent.values()) <= 1, (resent, in_flight)
+    assert all(len(set(raws)) == 1 for raws in copies.values())
     assert not ReviewSubscription.objects.filter(pending_since__isnull=False).exists()
     record(
         "digest",
@@ -415,8 +288,9 @@ def test_a_digest_killed_while_mailing_sends_every_owed_email_once_but_in_the_co
         delay=round(delay, 3),
         kill_to_all_sent=round(seconds, 2),
         sent_before_kill=len(written),
-        in_residual_window=len(in_window),
-        duplicated=len(duplicated),
+        in_flight_at_kill=len(in_flight),
+        retransmitted=sum(resent.values()),
+        distinct_messages=len(copies),
         finished_before_kill=finished_before,
     )
 
@@ -496,6 +370,49 @@ def test_a_reindex_killed_at_a_random_point_reindexes_every_row_once_and_sweeps(
     )
 
 
+def test_an_idle_worker_requeues_a_dead_workers_task_as_its_lease_runs_out_not_a_beat_later(
+    workers, tmp_path
+):
+    """Recovery after a kill is bounded by the lease from the dead worker's last heartbeat
+    (then the task runs again). Looking for abandoned tasks only once per heartbeat interval
+    would add up to a whole interval; so a live worker looks again when the earliest lease it
+    saw can run out. A long heartbeat interval (5 s) against a small margin tells them apart."""
+    from tests.background_tasks import slow
+
+    heartbeat, lease, margin = 5, 10, 0.75
+    first = workers.start(heartbeat=heartbeat, lease=lease)
+    started = tmp_path / "started"
+    result = slow.enqueue(120, str(started))
+    wait_for(started.exists, timeout=TIMEOUT, what="the task to start", process=first)
+    second = workers.start(heartbeat=heartbeat, lease=lease)
+    second_id = worker_id(second)
+    wait_for(
+        WorkerHeartbeat.objects.filter(worker_id=second_id).exists,
+        timeout=TIMEOUT,
+        what="the second worker",
+        process=second,
+    )
+    time.sleep(random.uniform(0, heartbeat))  # anywhere between two beats of the first
+    workers.kill_process(first)
+    last_beat = WorkerHeartbeat.objects.get(worker_id=worker_id(first)).last_seen
+
+    def claimed_again():
+        row = DBTaskResult.objects.get(pk=result.id)
+        return row if len(row.worker_ids) == 2 else None
+
+    row = wait_for(
+        claimed_again,
+        timeout=lease + TIMEOUT,
+        what="the task to be claimed again",
+        process=second,
+    )
+
+    assert row.worker_ids[-1] == second_id
+    requeued_after = (row.started_at - last_beat).total_seconds()
+    assert lease <= requeued_after <= lease + margin, (requeued_after, workers.describe())
+    record("lease_bound", requeued_after_last_beat=round(requeued_after, 3), lease=lease)
+
+
 def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_0(workers, tmp_path):
     from tests.background_tasks import slow
 
@@ -513,7 +430,6 @@ def test_sigterm_lets_the_running_task_finish_then_the_worker_exits_0(workers, t
 
 
 def test_a_second_sigterm_releases_the_running_task_to_the_queue_before_exiting(workers, tmp_path):
-    from moderation.models import WorkerHeartbeat
     from tests.background_tasks import slow
 
     proc = workers.start()
@@ -536,7 +452,6 @@ def test_run_worker_never_starts_an_autoreloader_even_with_debug_on(workers, tmp
         "run_worker", "--no-startup-delay", DJANGO_DEBUG="1", MODERATION_TASKS_BACKEND="database"
     )
     workers.procs.append(proc)
-    from moderation.models import WorkerHeartbeat
 
     wait_for(WorkerHeartbeat.objects.exists, timeout=TIMEOUT, what="the worker", process=proc)
     children = [

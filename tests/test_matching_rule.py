@@ -31,7 +31,7 @@ from moderation.hashing import (
     hamming,
     phash_thumbnail,
 )
-from moderation.matching import Match, MatchRule
+from moderation.matching import MatchRule
 from moderation.models import AuditEvent, BannedSetChange, FingerprintVariant, FlaggedFingerprint
 from moderation.validators import BannedImageValidator
 from moderation.variants import ORIENTATIONS, UPLOAD_CUTS, VARIANTS
@@ -227,7 +227,9 @@ def test_a_dhash_candidate_is_blocked_only_when_the_phash_agrees():
     far_dhash = Fingerprint(flip_bits(dhash, 13), phash=phash)
 
     assert index.check(near, RULE).blocked
-    assert [(m.distance, m.confirm_distance) for m in index.check(near, RULE).matches] == [(12, 16)]
+    assert [(m.distance, m.confirm_distance) for m in index.check(near, RULE).matches] == [
+        (12, 16)
+    ]
     assert index.check(far_phash, RULE).decision == matching.PASS
     assert index.check(far_phash, RULE).candidates[0].confirm_distance == 17
     assert index.check(far_dhash, RULE).decision == matching.PASS
@@ -276,11 +278,8 @@ def test_confirmation_hashes_survive_many_adds_and_removes():
             expected[key] = (dhash, phash)
     assert len(index) == len(expected)
     for key, (dhash, phash) in rng.sample(sorted(expected.items()), 300):
-        [hit] = [
-            m
-            for m in index.candidates(Fingerprint(dhash, phash=0), 0)
-            if m.fingerprint_id * KEYS_PER_FLAG + m.variant == key
-        ]
+        [hit] = [m for m in index.candidates(Fingerprint(dhash, phash=0), 0) if
+                 m.fingerprint_id * KEYS_PER_FLAG + m.variant == key]
         assert hit.confirm_distance == (None if phash is None else hamming(phash, 0))
 
 
@@ -449,11 +448,8 @@ def test_flag_image_page_explains_a_low_information_refusal(client, moderator):
 
     response = client.post(
         reverse(FLAG_IMAGE),
-        {
-            "image": images.upload(fog(5), "fog.png", "PNG"),
-            "reason": "x",
-            "allow_low_information": "on",
-        },
+        {"image": images.upload(fog(5), "fog.png", "PNG"), "reason": "x",
+         "allow_low_information": "on"},
     )
 
     assert response.status_code == 200
@@ -467,11 +463,8 @@ def test_a_superuser_flags_a_low_information_image_with_the_checkbox(admin_clien
 
     response = admin_client.post(
         reverse(FLAG_IMAGE),
-        {
-            "image": images.upload(fog(6), "fog.png", "PNG"),
-            "reason": "x",
-            "allow_low_information": "on",
-        },
+        {"image": images.upload(fog(6), "fog.png", "PNG"), "reason": "x",
+         "allow_low_information": "on"},
     )
 
     assert response.status_code == 302
@@ -539,12 +532,8 @@ def test_an_uploads_cut_is_compared_with_the_same_variant_of_the_flags_only(sett
     index.remove(entry_key(2, cut))
     assert index.check(whole, rule, cuts=cuts).decision == matching.PASS
     rebuilt = BannedIndex()
-    rebuilt.build(
-        [
-            (entry_key(1, 0), same.dhash, same.phash, False),
-            (entry_key(2, cut), same.dhash, same.phash, False),
-        ]
-    )
+    rebuilt.build([(entry_key(1, 0), same.dhash, same.phash, False),
+                   (entry_key(2, cut), same.dhash, same.phash, False)])
     assert rebuilt.check(whole, rule, cuts=cuts).nearest.fingerprint_id == 2
 
 
@@ -602,16 +591,3 @@ def test_flag_images_says_why_when_every_file_is_too_plain_to_ban(tmp_path):
     with pytest.raises(CommandError, match="too little information.*--force"):
         call_command("flag_images", str(tmp_path), "--reason", "r", "--no-keep-originals")
     assert not FlaggedFingerprint.objects.exists()
-
-
-def test_the_rule_for_blocking_reaches_the_match_distances_and_enforced_lists_only():
-    rule = MatchRule(
-        max_distance=12, max_confirm_distance=16, max_unconfirmed_distance=6, review_distance=16
-    )
-    assert rule.radius == 16
-    assert rule.for_blocking().radius == 12
-    assert rule.for_blocking(list_reach=14).radius == 14  # a list's own distance still blocks
-    assert rule.for_blocking(list_reach=30).radius == 16  # never past the review distance
-    near_miss = Match(1, 14, confirm_distance=3)
-    assert rule.reviews(near_miss) and not rule.for_blocking().reviews(near_miss)
-    assert rule.for_blocking().matches(Match(1, 12, confirm_distance=16))

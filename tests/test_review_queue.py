@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from moderation import banned_set, hash_lists, screening, sweeping
+from moderation.matching import Match, MatchRule
 from moderation.models import (
     RefusedUpload,
     ReviewItem,
@@ -135,3 +136,16 @@ def test_the_original_is_not_shown_without_the_quarantine_permission(
     assert reverse("moderation:quarantined-file", args=[flagged.original.name]) not in html.decode()
     assert b"You may not view quarantined originals" in html
     assert b'value="ban"' not in html
+
+
+def test_the_rule_for_blocking_reaches_the_match_distances_and_enforced_lists_only():
+    rule = MatchRule(
+        max_distance=12, max_confirm_distance=16, max_unconfirmed_distance=6, review_distance=16
+    )
+    assert rule.radius == 16
+    assert rule.for_blocking().radius == 12
+    assert rule.for_blocking(list_reach=14).radius == 14  # a list's own distance still blocks
+    assert rule.for_blocking(list_reach=30).radius == 16  # never past the review distance
+    near_miss = Match(1, 14, confirm_distance=3)
+    assert rule.reviews(near_miss) and not rule.for_blocking().reviews(near_miss)
+    assert rule.for_blocking().matches(Match(1, 12, confirm_distance=16))

@@ -28,6 +28,7 @@ from moderation import registry
 from moderation.files import delete_public_file_task
 from moderation.hashing import PIPELINE_VERSION
 from moderation.models import AuditEvent, FlaggedFingerprint, ReindexRun
+from moderation.notices import purge_kept_takedowns_task
 from moderation.sweeping import sweep_task
 from profiles.models import Profile
 from profiles.photos import profile_set_photo
@@ -272,14 +273,20 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
 
     # The flag queued one task, its sweep; one of the workers ran it, once, and it took
     # Alice's stored copy down, once (queuing, with the takedown, the deletion of its public
-    # file: the only other new task).
+    # file and the purge of its kept copy at the end of the keep period: the only other new
+    # tasks).
     tasks = hosts.wait_for_idle_queue(what="the flag's sweep")
     new_tasks = {task.task_path: task for task in tasks if task.id not in before_flag}
     assert sorted(new_tasks) == sorted(
-        [sweep_task.module_path, delete_public_file_task.module_path]
+        [
+            sweep_task.module_path,
+            delete_public_file_task.module_path,
+            purge_kept_takedowns_task.module_path,
+        ]
     )
+    assert new_tasks[purge_kept_takedowns_task.module_path].status == "READY"  # months away
     sweep = new_tasks[sweep_task.module_path]
-    assert len([task for task in tasks if task.id not in before_flag]) == 2
+    assert len([task for task in tasks if task.id not in before_flag]) == 3
     assert sweep.status == "SUCCESSFUL"
     assert len(sweep.worker_ids) == 1 and set(sweep.worker_ids) <= hosts.worker_ids
     [takedown] = AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN)

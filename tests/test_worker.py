@@ -355,3 +355,31 @@ def test_a_task_queued_under_its_previous_import_path_still_runs_the_flows_task(
 
     assert import_string(old_path) is task
     assert task.module_path != old_path  # new enqueues store the flow's own path
+
+
+@pytest.mark.worker
+def test_the_worker_loads_the_stored_photo_index_as_it_starts_not_at_the_first_sweep(
+    client, user, database_tasks, transactional_db, isolated_storage
+):
+    upload_photo(client, user, images.photo(830))  # one stored photo: its rows in the index
+    proc = ManageProcess(
+        "run_worker",
+        "--no-startup-delay",
+        "--interval=0.1",
+        f"--worker-id=pytest-warm-{os.getpid()}",
+        "--verbosity=2",
+        MODERATION_TASKS_BACKEND="database",
+    )
+    try:
+        loaded = wait_for(
+            lambda: "stored-photo index loaded ahead of the first sweep" in proc.output(),
+            timeout=WORKER_TIMEOUT,
+            what="the stored-photo index loaded by the starting worker",
+            process=proc,
+        )
+        assert loaded
+        assert not tasks_of(sweep_task).exists()  # no sweep asked for it
+    finally:
+        proc.stop()
+        print(proc.describe())
+        proc.cleanup()

@@ -89,6 +89,29 @@ def test_a_task_whose_worker_still_beats_is_left_alone():
     assert row.status == "RUNNING"
 
 
+def test_a_lease_check_says_when_the_earliest_running_lease_can_run_out(settings):
+    settings.MODERATION_WORKER_HEARTBEAT_SECONDS = 5
+    assert worker.check_leases().next_expiry is None  # nothing running: nothing to wait for
+    beat = heartbeat("quiet", seconds_ago=28)
+    running_task("quiet", started_ago=3600)
+    running_task("db-worker", started_ago=10)  # no heartbeat: a lease from its claim
+
+    check = worker.check_leases()
+
+    assert check.requeued == []
+    assert check.next_expiry == beat.last_seen + timedelta(seconds=30)
+    # The worker looks again just after it (2 s away), not a whole 5 s interval later.
+    assert 1.5 < make_worker()._until_next_check(check) <= 2.1
+
+
+def test_a_lease_check_comes_at_least_once_per_heartbeat_interval(settings):
+    settings.MODERATION_WORKER_HEARTBEAT_SECONDS = 5
+    heartbeat("alive", seconds_ago=1)
+    running_task("alive")
+
+    assert make_worker()._until_next_check(worker.check_leases()) == 5
+
+
 def test_a_task_claimed_by_a_worker_without_heartbeats_gets_one_lease_from_its_claim():
     fresh = running_task("db-worker", started_ago=10)
     old = running_task("db-worker", started_ago=40)
@@ -295,6 +318,33 @@ def test_an_email_claimed_by_a_process_that_died_is_sent_once_by_the_next_check(
 
     assert [m.to for m in mailoutbox] == [["mod@example.com"]]
     assert EmailDelivery.objects.get().sent_at is not None
+
+
+def test_an_email_sent_again_after_its_commit_was_lost_is_the_same_message(moderator, mailoutbox):
+    """SMTP accepted it, then the sender died before marking the row sent: the row is unsent
+    again and goes out again. It must be the same message (Message-ID, Date, subject, body),
+    which mail systems collapse, not a second summary; another delivery gets its own id."""
+    delivery = EmailDelivery.objects.create(
+        kind=EmailDelivery.Kind.REVIEW_DIGEST,
+        user=moderator,
+        recipient="mod@example.com",
+        subject="[moderation] review queue: 1 waiting",
+        body="1 upload waits",
+        created_at=timezone.now() - timedelta(minutes=3),
+    )
+    assert send_unsent_emails() == 1
+    EmailDelivery.objects.filter(pk=delivery.pk).update(sent_at=None)  # the lost commit
+    assert send_unsent_emails() == 1
+    other = EmailDelivery.objects.create(
+        kind=EmailDelivery.Kind.REVIEW_DIGEST, recipient="mod@example.com", subject="s", body="b"
+    )
+    assert send_unsent_emails() == 1
+
+    first, again, third = (m.message() for m in mailoutbox)
+    assert first["Message-ID"] == again["Message-ID"] == delivery.message_id
+    assert first.as_bytes() == again.as_bytes()
+    assert first["Date"].datetime == delivery.created_at.replace(microsecond=0)
+    assert third["Message-ID"] == other.message_id != delivery.message_id
 
 
 def test_a_claimed_summary_schedules_one_check_for_unsent_emails_a_lease_later(

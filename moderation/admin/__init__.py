@@ -4,6 +4,8 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``flags``: the banned set and the "Flag an image" page;
 - ``lists``: hash lists, distance trials and shadow hits;
 - ``review_queue``: the review queue, the dashboard and queue emails;
+- ``appeals``: appeals against takedowns and refusals, and their decision;
+- ``reports``: photos people reported, banned or dismissed in one step;
 - ``allowlist``: dismissed matches and their revocation;
 - ``probers``: uploaders escalated for probing, their attempts side by side;
 - ``records``: the audit trail and refused uploads;
@@ -14,22 +16,26 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 
 from moderation.admin import (
     allowlist,
+    appeals,
     flags,
     lists,
     operations,
     probers,
     records,
+    reports,
     review_queue,
     tasks,
 )
 
 __all__ = [
     "allowlist",
+    "appeals",
     "flags",
     "lists",
     "operations",
     "probers",
     "records",
+    "reports",
     "review_queue",
     "tasks",
 ]

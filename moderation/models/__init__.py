@@ -5,6 +5,9 @@
 - ``review``: the review queue, the allowlist and queue-email subscriptions;
 - ``operations``: reindex runs, the ranges workers take, and sweeps' state;
 - ``stored_index``: the hashes of stored images, for sweeps (and each kind's completeness);
+- ``appeals``: statements of reasons to people whose photo was taken down or refused, and
+  their appeals;
+- ``reports``: photos people reported, and each person's report;
 - ``wellness``: each moderator's image display preference and images viewed per day;
 - ``probers``: uploaders escalated for probing the threshold;
 - ``quarantine``: the private storage of flagged originals and evidence;
@@ -16,6 +19,13 @@ migrations refer to ``moderation.models.quarantine_storage`` and
 ``moderation.models.default_hash_list_id``.
 """
 
+from moderation.models.appeals import (
+    APPEAL_MAX_CHARS,
+    Appeal,
+    AppealQuerySet,
+    Notice,
+    NoticeQuerySet,
+)
 from moderation.models.background import EmailDelivery, FailedTask, WorkerHeartbeat
 from moderation.models.banned_set import (
     DEFAULT_HASH_LIST,
@@ -35,6 +45,12 @@ from moderation.models.records import (
     RefusedUploadQuerySet,
     ShadowHit,
 )
+from moderation.models.reports import (
+    REPORT_MAX_CHARS,
+    Report,
+    ReportFiling,
+    ReportQuerySet,
+)
 from moderation.models.review import (
     AllowedMatch,
     AllowedMatchQuerySet,
@@ -46,9 +62,12 @@ from moderation.models.stored_index import StoredHash, StoredHashTarget
 from moderation.models.wellness import ImageViewDay, ModeratorPreference
 
 __all__ = [
+    "APPEAL_MAX_CHARS",
     "DEFAULT_HASH_LIST",
     "AllowedMatch",
     "AllowedMatchQuerySet",
+    "Appeal",
+    "AppealQuerySet",
     "AuditEvent",
     "BannedSetChange",
     "EmailDelivery",
@@ -59,11 +78,17 @@ __all__ = [
     "HashList",
     "ImageViewDay",
     "ModeratorPreference",
+    "Notice",
+    "NoticeQuerySet",
     "ProberEscalation",
     "ProberEscalationQuerySet",
     "QuarantineStorage",
     "RefusedUpload",
     "RefusedUploadQuerySet",
+    "REPORT_MAX_CHARS",
+    "Report",
+    "ReportFiling",
+    "ReportQuerySet",
     "ReindexRun",
     "ReviewItem",
     "ReviewItemQuerySet",

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+from email.utils import make_msgid
+
 from django.conf import settings
+from django.core.mail.utils import DNS_NAME
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -39,12 +42,22 @@ class WorkerHeartbeat(models.Model):
         return f"{self.worker_id} ({self.host}, pid {self.pid})"
 
 
+def new_message_id() -> str:
+    """A new, globally unique Message-ID (time, pid, 64 random bits, this host's name), made
+    once per delivery and stored, so every host that (re)sends it uses the same one."""
+    return make_msgid(idstring="moderation", domain=str(DNS_NAME))
+
+
 class EmailDelivery(models.Model):
     """An email owed to someone: written when the send is claimed, ``sent_at`` set in the
-    transaction that sends it. Unsent rows are sent by whoever locks them next."""
+    transaction that sends it. Unsent rows are sent by whoever locks them next, always with
+    the row's own ``message_id`` and ``created_at`` as Message-ID and Date."""
 
     class Kind(models.TextChoices):
         REVIEW_DIGEST = "review_digest", _("review-queue summary")
+        NOTICE = "notice", _("statement of reasons")
+        APPEAL_OUTCOME = "appeal_outcome", _("appeal outcome")
+        REPORT_OUTCOME = "report_outcome", _("report outcome")
         FLOOD_ALERT = "flood_alert", _("flag held by the flood guard")
 
     kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
@@ -61,6 +74,9 @@ class EmailDelivery(models.Model):
     body = models.TextField(_("body"))
     created_at = models.DateTimeField(_("claimed"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True, db_index=True)
+    message_id = models.CharField(
+        _("Message-ID"), max_length=255, unique=True, default=new_message_id, editable=False
+    )
 
     class Meta:
         verbose_name = _("email delivery")

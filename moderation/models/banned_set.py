@@ -49,6 +49,16 @@ class HashList(models.Model):
     enabled = models.BooleanField(_("enabled"), default=True)
     mode = models.CharField(_("mode"), max_length=10, choices=Mode.choices, default=Mode.ENFORCE)
     description = models.TextField(_("description"), blank=True)
+    # Shown to people: the ground in the statement of reasons of a takedown by this list.
+    public_description = models.CharField(
+        _("public description"),
+        max_length=300,
+        blank=True,
+        help_text=_(
+            "What a person whose photo this list took down is told as the ground, e.g. "
+            '"Sexual content". Never names the image or how close it was. Empty: a generic line.'
+        ),
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     # A distance on trial: while set, an enforced list still blocks at ``max_distance``, and
     # every accepted upload the proposed distance would block or queue (and the current one

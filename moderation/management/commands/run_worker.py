@@ -6,7 +6,9 @@ watches files and a child that works; killing the parent orphans the child), it 
 heartbeat or lease (a task whose worker died stays ``RUNNING`` forever), no retries (a task
 that raised is just ``FAILED``), and a second stop signal abandons the running task. This
 command runs ``moderation.worker.Worker``, which adds those (see its module docstring), with
-the library's options. Run it under a supervisor (docs/operations.md has a systemd unit).
+the library's options, and loads the index of stored photos on a helper thread as it starts
+(the sweeps after flags use it). Run it under a supervisor (docs/operations.md has a systemd
+unit).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
+from moderation import stored_index
 from moderation.worker import Worker, default_worker_id
 
 
@@ -63,4 +66,5 @@ class Command(DbWorkerCommand):
             excluded_queue_names=excluded,
         )
         worker.configure_signals()
+        stored_index.warm_in_background()
         worker.run()

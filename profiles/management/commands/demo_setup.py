@@ -24,6 +24,8 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "review_upload"),
     ("moderation", "view_shadowhit"),
     ("moderation", "view_allowedmatch"),
+    ("moderation", "view_appeal"),
+    ("moderation", "view_report"),
     ("moderation", "view_failedtask"),
     ("moderation", "retry_task"),
     ("moderation", "view_workerheartbeat"),

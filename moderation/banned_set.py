@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from django.db import connection
-from django.db.models import Max
+from django.db.models import BooleanField, Case, Max, Q, Value, When
 
 from moderation import hashing
 from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, variant_entries
@@ -35,6 +35,7 @@ from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
 from moderation.matching import Match, MatchRule
 from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint, HashList
+from moderation.models.banned_set import FLOOD_HELD
 
 # Any constant works: it names the one PostgreSQL advisory lock that serialises writers of
 # the banned-set change log.
@@ -62,7 +63,8 @@ def log_change(
 ) -> None:
     """Log every stored variant of ``flagged`` (its current rows by default) as ``active`` (by
     default: the flag is active and its hash list enabled), with the list's policy (distance,
-    shadow mode, distance on trial) as it is now. The caller holds ``lock_banned_set``."""
+    shadow mode, distance on trial) as it is now; a flag held by the flood guard is in shadow
+    whatever its list's mode. The caller holds ``lock_banned_set``."""
     rows = flagged.variants.all() if variants is None else variants
     hash_list = HashList.objects.get(pk=flagged.hash_list_id)
     BannedSetChange.objects.bulk_create(
@@ -74,7 +76,7 @@ def log_change(
             information=flagged.information,
             active=(flagged.active and hash_list.enabled) if active is None else active,
             max_distance=hash_list.max_distance,
-            shadow=hash_list.shadow,
+            shadow=hash_list.shadow or flagged.held,
             proposed_distance=hash_list.proposed_distance,
         )
         for v in rows
@@ -98,8 +100,18 @@ _VARIANT_COLUMNS = (
     "phash",
     "flagged__information",
     "flagged__hash_list__max_distance",
-    "flagged__hash_list__mode",
+    "shadow",
     "flagged__hash_list__proposed_distance",
+)
+# An entry matches in shadow when its list is in shadow mode or its flag is held by the flood
+# guard (``FlaggedFingerprint.flood_state``).
+_IN_SHADOW = Case(
+    When(
+        Q(flagged__hash_list__mode=HashList.Mode.SHADOW) | Q(flagged__flood_state=FLOOD_HELD),
+        then=Value(True),
+    ),
+    default=Value(False),
+    output_field=BooleanField(),
 )
 
 
@@ -111,7 +123,7 @@ def active_variant_rows(flag_ids: Iterable[int] | None = None):
     ).order_by()
     if flag_ids is not None:
         rows = rows.filter(flagged_id__in=list(flag_ids))
-    return rows.values_list(*_VARIANT_COLUMNS)
+    return rows.annotate(shadow=_IN_SHADOW).values_list(*_VARIANT_COLUMNS)
 
 
 logger = logging.getLogger(__name__)

@@ -202,6 +202,42 @@ DECLARATIONS = (
         Kind.OFF_OR_MORE,
         "Dismissed matches after which a fingerprint is suspended; 0 never suspends.",
     ),
+    # --- Floods: a flag that matches too many people's photos --------------------------------
+    # A flag whose takedowns (sweeps, rechecks) and refused uploads reach more than
+    # MODERATION_FLOOD_MAX_USERS distinct users' photos within MODERATION_FLOOD_WINDOW_MINUTES
+    # is held in shadow before it takes down another (moderation/flood_guard.py): a default
+    # avatar or a meme template flagged by mistake stops at that many. A moderator resumes it
+    # (the held takedowns run; the guard no longer applies to it) or drops it. 0: no guard.
+    Setting(
+        "MODERATION_FLOOD_MAX_USERS",
+        25,
+        Kind.OFF_OR_MORE,
+        "Distinct users' photos a flag may take down or refuse in the window before it is held.",
+    ),
+    Setting(
+        "MODERATION_FLOOD_WINDOW_MINUTES",
+        60,
+        Kind.POSITIVE,
+        "The flood guard's window (minutes).",
+    ),
+    # --- Probers: uploads that keep landing near banned images -----------------------------
+    # An account with MODERATION_PROBER_ATTEMPTS refused uploads or queued near misses within
+    # MODERATION_PROBER_WINDOW_MINUTES (or a client IP with that many refusals, from more than
+    # one account) is escalated (moderation/probing.py): its
+    # attempts go in a queue side by side and its accepted uploads are held for review. The
+    # user sees the same generic message as anyone. 0 never escalates.
+    Setting(
+        "MODERATION_PROBER_ATTEMPTS",
+        5,
+        Kind.OFF_OR_MORE,
+        "Refusals or near misses within the window after which an uploader is escalated.",
+    ),
+    Setting(
+        "MODERATION_PROBER_WINDOW_MINUTES",
+        24 * 60,
+        Kind.POSITIVE,
+        "The prober window (minutes).",
+    ),
     # Review-queue emails: at most one per subscribed moderator every this many minutes, each
     # summarising the queue (how many wait, the oldest's age, a link). An hour keeps a busy day
     # to a handful of mails while nothing waits unseen for long; 0 mails on every queued upload.

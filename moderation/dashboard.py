@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from moderation import worker
-from moderation.models import FlaggedFingerprint, RefusedUpload, ReindexRun, ReviewItem, Sweep
+from moderation.models import (
+    AuditEvent,
+    FlaggedFingerprint,
+    ProberEscalation,
+    RefusedUpload,
+    ReindexRun,
+    ReviewItem,
+    Sweep,
+)
 from moderation.work_ranges import progress
 
 DAYS = 30
@@ -81,6 +89,22 @@ def summary() -> dict:
         "queue_age": timezone.now() - oldest if oldest else None,
         "reindex": running_reindex(),
         "failed_sweeps": Sweep.objects.filter(state=Sweep.State.FAILED).count(),
+        # Flags the flood guard switched to shadow, waiting for a moderator to resume or drop.
+        "held_flags": list(
+            FlaggedFingerprint.objects.held_by_flood_guard()
+            .annotate(
+                taken_down=Count(
+                    "audit_events", filter=Q(audit_events__action=AuditEvent.Action.TAKEDOWN)
+                )
+            )
+            .select_related("hash_list")
+            .order_by("flood_held_at")
+        ),
+        # Uploaders escalated as probers, still open.
+        "escalations": list(
+            ProberEscalation.objects.open().select_related("user", "fingerprint")[:TOP]
+        ),
+        "escalations_open": ProberEscalation.objects.open().count(),
         "top_fingerprints": (
             FlaggedFingerprint.objects.annotate(
                 refusals=Subquery(

@@ -3,6 +3,7 @@
 Ban a queued image (it is flagged, taken down and swept, through ``flagging``), dismiss it (an
 allowlist exception for that flag; a flag dismissed too often is suspended), revoke an
 exception. Every decision is audited; a decision on an item already decided changes nothing.
+A flag the flood guard held is resumed or dropped here too.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from moderation import registry
+from moderation import flood_guard, registry, sweeping
+from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
 from moderation.flagging import flag_stored_image, unflag_fingerprint
 from moderation.hashing import Fingerprint
@@ -65,13 +68,27 @@ def review_dismiss(*, item: ReviewItem, actor: AbstractBaseUser | None, reason: 
     """Dismiss a queued image: it is innocent. Records an allowlist exception
     (``AllowedMatch``) so the same image is not refused or queued again for that fingerprint,
     and suspends the fingerprint once it has more than ``MODERATION_MAX_DISMISSALS``
-    dismissals (a flag that keeps catching innocent images). Returns False if already decided.
+    dismissals (a flag that keeps catching innocent images). A held upload (its uploader is
+    escalated as a prober) is only released: no exception, no dismissal counted. Returns
+    False if already decided.
     """
     with transaction.atomic():
         if not _decide(item, ReviewItem.Status.DISMISSED, actor):
             return False
         if item.signal_entry_id is not None:
             _dismiss_list_entry_match(item, actor, reason)
+            return True
+        if item.found_by == ReviewItem.FoundBy.HELD:
+            # Held because of who uploaded it, not for a match: released, nothing allowed, and
+            # the flag it was filed under is not counted as dismissed.
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.DISMISS,
+                actor=actor,
+                fingerprint_id=item.fingerprint_id,
+                target=item.target,
+                distance=item.distance,
+                reason=reason or "held upload of an escalated uploader released",
+            )
             return True
         AllowedMatch.objects.create(
             fingerprint_id=item.fingerprint_id, dhash=item.dhash, review_item=item, created_by=actor
@@ -107,6 +124,37 @@ def _dismiss_list_entry_match(item: ReviewItem, actor, reason: str) -> None:
         distance=item.distance,
         reason=reason or "not a match of the list entry",
     )
+
+
+def same_flag_pending(item: ReviewItem):
+    """The other pending near misses of ``item``'s flag, or of its hash list entry (not held
+    uploads), oldest first."""
+    if item.fingerprint_id is not None:
+        same = {"fingerprint_id": item.fingerprint_id}
+    elif item.signal_entry_id is not None:
+        same = {"signal_entry_id": item.signal_entry_id}
+    else:
+        return ReviewItem.objects.none()
+    return (
+        ReviewItem.objects.pending()
+        .filter(**same)
+        .exclude(pk=item.pk)
+        .exclude(found_by=ReviewItem.FoundBy.HELD)
+    )
+
+
+def review_group(*, item: ReviewItem, decision: str, actor: AbstractBaseUser | None) -> int:
+    """One decision (``ban`` or ``dismiss``) for ``item`` and every other pending near miss of
+    the same flag: each is decided (and audited) as if decided alone. Returns how many were
+    decided now. A ban that cannot be made (a low-information image) stops nothing else."""
+    decide = review_ban if decision == "ban" else review_dismiss
+    done = 0
+    for each in [item, *same_flag_pending(item)]:
+        try:
+            done += decide(item=each, actor=actor)
+        except ValidationError as e:
+            logger.warning("review item #%s not banned: %s", each.pk, " ".join(e.messages))
+    return done
 
 
 def allowed_match_revoke(
@@ -146,4 +194,48 @@ def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool
     AuditEvent.objects.create(action=AuditEvent.Action.SUSPEND, fingerprint=flagged, reason=reason)
     flagged.refresh_from_db()
     logger.warning("fingerprint #%s %s", flagged.pk, reason)
+    return True
+
+
+def flood_resume(*, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None) -> bool:
+    """Resume a flag the flood guard held: the moderator confirms it is right. It is enforced
+    again from the next lookup everywhere, the guard no longer applies to it, and its sweep
+    runs again once this commits, taking down what was held (and what was uploaded meanwhile).
+    Returns False when it was not held (already decided, or never held)."""
+    with transaction.atomic():
+        lock_banned_set()
+        locked = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        if not locked.active or not locked.held:
+            return False
+        locked.flood_state = flood_guard.RESUMED
+        locked.save(update_fields=["flood_state"])
+        log_change(locked)
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_RESUME,
+            actor=actor,
+            fingerprint=locked,
+            reason="confirmed by a moderator: the held takedowns run",
+        )
+        sweeping.sweep_after_commit([locked.pk])
+    flagged.refresh_from_db()
+    return True
+
+
+def flood_drop(
+    *, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None, reason: str = ""
+) -> bool:
+    """Drop a flag the flood guard held: it was a mistake. It is unflagged (audited as usual);
+    photos it took down before it was held stay down, with their evidence, for review.
+    Returns False when it was not held."""
+    with transaction.atomic():
+        locked = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        if not locked.active or not locked.held:
+            return False
+        reason = reason or "dropped by a moderator after the flood guard held it"
+        unflag_fingerprint(flagged=locked, actor=actor, reason=reason)
+        FlaggedFingerprint.objects.filter(pk=locked.pk).update(flood_state=flood_guard.DROPPED)
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_DROP, actor=actor, fingerprint=locked, reason=reason
+        )
+    flagged.refresh_from_db()
     return True

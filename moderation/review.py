@@ -330,6 +330,32 @@ def notify_review_subscribers(*, owed_only: bool = False) -> int:
     return sent
 
 
+def email_moderators(*, kind: str, subject: str, body: str) -> int:
+    """Owe an email to every subscribed moderator who may decide queued items (an alert, not
+    a digest: no period applies). Written as ``EmailDelivery`` rows in the caller's transaction
+    and sent once it commits; if this process dies first, the check ``_schedule_unsent_emails``
+    queues sends them. Returns how many are owed."""
+    owed = [
+        EmailDelivery.objects.create(
+            kind=kind, user=sub.user, recipient=sub.user.email, subject=subject, body=body
+        ).pk
+        for sub in ReviewSubscription.objects.select_related("user")
+        if _may_review(sub.user)
+    ]
+    if owed:
+        _schedule_unsent_emails()
+        transaction.on_commit(lambda: _send_each(owed))
+    return len(owed)
+
+
+def _send_each(delivery_ids: list[int]) -> None:
+    for pk in delivery_ids:
+        try:
+            _send(pk)
+        except Exception:  # noqa: BLE001 - the row stays unsent for the next check
+            logger.exception("could not send email delivery %s", pk)
+
+
 def _send(delivery_id: int) -> int:
     """Send one claimed email and mark it sent, holding its row's lock meanwhile; 0 if it is
     sent already or another process holds it (and so is sending it).

@@ -28,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from moderation import banned_set, registry, signals
+from moderation import banned_set, flood_guard, probing, registry, signals
 from moderation.banned_index import BannedIndex
 from moderation.conf import moderation_settings
 from moderation.decoding import open_image
@@ -521,7 +521,7 @@ def record_refused_upload(
     """
     by_list = screening.list_block if screening is not None else None
     if by_list is not None:
-        return RefusedUpload.objects.create(
+        refused = RefusedUpload.objects.create(
             user=user if user is not None and user.is_authenticated else None,
             ip=ip,
             code=code[:40],
@@ -530,14 +530,22 @@ def record_refused_upload(
             distance=by_list.distance,
             found_by=f"{by_list.signal_type} in list {by_list.list_name}"[:60],
         )
-    match = screening.nearest if screening is not None else None
-    fingerprint = screening.found_with if screening is not None else None
-    return RefusedUpload.objects.create(
-        user=user if user is not None and user.is_authenticated else None,
-        ip=ip,
-        code=code[:40],
-        dhash=fingerprint.signed if match is not None else None,
-        nearest_id=match.fingerprint_id if match is not None else None,
-        distance=match.distance if match is not None else None,
-        found_by=match.found_by if match is not None else "",
-    )
+    else:
+        match = screening.nearest if screening is not None else None
+        fingerprint = screening.found_with if screening is not None else None
+        refused = RefusedUpload.objects.create(
+            user=user if user is not None and user.is_authenticated else None,
+            ip=ip,
+            code=code[:40],
+            dhash=fingerprint.signed if match is not None else None,
+            nearest_id=match.fingerprint_id if match is not None else None,
+            distance=match.distance if match is not None else None,
+            found_by=match.found_by if match is not None else "",
+        )
+    if refused.code == "banned_image":
+        # A flag refusing many people's uploads may be a mistake; many refusals of one person
+        # are someone probing (a list entry's refusals too). Both are counted from these rows.
+        if refused.nearest_id is not None:
+            flood_guard.note_refusal(flagged_id=refused.nearest_id)
+        probing.note_attempt(user_id=refused.user_id, ip=refused.ip)
+    return refused

@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import notices, registry, review, stored_index
+from moderation import flood_guard, notices, probing, registry, review, stored_index
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
@@ -67,6 +67,8 @@ class SweepResult:
     checked: int = 0
     taken_down: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)  # near misses put in the review queue
+    # matches not taken down: their flag is held by the flood guard (or the image changed)
+    held: list[str] = field(default_factory=list)
 
 
 def take_down_image(
@@ -80,7 +82,10 @@ def take_down_image(
     """Move a stored image that matches a banned fingerprint into quarantine and clear it.
 
     Re-reads the row under a lock and gives up (returns False) if the image changed since the
-    match was found, e.g. the user replaced it in the meantime.
+    match was found, e.g. the user replaced it in the meantime. Gives up too when the flood
+    guard says no (``flood_guard.may_take_down``, asked with the flag's row locked): the flag
+    is held, inactive, or this takedown would reach one user too many; in that last case the
+    flag is held once this transaction has ended.
     """
     target = registry.target_for(instance)
     expected = target.hash_of(instance)
@@ -89,34 +94,55 @@ def take_down_image(
         image = target.image(locked)
         if not image or target.hash_of(locked) != expected:
             return False
-        public_name = image.name
-        try:
-            with storage_errors(), image.open("rb") as fh:
-                stored = copy_to_quarantine(fh, "takedowns")
-        except FileNotFoundError:
-            stored = ""  # already gone from storage: clear the row, record that in the audit
-            reason = f"{reason} (file was missing from storage)".strip()
-        try:
-            target.clear(locked)
-            event = AuditEvent.objects.create(
-                action=AuditEvent.Action.TAKEDOWN,
-                actor=actor,
-                fingerprint=flagged,
-                target=target.label(locked),
-                distance=distance,
-                reason=reason or flagged.reason,
-                evidence=stored,
+        label = target.label(locked)
+        # Takedowns by one flag count one after the other (the lock), so no two both see room.
+        flag_row = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
+        allowed = flood_guard.may_take_down(flagged=flag_row, target=label)
+        if allowed:
+            _move_to_quarantine(
+                locked, image, target, flagged, distance, actor, reason, label, expected
             )
-            notices.notify_takedown(
-                instance=locked, flagged=flagged, dhash=expected, event=event, kept_file=stored
-            )
-        except BaseException:
-            if stored:
-                delete_from_quarantine(stored)
-            raise
+    if not allowed and flag_row.active and not flag_row.held:
+        # After the transaction: holding takes the banned-set lock, which is always taken
+        # before a flag's row lock, never after.
+        flood_guard.hold_flag(
+            flagged_id=flagged.pk, reached=len(flood_guard.reached(flagged.pk)) + 1
+        )
+    return allowed
+
+
+def _move_to_quarantine(
+    locked, image, target, flagged, distance, actor, reason, label, expected
+) -> None:
+    """The takedown itself, inside ``take_down_image``'s transaction: quarantine, clear,
+    audit, and the owner's statement of reasons."""
+    public_name = image.name
+    try:
+        with storage_errors(), image.open("rb") as fh:
+            stored = copy_to_quarantine(fh, "takedowns")
+    except FileNotFoundError:
+        stored = ""  # already gone from storage: clear the row, record that in the audit
+        reason = f"{reason} (file was missing from storage)".strip()
+    try:
+        target.clear(locked)
+        event = AuditEvent.objects.create(
+            action=AuditEvent.Action.TAKEDOWN,
+            actor=actor,
+            fingerprint=flagged,
+            target=label,
+            distance=distance,
+            reason=reason or flagged.reason,
+            evidence=stored,
+        )
+        notices.notify_takedown(
+            instance=locked, flagged=flagged, dhash=expected, event=event, kept_file=stored
+        )
+    except BaseException:
         if stored:
-            remove_banned_copy_after_commit(image.storage, public_name)
-    return True
+            delete_from_quarantine(stored)
+        raise
+    if stored:
+        remove_banned_copy_after_commit(image.storage, public_name)
 
 
 def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:
@@ -169,13 +195,26 @@ def _screen_rows(target: registry.ImageTarget, rows, lookup, result: SweepResult
             hits.append((pk, verdict.matches[0].fingerprint_id, verdict.matches[0].distance))
         elif verdict.decision == REVIEW:
             near.append((pk, checked.frames[0], verdict.for_review))
+    by_flag: dict[int, list[tuple[models.Model, int]]] = {}
     for pk, fid, dist in hits:
         instance = target.objects.filter(pk=pk).first()
+        if instance is not None:
+            by_flag.setdefault(fid, []).append((instance, dist))
+    for fid, found in by_flag.items():
         flagged = FlaggedFingerprint.objects.filter(pk=fid).first()
-        if instance is None or flagged is None:
+        if flagged is None:
             continue
-        if take_down_image(instance=instance, flagged=flagged, distance=dist):
-            result.taken_down.append(target.label(instance))
+        # The whole batch is weighed first: a flag it would take past the flood limit is held
+        # before any of it comes down (each takedown checks again, under the flag's lock).
+        labels = [target.label(instance) for instance, _ in found]
+        if not flood_guard.allows_batch(flagged_id=fid, targets=labels):
+            result.held += labels
+            continue
+        for instance, dist in found:
+            if take_down_image(instance=instance, flagged=flagged, distance=dist):
+                result.taken_down.append(target.label(instance))
+            else:
+                result.held.append(target.label(instance))
     for pk, fp, match in near:
         # Near, not blockable: a moderator looks, as for an upload (once while pending).
         instance = target.objects.filter(pk=pk, **{target.hash_field: fp.signed}).first()
@@ -210,7 +249,9 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     Runs after an upload commits: an upload that passed its check just before a flag
     committed is caught here (the flag's own sweep could not see the uncommitted upload).
     An image that is only near a banned fingerprint is queued for review instead; what
-    shadow-mode lists and distances on trial would have done is recorded.
+    shadow-mode lists and distances on trial would have done is recorded. An image whose
+    uploader is escalated as a prober (``probing``) and that is not taken down is held for
+    review whatever it is near.
     """
     target = registry.target_for(instance)
     checked = target.checked(instance)
@@ -222,10 +263,14 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
         review.record_shadow_hits(instance=instance, fingerprint=fp, matches=verdict.shadow)
     if verdict.trial and not verdict.blocked:
         review.record_trial_hits(instance=instance, fingerprint=fp, trials=verdict.trial)
-    if verdict.decision == REVIEW:
-        review.queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
-        return False
     if not verdict.blocked:
+        owner = target.owner_id(instance)
+        escalation = probing.escalation_for(owner)
+        if escalation is not None:  # an escalated prober's upload waits for a moderator
+            probing.hold_for_review(instance=instance, fingerprint=fp, escalation=escalation)
+        elif verdict.decision == REVIEW:
+            review.queue_for_review(instance=instance, fingerprint=fp, match=verdict.for_review)
+            probing.note_attempt(user_id=owner)  # a near miss is an attempt too
         return False
     nearest = verdict.matches[0]
     flagged = FlaggedFingerprint.objects.get(pk=nearest.fingerprint_id)

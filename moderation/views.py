@@ -1,16 +1,20 @@
-"""Staff-only access to quarantined files (flagged originals and taken-down photos).
+"""Staff-only views outside the admin's model pages: quarantined files, and reviewer wellness.
 
-Quarantine storage has no public URL; this view is the only way to see its files, and it
-checks the ``moderation.view_quarantine`` permission on every request.
+Quarantine storage has no public URL; ``quarantined_file`` is the only way to see its files, and
+it checks the ``moderation.view_quarantine`` permission on every request. Opening one full size
+counts as an image viewed (an image embedded in a page is counted when it is revealed).
 """
 
 import mimetypes
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
-from django.http import FileResponse, Http404, HttpResponse
-from django.views.decorators.http import require_GET
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
+from moderation import wellness
 from moderation.files import StorageUnavailable, storage_errors
 from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
 
@@ -41,9 +45,36 @@ def quarantined_file(request, name: str):
             status=503,
             content_type="text/plain",
         )
+    # A full-size view (opened as a page of its own) counts; an image a page embeds is
+    # counted when the moderator reveals it (wellness.js).
+    if request.headers.get("Sec-Fetch-Dest", "document") == "document":
+        wellness.count_views(user=request.user, views=1)
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = FileResponse(handle, content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     response["Content-Disposition"] = "inline"
     return response
+
+
+@require_POST
+@staff_member_required
+def image_viewed(request):
+    """Count images the moderator just looked at (``views``, default 1: a reveal); answers
+    today's count as JSON."""
+    try:
+        views = int(request.POST.get("views", "1"))
+    except ValueError:
+        return JsonResponse({"error": "views must be a number"}, status=400)
+    return JsonResponse({"today": wellness.count_views(user=request.user, views=views)})
+
+
+@require_POST
+@staff_member_required
+def image_preference(request):
+    """Turn blurring of images on (``blur=1``) or off for the moderator, then go back."""
+    wellness.set_blur(user=request.user, blur=request.POST.get("blur") == "1")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = "admin:moderation_dashboard"
+    return redirect(back)

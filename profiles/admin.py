@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 from moderation.admin.operations import sweeps_summary
 from moderation.flagging import flag_stored_image
 from moderation.sweeping import preview_flag_impact
+from moderation.templatetags.moderation_wellness import reviewed_img
 from profiles.models import Profile
 
 
@@ -57,11 +58,7 @@ class ProfileAdmin(admin.ModelAdmin):
             return "—"
         if obj.photo_missing_since is not None:
             return format_html("<em>{}</em>", _("file missing"))
-        return format_html(
-            '<img src="{}" alt="" '
-            'style="width:64px;height:64px;object-fit:cover;border-radius:4px">',
-            obj.photo.url,
-        )
+        return reviewed_img(obj.photo.url, size=64)
 
     @admin.display(description=_("photo dHash"), ordering="photo_dhash")
     def photo_hash(self, obj: Profile) -> str:

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from moderation import appeals, notices, ratelimit, reports
+from moderation import appeals, notices, probing, ratelimit, reports
 from moderation.models import Notice, ReportFiling
 from moderation.screening import record_refused_upload
 from profiles import photos, services
@@ -27,6 +27,7 @@ def home(request):
     recent = (
         Profile.objects.exclude(photo="")
         .filter(photo_missing_since__isnull=True)
+        .exclude(probing.held_image(Profile))  # held for review: not shown yet
         .select_related("user")
         .order_by("-updated_at")[:12]
     )
@@ -146,15 +147,19 @@ def profile_remove_photo(request):
 def profile_detail(request, username: str, report_form: ReportForm | None = None, status=200):
     user = get_object_or_404(get_user_model(), username=username, is_active=True)
     profile = Profile.objects.filter(user=user).first()
+    # A photo held for review (its uploader is escalated as a prober) is not shown yet.
+    held = profile is not None and probing.is_held(profile)
     can_report = (
         request.user.is_authenticated
         and request.user != user
         and profile is not None
         and profile.photo_visible
+        and not held
     )
     context = {
         "profile": profile,
         "shown_user": user,
+        "photo_held": held,
         "report_form": (report_form or ReportForm()) if can_report else None,
     }
     return render(request, "profiles/detail.html", context, status=status)

@@ -15,6 +15,7 @@ from moderation.models import (
     AllowedMatch,
     AuditEvent,
     FlaggedFingerprint,
+    ProberEscalation,
     ReviewItem,
     ShadowHit,
 )
@@ -46,6 +47,7 @@ MODERATOR_PERMS = [
     "moderation.view_failedtask",
     "moderation.retry_task",
     "moderation.view_workerheartbeat",
+    "moderation.view_proberescalation",
 ]
 
 
@@ -113,7 +115,9 @@ def world(django_user_model):
         distance=3,
     )
     allowed = AllowedMatch.objects.create(fingerprint=flagged, dhash=profile.photo_dhash)
+    escalation = ProberEscalation.objects.create(user=owner, fingerprint=flagged, attempts=5)
     return {
+        "escalation": escalation,
         "review": review,
         "shadow": shadow,
         "allowed": allowed,

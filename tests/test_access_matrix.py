@@ -157,6 +157,18 @@ PAGES = {
     "reported photos": (lambda w: reverse("admin:moderation_report_changelist"), MODERATORS),
     "reported photo add": (lambda w: reverse("admin:moderation_report_add"), NOBODY),
     "moderation dashboard": (lambda w: reverse("admin:moderation_dashboard"), MODERATORS),
+    "escalated probers": (
+        lambda w: reverse("admin:moderation_proberescalation_changelist"),
+        MODERATORS,
+    ),
+    "escalated prober": (
+        lambda w: reverse("admin:moderation_proberescalation_change", args=[w["escalation"].pk]),
+        MODERATORS,
+    ),
+    "escalated prober add": (
+        lambda w: reverse("admin:moderation_proberescalation_add"),
+        NOBODY,
+    ),
     "sweeps": (lambda w: reverse("admin:moderation_sweep_changelist"), MODERATORS),
     "sweep": (
         lambda w: reverse("admin:moderation_sweep_change", args=[w["flagged"].sweeps.get().pk]),

@@ -8,6 +8,7 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``appeals``: appeals against takedowns and refusals, and their decision;
 - ``reports``: photos people reported, banned or dismissed in one step;
 - ``allowlist``: dismissed matches and their revocation;
+- ``probers``: uploaders escalated for probing, their attempts side by side;
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
@@ -23,6 +24,7 @@ from moderation.admin import (
     flags,
     lists,
     operations,
+    probers,
     records,
     reports,
     review_queue,
@@ -37,6 +39,7 @@ __all__ = [
     "flags",
     "lists",
     "operations",
+    "probers",
     "records",
     "reports",
     "review_queue",

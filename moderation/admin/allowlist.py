@@ -15,6 +15,7 @@ from moderation import desk
 from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link, stored_image
 from moderation.hashing import Fingerprint
 from moderation.models import AllowedMatch
+from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 class RevokeReasonForm(forms.Form):
@@ -77,10 +78,7 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if image is None:
             return format_html("<em>{}</em>", _("no longer stored"))
         return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">'
-            "<br>{}",
-            image.url,
-            obj.review_item.target,
+            "{}<br>{}", reviewed_img(image.url, size=64), obj.review_item.target
         )
 
     @admin.display(description=_("allowed dHash"), ordering="dhash")

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import exchange, flagging
+from moderation import desk, exchange, flagging
 from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
 from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
 from moderation.files import StorageUnavailable
@@ -63,10 +63,11 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "flagged_at",
         "active",
         "suspended",
+        "flood_state",
         "original_link",
         "sweep_state",
     ]
-    list_filter = ["active", "suspended", "hash_list", "source", "flagged_at"]
+    list_filter = ["active", "suspended", "flood_state", "hash_list", "source", "flagged_at"]
     list_select_related = ["flagged_by", "hash_list"]
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
@@ -81,6 +82,8 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "flagged_at",
         "active",
         "suspended",
+        "flood_state",
+        "flood_held_at",
         "unflagged_by",
         "unflagged_at",
         "original_link",
@@ -200,9 +203,43 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "flag-image/",
                 self.admin_site.admin_view(self.flag_image_view),
                 name="moderation_flaggedfingerprint_flag_image",
-            )
+            ),
+            path(
+                "<int:pk>/flood/",
+                self.admin_site.admin_view(self.flood_decision_view),
+                name="moderation_flaggedfingerprint_flood",
+            ),
         ]
         return urls + super().get_urls()
+
+    def flood_decision_view(self, request, pk: int):
+        """POST ``decision=resume`` (needs ``flag_image``: the held takedowns run) or
+        ``decision=drop`` (needs ``unflag_image``) for a flag the flood guard held."""
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        flagged = FlaggedFingerprint.objects.filter(pk=pk).first()
+        if flagged is None:
+            raise Http404(_("No such flag."))
+        decision = request.POST.get("decision")
+        if decision == "resume":
+            if not self.has_flag_permission(request):
+                raise PermissionDenied
+            done = desk.flood_resume(flagged=flagged, actor=request.user)
+            message = _("Resumed: the flag is enforced again and its held takedowns run.")
+        elif decision == "drop":
+            if not self.has_unflag_permission(request):
+                raise PermissionDenied
+            done = desk.flood_drop(flagged=flagged, actor=request.user)
+            message = _("Dropped: the flag is unflagged; nothing more is taken down.")
+        else:
+            return HttpResponse(status=400)
+        if done:
+            self.message_user(request, message, messages.SUCCESS)
+        else:
+            self.message_user(
+                request, _("The flag is not held (already decided)."), messages.WARNING
+            )
+        return redirect("admin:moderation_dashboard")
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_flag": self.has_flag_permission(request)}
@@ -242,6 +279,17 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     text % {"hex": result.fingerprint.hex, "sweep": sweep},
                     messages.SUCCESS,
                 )
+                result.fingerprint.refresh_from_db()
+                if result.fingerprint.held:
+                    self.message_user(
+                        request,
+                        _(
+                            "The flood guard held this flag: it matched more users' photos than "
+                            "MODERATION_FLOOD_MAX_USERS allows. Nothing more is taken down until "
+                            "you resume or drop it on the dashboard."
+                        ),
+                        messages.WARNING,
+                    )
                 return redirect("admin:moderation_flaggedfingerprint_changelist")
         context = {
             **self.admin_site.each_context(request),

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
 from moderation.models import AuditEvent, RefusedUpload
+from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 @admin.register(AuditEvent)
@@ -40,12 +41,28 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "distance",
         "reason",
         "evidence_link",
+        "evidence_image",
     ]
     readonly_fields = fields
 
     @admin.display(description=_("evidence"))
     def evidence_link(self, obj: AuditEvent) -> str:
         return quarantine_link(obj.evidence)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not request.user.has_perm("moderation.view_quarantine"):
+            fields = [f for f in fields if f != "evidence_image"]
+        return fields
+
+    @admin.display(description=_("evidence image"))
+    def evidence_image(self, obj: AuditEvent) -> str:
+        """The evidence on its event's page, blurred until clicked (opening the link above is
+        a full-size view, counted as one)."""
+        if not obj.evidence:
+            return "—"
+        url = reverse("moderation:quarantined-file", args=[obj.evidence.name])
+        return reviewed_img(url, size=240)
 
 
 @admin.register(RefusedUpload)

@@ -11,13 +11,17 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from moderation import desk, review
 from moderation.admin.base import ReadOnlyAdminMixin, stored_image
 from moderation.conf import moderation_settings
 from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
+from moderation.templatetags.moderation_wellness import reviewed_img
+
+# Near misses of the same flag listed (and decided together) on a review page.
+GROUP_SHOWN = 50
 
 
 @admin.register(ReviewItem)
@@ -64,13 +68,21 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         """Staff dashboard: refusals per day (chart), the queue, top fingerprints, repeaters."""
         if not request.user.has_perm("moderation.view_refusedupload"):
             raise PermissionDenied
-        from moderation import dashboard
+        from moderation import dashboard, wellness
 
         context = {
             **self.admin_site.each_context(request),
             "title": _("Moderation dashboard"),
             "opts": self.model._meta,
             **dashboard.summary(),
+            "images_today": wellness.views_today(request.user),
+            "blur_images": wellness.blurs_images(request.user),
+            # Admins see every moderator's count; each moderator sees their own.
+            "views_per_moderator": wellness.views_per_moderator()
+            if request.user.is_superuser
+            else None,
+            "can_resume": request.user.has_perm("moderation.flag_image"),
+            "can_drop": request.user.has_perm("moderation.unflag_image"),
         }
         return TemplateResponse(request, "admin/moderation/dashboard.html", context)
 
@@ -118,9 +130,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         image = stored_image(obj)
         if image is None:
             return "—"
-        return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">', image.url
-        )
+        return reviewed_img(image.url, size=64)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         item = self.get_object(request, object_id)
@@ -154,13 +164,41 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "can_see_original": can_see_original,
             "refused": refused,
             "can_review": self.has_review_permission(request) and item.status == "pending",
+            # Near misses of the same flag, decided together if the moderator wants.
+            "group": [
+                {"item": other, "upload": stored_image(other)}
+                for other in desk.same_flag_pending(item)[:GROUP_SHOWN]
+            ]
+            if item.status == "pending"
+            else [],
+            "next_url": self._next_url(item),
         }
         return TemplateResponse(request, self.change_form_template, context)
+
+    def _next_url(self, item: ReviewItem) -> str:
+        """The review page of the next pending item (the oldest other one), or ''."""
+        following = ReviewItem.objects.pending().exclude(pk=item.pk).first()
+        if following is None:
+            return ""
+        return reverse("admin:moderation_reviewitem_change", args=[following.pk])
 
     def _decide(self, request, item: ReviewItem):
         if not self.has_review_permission(request):
             raise PermissionDenied
         decision = request.POST.get("decision")
+        if request.POST.get("group") == "1" and decision in ("ban", "dismiss"):
+            done = desk.review_group(item=item, decision=decision, actor=request.user)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d item decided (%(decision)s).",
+                    "%(n)d items decided (%(decision)s).",
+                    done,
+                )
+                % {"n": done, "decision": decision},
+                messages.SUCCESS if done else messages.WARNING,
+            )
+            return self._after_decision(item)
         if decision == "ban":
             try:
                 done = desk.review_ban(item=item, actor=request.user)
@@ -186,4 +224,8 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, _("Already decided."), messages.WARNING)
         else:
             return HttpResponse(status=400)
-        return redirect("admin:moderation_reviewitem_changelist")
+        return self._after_decision(item)
+
+    def _after_decision(self, item: ReviewItem):
+        """Straight on to the next pending item; the queue when none is left."""
+        return redirect(self._next_url(item) or "admin:moderation_reviewitem_changelist")

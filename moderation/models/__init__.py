@@ -9,6 +9,8 @@
 - ``appeals``: statements of reasons to people whose photo was taken down or refused, and
   their appeals;
 - ``reports``: photos people reported, and each person's report;
+- ``wellness``: each moderator's image display preference and images viewed per day;
+- ``probers``: uploaders escalated for probing the threshold;
 - ``quarantine``: the private storage of flagged originals and evidence;
 - ``api``: the tokens of the services that call the lookup API;
 - ``background``: worker heartbeats, owed emails and failed tasks (background work that
@@ -38,6 +40,7 @@ from moderation.models.banned_set import (
     default_hash_list_id,
 )
 from moderation.models.operations import ReindexRun, Sweep, WorkRange
+from moderation.models.probers import ProberEscalation, ProberEscalationQuerySet
 from moderation.models.quarantine import QuarantineStorage, quarantine_storage
 from moderation.models.records import (
     AuditEvent,
@@ -67,6 +70,7 @@ from moderation.models.signals import (
     SignalType,
 )
 from moderation.models.stored_index import StoredHash, StoredHashTarget
+from moderation.models.wellness import ImageViewDay, ModeratorPreference
 
 __all__ = [
     "APPEAL_MAX_CHARS",
@@ -85,8 +89,12 @@ __all__ = [
     "FlaggedFingerprint",
     "FlaggedFingerprintQuerySet",
     "HashList",
+    "ImageViewDay",
+    "ModeratorPreference",
     "Notice",
     "NoticeQuerySet",
+    "ProberEscalation",
+    "ProberEscalationQuerySet",
     "QuarantineStorage",
     "RefusedUpload",
     "RefusedUploadQuerySet",

@@ -58,6 +58,7 @@ class EmailDelivery(models.Model):
         NOTICE = "notice", _("statement of reasons")
         APPEAL_OUTCOME = "appeal_outcome", _("appeal outcome")
         REPORT_OUTCOME = "report_outcome", _("report outcome")
+        FLOOD_ALERT = "flood_alert", _("flag held by the flood guard")
 
     kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
     user = models.ForeignKey(

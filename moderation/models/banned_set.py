@@ -127,6 +127,9 @@ class FlaggedFingerprintQuerySet(models.QuerySet):
     def with_hex(self, hex_text: str) -> FlaggedFingerprintQuerySet:
         return self.filter(dhash=Fingerprint.from_hex(hex_text).signed)
 
+    def held_by_flood_guard(self) -> FlaggedFingerprintQuerySet:
+        return self.filter(active=True, flood_state=FLOOD_HELD)
+
 
 class FlaggedFingerprint(models.Model):
     """An image a moderator has banned: one flag, with a fingerprint per variant.
@@ -184,6 +187,23 @@ class FlaggedFingerprint(models.Model):
             "(MODERATION_MAX_DISMISSALS): probably a false positive magnet. Check it."
         ),
     )
+    # The flood guard (``flood_guard``): a flag that matched more distinct users' photos in
+    # a window than MODERATION_FLOOD_MAX_USERS is held: it matches in shadow (records, takes
+    # nothing down, refuses nothing) until a moderator resumes it (the held takedowns then
+    # run, and the guard no longer applies to it) or drops it (unflagged).
+    flood_state = models.CharField(
+        _("flood guard"),
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[
+            ("", _("not triggered")),
+            ("held", _("held in shadow: waiting for a moderator")),
+            ("resumed", _("resumed by a moderator")),
+            ("dropped", _("dropped by a moderator")),
+        ],
+    )
+    flood_held_at = models.DateTimeField(_("held by the flood guard at"), null=True, blank=True)
     unflagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("unflagged by"),
@@ -232,6 +252,14 @@ class FlaggedFingerprint(models.Model):
     @property
     def hex(self) -> str:
         return self.fingerprint.hex
+
+    @property
+    def held(self) -> bool:
+        """Held in shadow by the flood guard: matches are recorded, none enforced."""
+        return self.flood_state == FLOOD_HELD
+
+
+FLOOD_HELD = "held"
 
 
 class FingerprintVariant(models.Model):

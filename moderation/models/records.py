@@ -39,6 +39,11 @@ class AuditEvent(models.Model):
         RETRACT = "retract", _("Hash list entries retracted")
         TOKEN_ISSUE = "token_issue", _("API token issued")
         TOKEN_REVOKE = "token_revoke", _("API token revoked")
+        FLOOD_HOLD = "flood_hold", _("Flag held in shadow by the flood guard")
+        FLOOD_RESUME = "flood_resume", _("Held flag resumed (takedowns run)")
+        FLOOD_DROP = "flood_drop", _("Held flag dropped (unflagged)")
+        ESCALATE = "escalate", _("Uploader escalated as a prober")
+        ESCALATION_CLOSE = "escalation_close", _("Prober escalation closed")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

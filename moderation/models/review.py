@@ -37,6 +37,7 @@ class ReviewItem(models.Model):
     class FoundBy(models.TextChoices):
         UPLOAD = "upload", _("its upload")
         SWEEP = "sweep", _("a sweep after a flag")
+        HELD = "held", _("held: its uploader is escalated as a prober")
 
     target_key = models.CharField(_("kind of image"), max_length=100)  # registry.ImageTarget.key
     object_id = models.PositiveBigIntegerField(_("object id"))

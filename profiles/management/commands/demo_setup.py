@@ -33,6 +33,7 @@ MODERATOR_PERMISSIONS = [
     ("moderation", "view_workerheartbeat"),
     ("moderation", "view_sweep"),
     ("moderation", "view_reindexrun"),
+    ("moderation", "view_proberescalation"),
     # Propose, promote or discard a hash list's trial distance (and edit the list).
     ("moderation", "change_hashlist"),
     ("profiles", "view_profile"),

@@ -26,12 +26,17 @@ from moderation.models import HashList, ShadowHit, SignalEntry
 class HashListForm(forms.ModelForm):
     class Meta:
         model = HashList
-        fields = ["name", "description", "max_distance", "pdq_distance", "enabled", "mode"]
+        fields = [
+            "name", "description", "public_description", "max_distance", "pdq_distance",
+            "enabled", "mode",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Left out (an older form, a script), the list keeps its PDQ distance.
-        self.fields["pdq_distance"].required = False
+        # Left out (an older form, a script), the list keeps its PDQ distance. A view-only
+        # page's form has no editable fields at all.
+        if "pdq_distance" in self.fields:
+            self.fields["pdq_distance"].required = False
 
     def clean_pdq_distance(self):
         value = self.cleaned_data.get("pdq_distance")

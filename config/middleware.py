@@ -1,9 +1,10 @@
 """The site's own middleware: refuse oversized bodies, tag requests for the logs, and the
 one security header Django has no setting for.
 
-``RequestSizeLimitMiddleware``: Django caps form fields (DATA_UPLOAD_MAX_MEMORY_SIZE) but streams any size of file upload to
-disk. A profile photo has a byte limit anyway, so a body far past it is refused at once with a
-413 and a friendly page, instead of being written to a temporary file first.
+``RequestSizeLimitMiddleware``: Django caps form fields (DATA_UPLOAD_MAX_MEMORY_SIZE) but
+streams any size of file upload to disk. A profile photo has a byte limit anyway, so a body far
+past it is refused at once with a 413 and a friendly page, instead of being written to a
+temporary file first.
 """
 
 from django.conf import settings

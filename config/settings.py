@@ -387,6 +387,11 @@ LOGGING = {
         "config": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }
+# Python's warnings (a missing static folder, a deprecation) become log records too, so that
+# every line on stderr is one the log tools can parse.
+import logging  # noqa: E402
+
+logging.captureWarnings(True)
 
 # Error tracking: set SENTRY_DSN to send unhandled errors (with the Django integration: the
 # request, the user id, the release) to Sentry or anything that speaks its protocol. Off by

@@ -74,6 +74,20 @@ def queue_for_review(
     if not created:
         return None
     transaction.on_commit(lambda: notify_review_subscribers())
+    transaction.on_commit(
+        lambda: logger.info(
+            "queued for review: %s",
+            item.target,
+            extra={
+                "event": "moderation.queued_for_review",
+                "review_item_id": item.pk,
+                "fingerprint_id": item.fingerprint_id,
+                "target": item.target,
+                "distance": item.distance,
+                "found_by": item.found_by,
+            },
+        )
+    )
     return item
 
 

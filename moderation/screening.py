@@ -448,7 +448,7 @@ def record_refused_upload(
     """
     match = screening.nearest if screening is not None else None
     fingerprint = screening.found_with if screening is not None else None
-    return RefusedUpload.objects.create(
+    refused = RefusedUpload.objects.create(
         user=user if user is not None and user.is_authenticated else None,
         ip=ip,
         code=code[:40],
@@ -457,3 +457,18 @@ def record_refused_upload(
         distance=match.distance if match is not None else None,
         found_by=match.found_by if match is not None else "",
     )
+    # The decision as a log event too (no IP: that stays in the table, for moderators).
+    logger.info(
+        "upload refused: %s",
+        refused.code,
+        extra={
+            "event": "moderation.upload_refused",
+            "refused_upload_id": refused.pk,
+            "code": refused.code,
+            "uploader_id": refused.user_id,
+            "fingerprint_id": refused.nearest_id,
+            "distance": refused.distance,
+            "found_by": refused.found_by,
+        },
+    )
+    return refused

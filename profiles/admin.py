@@ -35,6 +35,9 @@ class FlagReasonForm(forms.Form):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "thumbnail", "user", "display_name", "photo_hash", "photo_checked_at", "updated_at",
     ]
@@ -58,8 +61,7 @@ class ProfileAdmin(admin.ModelAdmin):
         if obj.photo_missing_since is not None:
             return format_html("<em>{}</em>", _("file missing"))
         return format_html(
-            '<img src="{}" alt="" '
-            'style="width:64px;height:64px;object-fit:cover;border-radius:4px">',
+            '<img src="{}" alt="" class="thumbnail rounded">',
             obj.photo.url,
         )
 

@@ -43,6 +43,9 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     as dismissing (``moderation.review_upload`` and ``moderation.flag_image``), is audited, and
     applies from the next lookup in every process (the allowlist is never cached)."""
 
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "allowed_image",
         "allowed_hex",
@@ -77,8 +80,7 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if image is None:
             return format_html("<em>{}</em>", _("no longer stored"))
         return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">'
-            "<br>{}",
+            '<img src="{}" alt="" class="thumbnail"><br>{}',
             image.url,
             obj.review_item.target,
         )

@@ -30,6 +30,9 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     (the flag service) and one to dismiss it (an allowlist exception).
     """
 
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "thumbnail",
         "target",
@@ -118,9 +121,7 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         image = stored_image(obj)
         if image is None:
             return "—"
-        return format_html(
-            '<img src="{}" alt="" style="width:64px;height:64px;object-fit:cover">', image.url
-        )
+        return format_html('<img src="{}" alt="" class="thumbnail">', image.url)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         item = self.get_object(request, object_id)

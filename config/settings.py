@@ -383,6 +383,14 @@ LOGGING = {
             "level": env_str("MODERATION_LOG_LEVEL", "INFO"),
             "propagate": False,
         },
+        # Each moderation decision as an event (flag, takedown, refusal, review...): in the
+        # JSON log by default; off in plain-text mode so that a command run by hand shows its
+        # own report only. MODERATION_DECISION_LOG_LEVEL=INFO turns them on.
+        "moderation.decisions": {
+            "level": env_str(
+                "MODERATION_DECISION_LOG_LEVEL", "INFO" if LOG_FORMAT == "json" else "WARNING"
+            )
+        },
         "profiles": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "config": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },

@@ -36,6 +36,8 @@ from moderation.models import (
 )
 
 logger = logging.getLogger(__name__)
+# Decision events, one logger for all flows (config/settings.py sets its level).
+decisions = logging.getLogger("moderation.decisions")
 
 
 def queue_for_review(
@@ -75,7 +77,7 @@ def queue_for_review(
         return None
     transaction.on_commit(lambda: notify_review_subscribers())
     transaction.on_commit(
-        lambda: logger.info(
+        lambda: decisions.info(
             "queued for review: %s",
             item.target,
             extra={

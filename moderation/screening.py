@@ -51,6 +51,8 @@ from moderation.verification import (
 )
 
 logger = logging.getLogger(__name__)
+# Decision events, one logger for all flows (config/settings.py sets its level).
+decisions = logging.getLogger("moderation.decisions")
 
 # Looks one fingerprint up (with the cuts and framed picture of the first frame): the process's
 # banned set, or an index of a few flags (a sweep, ``evaluate_matching``).
@@ -458,7 +460,7 @@ def record_refused_upload(
         found_by=match.found_by if match is not None else "",
     )
     # The decision as a log event too (no IP: that stays in the table, for moderators).
-    logger.info(
+    decisions.info(
         "upload refused: %s",
         refused.code,
         extra={

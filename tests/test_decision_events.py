@@ -33,11 +33,16 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def log_lines():
+    """The decision events, at the level production logs them (INFO; see settings)."""
     handler = Lines()
     logger = logging.getLogger("moderation")
+    decisions = logging.getLogger("moderation.decisions")
+    level = decisions.level
+    decisions.setLevel(logging.INFO)
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
+    decisions.setLevel(level)
 
 
 def test_a_flag_is_logged_once_it_commits(moderator, log_lines, django_capture_on_commit_callbacks):
@@ -49,6 +54,7 @@ def test_a_flag_is_logged_once_it_commits(moderator, log_lines, django_capture_o
         callback()
     [event] = log_lines.events("moderation.flag")
     assert event["logger"] == "moderation.decisions" and event["level"] == "INFO"
+    assert event["message"] == f"Flagged fingerprint #{flagged.pk}"
     assert (event["fingerprint_id"], event["actor_id"]) == (flagged.pk, moderator.pk)
     assert event["reason"] == "known bad"
 
@@ -72,6 +78,7 @@ def test_a_refused_upload_is_logged_with_the_request_and_user_and_no_address(
 
     assert response.status_code == 200  # the form again, with the generic message
     [event] = log_lines.events("moderation.upload_refused")
+    assert event["logger"] == "moderation.decisions"
     assert event["code"] == "banned_image"
     assert (event["fingerprint_id"], event["uploader_id"]) == (flagged.pk, user.pk)
     assert event["user_id"] == user.pk

@@ -168,3 +168,14 @@ def test_sentry_is_off_without_a_dsn():
 
     assert run_production(code).stdout.split() == ["False"]
     assert run_production(code, SENTRY_DSN="http://k@127.0.0.1:9/1").stdout.split() == ["True"]
+
+
+def test_production_logs_decision_events_and_a_local_terminal_does_not():
+    code = (
+        "import django, logging; django.setup(); "
+        "print(logging.getLogger('moderation.decisions').isEnabledFor(logging.INFO))"
+    )
+
+    assert run_production(code).stdout.split() == ["True"]
+    local = run_production(code, DJANGO_DEBUG="1", DJANGO_LOG_FORMAT="text")
+    assert local.stdout.split() == ["False"], local.stderr

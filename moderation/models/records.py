@@ -32,8 +32,8 @@ class AuditEventManager(models.Manager):
 def log_decision(event: AuditEvent) -> None:
     decisions_logger.info(
         "%s %s",
-        event.action,
-        event.target,
+        event.get_action_display(),
+        event.target or f"fingerprint #{event.fingerprint_id}",
         extra={
             "event": f"moderation.{event.action}",
             "audit_event_id": event.pk,

@@ -76,12 +76,17 @@ class Deployment:
             timeout=300,
         )
         self.port = free_port()
-        self.log = (workdir / "gunicorn.log").open("wb")
+        self.log_path = workdir / "gunicorn.log"
+        self.log = self.log_path.open("wb")
         self.web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.port}"]
-            + ["-w", "1", "--timeout", "120"],
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi"],
             cwd=ROOT,
-            env=self.env,
+            env={
+                **self.env,
+                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                "WEB_CONCURRENCY": "1",
+                "GUNICORN_TIMEOUT": "120",
+            },
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -196,3 +201,16 @@ def test_the_answer_names_no_host_port_or_key(deployment):
         "127.0.0.1",
     ):
         assert secret not in text
+
+
+def test_the_web_process_logs_only_json_lines(deployment):
+    """gunicorn's start-up and access lines and the site's own (here: the failed checks while
+    services were down) all parse as JSON, one object per line."""
+    deployment.ready()
+    deployment.log.flush()
+    lines = deployment.log_path.read_text().splitlines()
+
+    parsed = [json.loads(line) for line in lines]
+    loggers = {line["logger"] for line in parsed}
+    assert {"gunicorn.error", "gunicorn.access", "health_check"} <= loggers
+    assert any("GET /ready" in line["message"] for line in parsed)

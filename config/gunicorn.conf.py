@@ -15,3 +15,23 @@ max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn's own lines (start-up, worker restarts, the access log) as JSON on stderr too when
+# the site logs JSON (DJANGO_LOG_FORMAT, by default json when DJANGO_DEBUG is off): one format
+# for the log tools. The access line is the message; the request id is the site's own lines'.
+_debug = os.environ.get("DJANGO_DEBUG", "1").lower() not in ("0", "false", "no", "off")
+if os.environ.get("DJANGO_LOG_FORMAT", "text" if _debug else "json") == "json":
+    accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") != "0" else None
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "config.jsonlog.JSONFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json"},
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -357,11 +357,133 @@ MODERATION_WORKER_LEASE_SECONDS = env_moderation("MODERATION_WORKER_LEASE_SECOND
 MODERATION_TASK_MAX_ATTEMPTS = env_moderation("MODERATION_TASK_MAX_ATTEMPTS")
 MODERATION_TASK_RETRY_SECONDS = env_moderation("MODERATION_TASK_RETRY_SECONDS")
 
+# === Operations: logs, error reports, health, security headers ================================
+# One block, so that other changes to this file do not interleave with it. What each knob does:
+# docs/operations.md, "Logs, errors and health".
+from django.utils.csp import CSP  # noqa: E402
+
+# Every log line is one JSON object on stderr (config/jsonlog.py): time, level, logger, message,
+# request id, user id, the event's fields, a traceback as one field. DJANGO_LOG_FORMAT=text
+# gives plain lines (the local default, for reading in a terminal).
+LOG_FORMAT = env_str("DJANGO_LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be json or text, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_context": {"()": "config.jsonlog.RequestContextFilter"}},
+    "formatters": {
+        "json": {"()": "config.jsonlog.JSONFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",  # stderr
+            "filters": ["request_context"],
+            "formatter": LOG_FORMAT,
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": env_str("DJANGO_LOG_LEVEL", "WARNING")},
     "loggers": {
-        "moderation": {"handlers": ["console"], "level": env_str("MODERATION_LOG_LEVEL", "INFO")},
+        # Replaces Django's own handlers: errors of django.request (500s, with their
+        # traceback) go to stderr with DEBUG on or off, not to mail_admins only.
+        "django": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # "Task id=... state=..." for every task: noise in commands; the worker logs its own.
+        "django.tasks": {"level": env_str("DJANGO_TASKS_LOG_LEVEL", "WARNING")},
+        "moderation": {
+            "handlers": ["stderr"],
+            "level": env_str("MODERATION_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+        # Each moderation decision as an event (flag, takedown, refusal, review...): in the
+        # JSON log by default; off in plain-text mode so that a command run by hand shows its
+        # own report only. MODERATION_DECISION_LOG_LEVEL=INFO turns them on.
+        "moderation.decisions": {
+            "level": env_str(
+                "MODERATION_DECISION_LOG_LEVEL", "INFO" if LOG_FORMAT == "json" else "WARNING"
+            )
+        },
+        "profiles": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "config": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }
+# Python's warnings (a missing static folder, a deprecation) become log records too, so that
+# every line on stderr is one the log tools can parse.
+import logging  # noqa: E402
+
+logging.captureWarnings(True)
+
+# Error tracking: set SENTRY_DSN to send unhandled errors (with the Django integration: the
+# request, the user id, the release) to Sentry or anything that speaks its protocol. Off by
+# default; no personal data (IPs, cookies, bodies) is sent.
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration()],
+        environment=env_str("SENTRY_ENVIRONMENT", "production"),
+        traces_sample_rate=float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0")),
+        send_default_pii=False,
+    )
+
+MIDDLEWARE[MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1 : 0] = [
+    "config.middleware.RequestContextMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "config.middleware.PermissionsPolicyMiddleware",
+]
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("django.template.context_processors.csp")
+
+
+def _media_origins(storage: dict) -> list[str]:
+    """Where public photos are served from, for img-src: this site, or the S3 server."""
+    if "s3" not in storage["BACKEND"].lower():
+        return []
+    options = storage.get("OPTIONS", {})
+    if options.get("custom_domain"):
+        return [f"{options.get('url_protocol', 'https:')}//{options['custom_domain']}"]
+    if options.get("endpoint_url"):
+        from urllib.parse import urlsplit
+
+        url = urlsplit(options["endpoint_url"])
+        return [f"{url.scheme}://{url.netloc}"]
+    return ["https://*.amazonaws.com"]
+
+
+# Content Security Policy (Django's own middleware): scripts and styles from this site only,
+# inline ones only with the response's nonce ({% csp_nonce_attr %}), images from this site and
+# the public photo storage, nothing embeds the site. DJANGO_CSP_REPORT_URI: where browsers
+# report violations.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, *_media_origins(STORAGES["default"])],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+if env_str("DJANGO_CSP_REPORT_URI", ""):
+    SECURE_CSP["report-uri"] = [env_str("DJANGO_CSP_REPORT_URI", "")]
+# Django's defaults, stated: links to other sites carry no path, and no page opened from here
+# (or that opens one of ours) keeps a handle on the other's window.
+SECURE_REFERRER_POLICY = env_str("DJANGO_REFERRER_POLICY", "same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Powerful browser features no page of this site uses: all denied (config/middleware.py).
+PERMISSIONS_POLICY_DENY = [
+    "accelerometer",
+    "autoplay",
+    "camera",
+    "display-capture",
+    "geolocation",
+    "gyroscope",
+    "magnetometer",
+    "microphone",
+    "payment",
+    "usb",
+]
+# === end of operations =========================================================================

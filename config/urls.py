@@ -2,9 +2,10 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from moderation.readiness import ready
+from moderation.readiness import live, ready
 
 urlpatterns = [
+    path("live", live, name="live"),
     path("ready", ready, name="ready"),
     path("admin/", admin.site.urls),
     path("moderation/", include("moderation.urls")),

@@ -216,9 +216,7 @@ class BannedSet:
                 # Raised by a list's larger distance as its flags are logged again; never
                 # lowered until the next cold load (a wider lookup is slower, never wrong).
                 reach = [self._list_reach]
-                self._last_change_id = apply_changes_after(
-                    self._index, self._last_change_id, reach
-                )
+                self._last_change_id = apply_changes_after(self._index, self._last_change_id, reach)
                 self._list_reach = reach[0]
             if self._index.frozen and (
                 self._index.pending() >= moderation_settings.SNAPSHOT_DELTA_LIMIT
@@ -230,6 +228,11 @@ class BannedSet:
         """At least the largest dHash distance of an enabled, enforced hash list as of the
         last ``sync`` (0: none has its own); see ``MatchRule.for_blocking``."""
         return self._list_reach
+
+    @property
+    def last_change_id(self) -> int | None:
+        """The last change of the log applied here (None: not loaded yet)."""
+        return self._last_change_id
 
     @property
     def snapshot(self) -> str | None:

@@ -303,9 +303,17 @@ def load_photos(paths: Iterable[Path], skipped: list[str]) -> list[Photo]:
         try:
             data = path.read_bytes()
             image = open_image(io.BytesIO(data))
-        except (ValidationError, OSError) as e:
-            why = " ".join(e.messages) if isinstance(e, ValidationError) else str(e)
+        except ValidationError as e:
+            # The form's wording ("Upload a ... image.") is for people uploading; say what the
+            # file is instead.
+            if e.code == "unsupported_format":
+                why = "not a JPEG, PNG, GIF or WebP image"
+            else:
+                why = " ".join(e.messages)
             skipped.append(f"{path.name}: {why}")
+            continue
+        except OSError as e:
+            skipped.append(f"{path.name}: {e.strerror or e}")
             continue
         photos.append(Photo(path, image.convert("RGB") if image.mode != "L" else image, data))
     return photos
@@ -428,19 +436,21 @@ def evaluate(
     banned_fraction: float = 0.5,
     rule: matching.MatchRule | None = None,
     edits: tuple[Edit, ...] = EDITS,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Run:
-    """Split, flag the banned side, and look every original and edited copy up."""
+    """Split, flag the banned side, and look every original and edited copy up.
+
+    ``progress(done, total)`` is called after each photo (with every copy of it) is looked up.
+    """
     rule = matching.MatchRule.from_settings() if rule is None else rule
     run = Run(seed=seed, rule=rule)
     banned, innocent = split(photos, seed=seed, banned_fraction=banned_fraction)
     index = build_banned_index(banned, run)
     banned = [p for p in banned if p.path.name in set(run.banned)]
     run.innocent = [p.path.name for p in innocent]
+    total, done = len(banned) + len(innocent), 0
     for side, group in (("banned", banned), ("innocent", innocent)):
-        for i, photo in enumerate(group):
-            if progress:
-                progress(f"{side} {i + 1}/{len(group)}: {photo.path.name}")
+        for photo in group:
             rng = random.Random(f"{seed}:{photo.path.name}")  # noqa: S311 - reproducible edits
             for name, edit in [(ORIGINAL, None)] + [(e.name, e) for e in edits]:
                 try:
@@ -450,6 +460,9 @@ def evaluate(
                     run.errors.append(f"{photo.path.name} / {name}: {' '.join(e.messages)}")
                     continue
                 run.lookups.setdefault((side, name), []).append(lookup)
+            done += 1
+            if progress:
+                progress(done, total)
     return run
 
 

@@ -39,6 +39,8 @@ from moderation.models import (
 from moderation.signals import REVIEW, SHADOW, ListMatch
 
 logger = logging.getLogger(__name__)
+# Decision events, one logger for all flows (config/settings.py sets its level).
+decisions = logging.getLogger("moderation.decisions")
 
 
 def queue_for_review(
@@ -77,6 +79,20 @@ def queue_for_review(
     if not created:
         return None
     transaction.on_commit(lambda: notify_review_subscribers())
+    transaction.on_commit(
+        lambda: decisions.info(
+            "queued for review: %s",
+            item.target,
+            extra={
+                "event": "moderation.queued_for_review",
+                "review_item_id": item.pk,
+                "fingerprint_id": item.fingerprint_id,
+                "target": item.target,
+                "distance": item.distance,
+                "found_by": item.found_by,
+            },
+        )
+    )
     return item
 
 

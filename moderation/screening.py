@@ -51,6 +51,8 @@ from moderation.verification import (
 )
 
 logger = logging.getLogger(__name__)
+# Decision events, one logger for all flows (config/settings.py sets its level).
+decisions = logging.getLogger("moderation.decisions")
 
 # Looks one fingerprint up (with the cuts and framed picture of the first frame): the process's
 # banned set, or an index of a few flags (a sweep, ``evaluate_matching``).
@@ -548,4 +550,19 @@ def record_refused_upload(
         if refused.nearest_id is not None:
             flood_guard.note_refusal(flagged_id=refused.nearest_id)
         probing.note_attempt(user_id=refused.user_id, ip=refused.ip)
+    # The decision as a log event too (no IP: that stays in the table, for moderators).
+    decisions.info(
+        "upload refused: %s",
+        refused.code,
+        extra={
+            "event": "moderation.upload_refused",
+            "refused_upload_id": refused.pk,
+            "code": refused.code,
+            "uploader_id": refused.user_id,
+            "fingerprint_id": refused.nearest_id,
+            "signal_entry_id": refused.signal_entry_id,
+            "distance": refused.distance,
+            "found_by": refused.found_by,
+        },
+    )
     return refused

@@ -36,6 +36,9 @@ class FlagReasonForm(forms.Form):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "thumbnail", "user", "display_name", "photo_hash", "photo_checked_at", "updated_at",
     ]

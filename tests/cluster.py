@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -223,10 +224,15 @@ class WebServer(Service):
         """(worker pid, status) of each ``method path`` request in the access log, from byte
         ``after`` of the output on (``log_size()`` before the requests)."""
         text = self.log_path.read_bytes()[after:].decode("utf-8", "replace")
+        # With production settings the access log is JSON lines; the access line is the message.
+        messages = [
+            json.loads(line).get("message", "") if line.startswith("{") else line
+            for line in text.splitlines()
+        ]
         return [
             (int(m["pid"]), int(m["status"]))
-            for m in ACCESS_LINE.finditer(text)
-            if m["method"] == method and m["path"] == path
+            for m in map(ACCESS_LINE.search, messages)
+            if m and m["method"] == method and m["path"] == path
         ]
 
     def log_size(self) -> int:

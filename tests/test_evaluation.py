@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def report(photos_dir, tmp_path_factory):
     out, err = StringIO(), StringIO()
     call_command(
         "evaluate_matching", str(photos_dir), "--seed", "3", "--out", str(out_dir),
-        stdout=out, stderr=err,
+        "--progress", stdout=out, stderr=err,
     )
     result = json.loads((out_dir / "evaluate_matching.json").read_text())
     return out.getvalue(), err.getvalue(), out_dir, result
@@ -142,6 +143,18 @@ def test_skips_files_that_are_not_images_and_says_so(report):
     _, err, _, result = report
     assert "MANIFEST.tsv" in err
     assert [line.split(":")[0] for line in result["skipped"]] == ["MANIFEST.tsv"]
+
+
+def test_a_file_that_is_not_an_image_is_called_that_not_given_the_upload_forms_advice(report):
+    _, err, _, _ = report
+    assert "skipped: MANIFEST.tsv: not a JPEG, PNG, GIF or WebP image" in err.splitlines()
+    assert "Upload a" not in err
+
+
+def test_asked_for_progress_it_shows_a_bar_over_every_photo_on_stderr(report):
+    out, err, _, _ = report
+    assert re.search(r"evaluate: 100%\|[^|]*\| 8/8 ", err)
+    assert "evaluate:" not in out
 
 
 def test_fails_clearly_without_enough_photos(tmp_path):

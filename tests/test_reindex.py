@@ -474,15 +474,27 @@ def test_no_sweep_leaves_matching_photos_up(make_profile, django_capture_on_comm
 # --- output -----------------------------------------------------------------------------
 
 
-def test_progress_on_a_terminal_shows_ranges_and_rows_done_rate_and_eta(five_profiles, settings):
+def test_progress_on_a_terminal_is_a_bar_on_stderr_with_rows_ranges_rate_and_eta(
+    five_profiles, settings
+):
     settings.MODERATION_REINDEX_RANGE_SIZE = 3  # 5 photos: ranges of 3 and 2
+    err = TTYStringIO()
 
-    out, _ = run(batch_size=2, stdout=TTYStringIO())
+    out = StringIO()
+    call_command("reindex", batch_size=2, stdout=out, stderr=err)
 
-    reindex_lines = re.findall(r"\rreindex: ([^\r\n]*)", out)
-    assert re.fullmatch(r"2/2 ranges, 5/5 rows, [\d,]+ rows/s, ETA 0:00:00", reindex_lines[-1])
-    assert any(line.startswith("1/2 ranges, 3/5 rows") for line in reindex_lines)
-    assert re.search(r"\rsweep: 2/2 ranges, 5/5 rows, [\d,]+ rows/s, ETA 0:00:00\n", out)
+    bars = err.getvalue()
+    reindex_states = re.findall(r"reindex: [^\r\n]*", bars)
+    assert any("3/5" in state and "1/2 ranges" in state for state in reindex_states)
+    assert re.search(r"reindex: 100%\|[^|]*\| 5/5 \[[\d:]+<00:00, [^\]]+row/s, 2/2 ranges\]", bars)
+    assert re.search(r"sweep: 100%\|[^|]*\| 5/5 ", bars)
+    assert len(out.getvalue().splitlines()) == 1  # stdout: the summary only
+
+
+def test_progress_when_asked_even_off_a_terminal(five_profiles):
+    _, err = run(batch_size=2, progress=True)
+
+    assert re.search(r"reindex: 100%\|[^|]*\| 5/5 ", err)
 
 
 def test_no_progress_when_output_is_not_a_terminal(five_profiles):

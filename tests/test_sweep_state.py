@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from moderation import reindex, sweeping
-from moderation.models import AuditEvent, FlaggedFingerprint, Sweep
+from moderation.models import AuditEvent, FlaggedFingerprint, Sweep, WorkRange
 from moderation.sweeping import sweep_task
 from tests import images
 from tests.admin_pages import messages_of, run_action
@@ -274,3 +276,33 @@ def test_a_failed_sweep_is_counted_on_the_dashboard_and_run_again_from_the_admin
     copy.refresh_from_db()
     assert not copy.photo
     assert "0 sweeps failed" in page(moderator_client, "admin:moderation_dashboard")
+
+
+def test_a_full_sweep_in_progress_shows_how_far_it_is_in_the_admin(admin_client):
+    sweep = Sweep.objects.create(full=True, state=Sweep.State.RUNNING, attempts=1)
+    started = timezone.now() - timedelta(seconds=10)
+    WorkRange.objects.create(
+        sweep=sweep,
+        kind="profiles.profile",
+        lo=1,
+        hi=300,
+        rows=300,
+        done=True,
+        processed=300,
+        started_at=started,
+        finished_at=timezone.now(),
+    )
+    WorkRange.objects.create(
+        sweep=sweep,
+        kind="profiles.profile",
+        lo=301,
+        hi=600,
+        rows=300,
+        processed=100,
+        started_at=started,
+    )
+
+    page = admin_client.get(reverse("admin:moderation_sweep_changelist")).content.decode()
+
+    assert "1/2 ranges, 400/600 rows, " in page
+    assert "running, attempt 1" in page

@@ -280,17 +280,16 @@ def test_ready_is_503_without_a_live_worker_and_200_with_one():
 
     response = Client().get("/ready")
     assert response.status_code == 503
-    assert response.json() == {
-        "database": True,
-        "task_backend": "DatabaseBackend",
-        "failed_tasks": 1,
-        "workers_alive": 0,
-        "workers_stale": 1,
-        "ready": False,
-    }
+    body = response.json()
+    assert body["ready"] is False
+    assert body["checks"]["task_workers"] == "Unavailable: no task worker alive"
+    assert {name for name, state in body["checks"].items() if state != "OK"} == {"task_workers"}
+    assert (body["task_backend"], body["failed_tasks"]) == ("DatabaseBackend", 1)
+    assert (body["workers_alive"], body["workers_stale"]) == (0, 1)
     heartbeat("here", seconds_ago=1)
     response = Client().get("/ready")
     assert response.status_code == 200 and response.json()["workers_alive"] == 1
+    assert set(response.json()["checks"].values()) == {"OK"}
 
 
 def test_ready_needs_no_worker_when_tasks_run_immediately(settings):

@@ -44,6 +44,9 @@ class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     as dismissing (``moderation.review_upload`` and ``moderation.flag_image``), is audited, and
     applies from the next lookup in every process (the allowlist is never cached)."""
 
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "allowed_image",
         "allowed_hex",

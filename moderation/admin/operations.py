@@ -130,6 +130,10 @@ class SweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("state"))
     def state_line(self, obj: Sweep) -> str:
+        """A full sweep in progress also says how far it is (ranges, rows, rate, time left),
+        as the reindex runs do."""
+        if obj.full and obj.state != Sweep.State.DONE and obj.ranges.exists():
+            return f"{progress(obj.ranges.all()).line()}; {describe_sweep(obj)}"
         return describe_sweep(obj)
 
     @admin.display(description=_("flags"))

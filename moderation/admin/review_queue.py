@@ -34,6 +34,9 @@ class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     (the flag service) and one to dismiss it (an allowlist exception).
     """
 
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
+
     list_display = [
         "thumbnail",
         "target",

@@ -4,14 +4,46 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from moderation.hashing import Fingerprint
 from moderation.models.banned_set import FlaggedFingerprint, HashList
 from moderation.models.quarantine import quarantine_storage
+
+decisions_logger = logging.getLogger("moderation.decisions")
+
+
+class AuditEventManager(models.Manager):
+    """The one way into the audit trail, so every decision is also a log event: once its
+    transaction commits (a rolled-back flag was never decided), as one structured line for
+    the operators' log tools. Ids, the action, the target and the reason; never a file."""
+
+    def create(self, **kwargs) -> AuditEvent:
+        event = super().create(**kwargs)
+        transaction.on_commit(lambda: log_decision(event), using=self.db)
+        return event
+
+
+def log_decision(event: AuditEvent) -> None:
+    decisions_logger.info(
+        "%s %s",
+        event.get_action_display(),
+        event.target or f"fingerprint #{event.fingerprint_id}",
+        extra={
+            "event": f"moderation.{event.action}",
+            "audit_event_id": event.pk,
+            "actor_id": event.actor_id,
+            "fingerprint_id": event.fingerprint_id,
+            "target": event.target,
+            "distance": event.distance,
+            "reason": event.reason,
+        },
+    )
 
 
 class AuditEvent(models.Model):
@@ -72,6 +104,8 @@ class AuditEvent(models.Model):
         _("evidence (private)"), storage=quarantine_storage, upload_to="takedowns/", blank=True
     )
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    objects = AuditEventManager()
 
     class Meta:
         verbose_name = _("audit event")

@@ -35,13 +35,15 @@ def reviewed_image(url: str, alt: str = "", size: int | None = None, element_id:
 
 def reviewed_img(url: str, *, alt: str = "", size: int | None = None, element_id: str = "") -> str:
     """The markup of ``reviewed_image``, for admin cells built in Python."""
-    style = f"width:{size}px;height:{size}px;object-fit:cover" if size else ""
+    # A class per size, not a style="" attribute: the Content Security Policy allows no
+    # inline styles (wellness.css has the sizes).
+    sized = f" mod-size-{size}" if size else ""
     return format_html(
-        '<img class="mod-img" src="{}" alt="{}" title="{}" tabindex="0" role="button" '
-        'aria-pressed="false"{}{}>',
+        '<img class="mod-img{}" src="{}" alt="{}" title="{}" tabindex="0" role="button" '
+        'aria-pressed="false"{}>',
+        sized,
         url,
         alt,
         "Click to reveal",
-        format_html(' style="{}"', style) if style else "",
         format_html(' id="{}"', element_id) if element_id else "",
     )

@@ -46,8 +46,9 @@ class Command(BaseCommand):
             '"inliers" (verification: keypoint pairs one similarity explains; null: not '
             'compared)}], "near": [...] (near misses that send it to review), "shadow": [...] '
             '(matches of shadow-mode lists), "rejected": [...] (candidates the hashes matched '
-            'and verification showed to be another picture)}, or {"path", "error"} for an '
-            'unreadable file.',
+            'and verification showed to be another picture), "trial": [...] (what lists '
+            'with a distance on trial would do)}, or {"path", "error"} for an '
+            "unreadable file.",
         )
         parser.add_argument(
             "--max-distance",

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from moderation import evaluation
 from moderation.management.commands._files import iter_image_paths
+from moderation.management.progress import add_progress_argument, progress_bar
 from moderation.variants import VARIANTS
 
 # dHash distances shown in the sweep table (the JSON and the chart have every one).
@@ -48,6 +49,7 @@ class Command(BaseCommand):
             help="Folder for evaluate_matching.png and evaluate_matching.json "
             "(default artifacts/evaluate_matching).",
         )
+        add_progress_argument(parser)
 
     def handle(self, *args, photos, seed, banned_fraction, out, **options):
         if not 0 < banned_fraction < 1:
@@ -63,14 +65,16 @@ class Command(BaseCommand):
                 f"{photos}: need at least 2 readable photos, found {len(loaded)} "
                 f"({len(skipped)} file(s) skipped)."
             )
-        run = evaluation.evaluate(
-            loaded,
-            seed=seed,
-            banned_fraction=banned_fraction,
-            progress=self._progress if self.verbosity >= 2 or self.stdout.isatty() else None,
-        )
+        with progress_bar(self, total=None, desc="evaluate", unit="photo", options=options) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            run = evaluation.evaluate(
+                loaded, seed=seed, banned_fraction=banned_fraction, progress=advance
+            )
         run.skipped = skipped
-        self._end_progress()
         result = evaluation.summary(run)
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,21 +91,6 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.SUCCESS("Every recall target is met."))
 
     # --- output ---------------------------------------------------------------------------
-
-    _progress_open = False
-
-    def _progress(self, line: str) -> None:
-        if self.stdout.isatty():
-            self.stdout.write("\r\033[K" + line, ending="")
-            self.stdout.flush()
-            self._progress_open = True
-        else:
-            self.stdout.write(line)
-
-    def _end_progress(self) -> None:
-        if self._progress_open:
-            self.stdout.write("\r\033[K", ending="")
-            self._progress_open = False
 
     def _report(self, run: evaluation.Run, result: dict) -> None:
         w = self.stdout.write
@@ -151,8 +140,13 @@ class Command(BaseCommand):
         )
         routine = [n for n in result["current"] if evaluation.group_of(n) == "routine"]
         crops = [n for n in result["current"] if evaluation.group_of(n) == "crop"]
-        shown = ("dhash only", "phash<=14", f"phash<={rule.max_confirm_distance}", "phash<=18",
-                 "phash<=20")
+        shown = (
+            "dhash only",
+            "phash<=14",
+            f"phash<={rule.max_confirm_distance}",
+            "phash<=18",
+            "phash<=20",
+        )
         keys = [k for k in result["sweep"] if k in shown]
         w(f"{'dHash':>5} {'upright FP':>10} | " + " | ".join(f"{k:^24}" for k in keys))
         head = f"{'min rec':>8} {'crop':>6} {'FP':>7}"
@@ -197,7 +191,8 @@ def _chart(result: dict, path: Path) -> None:
         ylim=(0, 1.02),
     )
     left.grid(alpha=0.3)
-    left.legend(fontsize=7, ncol=2, loc="lower right")
+    # Legends beside the plots, never over the curves (constrained layout makes room).
+    left.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     total = max(result["innocent_files"], 1)
     for key, values in result["sweep"].items():
         blocked = [values[str(d)]["innocent_blocked"] / total * 100 for d in distances]
@@ -211,11 +206,10 @@ def _chart(result: dict, path: Path) -> None:
         ylabel="% of innocent originals and edits blocked",
     )
     right.grid(alpha=0.3)
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(
         f"evaluate_matching: {len(result['banned'])} banned / {len(result['innocent'])} innocent "
         f"photos, seed {result['seed']}"
     )
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from moderation import flagging
 from moderation.management.commands._files import iter_image_paths
+from moderation.management.progress import above, add_progress_argument, progress_bar
 from moderation.models import FlaggedFingerprint
 
 
@@ -47,38 +48,29 @@ class Command(BaseCommand):
             action="store_true",
             help="Store only fingerprints, not private copies of the files.",
         )
+        add_progress_argument(parser)
 
     def handle(self, *args, paths, reason, no_keep_originals, force, **options):
         verbosity = options["verbosity"]
         flagged = duplicates = bad = low_information = 0
-        for path in iter_image_paths(paths):
-            try:
-                with path.open("rb") as fh:
-                    result = flagging.flag_image(
-                        file=fh,
-                        reason=reason,
-                        source=FlaggedFingerprint.Source.COMMAND,
-                        keep_original=not no_keep_originals,
-                        allow_low_information=force,
-                    )
-            except ValidationError as e:
-                bad += 1
-                low_information += e.code == "low_information"
-                hint = " (--force flags it anyway)" if e.code == "low_information" else ""
-                self.stderr.write(f"{path}: skipped: {' '.join(e.messages)}{hint}")
-                continue
-            except OSError as e:
-                bad += 1
-                self.stderr.write(f"{path}: skipped: {e.strerror or e}")
-                continue
-            if result.created:
-                flagged += 1
+        files = list(iter_image_paths(paths))
+        with progress_bar(self, total=len(files), desc="flag", unit="file", options=options) as bar:
+            for path in files:
+                line, outcome = self._flag(
+                    path, reason=reason, keep=not no_keep_originals, force=force
+                )
+                bar.update(1)
+                if outcome not in ("flagged", "duplicate"):
+                    bad += 1
+                    low_information += outcome == "low_information"
+                    with above(bar):
+                        self.stderr.write(line)
+                    continue
+                flagged += outcome == "flagged"
+                duplicates += outcome == "duplicate"
                 if verbosity >= 1:
-                    self.stdout.write(f"{path}: flagged {result.fingerprint.hex}")
-            else:
-                duplicates += 1
-                if verbosity >= 1:
-                    self.stdout.write(f"{path}: already banned as {result.fingerprint.hex}")
+                    with above(bar):
+                        self.stdout.write(f"{path}: {line}")
         if flagged + duplicates == 0:
             if low_information and low_information == bad:
                 raise CommandError(
@@ -92,3 +84,24 @@ class Command(BaseCommand):
                     f"Flagged {flagged} new, {duplicates} already banned, {bad} skipped."
                 )
             )
+
+    def _flag(self, path, *, reason: str, keep: bool, force: bool) -> tuple[str, str]:
+        """What to print about one file, and what happened: flagged, duplicate, or why it was
+        skipped (the refusal's code, or unreadable)."""
+        try:
+            with path.open("rb") as fh:
+                result = flagging.flag_image(
+                    file=fh,
+                    reason=reason,
+                    source=FlaggedFingerprint.Source.COMMAND,
+                    keep_original=keep,
+                    allow_low_information=force,
+                )
+        except ValidationError as e:
+            hint = " (--force flags it anyway)" if e.code == "low_information" else ""
+            return f"{path}: skipped: {' '.join(e.messages)}{hint}", e.code or "invalid"
+        except OSError as e:
+            return f"{path}: skipped: {e.strerror or e}", "unreadable"
+        if result.created:
+            return f"flagged {result.fingerprint.hex}", "flagged"
+        return f"already banned as {result.fingerprint.hex}", "duplicate"

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from moderation import exchange
+from moderation.management.progress import above, add_progress_argument, progress_bar
 
 
 class Command(BaseCommand):
@@ -28,6 +29,7 @@ class Command(BaseCommand):
             help="Default: csv for a .csv file, jsonl otherwise.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report, write nothing.")
+        add_progress_argument(parser)
 
     def handle(self, *args, file, format, dry_run, **options):
         fmt = format or exchange.guess_format(file)
@@ -40,14 +42,21 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: {e}") from e
         added = skipped = 0
         try:
-            with transaction.atomic():
+            with (
+                progress_bar(
+                    self, total=len(records), desc="import", unit="record", options=options
+                ) as bar,
+                transaction.atomic(),
+            ):
                 for record in records:
                     if exchange.import_fingerprint(record=record, dry_run=dry_run):
                         added += 1
                     else:
                         skipped += 1
+                    bar.update(1)
                     if options["verbosity"] >= 2:
-                        self.stdout.write(f"{record.dhash} {record.list}")
+                        with above(bar):
+                            self.stdout.write(f"{record.dhash} {record.list}")
         except (ValidationError, ValueError) as e:
             message = " ".join(e.messages) if isinstance(e, ValidationError) else str(e)
             raise CommandError(f"{file}: {message}; nothing was imported.") from e

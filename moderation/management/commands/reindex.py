@@ -11,16 +11,12 @@ current run is, with its rate and time left. ``--restart`` starts over.
 
 from __future__ import annotations
 
-import time
-
 from django.core.management.base import BaseCommand, CommandError
 
 from moderation import full_sweep, reindex
+from moderation.management.progress import add_progress_argument, progress_bar
 from moderation.models import ReindexRun
 from moderation.work_ranges import start_attempt
-
-# The foreground's progress line is rewritten at most this often (seconds) on a terminal.
-PROGRESS_EVERY = 0.5
 
 
 class Command(BaseCommand):
@@ -69,6 +65,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Show the current run's ranges and rows done, rate and time left; change nothing.",
         )
+        add_progress_argument(parser)
 
     def handle(self, *args, batch_size, dry_run, restart, no_sweep, **options):
         if batch_size < 1:
@@ -89,8 +86,8 @@ class Command(BaseCommand):
                 requeue=options["requeue"],
             )
             return
-        self._progress_open = False
-        self._shown_at = 0.0
+        self.options = options
+        self._bars = {}
         if dry_run:
             self._dry_run(batch_size)
             return
@@ -203,27 +200,30 @@ class Command(BaseCommand):
             )
 
     def _progress(self, phase: str, progress, *, force: bool = False) -> None:
-        """Ranges and rows done, rate and ETA: rewritten in place on a terminal (at most every
-        ``PROGRESS_EVERY`` s, and when a range finishes), a line per batch and per finished
-        range at verbosity 2 otherwise."""
+        """Rows done of the whole run (every worker's), with ranges, rate and time left: a bar
+        on stderr (see ``moderation.management.progress``), or at verbosity 2 without one a
+        line per batch and per finished range on stdout, for logs."""
         if self.verbosity < 1 or progress is None:
             return
-        line = f"{phase}: {progress.line()}"
-        if self.stdout.isatty():
-            now = time.monotonic()
-            if now - self._shown_at < PROGRESS_EVERY and not force:
-                return
-            self._shown_at = now
-            self.stdout.write("\r" + line, ending="")
-            self.stdout.flush()
-            self._progress_open = True
-        elif self.verbosity >= 2:
-            self.stdout.write(line)
+        bar = self._bars.get(phase)
+        if bar is None:
+            bar = progress_bar(
+                self, total=progress.rows_total, desc=phase, unit="row", options=self.options
+            )
+            self._bars[phase] = bar
+        if bar.disable:
+            if self.verbosity >= 2:
+                self.stdout.write(f"{phase}: {progress.line()}")
+            return
+        bar.set_postfix_str(f"{progress.ranges_done}/{progress.ranges_total} ranges", refresh=False)
+        bar.update(progress.rows_done - bar.n)
+        if force:
+            bar.refresh()
 
     def _end_progress(self) -> None:
-        if self._progress_open:
-            self.stdout.write("")
-            self._progress_open = False
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
 
     def _report_problems(self, missing: list[str], unreadable: list[str]) -> None:
         for line in missing:

@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from moderation.conf import moderation_settings
 
 _KEY_PREFIX = "moderation:upload-rate"
+_SIGNUP_KEY_PREFIX = "moderation:signup-rate"
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,11 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _hit(scope: str, ident: str, limit: int, window: int, now: float) -> RateLimited | None:
+def _hit(
+    scope: str, ident: str, limit: int, window: int, now: float, prefix: str = _KEY_PREFIX
+) -> RateLimited | None:
     window_start = int(now // window)
-    key = f"{_KEY_PREFIX}:{scope}:{ident}:{window_start}"
+    key = f"{prefix}:{scope}:{ident}:{window_start}"
     cache.add(key, 0, timeout=window + 1)
     try:
         count = cache.incr(key)
@@ -84,3 +87,21 @@ def check_upload_rate(request: HttpRequest) -> RateLimited | None:
     for scope, ident, limit in checks:
         over = _hit(scope, ident, limit, window, now) or over
     return over
+
+
+def check_signup_rate(request: HttpRequest) -> RateLimited | None:
+    """Count one sign-up attempt for the client IP, at the login limits.
+
+    A client IP gets as many sign-up attempts as it gets failed logins
+    (``AXES_FAILURE_LIMIT``) in each lockout window (``AXES_COOLOFF_TIME``): enough for a person
+    whose chosen name is taken or password refused, too few to mint accounts in bulk.
+    """
+    from django.conf import settings
+
+    ip = client_ip(request)
+    if not ip:
+        return None
+    window = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return _hit(
+        "ip", ip, settings.AXES_FAILURE_LIMIT, window, time.time(), prefix=_SIGNUP_KEY_PREFIX
+    )

@@ -1,13 +1,13 @@
 """Staff-only access to quarantined files (flagged originals and taken-down photos).
 
 Quarantine storage has no public URL; this view is the only way to see its files, and it
-checks the ``moderation.view_quarantine`` permission on every request.
+checks the ``moderation.view_quarantine`` permission on every request, for a staff session that
+has verified its second factor (as the admin does).
 """
 
 import mimetypes
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import permission_required, user_passes_test
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -22,8 +22,12 @@ def _is_referenced(name: str) -> bool:
     )
 
 
+def _verified_staff(user) -> bool:
+    return user.is_active and user.is_staff and user.is_verified()
+
+
 @require_GET
-@staff_member_required
+@user_passes_test(_verified_staff, login_url="admin:login")
 @permission_required("moderation.view_quarantine", raise_exception=True)
 def quarantined_file(request, name: str):
     # Only names the database knows are served, so the URL can't be used to walk storage.

@@ -8,9 +8,28 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``records``: the audit trail and refused uploads;
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
+- ``accounts``: staff accounts' two-factor reset;
 - ``base``: what they share.
 """
 
-from moderation.admin import allowlist, flags, lists, operations, records, review_queue, tasks
+from moderation.admin import (
+    accounts,
+    allowlist,
+    flags,
+    lists,
+    operations,
+    records,
+    review_queue,
+    tasks,
+)
 
-__all__ = ["allowlist", "flags", "lists", "operations", "records", "review_queue", "tasks"]
+__all__ = [
+    "accounts",
+    "allowlist",
+    "flags",
+    "lists",
+    "operations",
+    "records",
+    "review_queue",
+    "tasks",
+]

@@ -44,12 +44,19 @@ def totp_code(device: TOTPDevice, *, at: float | None = None) -> str:
 
 
 def fresh_totp_code(device: TOTPDevice) -> str:
-    """A code the device has not accepted yet: a used code is refused (no replay), so when
-    this time step's code is spent, wait for the next step."""
-    device.refresh_from_db()
+    """A code the device has not accepted yet, as an authenticator app would show it.
+
+    A used code is refused (no replay). When this time step's code is spent, the next step's
+    is what a phone whose clock runs a few seconds ahead shows, and django-otp accepts it
+    within its tolerance (``device.tolerance`` steps, 1 by default); only when that is spent
+    too does this wait for the clock.
+    """
     while True:
+        device.refresh_from_db()
         now = time.time()
-        t = int((now - device.t0) // device.step)
-        if t > device.last_t:
-            return totp_code(device, at=now)
+        real_t = int((now - device.t0) // device.step)
+        for ahead in range(device.tolerance + 1):
+            t = real_t + ahead
+            if t > device.last_t and abs(t - (real_t + device.drift)) <= device.tolerance:
+                return totp_code(device, at=now + ahead * device.step)
         time.sleep(device.step - (now - device.t0) % device.step + 0.05)

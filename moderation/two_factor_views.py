@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -51,7 +52,7 @@ def _next_url(request) -> str:
         wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return wanted
-    return "/admin/"
+    return reverse("admin:index")
 
 
 def _locked_out(request):
@@ -143,7 +144,9 @@ def manage(request):
 def recovery_codes(request):
     """New recovery codes, shown once; the old ones stop working."""
     codes = two_factor.new_recovery_codes(user=request.user)
-    return render(request, "two_factor/recovery_codes.html", {"codes": codes, "next": "/admin/"})
+    return render(
+        request, "two_factor/recovery_codes.html", {"codes": codes, "next": reverse("admin:index")}
+    )
 
 
 @require_POST

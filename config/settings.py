@@ -106,7 +106,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 # Each alone: one username from many IPs, or one IP trying many usernames.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# 429 with "Please wait N minutes" (templates/registration/locked_out.html).
+AXES_LOCKOUT_CALLABLE = "moderation.two_factor_views.lockout_response"
 # The same client IP as the upload limits (MODERATION_TRUSTED_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "moderation.ratelimit.client_ip"
 # --- end of staff accounts -----------------------------------------------------------------

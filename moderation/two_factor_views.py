@@ -55,6 +55,16 @@ def _next_url(request) -> str:
     return reverse("admin:index")
 
 
+def lockout_response(request, original_response=None, credentials=None):
+    """The page a locked-out username or IP gets (``AXES_LOCKOUT_CALLABLE``): 429, in minutes."""
+    from django.conf import settings
+
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    response = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(minutes * 60)
+    return response
+
+
 def _locked_out(request):
     credentials = {"username": request.user.get_username()}
     if AxesProxyHandler.is_locked(request, credentials):

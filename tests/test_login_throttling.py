@@ -38,7 +38,9 @@ def test_guesses_at_one_username_from_many_ips_lock_that_username_out(
 
     assert last_guess.status_code == 429
     assert right.status_code == 429 and not right.wsgi_request.user.is_authenticated
-    assert "Too many failed attempts" in right.content.decode()
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    assert f"Please wait {minutes} minutes" in " ".join(right.content.decode().split())
+    assert right["Retry-After"] == str(minutes * 60)
 
 
 @pytest.mark.parametrize("url_name", LOGIN_PAGES)

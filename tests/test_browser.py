@@ -1,8 +1,9 @@
 """End to end in a real headless Chromium against the live server (``-m browser``).
 
-The main flow: a new user signs up and uploads a photo; a moderator logs into the admin and
-flags it; the user's re-upload of a resized copy is refused with the generic message; the public
-profile no longer shows the photo and its old URL is gone. Plus the admin's "Flag an image" page.
+The main flow: a new user signs up and uploads a photo; a moderator logs into the admin
+(password, then the authenticator app's code) and flags it; the user's re-upload of a resized
+copy is refused with the generic message; the public profile no longer shows the photo and its
+old URL is gone. Plus the admin's "Flag an image" page.
 
 Every step leaves a screenshot in ``artifacts/screenshots/<test name>/NN-step.png``.
 

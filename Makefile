@@ -100,7 +100,7 @@ dev-deps: venv
 
 run: deps
 	"$(PY)" manage.py migrate --noinput
-	"$(PY)" manage.py demo_setup
+	"$(PY)" manage.py demo_setup --samples var/samples --address $(RUNSERVER_ADDR)
 	"$(PY)" manage.py runserver $(RUNSERVER_ADDR)
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the storage variables and `DJANGO_SECRET_KEY` (see docs/operations.md, "Producti
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -75,14 +76,52 @@ if not DEBUG and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
         "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off (e.g. profiles.example.com)."
     )
 
+# --- Staff accounts: two-factor authentication and login throttling -----------------------
+# Every account that can moderate (staff, superusers, anyone holding a moderation permission)
+# must enrol a TOTP device (django-otp) and verify a code before the admin opens; recovery
+# codes are django-otp static tokens. Enrol, verify, revoke and reset are audited
+# (moderation/two_factor.py). Logins on /login/ and /admin/login/, wrong second-factor codes
+# and sign-ups are throttled per username and per client IP by django-axes: after
+# AXES_FAILURE_LIMIT failures that username, or that IP, is locked out for
+# AXES_COOLOFF_MINUTES; a superuser lifts a lockout early by deleting its "Access attempt" in
+# the admin, or with `manage.py axes_reset_username NAME` / `axes_reset_ip IP`.
+STAFF_SECURITY_APPS = [
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+]
+STAFF_SECURITY_MIDDLEWARE_AFTER_AUTH = ["django_otp.middleware.OTPMiddleware"]
+# AxesMiddleware turns a lockout into the lockout page; axes asks for it to be last.
+STAFF_SECURITY_MIDDLEWARE_LAST = ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out username or IP before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The issuer name an authenticator app shows next to the account.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Moderated profiles")
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+# Each alone: one username from many IPs, or one IP trying many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# 429 with "Please wait N minutes" (templates/registration/locked_out.html).
+AXES_LOCKOUT_CALLABLE = "moderation.two_factor_views.lockout_response"
+# The same client IP as the upload limits (MODERATION_TRUSTED_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "moderation.ratelimit.client_ip"
+# --- end of staff accounts -----------------------------------------------------------------
+
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site requires a verified second factor (config/admin_site.py).
+    "config.admin_site.TwoFactorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_tasks_db",
+    *STAFF_SECURITY_APPS,
     "moderation",
     "profiles",
 ]
@@ -95,8 +134,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    *STAFF_SECURITY_MIDDLEWARE_AFTER_AUTH,
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    *STAFF_SECURITY_MIDDLEWARE_LAST,
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -28,6 +28,7 @@ from moderation.conf import moderation_settings
 _KEY_PREFIX = "moderation:upload-rate"
 _APPEAL_KEY_PREFIX = "moderation:appeal-rate"
 _REPORT_KEY_PREFIX = "moderation:report-rate"
+_SIGNUP_KEY_PREFIX = "moderation:signup-rate"
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,19 @@ def check_report_rate(user) -> RateLimited | None:
         return None
     window = moderation_settings.REPORT_RATE_WINDOW
     return _hit("user", str(user.pk), limit, window, time.time(), prefix=_REPORT_KEY_PREFIX)
+def check_signup_rate(request: HttpRequest) -> RateLimited | None:
+    """Count one sign-up attempt for the client IP, at the login limits.
+
+    A client IP gets as many sign-up attempts as it gets failed logins
+    (``AXES_FAILURE_LIMIT``) in each lockout window (``AXES_COOLOFF_TIME``): enough for a person
+    whose chosen name is taken or password refused, too few to mint accounts in bulk.
+    """
+    from django.conf import settings
+
+    ip = client_ip(request)
+    if not ip:
+        return None
+    window = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return _hit(
+        "ip", ip, settings.AXES_FAILURE_LIMIT, window, time.time(), prefix=_SIGNUP_KEY_PREFIX
+    )

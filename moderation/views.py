@@ -1,14 +1,15 @@
 """Staff-only views outside the admin's model pages: quarantined files, and reviewer wellness.
 
 Quarantine storage has no public URL; ``quarantined_file`` is the only way to see its files, and
-it checks the ``moderation.view_quarantine`` permission on every request. Opening one full size
-counts as an image viewed (an image embedded in a page is counted when it is revealed).
+it checks the ``moderation.view_quarantine`` permission on every request, for a staff session
+that has verified its second factor (as the admin does). Opening one full size counts as an
+image viewed (an image embedded in a page is counted when it is revealed).
 """
 
 import mimetypes
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import permission_required, user_passes_test
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,8 +27,12 @@ def _is_referenced(name: str) -> bool:
     )
 
 
+def _verified_staff(user) -> bool:
+    return user.is_active and user.is_staff and user.is_verified()
+
+
 @require_GET
-@staff_member_required
+@user_passes_test(_verified_staff, login_url="admin:login")
 @permission_required("moderation.view_quarantine", raise_exception=True)
 def quarantined_file(request, name: str):
     # Only names the database knows are served, so the URL can't be used to walk storage.

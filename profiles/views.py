@@ -3,6 +3,8 @@ about your photo and appeal them."""
 
 import logging
 
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_lockout_response
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -37,6 +39,12 @@ def home(request):
 def signup(request):
     if request.user.is_authenticated:
         return redirect("profile-edit")
+    if request.method == "POST":
+        # The login limits apply: an IP locked out of logging in can't sign up either, and each
+        # IP has as many sign-up attempts per window as failed logins.
+        limited = ratelimit.check_signup_rate(request)
+        if limited is not None or AxesProxyHandler.is_locked(request):
+            return get_lockout_response(request)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

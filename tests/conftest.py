@@ -96,6 +96,27 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def verified_staff_sessions(request, monkeypatch):
+    """A staff user logged in with ``Client.force_login`` has verified a second factor, as after
+    the two-step login (tests/two_factor.py); ``@pytest.mark.password_only`` opts out."""
+    if request.node.get_closest_marker("password_only"):
+        return
+    from django.test import Client
+
+    from moderation.two_factor import needs_two_factor
+    from tests.two_factor import verify_session
+
+    password_login = Client.force_login
+
+    def force_login(self, user, backend=None):
+        password_login(self, user, backend)
+        if needs_two_factor(user):
+            verify_session(self, user)
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
+@pytest.fixture(autouse=True)
 def empty_cache():
     """Upload rate-limit counters live in the (process-wide) cache: none outlives a test."""
     from django.core.cache import cache

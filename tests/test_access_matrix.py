@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db
 # --- the matrix --------------------------------------------------------------------------------
 
 OK, LOGIN, ADMIN_LOGIN, DENIED, HOME = "ok", "login", "admin-login", "denied", "home"
+TWO_FACTOR = "two-factor"  # sent to the two-factor page
 EVERYONE = dict.fromkeys(ROLES, OK)
 SIGNED_IN = {"anonymous": LOGIN, "user": OK, "staff": OK, "moderator": OK, "superuser": OK}
 MODERATORS = {
@@ -38,6 +39,8 @@ MODERATORS = {
 STAFF = {**MODERATORS, "staff": OK}
 SUPERUSER_ONLY = {**MODERATORS, "moderator": DENIED}
 NOBODY = {**MODERATORS, "moderator": DENIED, "superuser": DENIED}
+# Each account's own two-factor pages: only for accounts that can moderate (staff in these roles).
+OWN_TWO_FACTOR = {**SIGNED_IN, "user": DENIED}
 
 # name -> (url from the world, expected per role)
 PAGES = {
@@ -190,6 +193,19 @@ PAGES = {
     ),
     "api tokens": (lambda w: reverse("admin:moderation_apitoken_changelist"), SUPERUSER_ONLY),
     "api token issue": (lambda w: reverse("admin:moderation_apitoken_add"), SUPERUSER_ONLY),
+    "login attempts": (lambda w: reverse("admin:axes_accessattempt_changelist"), SUPERUSER_ONLY),
+    "login log": (lambda w: reverse("admin:axes_accesslog_changelist"), SUPERUSER_ONLY),
+    "login failure log": (
+        lambda w: reverse("admin:axes_accessfailurelog_changelist"),
+        SUPERUSER_ONLY,
+    ),
+    "own two-factor": (lambda w: reverse("moderation:two-factor-manage"), OWN_TWO_FACTOR),
+    "own two-factor code": (lambda w: reverse("moderation:two-factor-verify"), OWN_TWO_FACTOR),
+    # The roles' staff are enrolled already: enrolling again leads to their two-factor page.
+    "own two-factor enrolment": (
+        lambda w: reverse("moderation:two-factor-enrol"),
+        {**OWN_TWO_FACTOR, "staff": TWO_FACTOR, "moderator": TWO_FACTOR, "superuser": TWO_FACTOR},
+    ),
 }
 
 
@@ -204,6 +220,8 @@ def outcome(response) -> str:
             return ADMIN_LOGIN
         if location.startswith(reverse("login")):
             return LOGIN
+        if location.startswith(reverse("moderation:two-factor-manage")):
+            return TWO_FACTOR
         return f"redirect {location}"
     return str(response.status_code)
 

@@ -1,8 +1,9 @@
 """End to end in a real headless Chromium against the live server (``-m browser``).
 
-The main flow: a new user signs up and uploads a photo; a moderator logs into the admin and
-flags it; the user's re-upload of a resized copy is refused with the generic message; the public
-profile no longer shows the photo and its old URL is gone. Plus the admin's "Flag an image" page.
+The main flow: a new user signs up and uploads a photo; a moderator logs into the admin
+(password, then the authenticator app's code) and flags it; the user's re-upload of a resized
+copy is refused with the generic message; the public profile no longer shows the photo and its
+old URL is gone. Plus the admin's "Flag an image" page.
 
 Every step leaves a screenshot in ``artifacts/screenshots/<test name>/NN-step.png``.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
@@ -31,6 +33,7 @@ from moderation.models import AuditEvent, FlaggedFingerprint
 from profiles.management.commands.demo_setup import MODERATOR_PERMISSIONS
 from profiles.models import Profile
 from tests import browser, images
+from tests.two_factor import enrolled_device, fresh_totp_code
 
 pytestmark = pytest.mark.browser
 
@@ -60,11 +63,10 @@ def site(driver, live_server, request):
     return Site(driver, live_server.url, browser.Screenshots(driver, folder))
 
 
-@pytest.fixture
-def moderator_account(django_user_model):
+def make_moderator(django_user_model, username: str):
     """Staff with the permissions the "Moderators" group gets (see demo_setup)."""
     mod = django_user_model.objects.create_user(
-        username="moira", password=MOD_PASSWORD, is_staff=True
+        username=username, password=MOD_PASSWORD, is_staff=True
     )
     mod.user_permissions.add(
         *(
@@ -72,6 +74,15 @@ def moderator_account(django_user_model):
             for app, codename in MODERATOR_PERMISSIONS
         )
     )
+    return mod
+
+
+@pytest.fixture
+def moderator_account(django_user_model):
+    """A moderator with an authenticator app already enrolled (its key is in the database, so
+    ``admin_login`` computes the app's code, as the phone would)."""
+    mod = make_moderator(django_user_model, "moira")
+    enrolled_device(mod)
     return mod
 
 
@@ -136,13 +147,22 @@ def site_login(site: Site, username: str, password: str) -> None:
     site.submit("main form button[type=submit]")
 
 
-def admin_login(site: Site, username: str, password: str) -> None:
+def admin_password_step(site: Site, username: str, password: str) -> None:
     site.get("/admin/")
     site.wait_for_path("/admin/login/")
     site.fill("#id_username", username)
     site.fill("#id_password", password)
+
+
+def admin_login(site: Site, username: str, password: str) -> None:
+    """Password, then the code the moderator's authenticator app shows now."""
+    admin_password_step(site, username, password)
     site.shot("admin-login")
     site.submit("#login-form input[type=submit], #login-form button[type=submit]")
+    site.wait_for_path("/moderation/two-factor/verify/")
+    device = TOTPDevice.objects.get(user__username=username, confirmed=True)
+    site.fill("#id_code", fresh_totp_code(device))
+    site.submit("main form button[type=submit]")
     site.wait_for_path("/admin/")
 
 

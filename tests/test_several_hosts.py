@@ -38,6 +38,7 @@ from tests.cluster import WEB_CONCURRENCY, Cluster, WebServer, claimed_redis_db,
 from tests.cluster import collect_static as run_collectstatic
 from tests.http_browser import Browser, Page
 from tests.s3server import http_get
+from tests.two_factor import enrolled_device, fresh_totp_code
 
 pytestmark = [
     pytest.mark.postgres,
@@ -210,7 +211,7 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
         stored_profile(name, images.photo(seed))
     make_user("alice")
     bob_user = make_user("bob")
-    make_user("mod", moderator=True)
+    mod_device = enrolled_device(make_user("mod", moderator=True))
 
     # Alice, on server A, stores a smaller copy of the scene: nothing is banned yet.
     alice = Browser("alice")
@@ -245,6 +246,10 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
     # The moderator, on server A: the admin's login form, then "Flag an image".
     mod = Browser("mod")
     mod.log_in(f"{a.url}{reverse('admin:login')}?next=/admin/", "mod", PASSWORD)
+    # The admin opens after the second factor: the code the moderator's app shows.
+    page = mod.get(f"{a.url}{reverse('moderation:two-factor-verify')}")
+    verified = mod.submit(page, {"code": fresh_totp_code(mod_device)}, form_id="two-factor-form")
+    assert verified.status == 302, verified.text[:2000]
     page = mod.get(f"{a.url}{reverse('admin:moderation_flaggedfingerprint_flag_image')}")
     assert page.status == 200, page.text[:2000]
     flagged_page = mod.submit(

@@ -13,10 +13,12 @@ autodiscovery of ``moderation.admin`` registers every ModelAdmin.
 - ``tasks``: background tasks that failed for good, and their retry;
 - ``operations``: sweeps' state and reindex runs' progress;
 - ``api_tokens``: the lookup API's tokens, issued and revoked;
+- ``accounts``: staff accounts' two-factor reset;
 - ``base``: what they share.
 """
 
 from moderation.admin import (
+    accounts,
     allowlist,
     api_tokens,
     appeals,
@@ -32,6 +34,7 @@ from moderation.admin import (
 )
 
 __all__ = [
+    "accounts",
     "allowlist",
     "api_tokens",
     "appeals",

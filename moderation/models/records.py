@@ -76,6 +76,12 @@ class AuditEvent(models.Model):
         FLOOD_DROP = "flood_drop", _("Held flag dropped (unflagged)")
         ESCALATE = "escalate", _("Uploader escalated as a prober")
         ESCALATION_CLOSE = "escalation_close", _("Prober escalation closed")
+        TWO_FACTOR_ENROL = "2fa_enrol", _("Two-factor device enrolled")
+        TWO_FACTOR_VERIFY = "2fa_verify", _("Two-factor code verified")
+        TWO_FACTOR_FAILED = "2fa_failed", _("Wrong two-factor code")
+        TWO_FACTOR_RECOVERY = "2fa_recovery", _("Recovery codes replaced")
+        TWO_FACTOR_REVOKE = "2fa_revoke", _("Own two-factor devices revoked")
+        TWO_FACTOR_RESET = "2fa_reset", _("Two-factor reset by a superuser")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

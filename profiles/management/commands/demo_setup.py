@@ -1,16 +1,24 @@
-"""Make the local site usable at once: a "Moderators" group and a demo moderator account.
+"""Make the local site usable at once: a "Moderators" group, a demo moderator account, sample
+photos, and what to try.
 
-``make run`` calls this after migrating and prints the credentials. It refuses to run with
-DEBUG off, so a production database never gets a known password. Safe to run repeatedly.
+``make run`` calls this after migrating: it prints the credentials, how the moderator sets up
+two-factor authentication at the first admin login, and the two-minute walkthrough, with photos
+drawn by ``profiles.demo`` (``--samples DIR``) so a fresh clone needs nothing else. It refuses
+to run with DEBUG off, so a production database never gets a known password. Safe to run
+repeatedly.
 """
 
 import os
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+
+from moderation import two_factor
+from profiles import demo
 
 MODERATOR_PERMISSIONS = [
     ("moderation", "flag_image"),
@@ -51,8 +59,23 @@ class Command(BaseCommand):
             default=os.environ.get("DEMO_MODERATOR_PASSWORD", "moderate-locally"),
             help="Defaults to $DEMO_MODERATOR_PASSWORD or 'moderate-locally'.",
         )
+        parser.add_argument(
+            "--samples",
+            metavar="DIR",
+            help="Also draw sample photos into DIR/photos and resized copies into DIR/copies.",
+        )
+        parser.add_argument(
+            "--address",
+            default="127.0.0.1:8000",
+            help="Where the dev server will listen, for the walkthrough's links.",
+        )
+        parser.add_argument(
+            "--reset-two-factor",
+            action="store_true",
+            help="Remove the demo moderator's two-factor devices (audited), to enrol again.",
+        )
 
-    def handle(self, *args, username, password, **options):
+    def handle(self, *args, username, password, samples, address, reset_two_factor, **options):
         if not settings.DEBUG:
             raise CommandError("demo_setup is for local development; DJANGO_DEBUG is off.")
         with transaction.atomic():
@@ -66,9 +89,42 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.add(group)
+        if reset_two_factor:
+            two_factor.reset(actor=None, user=user)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo moderator {'created' if created else 'ready'}: "
                 f"username '{username}', password '{password}' — log in at /admin/"
             )
         )
+        if two_factor.is_enrolled(user):
+            self.stdout.write(
+                "  Two-factor: enrolled; the admin asks for the code from your authenticator app"
+                " (lost it? manage.py demo_setup --reset-two-factor)."
+            )
+        else:
+            self.stdout.write(
+                "  Two-factor: at the first admin login, scan the QR code with an authenticator"
+                " app (or type its key), enter the 6-digit code, keep the recovery codes."
+            )
+        if samples:
+            folder = Path(samples)
+            if not (folder / "photos" / "sample-01.jpg").exists():
+                demo.write_samples(folder)
+            self.stdout.write(self.walkthrough(folder, address))
+
+    @staticmethod
+    def walkthrough(folder: Path, address: str) -> str:
+        photo = folder / "photos" / "sample-01.jpg"
+        copy = folder / "copies" / "sample-01-small.jpg"
+        return f"""
+What to try (two minutes) at http://{address}/ — sample photos drawn in {folder}/:
+  1. Sign up at http://{address}/signup/ and upload {photo} as your photo.
+  2. Log out; log in at http://{address}/admin/ as the moderator (two-factor set-up the
+     first time, as above).
+  3. Profiles: tick your profile, action "Flag selected photos", give a reason: the photo is
+     banned, taken off your profile and kept in private quarantine.
+  4. Log in as yourself again and upload {copy} (a resized,
+     re-compressed copy): refused with one generic message.
+  From a shell: python manage.py check_image {copy}
+"""

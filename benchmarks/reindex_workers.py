@@ -157,7 +157,11 @@ def measure_reindex(
     from moderation.reindex import reindex_range_task
     from profiles.models import Profile
 
-    if Profile.objects.exclude(photo="").count() != stored:
+    first = Profile.objects.exclude(photo="").first()
+    if (
+        Profile.objects.exclude(photo="").count() != stored
+        or not first.photo.storage.exists(first.photo.name)  # an earlier run's media folder
+    ):
         fill(stored)
     else:
         Profile.objects.update(photo_dhash=1, photo_pipeline_version=0)  # stale again

@@ -314,10 +314,9 @@ def measure_sweep(
     ``reuse``: time it on what an earlier run filled, when it holds exactly ``stored``."""
     import logging
 
-    from moderation import stored_index
-
     if "DJANGO_SETTINGS_MODULE" not in os.environ or os.environ.get("DATABASE_URL") != url:
         setup_django(url)
+    from moderation import stored_index
     logging.getLogger("moderation.stored_index").setLevel(logging.ERROR)  # the fallback's note
     rng = np.random.default_rng(seed)
     flagged = _reusable(stored) if reuse else None

@@ -156,6 +156,7 @@ def fill_banned_set(n: int) -> None:
                     v,
                     to_signed(int(dhashes[(first + k) * per_flag + v])),
                     to_signed(int(phashes[(first + k) * per_flag + v])),
+                    "",  # no PDQ: these synthetic flags have no pixels
                 )
                 for k, flag in enumerate(created)
                 for v in range(per_flag)
@@ -164,7 +165,7 @@ def fill_banned_set(n: int) -> None:
             table = FingerprintVariant._meta.db_table
             columns = ", ".join(
                 FingerprintVariant._meta.get_field(name).column
-                for name in ("flagged", "variant", "dhash", "phash")
+                for name in ("flagged", "variant", "dhash", "phash", "pdq")
             )
             with connection.cursor() as cursor:
                 with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:

@@ -17,8 +17,9 @@ from PIL import Image, ImageDraw, ImageFont
 SAMPLE_COUNT = 12
 
 
-def scene(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
-    rng = random.Random(seed)  # noqa: S311 - drawing a picture, not a secret
+def draw_scene(rng: random.Random, size: tuple[int, int], label: str) -> Image.Image:
+    """A two-colour gradient sky, overlapping shapes and a line of text, drawn from ``rng``
+    (the tests draw their pictures with it too, ``tests/images.py``)."""
     w, h = size
     top = [rng.randrange(256) for _ in range(3)]
     bottom = [rng.randrange(256) for _ in range(3)]
@@ -40,7 +41,14 @@ def scene(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
             points = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randint(3, 6))]
             draw.polygon(points, fill=colour)
     font = ImageFont.load_default(size=max(12, h // 12))
-    draw.text((w // 20, h - h // 6), f"sample {seed}", fill=(255, 255, 255), font=font)
+    draw.text((w // 20, h - h // 6), label, fill=(255, 255, 255), font=font)
+    return img
+
+
+def scene(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
+    rng = random.Random(seed)  # noqa: S311 - drawing a picture, not a secret
+    w, h = size
+    img = draw_scene(rng, size, f"sample {seed}")
     # A blotchy grain (foliage, fabric, sensor noise) for the local features to hold on to.
     noise = Image.new("L", (w // 3, h // 3))
     noise.putdata([rng.randrange(256) for _ in range(noise.width * noise.height)])

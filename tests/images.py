@@ -14,34 +14,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from moderation.hashing import fingerprint_image, hamming
+from profiles.demo import draw_scene
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     """A scene: a two-colour gradient sky, overlapping shapes and a line of text."""
-    rng = random.Random(seed)
-    w, h = size
-    top = [rng.randrange(256) for _ in range(3)]
-    bottom = [rng.randrange(256) for _ in range(3)]
-    img = Image.new("RGB", size)
-    draw = ImageDraw.Draw(img)
-    for y in range(h):
-        t = y / max(h - 1, 1)
-        draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
-    for _ in range(rng.randint(6, 12)):
-        x0, y0 = rng.randrange(w), rng.randrange(h)
-        x1, y1 = x0 + rng.randint(w // 10, w // 2), y0 + rng.randint(h // 10, h // 2)
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        shape = rng.choice(("ellipse", "rectangle", "polygon"))
-        if shape == "ellipse":
-            draw.ellipse([x0, y0, x1, y1], fill=colour)
-        elif shape == "rectangle":
-            draw.rectangle([x0, y0, x1, y1], fill=colour)
-        else:
-            points = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randint(3, 6))]
-            draw.polygon(points, fill=colour)
-    font = ImageFont.load_default(size=max(12, h // 12))
-    draw.text((w // 20, h - h // 6), f"scene {seed}", fill=(255, 255, 255), font=font)
-    return img
+    return draw_scene(random.Random(seed), size, f"scene {seed}")
 
 
 def textured(img: Image.Image, seed: int = 0, strength: int = 40) -> Image.Image:

@@ -129,6 +129,10 @@ class PrivateCluster:
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True

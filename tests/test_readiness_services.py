@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.private_services import PrivatePostgres, PrivateRedis, accepts_connections, free_port
+from tests.private_postgres import PrivateCluster, free_port
+from tests.private_services import PrivateRedis, accepts_connections
 from tests.s3server import start_server
 from tests.test_production_settings import PRODUCTION_ENV
 
@@ -44,7 +45,7 @@ class Deployment:
         (workdir / "redis").mkdir()
         self.workdir = workdir
         self.web = self.s3 = None
-        self.postgres = PrivatePostgres()
+        self.postgres = PrivateCluster()
         self.redis = PrivateRedis(workdir / "redis")
 
     def start(self) -> None:

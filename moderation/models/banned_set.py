@@ -287,7 +287,8 @@ class FingerprintVariant(models.Model):
     phash = models.BigIntegerField(_("pHash (signed 64-bit)"), null=True, blank=True)
     # The variant's PDQ (64 hex digits) and PDQ's own quality score (0-100): what the banned
     # set is exported as. Empty for a flag imported as bare dHashes or older than pipeline 7.
-    pdq = models.CharField(_("PDQ"), max_length=64, blank=True, default="")
+    # db_default too: rows written without it (an older migration's data step, COPY) get "".
+    pdq = models.CharField(_("PDQ"), max_length=64, blank=True, default="", db_default="")
     pdq_quality = models.PositiveSmallIntegerField(_("PDQ quality"), null=True, blank=True)
 
     class Meta:

@@ -101,7 +101,7 @@ def decide(photos_dir: str, seed: int, out: Path, list_file: str | None) -> None
     from django.core.exceptions import ValidationError
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from moderation import evaluation, matching
+    from moderation import evaluation, matching, pdq_evaluation
     from moderation.banned_index import BannedIndex
     from moderation.screening import screen_as_upload
 
@@ -109,7 +109,7 @@ def decide(photos_dir: str, seed: int, out: Path, list_file: str | None) -> None
     if list_file is not None:
         lines = Path(list_file).read_text().splitlines()
         pdqs = [(i, 0, line.split()[0]) for i, line in enumerate(lines, 1) if line.strip()]
-        held = {IN_MEMORY: evaluation.PdqList.of(pdqs, name="file", orientations=(0,))}
+        held = {IN_MEMORY: pdq_evaluation.PdqList.of(pdqs, name="file", orientations=(0,))}
     rule = matching.MatchRule.from_settings()
     banned, innocent = load(photos_dir, seed)
     result: dict[str, dict[str, dict[str, str]]] = {}
@@ -128,7 +128,7 @@ def decide(photos_dir: str, seed: int, out: Path, list_file: str | None) -> None
                     ).decision
                     if held is not None:
                         row[IN_MEMORY] = evaluation.look_up(
-                            data, BannedIndex(), rule, pdq_lists=held, decided_by=IN_MEMORY
+                            data, BannedIndex(), rule, pdq_lists=held
                         ).decision
                 except ValidationError as e:
                     row["site"] = row[IN_MEMORY] = f"refused: {' '.join(e.messages)}"

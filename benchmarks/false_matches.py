@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from moderation import evaluation, false_matches, matching  # noqa: E402
+from moderation import evaluation, false_matches, matching, pdq_evaluation  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 
 TABLE_PHASH = (12, 14, 16, 18, 20)
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/false_matches", help="output folder")
     parser.add_argument("--limit-photos", type=int, default=None,
                         help="use the first N photos (by name), for a quick run")
-    parser.add_argument("--pdq-list", choices=sorted(evaluation.PDQ_LIST_KINDS), default=None,
+    parser.add_argument("--pdq-list", choices=sorted(pdq_evaluation.PDQ_LIST_KINDS), default=None,
                         help="hold the flags as a PDQ-only list (dihedral: 8 orientations' PDQs; "
                         "upright: the upright PDQ) and check against that list alone")
     args = parser.parse_args()

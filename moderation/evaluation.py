@@ -25,21 +25,8 @@ also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with
 distance, so any (dHash, pHash) rule is scored from the same lookups.
 
 A banned photo's copy counts as caught when the decision is ``block``; an innocent file (the
-original and each of its edits) is a false positive when it is blocked.
-
-Against a PDQ-only list (``evaluate(pdq_list=...)``, ``--pdq-list``)
----------------------------------------------------------------------
-The banned half arrives as a partner's list would carry it: the PDQs its flags store (the same
-photos, past the same gate; ``"dihedral"``: the 8 flips and quarter turns, as
-``export_hashes --banned-set --every-orientation`` writes them; ``"upright"``: the upright one,
-as ``export_hashes --banned-set`` does), written as lines of an exchange file and read back
-(``hash_formats``), held as entries without a quality (a list carries none) in the index a
-process keeps (``pdq_index.PdqIndex``) and matched under the upload rule
-(``signals.pdq_rule``: the list's PDQ distance, 31; an upload whose PDQ quality is below 50 is
-only queued). The decision is the upload's screening with no dHash flag and that list: what a
-site that only imported the list decides. The same lookups also give the decision of the
-other PDQ list and of the banned half flagged as dHash flags (``Lookup.decisions``), so the
-report says which edits each signal catches.
+original and each of its edits) is a false positive when it is blocked. ``pdq_list``: the banned
+half held as a PDQ-only hash list instead, as a partner imports it (``pdq_evaluation``).
 """
 
 from __future__ import annotations
@@ -54,17 +41,13 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from moderation import hash_formats, matching, signals
+from moderation import matching, pdq_evaluation
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
 from moderation.decoding import open_image
 from moderation.flagging import check_information
 from moderation.hashing import CheckFingerprints, Fingerprint, fingerprint_variants
-from moderation.models import HashList, SignalEntry
-from moderation.pdq import MIN_QUALITY, Pdq
-from moderation.pdq_index import PdqIndex, distances, parse_hex, parse_hex_many
 from moderation.screening import (
     ImageSignals,
-    Screening,
     Verifier,
     lookup_in,
     screen,
@@ -79,12 +62,6 @@ PHASH_SWEEP: tuple[int | None, ...] = (None, 10, 14, 16, 18, 20, 22, 24)  # None
 
 # Targets: recall at least this on every edit of each group (None: no target, reported only).
 TARGETS = {"routine": 0.95, "crop": 0.80, "hard": None}
-
-# The decisions a PDQ-list run compares (``Lookup.decisions``): the banned half as dHash flags,
-# and as a PDQ-only list of each kind (``PDQ_LISTS``: the flags' orientations it carries).
-DHASH = "dhash flags"
-PDQ_LISTS = {"pdq 8 orientations": tuple(range(8)), "pdq upright": (0,)}
-PDQ_LIST_KINDS = {"dihedral": "pdq 8 orientations", "upright": "pdq upright"}
 
 
 # --- the edit suite -----------------------------------------------------------------------
@@ -152,11 +129,8 @@ def _watermark(img: Image.Image) -> Image.Image:
     draw = ImageDraw.Draw(layer)
     size = max(12, out.height // 16)
     x, y = out.width - size * 8, out.height - size * 2
-    draw.rounded_rectangle(
-        [x - size // 2, y - size // 3, out.width - size // 3, y + size * 4 // 3],
-        radius=size // 3,
-        fill=(255, 255, 255, 90),
-    )
+    draw.rounded_rectangle([x - size // 2, y - size // 3, out.width - size // 3, y + size * 4 // 3],
+                           radius=size // 3, fill=(255, 255, 255, 90))
     draw.text((x, y), "© stockpix", font=_font(size), fill=(0, 0, 0, 150))
     return Image.alpha_composite(out, layer).convert("RGB")
 
@@ -185,14 +159,8 @@ def caption(img: Image.Image, *, height: int = 9, where: str = "both", lines: in
         ]
     for text, y in placed:
         width = draw.textlength(text, font=font)
-        draw.text(
-            ((out.width - width) / 2, y),
-            text,
-            font=font,
-            fill="white",
-            stroke_width=stroke,
-            stroke_fill="black",
-        )
+        draw.text(((out.width - width) / 2, y), text, font=font, fill="white",
+                  stroke_width=stroke, stroke_fill="black")
     return out
 
 
@@ -228,12 +196,8 @@ def _screenshot(img: Image.Image) -> Image.Image:
     canvas.paste(shown, ((width - shown.width) // 2, top))
     font = _font(max(10, width // 24))
     for i, line in enumerate(("liked by someone and 1,024 others", "look at this #nofilter")):
-        draw.text(
-            (width // 20, top + shown.height + bar * (i + 1) // 2 + bar * i // 2),
-            line,
-            font=font,
-            fill=(30, 30, 30),
-        )
+        draw.text((width // 20, top + shown.height + bar * (i + 1) // 2 + bar * i // 2), line,
+                  font=font, fill=(30, 30, 30))
     return canvas
 
 
@@ -267,10 +231,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("brightness -20%", _jpeg(lambda img: ImageEnhance.Brightness(img).enhance(0.8))),
     Edit("contrast +30%", _jpeg(lambda img: ImageEnhance.Contrast(img).enhance(1.3))),
     Edit("contrast -30%", _jpeg(lambda img: ImageEnhance.Contrast(img).enhance(0.7))),
-    Edit(
-        "blur",
-        _jpeg(lambda img: img.filter(ImageFilter.GaussianBlur(max(1.0, min(img.size) / 400)))),
-    ),
+    Edit("blur", _jpeg(lambda img: img.filter(
+        ImageFilter.GaussianBlur(max(1.0, min(img.size) / 400))))),
     Edit("noise", lambda img, rng: _encode(_noise(img, rng), "JPEG")),
     Edit("watermark", _jpeg(_watermark)),
     Edit("caption text", _jpeg(caption)),
@@ -280,10 +242,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("one-sided crop 5%", _one_sided_crop(0.05), "crop"),
     Edit("one-sided crop 10%", _one_sided_crop(0.10), "crop"),
     Edit("padding 10%", _jpeg(_pad), "hard"),
-    Edit(
-        "rotate 3°",
-        _jpeg(lambda img: img.convert("RGB").rotate(3, resample=Image.Resampling.BICUBIC)),
-    ),
+    Edit("rotate 3°", _jpeg(lambda img: img.convert("RGB").rotate(
+        3, resample=Image.Resampling.BICUBIC))),
     Edit("mirror", _jpeg(lambda img: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
     Edit("rotate 90°", _jpeg(lambda img: img.transpose(Image.Transpose.ROTATE_270))),
     Edit("rotate 180°", _jpeg(lambda img: img.transpose(Image.Transpose.ROTATE_180))),
@@ -311,12 +271,7 @@ class Lookup:
 
     decision: str
     candidates: np.ndarray  # int16, shape (n, 4)
-    # A PDQ-list run: the decision of each way of holding the banned half (``DHASH`` and
-    # ``PDQ_LISTS``' names), and the upload PDQ's distance to the nearest entry of the run's
-    # list (256 when it has none) and its quality.
-    decisions: dict[str, str] = field(default_factory=dict)
-    pdq_distance: int | None = None
-    pdq_quality: int | None = None
+    pdq: pdq_evaluation.Outcome | None = None  # a PDQ-list run: each way to hold the banned half
 
 
 @dataclass
@@ -341,10 +296,8 @@ class Run:
     entries: int = 0
     index_bytes: int = 0
     signals: dict[int, bytes] = field(default_factory=dict)  # flag id -> verification signal
-    # (flag id, variant number, PDQ hex) of every stored variant with a PDQ (the orientations)
-    pdqs: list[tuple[int, int, str]] = field(default_factory=list)
-    decided_by: str = DHASH  # which of ``Lookup.decisions`` is ``Lookup.decision``
-    pdq_entries: dict[str, int] = field(default_factory=dict)  # entries per PDQ list
+    pdqs: list[tuple[int, int, str]] = field(default_factory=list)  # (flag id, variant, PDQ)
+    pdq_list: str | None = None  # "dihedral" or "upright": a PDQ-list run (``pdq_evaluation``)
 
 
 def load_photos(paths: Iterable[Path], skipped: list[str]) -> list[Photo]:
@@ -418,7 +371,9 @@ def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
         run.banned.append(photo.path.name)
         run.signals[flag_id] = signal
         for number, fp in stored_variants(variants):
-            rows.append((flag_id, number, fp.signed, fp.phash_signed, variants[0].information))
+            rows.append(
+                (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
+            )
             if fp.pdq is not None:
                 run.pdqs.append((flag_id, number, fp.pdq.hex))
     index = BannedIndex()
@@ -426,78 +381,6 @@ def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
     run.entries = len(index)
     run.index_bytes = index.nbytes()
     return index
-
-
-@dataclass
-class PdqList:
-    """A PDQ-only hash list held in memory: ``entries`` (unsaved ``SignalEntry`` rows of one
-    enforced ``HashList`` at its default PDQ distance) by key, in a ``PdqIndex``."""
-
-    hash_list: HashList
-    entries: dict[int, SignalEntry]
-    index: PdqIndex
-    hashes: np.ndarray  # (n, 32) uint8, in ``entries`` order
-    flags: np.ndarray  # int64: the flag each entry came from, in ``entries`` order
-
-    @classmethod
-    def of(cls, pdqs: Iterable[tuple[int, int, str]], *, name: str, orientations) -> PdqList:
-        """The list a partner would import: each flag's PDQs of the variant numbers in
-        ``orientations`` (duplicates once, as ``export_hashes`` writes them), as lines of a
-        ``text`` exchange file, read back as an import reads them."""
-        hash_list = HashList(pk=1, name=name)
-        lines, flags, seen = [], [], set()
-        for flag, number, value in pdqs:
-            if number in orientations and value not in seen:
-                seen.add(value)
-                lines.append(hash_formats.format_entry("text", "pdq", value, "evaluation"))
-                flags.append(flag)
-        entries = {}
-        for key, line in enumerate(lines, start=1):
-            row = hash_formats.parse_line("text", line)
-            entries[key] = SignalEntry(
-                pk=key,
-                hash_list=hash_list,
-                signal_type=row.signal_type,
-                value=row.value,
-                tags=row.tags,
-            )
-        hashes = parse_hex_many([e.value for e in entries.values()])
-        index = PdqIndex()
-        index.build(np.array(list(entries), dtype=np.int64), hashes)
-        return cls(hash_list, entries, index, hashes, np.array(flags, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def matches(self, value: Pdq | None) -> tuple[signals.ListMatch, ...]:
-        """What an upload's PDQ matches in the list under the upload rule."""
-        if value is None or not self.entries:
-            return ()
-        keys, dist = self.index.query(parse_hex(value.hex), self.hash_list.pdq_distance)
-        rows = ((self.entries[k], d) for k, d in zip(keys.tolist(), dist.tolist(), strict=True))
-        return tuple(signals.pdq_rule(rows, quality=value.quality))
-
-    def flag_of(self, key: int) -> int:
-        """The flag entry ``key`` came from."""
-        return int(self.flags[key - 1])
-
-    def nearest(self, value: Pdq | None) -> int | None:
-        """Distance to the nearest entry (256 for an empty list; None without a PDQ)."""
-        if value is None:
-            return None
-        if not self.entries:
-            return 256
-        return int(distances(self.hashes, parse_hex(value.hex)).min())
-
-
-def pdq_lists_of(run: Run) -> dict[str, PdqList]:
-    """Every kind of PDQ list (``PDQ_LISTS``) made from the run's flags."""
-    lists = {
-        name: PdqList.of(run.pdqs, name=name, orientations=numbers)
-        for name, numbers in PDQ_LISTS.items()
-    }
-    run.pdq_entries = {name: len(lst) for name, lst in lists.items()}
-    return lists
 
 
 def verifier_for(data: bytes, signals: dict[int, bytes] | None) -> Verifier | None:
@@ -516,45 +399,25 @@ def look_up(
     index: BannedIndex,
     rule: matching.MatchRule,
     signals: dict[int, bytes] | None = None,
-    *,
-    pdq_lists: dict[str, PdqList] | None = None,
-    decided_by: str = DHASH,
+    pdq_lists: dict | None = None,
 ) -> Lookup:
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
     the site stores, and any further animation frames), checked against the index, its
     candidates verified against the flags' ``signals`` (None: by the rule alone). With
-    ``pdq_lists``, also screened with no dHash flag against each list, and the decision is
-    ``decided_by``'s."""
+    ``pdq_lists`` (``pdq_evaluation.lists_of``), the decision is the first list's."""
     checked = upload_fingerprints(io.BytesIO(data))
     verifier = verifier_for(data, signals)
     decision = screen(
         checked, lookup=lookup_in(index, rule), allowlist=False, verifier=verifier
     ).decision
-    decisions: dict[str, str] = {}
-    pdq_distance = pdq_quality = None
-    if pdq_lists:
-        decisions[DHASH] = decision
-        first = checked.frames[0].pdq
-        no_flags = screen(checked, lookup=lookup_in(BannedIndex(), rule), allowlist=False)
-        for name, pdq_list in pdq_lists.items():
-            with_list = Screening(no_flags.checked, no_flags.verdicts, pdq_list.matches(first))
-            decisions[name] = with_list.decision
-        decision = decisions[decided_by]
-        if decided_by in pdq_lists:
-            pdq_distance = pdq_lists[decided_by].nearest(first)
-        pdq_quality = None if first is None else first.quality
+    pdq = pdq_evaluation.outcome_of(checked, rule, decision, pdq_lists) if pdq_lists else None
+    decision = decision if pdq is None else pdq.decision
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
         for m, whole in sweep_candidates(checked, index, max(SWEEP_MAX_DISTANCE, rule.radius))
         if not m.low_information
     ]
-    return Lookup(
-        decision,
-        np.array(rows, dtype=np.int16).reshape(-1, 4),
-        decisions,
-        pdq_distance,
-        pdq_quality,
-    )
+    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4), pdq)
 
 
 def sweep_candidates(
@@ -586,20 +449,16 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     pdq_list: str | None = None,
 ) -> Run:
-    """Split, flag the banned side, and look every original and edited copy up.
+    """Split, flag the banned side, and look every original and edited copy up (``pdq_list``:
+    "dihedral" or "upright", decided against the banned side as a PDQ-only list of that kind).
 
-    ``pdq_list`` ("dihedral" or "upright", ``PDQ_LIST_KINDS``): decide against the banned
-    side as a PDQ-only list of that kind instead of as dHash flags (the module docstring).
     ``progress(done, total)`` is called after each photo (with every copy of it) is looked up.
     """
     rule = matching.MatchRule.from_settings() if rule is None else rule
-    run = Run(seed=seed, rule=rule)
+    run = Run(seed=seed, rule=rule, pdq_list=pdq_list)
     banned, innocent = split(photos, seed=seed, banned_fraction=banned_fraction)
     index = build_banned_index(banned, run)
-    pdq_lists = None
-    if pdq_list is not None:
-        run.decided_by = PDQ_LIST_KINDS[pdq_list]
-        pdq_lists = pdq_lists_of(run)
+    pdq_lists = None if pdq_list is None else pdq_evaluation.lists_of(run.pdqs, first=pdq_list)
     banned = [p for p in banned if p.path.name in set(run.banned)]
     run.innocent = [p.path.name for p in innocent]
     total, done = len(banned) + len(innocent), 0
@@ -609,14 +468,7 @@ def evaluate(
             for name, edit in [(ORIGINAL, None)] + [(e.name, e) for e in edits]:
                 try:
                     data = photo.data if edit is None else edit.make(photo.image, rng)
-                    lookup = look_up(
-                        data,
-                        index,
-                        rule,
-                        run.signals,
-                        pdq_lists=pdq_lists,
-                        decided_by=run.decided_by,
-                    )
+                    lookup = look_up(data, index, rule, run.signals, pdq_lists)
                 except ValidationError as e:
                     run.errors.append(f"{photo.path.name} / {name}: {' '.join(e.messages)}")
                     continue
@@ -743,49 +595,6 @@ def summary(run: Run) -> dict:
         },
         "sweep": sweep,
         "missed_targets": missed_targets(run),
-        "decided_by": run.decided_by,
-        **({"signals": signal_comparison(run)} if run.decided_by != DHASH else {}),
+        "signals": pdq_evaluation.comparison(run),
     }
 
-
-def signal_comparison(run: Run) -> dict:
-    """A PDQ-list run: per edit, what each way of holding the banned half blocks (recall) and
-    queues, the innocent files each blocks and queues, and the PDQ distances of the banned
-    copies to the run's list (median, max); then which banned copies one signal blocks and
-    the other does not."""
-    names = [DHASH, *PDQ_LISTS]
-    per_edit = {}
-    for edit in edit_names(run):
-        banned = run.lookups.get(("banned", edit), [])
-        innocent = run.lookups.get(("innocent", edit), [])
-        row: dict = {"banned_files": len(banned), "innocent_files": len(innocent)}
-        for name in names:
-            row[name] = {
-                "blocked": sum(lu.decisions[name] == matching.BLOCK for lu in banned),
-                "queued": sum(lu.decisions[name] == matching.REVIEW for lu in banned),
-                "innocent_blocked": sum(lu.decisions[name] == matching.BLOCK for lu in innocent),
-                "innocent_queued": sum(lu.decisions[name] == matching.REVIEW for lu in innocent),
-            }
-        dist = [lu.pdq_distance for lu in banned if lu.pdq_distance is not None]
-        row["pdq_distance_median"] = float(np.median(dist)) if dist else None
-        row["pdq_distance_max"] = max(dist) if dist else None
-        row["low_quality"] = sum(
-            lu.pdq_quality is not None and lu.pdq_quality < MIN_QUALITY for lu in banned
-        )
-        both = [(lu.decisions[DHASH], lu.decisions[run.decided_by]) for lu in banned]
-        row["only_pdq"] = sum(p == matching.BLOCK and d != matching.BLOCK for d, p in both)
-        row["only_dhash"] = sum(d == matching.BLOCK and p != matching.BLOCK for d, p in both)
-        per_edit[edit] = row
-    innocent = innocent_lookups(run)
-    return {
-        "lists": run.pdq_entries,
-        "per_edit": per_edit,
-        "innocent_files": len(innocent),
-        "innocent": {
-            name: {
-                "blocked": sum(lu.decisions[name] == matching.BLOCK for lu in innocent),
-                "queued": sum(lu.decisions[name] == matching.REVIEW for lu in innocent),
-            }
-            for name in names
-        },
-    }

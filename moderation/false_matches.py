@@ -30,7 +30,8 @@ false pair is seen, the rate given is the 95% upper bound 3 / pairs (the rule of
 
 Against PDQ-only lists (``pdq_list``, the benchmark's ``--pdq-list``): each half's tiles are
 flagged the same way (the same gate), but held as a PDQ-only list of their flags' PDQs
-(``evaluation.PdqList``: the 8 orientations or the upright one, as a partner's list arrives),
+(``pdq_evaluation.PdqList``: the 8 orientations or the upright one, as a partner's list
+arrives),
 and each checked tile is screened with no dHash flag against that list under the upload rule
 (``signals.pdq_rule``: PDQ distance 31, low quality only queued). A pair matches when the
 rule matches it; the candidates kept are each flag's nearest PDQ within ``PDQ_REACH`` bits,
@@ -49,7 +50,7 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw
 
-from moderation import evaluation, matching, signals
+from moderation import evaluation, matching, pdq_evaluation, signals
 from moderation.banned_index import BannedIndex
 from moderation.evaluation import SWEEP_MAX_DISTANCE, Photo
 from moderation.pdq_index import distances, parse_hex
@@ -146,7 +147,7 @@ class Direction:
     checks: list[Checked] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # tiles the upload path refused to read
     pdq_entries: int | None = None  # a PDQ-list run: the list's entries
-    pdq_list: evaluation.PdqList | None = field(default=None, repr=False)
+    pdq_list: pdq_evaluation.PdqList | None = field(default=None, repr=False)
 
     @property
     def pairs(self) -> int:
@@ -197,8 +198,11 @@ def check_tile(
     )
     reach = max(SWEEP_MAX_DISTANCE, rule.radius)
     rows = [
-        (m.fingerprint_id, m.distance, NO_PHASH if m.confirm_distance is None
-         else m.confirm_distance)
+        (
+            m.fingerprint_id,
+            m.distance,
+            NO_PHASH if m.confirm_distance is None else m.confirm_distance,
+        )
         for m, _ in evaluation.sweep_candidates(checked, index, reach)
         if not m.low_information
     ]
@@ -211,20 +215,20 @@ def check_tile(
     )
 
 
-def pdq_list_of_tiles(tiles: list[Tile], kind: str) -> tuple[evaluation.PdqList, list[str], int]:
+def pdq_list_of_tiles(
+    tiles: list[Tile], kind: str
+) -> tuple[pdq_evaluation.PdqList, list[str], int]:
     """Flag every tile as ``flag_tiles`` does (the same gate) and hold the flags as a PDQ-only
-    list of ``kind`` (``evaluation.PDQ_LIST_KINDS``): (the list, refused tiles, flags)."""
+    list of ``kind`` (``pdq_evaluation.PDQ_LIST_KINDS``): (the list, refused tiles, flags)."""
     run = evaluation.Run(seed=0, rule=matching.MatchRule.from_settings())
     evaluation.build_banned_index([Photo(Path(t.name), None, t.data) for t in tiles], run)
-    name = evaluation.PDQ_LIST_KINDS[kind]
-    pdq_list = evaluation.PdqList.of(
-        run.pdqs, name=name, orientations=evaluation.PDQ_LISTS[name]
-    )
+    name = pdq_evaluation.PDQ_LIST_KINDS[kind]
+    pdq_list = pdq_evaluation.lists_of(run.pdqs, first=kind)[name]
     return pdq_list, run.refused, len(run.banned)
 
 
 def check_tile_pdq(
-    tile: Tile, pdq_list: evaluation.PdqList, rule: matching.MatchRule
+    tile: Tile, pdq_list: pdq_evaluation.PdqList, rule: matching.MatchRule
 ) -> Checked:
     """The upload decision on one tile against a PDQ-only list (no dHash flag), with each
     flag's nearest PDQ within ``PDQ_REACH`` as the candidates."""
@@ -370,9 +374,7 @@ def blocked_pairs(direction: Direction) -> list[dict]:
         return [
             {
                 "upload": c.tile.name,
-                "flag": direction.flag_tile(
-                    direction.pdq_list.flag_of(c.list_match.entry_id)
-                ).name,
+                "flag": direction.flag_tile(direction.pdq_list.flag_of(c.list_match.entry_id)).name,
                 "pdq": c.list_match.distance,
                 "flags_matched": len(c.matched),
             }
@@ -506,8 +508,9 @@ def contact_sheet(
     """(upload tile, flag tile, caption) pairs side by side, one pair per row (first ``limit``)."""
     pairs = list(pairs)[:limit]
     caption_width = 420
-    sheet = Image.new("RGB", (2 * thumb + caption_width + 12, max(1, len(pairs)) * (thumb + 4)),
-                      "white")
+    sheet = Image.new(
+        "RGB", (2 * thumb + caption_width + 12, max(1, len(pairs)) * (thumb + 4)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     for row, (upload, flag, caption) in enumerate(pairs):
         y = row * (thumb + 4)
@@ -525,12 +528,18 @@ def contact_sheet(
 def blocked_sheet(directions: Sequence[Direction], **kwargs) -> Image.Image | None:
     """The contact sheet of every blocked tile and the flag behind it (None: none blocked)."""
     pairs = [
-        (c.tile, d.flag_tile(c.nearest.fingerprint_id),
-         f"{d.name}: dHash {c.nearest.distance}, pHash {c.nearest.confirm_distance}, "
-         f"{c.nearest.found_by} / {c.nearest.variant_label}")
+        (
+            c.tile,
+            d.flag_tile(c.nearest.fingerprint_id),
+            f"{d.name}: dHash {c.nearest.distance}, pHash {c.nearest.confirm_distance}, "
+            f"{c.nearest.found_by} / {c.nearest.variant_label}",
+        )
         if c.nearest is not None
-        else (c.tile, d.flag_tile(d.pdq_list.flag_of(c.list_match.entry_id)),
-              f"{d.name}: PDQ {c.list_match.distance}")
+        else (
+            c.tile,
+            d.flag_tile(d.pdq_list.flag_of(c.list_match.entry_id)),
+            f"{d.name}: PDQ {c.list_match.distance}",
+        )
         for d in directions
         for c in d.with_decision(matching.BLOCK)
     ]

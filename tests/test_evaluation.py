@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from moderation import banned_index, evaluation, matching
+from moderation import banned_index, evaluation, matching, pdq_evaluation
 from tests import images
 
 SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
@@ -232,30 +232,31 @@ def pdq_run():
 
 
 def test_a_pdq_list_run_decides_by_the_8_orientation_list(pdq_run):
-    assert pdq_run.decided_by == "pdq 8 orientations"
-    assert pdq_run.pdq_entries == {"pdq 8 orientations": 16, "pdq upright": 2}
+    compared = evaluation.summary(pdq_run)["signals"]
+    assert compared["decided_by"] == "pdq 8 orientations"
+    assert compared["lists"] == {"pdq 8 orientations": 16, "pdq upright": 2}
     for lookups in pdq_run.lookups.values():
         for lu in lookups:
-            assert lu.decision == lu.decisions["pdq 8 orientations"]
+            assert lu.decision == lu.pdq.decision == lu.pdq.decisions["pdq 8 orientations"]
 
 
 def test_the_8_orientation_list_blocks_a_mirror_the_upright_list_lets_through(pdq_run):
     mirrors = pdq_run.lookups[("banned", "mirror")]
-    assert [lu.decisions["pdq 8 orientations"] for lu in mirrors] == [matching.BLOCK] * 2
-    assert [lu.decisions["pdq upright"] for lu in mirrors] == [matching.PASS] * 2
+    assert [lu.pdq.decisions["pdq 8 orientations"] for lu in mirrors] == [matching.BLOCK] * 2
+    assert [lu.pdq.decisions["pdq upright"] for lu in mirrors] == [matching.PASS] * 2
     for edit in (evaluation.ORIGINAL, "jpeg q60"):
         copies = pdq_run.lookups[("banned", edit)]
-        assert {lu.decisions["pdq upright"] for lu in copies} == {matching.BLOCK}, edit
-        assert max(lu.pdq_distance for lu in copies) <= 31, edit
+        assert {lu.pdq.decisions["pdq upright"] for lu in copies} == {matching.BLOCK}, edit
+        assert max(lu.pdq.distance for lu in copies) <= 31, edit
 
 
 def test_a_pdq_list_misses_a_20_percent_crop_that_dhash_flags_catch(pdq_run):
     crops = pdq_run.lookups[("banned", "crop 20%")]
-    assert {lu.decisions["pdq 8 orientations"] for lu in crops} == {matching.PASS}
-    assert min(lu.pdq_distance for lu in crops) > 31
+    assert {lu.pdq.decisions["pdq 8 orientations"] for lu in crops} == {matching.PASS}
+    assert min(lu.pdq.distance for lu in crops) > 31
     comparison = evaluation.summary(pdq_run)["signals"]["per_edit"]["crop 20%"]
     assert comparison["only_dhash"] == sum(
-        lu.decisions[evaluation.DHASH] == matching.BLOCK for lu in crops
+        lu.pdq.decisions[pdq_evaluation.DHASH] == matching.BLOCK for lu in crops
     )
 
 
@@ -278,7 +279,7 @@ def test_the_command_reports_a_pdq_list_run_with_a_summary_last(tmp_path):
         stdout=out, stderr=StringIO(),
     )
     result = json.loads((tmp_path / "o" / "evaluate_matching.json").read_text())
-    assert result["decided_by"] == "pdq upright"
+    assert result["signals"]["decided_by"] == "pdq upright"
     per_edit = result["signals"]["per_edit"]
     assert per_edit["mirror"]["pdq upright"]["blocked"] == 0
     assert per_edit["mirror"]["pdq 8 orientations"]["blocked"] == 1

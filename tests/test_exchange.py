@@ -255,7 +255,7 @@ def test_the_banned_set_exported_as_pdq_decides_the_same_in_an_empty_site(tmp_pa
     catch are refused there as at home, innocent photos pass, and every decision equals what
     ``evaluate_matching --pdq-list`` computes for the same file held in memory (so the corpus
     measurement is the import path's). On PostgreSQL the import reads through COPY."""
-    from moderation import evaluation, matching, signal_set
+    from moderation import evaluation, matching, pdq_evaluation, signal_set
     from moderation.models import SignalEntry
 
     probes = round_trip_probes()
@@ -286,7 +286,7 @@ def test_the_banned_set_exported_as_pdq_decides_the_same_in_an_empty_site(tmp_pa
     assert {fresh[n] for n in crops} == {matching.PASS}, "PDQ does not survive a 20% crop"
 
     held = {
-        "file": evaluation.PdqList.of(
+        "file": pdq_evaluation.PdqList.of(
             [(i, 0, line.split()[0]) for i, line in enumerate(lines, 1)],
             name="file",
             orientations=(0,),
@@ -295,7 +295,7 @@ def test_the_banned_set_exported_as_pdq_decides_the_same_in_an_empty_site(tmp_pa
     rule = matching.MatchRule.from_settings()
     in_memory = {
         name: evaluation.look_up(
-            data, banned_index.BannedIndex(), rule, pdq_lists=held, decided_by="file"
+            data, banned_index.BannedIndex(), rule, pdq_lists=held
         ).decision
         for name, data in probes.items()
     }

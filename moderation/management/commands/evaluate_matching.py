@@ -23,7 +23,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import evaluation
+from moderation import evaluation, pdq_evaluation
 from moderation.management.commands._files import iter_image_paths
 from moderation.management.progress import add_progress_argument, progress_bar
 from moderation.variants import VARIANTS
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--pdq-list",
-            choices=sorted(evaluation.PDQ_LIST_KINDS),
+            choices=sorted(pdq_evaluation.PDQ_LIST_KINDS),
             default=None,
             help="Decide against the banned half as a PDQ-only list (dihedral: the 8 "
             "orientations' PDQs; upright: the upright PDQ only) instead of as dHash flags.",
@@ -191,7 +191,7 @@ class Command(BaseCommand):
         w(
             f"{len(run.banned)} banned and {len(run.innocent)} innocent photos (seed {run.seed}); "
             f"{len(evaluation.EDITS)} edits each. Decided against a PDQ-only list "
-            f"({run.decided_by}); the banned half as PDQ lists: "
+            f"({compared['decided_by']}); the banned half as PDQ lists: "
             + ", ".join(f"{name} {n} entries" for name, n in lists.items())
             + f"; as dHash flags: {run.entries} variants."
         )
@@ -201,10 +201,10 @@ class Command(BaseCommand):
             self.stderr.write(f"skipped: {line}")
         for line in run.errors:
             self.stderr.write(f"refused by the upload path: {line}")
-        names = [evaluation.DHASH, *evaluation.PDQ_LISTS]
+        names = [pdq_evaluation.DHASH, *pdq_evaluation.PDQ_LISTS]
         w(
             "\nBanned copies blocked (queued) per edit; innocent files blocked / queued; the "
-            f"PDQ distance of the banned copies to the {run.decided_by} list (median, max; "
+            f"PDQ distance of the banned copies to the {compared['decided_by']} list (median, max; "
             "the line is 31):"
         )
         w(f"{'edit':<26} " + " ".join(f"{n:>20}" for n in names) + f" {'PDQ dist':>9}  innocent")
@@ -220,7 +220,7 @@ class Command(BaseCommand):
                 f"{row[name]['innocent_blocked']}/{row[name]['innocent_queued']}" for name in names
             )
             w(f"{edit:<26} {cells} {dist:>9}  {innocent}")
-        decided = run.decided_by
+        decided = compared["decided_by"]
         only_pdq = [e for e, r in compared["per_edit"].items() if r["only_pdq"]]
         only_dhash = [e for e, r in compared["per_edit"].items() if r["only_dhash"]]
         w(

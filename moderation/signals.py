@@ -199,7 +199,7 @@ def pdq_rule(
 ) -> list[ListMatch]:
     """The upload rule on PDQ candidates: ``(entry in force, distance)`` rows (each entry with
     its ``hash_list``), nearest first, kept when within their list's PDQ distance. Pure: also
-    for entries held in memory (``evaluation``: a list that is measured, not stored)."""
+    for entries held in memory (``pdq_evaluation``: a list measured, not stored)."""
     ordered = sorted(rows, key=lambda r: (r[1], r[0].pk))
     weak = quality is not None and quality < pdq.MIN_QUALITY
     return _entry_matches(PDQ, ordered, weak_query=weak)

@@ -13,6 +13,13 @@ queued for review; the per-(upload, flag)-pair false-match rate at the site's ru
 Writes ``false_matches.json``, ``false_matches.png`` (the chart) and ``false_matches_blocked.png``
 (the blocked tiles beside the flag behind each block) into ``--out``. A few minutes for the 72
 corpus photos (~4,000 tiles). Not part of the test run.
+
+    python benchmarks/false_matches.py PHOTOS_DIR --pdq-list dihedral|upright
+
+holds each half's flags as a PDQ-only list instead (their 8 orientations' PDQs, or the upright
+one: what a partner imports from ``export_hashes --banned-set``) and checks the other half's
+tiles against that list alone: innocent tiles blocked and queued, the per-pair rate at the
+list's PDQ distance and across PDQ distances, and the nearest any innocent tile came.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from moderation import evaluation, false_matches, matching  # noqa: E402
+from moderation import evaluation, false_matches, matching, pdq_evaluation  # noqa: E402
 from moderation.management.commands._files import iter_image_paths  # noqa: E402
 
 TABLE_PHASH = (12, 14, 16, 18, 20)
@@ -108,6 +115,44 @@ def report(result: dict, seconds: dict[str, float]) -> None:
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
 
 
+def report_pdq(result: dict, seconds: dict[str, float], kind: str) -> None:
+    print(f"PDQ-only lists ({kind}) of each half's flags, matched at PDQ distance <= "
+          f"{result['pdq_distance']}; seed {result['seed']}, grids "
+          f"{' '.join(map(str, result['grids']))}")
+    print()
+    print("| direction | tiles flagged (refused) | list entries | tiles checked | blocked | "
+          "queued | matched pairs / pairs | rate per pair | nearest PDQ |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, d in result["directions"].items():
+        print(f"| {name} | {d['flagged']} ({len(d['refused_low_information'])}) "
+              f"| {d['pdq_entries']} | {d['checked']} "
+              f"| {d['blocked']} ({_pct(d['blocked'], d['checked'])}) "
+              f"| {d['queued']} ({_pct(d['queued'], d['checked'])}) "
+              f"| {d['matched_pairs']:,} / {d['pairs']:,} "
+              f"| {_rate(d['rate'], d['rate_is_bound'])} | {d['pdq_nearest_min']} |")
+    print()
+    print("Per-pair rate across PDQ distances ('<': no pair matched, the rule of three's bound):")
+    print("| PDQ <= | " + " | ".join(result["sweep"]) + " |")
+    print("|---" * (len(result["sweep"]) + 1) + "|")
+    print("| pairs | " + " | ".join(
+        f"{_rate(v['rate'], v['rate_is_bound'])} ({v['matched_pairs']})"
+        for v in result["sweep"].values()) + " |")
+    print()
+    for name, d in result["directions"].items():
+        for b in d["blocked_pairs"]:
+            print(f"  blocked, {name}: {b['upload']} <- {b['flag']} (PDQ {b['pdq']})")
+    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+    blocked = sum(d["blocked"] for d in result["directions"].values())
+    queued = sum(d["queued"] for d in result["directions"].values())
+    checked = sum(d["checked"] for d in result["directions"].values())
+    nearest = min((d["pdq_nearest_min"] for d in result["directions"].values()
+                   if d["pdq_nearest_min"] is not None), default=None)
+    print(f"summary: PDQ-only lists ({kind}): {blocked} of {checked} innocent tiles blocked, "
+          f"{queued} queued; {result['matched_pairs']} of {result['pairs']:,} pairs matched "
+          f"(rate {_rate(result['rate'], result['rate_is_bound'])}); nearest innocent PDQ "
+          f"distance {nearest}")
+
+
 def chart(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -160,6 +205,9 @@ def main() -> None:
     parser.add_argument("--out", default="artifacts/false_matches", help="output folder")
     parser.add_argument("--limit-photos", type=int, default=None,
                         help="use the first N photos (by name), for a quick run")
+    parser.add_argument("--pdq-list", choices=sorted(pdq_evaluation.PDQ_LIST_KINDS), default=None,
+                        help="hold the flags as a PDQ-only list (dihedral: 8 orientations' PDQs; "
+                        "upright: the upright PDQ) and check against that list alone")
     args = parser.parse_args()
     started = time.perf_counter()
     skipped: list[str] = []
@@ -174,8 +222,24 @@ def main() -> None:
     directions = false_matches.run_both(
         photos, seed=args.seed, grids=args.grids, rule=rule,
         progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
+        pdq_list=args.pdq_list,
     )
     seconds["tile, flag and check"] = time.perf_counter() - started - seconds["load"]
+    if args.pdq_list is not None:
+        result = false_matches.pdq_summary(directions, seed=args.seed, grids=args.grids)
+        result["photos"], result["skipped"] = len(photos), skipped
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        sheet = false_matches.blocked_sheet(directions)
+        if sheet is not None:
+            sheet.save(out / "false_matches_pdq_blocked.png")
+        seconds["total"] = time.perf_counter() - started
+        result["seconds"] = seconds
+        (out / "false_matches_pdq.json").write_text(json.dumps(result, indent=1))
+        print(f"{len(photos)} photos, {sum(len(d.checks) for d in directions)} tiles checked; "
+              f"wrote {out / 'false_matches_pdq.json'}")
+        report_pdq(result, seconds, args.pdq_list)
+        return
     result = false_matches.summary(directions, seed=args.seed, grids=args.grids, rule=rule)
     result["photos"] = len(photos)
     result["skipped"] = skipped

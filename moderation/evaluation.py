@@ -25,7 +25,8 @@ also keeps every candidate variant within ``SWEEP_MAX_DISTANCE`` dHash bits with
 distance, so any (dHash, pHash) rule is scored from the same lookups.
 
 A banned photo's copy counts as caught when the decision is ``block``; an innocent file (the
-original and each of its edits) is a false positive when it is blocked.
+original and each of its edits) is a false positive when it is blocked. ``pdq_list``: the banned
+half held as a PDQ-only hash list instead, as a partner imports it (``pdq_evaluation``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from moderation import matching
+from moderation import matching, pdq_evaluation
 from moderation.banned_index import BannedIndex, entry_key, stored_variants, variant_entries
 from moderation.decoding import open_image
 from moderation.flagging import check_information
@@ -270,6 +271,7 @@ class Lookup:
 
     decision: str
     candidates: np.ndarray  # int16, shape (n, 4)
+    pdq: pdq_evaluation.Outcome | None = None  # a PDQ-list run: each way to hold the banned half
 
 
 @dataclass
@@ -294,6 +296,8 @@ class Run:
     entries: int = 0
     index_bytes: int = 0
     signals: dict[int, bytes] = field(default_factory=dict)  # flag id -> verification signal
+    pdqs: list[tuple[int, int, str]] = field(default_factory=list)  # (flag id, variant, PDQ)
+    pdq_list: str | None = None  # "dihedral" or "upright": a PDQ-list run (``pdq_evaluation``)
 
 
 def load_photos(paths: Iterable[Path], skipped: list[str]) -> list[Photo]:
@@ -370,6 +374,8 @@ def build_banned_index(banned: list[Photo], run: Run) -> BannedIndex:
             rows.append(
                 (flag_id, number, fp.signed, fp.phash_signed, variants[0].information)
             )
+            if fp.pdq is not None:
+                run.pdqs.append((flag_id, number, fp.pdq.hex))
     index = BannedIndex()
     index.build(variant_entries(rows))
     run.entries = len(index)
@@ -393,21 +399,25 @@ def look_up(
     index: BannedIndex,
     rule: matching.MatchRule,
     signals: dict[int, bytes] | None = None,
+    pdq_lists: dict | None = None,
 ) -> Lookup:
     """The upload path on one file: fingerprinted as the upload form does (the re-encoding
     the site stores, and any further animation frames), checked against the index, its
-    candidates verified against the flags' ``signals`` (None: by the rule alone)."""
+    candidates verified against the flags' ``signals`` (None: by the rule alone). With
+    ``pdq_lists`` (``pdq_evaluation.lists_of``), the decision is the first list's."""
     checked = upload_fingerprints(io.BytesIO(data))
     verifier = verifier_for(data, signals)
     decision = screen(
         checked, lookup=lookup_in(index, rule), allowlist=False, verifier=verifier
     ).decision
+    pdq = pdq_evaluation.outcome_of(checked, rule, decision, pdq_lists) if pdq_lists else None
+    decision = decision if pdq is None else pdq.decision
     rows = [
         (m.distance, 65 if m.confirm_distance is None else m.confirm_distance, m.variant, whole)
         for m, whole in sweep_candidates(checked, index, max(SWEEP_MAX_DISTANCE, rule.radius))
         if not m.low_information
     ]
-    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4))
+    return Lookup(decision, np.array(rows, dtype=np.int16).reshape(-1, 4), pdq)
 
 
 def sweep_candidates(
@@ -437,15 +447,18 @@ def evaluate(
     rule: matching.MatchRule | None = None,
     edits: tuple[Edit, ...] = EDITS,
     progress: Callable[[int, int], None] | None = None,
+    pdq_list: str | None = None,
 ) -> Run:
-    """Split, flag the banned side, and look every original and edited copy up.
+    """Split, flag the banned side, and look every original and edited copy up (``pdq_list``:
+    "dihedral" or "upright", decided against the banned side as a PDQ-only list of that kind).
 
     ``progress(done, total)`` is called after each photo (with every copy of it) is looked up.
     """
     rule = matching.MatchRule.from_settings() if rule is None else rule
-    run = Run(seed=seed, rule=rule)
+    run = Run(seed=seed, rule=rule, pdq_list=pdq_list)
     banned, innocent = split(photos, seed=seed, banned_fraction=banned_fraction)
     index = build_banned_index(banned, run)
+    pdq_lists = None if pdq_list is None else pdq_evaluation.lists_of(run.pdqs, first=pdq_list)
     banned = [p for p in banned if p.path.name in set(run.banned)]
     run.innocent = [p.path.name for p in innocent]
     total, done = len(banned) + len(innocent), 0
@@ -455,7 +468,7 @@ def evaluate(
             for name, edit in [(ORIGINAL, None)] + [(e.name, e) for e in edits]:
                 try:
                     data = photo.data if edit is None else edit.make(photo.image, rng)
-                    lookup = look_up(data, index, rule, run.signals)
+                    lookup = look_up(data, index, rule, run.signals, pdq_lists)
                 except ValidationError as e:
                     run.errors.append(f"{photo.path.name} / {name}: {' '.join(e.messages)}")
                     continue
@@ -582,5 +595,6 @@ def summary(run: Run) -> dict:
         },
         "sweep": sweep,
         "missed_targets": missed_targets(run),
+        "signals": pdq_evaluation.comparison(run),
     }
 

@@ -27,6 +27,15 @@ assumes a picture's collisions with different flags are independent (they are no
 smooth picture collides with many flags, a busy one with none, so the share of *distinct*
 uploads refused is lower than this and the refused ones are refused many times over). When no
 false pair is seen, the rate given is the 95% upper bound 3 / pairs (the rule of three).
+
+Against PDQ-only lists (``pdq_list``, the benchmark's ``--pdq-list``): each half's tiles are
+flagged the same way (the same gate), but held as a PDQ-only list of their flags' PDQs
+(``pdq_evaluation.PdqList``: the 8 orientations or the upright one, as a partner's list
+arrives),
+and each checked tile is screened with no dHash flag against that list under the upload rule
+(``signals.pdq_rule``: PDQ distance 31, low quality only queued). A pair matches when the
+rule matches it; the candidates kept are each flag's nearest PDQ within ``PDQ_REACH`` bits,
+so the rate is also given across PDQ distances (``PDQ_SWEEP``).
 """
 
 from __future__ import annotations
@@ -41,10 +50,11 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw
 
-from moderation import evaluation, matching
+from moderation import evaluation, matching, pdq_evaluation, signals
 from moderation.banned_index import BannedIndex
 from moderation.evaluation import SWEEP_MAX_DISTANCE, Photo
-from moderation.screening import lookup_in, screen, upload_fingerprints
+from moderation.pdq_index import distances, parse_hex
+from moderation.screening import Screening, lookup_in, screen, upload_fingerprints
 
 GRIDS = (1, 2, 3, 4, 5)
 JPEG_QUALITY = 90
@@ -55,6 +65,10 @@ SWEEP_PHASH = tuple(range(12, 21))
 SCALES = (10_000, 100_000, 1_000_000)
 NO_PHASH = 65  # a candidate without a pHash distance: never within a pHash rule
 SHEET_LIMIT = 60  # blocked pairs drawn on the contact sheet (all are listed in the JSON)
+# PDQ-list runs: candidates kept up to this many bits (the index's probing limit), and the
+# distances the per-pair rate is given at (31: the line lists are matched at).
+PDQ_REACH = 63
+PDQ_SWEEP = (31, 36, 40, 44, 48, 52, 56, 60, 63)
 
 
 # --- tiles ----------------------------------------------------------------------------------
@@ -115,6 +129,10 @@ class Checked:
     matched: frozenset[int]  # flag ids (1-based positions in ``Direction.offered``)
     nearest: matching.Match | None  # the match behind a block
     candidates: np.ndarray  # int32, shape (n, 3)
+    # PDQ-list runs: the list entry behind a block, and the PDQ distance to the nearest entry
+    # (candidates' rows are then (flag, PDQ distance, 0)).
+    list_match: signals.ListMatch | None = None
+    pdq_nearest: int | None = None
 
 
 @dataclass
@@ -128,6 +146,8 @@ class Direction:
     refused: list[str] = field(default_factory=list)
     checks: list[Checked] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # tiles the upload path refused to read
+    pdq_entries: int | None = None  # a PDQ-list run: the list's entries
+    pdq_list: pdq_evaluation.PdqList | None = field(default=None, repr=False)
 
     @property
     def pairs(self) -> int:
@@ -178,8 +198,11 @@ def check_tile(
     )
     reach = max(SWEEP_MAX_DISTANCE, rule.radius)
     rows = [
-        (m.fingerprint_id, m.distance, NO_PHASH if m.confirm_distance is None
-         else m.confirm_distance)
+        (
+            m.fingerprint_id,
+            m.distance,
+            NO_PHASH if m.confirm_distance is None else m.confirm_distance,
+        )
         for m, _ in evaluation.sweep_candidates(checked, index, reach)
         if not m.low_information
     ]
@@ -192,21 +215,70 @@ def check_tile(
     )
 
 
+def pdq_list_of_tiles(
+    tiles: list[Tile], kind: str
+) -> tuple[pdq_evaluation.PdqList, list[str], int]:
+    """Flag every tile as ``flag_tiles`` does (the same gate) and hold the flags as a PDQ-only
+    list of ``kind`` (``pdq_evaluation.PDQ_LIST_KINDS``): (the list, refused tiles, flags)."""
+    run = evaluation.Run(seed=0, rule=matching.MatchRule.from_settings())
+    evaluation.build_banned_index([Photo(Path(t.name), None, t.data) for t in tiles], run)
+    name = pdq_evaluation.PDQ_LIST_KINDS[kind]
+    pdq_list = pdq_evaluation.lists_of(run.pdqs, first=kind)[name]
+    return pdq_list, run.refused, len(run.banned)
+
+
+def check_tile_pdq(
+    tile: Tile, pdq_list: pdq_evaluation.PdqList, rule: matching.MatchRule
+) -> Checked:
+    """The upload decision on one tile against a PDQ-only list (no dHash flag), with each
+    flag's nearest PDQ within ``PDQ_REACH`` as the candidates."""
+    checked = upload_fingerprints(io.BytesIO(tile.data))
+    no_flags = screen(checked, lookup=lookup_in(BannedIndex(), rule), allowlist=False)
+    first = checked.frames[0].pdq
+    found = pdq_list.matches(first)
+    screening = Screening(no_flags.checked, no_flags.verdicts, found)
+    matched = frozenset(pdq_list.flag_of(m.entry_id) for m in found)
+    rows = np.zeros((0, 3), dtype=np.int32)
+    nearest = None
+    if first is not None and len(pdq_list):
+        dist = distances(pdq_list.hashes, parse_hex(first.hex))
+        nearest = int(dist.min())
+        near = dist <= PDQ_REACH
+        order = np.lexsort((dist[near], pdq_list.flags[near]))
+        flags, dists = pdq_list.flags[near][order], dist[near][order]
+        first_of_flag = np.r_[True, flags[1:] != flags[:-1]] if len(flags) else flags.astype(bool)
+        rows = np.stack(
+            [flags[first_of_flag], dists[first_of_flag], np.zeros(first_of_flag.sum())], axis=1
+        ).astype(np.int32)
+    block = next((m for m in found if m.blocks), None)
+    return Checked(tile, screening.decision, matched, None, rows, block, nearest)
+
+
 def run_direction(
     name: str,
     flagged: list[Tile],
     checked: list[Tile],
     rule: matching.MatchRule,
     progress: Callable[[str], None] | None = None,
+    *,
+    pdq_list: str | None = None,
 ) -> Direction:
-    """Flag ``flagged``, then check every tile of ``checked`` against those flags."""
+    """Flag ``flagged``, then check every tile of ``checked`` against those flags (with
+    ``pdq_list``, against them held as a PDQ-only list of that kind)."""
     direction = Direction(name, flagged)
-    index, direction.refused, direction.flags, signals = flag_tiles(flagged, rule)
+    if pdq_list is None:
+        index, direction.refused, direction.flags, signals = flag_tiles(flagged, rule)
+    else:
+        held, direction.refused, direction.flags = pdq_list_of_tiles(flagged, pdq_list)
+        direction.pdq_entries, direction.pdq_list = len(held), held
     for i, tile in enumerate(checked):
         if progress and i % 100 == 0:
             progress(f"{name}: checked {i}/{len(checked)}")
         try:
-            direction.checks.append(check_tile(tile, index, rule, signals))
+            if pdq_list is None:
+                direction.checks.append(check_tile(tile, index, rule, signals))
+            else:
+                direction.checks.append(check_tile_pdq(tile, held, rule))
         except ValidationError as e:
             direction.errors.append(f"{tile.name}: {' '.join(e.messages)}")
     return direction
@@ -219,16 +291,18 @@ def run_both(
     grids: Iterable[int] = GRIDS,
     rule: matching.MatchRule | None = None,
     progress: Callable[[str], None] | None = None,
+    pdq_list: str | None = None,
 ) -> tuple[Direction, Direction]:
-    """Tile, split, and run direction A (half 1 flagged, half 2 checked) and B (the reverse)."""
+    """Tile, split, and run direction A (half 1 flagged, half 2 checked) and B (the reverse);
+    with ``pdq_list``, the flags held as a PDQ-only list of that kind."""
     rule = matching.MatchRule.from_settings() if rule is None else rule
     grids = tuple(grids)
     half1, half2 = split_photos(photos, seed=seed)
     tiles1 = [t for p in half1 for t in cut_tiles(p, grids)]
     tiles2 = [t for p in half2 for t in cut_tiles(p, grids)]
     return (
-        run_direction("A", tiles1, tiles2, rule, progress),
-        run_direction("B", tiles2, tiles1, rule, progress),
+        run_direction("A", tiles1, tiles2, rule, progress, pdq_list=pdq_list),
+        run_direction("B", tiles2, tiles1, rule, progress, pdq_list=pdq_list),
     )
 
 
@@ -296,6 +370,16 @@ def by_grid(direction: Direction) -> dict[int, dict[str, int]]:
 
 def blocked_pairs(direction: Direction) -> list[dict]:
     """Each blocked tile with the flag behind its block, for a human to look at."""
+    if direction.pdq_list is not None:
+        return [
+            {
+                "upload": c.tile.name,
+                "flag": direction.flag_tile(direction.pdq_list.flag_of(c.list_match.entry_id)).name,
+                "pdq": c.list_match.distance,
+                "flags_matched": len(c.matched),
+            }
+            for c in direction.with_decision(matching.BLOCK)
+        ]
     return [
         {
             "upload": c.tile.name,
@@ -336,6 +420,47 @@ def direction_summary(direction: Direction) -> dict:
         else None,
         "by_grid": by_grid(direction),
         "blocked_pairs": blocked_pairs(direction),
+        **(
+            {
+                "pdq_entries": direction.pdq_entries,
+                "pdq_nearest_min": min(
+                    (c.pdq_nearest for c in direction.checks if c.pdq_nearest is not None),
+                    default=None,
+                ),
+            }
+            if direction.pdq_list is not None
+            else {}
+        ),
+    }
+
+
+def pdq_pairs_within(directions: Sequence[Direction], reach: Iterable[int]) -> dict[int, int]:
+    """PDQ-list runs: matched (upload, flag) pairs at each PDQ distance ``<= d``, from each
+    flag's nearest PDQ (the candidates)."""
+    reach = tuple(reach)
+    counted = pairs_within(directions, reach, [0])
+    return {d: counted[(d, 0)] for d in reach}
+
+
+def pdq_summary(directions: Sequence[Direction], *, seed: int, grids: Iterable[int]) -> dict:
+    """The numbers behind a PDQ-list run's report, as plain JSON-able values."""
+    matched = sum(d.matched_pairs for d in directions)
+    pairs = sum(d.pairs for d in directions)
+    rate = Rate(matched, pairs)
+    return {
+        "seed": seed,
+        "grids": list(grids),
+        "pdq_distance": directions[0].pdq_list.hash_list.pdq_distance if directions else None,
+        "directions": {d.name: direction_summary(d) for d in directions},
+        "pairs": pairs,
+        "matched_pairs": matched,
+        "rate": rate.value,
+        "rate_is_bound": rate.bound,
+        "share_refused": {str(n): share_refused(rate.value, n) for n in SCALES},
+        "sweep": {
+            str(d): {"matched_pairs": m, "rate": Rate(m, pairs).value, "rate_is_bound": m == 0}
+            for d, m in pdq_pairs_within(directions, PDQ_SWEEP).items()
+        },
     }
 
 
@@ -383,8 +508,9 @@ def contact_sheet(
     """(upload tile, flag tile, caption) pairs side by side, one pair per row (first ``limit``)."""
     pairs = list(pairs)[:limit]
     caption_width = 420
-    sheet = Image.new("RGB", (2 * thumb + caption_width + 12, max(1, len(pairs)) * (thumb + 4)),
-                      "white")
+    sheet = Image.new(
+        "RGB", (2 * thumb + caption_width + 12, max(1, len(pairs)) * (thumb + 4)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     for row, (upload, flag, caption) in enumerate(pairs):
         y = row * (thumb + 4)
@@ -402,9 +528,18 @@ def contact_sheet(
 def blocked_sheet(directions: Sequence[Direction], **kwargs) -> Image.Image | None:
     """The contact sheet of every blocked tile and the flag behind it (None: none blocked)."""
     pairs = [
-        (c.tile, d.flag_tile(c.nearest.fingerprint_id),
-         f"{d.name}: dHash {c.nearest.distance}, pHash {c.nearest.confirm_distance}, "
-         f"{c.nearest.found_by} / {c.nearest.variant_label}")
+        (
+            c.tile,
+            d.flag_tile(c.nearest.fingerprint_id),
+            f"{d.name}: dHash {c.nearest.distance}, pHash {c.nearest.confirm_distance}, "
+            f"{c.nearest.found_by} / {c.nearest.variant_label}",
+        )
+        if c.nearest is not None
+        else (
+            c.tile,
+            d.flag_tile(d.pdq_list.flag_of(c.list_match.entry_id)),
+            f"{d.name}: PDQ {c.list_match.distance}",
+        )
         for d in directions
         for c in d.with_decision(matching.BLOCK)
     ]

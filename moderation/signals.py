@@ -191,9 +191,18 @@ def pdq_matches(value: str, *, quality: int | None = None) -> list[ListMatch]:
     if not distances:
         return []
     entries = SignalEntry.objects.in_force().filter(pk__in=distances).select_related("hash_list")
-    rows = sorted(((e, distances[e.pk]) for e in entries), key=lambda r: (r[1], r[0].pk))
+    return pdq_rule(((e, distances[e.pk]) for e in entries), quality=quality)
+
+
+def pdq_rule(
+    rows: Iterable[tuple[SignalEntry, int]], *, quality: int | None = None
+) -> list[ListMatch]:
+    """The upload rule on PDQ candidates: ``(entry in force, distance)`` rows (each entry with
+    its ``hash_list``), nearest first, kept when within their list's PDQ distance. Pure: also
+    for entries held in memory (``pdq_evaluation``: a list measured, not stored)."""
+    ordered = sorted(rows, key=lambda r: (r[1], r[0].pk))
     weak = quality is not None and quality < pdq.MIN_QUALITY
-    return _entry_matches(PDQ, rows, weak_query=weak)
+    return _entry_matches(PDQ, ordered, weak_query=weak)
 
 
 def exact_matches(signal_type: str, value: str) -> list[ListMatch]:

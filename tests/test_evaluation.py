@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from moderation import banned_index, evaluation, matching
+from moderation import banned_index, evaluation, matching, pdq_evaluation
 from tests import images
 
 SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
@@ -213,3 +213,76 @@ def test_one_sided_crops_cut_a_seeded_random_side_not_always_the_right():
 def test_a_one_sided_crop_cuts_only_the_named_side(side, kept):
     img = images.photo(9, (200, 100))
     assert evaluation._crop_side(img, 0.1, side).tobytes() == img.crop(kept).tobytes()
+
+
+# --- against a PDQ-only list ------------------------------------------------------------------
+
+PDQ_EDITS = tuple(e for e in evaluation.EDITS if e.name in ("jpeg q60", "mirror", "crop 20%"))
+
+
+@pytest.fixture(scope="module")
+def pdq_run():
+    """Four textured drawn scenes (two banned), three edits, against the 8-orientation list."""
+    photos = []
+    for seed in SEEDS[:4]:
+        img = images.textured(images.photo(seed, (320, 240)), seed=seed)
+        data = images.encode(img, "JPEG", quality=92)
+        photos.append(evaluation.Photo(Path(f"scene{seed}.jpg"), img, data))
+    return evaluation.evaluate(photos, seed=3, edits=PDQ_EDITS, pdq_list="dihedral")
+
+
+def test_a_pdq_list_run_decides_by_the_8_orientation_list(pdq_run):
+    compared = evaluation.summary(pdq_run)["signals"]
+    assert compared["decided_by"] == "pdq 8 orientations"
+    assert compared["lists"] == {"pdq 8 orientations": 16, "pdq upright": 2}
+    for lookups in pdq_run.lookups.values():
+        for lu in lookups:
+            assert lu.decision == lu.pdq.decision == lu.pdq.decisions["pdq 8 orientations"]
+
+
+def test_the_8_orientation_list_blocks_a_mirror_the_upright_list_lets_through(pdq_run):
+    mirrors = pdq_run.lookups[("banned", "mirror")]
+    assert [lu.pdq.decisions["pdq 8 orientations"] for lu in mirrors] == [matching.BLOCK] * 2
+    assert [lu.pdq.decisions["pdq upright"] for lu in mirrors] == [matching.PASS] * 2
+    for edit in (evaluation.ORIGINAL, "jpeg q60"):
+        copies = pdq_run.lookups[("banned", edit)]
+        assert {lu.pdq.decisions["pdq upright"] for lu in copies} == {matching.BLOCK}, edit
+        assert max(lu.pdq.distance for lu in copies) <= 31, edit
+
+
+def test_a_pdq_list_misses_a_20_percent_crop_that_dhash_flags_catch(pdq_run):
+    crops = pdq_run.lookups[("banned", "crop 20%")]
+    assert {lu.pdq.decisions["pdq 8 orientations"] for lu in crops} == {matching.PASS}
+    assert min(lu.pdq.distance for lu in crops) > 31
+    comparison = evaluation.summary(pdq_run)["signals"]["per_edit"]["crop 20%"]
+    assert comparison["only_dhash"] == sum(
+        lu.pdq.decisions[pdq_evaluation.DHASH] == matching.BLOCK for lu in crops
+    )
+
+
+def test_no_innocent_file_is_blocked_by_a_pdq_list(pdq_run):
+    compared = evaluation.summary(pdq_run)["signals"]
+    assert compared["innocent_files"] == 2 * (1 + len(PDQ_EDITS))
+    for name in ("pdq 8 orientations", "pdq upright"):
+        assert compared["innocent"][name]["blocked"] == 0, name
+
+
+def test_the_command_reports_a_pdq_list_run_with_a_summary_last(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in SEEDS[:2]:
+        img = images.textured(images.photo(seed, (240, 180)), seed=seed)
+        (folder / f"scene{seed}.jpg").write_bytes(images.encode(img, "JPEG", quality=92))
+    out = StringIO()
+    call_command(
+        "evaluate_matching", str(folder), "--pdq-list", "upright", "--out", str(tmp_path / "o"),
+        stdout=out, stderr=StringIO(),
+    )
+    result = json.loads((tmp_path / "o" / "evaluate_matching.json").read_text())
+    assert result["signals"]["decided_by"] == "pdq upright"
+    per_edit = result["signals"]["per_edit"]
+    assert per_edit["mirror"]["pdq upright"]["blocked"] == 0
+    assert per_edit["mirror"]["pdq 8 orientations"]["blocked"] == 1
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("summary (")
+    assert "pdq upright: " in last and "0 innocent blocked" in last

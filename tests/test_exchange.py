@@ -210,3 +210,93 @@ def test_export_selected_in_the_admin_downloads_those_fingerprints(moderator, tw
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(StringIO(response.content.decode())))
     assert [r["dhash"] for r in rows] == [chosen.hex]
+
+
+# --- the banned set as PDQ, through an exchange file, into an empty site --------------------
+
+
+def round_trip_probes() -> dict[str, bytes]:
+    """Three banned and two innocent drawn photos, each as uploaded and as edited copies a PDQ
+    list is known to catch (a re-encode, a resize, a mirror, a quarter turn) and one it is not
+    (a 20% crop)."""
+    from PIL import Image
+
+    from moderation import evaluation
+
+    edits = {
+        "jpeg q60": lambda img: images.encode(img, "JPEG", quality=60),
+        "resize 50%": lambda img: images.encode(images.resized(img, 0.5), "JPEG", quality=90),
+        "mirror": lambda img: images.encode(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+        "rotate 90°": lambda img: images.encode(img.transpose(Image.Transpose.ROTATE_270)),
+        "crop 20%": lambda img: images.encode(evaluation._crop(img, 0.2), "JPEG", quality=90),
+    }
+    probes = {}
+    for seed in (731, 732, 733, 741, 742):
+        img = images.textured(images.photo(seed, (320, 240)), seed=seed)
+        side = "banned" if seed < 740 else "innocent"
+        probes[f"{side} {seed} original"] = images.encode(img, "PNG")
+        for name, make in edits.items():
+            probes[f"{side} {seed} {name}"] = make(img)
+    return probes
+
+
+def decisions_as_uploads(probes: dict[str, bytes]) -> dict[str, str]:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return {
+        name: screening.screen_as_upload(SimpleUploadedFile("p.jpg", data)).decision
+        for name, data in probes.items()
+    }
+
+
+def test_the_banned_set_exported_as_pdq_decides_the_same_in_an_empty_site(tmp_path):
+    """Export every orientation's PDQ with ``export_hashes --banned-set``, import the file into
+    a site that holds nothing else with ``import_hashes``: the copies a PDQ list is known to
+    catch are refused there as at home, innocent photos pass, and every decision equals what
+    ``evaluate_matching --pdq-list`` computes for the same file held in memory (so the corpus
+    measurement is the import path's). On PostgreSQL the import reads through COPY."""
+    from moderation import evaluation, matching, pdq_evaluation, signal_set
+    from moderation.models import SignalEntry
+
+    probes = round_trip_probes()
+    for seed in (731, 732, 733):
+        img = images.textured(images.photo(seed, (320, 240)), seed=seed)
+        ban(img)
+    at_home = decisions_as_uploads(probes)
+    path = tmp_path / "banned.pdq.txt"
+    run("export_hashes", "--banned-set", "--every-orientation", "-o", str(path))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 * 8
+
+    empty_the_banned_set()
+    signal_set.reset()
+    assert decisions_as_uploads(probes) == dict.fromkeys(probes, matching.PASS)
+    run("import_hashes", str(path), "--list", "partner", "--source", "home site")
+    assert SignalEntry.objects.active().count() == 3 * 8
+    assert not FlaggedFingerprint.objects.exists()
+    fresh = decisions_as_uploads(probes)
+
+    caught = [n for n in probes if n.startswith("banned") and not n.endswith("crop 20%")]
+    assert {n: fresh[n] for n in caught} == dict.fromkeys(caught, matching.BLOCK)
+    assert {n: at_home[n] for n in caught} == dict.fromkeys(caught, matching.BLOCK)
+    innocent = [n for n in probes if n.startswith("innocent")]
+    assert {n: fresh[n] for n in innocent} == {n: at_home[n] for n in innocent}
+    assert {fresh[n] for n in innocent} == {matching.PASS}
+    crops = [n for n in probes if n.startswith("banned") and n.endswith("crop 20%")]
+    assert {fresh[n] for n in crops} == {matching.PASS}, "PDQ does not survive a 20% crop"
+
+    held = {
+        "file": pdq_evaluation.PdqList.of(
+            [(i, 0, line.split()[0]) for i, line in enumerate(lines, 1)],
+            name="file",
+            orientations=(0,),
+        )
+    }
+    rule = matching.MatchRule.from_settings()
+    in_memory = {
+        name: evaluation.look_up(
+            data, banned_index.BannedIndex(), rule, pdq_lists=held
+        ).decision
+        for name, data in probes.items()
+    }
+    assert fresh == in_memory

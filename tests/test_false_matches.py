@@ -193,3 +193,30 @@ def test_the_contact_sheet_shows_each_blocked_tile_beside_its_flag(same_tiles):
     blocked = len(same_tiles.with_decision(matching.BLOCK))
     assert sheet is not None
     assert sheet.height == blocked * (64 + 4)
+
+
+# --- against PDQ-only lists ---------------------------------------------------------------------
+
+
+def test_a_pdq_list_of_tiles_blocks_the_same_tiles_uploaded_again(rule):
+    """True copies: the check can block (the benchmark's zero below means something)."""
+    tiles = [t for s in SEEDS[:2] for t in false_matches.cut_tiles(drawn(s), (1,))]
+    same = false_matches.run_direction("same", tiles, tiles, rule, pdq_list="dihedral")
+    assert same.pdq_entries == 8 * same.flags
+    assert [c.decision for c in same.checks] == [matching.BLOCK] * len(tiles)
+    assert all(c.pdq_nearest <= 2 for c in same.checks)
+    pairs = false_matches.blocked_pairs(same)
+    assert [p["upload"] for p in pairs] == [p["flag"] for p in pairs]
+
+
+def test_a_pdq_list_blocks_no_tile_of_another_photo(rule):
+    directions = false_matches.run_both(
+        [drawn(s) for s in SEEDS], seed=1, grids=(1, 2), rule=rule, pdq_list="dihedral"
+    )
+    result = false_matches.pdq_summary(directions, seed=1, grids=(1, 2))
+    for d in result["directions"].values():
+        assert d["blocked"] == 0
+        assert d["pdq_nearest_min"] > 31
+    assert result["matched_pairs"] == 0
+    sweep = [result["sweep"][str(d)]["matched_pairs"] for d in false_matches.PDQ_SWEEP]
+    assert sweep == sorted(sweep)  # a wider PDQ distance never matches fewer pairs

@@ -9,6 +9,11 @@ current settings and across a range of dHash and pHash distances: a table here, 
 a JSON file in ``--out``. Read-only: no database, no storage.
 
     python manage.py evaluate_matching ../shared/corpus/photos --seed 1 --out artifacts/eval
+
+With ``--pdq-list dihedral`` (or ``upright``) the banned half is held as a PDQ-only hash list,
+as a partner's list of its PDQs would arrive (the 8 orientations, or the upright one only), and
+the decision is against that list alone; the report compares, per edit, what that list, the
+other kind of PDQ list and the same photos as dHash flags catch, on the same lookups.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moderation import evaluation
+from moderation import evaluation, pdq_evaluation
 from moderation.management.commands._files import iter_image_paths
 from moderation.management.progress import add_progress_argument, progress_bar
 from moderation.variants import VARIANTS
@@ -49,9 +54,16 @@ class Command(BaseCommand):
             help="Folder for evaluate_matching.png and evaluate_matching.json "
             "(default artifacts/evaluate_matching).",
         )
+        parser.add_argument(
+            "--pdq-list",
+            choices=sorted(pdq_evaluation.PDQ_LIST_KINDS),
+            default=None,
+            help="Decide against the banned half as a PDQ-only list (dihedral: the 8 "
+            "orientations' PDQs; upright: the upright PDQ only) instead of as dHash flags.",
+        )
         add_progress_argument(parser)
 
-    def handle(self, *args, photos, seed, banned_fraction, out, **options):
+    def handle(self, *args, photos, seed, banned_fraction, out, pdq_list, **options):
         if not 0 < banned_fraction < 1:
             raise CommandError("--banned-fraction must be between 0 and 1.")
         folder = Path(photos)
@@ -72,7 +84,11 @@ class Command(BaseCommand):
                 bar.update(done - bar.n)
 
             run = evaluation.evaluate(
-                loaded, seed=seed, banned_fraction=banned_fraction, progress=advance
+                loaded,
+                seed=seed,
+                banned_fraction=banned_fraction,
+                progress=advance,
+                pdq_list=pdq_list,
             )
         run.skipped = skipped
         result = evaluation.summary(run)
@@ -82,13 +98,18 @@ class Command(BaseCommand):
         chart = out_dir / "evaluate_matching.png"
         _chart(result, chart)
         if self.verbosity >= 1:
-            self._report(run, result)
+            if pdq_list is None:
+                self._report(run, result)
+            else:
+                self._report_pdq(run, result)
             self.stdout.write(f"\nChart: {chart}\nNumbers: {out_dir / 'evaluate_matching.json'}")
             missed = result["missed_targets"]
             if missed:
                 self.stdout.write(self.style.WARNING("Targets missed: " + "; ".join(missed)))
             else:
                 self.stdout.write(self.style.SUCCESS("Every recall target is met."))
+            if pdq_list is not None:
+                self.stdout.write(_pdq_summary(result))
 
     # --- output ---------------------------------------------------------------------------
 
@@ -162,6 +183,90 @@ class Command(BaseCommand):
                 )
             upright = result["upright_only_dhash_blocked"][str(d)]
             w(f"{d:>5} {upright:>10} | " + " | ".join(cells))
+
+    def _report_pdq(self, run: evaluation.Run, result: dict) -> None:
+        w = self.stdout.write
+        compared = result["signals"]
+        lists = compared["lists"]
+        w(
+            f"{len(run.banned)} banned and {len(run.innocent)} innocent photos (seed {run.seed}); "
+            f"{len(evaluation.EDITS)} edits each. Decided against a PDQ-only list "
+            f"({compared['decided_by']}); the banned half as PDQ lists: "
+            + ", ".join(f"{name} {n} entries" for name, n in lists.items())
+            + f"; as dHash flags: {run.entries} variants."
+        )
+        if run.refused:
+            w(f"Refused by the low-information gate (not banned): {', '.join(run.refused)}")
+        for line in run.skipped:
+            self.stderr.write(f"skipped: {line}")
+        for line in run.errors:
+            self.stderr.write(f"refused by the upload path: {line}")
+        names = [pdq_evaluation.DHASH, *pdq_evaluation.PDQ_LISTS]
+        w(
+            "\nBanned copies blocked (queued) per edit; innocent files blocked / queued; the "
+            f"PDQ distance of the banned copies to the {compared['decided_by']} list (median, max; "
+            "the line is 31):"
+        )
+        w(f"{'edit':<26} " + " ".join(f"{n:>20}" for n in names) + f" {'PDQ dist':>9}  innocent")
+        for edit, row in compared["per_edit"].items():
+            n = row["banned_files"]
+            cells = " ".join(
+                f"{row[name]['blocked']:>3}/{n:<3} ({row[name]['queued']:>2})".rjust(20)
+                for name in names
+            )
+            med, top = row["pdq_distance_median"], row["pdq_distance_max"]
+            dist = "-" if med is None else f"{med:.0f}, {top}"
+            innocent = " ".join(
+                f"{row[name]['innocent_blocked']}/{row[name]['innocent_queued']}" for name in names
+            )
+            w(f"{edit:<26} {cells} {dist:>9}  {innocent}")
+        decided = compared["decided_by"]
+        only_pdq = [e for e, r in compared["per_edit"].items() if r["only_pdq"]]
+        only_dhash = [e for e, r in compared["per_edit"].items() if r["only_dhash"]]
+        w(
+            f"\nBlocked by {decided} and not by dHash flags: "
+            + (
+                ", ".join(f"{e} ({compared['per_edit'][e]['only_pdq']})" for e in only_pdq)
+                or "none"
+            )
+        )
+        w(
+            f"Blocked by dHash flags and not by {decided}: "
+            + (
+                ", ".join(f"{e} ({compared['per_edit'][e]['only_dhash']})" for e in only_dhash)
+                or "none"
+            )
+        )
+        total = compared["innocent_files"]
+        w(
+            "Innocent files (originals and edits): "
+            + "; ".join(
+                f"{name}: {v['blocked']} blocked, {v['queued']} queued"
+                for name, v in compared["innocent"].items()
+            )
+            + f" (of {total})"
+        )
+
+
+def _pdq_summary(result: dict) -> str:
+    """The last line of a PDQ-list run: for each way of holding the banned half, the banned
+    copies blocked (every edit but the hard ones) and the innocent files blocked and queued."""
+    compared = result["signals"]
+    parts = []
+    for name, innocent in compared["innocent"].items():
+        rows = [
+            r for edit, r in compared["per_edit"].items() if evaluation.group_of(edit) != "hard"
+        ]
+        blocked = sum(r[name]["blocked"] for r in rows)
+        files = sum(r["banned_files"] for r in rows)
+        parts.append(
+            f"{name}: {blocked}/{files} banned copies blocked, "
+            f"{innocent['blocked']} innocent blocked, {innocent['queued']} queued"
+        )
+    return (
+        f"summary ({compared['innocent_files']} innocent files; crop 20%, padding, screenshot "
+        "left out of the banned copies): " + "; ".join(parts)
+    )
 
 
 def _chart(result: dict, path: Path) -> None:

@@ -95,7 +95,9 @@ def main() -> None:
     if "sweep" not in args.skip:
         sweep = _timed(
             f"sweep after one flag at {m:,} stored photos",
-            lambda: _run("sweep", f"sweep.measure_sweep({m}, full_pass_max=0, backfill_max=0, reuse=True)"),
+            lambda: _run(
+                "sweep", f"sweep.measure_sweep({m}, full_pass_max=0, backfill_max=0, reuse=True)"
+            ),
         )
     if "reindex" not in args.skip:
         k = args.reindex_photos

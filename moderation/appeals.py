@@ -17,15 +17,12 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from moderation import desk, notices, registry, review, sweeping
+from moderation import desk, notices, restoring, review
 from moderation.conf import moderation_settings
-from moderation.files import delete_quietly, storage_errors
-from moderation.hashing import check_fingerprints
 from moderation.models import (
     APPEAL_MAX_CHARS,
     AllowedMatch,
@@ -33,7 +30,6 @@ from moderation.models import (
     AuditEvent,
     EmailDelivery,
     Notice,
-    quarantine_storage,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,7 +94,7 @@ def decide_appeal(
     """Uphold or overturn an open appeal, with ``reason`` (shown to the person; required).
 
     Overturn: the picture is allowed for the notice's flag, a taken-down photo still kept is
-    restored to its profile if the profile has no other photo now (``restore_photo``), and the
+    restored to its profile if the profile has no other photo now (``restoring``), and the
     flag is suspended if it now has too many allowed matches. Either way the decision is
     audited and the person is emailed. An appeal decided already changes nothing."""
     reason = (reason or "").strip()
@@ -125,7 +121,11 @@ def decide_appeal(
             AllowedMatch.objects.create(
                 fingerprint_id=notice.fingerprint_id, dhash=notice.dhash, created_by=actor
             )
-            restored = restore_photo(notice=notice, actor=actor)
+            restored = restoring.restore_photo(
+                notice=notice,
+                actor=actor,
+                reason="restored from the kept copy after an overturned appeal",
+            )
             Appeal.objects.filter(pk=appeal.pk).update(restored=restored)
             _suspend_if_too_often_wrong(notice)
         if notice.kept_file and not notice.purged_at:  # it waited for this decision
@@ -138,47 +138,6 @@ def decide_appeal(
         )
     appeal.refresh_from_db()
     return AppealDecision(decided=True, overturned=overturn, restored=restored)
-
-
-def restore_photo(*, notice: Notice, actor: AbstractBaseUser | None) -> bool:
-    """Put a taken-down photo back on its profile from the kept copy, under a new name, with
-    its fingerprint recomputed (and rechecked after commit, as an upload is). False when
-    there is nothing to restore (a refusal, a purged or missing copy) or the profile holds
-    another photo now (the person's newer choice wins). Runs in the caller's transaction."""
-    if notice.kind != Notice.Kind.TAKEDOWN or notice.purged_at or not notice.kept_file:
-        return False
-    try:
-        target = registry.target_by_key(notice.target_key)
-    except KeyError:
-        return False
-    instance = target.objects.select_for_update().filter(pk=notice.object_id).first()
-    if instance is None or target.image(instance):
-        return False
-    try:
-        with storage_errors(), quarantine_storage().open(notice.kept_file, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return False
-    image = target.image(instance)
-    storage = image.storage
-    with storage_errors():
-        name = storage.save(
-            image.field.generate_filename(instance, "restored.jpg"), ContentFile(data)
-        )
-    try:
-        target.set_image(instance, name, check_fingerprints(ContentFile(data)))
-        AuditEvent.objects.create(
-            action=AuditEvent.Action.RESTORE,
-            actor=actor,
-            fingerprint_id=notice.fingerprint_id,
-            target=target.label(instance),
-            reason="restored from the kept copy after an overturned appeal",
-        )
-        sweeping.recheck_after_commit(instance)
-    except BaseException:
-        delete_quietly(storage, name)
-        raise
-    return True
 
 
 def _suspend_if_too_often_wrong(notice: Notice) -> None:

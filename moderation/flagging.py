@@ -3,7 +3,8 @@
 A flag stores the fingerprints of every variant of the image (``variants.VARIANTS``), keeps the
 original privately (quarantine), is audited, is logged to the banned set's change log so every
 process enforces it at its next lookup, and, once committed, has its sweep take down the stored
-images that match it (``sweeping.sweep_task``). Unflagging deactivates, never deletes.
+images that match it (``sweeping.sweep_task``). Unflagging deactivates, never deletes; the
+moderator may then put back the photos the flag took down (``restore_takedowns``).
 
 Callers: the admin (flag selected photos, "Flag an image"), ``manage.py flag_images``, the desk
 (ban from the review queue), list imports (``exchange``).
@@ -16,11 +17,12 @@ from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from moderation import notices, registry, sweeping
+from moderation import notices, registry, restoring, sweeping
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
@@ -31,9 +33,9 @@ from moderation.files import (
     storage_errors,
 )
 from moderation.hashing import Fingerprint, fingerprint_variants
-from moderation.matching import is_low_information
-from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList
-from moderation.screening import signal_of_file
+from moderation.matching import PASS, is_low_information
+from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint, HashList, Notice
+from moderation.screening import screen_upload, signal_of_file
 from moderation.verification import MIN_FLAG_KEYPOINTS, keypoint_count
 
 
@@ -295,7 +297,8 @@ def unflag_fingerprint(
 ) -> bool:
     """Deactivate a banned fingerprint (never delete it). Returns False if it was inactive.
 
-    Photos already taken down stay down: their evidence remains in quarantine for review.
+    Photos already taken down stay down (their evidence remains in quarantine for review)
+    unless the moderator also chooses ``restore_takedowns``.
     """
     with transaction.atomic():
         lock_banned_set()
@@ -312,3 +315,54 @@ def unflag_fingerprint(
         )
     flagged.refresh_from_db()
     return True
+
+
+@dataclass(frozen=True)
+class RestoredTakedowns:
+    """What ``restore_takedowns`` did with the photos a flag took down that were still kept."""
+
+    restored: int = 0  # back on their profiles, their owners told
+    still_matched: int = 0  # left down: another active flag or a hash list matches them
+    skipped: int = 0  # left down: a newer photo on the profile, or the copy is gone
+
+
+def restore_takedowns(
+    *, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None = None
+) -> RestoredTakedowns:
+    """Put back the photos an unflagged ``flagged`` took down, where the copy is still kept.
+
+    Each kept copy is screened as an upload would be (the whole rule, the hash lists and the
+    allowlist) after the unflag committed, and stays down if anything still blocks it or
+    sends it to review. A profile that holds a newer photo keeps it. Each restore is one
+    transaction (``restoring.restore_photo``: audited, rechecked after commit), and the owner is
+    told (``notices.notify_restored``). A flag still active restores nothing.
+    """
+    flagged.refresh_from_db(fields=["active"])
+    if flagged.active:
+        return RestoredTakedowns()
+    restored = still_matched = skipped = 0
+    reason = f"restored from the kept copy: flag {flagged.hex} was unflagged"
+    for notice in Notice.objects.kept_takedowns().filter(fingerprint=flagged).order_by("pk"):
+        data = restoring.kept_photo(notice)
+        if data is None:
+            skipped += 1
+            continue
+        try:
+            screening = screen_upload(ContentFile(data, "kept.jpg"), record=False, blocking=False)
+        except ValidationError:
+            skipped += 1  # no longer decodes as an image the site accepts
+            continue
+        if screening.decision != PASS:
+            still_matched += 1
+            continue
+        with transaction.atomic():
+            locked = Notice.objects.select_for_update().kept_takedowns().filter(pk=notice.pk)
+            notice = locked.first()
+            done = notice is not None and restoring.restore_photo(
+                notice=notice, actor=actor, reason=reason, data=data
+            )
+            if done:
+                notices.notify_restored(notice)
+        restored += done
+        skipped += not done
+    return RestoredTakedowns(restored, still_matched, skipped)

@@ -108,6 +108,21 @@ def _takedown_body(notice: Notice) -> str:
     )
 
 
+def notify_restored(notice: Notice) -> None:
+    """Tell the owner of a photo put back without an appeal (its flag was withdrawn): by email
+    to a verified address; the profile page shows it beside the notice."""
+    review.owe_email(
+        kind=EmailDelivery.Kind.NOTICE,
+        user=notice.user,
+        subject="Your profile photo is back",
+        body=(
+            f"Your profile photo, taken down on {notice.created_at:%Y-%m-%d}, is back on your "
+            "profile: our moderators withdrew the ban it was matched with.\n\n"
+            f"The notice: {notice_url(notice)}\n"
+        ),
+    )
+
+
 def notify_refusal(
     *, user, refused: RefusedUpload, dhash: int | None, flagged_id: int | None
 ) -> Notice | None:

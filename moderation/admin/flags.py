@@ -21,7 +21,7 @@ from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
 from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
-from moderation.models import FingerprintVariant, FlaggedFingerprint
+from moderation.models import FingerprintVariant, FlaggedFingerprint, Notice
 
 
 class FlagImageForm(forms.Form):
@@ -50,6 +50,14 @@ class FlagImageForm(forms.Form):
 
 class UnflagReasonForm(forms.Form):
     reason = forms.CharField(label=_("Reason for unflagging"), max_length=500)
+    restore_photos = forms.BooleanField(
+        label=_("Also put back the photos these flags took down"),
+        required=False,
+        help_text=_(
+            "Only photos still kept privately whose profile has no newer photo, and that no "
+            "other active flag or hash list matches. Their owners are told."
+        ),
+    )
 
 
 @admin.register(FlaggedFingerprint)
@@ -159,7 +167,8 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Unflag selected fingerprints"), permissions=["unflag"])
     def unflag_selected(self, request, queryset):
-        """Deactivate the selected fingerprints after the moderator gives a reason."""
+        """Deactivate the selected fingerprints after the moderator gives a reason and, if they
+        choose so, put back the photos those flags took down (``flagging.restore_takedowns``)."""
         form = UnflagReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             count = sum(
@@ -173,6 +182,8 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 ngettext("Unflagged %d fingerprint.", "Unflagged %d fingerprints.", count) % count,
                 messages.SUCCESS,
             )
+            if form.cleaned_data["restore_photos"]:
+                self._restore_takedowns(request, queryset)
             return None
         return TemplateResponse(
             request,
@@ -183,10 +194,51 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "opts": self.model._meta,
                 "queryset": queryset,
                 "form": form,
+                "kept_takedowns": Notice.objects.kept_takedowns()
+                .filter(fingerprint__in=queryset)
+                .count(),
                 "action": "unflag_selected",
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             },
         )
+
+    def _restore_takedowns(self, request, queryset) -> None:
+        restored = still_matched = skipped = 0
+        try:
+            for flagged in queryset:
+                result = flagging.restore_takedowns(flagged=flagged, actor=request.user)
+                restored += result.restored
+                still_matched += result.still_matched
+                skipped += result.skipped
+        except StorageUnavailable:
+            self.message_user(
+                request,
+                _(
+                    "File storage is unavailable right now: some photos were not put back. "
+                    "Try again later: unflag the same flags again with the box ticked."
+                ),
+                messages.ERROR,
+            )
+        self.message_user(
+            request,
+            ngettext(
+                "Put back %d photo; its owner is told.",
+                "Put back %d photos; their owners are told.",
+                restored,
+            )
+            % restored,
+            messages.SUCCESS,
+        )
+        if still_matched or skipped:
+            self.message_user(
+                request,
+                _(
+                    "Left down: %(matched)d still matched by another flag or hash list, "
+                    "%(skipped)d with a newer photo on the profile or no kept copy."
+                )
+                % {"matched": still_matched, "skipped": skipped},
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Export selected (CSV)"), permissions=["view"])
     def export_selected(self, request, queryset):

@@ -26,6 +26,12 @@ class NoticeQuerySet(models.QuerySet):
     def for_user(self, user) -> NoticeQuerySet:
         return self.filter(user=user)
 
+    def kept_takedowns(self) -> NoticeQuerySet:
+        """Takedowns whose photo is still kept privately and has not been put back."""
+        return self.filter(
+            kind=Notice.Kind.TAKEDOWN, purged_at__isnull=True, restored_at__isnull=True
+        ).exclude(kept_file="")
+
     def purgeable(self, before) -> NoticeQuerySet:
         """Takedowns whose kept copy is older than ``before``, not purged, and not under an
         open appeal (the moderator still needs the picture)."""
@@ -43,7 +49,8 @@ class Notice(models.Model):
     description edited later does not rewrite what someone was told). The flag, the
     fingerprint of their picture and the kept copy are staff-only. A takedown's copy stays in
     quarantine (``kept_file``) for ``MODERATION_TAKEDOWN_KEEP_DAYS``, so an overturned appeal
-    can put the photo back; then it is purged (``purged_at``). A refusal keeps no file.
+    can put the photo back (``restored_at``); then it is purged (``purged_at``). A refusal
+    keeps no file.
     """
 
     class Kind(models.TextChoices):
@@ -88,6 +95,8 @@ class Notice(models.Model):
     )
     created_at = models.DateTimeField(_("when"), db_index=True)
     purged_at = models.DateTimeField(_("kept copy purged"), null=True, blank=True)
+    # Set when the photo went back on the profile (an overturned appeal, a withdrawn flag).
+    restored_at = models.DateTimeField(_("photo restored"), null=True, blank=True)
 
     objects = NoticeQuerySet.as_manager()
 

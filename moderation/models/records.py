@@ -64,7 +64,7 @@ class AuditEvent(models.Model):
         APPEAL = "appeal", _("Appeal filed")
         UPHOLD = "uphold", _("Appeal upheld (decision stands)")
         OVERTURN = "overturn", _("Appeal overturned (decision reversed)")
-        RESTORE = "restore", _("Photo restored after an appeal")
+        RESTORE = "restore", _("Photo restored from its kept copy")
         PURGE = "purge", _("Kept copy of a taken-down photo purged")
         REPORT_DISMISS = "report_dismiss", _("Reported photo dismissed (stays)")
         IMPORT = "import", _("Hash list imported")
@@ -82,6 +82,9 @@ class AuditEvent(models.Model):
         TWO_FACTOR_RECOVERY = "2fa_recovery", _("Recovery codes replaced")
         TWO_FACTOR_REVOKE = "2fa_revoke", _("Own two-factor devices revoked")
         TWO_FACTOR_RESET = "2fa_reset", _("Two-factor reset by a superuser")
+        EMAIL_REQUEST = "email_request", _("New email address given (link sent)")
+        EMAIL_CONFIRM = "email_confirm", _("New email address confirmed")
+        NAME_CHANGE = "name_change", _("Own name changed")
 
     action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
     actor = models.ForeignKey(

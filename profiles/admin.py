@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from moderation.admin.base import PlainRelationsMixin
 from moderation.admin.operations import sweeps_summary
 from moderation.flagging import flag_stored_image
 from moderation.sweeping import preview_flag_impact
@@ -35,7 +36,7 @@ class FlagReasonForm(forms.Form):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(PlainRelationsMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
 

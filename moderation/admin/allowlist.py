@@ -12,7 +12,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk
-from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link, stored_image
+from moderation.admin.base import (
+    PlainRelationsMixin,
+    ReadOnlyAdminMixin,
+    quarantine_link,
+    stored_image,
+)
 from moderation.hashing import Fingerprint
 from moderation.models import AllowedMatch
 from moderation.templatetags.moderation_wellness import reviewed_img
@@ -38,7 +43,7 @@ class AllowedStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(AllowedMatch)
-class AllowedMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AllowedMatchAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The allowlist: every dismissal (who, when, which fingerprint, which image), newest first,
     with an action to revoke exceptions given by mistake. Revoking needs the same permissions
     as dismissing (``moderation.review_upload`` and ``moderation.flag_image``), is audited, and

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from moderation.admin.base import PlainRelationsMixin
 from moderation.api import tokens
 from moderation.models import ApiToken
 
@@ -25,7 +26,7 @@ class RevokeTokenForm(forms.Form):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(PlainRelationsMixin, admin.ModelAdmin):
     """Tokens of the services that call the lookup API. Issuing shows the secret once (only a
     digest is kept); a token is revoked, never deleted, so the audit trail keeps its name. The
     rate limit of an active token can be changed."""

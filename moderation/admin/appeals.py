@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from moderation import appeals
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.hashing import Fingerprint
 from moderation.models import Appeal
 
@@ -41,7 +41,7 @@ class AppealStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Appeal)
-class AppealAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Appeals against takedowns and refusals, oldest first. Each appeal's page shows the
     person's words, the photo as it was taken down (kept privately; a refusal kept nothing)
     and the flag's original side by side (both only to staff with

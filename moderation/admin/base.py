@@ -1,9 +1,14 @@
-"""What the moderation admin pages share: the read-only base, the link to a quarantined file
-(never a storage URL) and the lookup of a queued image's stored file.
+"""What the moderation admin pages share: the read-only base, relations shown as text to whom
+their page would refuse, the link to a quarantined file (never a storage URL) and the lookup
+of a queued image's stored file.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
+from django.contrib import admin
+from django.db import models
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -29,6 +34,72 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class PlainRelationsMixin:
+    """Read-only relations ("Flagged by", "User", "Actor"…) as plain text to a viewer who may
+    not open the related record's admin page.
+
+    Django links every read-only foreign key to the related change page whatever the viewer
+    may see there, so a moderator without the users' view permission would follow "Flagged
+    by: alice" to a bare 403. For such a viewer each of those fields is swapped, in the
+    fieldsets and the read-only fields alike, for a display of the related record's name; a
+    viewer who may open the page keeps Django's link. Every admin of these apps uses it (a
+    test checks each registered admin)."""
+
+    @cached_property
+    def _plain_displays(self) -> dict[str, object]:
+        return {}  # one display per field, so fieldsets and read-only fields name the same one
+
+    def _plain_display(self, field: models.Field):
+        if field.name not in self._plain_displays:
+
+            @admin.display(description=field.verbose_name)
+            def show(obj):
+                value = getattr(obj, field.name, None)
+                return "—" if value is None else str(value)
+
+            show.__name__ = field.name
+            self._plain_displays[field.name] = show
+        return self._plain_displays[field.name]
+
+    def _may_open(self, request, model) -> bool:
+        if not self.admin_site.is_registered(model):
+            return True  # no page to link to: Django shows the name already
+        return self.admin_site.get_model_admin(model).has_view_or_change_permission(request)
+
+    def _plain_swaps(self, request, obj, readonly) -> dict:
+        # Without change permission every field of a change page is read-only (Django's rule).
+        all_readonly = obj is not None and not self.has_change_permission(request, obj)
+        return {
+            field.name: self._plain_display(field)
+            for field in self.model._meta.concrete_fields
+            if field.is_relation
+            and (all_readonly or field.name in readonly)
+            and not self._may_open(request, field.related_model)
+        }
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        swaps = self._plain_swaps(request, obj, readonly)
+        return [swaps.get(f, f) for f in readonly]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        readonly = super().get_readonly_fields(request, obj)
+        swaps = self._plain_swaps(request, obj, readonly)
+        if not swaps:
+            return fieldsets
+        return [
+            (name, {**options, "fields": _swapped(options["fields"], swaps)})
+            for name, options in fieldsets
+        ]
+
+
+def _swapped(fields, swaps: dict):
+    return [
+        _swapped(f, swaps) if isinstance(f, (list, tuple)) else swaps.get(f, f) for f in fields
+    ]
 
 
 def stored_image(item: ReviewItem):

@@ -10,12 +10,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import signal_lists
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.models import SignalEntry, SignalImport
 
 
 @admin.register(SignalEntry)
-class SignalEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SignalEntryAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "short_value",
         "signal_type",
@@ -72,7 +72,7 @@ class SignalEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SignalImport)
-class SignalImportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SignalImportAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "pk",
         "file_name",

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk, exchange, flagging
-from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, quarantine_link
 from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
@@ -61,7 +61,7 @@ class UnflagReasonForm(forms.Form):
 
 
 @admin.register(FlaggedFingerprint)
-class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "hex_hash",
         "hash_list",

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import hash_lists, pdq
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.conf import moderation_settings
 from moderation.models import HashList, ShadowHit, SignalEntry
 
@@ -68,7 +68,7 @@ class TrialDistanceForm(forms.Form):
 
 
 @admin.register(HashList)
-class HashListAdmin(admin.ModelAdmin):
+class HashListAdmin(PlainRelationsMixin, admin.ModelAdmin):
     """Named lists, each with its own distance, switch and mode. Saving a change to the
     matching policy goes through ``hash_lists.hash_list_update`` so every process follows."""
 
@@ -247,7 +247,7 @@ class HashListAdmin(admin.ModelAdmin):
         return False  # flags point at their list; switch a list off instead
 
 @admin.register(ShadowHit)
-class ShadowHitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ShadowHitAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What trials would have done: shadow-mode lists (would be blocked) and proposed list
     distances (would be blocked or queued at proposed distance N). Read before enforcing."""
 

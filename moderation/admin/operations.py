@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import reindex
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.background import enqueue_on_commit
 from moderation.models import ReindexRun, Sweep, WorkRange
 from moderation.sweeping import sweep_task
@@ -85,7 +85,7 @@ def sweeps_summary(fingerprint_ids: Iterable[int]) -> str:
 
 
 @admin.register(Sweep)
-class SweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SweepAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every sweep, newest first: after a flag, or full (after a reindex); a failed one can be
     run again (a retry is harmless: see ``sweeping.run_sweep``)."""
 
@@ -142,7 +142,7 @@ class SweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ReindexRun)
-class ReindexRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReindexRunAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Reindex runs and how far each is: ranges and rows done, rate and time left (the same
     as ``manage.py reindex --status``)."""
 

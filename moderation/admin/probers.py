@@ -13,12 +13,12 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from moderation import probing
-from moderation.admin.base import ReadOnlyAdminMixin, stored_image
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, stored_image
 from moderation.models import ProberEscalation, ReviewItem
 
 
 @admin.register(ProberEscalation)
-class ProberEscalationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ProberEscalationAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Accounts and IPs whose uploads kept landing near banned images. Each page shows the
     attempts side by side (what each was near, how near, and the near misses' stored images,
     blurred) and the uploads held for review; a moderator closes the escalation."""

@@ -8,13 +8,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, quarantine_link
 from moderation.models import AuditEvent, RefusedUpload
 from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail: read-only, append-only."""
 
     list_display = [
@@ -66,7 +66,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RefusedUpload)
-class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RefusedUploadAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Uploads the site refused, with the nearest banned fingerprint: staff-only, read-only.
 
     A user with many ``banned_image`` refusals is probably editing a banned picture until it

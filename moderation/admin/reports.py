@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from moderation import registry, reports
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.models import Report
 
 
@@ -50,7 +50,7 @@ class ReportStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Report)
-class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReportAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Photos people reported, oldest first, one row per photo however many reported it."""
 
     list_display = ["__str__", "uploader", "reporters", "status", "created_at", "decided_at"]

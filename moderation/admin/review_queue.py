@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk, review
-from moderation.admin.base import ReadOnlyAdminMixin, stored_image
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, stored_image
 from moderation.conf import moderation_settings
 from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
 from moderation.templatetags.moderation_wellness import reviewed_img
@@ -25,7 +25,7 @@ GROUP_SHOWN = 50
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The review queue: accepted uploads close to a banned fingerprint, oldest first.
 
     Each item's page shows the upload and the flagged original side by side (the original only

@@ -16,14 +16,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from moderation import worker
-from moderation.admin.base import ReadOnlyAdminMixin
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.models import FailedTask, WorkerHeartbeat
 
 RETRY_PERMISSION = "moderation.retry_task"
 
 
 @admin.register(FailedTask)
-class FailedTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class FailedTaskAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["task_name", "error", "attempts", "finished_at", "enqueued_at"]
     list_filter = ["finished_at"]
     ordering = ["-finished_at"]
@@ -88,7 +88,7 @@ class FailedTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WorkerHeartbeatAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Each ``run_worker`` process, the task it runs, and whether its lease is current."""
 
     list_display = ["worker_id", "host", "pid", "started_at", "last_seen", "current_task", "alive"]

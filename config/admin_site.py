@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from django.contrib.admin import AdminSite
 from django.contrib.admin.apps import AdminConfig
-from django.urls import reverse
+from django.urls import path, reverse
 
 
 class TwoFactorAdminSite(AdminSite):
     def has_permission(self, request) -> bool:
         user = request.user
         return super().has_permission(request) and user.is_verified()
+
+    def get_urls(self):
+        """Django's, plus each staff member's own "My account" page (name, verified email)."""
+        from profiles.account_admin import my_account  # late: loaded before the models
+
+        return [
+            path("account/", self.admin_view(my_account), name="my_account"),
+            *super().get_urls(),
+        ]
 
     def login(self, request, extra_context=None):
         """The password step as Django's; a staff user past it goes on to the second factor."""

@@ -24,6 +24,34 @@ class SignUpForm(UserCreationForm):
         fields = ("username",)
 
 
+class EmailChangeForm(forms.Form):
+    """A new address for notices; it is used once its link is followed (``services``)."""
+
+    email = forms.EmailField(
+        label="New email address",
+        max_length=254,
+        error_messages={
+            "required": "Enter the new address.",
+            "invalid": "Enter a valid email address, like name@example.com.",
+        },
+    )
+
+
+class StaffAccountForm(forms.Form):
+    """A staff member's own name and email address (the address verified like anyone's)."""
+
+    first_name = forms.CharField(label="First name", max_length=150, required=False)
+    last_name = forms.CharField(label="Last name", max_length=150, required=False)
+    email = forms.EmailField(
+        label="Email address",
+        max_length=254,
+        required=False,
+        help_text="Where review-queue emails go. A new address is used once you follow the link "
+        "we send to it.",
+        error_messages={"invalid": "Enter a valid email address, like name@example.com."},
+    )
+
+
 class AppealForm(forms.Form):
     """One short text: why the decision on your photo is wrong."""
 

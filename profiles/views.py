@@ -17,7 +17,7 @@ from moderation import appeals, notices, probing, ratelimit, reports
 from moderation.models import Notice, ReportFiling
 from moderation.screening import record_refused_upload
 from profiles import photos, services
-from profiles.forms import AppealForm, ProfileForm, ReportForm, SignUpForm
+from profiles.forms import AppealForm, EmailChangeForm, ProfileForm, ReportForm, SignUpForm
 from profiles.models import Profile
 
 logger = logging.getLogger(__name__)
@@ -129,8 +129,13 @@ def profile_edit(request):
         profile.refresh_from_db()
     else:
         form = ProfileForm(instance=profile)
+    return _edit_page(request, profile=profile, form=form, refusal=refusal)
+
+
+def _edit_page(request, *, profile, form=None, email_form=None, refusal=None, status=200):
     context = {
-        "form": form,
+        "form": form or ProfileForm(instance=profile),
+        "email_form": email_form or EmailChangeForm(),
         "profile": profile,
         "refusal": refusal,
         "notices": Notice.objects.for_user(request.user)
@@ -140,7 +145,37 @@ def profile_edit(request):
         .select_related("report")
         .order_by("-created_at")[:10],
     }
-    return render(request, "profiles/edit.html", context)
+    return render(request, "profiles/edit.html", context, status=status)
+
+
+@login_required
+@require_POST
+def profile_email(request):
+    """A new address for notices: a link goes to it, and the current address stays in use
+    until the link is followed. Bad input is shown on the profile page; nothing is sent."""
+    form = EmailChangeForm(request.POST)
+    if form.is_valid():
+        try:
+            email = services.email_change_request(
+                user=request.user, email=form.cleaned_data["email"]
+            )
+        except ValidationError as e:
+            form.add_error("email", e)
+        except Exception:  # noqa: BLE001 - the mail server; nothing was written
+            logger.exception("could not send the verification email of user %s", request.user.pk)
+            form.add_error(None, _("We couldn't send the email just now. Please try again."))
+        else:
+            messages.success(
+                request,
+                _(
+                    "We sent a link to %(email)s. Follow it to start using that address; "
+                    "until then we keep using the one we have."
+                )
+                % {"email": email},
+            )
+            return redirect("profile-edit")
+    profile = services.profile_for(user=request.user)
+    return _edit_page(request, profile=profile, email_form=form, status=400)
 
 
 @login_required
@@ -245,4 +280,6 @@ def verify_email(request, token: str):
         messages.error(request, _("That link is not valid or has expired."))
     else:
         messages.success(request, _("Your email address is confirmed."))
-    return redirect("profile-edit" if request.user.is_authenticated else "home")
+    if not request.user.is_authenticated:
+        return redirect("home")
+    return redirect("admin:my_account" if request.user.is_staff else "profile-edit")

@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -100,7 +101,14 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         )
         if on and not request.user.email:
             self.message_user(
-                request, _("Subscribed, but your account has no email address."), messages.WARNING
+                request,
+                format_html(
+                    '{} <a href="{}">{}</a>',
+                    _("Subscribed, but your account has no email address yet."),
+                    reverse("admin:my_account"),
+                    _("Set it under My account."),
+                ),
+                messages.WARNING,
             )
         else:
             self.message_user(

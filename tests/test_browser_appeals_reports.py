@@ -90,7 +90,7 @@ def test_takedown_notice_appeal_overturn_and_the_photo_is_back(
     assert flagged.hex in site.find("#result_list").text
     site.get("/admin/moderation/auditevent/")
     trail = site.find("#result_list").text
-    for action in ("Appeal filed", "Appeal overturned", "Photo restored after an appeal"):
+    for action in ("Appeal filed", "Appeal overturned", "Photo restored from its kept copy"):
         assert action in trail
     site.shot("audit-trail")
     admin_logout(site)

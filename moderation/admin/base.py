@@ -1,5 +1,5 @@
 """What the moderation admin pages share: the read-only base, the link to a quarantined file
-(never a storage URL) and the lookup of a queued image's stored file.
+(never a storage URL), the lookup of a queued image's stored file and the truncated cell.
 """
 
 from __future__ import annotations
@@ -16,6 +16,15 @@ def quarantine_link(fieldfile, label: str = "view") -> str:
         return "—"
     url = reverse("moderation:quarantined-file", args=[fieldfile.name])
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, label)
+
+
+def truncated(text) -> str:
+    """A list cell that stays one short line (``mod-trunc`` in admin.css cuts it with an
+    ellipsis), so a long name or target cannot push the list wider than the screen. The full
+    text is in the tooltip and on the record's own page."""
+    if text in (None, ""):
+        return "—"
+    return format_html('<span class="mod-trunc" title="{}">{}</span>', text, text)
 
 
 class ReadOnlyAdminMixin:

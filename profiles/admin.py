@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation.admin.base import truncated
+from moderation.admin.base import FitsTheScreenMixin, truncated
 from moderation.admin.operations import sweeps_summary
 from moderation.flagging import flag_stored_image
 from moderation.sweeping import preview_flag_impact
@@ -36,7 +36,7 @@ class FlagReasonForm(forms.Form):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(FitsTheScreenMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
 

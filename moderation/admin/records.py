@@ -8,13 +8,18 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from moderation.admin.base import ReadOnlyAdminMixin, quarantine_link, truncated
+from moderation.admin.base import (
+    FitsTheScreenMixin,
+    ReadOnlyAdminMixin,
+    quarantine_link,
+    truncated,
+)
 from moderation.models import AuditEvent, RefusedUpload
 from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(FitsTheScreenMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail: read-only, append-only."""
 
     # Narrow enough for a 1280 px screen: names and targets cut to one line (the full text,
@@ -76,7 +81,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RefusedUpload)
-class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RefusedUploadAdmin(FitsTheScreenMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Uploads the site refused, with the nearest banned fingerprint: staff-only, read-only.
 
     A user with many ``banned_image`` refusals is probably editing a banned picture until it
@@ -157,7 +162,7 @@ class RefusedUploadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         return super().get_queryset(request).annotate(user_refusals=Subquery(per_user))
 
-    @admin.display(description=_("refusals by this user"), ordering="user_refusals")
+    @admin.display(description=_("refusals"), ordering="user_refusals")
     def refusals_by_user(self, obj: RefusedUpload) -> str:
         if obj.user_id is None:
             return "—"

@@ -17,7 +17,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk, review
-from moderation.admin.base import ReadOnlyAdminMixin, stored_image, truncated
+from moderation.admin.base import (
+    FitsTheScreenMixin,
+    ReadOnlyAdminMixin,
+    stored_image,
+    truncated,
+)
 from moderation.conf import moderation_settings
 from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
 from moderation.templatetags.moderation_wellness import reviewed_img
@@ -76,7 +81,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewItemAdmin(FitsTheScreenMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The review queue: accepted uploads close to a banned fingerprint, oldest first.
 
     Each item's page shows the upload and the flagged original side by side (the original only

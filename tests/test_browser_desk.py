@@ -43,6 +43,7 @@ LISTS = {
     "refused uploads": "/admin/moderation/refusedupload/",
     "audit trail": "/admin/moderation/auditevent/",
     "review queue": "/admin/moderation/reviewitem/",
+    "review queue all statuses": "/admin/moderation/reviewitem/?status__exact=all",
     "profiles": "/admin/profiles/profile/",
 }
 
@@ -51,10 +52,13 @@ def overflow(page) -> dict:
     return page.driver.execute_script(
         """
         const table = document.querySelector("#result_list");
+        const box = document.querySelector("#changelist .results");
         return {
           scroll: document.documentElement.scrollWidth,
           inner: window.innerWidth,
-          table_right: table ? Math.ceil(table.getBoundingClientRect().right) : 0,
+          // The table's own box scrolls sideways rather than widen the page: it must not.
+          table_scroll: box ? box.scrollWidth : 0,
+          table_box: box ? box.clientWidth : 0,
           rows: table ? table.querySelectorAll("tbody tr").length : 0,
         };
         """
@@ -113,7 +117,7 @@ def test_the_refused_audit_review_and_profile_lists_fit_a_1280_screen_with_long_
         site.shot(name.replace(" ", "-"))
         assert measured["rows"] >= 1, name
         assert measured["scroll"] <= measured["inner"], (name, measured)
-        assert measured["table_right"] <= measured["inner"], (name, measured)
+        assert measured["table_scroll"] <= measured["table_box"], (name, measured)
 
     # The full text is on the record's own page (and in the cell's tooltip).
     site.get(f"/admin/moderation/auditevent/{AuditEvent.objects.filter(target=LONG_TEXT).first().pk}/change/")
@@ -158,6 +162,7 @@ def test_a_refused_mirrored_copy_shows_the_matched_picture_blurred_and_says_mirr
     assert "mirrored" in site.find(".field-variant_name").text
     blurred = "return getComputedStyle(arguments[0]).filter"
     assert "blur" in site.driver.execute_script(blurred, img)
+    site.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
     site.shot("refused-page-blurred")
     img.click()
     browser.wait(site.driver).until(

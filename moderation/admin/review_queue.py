@@ -98,10 +98,10 @@ class ReviewItemAdmin(FitsTheScreenMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "thumbnail",
         "target_cell",
         "uploader_cell",
-        "fingerprint",
-        "distance",
+        "flag_cell",
+        "distance_cell",
         "status",
-        "found_by",
+        "found_by_cell",
         "created_at",
     ]
     list_filter = [ReviewStatusFilter, "found_by", "created_at"]
@@ -193,6 +193,25 @@ class ReviewItemAdmin(FitsTheScreenMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("uploader"), ordering="uploader__username")
     def uploader_cell(self, obj: ReviewItem) -> str:
         return truncated(obj.uploader.get_username() if obj.uploader_id else "")
+
+    def get_list_display(self, request):
+        """Without the status column when one status is listed (the filter says it)."""
+        shown = super().get_list_display(request)
+        if request.GET.get(ReviewStatusFilter.parameter_name) != ReviewStatusFilter.ALL:
+            shown = [name for name in shown if name != "status"]
+        return shown
+
+    @admin.display(description=_("flag"), ordering="fingerprint")
+    def flag_cell(self, obj: ReviewItem) -> str:
+        return truncated(str(obj.fingerprint or obj.signal_entry or ""))
+
+    @admin.display(description=_("distance"), ordering="distance")
+    def distance_cell(self, obj: ReviewItem) -> int:
+        return obj.distance
+
+    @admin.display(description=_("found by"), ordering="found_by")
+    def found_by_cell(self, obj: ReviewItem) -> str:
+        return truncated(obj.get_found_by_display())
 
     @admin.display(description=_("upload"))
     def thumbnail(self, obj: ReviewItem) -> str:

@@ -28,6 +28,20 @@ class TwoFactorAdminSite(AdminSite):
             *super().get_urls(),
         ]
 
+    def each_context(self, request):
+        """Django's context of every admin page, plus the moderators' dashboard link (empty
+        for staff who may not see it), for the index and the top bar."""
+        from moderation import dashboard
+
+        context = super().each_context(request)
+        user = getattr(request, "user", None)
+        context["moderation_dashboard_url"] = (
+            reverse("admin:moderation_dashboard", current_app=self.name)
+            if user is not None and dashboard.can_see(user)
+            else ""
+        )
+        return context
+
     def login(self, request, extra_context=None):
         """The password step as Django's; a staff user past it goes on to the second factor."""
         # Late imports: this module is loaded with the app registry, before any model.

@@ -206,6 +206,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date format on every admin and moderator page (config/formats/en/formats.py), instead
+# of the locale's "Jan. 5, 2026, 3:04 p.m." beside templates' own "2026-01-05 15:04".
+FORMAT_MODULE_PATH = ["config.formats"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "profile-edit"

@@ -10,15 +10,20 @@ from django.utils import timezone
 
 from moderation import worker
 from moderation.models import (
+    Appeal,
     AuditEvent,
     FlaggedFingerprint,
     ProberEscalation,
     RefusedUpload,
     ReindexRun,
+    Report,
     ReviewItem,
     Sweep,
 )
 from moderation.work_ranges import progress
+
+# Who sees the dashboard: staff who may read refused uploads (most of it is about them).
+PERMISSION = "moderation.view_refusedupload"
 
 DAYS = 30
 TOP = 10
@@ -26,6 +31,10 @@ TOP = 10
 # of them is someone editing a banned picture until it passes.
 REPEATED = 2
 CHART_HEIGHT = 100  # px of the tallest bar
+
+
+def can_see(user) -> bool:
+    return user.is_active and user.is_staff and user.has_perm(PERMISSION)
 
 
 def refusals_per_day(days: int = DAYS) -> list[dict]:
@@ -85,6 +94,9 @@ def summary() -> dict:
         "per_day": per_day,
         "refused_total": sum(d["count"] for d in per_day),
         "queue_size": pending.count(),
+        # What people are waiting on a moderator for, besides the queue.
+        "appeals_open": Appeal.objects.open().count(),
+        "reports_open": Report.objects.open().count(),
         "queue_oldest": oldest,
         "queue_age": timezone.now() - oldest if oldest else None,
         "reindex": running_reindex(),

@@ -143,15 +143,18 @@ def same_flag_pending(item: ReviewItem):
     )
 
 
-def review_group(*, item: ReviewItem, decision: str, actor: AbstractBaseUser | None) -> int:
+def review_group(
+    *, item: ReviewItem, decision: str, actor: AbstractBaseUser | None, reason: str = ""
+) -> int:
     """One decision (``ban`` or ``dismiss``) for ``item`` and every other pending near miss of
-    the same flag: each is decided (and audited) as if decided alone. Returns how many were
-    decided now. A ban that cannot be made (a low-information image) stops nothing else."""
+    the same flag: each is decided (and audited) as if decided alone, with the one ``reason``.
+    Returns how many were decided now. A ban that cannot be made (a low-information image)
+    stops nothing else."""
     decide = review_ban if decision == "ban" else review_dismiss
     done = 0
     for each in [item, *same_flag_pending(item)]:
         try:
-            done += decide(item=each, actor=actor)
+            done += decide(item=each, actor=actor, reason=reason)
         except ValidationError as e:
             logger.warning("review item #%s not banned: %s", each.pk, " ".join(e.messages))
     return done

@@ -386,8 +386,8 @@ def blocked_pairs(direction: Direction) -> list[dict]:
             "flag": direction.flag_tile(c.nearest.fingerprint_id).name,
             "dhash": c.nearest.distance,
             "phash": c.nearest.confirm_distance,
-            "found_by": c.nearest.found_by,
-            "variant": c.nearest.variant_label,
+            "found_by": c.nearest.found_by_kind,
+            "variant": c.nearest.variant_name,
             "flags_matched": len(c.matched),
         }
         for c in direction.with_decision(matching.BLOCK)
@@ -532,7 +532,7 @@ def blocked_sheet(directions: Sequence[Direction], **kwargs) -> Image.Image | No
             c.tile,
             d.flag_tile(c.nearest.fingerprint_id),
             f"{d.name}: dHash {c.nearest.distance}, pHash {c.nearest.confirm_distance}, "
-            f"{c.nearest.found_by} / {c.nearest.variant_label}",
+            f"{c.nearest.variant_name}",
         )
         if c.nearest is not None
         else (

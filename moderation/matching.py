@@ -65,15 +65,39 @@ class Match:
     @property
     def found_by_kind(self) -> str:
         """``whole``, ``cut`` or ``frame``: what of the upload found this match (for scripts)."""
-        return "frame" if self.by_inner else "cut" if self.by_cut else "whole"
+        return FRAME if self.by_inner else CUT if self.by_cut else WHOLE
 
     @property
-    def found_by(self) -> str:
-        """What of the upload found this match, for staff: ``whole image``, the cut (``centre
-        (15% cut around)``, ``caption band (...)``) or ``picture inside a frame``."""
-        if self.by_inner:
-            return "picture inside a frame"
-        return self.variant_label if self.by_cut else "whole image"
+    def variant_name(self) -> str:
+        """Which variant matched, as staff read it (``name_variant``)."""
+        return name_variant(variant=self.variant, found_by=self.found_by_kind)
+
+
+# What of the upload was compared with a flag's variant (``Match.found_by_kind``, and what
+# ``RefusedUpload.found_by`` records for a banned fingerprint's match).
+WHOLE, CUT, FRAME = "whole", "cut", "frame"
+
+
+def name_variant(*, variant: int | None, found_by: str) -> str:
+    """The one name staff read for what matched (``check_image``, the admin, its pages).
+
+    Two facts make it: which of the flag's variants matched (an orientation or a crop,
+    ``variants.VARIANTS``) and what of the upload it was compared with. Naming only the second
+    said "whole image" for a mirrored copy that ``check_image`` called "mirrored"; naming both
+    keeps every surface saying the same. ``variant`` None: a record from before the variant was
+    kept (only what of the upload is known); ``found_by`` that is not one of the three kinds
+    (a hash list's entry, e.g. "pdq in list partner") is shown as it is.
+    """
+    if variant is None or not 0 <= variant < len(VARIANTS):
+        known = {WHOLE: "whole image (variant not recorded)", CUT: "a cut of the upload",
+                 FRAME: "picture inside a frame (variant not recorded)"}
+        return known.get(found_by, found_by)
+    label = VARIANTS[variant].label
+    if found_by == CUT:
+        return f"{label}, the upload cut alike"
+    if found_by == FRAME:
+        return f"{label}, the picture inside the upload's frame"
+    return label
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ def attempts(escalation: ProberEscalation, *, since=None) -> list[dict]:
                 "hex": r.hex,
                 "fingerprint": r.nearest,
                 "distance": r.distance,
-                "found_by": r.found_by,
+                "found_by": r.variant_name,
                 "item": None,
             }
         )

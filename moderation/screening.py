@@ -498,11 +498,7 @@ def _log(screening: Screening) -> None:
         screening.found_with.hex,
         screening.frame,
         len(screening.checked.frames),
-        f", cut as the {nearest.variant_label}"
-        if nearest.by_cut
-        else ", the picture inside its frame"
-        if nearest.by_inner
-        else "",
+        f", {nearest.variant_name}",
         nearest.fingerprint_id,
         nearest.distance,
     )
@@ -542,7 +538,8 @@ def record_refused_upload(
             dhash=fingerprint.signed if match is not None else None,
             nearest_id=match.fingerprint_id if match is not None else None,
             distance=match.distance if match is not None else None,
-            found_by=match.found_by if match is not None else "",
+            variant=match.variant if match is not None else None,
+            found_by=match.found_by_kind if match is not None else "",
         )
     if refused.code == "banned_image":
         # A flag refusing many people's uploads may be a mistake; many refusals of one person
@@ -562,7 +559,7 @@ def record_refused_upload(
             "fingerprint_id": refused.nearest_id,
             "signal_entry_id": refused.signal_entry_id,
             "distance": refused.distance,
-            "found_by": refused.found_by,
+            "found_by": refused.variant_name,
         },
     )
     return refused

@@ -91,7 +91,7 @@ def state_changes(world) -> dict:
         ),
         "ban from the review queue": (
             reverse("admin:moderation_reviewitem_change", args=[world["review"].pk]),
-            {"decision": "ban"},
+            {"decision": "ban", "reason": "x"},
         ),
         "dismiss from the review queue": (
             reverse("admin:moderation_reviewitem_change", args=[world["review"].pk]),

@@ -376,3 +376,27 @@ def test_changelist_query_count_does_not_grow_with_rows(
     few = changelist_queries(admin_client, url_name)
     add_rows([2, 3, 4])
     assert changelist_queries(admin_client, url_name) == few
+
+
+SUSPENDED_HELP = "Deactivated automatically because moderators dismissed too many"
+
+
+def test_a_flag_that_is_not_suspended_shows_no_suspension_explanation(admin_client):
+    flagged = ban(images.photo(611))
+
+    html = admin_client.get(
+        reverse("admin:moderation_flaggedfingerprint_change", args=[flagged.pk])
+    ).content.decode()
+
+    assert "field-suspension" in html and SUSPENDED_HELP not in html
+
+
+def test_a_suspended_flag_says_it_is_suspended_and_why(admin_client):
+    flagged = ban(images.photo(612))
+    FlaggedFingerprint.objects.filter(pk=flagged.pk).update(suspended=True, active=False)
+
+    html = admin_client.get(
+        reverse("admin:moderation_flaggedfingerprint_change", args=[flagged.pk])
+    ).content.decode()
+
+    assert SUSPENDED_HELP in html and "<strong>Yes</strong>" in html

@@ -345,7 +345,8 @@ def test_check_image_decides_a_framed_copy_as_the_upload_path_does_and_says_what
     result = json.loads(out)
     assert result["decision"] == "block"
     assert result["matches"][0]["found_by"] == "frame"
-    assert "found by the file's picture inside a frame" in text
+    assert result["matches"][0]["variant"].endswith("the picture inside the upload's frame")
+    assert result["matches"][0]["variant"] in text  # named the same in both outputs
 
 
 def test_check_image_passes_an_unrelated_image(incoming):

@@ -109,3 +109,62 @@ def test_the_dashboard_is_for_moderators_only(user, django_user_model):
     assert client.get(reverse(DASHBOARD)).status_code == 403
     client.force_login(user)
     assert client.get(reverse(DASHBOARD)).status_code == 302  # to the admin login
+
+
+# --- reaching the dashboard, and what waits besides the queue ------------------------------
+
+
+def test_the_admin_index_and_top_bar_link_the_dashboard_for_staff_who_may_see_it(moderator):
+    client = Client()
+    client.force_login(moderator)
+    url = reverse(DASHBOARD)
+
+    index = client.get(reverse("admin:index")).content.decode()
+    elsewhere = client.get(reverse("admin:moderation_auditevent_changelist")).content.decode()
+
+    assert 'id="moderation-dashboard-module"' in index and f'href="{url}"' in index
+    assert f'<a href="{url}" id="userlinks-dashboard">' in elsewhere
+
+
+def test_staff_who_may_not_see_the_dashboard_get_no_link_to_it(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user(username="s", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    client = Client()
+    client.force_login(staff)
+
+    index = client.get(reverse("admin:index")).content.decode()
+
+    assert reverse(DASHBOARD) not in index
+    assert client.get(reverse(DASHBOARD)).status_code == 403
+
+
+def test_the_dashboard_counts_open_appeals_and_open_reports_and_links_their_lists(
+    user, moderator, flagged, django_user_model
+):
+    from moderation.models import Appeal, Notice, Report
+
+    notices = [
+        Notice.objects.create(
+            user=user, kind=Notice.Kind.TAKEDOWN, fingerprint=flagged, ground="g", dhash=1,
+            created_at=timezone.now(),
+        )
+        for _ in range(3)
+    ]
+    for notice, status in zip(notices, ["open", "open", "upheld"], strict=True):
+        Appeal.objects.create(
+            notice=notice, text="it is me", status=status, created_at=timezone.now()
+        )
+    for status in ("open", "dismissed"):
+        Report.objects.create(
+            target_key="profiles.profile.photo", object_id=1, file_name="a.jpg", status=status,
+            created_at=timezone.now(),
+        )
+
+    html = page(moderator)
+
+    appeals = reverse("admin:moderation_appeal_changelist") + "?status=open"
+    reports = reverse("admin:moderation_report_changelist") + "?status=open"
+    assert f'<a href="{appeals}" id="dashboard-appeals-open">2 open appeals</a>' in html
+    assert f'<a href="{reports}" id="dashboard-reports-open">1 open report</a>' in html

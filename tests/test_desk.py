@@ -267,17 +267,48 @@ def test_staff_without_the_review_permission_cannot_ban_or_dismiss(queued, djang
     assert queued.status == ReviewItem.Status.PENDING
 
 
-def test_one_click_ban_flags_the_upload_and_takes_it_down(queued, moderator, user):
+def test_a_ban_with_its_reason_flags_the_upload_and_takes_it_down(queued, moderator, user):
     url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
 
-    response = moderator_client(moderator).post(url, {"decision": "ban"})
+    response = moderator_client(moderator).post(
+        url, {"decision": "ban", "reason": "  the same scam ad, cropped  "}
+    )
 
     assert response.status_code == 302
     queued.refresh_from_db()
     assert queued.status == ReviewItem.Status.BANNED and queued.decided_by == moderator
     assert not Profile.objects.get(user=user).photo
     assert FlaggedFingerprint.objects.active().count() == 2
+    assert FlaggedFingerprint.objects.filter(reason="the same scam ad, cropped").exists()
     assert AuditEvent.objects.filter(action="takedown", actor=moderator).exists()
+
+
+@pytest.mark.parametrize(
+    "data", [{}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 201}], ids=str
+)
+def test_a_ban_without_a_usable_reason_bans_nothing_and_says_why(queued, moderator, user, data):
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    response = moderator_client(moderator).post(url, {"decision": "ban", **data}, follow=True)
+
+    assert "give the reason for the ban" in response.content.decode()
+    queued.refresh_from_db()
+    assert queued.status == ReviewItem.Status.PENDING
+    assert Profile.objects.get(user=user).photo
+    assert FlaggedFingerprint.objects.count() == 1
+    assert not AuditEvent.objects.filter(action="takedown").exists()
+
+
+def test_the_ban_prompt_offers_an_editable_reason_naming_the_flag(queued, scene, moderator):
+    flagged, _ = scene
+    url = reverse("admin:moderation_reviewitem_change", args=[queued.pk])
+
+    html = moderator_client(moderator).get(url).content.decode()
+
+    suggested = f"same picture as banned {flagged.hex}: {flagged.reason}"
+    assert '<dialog id="ban-prompt"' in html
+    assert f'name="reason" id="id_ban_reason" value="{suggested}" required maxlength="200"' in html
+    assert 'data-shortcut="b" data-opens="ban-prompt"' in html
 
 
 def test_one_click_dismiss_allows_that_image_for_that_fingerprint(queued, scene, moderator, upload):

@@ -120,7 +120,8 @@ def test_a_framed_copy_of_a_flagged_picture_is_refused_by_the_picture_inside(
     refused = RefusedUpload.objects.get()
     assert refused.nearest_id == flagged.pk
     assert refused.dhash == checked.inner.signed  # recorded with the picture inside
-    assert refused.found_by == "picture inside a frame"
+    assert refused.found_by == "frame"
+    assert refused.variant_name.endswith("the picture inside the upload's frame")
 
 
 @pytest.mark.django_db

@@ -149,3 +149,52 @@ def test_the_rule_for_blocking_reaches_the_match_distances_and_enforced_lists_on
     near_miss = Match(1, 14, confirm_distance=3)
     assert rule.reviews(near_miss) and not rule.for_blocking().reviews(near_miss)
     assert rule.for_blocking().matches(Match(1, 12, confirm_distance=16))
+
+
+# --- the queue's default -------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_of_each_status(scene):
+    """A review item in each status, told apart by their targets."""
+    flagged, _ = scene
+    return {
+        status: ReviewItem.objects.create(
+            target_key="profiles.profile.photo",
+            object_id=n,
+            target=f"target-{status}",
+            file_name=f"photos/{status}.jpg",
+            dhash=n,
+            fingerprint=flagged,
+            distance=7,
+            status=status,
+        )
+        for n, status in enumerate(ReviewItem.Status.values, 1)
+    }
+
+
+def listed(client, **params) -> set[str]:
+    html = client.get(reverse(QUEUE), params).content.decode()
+    return {status for status in ReviewItem.Status.values if f"target-{status}" in html}
+
+
+def test_the_queue_lists_only_pending_items_by_default(one_of_each_status, moderator):
+    assert listed(moderator_client(moderator)) == {"pending"}
+
+
+def test_each_other_status_and_all_of_them_are_one_click_away(one_of_each_status, moderator):
+    client = moderator_client(moderator)
+    html = client.get(reverse(QUEUE)).content.decode()
+
+    for status in ReviewItem.Status.values:
+        assert f'href="?status__exact={status}"' in html
+        assert listed(client, status__exact=status) == {status}
+    assert 'href="?status__exact=all"' in html
+    assert listed(client, status__exact="all") == set(ReviewItem.Status.values)
+
+
+def test_an_unknown_status_in_the_address_lists_nothing_it_was_not_asked_for(
+    one_of_each_status, moderator
+):
+    response = moderator_client(moderator).get(reverse(QUEUE), {"status__exact": "bogus"})
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")

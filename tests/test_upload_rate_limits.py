@@ -207,7 +207,7 @@ def test_each_refused_copy_is_recorded_with_who_where_and_what_it_was_near(login
         assert row.hex == fp.hex
         assert row.nearest == banned
         assert row.distance == fp.distance(banned.fingerprint)
-        assert row.found_by == "whole image"
+        assert (row.found_by, row.variant) == ("whole", 0)
 
 
 def test_refusals_that_are_not_bans_are_recorded_with_their_code(login):

@@ -158,7 +158,8 @@ def test_a_captioned_copy_is_refused_through_the_caption_band_and_recorded_with_
     assert (refused.dhash, refused.nearest_id, refused.distance) == (
         checked.cuts[BAND].signed, flagged.pk, band
     )
-    assert refused.found_by == VARIANTS[BAND].label
+    assert (refused.found_by, refused.variant) == ("cut", BAND)
+    assert refused.variant_name == f"{VARIANTS[BAND].label}, the upload cut alike"
 
 
 def test_an_unrelated_photo_is_not_caught_by_crop_variants(alice_client, user):

@@ -7,7 +7,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -134,7 +136,9 @@ class AllowedMatchAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     @admin.display(description=_("allowed by, when"), ordering="created_at")
     def allowed(self, obj: AllowedMatch) -> str:
         return format_html(
-            "{}<br>{}", obj.created_by or "—", obj.created_at.strftime("%Y-%m-%d %H:%M")
+            "{}<br>{}",
+            obj.created_by or "—",
+            date_format(localtime(obj.created_at), "SHORT_DATETIME_FORMAT"),
         )
 
     @admin.display(description=_("state"), ordering="revoked_at")
@@ -145,7 +149,7 @@ class AllowedMatchAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmi
             "{}<br>{}, {}",
             _("revoked"),
             obj.revoked_by or _("unknown"),
-            obj.revoked_at.strftime("%Y-%m-%d %H:%M"),
+            date_format(localtime(obj.revoked_at), "SHORT_DATETIME_FORMAT"),
         )
 
     def has_revoke_permission(self, request) -> bool:

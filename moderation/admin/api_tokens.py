@@ -7,6 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -52,7 +54,7 @@ class ApiTokenAdmin(PlainRelationsMixin, admin.ModelAdmin):
         if obj.revoked_at is None:
             return _("active")
         return _("revoked %(when)s by %(who)s") % {
-            "when": obj.revoked_at.strftime("%Y-%m-%d %H:%M"),
+            "when": date_format(localtime(obj.revoked_at), "SHORT_DATETIME_FORMAT"),
             "who": obj.revoked_by or _("unknown"),
         }
 

@@ -89,7 +89,7 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
         "flagged_by",
         "flagged_at",
         "active",
-        "suspended",
+        "suspension",
         "flood_state",
         "flood_held_at",
         "unflagged_by",
@@ -109,6 +109,15 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
     @admin.display(description=_("reason"))
     def short_reason(self, obj: FlaggedFingerprint) -> str:
         return obj.reason if len(obj.reason) <= 60 else obj.reason[:57] + "…"
+
+    @admin.display(description=_("suspended"))
+    def suspension(self, obj: FlaggedFingerprint) -> str:
+        """The field's explanation only on a flag it is true of: on every other flag it read
+        as if the flag were suspended."""
+        if not obj.suspended:
+            return _("No")
+        help_text = FlaggedFingerprint._meta.get_field("suspended").help_text
+        return format_html("<strong>{}</strong> — {}", _("Yes"), help_text)
 
     @admin.display(description=_("original"))
     def original_link(self, obj: FlaggedFingerprint) -> str:

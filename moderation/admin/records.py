@@ -8,20 +8,30 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, quarantine_link
+from moderation.admin.base import (
+    FitsTheScreenMixin,
+    PlainRelationsMixin,
+    ReadOnlyAdminMixin,
+    quarantine_link,
+    truncated,
+)
 from moderation.models import AuditEvent, RefusedUpload
 from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(
+    FitsTheScreenMixin, PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """The audit trail: read-only, append-only."""
 
+    # Narrow enough for a 1280 px screen: names and targets cut to one line (the full text,
+    # and the reason, on the event's page).
     list_display = [
         "created_at",
         "action",
-        "actor",
-        "target",
+        "actor_cell",
+        "target_cell",
         "fingerprint",
         "distance",
         "evidence_link",
@@ -45,6 +55,14 @@ class AuditEventAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
     ]
     readonly_fields = fields
 
+    @admin.display(description=_("actor"), ordering="actor__username")
+    def actor_cell(self, obj: AuditEvent) -> str:
+        return truncated(obj.actor.get_username() if obj.actor_id else "")
+
+    @admin.display(description=_("target"), ordering="target")
+    def target_cell(self, obj: AuditEvent) -> str:
+        return truncated(obj.target)
+
     @admin.display(description=_("evidence"))
     def evidence_link(self, obj: AuditEvent) -> str:
         return quarantine_link(obj.evidence)
@@ -66,24 +84,25 @@ class AuditEventAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
 
 @admin.register(RefusedUpload)
-class RefusedUploadAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class RefusedUploadAdmin(
+    FitsTheScreenMixin, PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """Uploads the site refused, with the nearest banned fingerprint: staff-only, read-only.
 
     A user with many ``banned_image`` refusals is probably editing a banned picture until it
     passes; the per-user count links to that user's refusals.
     """
 
+    # Narrow enough for a 1280 px screen: the IP, the hash and the list entry are on the
+    # refusal's page (the IP stays searchable), long names are cut to one line.
     list_display = [
         "created_at",
-        "user",
+        "user_cell",
         "refusals_by_user",
-        "ip",
         "code",
-        "hex_hash",
-        "nearest",
-        "signal_entry",
+        "matched",
         "distance",
-        "found_by",
+        "variant_cell",
     ]
     list_filter = ["code", "created_at"]
     list_select_related = ["user", "nearest", "signal_entry"]
@@ -98,9 +117,45 @@ class RefusedUploadAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdm
         "nearest",
         "signal_entry",
         "distance",
-        "found_by",
+        "variant_name",
+        "matched_original",
     ]
     readonly_fields = fields
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not request.user.has_perm("moderation.view_quarantine"):
+            fields = [f for f in fields if f != "matched_original"]
+        return fields
+
+    @admin.display(description=_("user"), ordering="user__username")
+    def user_cell(self, obj: RefusedUpload) -> str:
+        return truncated(obj.user.get_username() if obj.user_id else "")
+
+    @admin.display(description=_("matched"))
+    def matched(self, obj: RefusedUpload) -> str:
+        """The banned fingerprint (its hex) or the list entry that refused it."""
+        if obj.nearest_id is not None:
+            return format_html("<code>{}</code>", obj.nearest.hex)
+        return truncated(str(obj.signal_entry) if obj.signal_entry_id else "")
+
+    @admin.display(description=_("variant matched"), ordering="found_by")
+    def variant_cell(self, obj: RefusedUpload) -> str:
+        return truncated(obj.variant_name)
+
+    @admin.display(description=_("variant matched"))
+    def variant_name(self, obj: RefusedUpload) -> str:
+        return obj.variant_name or "—"
+
+    @admin.display(description=_("banned picture it matched"))
+    def matched_original(self, obj: RefusedUpload) -> str:
+        """The flag's original, blurred until clicked, beside the refusal's numbers. The
+        refused file itself was never stored (a refused upload writes nothing)."""
+        flagged = obj.nearest
+        if flagged is None or not flagged.original:
+            return "—"
+        url = reverse("moderation:quarantined-file", args=[flagged.original.name])
+        return reviewed_img(url, alt=_("the banned original"), size=240)
 
     def get_queryset(self, request):
         per_user = (
@@ -112,7 +167,7 @@ class RefusedUploadAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdm
         )
         return super().get_queryset(request).annotate(user_refusals=Subquery(per_user))
 
-    @admin.display(description=_("refusals by this user"), ordering="user_refusals")
+    @admin.display(description=_("refusals"), ordering="user_refusals")
     def refusals_by_user(self, obj: RefusedUpload) -> str:
         if obj.user_id is None:
             return "—"

@@ -5,7 +5,9 @@ through ``desk``; subscriptions through ``review``.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
@@ -16,7 +18,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from moderation import desk, review
-from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, stored_image
+from moderation.admin.base import (
+    FitsTheScreenMixin,
+    PlainRelationsMixin,
+    ReadOnlyAdminMixin,
+    stored_image,
+    truncated,
+)
 from moderation.conf import moderation_settings
 from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
 from moderation.templatetags.moderation_wellness import reviewed_img
@@ -25,8 +33,59 @@ from moderation.templatetags.moderation_wellness import reviewed_img
 GROUP_SHOWN = 50
 
 
+class BanReasonForm(forms.Form):
+    """Why a queued upload is banned: it becomes the flag's reason, read by every moderator
+    who later meets the flag, so it is asked for, never made up."""
+
+    reason = forms.CharField(label=_("Reason"), max_length=200, strip=True)
+
+
+def suggested_ban_reason(item: ReviewItem) -> str:
+    """What the ban prompt offers, for the moderator to keep or edit: what it was near, and
+    the flag's own reason when it has one."""
+    if item.fingerprint_id is None:
+        return f"same picture as list entry {item.signal_entry}"[:200]
+    flagged = item.fingerprint
+    why = f": {flagged.reason}" if flagged.reason else ""
+    return f"same picture as banned {flagged.hex}{why}"[:200]
+
+
+class ReviewStatusFilter(admin.SimpleListFilter):
+    """The queue opens on what is waiting (pending); every other status, and all of them, one
+    click away. The parameter is the one ``status__exact`` links (and the queue emails) use."""
+
+    title = _("status")
+    parameter_name = "status__exact"
+    DEFAULT = ReviewItem.Status.PENDING
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [*ReviewItem.Status.choices, (self.ALL, _("All"))]
+
+    def value(self):
+        value = super().value() or self.DEFAULT
+        if value not in {str(code) for code, _label in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"unknown review status {value!r}")
+        return value
+
+    def choices(self, changelist):
+        # No "All" of Django's own (it would mean the default, pending): ours is in lookups.
+        for code, label in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(code),
+                "query_string": changelist.get_query_string({self.parameter_name: code}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset if value == self.ALL else queryset.filter(status=value)
+
+
 @admin.register(ReviewItem)
-class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewItemAdmin(
+    FitsTheScreenMixin, PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """The review queue: accepted uploads close to a banned fingerprint, oldest first.
 
     Each item's page shows the upload and the flagged original side by side (the original only
@@ -38,17 +97,18 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
     class Media:
         css = {"all": ["moderation/admin.css"]}  # thumbnails, no inline style
 
+    # Narrow enough for a 1280 px screen: the target and the uploader cut to one line.
     list_display = [
         "thumbnail",
-        "target",
-        "uploader",
-        "fingerprint",
-        "distance",
+        "target_cell",
+        "uploader_cell",
+        "flag_cell",
+        "distance_cell",
         "status",
-        "found_by",
+        "found_by_cell",
         "created_at",
     ]
-    list_filter = ["status", "found_by", "created_at"]
+    list_filter = [ReviewStatusFilter, "found_by", "created_at"]
     list_select_related = ["uploader", "fingerprint"]
     search_fields = ["target", "uploader__username"]
     change_form_template = "admin/moderation/reviewitem/review.html"
@@ -70,9 +130,10 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
     def dashboard_view(self, request):
         """Staff dashboard: refusals per day (chart), the queue, top fingerprints, repeaters."""
-        if not request.user.has_perm("moderation.view_refusedupload"):
-            raise PermissionDenied
         from moderation import dashboard, wellness
+
+        if not dashboard.can_see(request.user):
+            raise PermissionDenied
 
         context = {
             **self.admin_site.each_context(request),
@@ -136,6 +197,33 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
             "moderation.flag_image"
         )
 
+    @admin.display(description=_("target"), ordering="target")
+    def target_cell(self, obj: ReviewItem) -> str:
+        return truncated(obj.target or obj.file_name)
+
+    @admin.display(description=_("uploader"), ordering="uploader__username")
+    def uploader_cell(self, obj: ReviewItem) -> str:
+        return truncated(obj.uploader.get_username() if obj.uploader_id else "")
+
+    def get_list_display(self, request):
+        """Without the status column when one status is listed (the filter says it)."""
+        shown = super().get_list_display(request)
+        if request.GET.get(ReviewStatusFilter.parameter_name) != ReviewStatusFilter.ALL:
+            shown = [name for name in shown if name != "status"]
+        return shown
+
+    @admin.display(description=_("flag"), ordering="fingerprint")
+    def flag_cell(self, obj: ReviewItem) -> str:
+        return truncated(str(obj.fingerprint or obj.signal_entry or ""))
+
+    @admin.display(description=_("distance"), ordering="distance")
+    def distance_cell(self, obj: ReviewItem) -> int:
+        return obj.distance
+
+    @admin.display(description=_("found by"), ordering="found_by")
+    def found_by_cell(self, obj: ReviewItem) -> str:
+        return truncated(obj.get_found_by_display())
+
     @admin.display(description=_("upload"))
     def thumbnail(self, obj: ReviewItem) -> str:
         image = stored_image(obj)
@@ -183,6 +271,7 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
             if item.status == "pending"
             else [],
             "next_url": self._next_url(item),
+            "ban_reason": suggested_ban_reason(item),
         }
         return TemplateResponse(request, self.change_form_template, context)
 
@@ -197,8 +286,23 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         if not self.has_review_permission(request):
             raise PermissionDenied
         decision = request.POST.get("decision")
-        if request.POST.get("group") == "1" and decision in ("ban", "dismiss"):
-            done = desk.review_group(item=item, decision=decision, actor=request.user)
+        if decision not in ("ban", "dismiss"):
+            return HttpResponse(status=400)
+        reason = ""
+        if decision == "ban":
+            form = BanReasonForm(request.POST)
+            if not form.is_valid():
+                self.message_user(
+                    request,
+                    _("Nothing banned: give the reason for the ban (at most 200 characters)."),
+                    messages.ERROR,
+                )
+                return redirect(request.path)
+            reason = form.cleaned_data["reason"]
+        if request.POST.get("group") == "1":
+            done = desk.review_group(
+                item=item, decision=decision, actor=request.user, reason=reason
+            )
             self.message_user(
                 request,
                 ngettext(
@@ -212,7 +316,7 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
             return self._after_decision(item)
         if decision == "ban":
             try:
-                done = desk.review_ban(item=item, actor=request.user)
+                done = desk.review_ban(item=item, actor=request.user, reason=reason)
             except ValidationError as e:
                 self.message_user(request, " ".join(e.messages), messages.ERROR)
                 return redirect(request.path)
@@ -224,17 +328,14 @@ class ReviewItemAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
                     _("Nothing banned: the item was already decided or the image is gone."),
                     messages.WARNING,
                 )
-        elif decision == "dismiss":
-            if desk.review_dismiss(item=item, actor=request.user):
-                self.message_user(
-                    request,
-                    _("Dismissed; this image is allowed for that fingerprint from now on."),
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(request, _("Already decided."), messages.WARNING)
+        elif desk.review_dismiss(item=item, actor=request.user):
+            self.message_user(
+                request,
+                _("Dismissed; this image is allowed for that fingerprint from now on."),
+                messages.SUCCESS,
+            )
         else:
-            return HttpResponse(status=400)
+            self.message_user(request, _("Already decided."), messages.WARNING)
         return self._after_decision(item)
 
     def _after_decision(self, item: ReviewItem):

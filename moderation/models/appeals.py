@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from moderation.models.banned_set import FlaggedFingerprint
@@ -106,7 +108,8 @@ class Notice(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} ({self.user}, {self.created_at:%Y-%m-%d})"
+        when = date_format(localtime(self.created_at), "SHORT_DATE_FORMAT")
+        return f"{self.get_kind_display()} ({self.user}, {when})"
 
 
 class AppealQuerySet(models.QuerySet):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 
@@ -40,7 +42,8 @@ class ReindexRun(models.Model):
 
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "in progress"
-        return f"reindex {self.started_at:%Y-%m-%d %H:%M} ({state})"
+        when = date_format(localtime(self.started_at), "SHORT_DATETIME_FORMAT")
+        return f"reindex {when} ({state})"
 
 
 class Sweep(models.Model):

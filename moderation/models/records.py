@@ -9,9 +9,12 @@ import logging
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from moderation.hashing import Fingerprint
+from moderation.matching import name_variant
 from moderation.models.banned_set import FlaggedFingerprint, HashList
 from moderation.models.quarantine import quarantine_storage
 
@@ -121,7 +124,8 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} {self.target or ''} {self.created_at:%Y-%m-%d %H:%M}"
+        when = date_format(localtime(self.created_at), "SHORT_DATETIME_FORMAT")
+        return f"{self.get_action_display()} {self.target or ''} {when}"
 
 
 class RefusedUploadQuerySet(models.QuerySet):
@@ -171,9 +175,12 @@ class RefusedUpload(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
-    # What of the upload was that near (``matching.Match.found_by``): the whole image, one of
-    # its cuts or the picture inside its frame; ``dhash`` is the hash of that.
+    # What of the upload was that near (``matching.Match.found_by_kind``: whole, cut or
+    # frame; ``dhash`` is the hash of that), or which list's entry refused it; with
+    # ``variant``, which of the flag's variants it matched. Both are named for staff by
+    # ``matching.name_variant`` (``variant_name``), as ``check_image`` names them.
     found_by = models.CharField(_("found by"), max_length=60, blank=True, default="")
+    variant = models.PositiveSmallIntegerField(_("matched variant"), null=True, blank=True)
 
     objects = RefusedUploadQuerySet.as_manager()
 
@@ -183,11 +190,20 @@ class RefusedUpload(models.Model):
         indexes = [models.Index(fields=["user", "-created_at"], name="refused_by_user")]
 
     def __str__(self) -> str:
-        return f"{self.code} {self.created_at:%Y-%m-%d %H:%M}"
+        when = date_format(localtime(self.created_at), "SHORT_DATETIME_FORMAT")
+        return f"{self.code} {when}"
 
     @property
     def hex(self) -> str:
         return "" if self.dhash is None else Fingerprint.from_signed(self.dhash).hex
+
+    @property
+    def variant_name(self) -> str:
+        """What matched, named as everywhere else (``matching.name_variant``); '' when the
+        refusal matched nothing (an unreadable file)."""
+        if not self.found_by:
+            return ""
+        return name_variant(variant=self.variant, found_by=self.found_by)
 
 
 class ShadowHit(models.Model):

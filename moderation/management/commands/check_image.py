@@ -109,7 +109,7 @@ class Command(BaseCommand):
                     "dhash": hexes.get(m.fingerprint_id, ""),
                     "distance": m.distance,
                     "reason": reasons.get(m.fingerprint_id, ""),
-                    "variant": m.variant_label,
+                    "variant": m.variant_name,
                     "found_by": m.found_by_kind,
                     "confirm_distance": m.confirm_distance,
                     "low_information": m.low_information,
@@ -163,8 +163,8 @@ class Command(BaseCommand):
                         self.stdout.write(
                             f"    #{fid} {hexes.get(fid, '')} distance {m.distance}  "
                             f"{reasons.get(fid, '')}  ({kind}list {lists.get(fid, '')}, "
-                            f"{m.variant_label}, pHash distance {confirm}"
-                            f"{_found_by_note(m)}{_inliers_note(inliers_of(m))}){low}"
+                            f"{m.variant_name}, pHash distance {confirm}"
+                            f"{_inliers_note(inliers_of(m))}){low}"
                         )
                 for t in verdict.trial:
                     fid = t.match.fingerprint_id
@@ -180,10 +180,6 @@ class Command(BaseCommand):
 
 def _inliers_note(inliers: int | None) -> str:
     return "" if inliers is None else f", {inliers} verified keypoint pairs"
-
-
-def _found_by_note(m: matching.Match) -> str:
-    return "" if not (m.by_cut or m.by_inner) else f", found by the file's {m.found_by}"
 
 
 def _dumps(obj) -> str:

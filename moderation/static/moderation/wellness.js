@@ -72,6 +72,8 @@
       return;
     }
     if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    // An open prompt (the ban reason) takes the keys: none reaches the page behind it.
+    if (document.querySelector("dialog[open]")) return;
     if (event.key === "v") {
       var shown = 0;
       document.querySelectorAll(".mod-img").forEach(function (img) {

@@ -62,7 +62,7 @@ from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 # signal a flag stores, moderation.verification, or its PDQs, moderation.pdq): stored
 # fingerprints record the version that made them, and `manage.py reindex` recomputes the ones
 # that are older.
-PIPELINE_VERSION = 7
+PIPELINE_VERSION = 8
 
 HASH_BITS = 64
 _UNSIGNED_MAX = (1 << HASH_BITS) - 1

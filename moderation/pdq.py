@@ -6,7 +6,8 @@ image repeated on three channels), so that a file hashed here and by a partner r
 threatexchange or HMA gives the same hex at full size. Here it is taken from the decode the
 dHash already made (``decoding.decode_for_hashing``: luma only for a JPEG, which is exactly the
 luma PDQ computes from RGB), reduced to at most ``MAX_SIDE`` pixels, since PDQ itself reduces
-every image to 64x64: a few bits from the full-size hash, far inside ``MATCH_DISTANCE``.
+every image to 64x64: a few bits from the full-size hash, far inside ``MATCH_DISTANCE``
+(``benchmarks/pdq_size.py`` measures drift, catches and time per size; docs/exchange.md).
 
 PDQ's own rule, from threatexchange's ``pdq_utils``: two hashes match when their Hamming
 distance is ``<= PDQ_CONFIDENT_MATCH_THRESHOLD`` (31 of 256 bits). A hash whose quality is
@@ -16,7 +17,7 @@ The dihedral hashes (the 8 flips and quarter turns, ordered as ``variants.VARIAN
 the PDQs of the turned pixels, as a turned copy's upload is hashed. ``pdqhash.compute_dihedral``
 derives them from one computation, but on drawn test scenes its turned hashes were 12-30 bits
 from the turned pictures' own, at the edge of the match distance; turning costs 8 hashes of an
-image of at most ``MAX_SIDE`` (about 17 ms each), once per flag.
+image of at most ``MAX_SIDE`` (a few ms each), once per flag.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ MATCH_DISTANCE = PDQ_CONFIDENT_MATCH_THRESHOLD
 # PDQ quality 0-100; below this a hash is too featureless to block anything on its own
 # (threatexchange's PdqSignal drops such hashes altogether: 50).
 MIN_QUALITY = PdqSignal.QUALITY_THRESHOLD
-# Longest side an image is reduced to before hashing (PDQ works on 64x64 anyway).
-MAX_SIDE = 1024
+# Longest side an image is reduced to before hashing (PDQ works on 64x64 anyway), by an
+# integer box reduction: a ~2 MP upload is hashed at about 577 px. On the corpus, against the
+# partner's full-size hash: 3.7 bits apart on average at 768 (2.1 at 1024), the same edited
+# copies within the match distance, and half the time of 1024 (3.4 ms against 6.3 a hash, a
+# tenth of an upload's CPU). benchmarks/pdq_size.py.
+MAX_SIDE = 768
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 

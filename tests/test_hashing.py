@@ -67,8 +67,8 @@ def test_new_fingerprints_carry_the_current_pipeline_version():
     # 2: the JPEG fast path can move hashes of big JPEGs; 3: pHash and orientations added;
     # 4: flags store crop variants, and the pHash thumbnail comes from a box-reduced image;
     # 5: flags store the caption band; 6: flags store a verification signal; 7: flags store
-    # the PDQ of each orientation.
-    assert PIPELINE_VERSION == 7
+    # the PDQ of each orientation; 8: PDQ from at most 768 px instead of 1024.
+    assert PIPELINE_VERSION == 8
     assert fingerprint(io.BytesIO(encoded(images.photo(1)))).pipeline_version == PIPELINE_VERSION
     assert Fingerprint(5, pipeline_version=1).pipeline_version == 1
 

@@ -7,7 +7,8 @@ Runs, each in a process of its own (each benchmark sets up Django against its ow
 - ``shared_banned_set.measure_all_local(N)``: the banned set's PSS across 5 worker processes
   against one, the cold start of a worker from the host's snapshot, and the lookup latency,
   with ``N`` banned entries (default 10M, about 715k flags);
-- ``upload_latency.py --banned N --snapshot``: upload p99 at 4 concurrent and CPU per upload;
+- ``upload_latency.py --banned N --snapshot [--pdq-list M]``: upload p99 at 4 concurrent and
+  CPU per upload (with ``--pdq-list M``, also against M PDQ entries of a partner's list);
 - ``sweep.measure_sweep(M)``: the sweep after one flag with ``M`` stored photos (default 10M)
   on PostgreSQL, through the index of stored photos;
 - ``reindex_workers.measure_reindex(K, 1 and 2)``: reindex throughput with one and two real
@@ -73,6 +74,9 @@ def main() -> None:
     parser.add_argument("--stored", type=int, default=10_000_000, help="stored photos")
     parser.add_argument("--reindex-photos", type=int, default=3000)
     parser.add_argument("--requests", type=int, default=200, help="uploads timed")
+    parser.add_argument(
+        "--pdq-list", type=int, default=0, help="PDQ entries in a hash list during the upload"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
     args = parser.parse_args()
     n, m = args.entries, args.stored
@@ -89,7 +93,8 @@ def main() -> None:
             f"upload latency at {n:,} entries",
             lambda: _run(
                 "shared_banned_set",
-                f"shared_banned_set.measure_upload({n}, requests={args.requests})",
+                f"shared_banned_set.measure_upload({n}, requests={args.requests}, "
+                f"pdq_list={args.pdq_list})",
             ),
         )
     if "sweep" not in args.skip:

@@ -301,8 +301,10 @@ def measure_upload(
     requests: int = 200,
     concurrency: int = 4,
     database_url: str = "postgres://postgres@127.0.0.1:5432/moderation_bench_shared",
+    pdq_list: int = 0,
 ) -> dict:
-    """``benchmarks/upload_latency.py`` at ``entries`` banned entries, with the snapshot."""
+    """``benchmarks/upload_latency.py`` at ``entries`` banned entries, with the snapshot (and
+    ``pdq_list`` PDQ entries in an enforced hash list)."""
     out = subprocess.run(
         [
             sys.executable,
@@ -311,6 +313,7 @@ def measure_upload(
             "--requests", str(requests),
             "--concurrency", str(concurrency),
             "--database-url", database_url,
+            "--pdq-list", str(pdq_list),
             "--snapshot",
             "--json",
         ],

@@ -2,12 +2,15 @@
 
     python benchmarks/upload_latency.py [--banned 1000000] [--concurrency 4] [--requests 200]
         [--database-url postgres://postgres@127.0.0.1:5432/moderation_bench] [--photos DIR]
-        [--snapshot] [--json]
+        [--snapshot] [--pdq-list M] [--json]
 
 What it does, all on this machine:
 1. Creates (or reuses) a benchmark database — PostgreSQL by default, as in production — and
    fills it with N banned fingerprints shaped like a real banned set (the clustered generator
    of benchmarks/lookup.py). Re-runs reuse the rows when N matches.
+   With ``--pdq-list M``, an enforced hash list also holds M PDQ entries, imported from a text
+   file with ``manage.py import_hashes`` as a partner's list arrives (random hashes: none
+   matches an upload, so each upload pays the PDQ lookup and nothing else).
 2. Cold load: how long a fresh process's banned set takes to load all N from the database;
    with ``--snapshot``, ``manage.py banned_snapshot`` writes the host's snapshot first (as at
    deploy), the cold start is a process mapping it, and the web workers map it too (without
@@ -64,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--snapshot", action="store_true", help="workers map the host's banned-set snapshot"
+    )
+    parser.add_argument(
+        "--pdq-list", type=int, default=0, help="PDQ entries in an enforced hash list"
     )
     parser.add_argument("--json", action="store_true", help="a JSON line of the figures, last")
     return parser.parse_args()
@@ -173,6 +179,37 @@ def fill_banned_set(n: int) -> None:
                         copy.write_row(row)
             if (first // 5_000) % 20 == 19:
                 print(f"  {first + 5_000:,} flags in {time.perf_counter() - started:.0f} s")
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+
+
+PDQ_LIST = "benchmark partner list"
+
+
+def fill_pdq_list(n: int) -> None:
+    """An enforced hash list of ``n`` random PDQ entries, imported as a partner's file is."""
+    import numpy as np
+    from django.core.management import call_command
+
+    from moderation.models import SignalEntry
+
+    held = SignalEntry.objects.filter(hash_list__name=PDQ_LIST, active=True).count()
+    if held == n:
+        print(f"reusing the {n:,} PDQ entries of {PDQ_LIST!r}")
+        return
+    print(f"importing {n:,} random PDQ entries into {PDQ_LIST!r} ...")
+    started = time.perf_counter()
+    rng = np.random.default_rng(11)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as out:
+        for first in range(0, n, 100_000):
+            block = rng.integers(0, 256, size=(min(100_000, n - first), 32), dtype=np.uint8)
+            out.write("".join(row.tobytes().hex() + "\n" for row in block))
+    try:
+        # A later file without an entry retracts it, so a smaller rerun shrinks the list.
+        call_command(
+            "import_hashes", out.name, list_name=PDQ_LIST, source="benchmark", verbosity=0
+        )
+    finally:
+        os.unlink(out.name)
     print(f"  done in {time.perf_counter() - started:.1f} s")
 
 
@@ -381,6 +418,8 @@ def main() -> None:
     media = Path(tempfile.mkdtemp(prefix="upload-bench-"))
     setup_django(args, media)
     fill_banned_set(args.banned)
+    if args.pdq_list:
+        fill_pdq_list(args.pdq_list)
     if args.snapshot:
         print(f"banned_snapshot: {write_snapshot()}")
 
@@ -510,7 +549,8 @@ def main() -> None:
     print_decisions(photos[: args.requests])
     if args.json:
         print(json.dumps({
-            "banned": args.banned, "snapshot": args.snapshot, "cold_load_s": seconds,
+            "banned": args.banned, "pdq_list": args.pdq_list, "snapshot": args.snapshot,
+            "cold_load_s": seconds,
             "concurrency": args.concurrency, "requests": n, "throughput": rate,
             "p50_ms": pct(50) * 1000, "p90_ms": pct(90) * 1000, "p99_ms": pct(99) * 1000,
             "max_ms": latencies[-1] * 1000, "web_cpu_ms": web / n * 1000,

@@ -345,14 +345,18 @@ MODERATION_UPLOAD_RATE_PER_IP = env_moderation("MODERATION_UPLOAD_RATE_PER_IP")
 MODERATION_UPLOAD_RATE_WINDOW = env_moderation("MODERATION_UPLOAD_RATE_WINDOW")  # seconds
 
 # --- Notices, appeals and reports ----------------------------------------------------------
-# How long a taken-down photo is kept for an appeal, and how many appeals and photo reports a
-# person may file per window (moderation/conf.py).
+# How long a taken-down photo is kept for an appeal, how many appeals and photo reports a
+# person may file, and how many new-address confirmation emails a person and a client IP may
+# ask for per window (moderation/conf.py).
 MODERATION_TAKEDOWN_KEEP_DAYS = env_moderation("MODERATION_TAKEDOWN_KEEP_DAYS")
 MODERATION_APPEAL_RATE_WINDOW = env_moderation("MODERATION_APPEAL_RATE_WINDOW")  # seconds
 MODERATION_APPEAL_RATE_PER_USER = env_moderation("MODERATION_APPEAL_RATE_PER_USER")
 MODERATION_REPORT_RATE_WINDOW = env_moderation("MODERATION_REPORT_RATE_WINDOW")  # seconds
 MODERATION_REPORT_RATE_PER_USER = env_moderation("MODERATION_REPORT_RATE_PER_USER")
 MODERATION_TRUSTED_PROXY_COUNT = env_moderation("MODERATION_TRUSTED_PROXY_COUNT")
+MODERATION_EMAIL_RATE_WINDOW = env_moderation("MODERATION_EMAIL_RATE_WINDOW")  # seconds
+MODERATION_EMAIL_RATE_PER_USER = env_moderation("MODERATION_EMAIL_RATE_PER_USER")
+MODERATION_EMAIL_RATE_PER_IP = env_moderation("MODERATION_EMAIL_RATE_PER_IP")
 
 # DJANGO_CACHE_URL: unset or "locmem" (this process only), "database" (the django_cache table;
 # run `manage.py createcachetable`), or redis://host:6379/0 (needs the `redis` package).

@@ -286,6 +286,28 @@ DECLARATIONS = (
         Kind.OFF_OR_MORE,
         "Photo reports a signed-in person may file per window.",
     ),
+    # Confirmation emails for a new address (profile page, staff "My account") a signed-in
+    # person, and a client IP, may ask for per window; over the limit the form answers 429,
+    # nothing is sent or written. Sign-ups are limited per IP at the login limits instead.
+    # 0 turns a limit off.
+    Setting(
+        "MODERATION_EMAIL_RATE_WINDOW",
+        3600,
+        Kind.POSITIVE,
+        "Length of an email-change rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_EMAIL_RATE_PER_USER",
+        5,
+        Kind.OFF_OR_MORE,
+        "Confirmation emails for a new address a signed-in person may ask for per window.",
+    ),
+    Setting(
+        "MODERATION_EMAIL_RATE_PER_IP",
+        20,
+        Kind.OFF_OR_MORE,
+        "Confirmation emails for a new address a client IP may ask for per window.",
+    ),
     # --- Reindex and full sweeps ------------------------------------------------------------
     # A reindex (and the full sweep after it) is split into ranges of at most this many stored
     # images, one task each, so any number of workers share it; a range's progress is committed

@@ -345,10 +345,12 @@ MODERATION_UPLOAD_RATE_PER_IP = env_moderation("MODERATION_UPLOAD_RATE_PER_IP")
 MODERATION_UPLOAD_RATE_WINDOW = env_moderation("MODERATION_UPLOAD_RATE_WINDOW")  # seconds
 
 # --- Notices, appeals and reports ----------------------------------------------------------
-# How long a taken-down photo is kept for an appeal, how many appeals and photo reports a
+# How long a taken-down photo is kept for an appeal, how many of those an unflag puts back in
+# the request (more go to the task worker), how many appeals and photo reports a
 # person may file, and how many new-address confirmation emails a person and a client IP may
 # ask for per window (moderation/conf.py).
 MODERATION_TAKEDOWN_KEEP_DAYS = env_moderation("MODERATION_TAKEDOWN_KEEP_DAYS")
+MODERATION_RESTORE_INLINE_MAX = env_moderation("MODERATION_RESTORE_INLINE_MAX")
 MODERATION_APPEAL_RATE_WINDOW = env_moderation("MODERATION_APPEAL_RATE_WINDOW")  # seconds
 MODERATION_APPEAL_RATE_PER_USER = env_moderation("MODERATION_APPEAL_RATE_PER_USER")
 MODERATION_REPORT_RATE_WINDOW = env_moderation("MODERATION_REPORT_RATE_WINDOW")  # seconds

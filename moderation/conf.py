@@ -258,6 +258,16 @@ DECLARATIONS = (
         Kind.POSITIVE,
         "Days a taken-down photo is kept privately for an appeal before it is purged.",
     ),
+    # Unflagging "with the photos put back" screens and stores each kept photo again: up to
+    # this many are put back in the moderator's request; more are handed to the task worker
+    # (``flagging.restore_takedowns_task``) and the moderator is told they will be put back in
+    # the background. 0 puts every restore in the background.
+    Setting(
+        "MODERATION_RESTORE_INLINE_MAX",
+        50,
+        Kind.OFF_OR_MORE,
+        "Kept photos an unflag puts back in the request; more are put back by the task worker.",
+    ),
     # Appeals a signed-in person may file per window (fixed windows, as for uploads); over the
     # limit the form is answered 429 and nothing is written. 0 turns the limit off.
     Setting(

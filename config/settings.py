@@ -101,6 +101,13 @@ AUTHENTICATION_BACKENDS = [
 ]
 # The issuer name an authenticator app shows next to the account.
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Moderated profiles")
+# A code is accepted from one 30 s step before to one step after the server's clock, always.
+# django-otp would otherwise learn a "drift" from every code not of the current step -- one
+# typed at second 29 and posted at second 31 sets it to -1, an app a few seconds ahead to +1
+# -- and shift the next login's window by it, so that next login refuses a valid code at a
+# step boundary (tests/test_two_factor_time_steps.py). Phones keep network time; the
+# tolerance covers the seconds a person takes to type.
+OTP_TOTP_SYNC = False
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 # Each alone: one username from many IPs, or one IP trying many usernames.

@@ -101,6 +101,13 @@ AUTHENTICATION_BACKENDS = [
 ]
 # The issuer name an authenticator app shows next to the account.
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Moderated profiles")
+# A code is accepted from one 30 s step before to one step after the server's clock, always.
+# django-otp would otherwise learn a "drift" from every code not of the current step -- one
+# typed at second 29 and posted at second 31 sets it to -1, an app a few seconds ahead to +1
+# -- and shift the next login's window by it, so that next login refuses a valid code at a
+# step boundary (tests/test_two_factor_time_steps.py). Phones keep network time; the
+# tolerance covers the seconds a person takes to type.
+OTP_TOTP_SYNC = False
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 # Each alone: one username from many IPs, or one IP trying many usernames.
@@ -348,14 +355,20 @@ MODERATION_UPLOAD_RATE_PER_IP = env_moderation("MODERATION_UPLOAD_RATE_PER_IP")
 MODERATION_UPLOAD_RATE_WINDOW = env_moderation("MODERATION_UPLOAD_RATE_WINDOW")  # seconds
 
 # --- Notices, appeals and reports ----------------------------------------------------------
-# How long a taken-down photo is kept for an appeal, and how many appeals and photo reports a
-# person may file per window (moderation/conf.py).
+# How long a taken-down photo is kept for an appeal, how many of those an unflag puts back in
+# the request (more go to the task worker), how many appeals and photo reports a
+# person may file, and how many new-address confirmation emails a person and a client IP may
+# ask for per window (moderation/conf.py).
 MODERATION_TAKEDOWN_KEEP_DAYS = env_moderation("MODERATION_TAKEDOWN_KEEP_DAYS")
+MODERATION_RESTORE_INLINE_MAX = env_moderation("MODERATION_RESTORE_INLINE_MAX")
 MODERATION_APPEAL_RATE_WINDOW = env_moderation("MODERATION_APPEAL_RATE_WINDOW")  # seconds
 MODERATION_APPEAL_RATE_PER_USER = env_moderation("MODERATION_APPEAL_RATE_PER_USER")
 MODERATION_REPORT_RATE_WINDOW = env_moderation("MODERATION_REPORT_RATE_WINDOW")  # seconds
 MODERATION_REPORT_RATE_PER_USER = env_moderation("MODERATION_REPORT_RATE_PER_USER")
 MODERATION_TRUSTED_PROXY_COUNT = env_moderation("MODERATION_TRUSTED_PROXY_COUNT")
+MODERATION_EMAIL_RATE_WINDOW = env_moderation("MODERATION_EMAIL_RATE_WINDOW")  # seconds
+MODERATION_EMAIL_RATE_PER_USER = env_moderation("MODERATION_EMAIL_RATE_PER_USER")
+MODERATION_EMAIL_RATE_PER_IP = env_moderation("MODERATION_EMAIL_RATE_PER_IP")
 
 # DJANGO_CACHE_URL: unset or "locmem" (this process only), "database" (the django_cache table;
 # run `manage.py createcachetable`), or redis://host:6379/0 (needs the `redis` package).

@@ -258,6 +258,16 @@ DECLARATIONS = (
         Kind.POSITIVE,
         "Days a taken-down photo is kept privately for an appeal before it is purged.",
     ),
+    # Unflagging "with the photos put back" screens and stores each kept photo again: up to
+    # this many are put back in the moderator's request; more are handed to the task worker
+    # (``flagging.restore_takedowns_task``) and the moderator is told they will be put back in
+    # the background. 0 puts every restore in the background.
+    Setting(
+        "MODERATION_RESTORE_INLINE_MAX",
+        50,
+        Kind.OFF_OR_MORE,
+        "Kept photos an unflag puts back in the request; more are put back by the task worker.",
+    ),
     # Appeals a signed-in person may file per window (fixed windows, as for uploads); over the
     # limit the form is answered 429 and nothing is written. 0 turns the limit off.
     Setting(
@@ -285,6 +295,28 @@ DECLARATIONS = (
         10,
         Kind.OFF_OR_MORE,
         "Photo reports a signed-in person may file per window.",
+    ),
+    # Confirmation emails for a new address (profile page, staff "My account") a signed-in
+    # person, and a client IP, may ask for per window; over the limit the form answers 429,
+    # nothing is sent or written. Sign-ups are limited per IP at the login limits instead.
+    # 0 turns a limit off.
+    Setting(
+        "MODERATION_EMAIL_RATE_WINDOW",
+        3600,
+        Kind.POSITIVE,
+        "Length of an email-change rate-limit window (seconds).",
+    ),
+    Setting(
+        "MODERATION_EMAIL_RATE_PER_USER",
+        5,
+        Kind.OFF_OR_MORE,
+        "Confirmation emails for a new address a signed-in person may ask for per window.",
+    ),
+    Setting(
+        "MODERATION_EMAIL_RATE_PER_IP",
+        20,
+        Kind.OFF_OR_MORE,
+        "Confirmation emails for a new address a client IP may ask for per window.",
     ),
     # --- Reindex and full sweeps ------------------------------------------------------------
     # A reindex (and the full sweep after it) is split into ranges of at most this many stored

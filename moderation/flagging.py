@@ -15,14 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, models, transaction
+from django.tasks import task
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from moderation import notices, registry, restoring, sweeping
+from moderation.background import enqueue_on_commit
 from moderation.banned_index import stored_variants
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
@@ -335,7 +338,11 @@ def restore_takedowns(
     allowlist) after the unflag committed, and stays down if anything still blocks it or
     sends it to review. A profile that holds a newer photo keeps it. Each restore is one
     transaction (``restoring.restore_photo``: audited, rechecked after commit), and the owner is
-    told (``notices.notify_restored``). A flag still active restores nothing.
+    told (``notices.notify_restored``) in it. A flag still active restores nothing.
+
+    Safe to run again, or after a run that died part-way (``restore_takedowns_task``): each
+    notice is marked ``restored_at`` in its restore's transaction and only unmarked ones are
+    looked at, re-read under a lock, so no photo goes back, or is announced, twice.
     """
     flagged.refresh_from_db(fields=["active"])
     if flagged.active:
@@ -343,26 +350,70 @@ def restore_takedowns(
     restored = still_matched = skipped = 0
     reason = f"restored from the kept copy: flag {flagged.hex} was unflagged"
     for notice in Notice.objects.kept_takedowns().filter(fingerprint=flagged).order_by("pk"):
-        data = restoring.kept_photo(notice)
-        if data is None:
-            skipped += 1
-            continue
-        try:
-            screening = screen_upload(ContentFile(data, "kept.jpg"), record=False, blocking=False)
-        except ValidationError:
-            skipped += 1  # no longer decodes as an image the site accepts
-            continue
-        if screening.decision != PASS:
-            still_matched += 1
-            continue
-        with transaction.atomic():
-            locked = Notice.objects.select_for_update().kept_takedowns().filter(pk=notice.pk)
-            notice = locked.first()
-            done = notice is not None and restoring.restore_photo(
-                notice=notice, actor=actor, reason=reason, data=data
-            )
-            if done:
-                notices.notify_restored(notice)
-        restored += done
-        skipped += not done
+        outcome = restore_takedown(notice=notice, actor=actor, reason=reason)
+        restored += outcome == RESTORED
+        still_matched += outcome == STILL_MATCHED
+        skipped += outcome == SKIPPED
     return RestoredTakedowns(restored, still_matched, skipped)
+
+
+RESTORED, STILL_MATCHED, SKIPPED = "restored", "still matched", "skipped"
+
+
+def restore_takedown(*, notice: Notice, actor: AbstractBaseUser | None, reason: str) -> str:
+    """Screen one kept takedown and put it back if nothing blocks it (see
+    ``restore_takedowns``): ``RESTORED``, ``STILL_MATCHED`` or ``SKIPPED``."""
+    data = restoring.kept_photo(notice)
+    if data is None:
+        return SKIPPED
+    try:
+        screening = screen_upload(ContentFile(data, "kept.jpg"), record=False, blocking=False)
+    except ValidationError:
+        return SKIPPED  # no longer decodes as an image the site accepts
+    if screening.decision != PASS:
+        return STILL_MATCHED
+    with transaction.atomic():
+        locked = Notice.objects.select_for_update().kept_takedowns().filter(pk=notice.pk)
+        notice = locked.first()
+        done = notice is not None and restoring.restore_photo(
+            notice=notice, actor=actor, reason=reason, data=data
+        )
+        if done:
+            notices.notify_restored(notice)
+    return RESTORED if done else SKIPPED
+
+
+def kept_takedowns_of(flags: models.QuerySet[FlaggedFingerprint]) -> int:
+    """How many photos these flags took down are still kept and not put back: what restoring
+    them would look at."""
+    return Notice.objects.kept_takedowns().filter(fingerprint__in=flags).count()
+
+
+def restores_in_background(kept: int) -> bool:
+    """Whether putting back ``kept`` photos is work for the task worker rather than the
+    request (more than ``MODERATION_RESTORE_INLINE_MAX``: each is screened and stored)."""
+    return kept > moderation_settings.RESTORE_INLINE_MAX
+
+
+def restore_takedowns_later(*, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None) -> None:
+    """``restore_takedowns`` for ``flagged`` by the task worker, queued with the caller's
+    transaction (``restore_takedowns_task``)."""
+    enqueue_on_commit(restore_takedowns_task, flagged.pk, actor.pk if actor else None)
+
+
+@task
+def restore_takedowns_task(flagged_id: int, actor_id: int | None = None) -> dict:
+    """Put back what unflagged flag ``flagged_id`` took down, for moderator ``actor_id`` (the
+    audit rows name them). A worker killed part-way leaves the task to be run again; the rerun
+    picks up the photos not yet put back (``restore_takedowns``)."""
+    flagged = FlaggedFingerprint.objects.filter(pk=flagged_id).first()
+    if flagged is None:
+        return {"flag": flagged_id, "note": "flag missing"}
+    actor = get_user_model()._default_manager.filter(pk=actor_id).first() if actor_id else None
+    result = restore_takedowns(flagged=flagged, actor=actor)
+    return {
+        "flag": flagged_id,
+        "restored": result.restored,
+        "still_matched": result.still_matched,
+        "skipped": result.skipped,
+    }

@@ -1,6 +1,6 @@
 """Rate limits: how many photos a user, and a client IP, may upload per window, how many
-appeals and photo reports a person may file, and how many requests an API token may make
-(``count_request``).
+appeals and photo reports a person may file, how many new-address confirmation emails a person
+and a client IP may ask for, and how many requests an API token may make (``count_request``).
 
 A small fixed-window counter on Django's cache rather than a library: django-ratelimit (the
 usual choice) counts whole views from a decorator, while only requests that carry a photo are
@@ -29,6 +29,7 @@ _KEY_PREFIX = "moderation:upload-rate"
 _APPEAL_KEY_PREFIX = "moderation:appeal-rate"
 _REPORT_KEY_PREFIX = "moderation:report-rate"
 _SIGNUP_KEY_PREFIX = "moderation:signup-rate"
+_EMAIL_KEY_PREFIX = "moderation:email-rate"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,30 @@ def check_report_rate(user) -> RateLimited | None:
         return None
     window = moderation_settings.REPORT_RATE_WINDOW
     return _hit("user", str(user.pk), limit, window, time.time(), prefix=_REPORT_KEY_PREFIX)
+
+
+def check_email_change_rate(*, user, ip: str | None) -> RateLimited | None:
+    """Count one new-address confirmation email for ``user`` and the client ``ip``; say which
+    limit (``MODERATION_EMAIL_RATE_PER_USER`` / ``_PER_IP`` per
+    ``MODERATION_EMAIL_RATE_WINDOW``) it is over, if any.
+
+    Each email goes to an address the asker chose, so without a limit the site could be made
+    to mail anyone, any number of times, from one account or from many. Only requests that
+    would send are counted (the caller checks the address first): a typo costs nothing.
+    """
+    window = moderation_settings.EMAIL_RATE_WINDOW
+    now = time.time()
+    checks = []
+    if moderation_settings.EMAIL_RATE_PER_USER:
+        checks.append(("user", str(user.pk), moderation_settings.EMAIL_RATE_PER_USER))
+    if ip and moderation_settings.EMAIL_RATE_PER_IP:
+        checks.append(("ip", ip, moderation_settings.EMAIL_RATE_PER_IP))
+    over = None
+    for scope, ident, limit in checks:
+        over = _hit(scope, ident, limit, window, now, prefix=_EMAIL_KEY_PREFIX) or over
+    return over
+
+
 def check_signup_rate(request: HttpRequest) -> RateLimited | None:
     """Count one sign-up attempt for the client IP, at the login limits.
 

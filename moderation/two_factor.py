@@ -6,6 +6,10 @@ Built on django-otp: a ``TOTPDevice`` (the authenticator app's key) and a ``Stat
 (config/admin_site.py). Every step is an ``AuditEvent``: enrolment, each verification (and each
 wrong code), a user revoking their own devices, a superuser resetting someone else's.
 
+An app's code is accepted from one time step (30 s) before the server's clock to one after,
+at every login (``OTP_TOTP_SYNC`` is off, see settings): a code typed at second 29 and posted at
+second 31 works, and a used one never works again (django-otp's ``last_t``).
+
 Wrong codes are throttled twice: django-otp delays each device after a failure (1, 2, 4, …
 seconds), and every wrong code counts as a failed login for django-axes, so the username and
 the IP are locked out after ``AXES_FAILURE_LIMIT`` of them, exactly as for wrong passwords.
@@ -70,6 +74,15 @@ def _new_recovery_codes(user) -> list[str]:
     return codes
 
 
+def _code_is_right(device, token: str) -> bool:
+    """``device.verify_token``, in a window centred on the server's clock: a drift django-otp
+    learned before ``OTP_TOTP_SYNC`` was turned off (see settings) is dropped, and saved as 0
+    with the device when the code is right."""
+    if isinstance(device, TOTPDevice) and device.drift:
+        device.drift = 0
+    return device.verify_token(token)
+
+
 def confirm_enrolment(*, request: HttpRequest, token: str) -> list[str] | None:
     """Confirm the pending device with a code from the app; return fresh recovery codes.
 
@@ -80,7 +93,7 @@ def confirm_enrolment(*, request: HttpRequest, token: str) -> list[str] | None:
     with transaction.atomic():
         device = pending_device(user=user)
         device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
-        if not device.verify_token(token):
+        if not _code_is_right(device, token):
             _failed(request, reason="wrong code while enrolling")
             return None
         device.confirmed = True
@@ -100,7 +113,7 @@ def verify(*, request: HttpRequest, token: str) -> bool:
     token = token.strip().replace(" ", "")
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):
-            if device.verify_token(token):
+            if _code_is_right(device, token):
                 break
         else:
             device = None

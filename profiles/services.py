@@ -15,7 +15,9 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import ngettext
 
+from moderation import ratelimit
 from moderation.conf import moderation_settings
 from moderation.models import AuditEvent
 from profiles.models import Profile
@@ -23,6 +25,27 @@ from profiles.models import Profile
 _EMAIL_SALT = "profiles.verify-email"
 EMAIL_LINK_MAX_AGE = 3 * 24 * 3600  # seconds a verification link works
 EMAIL_MAX_LENGTH = 254  # the user model's column
+
+
+class TooManyEmails(Exception):
+    """``email_change_request`` refused: the person or their IP asked for too many
+    confirmation emails in the window (``limited`` says which, and for how long)."""
+
+    def __init__(self, limited: ratelimit.RateLimited) -> None:
+        super().__init__(f"too many confirmation emails ({limited.scope})")
+        self.limited = limited
+
+    @property
+    def message(self) -> str:
+        """What the form says: how long to wait, and that nothing was sent."""
+        minutes = max(1, round(self.limited.retry_after / 60))
+        return ngettext(
+            "You've asked for a lot of confirmation emails in a short time. Please wait about "
+            "%(minutes)d minute and try again; nothing was sent.",
+            "You've asked for a lot of confirmation emails in a short time. Please wait about "
+            "%(minutes)d minutes and try again; nothing was sent.",
+            minutes,
+        ) % {"minutes": minutes}
 
 
 def profile_for(*, user: AbstractBaseUser) -> Profile:
@@ -61,15 +84,17 @@ def email_verification_send(*, user: AbstractBaseUser, email: str) -> None:
     )
 
 
-def email_change_request(*, user: AbstractBaseUser, email: str) -> str:
+def email_change_request(*, user: AbstractBaseUser, email: str, ip: str | None = None) -> str:
     """Give ``user`` a new address: mail it a verification link (``email_verification_send``)
     and audit the request; the current address stays in use until the link is followed.
     Returns the address as it will be stored.
 
     Raises ``ValidationError`` for an invalid address (``invalid``) or the account's own
-    (``unchanged``); nothing is sent or written then, nor when the mail cannot be sent (the
-    error propagates). Addresses are not unique here (Django's user model), so another
-    account's address is not an error: only its owner can follow the link.
+    (``unchanged``), and ``TooManyEmails`` when ``user`` or the client ``ip`` is over its
+    limit (``ratelimit.check_email_change_rate``, counted only for a valid new address);
+    nothing is sent or written then, nor when the mail cannot be sent (the error propagates).
+    Addresses are not unique here (Django's user model), so another account's address is not
+    an error: only its owner can follow the link.
     """
     email = get_user_model().objects.normalize_email((email or "").strip())
     validate_email(email)
@@ -77,6 +102,9 @@ def email_change_request(*, user: AbstractBaseUser, email: str) -> str:
         raise ValidationError("Enter a valid email address.", code="invalid")
     if email.lower() == (user.email or "").lower():
         raise ValidationError("That is already your address.", code="unchanged")
+    limited = ratelimit.check_email_change_rate(user=user, ip=ip)
+    if limited is not None:
+        raise TooManyEmails(limited)
     with transaction.atomic():
         _audit(
             AuditEvent.Action.EMAIL_REQUEST,

@@ -152,15 +152,22 @@ def _edit_page(request, *, profile, form=None, email_form=None, refusal=None, st
 @require_POST
 def profile_email(request):
     """A new address for notices: a link goes to it, and the current address stays in use
-    until the link is followed. Bad input is shown on the profile page; nothing is sent."""
+    until the link is followed. Bad input is shown on the profile page, as is the rate limit
+    (429); nothing is sent then."""
     form = EmailChangeForm(request.POST)
+    retry_after = None
     if form.is_valid():
         try:
             email = services.email_change_request(
-                user=request.user, email=form.cleaned_data["email"]
+                user=request.user,
+                email=form.cleaned_data["email"],
+                ip=ratelimit.client_ip(request),
             )
         except ValidationError as e:
             form.add_error("email", e)
+        except services.TooManyEmails as e:
+            form.add_error(None, e.message)
+            retry_after = e.limited.retry_after
         except Exception:  # noqa: BLE001 - the mail server; nothing was written
             logger.exception("could not send the verification email of user %s", request.user.pk)
             form.add_error(None, _("We couldn't send the email just now. Please try again."))
@@ -175,7 +182,11 @@ def profile_email(request):
             )
             return redirect("profile-edit")
     profile = services.profile_for(user=request.user)
-    return _edit_page(request, profile=profile, email_form=form, status=400)
+    if retry_after is None:
+        return _edit_page(request, profile=profile, email_form=form, status=400)
+    response = _edit_page(request, profile=profile, email_form=form, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 @login_required

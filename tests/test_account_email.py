@@ -127,6 +127,57 @@ def test_another_accounts_address_is_not_an_error_but_only_its_owner_can_confirm
     assert [m.to for m in mail.outbox] == [["bob@example.com"]]
 
 
+# --- how often confirmation emails may be asked for ---------------------------------------------
+
+TOO_MANY = "You&#x27;ve asked for a lot of confirmation emails in a short time"
+
+
+def test_confirmation_emails_are_limited_per_person_and_over_the_limit_nothing_is_sent(
+    alice, settings
+):
+    settings.MODERATION_EMAIL_RATE_PER_USER = 2
+    settings.MODERATION_EMAIL_RATE_WINDOW = 3600
+    client = client_for(alice)
+    for address in ("one@example.com", "two@example.com"):
+        assert client.post(reverse("profile-email"), {"email": address}).status_code == 302
+    response = client.post(reverse("profile-email"), {"email": "three@example.com"})
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 3600
+    page = response.content.decode()
+    assert TOO_MANY in page and "nothing was sent" in page
+    assert [m.to for m in mail.outbox] == [["one@example.com"], ["two@example.com"]]
+    assert audited("email_request") == 2
+    alice.refresh_from_db()
+    assert alice.email == "old@example.com"
+
+
+def test_confirmation_emails_are_limited_per_client_ip_across_accounts(
+    alice, django_user_model, settings
+):
+    settings.MODERATION_EMAIL_RATE_PER_USER = 0  # off: only the IP counts here
+    settings.MODERATION_EMAIL_RATE_PER_IP = 2
+    bob = django_user_model.objects.create_user("bob", password="pw-bob-123")
+    ip = {"REMOTE_ADDR": "203.0.113.9"}
+    url = reverse("profile-email")
+    assert client_for(alice).post(url, {"email": "a@example.com"}, **ip).status_code == 302
+    assert client_for(bob).post(url, {"email": "b@example.com"}, **ip).status_code == 302
+    third = client_for(bob).post(url, {"email": "c@example.com"}, **ip)
+    assert third.status_code == 429 and TOO_MANY in third.content.decode()
+    elsewhere = client_for(bob).post(url, {"email": "c@example.com"}, REMOTE_ADDR="198.51.100.7")
+    assert elsewhere.status_code == 302
+    assert [m.to for m in mail.outbox] == [["a@example.com"], ["b@example.com"], ["c@example.com"]]
+    assert audited("email_request") == 3
+
+
+def test_a_refused_address_does_not_use_up_the_allowance(alice, settings):
+    settings.MODERATION_EMAIL_RATE_PER_USER = 1
+    client = client_for(alice)
+    assert client.post(reverse("profile-email"), {"email": "typo@"}).status_code == 400
+    assert client.post(reverse("profile-email"), {"email": "OLD@example.com"}).status_code == 400
+    assert client.post(reverse("profile-email"), {"email": "new@example.com"}).status_code == 302
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
+
+
 def test_changing_the_address_needs_a_login(client):
     response = client.post(reverse("profile-email"), {"email": "new@example.com"})
     assert response.status_code == 302 and "/login/" in response["Location"]
@@ -184,6 +235,23 @@ def test_an_invalid_address_on_my_account_writes_nothing_not_even_the_name(staff
     staff_member.refresh_from_db()
     assert (staff_member.first_name, staff_member.email) == ("", "")
     assert mail.outbox == [] and not AuditEvent.objects.exists()
+
+
+def test_my_account_limits_confirmation_emails_and_over_the_limit_writes_nothing(
+    staff_member, settings
+):
+    settings.MODERATION_EMAIL_RATE_PER_USER = 1
+    client = client_for(staff_member)
+    url = reverse("admin:my_account")
+    first = client.post(url, {"first_name": "", "last_name": "", "email": "sam@example.com"})
+    assert first.status_code == 302
+    response = client.post(url, {"first_name": "Sam", "last_name": "", "email": "s@example.com"})
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert TOO_MANY in response.content.decode()
+    staff_member.refresh_from_db()
+    assert (staff_member.first_name, staff_member.email) == ("", "")  # not even the name
+    assert [m.to for m in mail.outbox] == [["sam@example.com"]]
+    assert audited("email_request") == 1 and audited("name_change") == 0
 
 
 def test_saving_my_account_unchanged_writes_nothing(staff_member):

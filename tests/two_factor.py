@@ -37,8 +37,9 @@ def verify_session(client: Client, user) -> TOTPDevice:
 
 
 def totp_code(device: TOTPDevice, *, at: float | None = None) -> str:
-    """The code the authenticator app shows now for ``device``, from its key (RFC 6238)."""
-    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    """The code the authenticator app shows now for ``device``, from its key (RFC 6238): the
+    app knows the key and the clock, never the site's state such as ``device.drift``."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits)
     totp.time = time.time() if at is None else at
     return f"{totp.token():0{device.digits}d}"
 
@@ -48,8 +49,9 @@ def fresh_totp_code(device: TOTPDevice) -> str:
 
     A used code is refused (no replay). When this time step's code is spent, the next step's
     is what a phone whose clock runs a few seconds ahead shows, and django-otp accepts it
-    within its tolerance (``device.tolerance`` steps, 1 by default); only when that is spent
-    too does this wait for the clock.
+    within its tolerance (``device.tolerance`` steps around the server's clock, 1 by default;
+    no drift is learned, ``OTP_TOTP_SYNC`` is off); only when that is spent too does this wait
+    for the clock.
     """
     while True:
         device.refresh_from_db()
@@ -57,6 +59,6 @@ def fresh_totp_code(device: TOTPDevice) -> str:
         real_t = int((now - device.t0) // device.step)
         for ahead in range(device.tolerance + 1):
             t = real_t + ahead
-            if t > device.last_t and abs(t - (real_t + device.drift)) <= device.tolerance:
+            if t > device.last_t:
                 return totp_code(device, at=now + ahead * device.step)
         time.sleep(device.step - (now - device.t0) % device.step + 0.05)

@@ -21,7 +21,7 @@ from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, quara
 from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
-from moderation.models import FingerprintVariant, FlaggedFingerprint, Notice
+from moderation.models import FingerprintVariant, FlaggedFingerprint
 
 
 class FlagImageForm(forms.Form):
@@ -177,7 +177,9 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
     @admin.action(description=_("Unflag selected fingerprints"), permissions=["unflag"])
     def unflag_selected(self, request, queryset):
         """Deactivate the selected fingerprints after the moderator gives a reason and, if they
-        choose so, put back the photos those flags took down (``flagging.restore_takedowns``)."""
+        choose so, put back the photos those flags took down (``flagging.restore_takedowns``):
+        in the request, or by the task worker when there are more than
+        ``MODERATION_RESTORE_INLINE_MAX``."""
         form = UnflagReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             count = sum(
@@ -203,15 +205,32 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
                 "opts": self.model._meta,
                 "queryset": queryset,
                 "form": form,
-                "kept_takedowns": Notice.objects.kept_takedowns()
-                .filter(fingerprint__in=queryset)
-                .count(),
+                "kept_takedowns": flagging.kept_takedowns_of(queryset),
                 "action": "unflag_selected",
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             },
         )
 
     def _restore_takedowns(self, request, queryset) -> None:
+        kept = flagging.kept_takedowns_of(queryset)
+        if flagging.restores_in_background(kept):
+            # Each photo is screened and stored again: thousands would outlast the request.
+            for flagged in queryset:
+                flagging.restore_takedowns_later(flagged=flagged, actor=request.user)
+            self.message_user(
+                request,
+                ngettext(
+                    "%d photo will be put back in the background, unless another flag or hash "
+                    "list still matches it; its owner is told. The audit log lists each one.",
+                    "%d photos will be put back in the background, except those another flag "
+                    "or hash list still matches; their owners are told. The audit log lists "
+                    "each one.",
+                    kept,
+                )
+                % kept,
+                messages.SUCCESS,
+            )
+            return
         restored = still_matched = skipped = 0
         try:
             for flagged in queryset:

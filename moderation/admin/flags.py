@@ -89,6 +89,9 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "hex_hash",
         "hash_list",
+        "record_precision",
+        "record_judged",
+        "record_matches",
         "source",
         "short_reason",
         "flagged_by",
@@ -96,9 +99,6 @@ class FlaggedFingerprintAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "active",
         "suspended",
         "flood_state",
-        "record_matches",
-        "record_judged",
-        "record_precision",
         "original_link",
         "sweep_state",
     ]

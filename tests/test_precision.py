@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from moderation import desk, flagging, precision
 from moderation.models import (
+    Appeal,
     AuditEvent,
     FlaggedFingerprint,
     HashList,
@@ -33,6 +34,8 @@ def test_a_flag_record_counts_its_matches_and_how_they_were_judged(poor_flag):
     assert record.percent == "16 %"
     assert record.rating == precision.POOR
     assert record.summary == "16 % (1 of 6 judged right): poor"
+    outcomes = Appeal.objects.outcomes_by_flag()[poor_flag.flagged.pk]
+    assert outcomes == {"upheld": record.upheld, "overturned": record.overturned}
 
 
 def test_a_flag_with_too_few_judged_decisions_is_not_enough_data(quiet_flag):

@@ -90,11 +90,16 @@ def _count(queryset: QuerySet, column: str) -> Coalesce:
     )
 
 
-def _near_misses() -> QuerySet:
-    """A flag's queued near misses: every review item under it but held uploads."""
-    return ReviewItem.objects.filter(fingerprint=OuterRef("pk")).exclude(
+def _near_misses_of_any_flag() -> QuerySet:
+    """Queued near misses: every review item under a flag but held uploads."""
+    return ReviewItem.objects.filter(fingerprint__isnull=False).exclude(
         found_by=ReviewItem.FoundBy.HELD
     )
+
+
+def _near_misses() -> QuerySet:
+    """A flag's queued near misses (correlated with the flag of the outer query)."""
+    return _near_misses_of_any_flag().filter(fingerprint=OuterRef("pk"))
 
 
 def _appeals(status: str) -> QuerySet:
@@ -157,6 +162,32 @@ def with_record(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerpr
     )
 
 
+def with_a_wrong_decision(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:
+    """The flags among ``flags`` with at least one decision judged wrong: the only ones that
+    can be poor (with none, right = judged, and no threshold up to 100 % is above that). Two
+    small semi-joins on the appeals and the queue, so the dashboard does not compute a record
+    for every flag of a large banned set."""
+    return flags.filter(
+        Q(
+            pk__in=_near_misses_of_any_flag()
+            .filter(status=ReviewItem.Status.DISMISSED)
+            .values("fingerprint")
+        )
+        | Q(
+            pk__in=Appeal.objects.filter(status=Appeal.Status.OVERTURNED).values(
+                "notice__fingerprint"
+            )
+        )
+    )
+
+
+def poor(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:
+    """The flags among ``flags`` whose precision is poor (with their record)."""
+    if "record_rating" not in flags.query.annotations:  # the admin's list has them already
+        flags = with_record(flags)
+    return with_a_wrong_decision(flags).filter(record_rating=POOR)
+
+
 def to_rereview(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:
     """The active flags among ``flags`` whose precision is poor and that nobody re-reviewed
     since the last of their decisions was judged, worst first (with their record)."""
@@ -169,10 +200,8 @@ def to_rereview(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerpr
     near_since = _near_misses().filter(
         judged_since, status__in=[ReviewItem.Status.BANNED, ReviewItem.Status.DISMISSED]
     )
-    if "record_rating" not in flags.query.annotations:  # the admin's list has them already
-        flags = with_record(flags)
     return (
-        flags.filter(active=True, record_rating=POOR)
+        poor(flags.filter(active=True))
         .annotate(
             record_judged_since=_count(appeals_since, "notice__fingerprint")
             + _count(near_since, "fingerprint")

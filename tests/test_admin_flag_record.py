@@ -128,6 +128,10 @@ def test_the_precision_filter_picks_poor_ok_and_not_enough_data(
     assert listed(moderator_client, precision="ok") == [good]
     assert set(listed(moderator_client, precision="not_enough")) == {quiet_flag, unjudged}
     assert listed(moderator_client, precision="rereview") == [poor_flag.flagged]
+    with_counts = text_of(
+        moderator_client.get(reverse(FINGERPRINTS), {"_facets": "1"}).content.decode()
+    )
+    assert "poor (1) ok (1) not enough data (2) poor, to re-review (1)" in with_counts
 
 
 def test_the_changelist_sorts_by_precision_with_unjudged_flags_last(

@@ -108,6 +108,19 @@ def test_the_threshold_and_the_minimum_are_settings(poor_flag, settings):
     assert precision.record_of(poor_flag.flagged).rating == precision.OK
 
 
+def test_only_a_flag_with_a_wrong_decision_can_be_poor_even_at_100_percent(quiet_flag, settings):
+    settings.MODERATION_PRECISION_POOR_BELOW = 100
+    settings.MODERATION_PRECISION_MIN_JUDGED = 1
+    flawless = ban(images.photo(1707), keep_original=False)
+    for n in range(2):
+        queue_near_miss(flawless, n, status=ReviewItem.Status.BANNED)
+
+    rated = {f: f.record_rating for f in precision.with_record(FlaggedFingerprint.objects.all())}
+
+    assert rated == {quiet_flag: precision.POOR, flawless: precision.OK}
+    assert list(precision.poor(FlaggedFingerprint.objects.all())) == [quiet_flag]
+
+
 # --- re-review ---------------------------------------------------------------------------------
 
 

@@ -79,6 +79,8 @@ class PrecisionFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == TO_REREVIEW:
             return precision.to_rereview(queryset)
+        if self.value() == precision.POOR:
+            return precision.poor(queryset)
         if self.value() in precision.RATINGS:
             return queryset.filter(record_rating=self.value())
         return queryset

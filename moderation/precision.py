@@ -164,21 +164,23 @@ def with_record(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerpr
 
 def with_a_wrong_decision(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:
     """The flags among ``flags`` with at least one decision judged wrong: the only ones that
-    can be poor (with none, right = judged, and no threshold up to 100 % is above that). Two
-    small semi-joins on the appeals and the queue, so the dashboard does not compute a record
-    for every flag of a large banned set."""
-    return flags.filter(
-        Q(
-            pk__in=_near_misses_of_any_flag()
-            .filter(status=ReviewItem.Status.DISMISSED)
-            .values("fingerprint")
-        )
-        | Q(
-            pk__in=Appeal.objects.filter(status=Appeal.Status.OVERTURNED).values(
-                "notice__fingerprint"
-            )
-        )
+    can be poor (with none, right = judged, and no threshold up to 100 % is above that). Found
+    from the small tables (dismissed near misses, overturned appeals), so the dashboard and the
+    "poor" filter compute records for those flags only, not for a whole large banned set."""
+    dismissed = (
+        _near_misses_of_any_flag()
+        .filter(status=ReviewItem.Status.DISMISSED)
+        .order_by()
+        .values("fingerprint")
     )
+    overturned = (
+        Appeal.objects.filter(status=Appeal.Status.OVERTURNED)
+        .order_by()
+        .values("notice__fingerprint")
+    )
+    # One IN over a UNION (not two ORed): the database plans it as a join with the few flags
+    # it yields, and estimates the records' cost on those only.
+    return flags.filter(pk__in=dismissed.union(overturned))
 
 
 def poor(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:

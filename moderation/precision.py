@@ -319,19 +319,6 @@ class ListRecord:
     entries: Record
 
 
-_FLAG_TOTALS = (
-    "taken_down",
-    "refused",
-    "queued",
-    "banned",
-    "dismissed",
-    "upheld",
-    "overturned",
-    "appeals_open",
-)
-_ENTRY_TOTALS = ("matched", "refused", "queued", "banned", "dismissed")
-
-
 def _pooled(totals: dict[str, int | None]) -> Record:
     values = {name: totals.get(name) or 0 for name in Record.__dataclass_fields__}
     if "matched" not in totals:
@@ -350,21 +337,70 @@ def _pooled(totals: dict[str, int | None]) -> Record:
     return Record(**values)
 
 
+def _with_a_judged_decision(
+    flags: QuerySet[FlaggedFingerprint],
+) -> QuerySet[FlaggedFingerprint]:
+    """The flags among ``flags`` with at least one judged decision; the others are "not
+    enough data" whatever the settings (``MODERATION_PRECISION_MIN_JUDGED`` is at least 1)."""
+    near = (
+        _near_misses_of_any_flag()
+        .filter(status__in=[ReviewItem.Status.BANNED, ReviewItem.Status.DISMISSED])
+        .order_by()
+        .values("fingerprint")
+    )
+    appealed = (
+        Appeal.objects.filter(status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED])
+        .order_by()
+        .values("notice__fingerprint")
+    )
+    return flags.filter(pk__in=near.union(appealed))
+
+
 def list_record(hash_list: HashList) -> ListRecord:
-    """The summary of one list (two queries: its flags, its entries)."""
-    flags = with_record(FlaggedFingerprint.objects.filter(hash_list=hash_list)).aggregate(
-        **{name: Sum(f"record_{name}") for name in _FLAG_TOTALS},
+    """The summary of one list: each count summed straight from its table (no flag's record
+    is computed for that), and the ratings of the flags that have a judged decision (the
+    rest are not enough data). A few small queries, whatever the size of the list."""
+    flags = FlaggedFingerprint.objects.filter(hash_list=hash_list)
+    status = ReviewItem.Status
+    near = _near_misses_of_any_flag().filter(fingerprint__hash_list=hash_list)
+    appeals = Appeal.objects.filter(notice__fingerprint__hash_list=hash_list)
+    totals = {
+        "taken_down": AuditEvent.objects.filter(
+            fingerprint__hash_list=hash_list,
+            action=AuditEvent.Action.TAKEDOWN,
+            actor__isnull=True,
+        ).count(),
+        "refused": RefusedUpload.objects.banned_matches()
+        .filter(nearest__hash_list=hash_list)
+        .count(),
+        **near.aggregate(
+            queued=Count("pk"),
+            banned=Count("pk", filter=Q(status=status.BANNED)),
+            dismissed=Count("pk", filter=Q(status=status.DISMISSED)),
+        ),
+        **appeals.aggregate(
+            upheld=Count("pk", filter=Q(status=Appeal.Status.UPHELD)),
+            overturned=Count("pk", filter=Q(status=Appeal.Status.OVERTURNED)),
+            appeals_open=Count("pk", filter=Q(status=Appeal.Status.OPEN)),
+        ),
+    }
+    rated = with_record(_with_a_judged_decision(flags)).aggregate(
         poor=Count("pk", filter=Q(record_rating=POOR)),
         ok=Count("pk", filter=Q(record_rating=OK)),
-        not_enough=Count("pk", filter=Q(record_rating=NOT_ENOUGH)),
     )
-    entries = entries_with_record(SignalEntry.objects.filter(hash_list=hash_list)).aggregate(
-        **{name: Sum(f"record_{name}") for name in _ENTRY_TOTALS}
-    )
+    entries = SignalEntry.objects.filter(hash_list=hash_list)
+    queued = ReviewItem.objects.filter(signal_entry__hash_list=hash_list)
+    entry_totals = {
+        **entries.aggregate(matched=Sum("times_matched"), dismissed=Sum("times_dismissed")),
+        "refused": RefusedUpload.objects.banned_matches()
+        .filter(signal_entry__hash_list=hash_list)
+        .count(),
+        **queued.aggregate(queued=Count("pk"), banned=Count("pk", filter=Q(status=status.BANNED))),
+    }
     return ListRecord(
-        flags=_pooled({name: flags[name] for name in _FLAG_TOTALS}),
-        flags_poor=flags["poor"],
-        flags_ok=flags["ok"],
-        flags_not_enough=flags["not_enough"],
-        entries=_pooled(entries),
+        flags=_pooled(totals),
+        flags_poor=rated["poor"],
+        flags_ok=rated["ok"],
+        flags_not_enough=flags.count() - rated["poor"] - rated["ok"],
+        entries=_pooled(entry_totals),
     )

@@ -197,11 +197,27 @@ def test_a_list_entry_record_comes_from_its_matches_and_dismissals():
     assert record.rating == precision.NOT_ENOUGH and record.percent == "50 %"
 
 
-def test_a_list_record_pools_its_flags_and_rates_each(poor_flag, quiet_flag, moderator):
-    summary = precision.list_record(poor_flag.flagged.hash_list)
+def test_a_list_record_pools_its_flags_and_entries_and_rates_each_flag(poor_flag, quiet_flag):
+    hash_list = poor_flag.flagged.hash_list
+    entry = SignalEntry.objects.create(
+        hash_list=hash_list, signal_type="md5", value="a" * 32, times_matched=3, times_dismissed=1
+    )
+    ReviewItem.objects.create(
+        target_key="profiles.profile.photo",
+        object_id=99,
+        file_name="photos/99.jpg",
+        dhash=0,
+        signal_entry=entry,
+        distance=0,
+        status=ReviewItem.Status.BANNED,
+    )
+    ban(images.photo(1708), keep_original=False)  # in the list, never judged
 
-    assert (summary.flags_poor, summary.flags_ok, summary.flags_not_enough) == (1, 0, 1)
+    summary = precision.list_record(hash_list)
+
+    assert (summary.flags_poor, summary.flags_ok, summary.flags_not_enough) == (1, 0, 2)
     assert (summary.flags.taken_down, summary.flags.refused, summary.flags.queued) == (4, 1, 4)
     assert (summary.flags.right, summary.flags.wrong, summary.flags.judged) == (2, 6, 8)
     assert summary.flags.rating == precision.POOR and summary.flags.percent == "25 %"
-    assert (summary.entries.matched, summary.entries.judged) == (0, 0)
+    assert (summary.entries.matched, summary.entries.queued) == (3, 1)
+    assert (summary.entries.right, summary.entries.wrong) == (1, 1)

@@ -5,7 +5,7 @@ notice, and waits in the moderators' queue of appeals with the evidence side by 
 decision (``decide_appeal``) is final and audited, and the person is told it (on the page,
 and by email with a verified address). An overturn is a wrong decision of a flag: the image
 is allowed for that flag (an ``AllowedMatch``, as a dismissed review item is), counts against
-the flag's precision (``Appeal.objects.outcomes_by_flag``) and towards its suspension
+the flag's precision (its record, ``moderation.precision``) and towards its suspension
 (``MODERATION_MAX_DISMISSALS``, as dismissals do), and a taken-down photo still kept is put
 back on its profile. A refused upload kept nothing: its owner is told to upload it again.
 """

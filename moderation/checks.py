@@ -37,6 +37,11 @@ KIND_CHECKS = {
         "moderation.E005",
         "{name} must be an integer, 0 or more (0 turns it off).",
     ),
+    Kind.PERCENT: KindCheck(
+        lambda value: 0 <= value <= 100,
+        "moderation.E007",
+        "{name} must be an integer from 0 to 100 (a percentage).",
+    ),
 }
 
 

@@ -33,6 +33,7 @@ class Kind(Enum):
     BITS = "an integer from 0 to 64: bits of a 64-bit hash"  # moderation.E001
     POSITIVE = "an integer, 1 or more"  # moderation.E002
     OFF_OR_MORE = "an integer, 0 or more; 0 turns it off"  # moderation.E005
+    PERCENT = "an integer from 0 to 100: a percentage"  # moderation.E007
     INT = "an integer (not checked)"
     STR = "a string (not checked)"
 
@@ -201,6 +202,24 @@ DECLARATIONS = (
         5,
         Kind.OFF_OR_MORE,
         "Dismissed matches after which a fingerprint is suspended; 0 never suspends.",
+    ),
+    # --- Each flag's record (moderation/precision.py) ----------------------------------------
+    # A flag's precision is the share of its judged decisions (appeals decided, queued near
+    # misses banned or dismissed) that were right. Below MODERATION_PRECISION_POOR_BELOW percent,
+    # over at least MODERATION_PRECISION_MIN_JUDGED judged decisions, it is "poor" and listed for
+    # re-review on the dashboard; with fewer judged decisions it is "not enough data". With the
+    # defaults one wrong decision in five is not enough to call a flag poor, two are.
+    Setting(
+        "MODERATION_PRECISION_POOR_BELOW",
+        80,
+        Kind.PERCENT,
+        "Precision (percent) below which a flag is poor and listed for re-review; 0 lists none.",
+    ),
+    Setting(
+        "MODERATION_PRECISION_MIN_JUDGED",
+        5,
+        Kind.POSITIVE,
+        "Judged decisions a flag needs before its precision is rated (fewer: not enough data).",
     ),
     # --- Floods: a flag that matches too many people's photos --------------------------------
     # A flag whose takedowns (sweeps, rechecks) and refused uploads reach more than

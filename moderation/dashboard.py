@@ -8,7 +8,8 @@ from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from moderation import worker
+from moderation import precision, worker
+from moderation.conf import moderation_settings
 from moderation.models import (
     Appeal,
     AuditEvent,
@@ -112,6 +113,17 @@ def summary() -> dict:
             .select_related("hash_list")
             .order_by("flood_held_at")
         ),
+        # Active flags whose precision is poor, not re-reviewed since their last judged
+        # decision (``precision.to_rereview``), worst first.
+        "rereview_flags": [
+            (flagged, precision.Record.of(flagged))
+            for flagged in precision.to_rereview(FlaggedFingerprint.objects.all()).select_related(
+                "hash_list"
+            )[:TOP]
+        ],
+        "rereview_count": precision.to_rereview(FlaggedFingerprint.objects.all()).count(),
+        "precision_poor_below": moderation_settings.PRECISION_POOR_BELOW,
+        "precision_min_judged": moderation_settings.PRECISION_MIN_JUDGED,
         # Uploaders escalated as probers, still open.
         "escalations": list(
             ProberEscalation.objects.open().select_related("user", "fingerprint")[:TOP]

@@ -3,7 +3,8 @@
 Ban a queued image (it is flagged, taken down and swept, through ``flagging``), dismiss it (an
 allowlist exception for that flag; a flag dismissed too often is suspended), revoke an
 exception. Every decision is audited; a decision on an item already decided changes nothing.
-A flag the flood guard held is resumed or dropped here too.
+A flag the flood guard held is resumed or dropped here too, and a flag whose record is poor
+is kept after a re-review (``precision`` says which).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from moderation import flood_guard, registry, sweeping
+from moderation import flood_guard, precision, registry, sweeping
 from moderation.banned_set import lock_banned_set, log_change
 from moderation.conf import moderation_settings
 from moderation.flagging import flag_stored_image, unflag_fingerprint
@@ -198,6 +199,35 @@ def suspend_fingerprint(*, flagged: FlaggedFingerprint, dismissals: int) -> bool
     flagged.refresh_from_db()
     logger.warning("fingerprint #%s %s", flagged.pk, reason)
     return True
+
+
+def flag_rereview(
+    *, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None, reason: str
+) -> bool:
+    """Mark a flag re-reviewed and kept: a moderator read its record (``precision``) and
+    decided it stays as it is. It leaves the "Flags to re-review" until a decision about one of
+    its matches is judged after now. Audited (``rereview``) with the reason and the record as it
+    stood. Unflagging it instead is ``unflag_fingerprint``'s (the admin's Unflag action).
+
+    ``reason`` is required (``ValidationError`` otherwise, nothing written). Returns False for
+    a flag that is no longer active (there is nothing to keep)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the flag stays.", code="no_reason")
+    with transaction.atomic():
+        kept = FlaggedFingerprint.objects.filter(pk=flagged.pk, active=True).update(
+            rereviewed_at=timezone.now(), rereviewed_by=actor
+        )
+        if kept:
+            record = precision.record_of(flagged)
+            AuditEvent.objects.create(
+                action=AuditEvent.Action.REREVIEW,
+                actor=actor,
+                fingerprint_id=flagged.pk,
+                reason=f"{reason} (record: {record.summary})",
+            )
+    flagged.refresh_from_db()
+    return bool(kept)
 
 
 def flood_resume(*, flagged: FlaggedFingerprint, actor: AbstractBaseUser | None) -> bool:

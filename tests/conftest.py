@@ -8,7 +8,12 @@ from django.conf import settings as django_settings
 from moderation import banned_set
 
 # Fixtures shared by the admin and access test modules.
-pytest_plugins = ["tests.access_roles", "tests.admin_pages", "tests.review_scenes"]
+pytest_plugins = [
+    "tests.access_roles",
+    "tests.admin_pages",
+    "tests.record_scenes",
+    "tests.review_scenes",
+]
 
 SERVICE_MARKERS = ("postgres", "s3", "worker", "browser", "redis")
 

@@ -41,6 +41,11 @@ OUT_OF_RANGE = {
         "moderation.E005",
         "{name} must be an integer, 0 or more (0 turns it off).",
     ),
+    Kind.PERCENT: (
+        101,
+        "moderation.E007",
+        "{name} must be an integer from 0 to 100 (a percentage).",
+    ),
 }
 CHECKED = [setting for setting in DECLARATIONS if setting.kind in OUT_OF_RANGE]
 

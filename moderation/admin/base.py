@@ -1,6 +1,6 @@
 """What the moderation admin pages share: the read-only base, relations shown as text to whom
 their page would refuse, the link to a quarantined file (never a storage URL), the lookup of a
-queued image's stored file and the truncated cell.
+queued image's stored file, the truncated cell and a record's precision cell.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from moderation.models import ReviewItem
+from moderation.precision import NOT_ENOUGH, Record
 
 
 def quarantine_link(fieldfile, label: str = "view") -> str:
@@ -133,3 +134,13 @@ def stored_image(item: ReviewItem):
     instance = target.model._default_manager.filter(pk=item.object_id).first()
     image = getattr(instance, target.file_field, None) if instance is not None else None
     return image if image and image.name == item.file_name else None
+
+
+def precision_cell(record: Record) -> str:
+    """The precision cell of a list, e.g. "17 % (poor)" or "not enough data", marked with the
+    rating's class (admin.css)."""
+    if record.rating == NOT_ENOUGH:
+        return format_html('<span class="record-not-enough">{}</span>', record.rating_label)
+    return format_html(
+        '<span class="record-{}">{} ({})</span>', record.rating, record.percent, record.rating_label
+    )

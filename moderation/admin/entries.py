@@ -6,12 +6,40 @@ matched, how often its matches were dismissed). Entries change only through ``si
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import F
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import signal_lists
-from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
+from moderation import precision, signal_lists
+from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, precision_cell
+from moderation.conf import moderation_settings
 from moderation.models import SignalEntry, SignalImport
+
+
+class EntryPrecisionFilter(admin.SimpleListFilter):
+    """Entries by the rating of their precision (``moderation.precision``)."""
+
+    title = _("precision")
+    parameter_name = "precision"
+
+    def lookups(self, request, model_admin):
+        return list(precision.RATINGS.items())
+
+    def queryset(self, request, queryset):
+        if self.value() in precision.RATINGS:
+            return queryset.filter(record_rating=self.value())
+        return queryset
+
+
+def precision_help() -> str:
+    return _(
+        "Precision = judged right ÷ judged decisions (right: a queued match banned; wrong: a "
+        "match dismissed). Rated after %(min)d judged decisions; poor below %(below)d %%."
+    ) % {
+        "min": moderation_settings.PRECISION_MIN_JUDGED,
+        "below": moderation_settings.PRECISION_POOR_BELOW,
+    }
 
 
 @admin.register(SignalEntry)
@@ -26,8 +54,9 @@ class SignalEntryAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         "active",
         "times_matched",
         "times_dismissed",
+        "record_precision",
     ]
-    list_filter = ["signal_type", "active", "hash_list", "source"]
+    list_filter = ["signal_type", "active", "hash_list", "source", EntryPrecisionFilter]
     list_select_related = ["hash_list", "imported_by"]
     search_fields = ["value", "external_id", "tags"]
     date_hierarchy = "added_at"
@@ -46,9 +75,40 @@ class SignalEntryAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
         "retracted_by",
         "times_matched",
         "times_dismissed",
+        "record",
     ]
     readonly_fields = fields
     actions = ["retract"]
+
+    def get_queryset(self, request):
+        """Every entry with its record (``precision.entries_with_record``), in one query."""
+        return precision.entries_with_record(super().get_queryset(request))
+
+    @admin.display(description=_("precision"), ordering=F("record_precision").asc(nulls_last=True))
+    def record_precision(self, obj: SignalEntry) -> str:
+        return precision_cell(precision.Record.of(obj))
+
+    @admin.display(description=_("record"))
+    def record(self, obj: SignalEntry) -> str:
+        """What the entry matched and how its queued matches were judged: right when banned,
+        wrong when dismissed (a list entry's refusal gives no notice, so no appeals)."""
+        record = precision.Record.of(obj)
+        return format_html(
+            '<p>{}</p><p><strong>{}</strong></p><p class="help">{}</p>',
+            _(
+                "Matched %(matched)d uploads: %(refused)d refused, %(queued)d queued for "
+                "review (%(banned)d banned, %(dismissed)d dismissed)."
+            )
+            % {
+                "matched": record.matched,
+                "refused": record.refused,
+                "queued": record.queued,
+                "banned": record.banned,
+                "dismissed": record.dismissed,
+            },
+            _("Precision: %(summary)s") % {"summary": record.summary},
+            precision_help(),
+        )
 
     @admin.display(description=_("hash"), ordering="value")
     def short_value(self, obj: SignalEntry) -> str:

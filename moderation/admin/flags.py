@@ -7,18 +7,24 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import desk, exchange, flagging
-from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin, quarantine_link
+from moderation import desk, exchange, flagging, precision
+from moderation.admin.base import (
+    PlainRelationsMixin,
+    ReadOnlyAdminMixin,
+    precision_cell,
+    quarantine_link,
+)
 from moderation.admin.operations import describe_sweep, latest_sweep, sweeps_summary
+from moderation.conf import moderation_settings
 from moderation.files import StorageUnavailable
 from moderation.hashing import Fingerprint
 from moderation.models import FingerprintVariant, FlaggedFingerprint
@@ -60,11 +66,47 @@ class UnflagReasonForm(forms.Form):
     )
 
 
+class RereviewForm(forms.Form):
+    reason = forms.CharField(label=_("Why it stays"), max_length=500)
+
+
+# The "to re-review" choice of the precision filter: poor, active, not re-reviewed since.
+TO_REREVIEW = "rereview"
+
+
+class PrecisionFilter(admin.SimpleListFilter):
+    """Flags by the rating of their precision (``moderation.precision``), and the ones the
+    dashboard lists for re-review."""
+
+    title = _("precision")
+    parameter_name = "precision"
+
+    def lookups(self, request, model_admin):
+        return [
+            (precision.POOR, _("poor")),
+            (precision.OK, _("ok")),
+            (precision.NOT_ENOUGH, _("not enough data")),
+            (TO_REREVIEW, _("poor, to re-review")),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == TO_REREVIEW:
+            return precision.to_rereview(queryset)
+        if self.value() == precision.POOR:
+            return precision.poor(queryset)
+        if self.value() in precision.RATINGS:
+            return queryset.filter(record_rating=self.value())
+        return queryset
+
+
 @admin.register(FlaggedFingerprint)
 class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "hex_hash",
         "hash_list",
+        "record_precision",
+        "record_judged",
+        "record_matches",
         "source",
         "short_reason",
         "flagged_by",
@@ -75,7 +117,15 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
         "original_link",
         "sweep_state",
     ]
-    list_filter = ["active", "suspended", "flood_state", "hash_list", "source", "flagged_at"]
+    list_filter = [
+        PrecisionFilter,
+        "active",
+        "suspended",
+        "flood_state",
+        "hash_list",
+        "source",
+        "flagged_at",
+    ]
     list_select_related = ["flagged_by", "hash_list"]
     search_fields = ["reason"]
     search_help_text = _("Search by the 16-digit hex hash or by words in the reason.")
@@ -94,13 +144,19 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
         "flood_held_at",
         "unflagged_by",
         "unflagged_at",
+        "rereviewed_by",
+        "rereviewed_at",
         "original_link",
         "sweep_state",
         "variant_table",
     ]
     fields = readonly_fields
-    actions = ["unflag_selected", "export_selected"]
+    actions = ["unflag_selected", "rereview_selected", "export_selected"]
     change_list_template = "admin/moderation/flaggedfingerprint/change_list.html"
+    change_form_template = "admin/moderation/flaggedfingerprint/change_form.html"
+
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # the record panel, no inline style
 
     @admin.display(description=_("dHash"), ordering="dhash")
     def hex_hash(self, obj: FlaggedFingerprint) -> str:
@@ -130,7 +186,31 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
         return describe_sweep(latest_sweep(obj))
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("sweeps")
+        """Every flag with its record (``precision.with_record``): counts in the one query."""
+        return precision.with_record(super().get_queryset(request)).prefetch_related("sweeps")
+
+    @admin.display(description=_("matches"), ordering="record_matched")
+    def record_matches(self, obj: FlaggedFingerprint) -> str:
+        """Taken down by its sweeps, uploads refused, near misses queued."""
+        return _("%(down)d down, %(refused)d refused, %(queued)d queued") % {
+            "down": obj.record_taken_down,
+            "refused": obj.record_refused,
+            "queued": obj.record_queued,
+        }
+
+    @admin.display(description=_("judged"), ordering="record_judged")
+    def record_judged(self, obj: FlaggedFingerprint) -> str:
+        """Decisions people judged: right (appeal upheld, near miss banned) and wrong (appeal
+        overturned, near miss dismissed)."""
+        return _("%(right)d right, %(wrong)d wrong") % {
+            "right": obj.record_right,
+            "wrong": obj.record_wrong,
+        }
+
+    @admin.display(description=_("precision"), ordering=F("record_precision").asc(nulls_last=True))
+    def record_precision(self, obj: FlaggedFingerprint) -> str:
+        """Right over judged, and its rating; "not enough data" below the minimum judged."""
+        return precision_cell(precision.Record.of(obj))
 
     @admin.display(description=_("fingerprints matched"))
     def variant_table(self, obj: FlaggedFingerprint) -> str:
@@ -268,6 +348,44 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
                 messages.WARNING,
             )
 
+    @admin.action(description=_("Mark selected re-reviewed (keep them)"), permissions=["flag"])
+    def rereview_selected(self, request, queryset):
+        """Keep the selected flags after reading their records: each is marked re-reviewed
+        (``desk.flag_rereview``, audited with the reason) and leaves the "Flags to re-review"
+        until a decision about one of its matches is judged. Unflagging is the Unflag action."""
+        form = RereviewForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            count = sum(
+                desk.flag_rereview(
+                    flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+                for flagged in queryset
+            )
+            self.message_user(
+                request,
+                ngettext(
+                    "Marked %d flag re-reviewed (kept).",
+                    "Marked %d flags re-reviewed (kept).",
+                    count,
+                )
+                % count,
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/moderation/flaggedfingerprint/rereview_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Keep flags after re-review"),
+                "opts": self.model._meta,
+                "flags": [(flagged, precision.Record.of(flagged)) for flagged in queryset],
+                "form": form,
+                "action": "rereview_selected",
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
     @admin.action(description=_("Export selected (CSV)"), permissions=["view"])
     def export_selected(self, request, queryset):
         """Download the selected active fingerprints in the exchange format
@@ -283,6 +401,11 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
                 "flag-image/",
                 self.admin_site.admin_view(self.flag_image_view),
                 name="moderation_flaggedfingerprint_flag_image",
+            ),
+            path(
+                "<int:pk>/rereview/",
+                self.admin_site.admin_view(self.rereview_view),
+                name="moderation_flaggedfingerprint_rereview",
             ),
             path(
                 "<int:pk>/flood/",
@@ -320,6 +443,52 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
                 request, _("The flag is not held (already decided)."), messages.WARNING
             )
         return redirect("admin:moderation_dashboard")
+
+    def rereview_view(self, request, pk: int):
+        """POST ``reason``: keep this flag after reading its record (needs ``flag_image``)."""
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        if not self.has_flag_permission(request):
+            raise PermissionDenied
+        flagged = FlaggedFingerprint.objects.filter(pk=pk).first()
+        if flagged is None:
+            raise Http404(_("No such flag."))
+        form = RereviewForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, _("Nothing marked: say why the flag stays."), messages.ERROR)
+        elif desk.flag_rereview(
+            flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
+        ):
+            self.message_user(
+                request,
+                _("Marked re-reviewed: the flag stays, and leaves the flags to re-review."),
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request, _("The flag is no longer active: nothing to keep."), messages.WARNING
+            )
+        return redirect("admin:moderation_flaggedfingerprint_change", pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The flag's page, with its record above the fields (``precision``)."""
+        flagged = self.get_object(request, object_id)
+        if flagged is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "record": precision.Record.of(flagged),
+                "to_rereview": precision.to_rereview(
+                    FlaggedFingerprint.objects.filter(pk=flagged.pk)
+                ).exists(),
+                "poor_below": moderation_settings.PRECISION_POOR_BELOW,
+                "min_judged": moderation_settings.PRECISION_MIN_JUDGED,
+                "can_rereview": flagged.active and self.has_flag_permission(request),
+                "can_unflag": flagged.active and self.has_unflag_permission(request),
+                "rereview_form": RereviewForm(),
+                "unflag_url": reverse("admin:moderation_flaggedfingerprint_changelist")
+                + f"?q={flagged.hex}",
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_flag": self.has_flag_permission(request)}

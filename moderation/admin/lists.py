@@ -13,11 +13,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import hash_lists, pdq
+from moderation import hash_lists, pdq, precision
 from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.conf import moderation_settings
 from moderation.models import HashList, ShadowHit, SignalEntry
@@ -79,8 +79,76 @@ class HashListAdmin(PlainRelationsMixin, admin.ModelAdmin):
     ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name"]
-    readonly_fields = ["trial"]
+    readonly_fields = ["trial", "record"]
     change_form_template = "admin/moderation/hashlist/change_form.html"
+
+    class Media:
+        css = {"all": ["moderation/admin.css"]}  # the record's table, no inline style
+
+    @admin.display(description=_("record"))
+    def record(self, obj: HashList) -> str:
+        """The list's summary (``precision.list_record``): its flags' and its entries' matches
+        and judged decisions pooled, and how many of its flags are rated poor, ok or not
+        enough data, each linked to the flags' list filtered so."""
+        if obj.pk is None:
+            return "—"
+        summary = precision.list_record(obj)
+        flags_url = reverse("admin:moderation_flaggedfingerprint_changelist")
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    label,
+                    record.matched,
+                    record.right,
+                    record.wrong,
+                    record.judged,
+                    record.summary,
+                )
+                for label, record in (
+                    (_("flags"), summary.flags),
+                    (_("PDQ / MD5 / SHA-256 entries"), summary.entries),
+                )
+            ),
+        )
+        ratings = format_html_join(
+            ", ",
+            '<a href="{}?hash_list__id__exact={}&amp;precision={}">{} {}</a>',
+            (
+                (flags_url, obj.pk, rating, count, precision.RATINGS[rating])
+                for rating, count in (
+                    (precision.POOR, summary.flags_poor),
+                    (precision.OK, summary.flags_ok),
+                    (precision.NOT_ENOUGH, summary.flags_not_enough),
+                )
+            ),
+        )
+        return format_html(
+            '<table id="list-record"><thead><tr><th></th><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>{}: {}</p><p class=\"help\">{}</p>",
+            _("matches"),
+            _("judged right"),
+            _("judged wrong"),
+            _("judged"),
+            _("precision"),
+            rows,
+            _("Its flags by precision"),
+            ratings,
+            _(
+                "A flag's matches: photos its sweeps took down, uploads it refused, near misses "
+                "it queued; right: appeals upheld and near misses banned; wrong: appeals "
+                "overturned and near misses dismissed. An entry's matches are every upload that "
+                "matched it; right: its queued matches banned; wrong: its matches dismissed. "
+                "Precision = right ÷ judged, pooled over the list; rated after %(min)d judged "
+                "decisions, poor below %(below)d %%."
+            )
+            % {
+                "min": moderation_settings.PRECISION_MIN_JUDGED,
+                "below": moderation_settings.PRECISION_POOR_BELOW,
+            },
+        )
 
     @admin.display(description=_("distance on trial"))
     def trial(self, obj: HashList) -> str:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('moderation', '0023_variant_pdq_db_default'),
+        ('moderation', '0024_flag_rereview'),
     ]
 
     operations = [

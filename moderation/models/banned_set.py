@@ -204,6 +204,18 @@ class FlaggedFingerprint(models.Model):
         ],
     )
     flood_held_at = models.DateTimeField(_("held by the flood guard at"), null=True, blank=True)
+    # The last time a moderator looked at this flag's record and kept it (``desk.flag_rereview``):
+    # a flag with poor precision leaves the dashboard's "Flags to re-review" until a decision
+    # about one of its matches is judged after this.
+    rereviewed_at = models.DateTimeField(_("re-reviewed at"), null=True, blank=True)
+    rereviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("re-reviewed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     unflagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("unflagged by"),

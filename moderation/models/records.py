@@ -77,6 +77,7 @@ class AuditEvent(models.Model):
         FLOOD_HOLD = "flood_hold", _("Flag held in shadow by the flood guard")
         FLOOD_RESUME = "flood_resume", _("Held flag resumed (takedowns run)")
         FLOOD_DROP = "flood_drop", _("Held flag dropped (unflagged)")
+        REREVIEW = "rereview", _("Flag re-reviewed and kept")
         ESCALATE = "escalate", _("Uploader escalated as a prober")
         ESCALATION_CLOSE = "escalation_close", _("Prober escalation closed")
         TWO_FACTOR_ENROL = "2fa_enrol", _("Two-factor device enrolled")

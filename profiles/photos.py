@@ -5,7 +5,9 @@
 2. It is screened against the banned set (``prepare_photo`` -> ``moderation.screening``): the
    re-encoding's fingerprint, its cuts and the picture inside its frame, plus the upload's
    further animation frames (which the re-encoding drops). A blocked upload is refused with
-   one generic message, and the view records the refusal for moderators; nothing is stored.
+   one generic message, and the view records the refusal for moderators; nothing is written
+   to storage: the refusal's row keeps a small thumbnail of the picture, private, for the
+   keep period (``moderation.thumbnails``).
 3. A photo that passes is stored under a random name, with the fingerprint and probes it was
    screened with (``profile_set_photo``); the previous file goes once that has committed.
 4. After commit, the stored photo is screened once more (``moderation.sweeping``'s recheck),
@@ -21,6 +23,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from PIL import Image
 
 from moderation import registry
 from moderation.decoding import open_image
@@ -45,6 +48,12 @@ class PhotoStorageError(Exception):
 
 def reencode_photo(file: Any) -> ContentFile:
     """Decode ``file`` safely (same checks as the validator) and return clean JPEG bytes."""
+    content, _picture = _reencoded(file)
+    return ContentFile(content)
+
+
+def _reencoded(file: Any) -> tuple[bytes, Image.Image]:
+    """The clean JPEG bytes of ``file``, and the decoded picture they were encoded from."""
     # Shrunk to fit by open_image, which may decode a big JPEG at reduced scale to do it
     # (never below STORED_MAX_SIDE on the longer side, so no detail the result could show).
     img = open_image(file, max_side=STORED_MAX_SIDE)
@@ -58,17 +67,19 @@ def reencode_photo(file: Any) -> ContentFile:
     # No optimize=True: its second Huffman pass costs ~8 ms on a 2 MP photo (about a tenth of
     # an upload) to save ~2% of the bytes.
     img.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return ContentFile(out.getvalue())
+    return out.getvalue(), img
 
 
 def prepare_photo(upload: Any) -> ScreenedUpload:
     """The upload as it will be stored, screened: for the form to validate in its place.
 
     The upload is decoded once (re-encoding) and the clean file once (fingerprinting), and the
-    fingerprint stored is the one checked. Raises the same ``ValidationError`` codes as the
-    validator for a file it cannot use.
+    fingerprint stored is the one checked. A refused upload carries a thumbnail made from the
+    first decode (``ScreenedUpload.thumbnail``), for its record. Raises the same
+    ``ValidationError`` codes as the validator for a file it cannot use.
     """
-    return screened_upload(upload, reencode_photo(upload).read())
+    content, picture = _reencoded(upload)
+    return screened_upload(upload, content, picture=picture)
 
 
 def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:

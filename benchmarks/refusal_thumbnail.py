@@ -54,7 +54,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from moderation.thumbnails import thumbnail_jpeg
-    from profiles.photos import _reencoded, prepare_photo
+    from profiles.photos import prepare_photo, reencoded_photo
     from tests import images
     from tests.helpers import ban
 
@@ -63,7 +63,7 @@ def main() -> None:
         scene = images.photo(7, size)
         ban(scene)
         data = images.encode(images.textured(scene), "JPEG", quality=88)
-        _content, picture = _reencoded(SimpleUploadedFile("p.jpg", data))
+        picture = reencoded_photo(SimpleUploadedFile("p.jpg", data)).picture
 
         def prepare(data=data):
             screened = prepare_photo(SimpleUploadedFile("p.jpg", data))

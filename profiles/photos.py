@@ -1,6 +1,6 @@
 """What happens to a profile photo, from the upload to the stored file.
 
-1. The form re-encodes the upload (``reencode_photo``): a clean JPEG, upright, metadata
+1. The form re-encodes the upload (``reencoded_photo``): a clean JPEG, upright, metadata
    dropped, at most ``STORED_MAX_SIDE`` px. What will be stored and shown is what is checked.
 2. It is screened against the banned set (``prepare_photo`` -> ``moderation.screening``): the
    re-encoding's fingerprint, its cuts and the picture inside its frame, plus the upload's
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -46,14 +47,22 @@ class PhotoStorageError(Exception):
     """The photo could not be written to storage; nothing was changed. Safe to retry."""
 
 
+@dataclass(frozen=True)
+class ReencodedPhoto:
+    """An upload re-encoded: the clean JPEG bytes, and the decoded picture they were encoded
+    from (for a refusal's thumbnail, without decoding again)."""
+
+    content: bytes
+    picture: Image.Image
+
+
 def reencode_photo(file: Any) -> ContentFile:
     """Decode ``file`` safely (same checks as the validator) and return clean JPEG bytes."""
-    content, _picture = _reencoded(file)
-    return ContentFile(content)
+    return ContentFile(reencoded_photo(file).content)
 
 
-def _reencoded(file: Any) -> tuple[bytes, Image.Image]:
-    """The clean JPEG bytes of ``file``, and the decoded picture they were encoded from."""
+def reencoded_photo(file: Any) -> ReencodedPhoto:
+    """``file`` decoded safely (same checks as the validator) and re-encoded as a clean JPEG."""
     # Shrunk to fit by open_image, which may decode a big JPEG at reduced scale to do it
     # (never below STORED_MAX_SIDE on the longer side, so no detail the result could show).
     img = open_image(file, max_side=STORED_MAX_SIDE)
@@ -67,7 +76,7 @@ def _reencoded(file: Any) -> tuple[bytes, Image.Image]:
     # No optimize=True: its second Huffman pass costs ~8 ms on a 2 MP photo (about a tenth of
     # an upload) to save ~2% of the bytes.
     img.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return out.getvalue(), img
+    return ReencodedPhoto(out.getvalue(), img)
 
 
 def prepare_photo(upload: Any) -> ScreenedUpload:
@@ -78,8 +87,8 @@ def prepare_photo(upload: Any) -> ScreenedUpload:
     first decode (``ScreenedUpload.thumbnail``), for its record. Raises the same
     ``ValidationError`` codes as the validator for a file it cannot use.
     """
-    content, picture = _reencoded(upload)
-    return screened_upload(upload, content, picture=picture)
+    photo = reencoded_photo(upload)
+    return screened_upload(upload, photo.content, picture=photo.picture)
 
 
 def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:

@@ -125,11 +125,16 @@ def test_an_accepted_upload_makes_no_thumbnail(client, user, monkeypatch):
     assert made == [1]
 
 
-def test_a_file_refused_as_unreadable_keeps_no_thumbnail(client, user):
+def test_a_file_refused_as_unreadable_keeps_no_thumbnail(client, user, moderator):
     client.force_login(user)
     post_photo(client, b"\xff\xd8\xff not really a jpeg")
     refusal = RefusedUpload.objects.get()
     assert refusal.code != "banned_image" and refusal.thumbnail is None
+    page = moderator_client(moderator).get(
+        reverse("admin:moderation_refusedupload_change", args=[refusal.pk])
+    )
+    assert page.status_code == 200 and thumbnail_url(refusal) not in page.content.decode()
+    assert moderator_client(moderator).get(thumbnail_url(refusal)).status_code == 404
 
 
 # --- who may see it -------------------------------------------------------------------------

@@ -153,6 +153,12 @@ class RefusedUploadAdmin(
         """The refused picture (the thumbnail its row keeps; the upload itself wrote nothing to
         storage) beside the flag's original, each blurred until clicked."""
         flagged = obj.nearest
+        if flagged is None and obj.signal_entry_id is None:
+            return "—"  # refused as unreadable: nothing matched, no picture
+        if flagged is None:
+            why = _("A list entry is a hash: no picture to show.")
+        elif not flagged.original:
+            why = _("No original was kept for this flag.")
         original = (
             reviewed_img(
                 reverse("moderation:quarantined-file", args=[flagged.original.name]),
@@ -160,7 +166,7 @@ class RefusedUploadAdmin(
                 size=240,
             )
             if flagged is not None and flagged.original
-            else format_html("<p><em>{}</em></p>", _("No original was kept for this flag."))
+            else format_html("<p><em>{}</em></p>", why)
         )
         return format_html(
             '<div class="side-by-side refusal-pictures">'

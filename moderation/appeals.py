@@ -7,7 +7,8 @@ and by email with a verified address). An overturn is a wrong decision of a flag
 is allowed for that flag (an ``AllowedMatch``, as a dismissed review item is), counts against
 the flag's precision (its record, ``moderation.precision``) and towards its suspension
 (``MODERATION_MAX_DISMISSALS``, as dismissals do), and a taken-down photo still kept is put
-back on its profile. A refused upload kept nothing: its owner is told to upload it again.
+back on its profile. A refused upload kept no file (only a thumbnail in its row, for
+moderators): its owner is told to upload it again.
 """
 
 from __future__ import annotations
@@ -128,7 +129,11 @@ def decide_appeal(
             )
             Appeal.objects.filter(pk=appeal.pk).update(restored=restored)
             _suspend_if_too_often_wrong(notice)
-        if notice.kept_file and not notice.purged_at:  # it waited for this decision
+        # A kept copy, or a refusal's thumbnail, waited for this decision.
+        refused = notice.refused_upload
+        if (notice.kept_file and not notice.purged_at) or (
+            refused is not None and refused.thumbnail is not None
+        ):
             notices.schedule_purge(max(notice.created_at + notices.keep_period(), timezone.now()))
         review.owe_email(
             kind=EmailDelivery.Kind.APPEAL_OUTCOME,

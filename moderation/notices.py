@@ -9,7 +9,8 @@ emailed, once, to a person who gave a verified address; a refusal's is shown on 
 
 A taken-down photo's private copy is kept ``MODERATION_TAKEDOWN_KEEP_DAYS`` so an overturned
 appeal can put it back, then purged (``purge_kept_takedowns``, a task that may run any number
-of times).
+of times). The thumbnail a refusal keeps of the refused picture, in its row, is emptied after
+the same period by the same task (``purge_refusal_thumbnails``).
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ def notify_refusal(
     *, user, refused: RefusedUpload, dhash: int | None, flagged_id: int | None
 ) -> Notice | None:
     """Write the statement of reasons for a refused upload of ``user`` (signed in), so they can
-    contest it. Nothing of the file is kept (see docs/appeals.md); ``dhash`` is the refused
-    image's own dHash, which an overturn allows for the flag. None for a refusal that was not
-    a match (a corrupt file) or of nobody signed in."""
+    contest it. No file is kept, only the refusal's thumbnail in its row (docs/appeals.md);
+    ``dhash`` is the refused image's own dHash, which an overturn allows for the flag. None for
+    a refusal that was not a match (a corrupt file) or of nobody signed in."""
     if dhash is None or flagged_id is None or not getattr(user, "is_authenticated", False):
         return None
     return Notice.objects.create(
@@ -182,12 +183,36 @@ def purge_kept_takedowns(*, now=None) -> int:
     return purged
 
 
+def purge_refusal_thumbnails(*, now=None) -> int:
+    """Empty the thumbnails refusals keep of the refused picture once they are older than the
+    keep period, except a refusal under an open appeal (the moderator still needs it; its
+    decision schedules the purge). One UPDATE: safe to run twice and from several workers.
+    Returns how many were emptied."""
+    now = now or timezone.now()
+    return refusal_thumbnails_due(now - keep_period()).update(thumbnail=None)
+
+
+def refusal_thumbnails_due(before):
+    """Refusals that keep a thumbnail recorded before ``before``, not under an open appeal."""
+    return (
+        RefusedUpload.objects.with_thumbnail()
+        .filter(created_at__lt=before)
+        .exclude(pk__in=_appealed_refusals())
+    )
+
+
+def _appealed_refusals():
+    return Notice.objects.filter(
+        kind=Notice.Kind.REFUSAL, appeal__status=Appeal.Status.OPEN
+    ).values("refused_upload_id")
+
+
 def schedule_purge(when) -> None:
-    """With a worker backend, make sure a purge runs by the end of this copy's keep period: one
-    purge task waits in the queue at a time (each run queues the next, for the earliest copy
-    still kept), not one per takedown, so a sweep that takes down thousands of photos adds
-    none. Without a worker backend (the local immediate one cannot wait),
-    ``manage.py purge_kept_takedowns`` runs from cron."""
+    """With a worker backend, make sure a purge runs by the end of this copy's (or refusal
+    thumbnail's) keep period: one purge task waits in the queue at a time (each run queues the
+    next, for the earliest copy or thumbnail still kept), not one per takedown, so a sweep that
+    takes down thousands of photos adds none. Without a worker backend (the local immediate one
+    cannot wait), ``manage.py purge_kept_takedowns`` runs from cron."""
     if not purge_kept_takedowns_task.get_backend().supports_defer:
         return
     if not background.queued_by(purge_kept_takedowns_task, when):
@@ -195,8 +220,9 @@ def schedule_purge(when) -> None:
 
 
 def _schedule_next_purge() -> None:
-    # Copies under an open appeal wait for its decision, which schedules their purge.
-    oldest = (
+    # Copies and thumbnails under an open appeal wait for its decision, which schedules their
+    # purge.
+    copy = (
         Notice.objects.filter(kind=Notice.Kind.TAKEDOWN, purged_at__isnull=True)
         .exclude(kept_file="")
         .exclude(appeal__status=Appeal.Status.OPEN)
@@ -204,15 +230,24 @@ def _schedule_next_purge() -> None:
         .values_list("created_at", flat=True)
         .first()
     )
-    if oldest is not None:
+    thumbnail = (
+        RefusedUpload.objects.with_thumbnail()
+        .exclude(pk__in=_appealed_refusals())
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    kept = [when for when in (copy, thumbnail) if when is not None]
+    if kept:
         # Not before a minute from now: never a loop of runs that find nothing to do.
-        schedule_purge(max(oldest + keep_period(), timezone.now() + timedelta(minutes=1)))
+        schedule_purge(max(min(kept) + keep_period(), timezone.now() + timedelta(minutes=1)))
 
 
 @task
 def purge_kept_takedowns_task() -> int:
-    """Purge every kept copy whose keep period is over, then queue the next purge for the
-    earliest copy still kept."""
+    """Purge every kept copy, and empty every refusal's thumbnail, whose keep period is over,
+    then queue the next purge for the earliest still kept. Returns how many copies it purged."""
     purged = purge_kept_takedowns()
+    purge_refusal_thumbnails()
     _schedule_next_purge()
     return purged

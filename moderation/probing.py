@@ -22,7 +22,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import IntegrityError, models, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
 from moderation import registry, review
@@ -58,8 +58,9 @@ def _near_misses(*, user_id: int, since=None):
 def attempts(escalation: ProberEscalation, *, since=None) -> list[dict]:
     """The escalated uploader's attempts in the window, oldest first, as the side-by-side page
     lists them: ``{"when", "kind", "hex", "fingerprint", "distance", "found_by", "item"}``
-    (``item``: the queued near miss, whose stored image can be shown; refused uploads were
-    never stored). ``since`` defaults to the window before the escalation."""
+    (``item``: the queued near miss, whose stored image can be shown; a refused upload was
+    never stored, its ``refused_id`` is set while its row keeps a thumbnail of the picture).
+    ``since`` defaults to the window before the escalation."""
     since = since or escalation.opened_at - timedelta(
         minutes=moderation_settings.PROBER_WINDOW_MINUTES
     )
@@ -69,11 +70,15 @@ def attempts(escalation: ProberEscalation, *, since=None) -> list[dict]:
         if escalation.user_id
         else _refusals(ip=escalation.ip, since=since)
     )
-    for r in refused.select_related("nearest", "user"):
+    kept = ExpressionWrapper(Q(thumbnail__isnull=False), output_field=BooleanField())
+    for r in (
+        refused.select_related("nearest", "user").defer("thumbnail").annotate(kept=kept)
+    ):
         rows.append(
             {
                 "when": r.created_at,
                 "kind": "refused",
+                "refused_id": r.pk if r.kept else None,  # it keeps a thumbnail of the picture
                 "who": r.user,
                 "ip": r.ip,
                 "hex": r.hex,
@@ -97,6 +102,7 @@ def attempts(escalation: ProberEscalation, *, since=None) -> list[dict]:
                     "fingerprint": item.fingerprint,
                     "distance": item.distance,
                     "found_by": item.get_found_by_display(),
+                    "refused_id": None,
                     "item": item,
                 }
             )

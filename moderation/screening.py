@@ -27,8 +27,9 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
-from moderation import banned_set, flood_guard, probing, registry, signals
+from moderation import banned_set, flood_guard, notices, probing, registry, signals
 from moderation.banned_index import BannedIndex
 from moderation.conf import moderation_settings
 from moderation.decoding import open_image
@@ -41,6 +42,7 @@ from moderation.hashing import (
 )
 from moderation.matching import BLOCK, PASS, REVIEW, Match, MatchRule, Verdict, decision_of
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
+from moderation.thumbnails import thumbnail_jpeg
 from moderation.variants import VARIANTS
 from moderation.verification import (
     MIN_FLAG_KEYPOINTS,
@@ -396,11 +398,14 @@ class ScreenedUpload(SimpleUploadedFile):
     The form that re-encodes an upload screens the re-encoding and hands this on: the validator
     takes its ``screening`` instead of decoding the file again, and the code that stores it takes
     the fingerprint and probes from there, so what is stored is exactly what was checked.
+    ``thumbnail``: when the screening blocks, a small JPEG of the picture for the refusal's
+    record (``record_refused_upload``); empty otherwise.
     """
 
-    def __init__(self, content: bytes, screening: Screening) -> None:
+    def __init__(self, content: bytes, screening: Screening, thumbnail: bytes = b"") -> None:
         super().__init__("photo.jpg", content, "image/jpeg")
         self.screening = screening
+        self.thumbnail = thumbnail
 
 
 def _chunks(upload: Any) -> Iterable[bytes]:
@@ -464,10 +469,15 @@ def screen_as_upload(upload: Any) -> Screening:
     return screen_upload(upload, stored=stored, record=False, blocking=False)
 
 
-def screened_upload(upload: Any, content: bytes) -> ScreenedUpload:
-    """``content`` (the re-encoding of ``upload`` that will be stored), screened."""
+def screened_upload(
+    upload: Any, content: bytes, *, picture: Image.Image | None = None
+) -> ScreenedUpload:
+    """``content`` (the re-encoding of ``upload`` that will be stored), screened. ``picture``:
+    the decoded picture ``content`` was encoded from; a refusal keeps a thumbnail of it (made
+    only when the screening blocks, so an accepted upload pays nothing)."""
     screening = screen_upload(upload, stored=SimpleUploadedFile("photo.jpg", content))
-    return ScreenedUpload(content, screening)
+    thumbnail = thumbnail_jpeg(picture) if picture is not None and screening.blocked else b""
+    return ScreenedUpload(content, screening, thumbnail)
 
 
 def _log(screening: Screening) -> None:
@@ -510,19 +520,25 @@ def record_refused_upload(
     ip: str | None,
     code: str,
     screening: Screening | None = None,
+    thumbnail: bytes = b"",
 ) -> RefusedUpload:
     """Remember a refused upload for moderators (who, from where, why, what it was near).
 
     Called by the upload view for every refusal, banned or not decodable (``screening`` None).
     Nothing of it is shown to the user; a run of ``banned_image`` rows from one user is someone
-    probing the threshold.
+    probing the threshold. A refusal by a match keeps ``thumbnail`` (``ScreenedUpload``'s) in
+    its row, private, until the keep period's purge (``notices.purge_refusal_thumbnails``).
     """
     by_list = screening.list_block if screening is not None else None
+    common = {
+        "user": user if user is not None and user.is_authenticated else None,
+        "ip": ip,
+        "code": code[:40],
+        "thumbnail": (thumbnail or None) if screening is not None and screening.blocked else None,
+    }
     if by_list is not None:
         refused = RefusedUpload.objects.create(
-            user=user if user is not None and user.is_authenticated else None,
-            ip=ip,
-            code=code[:40],
+            **common,
             dhash=screening.fingerprint.signed,
             signal_entry_id=by_list.entry_id,
             distance=by_list.distance,
@@ -532,15 +548,15 @@ def record_refused_upload(
         match = screening.nearest if screening is not None else None
         fingerprint = screening.found_with if screening is not None else None
         refused = RefusedUpload.objects.create(
-            user=user if user is not None and user.is_authenticated else None,
-            ip=ip,
-            code=code[:40],
+            **common,
             dhash=fingerprint.signed if match is not None else None,
             nearest_id=match.fingerprint_id if match is not None else None,
             distance=match.distance if match is not None else None,
             variant=match.variant if match is not None else None,
             found_by=match.found_by_kind if match is not None else "",
         )
+    if refused.thumbnail is not None:
+        notices.schedule_purge(refused.created_at + notices.keep_period())
     if refused.code == "banned_image":
         # A flag refusing many people's uploads may be a mistake; many refusals of one person
         # are someone probing (a list entry's refusals too). Both are counted from these rows.

@@ -6,6 +6,9 @@ app_name = "moderation"
 
 urlpatterns = [
     path("quarantine/<path:name>", views.quarantined_file, name="quarantined-file"),
+    path(
+        "refusal-thumbnail/<int:pk>/", views.refusal_thumbnail, name="refusal-thumbnail"
+    ),
     path("image-viewed/", views.image_viewed, name="image-viewed"),
     path("image-preference/", views.image_preference, name="image-preference"),
     path("two-factor/", two_factor_views.manage, name="two-factor-manage"),

@@ -1,9 +1,12 @@
-"""Staff-only views outside the admin's model pages: quarantined files, and reviewer wellness.
+"""Staff-only views outside the admin's model pages: quarantined files, refusals' thumbnails,
+and reviewer wellness.
 
 Quarantine storage has no public URL; ``quarantined_file`` is the only way to see its files, and
 it checks the ``moderation.view_quarantine`` permission on every request, for a staff session
-that has verified its second factor (as the admin does). Opening one full size counts as an
-image viewed (an image embedded in a page is counted when it is revealed).
+that has verified its second factor (as the admin does). ``refusal_thumbnail`` serves the small
+picture a refusal keeps in its row under the same checks: it is as private as quarantine.
+Opening either on its own counts as an image viewed (an image embedded in a page is counted
+when it is revealed).
 """
 
 import mimetypes
@@ -11,13 +14,13 @@ import mimetypes
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required, user_passes_test
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from moderation import wellness
 from moderation.files import StorageUnavailable, storage_errors
-from moderation.models import AuditEvent, FlaggedFingerprint, quarantine_storage
+from moderation.models import AuditEvent, FlaggedFingerprint, RefusedUpload, quarantine_storage
 
 
 def _is_referenced(name: str) -> bool:
@@ -56,6 +59,22 @@ def quarantined_file(request, name: str):
         wellness.count_views(user=request.user, views=1)
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = FileResponse(handle, content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+@require_GET
+@user_passes_test(_verified_staff, login_url="admin:login")
+@permission_required("moderation.view_quarantine", raise_exception=True)
+def refusal_thumbnail(request, pk: int):
+    """The thumbnail a refusal keeps of the refused picture (404 once purged, or when none was
+    kept: a file refused as unreadable)."""
+    refused = get_object_or_404(RefusedUpload.objects.with_thumbnail(), pk=pk)
+    if request.headers.get("Sec-Fetch-Dest", "document") == "document":
+        wellness.count_views(user=request.user, views=1)
+    response = HttpResponse(bytes(refused.thumbnail), content_type="image/jpeg")
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     response["Content-Disposition"] = "inline"

@@ -72,10 +72,12 @@ class ProfileForm(forms.ModelForm):
 
     A new photo is re-encoded and screened here (``profiles.photos.prepare_photo``), so the
     model's validator judges the file that will be stored by that screening, without decoding
-    it again. ``screening`` is what was found, for the view to record a refusal.
+    it again. ``screening`` is what was found and ``thumbnail`` (a refusal's) a small JPEG of
+    the picture, for the view to record a refusal.
     """
 
     screening: Screening | None = None
+    thumbnail: bytes = b""
 
     class Meta:
         model = Profile
@@ -90,6 +92,7 @@ class ProfileForm(forms.ModelForm):
         if isinstance(photo, UploadedFile) and not isinstance(photo, ScreenedUpload):
             photo = prepare_photo(photo)
             self.screening = photo.screening
+            self.thumbnail = photo.thumbnail
             BannedImageValidator().refuse_if_blocked(photo.screening)
         return photo
 

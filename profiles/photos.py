@@ -1,11 +1,13 @@
 """What happens to a profile photo, from the upload to the stored file.
 
-1. The form re-encodes the upload (``reencode_photo``): a clean JPEG, upright, metadata
+1. The form re-encodes the upload (``reencoded_photo``): a clean JPEG, upright, metadata
    dropped, at most ``STORED_MAX_SIDE`` px. What will be stored and shown is what is checked.
 2. It is screened against the banned set (``prepare_photo`` -> ``moderation.screening``): the
    re-encoding's fingerprint, its cuts and the picture inside its frame, plus the upload's
    further animation frames (which the re-encoding drops). A blocked upload is refused with
-   one generic message, and the view records the refusal for moderators; nothing is stored.
+   one generic message, and the view records the refusal for moderators; nothing is written
+   to storage: the refusal's row keeps a small thumbnail of the picture, private, for the
+   keep period (``moderation.thumbnails``).
 3. A photo that passes is stored under a random name, with the fingerprint and probes it was
    screened with (``profile_set_photo``); the previous file goes once that has committed.
 4. After commit, the stored photo is screened once more (``moderation.sweeping``'s recheck),
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from PIL import Image
 
 from moderation import registry
 from moderation.decoding import open_image
@@ -43,8 +47,22 @@ class PhotoStorageError(Exception):
     """The photo could not be written to storage; nothing was changed. Safe to retry."""
 
 
+@dataclass(frozen=True)
+class ReencodedPhoto:
+    """An upload re-encoded: the clean JPEG bytes, and the decoded picture they were encoded
+    from (for a refusal's thumbnail, without decoding again)."""
+
+    content: bytes
+    picture: Image.Image
+
+
 def reencode_photo(file: Any) -> ContentFile:
     """Decode ``file`` safely (same checks as the validator) and return clean JPEG bytes."""
+    return ContentFile(reencoded_photo(file).content)
+
+
+def reencoded_photo(file: Any) -> ReencodedPhoto:
+    """``file`` decoded safely (same checks as the validator) and re-encoded as a clean JPEG."""
     # Shrunk to fit by open_image, which may decode a big JPEG at reduced scale to do it
     # (never below STORED_MAX_SIDE on the longer side, so no detail the result could show).
     img = open_image(file, max_side=STORED_MAX_SIDE)
@@ -58,17 +76,19 @@ def reencode_photo(file: Any) -> ContentFile:
     # No optimize=True: its second Huffman pass costs ~8 ms on a 2 MP photo (about a tenth of
     # an upload) to save ~2% of the bytes.
     img.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return ContentFile(out.getvalue())
+    return ReencodedPhoto(out.getvalue(), img)
 
 
 def prepare_photo(upload: Any) -> ScreenedUpload:
     """The upload as it will be stored, screened: for the form to validate in its place.
 
     The upload is decoded once (re-encoding) and the clean file once (fingerprinting), and the
-    fingerprint stored is the one checked. Raises the same ``ValidationError`` codes as the
-    validator for a file it cannot use.
+    fingerprint stored is the one checked. A refused upload carries a thumbnail made from the
+    first decode (``ScreenedUpload.thumbnail``), for its record. Raises the same
+    ``ValidationError`` codes as the validator for a file it cannot use.
     """
-    return screened_upload(upload, reencode_photo(upload).read())
+    photo = reencoded_photo(upload)
+    return screened_upload(upload, photo.content, picture=photo.picture)
 
 
 def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:

@@ -81,6 +81,7 @@ def _record_refusal(request, form: ProfileForm) -> Notice | None:
         ip=ratelimit.client_ip(request),
         code=errors[0].code or "invalid",
         screening=form.screening,
+        thumbnail=form.thumbnail,
     )
     screening = form.screening
     if refused.code != "banned_image" or screening is None or not screening.blocked:

@@ -19,6 +19,7 @@ from moderation.models import (
     ReviewItem,
     ShadowHit,
 )
+from moderation.thumbnails import thumbnail_jpeg
 from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
@@ -97,6 +98,10 @@ def world(django_user_model):
         source=FlaggedFingerprint.Source.COMMAND,
     ).fingerprint
     refused = screening.record_refused_upload(user=owner, ip="192.0.2.1", code="banned_image")
+    # The thumbnail a refusal by a match keeps (tests/test_refusal_thumbnails.py makes one
+    # through the upload form), for the matrix's row of its private view.
+    refused.thumbnail = thumbnail_jpeg(images.photo(82))
+    refused.save(update_fields=["thumbnail"])
     review = ReviewItem.objects.create(
         target_key="profiles.profile.photo",
         object_id=profile.pk,

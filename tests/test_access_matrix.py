@@ -52,6 +52,10 @@ PAGES = {
         lambda w: reverse("moderation:quarantined-file", args=[w["original"]]),
         MODERATORS,
     ),
+    "refusal thumbnail": (
+        lambda w: reverse("moderation:refusal-thumbnail", args=[w["refused"].pk]),
+        MODERATORS,
+    ),
     "admin index": (lambda w: reverse("admin:index"), STAFF),
     "profiles": (lambda w: reverse("admin:profiles_profile_changelist"), MODERATORS),
     "profile": (

@@ -1,6 +1,7 @@
 """The moderators' desk in a real headless Chromium (``-m browser``) at 1280x800: the lists
-fit the screen with long names in them, a refused upload shows what it matched and which
-variant (named as ``check_image`` names it), and "Ban it" asks for the reason, from the
+fit the screen with long names in them, a refused upload shows the refused picture (its kept
+thumbnail) beside what it matched, both blurred, and which variant (named as ``check_image``
+names it), as does an appeal of it, and "Ban it" asks for the reason, from the
 keyboard too.
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``. The browser, live server and
@@ -13,10 +14,11 @@ import pytest
 from PIL import Image
 from selenium.webdriver.common.keys import Keys
 
-from moderation import flagging
+from moderation import appeals, flagging
 from moderation.models import (
     AuditEvent,
     FlaggedFingerprint,
+    Notice,
     RefusedUpload,
     ReviewItem,
 )
@@ -125,7 +127,7 @@ def test_the_refused_audit_review_and_profile_lists_fit_a_1280_screen_with_long_
     site.shot("audit-event-in-full")
 
 
-def test_a_refused_mirrored_copy_shows_the_matched_picture_blurred_and_says_mirrored(
+def test_a_refused_mirrored_copy_shows_itself_beside_the_matched_picture_blurred_and_mirrored(
     site,  # noqa: F811
     moderator_account,  # noqa: F811
     django_user_model,
@@ -156,19 +158,47 @@ def test_a_refused_mirrored_copy_shows_the_matched_picture_blurred_and_says_mirr
     assert "mirrored" in row.text and "whole image" not in row.text
     site.shot("refused-list")
     site.get(f"/admin/moderation/refusedupload/{refused.pk}/change/")
-    img = site.wait_for(".field-matched_original img.mod-img")
+    # The refused picture itself (the thumbnail its row keeps) beside what it matched.
+    mine = site.wait_for("#refused-picture img.mod-img")
+    img = site.wait_for("#matched-original img.mod-img")
+    assert browser.wait_for_image(site.driver, mine) > 0, "the refused picture did not load"
     assert browser.wait_for_image(site.driver, img) > 0, "the matched picture did not load"
+    assert f"/moderation/refusal-thumbnail/{refused.pk}/" in mine.get_attribute("src")
     assert "/moderation/quarantine/" in img.get_attribute("src")
     assert "mirrored" in site.find(".field-variant_name").text
     blurred = "return getComputedStyle(arguments[0]).filter"
+    assert "blur" in site.driver.execute_script(blurred, mine)
     assert "blur" in site.driver.execute_script(blurred, img)
+    side_by_side = "return arguments[0].getBoundingClientRect().top"
+    assert site.driver.execute_script(side_by_side, mine) == site.driver.execute_script(
+        side_by_side, img
+    )
     site.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
     site.shot("refused-page-blurred")
-    img.click()
-    browser.wait(site.driver).until(
-        lambda d: "blur" not in d.execute_script(blurred, img), "the click did not reveal it"
-    )
+    for picture in (mine, img):
+        picture.click()
+        browser.wait(site.driver).until(
+            lambda d, p=picture: "blur" not in d.execute_script(blurred, p),
+            "the click did not reveal it",
+        )
     site.shot("refused-page-revealed")
+
+    # Appealed, the refusal's evidence is the same pair.
+    notice = Notice.objects.get(refused_upload=refused)
+    appeal = appeals.file_appeal(notice=notice, user=notice.user, text="That is my own photo.")
+    site.get(f"/admin/moderation/appeal/{appeal.pk}/change/")
+    mine = site.wait_for("#appeal-photo img.mod-img")
+    img = site.wait_for("#appeal-original img.mod-img")
+    assert browser.wait_for_image(site.driver, mine) > 0
+    assert browser.wait_for_image(site.driver, img) > 0
+    assert f"/moderation/refusal-thumbnail/{refused.pk}/" in mine.get_attribute("src")
+    assert "blur" in site.driver.execute_script(blurred, mine)
+    site.shot("appeal-of-refusal-blurred")
+    mine.click()
+    browser.wait(site.driver).until(
+        lambda d: "blur" not in d.execute_script(blurred, mine), "the click did not reveal it"
+    )
+    site.shot("appeal-of-refusal-revealed")
 
 
 def test_ban_it_asks_for_the_reason_and_the_b_key_opens_the_prompt(

@@ -153,7 +153,12 @@ def test_the_escalation_page_shows_the_attempts_side_by_side_and_closes(
 
     page = mod.get(url).content.decode()
     assert page.count('class="attempt"') == ATTEMPTS
-    assert page.count("refused: never stored") == ATTEMPTS
+    # Each refusal as its kept thumbnail, blurred (nothing was stored).
+    kept = RefusedUpload.objects.filter(thumbnail__isnull=False)
+    assert kept.count() == ATTEMPTS
+    for refusal in kept:
+        url_of = reverse("moderation:refusal-thumbnail", args=[refusal.pk])
+        assert f'<img class="mod-img mod-size-160" src="{url_of}"' in page
     assert flagged.hex in page
     assert 'class="mod-img' in page  # the banned original, blurred until clicked
     dashboard = mod.get(reverse("admin:moderation_dashboard")).content.decode()

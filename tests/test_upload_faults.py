@@ -413,7 +413,7 @@ def test_a_file_the_re_encoding_cannot_decode_is_a_form_error_and_writes_nothing
     def fails(file):
         raise ValidationError(ERROR_MESSAGES["corrupt"], code="corrupt")
 
-    monkeypatch.setattr(photos, "reencode_photo", fails)
+    monkeypatch.setattr(photos, "reencoded_photo", fails)  # what the form calls
     response = alice_client.post(
         reverse("profile-edit"), {"display_name": "A", "photo": upload(images.photo(69))}
     )

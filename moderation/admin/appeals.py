@@ -14,37 +14,23 @@ from django.utils.translation import gettext_lazy as _
 
 from moderation import appeals
 from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
+from moderation.admin.filters import DefaultStatusFilter
 from moderation.hashing import Fingerprint
 from moderation.models import Appeal
 
 
-class AppealStatusFilter(admin.SimpleListFilter):
+class AppealStatusFilter(DefaultStatusFilter):
     """Open appeals by default: they are the queue; decided ones are a click away."""
 
-    title = _("status")
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [*Appeal.Status.choices, ("all", _("All"))]
-
-    def choices(self, changelist):
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": (self.value() or Appeal.Status.OPEN) == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value() or Appeal.Status.OPEN
-        return queryset if value == "all" else queryset.filter(status=value)
+    statuses = Appeal.Status
+    default = Appeal.Status.OPEN
 
 
 @admin.register(Appeal)
 class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Appeals against takedowns and refusals, oldest first. Each appeal's page shows the
-    person's words, the photo as it was taken down (kept privately; a refusal kept nothing)
-    and the flag's original side by side (both only to staff with
+    person's words, the photo as it was taken down (kept privately; of a refusal, the
+    thumbnail its row keeps) and the flag's original side by side (both only to staff with
     ``moderation.view_quarantine``), with uphold and overturn buttons that need a reason."""
 
     list_display = ["__str__", "kind", "person", "flag", "status", "created_at", "decided_at"]
@@ -85,6 +71,14 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         def private(name: str) -> str:
             return reverse("moderation:quarantined-file", args=[name]) if can_see and name else ""
 
+        refused = notice.refused_upload
+        if refused is not None:  # the refusal's own thumbnail (no file was stored)
+            has_thumbnail = can_see and refused.thumbnail is not None
+            photo_url = (
+                reverse("moderation:refusal-thumbnail", args=[refused.pk]) if has_thumbnail else ""
+            )
+        else:
+            photo_url = "" if notice.purged_at else private(notice.kept_file)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Decide an appeal"),
@@ -92,11 +86,11 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "appeal": appeal,
             "notice": notice,
             "flagged": flagged,
-            "photo_url": "" if notice.purged_at else private(notice.kept_file),
+            "photo_url": photo_url,
             "original_url": private(flagged.original.name if flagged.original else ""),
             "can_see": can_see,
             "photo_hex": Fingerprint.from_signed(notice.dhash).hex,
-            "refused": notice.refused_upload,
+            "refused": refused,
             "takedown": notice.takedown,
             "can_decide": self.has_decide_permission(request)
             and appeal.status == Appeal.Status.OPEN,

@@ -1,19 +1,25 @@
 """What the moderation admin pages share: the read-only base, relations shown as text to whom
-their page would refuse, the link to a quarantined file (never a storage URL), the lookup of a
-queued image's stored file, the truncated cell and a record's precision cell.
+their page would refuse, the link to a quarantined file (never a storage URL), a refusal's kept
+thumbnail, the lookup of a queued image's stored file, the truncated cell and a record's
+precision cell.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 
 from django.contrib import admin
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
-from moderation.models import ReviewItem
+from moderation.conf import moderation_settings
+from moderation.models import RefusedUpload, ReviewItem
 from moderation.precision import NOT_ENOUGH, Record
+from moderation.templatetags.moderation_wellness import reviewed_img
 
 
 def quarantine_link(fieldfile, label: str = "view") -> str:
@@ -22,6 +28,24 @@ def quarantine_link(fieldfile, label: str = "view") -> str:
         return "—"
     url = reverse("moderation:quarantined-file", args=[fieldfile.name])
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, label)
+
+
+def refused_picture(refused: RefusedUpload, *, size: int = 240) -> str:
+    """The thumbnail a refusal keeps of the refused picture, blurred until clicked, through the
+    permission-checked ``refusal_thumbnail`` view (the caller has checked
+    ``moderation.view_quarantine``); else why there is none."""
+    if refused.thumbnail is not None:
+        url = reverse("moderation:refusal-thumbnail", args=[refused.pk])
+        return reviewed_img(url, alt=_("the refused upload"), size=size)
+    if refused.code != "banned_image":
+        why = _("Refused as unreadable: no picture to keep.")
+    elif refused.created_at < timezone.now() - timedelta(
+        days=moderation_settings.TAKEDOWN_KEEP_DAYS
+    ):
+        why = _("No thumbnail is kept any more (its keep period is over).")
+    else:
+        why = _("No thumbnail was kept of this refusal.")
+    return format_html("<p><em>{}</em></p>", why)
 
 
 def truncated(text) -> str:

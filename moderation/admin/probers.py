@@ -73,6 +73,12 @@ class ProberEscalationAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Model
         attempts = probing.attempts(escalation)
         for row in attempts:
             row["upload"] = stored_image(row["item"]) if row["item"] is not None else None
+            # A refusal's kept thumbnail, private as quarantine.
+            row["thumbnail_url"] = (
+                reverse("moderation:refusal-thumbnail", args=[row["refused_id"]])
+                if can_see_original and row["refused_id"] is not None
+                else ""
+            )
         held = [
             {"item": item, "upload": stored_image(item)}
             for item in self._held(escalation).select_related("fingerprint")[:50]

@@ -13,6 +13,7 @@ from moderation.admin.base import (
     PlainRelationsMixin,
     ReadOnlyAdminMixin,
     quarantine_link,
+    refused_picture,
     truncated,
 )
 from moderation.models import AuditEvent, RefusedUpload
@@ -118,14 +119,14 @@ class RefusedUploadAdmin(
         "signal_entry",
         "distance",
         "variant_name",
-        "matched_original",
+        "pictures",
     ]
     readonly_fields = fields
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
         if not request.user.has_perm("moderation.view_quarantine"):
-            fields = [f for f in fields if f != "matched_original"]
+            fields = [f for f in fields if f != "pictures"]
         return fields
 
     @admin.display(description=_("user"), ordering="user__username")
@@ -147,15 +148,35 @@ class RefusedUploadAdmin(
     def variant_name(self, obj: RefusedUpload) -> str:
         return obj.variant_name or "—"
 
-    @admin.display(description=_("banned picture it matched"))
-    def matched_original(self, obj: RefusedUpload) -> str:
-        """The flag's original, blurred until clicked, beside the refusal's numbers. The
-        refused file itself was never stored (a refused upload writes nothing)."""
+    @admin.display(description=_("refused picture and what it matched"))
+    def pictures(self, obj: RefusedUpload) -> str:
+        """The refused picture (the thumbnail its row keeps; the upload itself wrote nothing to
+        storage) beside the flag's original, each blurred until clicked."""
         flagged = obj.nearest
-        if flagged is None or not flagged.original:
-            return "—"
-        url = reverse("moderation:quarantined-file", args=[flagged.original.name])
-        return reviewed_img(url, alt=_("the banned original"), size=240)
+        if flagged is None and obj.signal_entry_id is None:
+            return "—"  # refused as unreadable: nothing matched, no picture
+        if flagged is None:
+            why = _("A list entry is a hash: no picture to show.")
+        elif not flagged.original:
+            why = _("No original was kept for this flag.")
+        original = (
+            reviewed_img(
+                reverse("moderation:quarantined-file", args=[flagged.original.name]),
+                alt=_("the banned original"),
+                size=240,
+            )
+            if flagged is not None and flagged.original
+            else format_html("<p><em>{}</em></p>", why)
+        )
+        return format_html(
+            '<div class="side-by-side refusal-pictures">'
+            '<figure id="refused-picture">{}<figcaption>{}</figcaption></figure>'
+            '<figure id="matched-original">{}<figcaption>{}</figcaption></figure></div>',
+            refused_picture(obj, size=240),
+            _("Refused upload (thumbnail)"),
+            original,
+            _("Banned picture it matched") if flagged is not None else _("Matched list entry"),
+        )
 
     def get_queryset(self, request):
         per_user = (
@@ -165,7 +186,9 @@ class RefusedUploadAdmin(
             .annotate(n=Count("pk"))
             .values("n")
         )
-        return super().get_queryset(request).annotate(user_refusals=Subquery(per_user))
+        # The thumbnail is read on the refusal's own page only, not for every row listed.
+        queryset = super().get_queryset(request).defer("thumbnail")
+        return queryset.annotate(user_refusals=Subquery(per_user))
 
     @admin.display(description=_("refusals"), ordering="user_refusals")
     def refusals_by_user(self, obj: RefusedUpload) -> str:

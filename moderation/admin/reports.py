@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from moderation import registry, reports
 from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
+from moderation.admin.filters import DefaultStatusFilter
 from moderation.models import Report
 
 
@@ -27,26 +28,11 @@ def reported_image(report: Report):
     return image if image and image.name == report.file_name else None
 
 
-class ReportStatusFilter(admin.SimpleListFilter):
+class ReportStatusFilter(DefaultStatusFilter):
     """Open reports by default: they are the queue."""
 
-    title = _("status")
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [*Report.Status.choices, ("all", _("All"))]
-
-    def choices(self, changelist):
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": (self.value() or Report.Status.OPEN) == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value() or Report.Status.OPEN
-        return queryset if value == "all" else queryset.filter(status=value)
+    statuses = Report.Status
+    default = Report.Status.OPEN
 
 
 @admin.register(Report)

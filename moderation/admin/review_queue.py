@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
@@ -25,6 +24,7 @@ from moderation.admin.base import (
     stored_image,
     truncated,
 )
+from moderation.admin.filters import DefaultStatusFilter
 from moderation.conf import moderation_settings
 from moderation.models import RefusedUpload, ReviewItem, ReviewSubscription
 from moderation.templatetags.moderation_wellness import reviewed_img
@@ -50,36 +50,13 @@ def suggested_ban_reason(item: ReviewItem) -> str:
     return f"same picture as banned {flagged.hex}{why}"[:200]
 
 
-class ReviewStatusFilter(admin.SimpleListFilter):
-    """The queue opens on what is waiting (pending); every other status, and all of them, one
-    click away. The parameter is the one ``status__exact`` links (and the queue emails) use."""
+class ReviewStatusFilter(DefaultStatusFilter):
+    """The queue opens on what is waiting (pending). The parameter is the one ``status__exact``
+    links (and the queue emails) use."""
 
-    title = _("status")
     parameter_name = "status__exact"
-    DEFAULT = ReviewItem.Status.PENDING
-    ALL = "all"
-
-    def lookups(self, request, model_admin):
-        return [*ReviewItem.Status.choices, (self.ALL, _("All"))]
-
-    def value(self):
-        value = super().value() or self.DEFAULT
-        if value not in {str(code) for code, _label in self.lookup_choices}:
-            raise IncorrectLookupParameters(f"unknown review status {value!r}")
-        return value
-
-    def choices(self, changelist):
-        # No "All" of Django's own (it would mean the default, pending): ours is in lookups.
-        for code, label in self.lookup_choices:
-            yield {
-                "selected": self.value() == str(code),
-                "query_string": changelist.get_query_string({self.parameter_name: code}),
-                "display": label,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        return queryset if value == self.ALL else queryset.filter(status=value)
+    statuses = ReviewItem.Status
+    default = ReviewItem.Status.PENDING
 
 
 @admin.register(ReviewItem)
@@ -247,7 +224,9 @@ class ReviewItemAdmin(
             else ""
         )
         refused = (
-            RefusedUpload.objects.filter(user=item.uploader).select_related("nearest")[:50]
+            RefusedUpload.objects.filter(user=item.uploader)
+            .select_related("nearest")
+            .defer("thumbnail")[:50]
             if item.uploader_id
             else []
         )

@@ -133,13 +133,17 @@ class RefusedUploadQuerySet(models.QuerySet):
     def banned_matches(self) -> RefusedUploadQuerySet:
         return self.filter(code="banned_image")
 
+    def with_thumbnail(self) -> RefusedUploadQuerySet:
+        return self.filter(thumbnail__isnull=False)
+
 
 class RefusedUpload(models.Model):
     """One upload the site refused: who, from where, why, and (staff-only) what it was near.
 
     Someone probing the threshold uploads edited copies of a banned image until one passes;
     each try leaves a row here, so moderators see the pattern (count per user in the admin).
-    The nearest banned fingerprint and the distance are never shown to the user. Append-only.
+    The nearest banned fingerprint and the distance are never shown to the user. Append-only,
+    but for the thumbnail of the refused picture, which the keep period's purge empties.
     """
 
     user = models.ForeignKey(
@@ -182,6 +186,12 @@ class RefusedUpload(models.Model):
     # ``matching.name_variant`` (``variant_name``), as ``check_image`` names them.
     found_by = models.CharField(_("found by"), max_length=60, blank=True, default="")
     variant = models.PositiveSmallIntegerField(_("matched variant"), null=True, blank=True)
+    # A refusal by a match keeps a small JPEG of the refused picture (``moderation.thumbnails``)
+    # here, not in storage: evidence for moderators, served only through the permission-checked
+    # ``refusal_thumbnail`` view, emptied (None) by the keep period's purge.
+    thumbnail = models.BinaryField(
+        _("thumbnail of the refused picture (private)"), null=True, blank=True, editable=False
+    )
 
     objects = RefusedUploadQuerySet.as_manager()
 

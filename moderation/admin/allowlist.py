@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
-from django.template.response import TemplateResponse
+from django.contrib import admin
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -17,6 +16,7 @@ from moderation import desk
 from moderation.admin.base import (
     PlainRelationsMixin,
     ReadOnlyAdminMixin,
+    confirm_with_reason,
     quarantine_link,
     stored_image,
 )
@@ -160,35 +160,22 @@ class AllowedMatchAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     @admin.action(description=_("Revoke selected exceptions"), permissions=["revoke"])
     def revoke_selected(self, request, queryset):
         """Revoke the selected allowlist exceptions after the moderator gives a reason."""
-        form = RevokeReasonForm(request.POST if "confirm" in request.POST else None)
-        if "confirm" in request.POST and form.is_valid():
-            count = sum(
-                desk.allowed_match_revoke(
-                    allowed=allowed, actor=request.user, reason=form.cleaned_data["reason"]
-                )
-                for allowed in queryset
-            )
-            self.message_user(
-                request,
-                ngettext(
-                    "Revoked %d exception: that image is matched again from the next upload.",
-                    "Revoked %d exceptions: those images are matched again from the next upload.",
-                    count,
-                )
-                % count,
-                messages.SUCCESS,
-            )
-            return None
-        return TemplateResponse(
+        return confirm_with_reason(
+            self,
             request,
-            "admin/moderation/revoke_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("Revoke allowlist exceptions"),
-                "opts": self.model._meta,
-                "queryset": queryset.select_related("fingerprint", "created_by"),
-                "form": form,
-                "action": "revoke_selected",
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
+            form_class=RevokeReasonForm,
+            act=lambda reason: sum(
+                desk.allowed_match_revoke(allowed=allowed, actor=request.user, reason=reason)
+                for allowed in queryset
+            ),
+            done=lambda count: ngettext(
+                "Revoked %d exception: that image is matched again from the next upload.",
+                "Revoked %d exceptions: those images are matched again from the next upload.",
+                count,
+            )
+            % count,
+            template="admin/moderation/revoke_confirmation.html",
+            title=_("Revoke allowlist exceptions"),
+            action="revoke_selected",
+            context={"queryset": queryset.select_related("fingerprint", "created_by")},
         )

@@ -4,7 +4,7 @@ once, on the page that issues it), and revoke (``moderation.api.tokens``, audite
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils.formats import date_format
@@ -12,7 +12,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation.admin.base import PlainRelationsMixin
+from moderation.admin.base import PlainRelationsMixin, confirm_with_reason
 from moderation.api import tokens
 from moderation.models import ApiToken
 
@@ -90,32 +90,21 @@ class ApiTokenAdmin(PlainRelationsMixin, admin.ModelAdmin):
     @admin.action(description=_("Revoke selected API tokens"), permissions=["change"])
     def revoke_selected(self, request, queryset):
         """Revoke the selected tokens after a confirmation: their next call is a 401."""
-        form = RevokeTokenForm(request.POST if "confirm" in request.POST else None)
-        if "confirm" in request.POST and form.is_valid():
-            count = tokens.tokens_revoke(
-                tokens=list(queryset), actor=request.user, reason=form.cleaned_data["reason"]
-            )
-            self.message_user(
-                request,
-                ngettext(
-                    "Revoked %d token: its next call is refused.",
-                    "Revoked %d tokens: their next calls are refused.",
-                    count,
-                )
-                % count,
-                messages.SUCCESS,
-            )
-            return None
-        return TemplateResponse(
+        return confirm_with_reason(
+            self,
             request,
-            "admin/moderation/apitoken/revoke_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("Revoke API tokens"),
-                "opts": self.model._meta,
-                "queryset": queryset,
-                "form": form,
-                "action": "revoke_selected",
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
+            form_class=RevokeTokenForm,
+            act=lambda reason: tokens.tokens_revoke(
+                tokens=list(queryset), actor=request.user, reason=reason
+            ),
+            done=lambda count: ngettext(
+                "Revoked %d token: its next call is refused.",
+                "Revoked %d tokens: their next calls are refused.",
+                count,
+            )
+            % count,
+            template="admin/moderation/apitoken/revoke_confirmation.html",
+            title=_("Revoke API tokens"),
+            action="revoke_selected",
+            context={"queryset": queryset},
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -167,4 +168,43 @@ def precision_cell(record: Record) -> str:
         return format_html('<span class="record-not-enough">{}</span>', record.rating_label)
     return format_html(
         '<span class="record-{}">{} ({})</span>', record.rating, record.percent, record.rating_label
+    )
+
+
+def confirm_with_reason(
+    modeladmin: admin.ModelAdmin,
+    request,
+    *,
+    form_class,
+    act,
+    done,
+    template: str,
+    title: str,
+    action: str,
+    context: dict,
+):
+    """An admin action that asks why before it acts, as every staff decision here does.
+
+    The first call shows ``template`` (the selected rows in ``context``, the reason form);
+    posted back with ``confirm`` and a valid reason, ``act(reason)`` does the work and returns
+    how many rows it changed, and ``done(count)`` is the success message. Returns what an
+    admin action returns: None after acting (back to the list), else the confirmation page.
+    """
+    form = form_class(request.POST if "confirm" in request.POST else None)
+    if "confirm" in request.POST and form.is_valid():
+        count = act(form.cleaned_data["reason"])
+        modeladmin.message_user(request, done(count), messages.SUCCESS)
+        return None
+    return TemplateResponse(
+        request,
+        template,
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "opts": modeladmin.model._meta,
+            "form": form,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            **context,
+        },
     )

@@ -20,6 +20,7 @@ from moderation import desk, exchange, flagging, precision
 from moderation.admin.base import (
     PlainRelationsMixin,
     ReadOnlyAdminMixin,
+    confirm_with_reason,
     precision_cell,
     quarantine_link,
 )
@@ -353,37 +354,22 @@ class FlaggedFingerprintAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.Mod
         """Keep the selected flags after reading their records: each is marked re-reviewed
         (``desk.flag_rereview``, audited with the reason) and leaves the "Flags to re-review"
         until a decision about one of its matches is judged. Unflagging is the Unflag action."""
-        form = RereviewForm(request.POST if "confirm" in request.POST else None)
-        if "confirm" in request.POST and form.is_valid():
-            count = sum(
-                desk.flag_rereview(
-                    flagged=flagged, actor=request.user, reason=form.cleaned_data["reason"]
-                )
-                for flagged in queryset
-            )
-            self.message_user(
-                request,
-                ngettext(
-                    "Marked %d flag re-reviewed (kept).",
-                    "Marked %d flags re-reviewed (kept).",
-                    count,
-                )
-                % count,
-                messages.SUCCESS,
-            )
-            return None
-        return TemplateResponse(
+        return confirm_with_reason(
+            self,
             request,
-            "admin/moderation/flaggedfingerprint/rereview_confirmation.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("Keep flags after re-review"),
-                "opts": self.model._meta,
-                "flags": [(flagged, precision.Record.of(flagged)) for flagged in queryset],
-                "form": form,
-                "action": "rereview_selected",
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
+            form_class=RereviewForm,
+            act=lambda reason: sum(
+                desk.flag_rereview(flagged=flagged, actor=request.user, reason=reason)
+                for flagged in queryset
+            ),
+            done=lambda count: ngettext(
+                "Marked %d flag re-reviewed (kept).", "Marked %d flags re-reviewed (kept).", count
+            )
+            % count,
+            template="admin/moderation/flaggedfingerprint/rereview_confirmation.html",
+            title=_("Keep flags after re-review"),
+            action="rereview_selected",
+            context={"flags": [(flagged, precision.Record.of(flagged)) for flagged in queryset]},
         )
 
     @admin.action(description=_("Export selected (CSV)"), permissions=["view"])

@@ -248,7 +248,11 @@ class BannedSet(HostSnapshotSet):
                 reach = [self._list_reach]
                 self._last_change_id = apply_changes_after(self._index, self._last_change_id, reach)
                 self._list_reach = reach[0]
+            mapped = self._snapshot
             self._keep_delta_small()
+            if self._snapshot != mapped and self._snapshot is not None:
+                # A newer snapshot may hold a list's change this process never replayed.
+                self._list_reach = max(self._list_reach, enforced_list_reach())
 
     @property
     def list_reach(self) -> int:

@@ -201,10 +201,11 @@ class SignalSet(HostSnapshotSet):
                 self._cold_load()
             else:
                 self._replay()
-            # Any change may be a list's: the reach is read again (one small aggregate).
+            self._keep_delta_small()
+            # Any change may be a list's (also one a newer snapshot brought in): the reach is
+            # read again (one small aggregate).
             if self._last_change_id != before:
                 self._radius = widest_distance()
-            self._keep_delta_small()
 
     def candidates(self, value: str, radius: int | None = None) -> list[tuple[int, int]]:
         """(entry id, distance) of every PDQ entry within ``radius`` bits of ``value`` (default:

@@ -363,6 +363,34 @@ def test_processes_sharing_the_pdq_snapshot_match_an_import_and_a_retraction_at_
         second.stop()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_process_past_its_pdq_delta_limit_writes_a_newer_pdq_snapshot_in_the_background(settings):
+    rng = np.random.default_rng(12)
+    old, new = ([bytes(r).hex() for r in rng.integers(0, 256, (3, 32), np.uint8)] for _ in "ab")
+    partner = HashList.objects.create(name="partner")
+    import_pdq(partner, old)
+    manage("banned_snapshot")
+    store = signal_set.snapshot_store()
+    start = store.current_name()
+    proc = WarmLookupProcess(_WARM_PDQ_LOOKUPS, MODERATION_SNAPSHOT_DELTA_LIMIT="3")
+    try:
+        assert proc.snapshot == start
+        import_pdq(partner, new, source="later")  # three entries: the limit
+        added = SignalEntry.objects.get(value=new[2]).pk
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while True:  # every answer is right, while the new snapshot is written and after
+            answer = proc.ask(new[2])
+            assert answer["hits"] == [added] and answer["size"] == 6
+            if answer["snapshot"] != start or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer["snapshot"] not in (None, start)
+        assert store.current_name() == answer["snapshot"]
+        assert not (Path(settings.MODERATION_SNAPSHOT_DIR) / "pdq" / start).exists()
+    finally:
+        proc.stop()
+
+
 # --- the cost of staying consistent -----------------------------------------------------
 
 

@@ -11,28 +11,27 @@ Why the lock: without it two transactions could take change ids 10 and 11 and co
 a reader that saw 11 would never look at 10 again. With it, ids are handed out in commit order.
 
 A process does not load the whole set from the database: it maps the host's snapshot (the
-files: ``banned_snapshot``; what goes in, and whether one fits this database: below) and
-replays the change log after the snapshot's change id into its frozen index's private delta. Past
-``MODERATION_SNAPSHOT_DELTA_LIMIT`` changed entries it moves to a newer snapshot, writing one
-in a background thread when no process on the host is doing so. The guarantee above is
-unchanged: the change log is replayed before every lookup, whatever the index is made of.
+files: ``banned_snapshot``; what goes in: ``BannedSource`` below; the rest, shared with the
+hash lists' PDQ entries: ``host_snapshot``) and replays the change log after the snapshot's
+change id into its frozen index's private delta. Past ``MODERATION_SNAPSHOT_DELTA_LIMIT``
+changed entries it moves to a newer snapshot, writing one in a background thread when no
+process on the host is doing so. The guarantee above is unchanged: the change log is replayed
+before every lookup, whatever the index is made of.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping
 
 from django.db import connection
 from django.db.models import BooleanField, Case, Max, Q, Value, When
 
-from moderation import hashing
+from moderation import hashing, host_snapshot
 from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, variant_entries
 from moderation.banned_snapshot import Snapshot, SnapshotStore
 from moderation.conf import moderation_settings
 from moderation.hashing import Fingerprint
+from moderation.host_snapshot import HostSnapshotSet, SnapshotSource, database_identity
 from moderation.matching import Match, MatchRule
 from moderation.models import BannedSetChange, FingerprintVariant, FlaggedFingerprint, HashList
 from moderation.models.banned_set import FLOOD_HELD
@@ -89,8 +88,6 @@ def log_list(hash_list: HashList) -> None:
         log_change(flagged)
 
 
-# A process past its delta limit looks for (or writes) a newer snapshot at most this often.
-SNAPSHOT_RETRY_SECONDS = 1.0
 # Rows fetched per round trip when loading the whole banned set at start-up.
 COLD_LOAD_CHUNK = 50_000
 _VARIANT_COLUMNS = (
@@ -124,9 +121,6 @@ def active_variant_rows(flag_ids: Iterable[int] | None = None):
     if flag_ids is not None:
         rows = rows.filter(flagged_id__in=list(flag_ids))
     return rows.annotate(shadow=_IN_SHADOW).values_list(*_VARIANT_COLUMNS)
-
-
-logger = logging.getLogger(__name__)
 
 
 def load_from_database() -> tuple[BannedIndex, int]:
@@ -182,29 +176,65 @@ def apply_changes_after(index: BannedIndex, last: int, reach: list[int] | None =
     return last
 
 
-class BannedSet:
-    """The active banned fingerprints of this process, synced from the change log.
+class BannedSource(SnapshotSource):
+    """The banned set as ``host_snapshot`` keeps it: its tables, its change log, its index."""
+
+    label = "banned-set"
+    folder = ""  # the snapshot folder itself (the PDQ entries have a sub-folder)
+
+    def compatible(self) -> dict:
+        # A snapshot made for another pipeline, variant list, information threshold or
+        # database is not used.
+        return {
+            "pipeline_version": hashing.PIPELINE_VERSION,
+            "keys_per_flag": KEYS_PER_FLAG,
+            "min_information": moderation_settings.MIN_INFORMATION,
+            "database": database_identity(),
+        }
+
+    def load_from_database(self) -> tuple[BannedIndex, int]:
+        return load_from_database()
+
+    def from_state(self, arrays) -> BannedIndex:
+        return BannedIndex.from_state(arrays)
+
+    def state(self, index: BannedIndex) -> dict:
+        if index.pending() or index.frozen:
+            fresh = BannedIndex()
+            fresh.build_arrays(*index.arrays())
+            index = fresh
+        return index.state()
+
+    def replay(self, index: BannedIndex, last: int) -> tuple[BannedIndex, int]:
+        return index, apply_changes_after(index, last)
+
+    def change_identity(self, change_id: int) -> list | None:
+        if change_id == 0:
+            return []
+        row = (
+            BannedSetChange.objects.filter(id=change_id)
+            .values_list("fingerprint_id", "variant", "dhash", "active")
+            .first()
+        )
+        return None if row is None else list(row)
+
+
+SOURCE = BannedSource()
+
+
+class BannedSet(HostSnapshotSet):
+    """The active banned fingerprints of this process, synced from the change log; held once
+    per host (``host_snapshot``).
 
     ``snapshots``: start from the host's snapshot (and write one when there is none) rather
     than from the tables; ``background``: write a newer one in a thread, not in the lookup.
     """
 
-    def __init__(self, *, snapshots: bool = True, background: bool = True) -> None:
-        self._lock = threading.Lock()
-        self._index = BannedIndex()
-        self._last_change_id: int | None = None
-        self._use_snapshots = snapshots
-        self._background = background
-        self._snapshot: str | None = None  # the name of the mapped snapshot
-        self._helper: threading.Thread | None = None  # finds or writes a newer one
-        self._ready: Snapshot | None = None  # what it found, checked, to map
-        self._retry_at = 0.0
-        self._cannot_write = False
-        self._list_reach = 0
+    source = SOURCE
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._index)
+    def __init__(self, *, snapshots: bool = True, background: bool = True) -> None:
+        super().__init__(BannedIndex(), snapshots=snapshots, background=background)
+        self._list_reach = 0
 
     def sync(self) -> None:
         """Bring the index up to date with every change committed so far."""
@@ -218,26 +248,17 @@ class BannedSet:
                 reach = [self._list_reach]
                 self._last_change_id = apply_changes_after(self._index, self._last_change_id, reach)
                 self._list_reach = reach[0]
-            if self._index.frozen and (
-                self._index.pending() >= moderation_settings.SNAPSHOT_DELTA_LIMIT
-            ):
-                self._move_to_newer_snapshot()
+            mapped = self._snapshot
+            self._keep_delta_small()
+            if self._snapshot != mapped and self._snapshot is not None:
+                # A newer snapshot may hold a list's change this process never replayed.
+                self._list_reach = max(self._list_reach, enforced_list_reach())
 
     @property
     def list_reach(self) -> int:
         """At least the largest dHash distance of an enabled, enforced hash list as of the
         last ``sync`` (0: none has its own); see ``MatchRule.for_blocking``."""
         return self._list_reach
-
-    @property
-    def last_change_id(self) -> int | None:
-        """The last change of the log applied here (None: not loaded yet)."""
-        return self._last_change_id
-
-    @property
-    def snapshot(self) -> str | None:
-        """The name of the snapshot this process maps (None: its own copy)."""
-        return self._snapshot
 
     def check(
         self,
@@ -270,177 +291,28 @@ class BannedSet:
         rule = MatchRule.from_settings(max_distance=max_distance)
         return self.check(fingerprint, rule=rule, sync=sync).matches
 
-    def nbytes(self) -> int:
-        with self._lock:
-            return self._index.nbytes()
-
-    def _cold_load(self) -> None:
-        store = snapshot_store() if self._use_snapshots else None
-        if store is not None:
-            found = usable_snapshot(store)
-            if found is None:  # the first process of the host writes one (the others wait)
-                try:
-                    found, _ = rebuild_snapshot(store, blocking=True, if_missing=True)
-                except OSError as e:
-                    logger.warning("banned-set snapshot not written in %s: %s", store.root, e)
-            if found is not None:
-                self._map(found)
-                return
-        index, last = load_from_database()
-        self._index, self._snapshot = index, None
-        self._last_change_id = apply_changes_after(index, last)
-
-    def _map(self, snapshot: Snapshot) -> None:
-        """Answer from ``snapshot`` (already checked) from now on, with the changes after it."""
-        index = BannedIndex.from_state(snapshot.arrays)
-        last = apply_changes_after(index, snapshot.change_id)
-        self._index, self._last_change_id, self._snapshot = index, last, snapshot.name
-
-    def _move_to_newer_snapshot(self) -> None:
-        """The private delta is past the limit: map the newer snapshot a helper thread has
-        found (or written) and checked, or start one; meanwhile answers come from the mapping
-        plus the delta, still exact. No lookup waits for a snapshot to be written or checked."""
-        ready, self._ready = self._ready, None
-        if ready is not None and ready.name != self._snapshot:
-            self._map(ready)
-            return
-        if self._cannot_write:  # no snapshot can be written here: merge privately, as before
-            logger.warning("banned set: no newer snapshot can be written; merging in memory")
-            self._index.thaw()
-            self._snapshot = None
-            return
-        busy = self._helper is not None and self._helper.is_alive()
-        if busy or time.monotonic() < self._retry_at:
-            return
-        self._retry_at = time.monotonic() + SNAPSHOT_RETRY_SECONDS
-        if not self._background:
-            self._prepare(in_thread=False)
-            if self._ready is not None or self._cannot_write:
-                self._move_to_newer_snapshot()
-            return
-        self._helper = threading.Thread(
-            target=self._prepare, kwargs={"in_thread": True}, name="banned-snapshot", daemon=True
-        )
-        self._helper.start()
-
-    def _prepare(self, *, in_thread: bool) -> None:
-        """Find the host's newer snapshot, or write one (unless another process is writing
-        one: then the next attempt finds it), checked, in ``self._ready``."""
-        try:
-            store = snapshot_store()
-            if store is None:
-                self._cannot_write = True
-                return
-            found = None
-            if store.current_name() not in (None, self._snapshot):
-                found = usable_snapshot(store)
-            if found is None or found.name == self._snapshot:
-                found = rebuild_snapshot(store, blocking=False)[0]
-            if found is not None and found.name != self._snapshot:
-                self._ready = found
-        except OSError:
-            logger.exception("banned set: a newer snapshot cannot be written")
-            self._cannot_write = True
-        except Exception:  # e.g. the database went away: the next attempt may succeed
-            logger.exception("banned set: finding or writing a newer snapshot failed")
-        finally:
-            if in_thread:
-                connection.close()  # this thread's own connection
-
 
 # --- the host's snapshot -------------------------------------------------------------------
 
 
 def snapshot_store() -> SnapshotStore | None:
-    """This host's snapshots (``MODERATION_SNAPSHOT_DIR``; None when set empty), as this code
-    and this database need them: a snapshot made for another pipeline, variant list,
-    information threshold or database is not used."""
-    root = moderation_settings.SNAPSHOT_DIR
-    if not root:
-        return None
-    settings = connection.settings_dict
-    return SnapshotStore(
-        root,
-        {
-            "pipeline_version": hashing.PIPELINE_VERSION,
-            "keys_per_flag": KEYS_PER_FLAG,
-            "min_information": moderation_settings.MIN_INFORMATION,
-            "database": f"{connection.vendor}:{settings.get('HOST') or ''}:"
-            f"{settings.get('PORT') or ''}/{settings['NAME']}",
-        },
-    )
-
-
-def _change_identity(change_id: int) -> list | None:
-    """What identifies change ``change_id`` in this database's log (None: no such change)."""
-    if change_id == 0:
-        return []
-    row = (
-        BannedSetChange.objects.filter(id=change_id)
-        .values_list("fingerprint_id", "variant", "dhash", "active")
-        .first()
-    )
-    return None if row is None else list(row)
+    """This host's snapshots of the banned set (``MODERATION_SNAPSHOT_DIR``; None when set
+    empty), as this code and this database need them."""
+    return SOURCE.store()
 
 
 def usable_snapshot(store: SnapshotStore) -> Snapshot | None:
-    """The newest snapshot that is intact and made from this database's change log: its last
-    change is still in the log, unchanged (a restored or other database fails this)."""
-    for snapshot in store.newest():
-        if _change_identity(snapshot.change_id) != snapshot.meta.get("last_change"):
-            logger.warning(
-                "banned-set snapshot %s ignored: change %s is not in this database's log as it was",
-                snapshot.path,
-                snapshot.change_id,
-            )
-            continue
-        try:
-            BannedIndex.from_state(snapshot.arrays)  # the arrays fit together
-        except (KeyError, ValueError) as e:
-            logger.warning("banned-set snapshot %s ignored: %s", snapshot.path, e)
-            continue
-        return snapshot
-    return None
-
-
-def _write(store: SnapshotStore, index: BannedIndex, last: int) -> Snapshot:
-    """Write ``index`` (consistent with change ``last``) as the host's snapshot; the caller
-    holds the builders' lock. A mapped or changed index is first rebuilt from its arrays."""
-    if index.pending() or index.frozen:
-        fresh = BannedIndex()
-        fresh.build_arrays(*index.arrays())
-        index = fresh
-    return store.write(
-        index.state(), change_id=last, last_change=_change_identity(last), entries=len(index)
-    )
+    """The newest snapshot that is intact and made from this database's change log."""
+    return host_snapshot.usable_snapshot(SOURCE, store)
 
 
 def rebuild_snapshot(
     store: SnapshotStore, *, blocking: bool, force: bool = False, if_missing: bool = False
 ) -> tuple[Snapshot | None, str]:
-    """Under the builders' lock, write a snapshot of the banned set as committed now: from the
-    current snapshot + the change log after it when there is one (fast), else from the tables
-    (``if_missing``: only then). Returns the current snapshot (None: the lock was busy and
-    ``blocking`` off) and what was done, in words. OSError when the folder is not writable."""
-    with store.lock(blocking=blocking) as held:
-        if not held:
-            return None, "another process is writing a snapshot"
-        base = usable_snapshot(store)
-        if base is not None and if_missing:
-            return base, f"{base.name} was written meanwhile"
-        if base is None:
-            index, last = load_from_database()  # written as loaded: no second build
-            written = _write(store, index, last)
-            return written, f"wrote {written.name} from the database ({len(index)} entries)"
-        index = BannedIndex.from_state(base.arrays)
-        last = apply_changes_after(index, base.change_id)
-        if last == base.change_id and not force:
-            return base, f"{base.name} is up to date (change {last})"
-        written = _write(store, index, last)
-        return written, (
-            f"wrote {written.name} from {base.name} and the changes after it "
-            f"({index.pending()} entries changed, {len(index)} entries)"
-        )
+    """``host_snapshot.rebuild_snapshot`` of the banned set."""
+    return host_snapshot.rebuild_snapshot(
+        SOURCE, store, blocking=blocking, force=force, if_missing=if_missing
+    )
 
 
 _banned_set = BannedSet()

@@ -1,4 +1,8 @@
-"""The banned set's snapshot on local disk: written once per host, mapped by every process.
+"""The snapshot files of a set held once per host: written once, mapped by every process.
+
+Made for the banned set, and used the same way for the hash lists' PDQ entries
+(``host_snapshot`` keeps either in step with its change log; ``signal_set`` has its own
+sub-folder ``pdq/`` with its own ``current``, lock and snapshots).
 
 Each process used to build its own index of the whole banned set (~69 B per entry, a cold load
 of 3-4 s per million entries from the database). A snapshot is that index's arrays
@@ -19,13 +23,14 @@ Layout of ``MODERATION_SNAPSHOT_DIR``::
     snap-<change id>-<time ns>-<pid>/   meta.json, <array>.npy (never changed once published),
                           verified.json (the first reader's CRC check, see _verified_before)
     .building-*/          a snapshot being written (left by a crash: removed by the next one)
+    pdq/                  the same layout, for the hash lists' PDQ entries (``signal_set``)
 
 A snapshot is written into ``.building-*``, each file fsynced, renamed to ``snap-*`` and only
 then pointed at by ``current``; older snapshots are then removed. A process that still maps a
 removed one keeps working (unlinked files stay valid while mapped, on Linux).
 
-No database here: ``banned_set`` decides what goes in and checks a snapshot against the change
-log before using it.
+No database here: ``banned_set`` and ``signal_set`` decide what goes in, and ``host_snapshot``
+checks a snapshot against the change log before using it.
 """
 
 from __future__ import annotations
@@ -145,9 +150,12 @@ class SnapshotStore:
     """The snapshots of one directory. ``compatible``: what a snapshot's meta must hold to be
     used by this code (format version, pipeline version, ...), written into each new one."""
 
-    def __init__(self, root: str | os.PathLike, compatible: Mapping[str, Any]) -> None:
+    def __init__(
+        self, root: str | os.PathLike, compatible: Mapping[str, Any], *, label: str = "banned-set"
+    ) -> None:
         self.root = Path(root)
         self.compatible = {"format_version": FORMAT_VERSION, **compatible}
+        self.label = label  # what the snapshots hold, for the warnings
 
     # --- the host lock -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -196,9 +204,9 @@ class SnapshotStore:
             try:
                 yield self.open(path)
             except SnapshotError as e:
-                logger.warning("banned-set snapshot %s ignored: %s", path, e)
+                logger.warning("%s snapshot %s ignored: %s", self.label, path, e)
         if not found:
-            logger.warning("no banned-set snapshot in %s", self.root)
+            logger.warning("no %s snapshot in %s", self.label, self.root)
 
     def open(self, path: Path) -> Snapshot:
         """Map and verify one snapshot (every array's dtype, shape and CRC-32)."""

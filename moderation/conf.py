@@ -355,14 +355,16 @@ DECLARATIONS = (
         "Scheme and host of the links in review-queue emails (production: the public origin).",
     ),
     # --- The banned set's snapshot (moderation/banned_snapshot.py) --------------------------
-    # Every process of a host maps the banned set's snapshot from this local folder instead of
-    # loading its own copy from the database; `manage.py banned_snapshot` writes it at deploy.
+    # Every process of a host maps the banned set's snapshot (and the PDQ entries', in pdq/)
+    # from this local folder instead of loading its own copy from the database;
+    # `manage.py banned_snapshot` writes both at deploy.
     # Empty: no snapshot, each process loads the whole set from the database.
     Setting(
         "MODERATION_SNAPSHOT_DIR",
         str(Path(__file__).resolve().parent.parent / "var" / "banned-set"),
         Kind.STR,
-        "Local folder of the banned set's snapshot, shared by a host's processes; empty: none.",
+        "Local folder of the banned set's (and PDQ entries') snapshots, shared by a host's "
+        "processes; empty: none.",
     ),
     # A process keeps the entries changed since its snapshot privately (~250 B each); past this
     # many it maps a newer snapshot, writing one if no process on the host is doing so.

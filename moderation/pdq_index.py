@@ -15,6 +15,12 @@ chunk (``r > 63``) the probe sets grow past a scan's cost, and the index scans.
 
 Entries added or removed after ``build`` go to a small delta (scanned) and a removed mask;
 ``compact`` (or the next ``build``) folds them in. Keys are int64 (list entry ids).
+
+Shared snapshots (``signal_set``, ``host_snapshot``): ``state()`` is the arrays a built index is
+made of, and ``from_state`` wraps them (read-only maps of the host's snapshot, not copied) in a
+frozen index. A frozen index never writes into them and never compacts: its removed mask is
+its own (1 B per entry) and its additions stay in the delta, until the process maps a newer
+snapshot (or ``thaw`` folds everything into private memory, the last resort).
 """
 
 from __future__ import annotations
@@ -93,6 +99,24 @@ class LinearPdqIndex:
         self._new_keys.append(int(key))
         self._new_hashes.append(np.asarray(hash_bytes, dtype=np.uint8).reshape(BYTES))
 
+    def add_many(self, keys: np.ndarray, hashes: np.ndarray) -> None:
+        """``add`` of each, in a few array operations."""
+        keys = np.asarray(keys, dtype=np.int64)
+        hashes = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, BYTES)
+        listed = keys.tolist()
+        if len(set(listed)) != len(listed) or len(listed) != len(hashes):
+            raise ValueError("one hash per key, keys unique")
+        self._settle()
+        where = self._where
+        old = [where[k] for k in listed if k in where]
+        if old:
+            self._alive[old] = False
+        start = len(self._keys)
+        self._keys = np.concatenate([self._keys, keys])
+        self._hashes = np.vstack([self._hashes, hashes])
+        self._alive = np.concatenate([self._alive, np.ones(len(keys), bool)])
+        where.update(zip(listed, range(start, start + len(listed))))
+
     def _settle(self) -> None:
         if self._new_keys:
             self._keys = np.concatenate([self._keys, np.array(self._new_keys, dtype=np.int64)])
@@ -139,6 +163,45 @@ class PdqIndex:
         self._order = np.zeros((CHUNKS, 0), dtype=np.int32)
         self._starts = np.zeros((CHUNKS, BUCKETS + 1), dtype=np.int64)
         self._delta = LinearPdqIndex()
+        self.frozen = False
+
+    # The arrays of ``state()``; the removed mask and the delta are each process's own.
+    STATE = ("keys", "hashes", "key_order", "sorted_keys", "order", "starts")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The arrays the index is made of, by name, for a snapshot; only of an index with no
+        pending changes (``build`` one from ``entries()`` first)."""
+        if self.pending():
+            raise ValueError("an index with pending changes has no state")
+        return {name: getattr(self, f"_{name}") for name in self.STATE}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> PdqIndex:
+        """A frozen index around ``state()`` arrays (not copied): what a snapshot maps.
+        ValueError when they do not fit together."""
+        index = cls()
+        for name in cls.STATE:
+            setattr(index, f"_{name}", arrays[name])
+        n = len(index._keys)
+        if (
+            index._hashes.shape != (n, BYTES)
+            or len(index._key_order) != n
+            or len(index._sorted_keys) != n
+            or index._order.shape != (CHUNKS, n)
+            or index._starts.shape != (CHUNKS, BUCKETS + 1)
+            or (n and int(index._starts[0, -1]) != n)
+        ):
+            raise ValueError("the PDQ index arrays do not fit together")
+        index._alive = np.ones(n, dtype=bool)
+        index._count = n
+        index.frozen = True
+        return index
+
+    def thaw(self) -> None:
+        """Fold the changes into private tables from now on (the fallback when no newer
+        snapshot can be mapped): the mapped arrays are no longer used."""
+        self.frozen = False
+        self.compact()
 
     def build(self, keys: np.ndarray, hashes: np.ndarray) -> None:
         """Index exactly these entries (replacing whatever was there). Keys must be unique."""
@@ -164,13 +227,30 @@ class PdqIndex:
             np.cumsum(counts, out=starts[c, 1:])
         self._order, self._starts = order, starts
         self._delta = LinearPdqIndex()
+        self.frozen = False
 
     def add(self, key: int, hash_bytes: np.ndarray) -> None:
-        """Add (or replace) one entry; it goes to the delta until ``compact``."""
+        """Add (or replace) one entry; it goes to the delta until ``compact`` (never by
+        itself when frozen)."""
         self.remove(key)
         self._delta.add(key, hash_bytes)
-        if len(self._delta) >= COMPACT_AT:
+        if len(self._delta) >= COMPACT_AT and not self.frozen:
             self.compact()
+
+    def add_many(self, keys: np.ndarray, hashes: np.ndarray) -> None:
+        """Add (or replace) many entries at once into the delta (a large import applied to a
+        frozen index: no Python work per entry beyond the delta's own key table)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        if not len(keys):
+            return
+        at = np.searchsorted(self._sorted_keys, keys)
+        inside = at < len(self._sorted_keys)
+        found = np.zeros(len(keys), dtype=bool)
+        found[inside] = self._sorted_keys[at[inside]] == keys[inside]
+        rows = self._key_order[at[found]]
+        self._count -= int(self._alive[rows].sum())
+        self._alive[rows] = False
+        self._delta.add_many(keys, hashes)
 
     def remove(self, key: int) -> None:
         at = int(np.searchsorted(self._sorted_keys, key))
@@ -198,7 +278,8 @@ class PdqIndex:
         return self._count + len(self._delta)
 
     def pending(self) -> int:
-        return len(self._delta)
+        """Entries changed since the tables were built or mapped (delta and removed)."""
+        return len(self._delta) + len(self._keys) - self._count
 
     def nbytes(self) -> int:
         return sum(

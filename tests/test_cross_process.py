@@ -8,7 +8,10 @@ one process and the lookup in another. Then the cost side: a lookup with nothing
 query, and a new change is applied incrementally, not by reloading the index.
 
 A process starts from the host's snapshot of the banned set (``moderation/banned_snapshot.py``),
-which every process maps, and replays the log after it: the same guarantee holds for it.
+which every process maps, and replays the log after it: the same guarantee holds for it. So it
+does for the hash lists' PDQ entries (``moderation/signal_set.py``, ``SignalChange``): an import
+or a retraction committed here is matched or unmatched by the next lookup of processes mapping
+the host's PDQ snapshot.
 
 Last, the commit-order hazard of the change log: ids are taken when a row is inserted but become
 visible when its transaction commits, so without serialisation a reader could see change 11,
@@ -20,6 +23,7 @@ that without the lock one would be.
 
 from __future__ import annotations
 
+import io
 import json
 import queue
 import subprocess
@@ -28,14 +32,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from moderation import banned_set, flagging
+from moderation import banned_set, flagging, hash_lists, signal_lists, signal_set
 from moderation.banned_index import KEYS_PER_FLAG
 from moderation.hashing import Fingerprint
-from moderation.models import BannedSetChange, FlaggedFingerprint
+from moderation.models import BannedSetChange, FlaggedFingerprint, HashList, SignalEntry
 from tests import helpers, images
 from tests.helpers import fp_of
 from tests.processes import COMMAND_TIMEOUT, MANAGE, manage, subprocess_env
@@ -109,7 +114,7 @@ def test_flag_and_unflag_committed_by_another_process_are_enforced_by_the_next_l
 # one hex dHash per line in, one JSON line out.
 _WARM_LOOKUPS = """
 import json, sys
-from moderation import banned_set, flagging
+from moderation import banned_set, flagging, hash_lists, signal_lists, signal_set
 from moderation.hashing import Fingerprint
 banned = banned_set.current()
 banned.sync()
@@ -125,12 +130,31 @@ for line in sys.stdin:
 """
 
 
-class WarmLookupProcess:
-    """``manage.py shell -c`` running ``_WARM_LOOKUPS``; every answer is awaited (bounded)."""
+# The same for the hash lists' PDQ entries: one hex PDQ in, the entries it matches out.
+_WARM_PDQ_LOOKUPS = """
+import json, sys
+from moderation import signal_set, signals
+found = signal_set.current()
+found.sync()
+print("LOOKUP " + json.dumps({"ready": len(found), "snapshot": found.snapshot}), flush=True)
+for line in sys.stdin:
+    hits = signals.lookup("pdq", line.strip())
+    print("LOOKUP " + json.dumps({
+        "hits": [m.entry_id for m in hits],
+        "index": id(found._index),
+        "size": len(found),
+        "snapshot": found.snapshot,
+    }), flush=True)
+"""
 
-    def __init__(self, **env: str) -> None:
+
+class WarmLookupProcess:
+    """``manage.py shell -c`` running ``script`` (``_WARM_LOOKUPS``: the banned set's); every
+    answer is awaited (bounded)."""
+
+    def __init__(self, script: str = _WARM_LOOKUPS, **env: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(MANAGE), "shell", "-c", _WARM_LOOKUPS],
+            [sys.executable, str(MANAGE), "shell", "-c", script],
             env=subprocess_env(**IMMEDIATE, **env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -162,7 +186,10 @@ class WarmLookupProcess:
                 return json.loads(line.removeprefix("LOOKUP "))
 
     def find(self, fp: Fingerprint) -> dict:
-        self.proc.stdin.write(fp.hex + "\n")
+        return self.ask(fp.hex)
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return self._answer()
 
@@ -279,6 +306,87 @@ def test_a_process_past_its_delta_limit_writes_a_newer_snapshot_in_the_backgroun
         assert answer["snapshot"] not in (None, start)
         assert store.current_name() == answer["snapshot"]
         assert not (Path(settings.MODERATION_SNAPSHOT_DIR) / start).exists()  # removed
+    finally:
+        proc.stop()
+
+
+def import_pdq(hash_list: HashList, values: list[str], *, source: str = "partner") -> None:
+    """An import of ``values`` committed by this process (a later one of the same ``source``
+    retracts what it no longer carries)."""
+    imp = signal_lists.import_start(
+        hash_list=hash_list,
+        file=io.BytesIO("".join(f"{v}\n" for v in values).encode()),
+        file_name="partner.txt",
+        fmt="text",
+        source=source,
+    )
+    signal_lists.run_import(imp)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_sharing_the_pdq_snapshot_match_an_import_and_a_retraction_at_once(
+    settings,
+):
+    rng = np.random.default_rng(11)
+    old, new = ([bytes(r).hex() for r in rng.integers(0, 256, (2, 32), np.uint8)] for _ in "ab")
+    partner = HashList.objects.create(name="partner")
+    import_pdq(partner, old)
+    manage("banned_snapshot")
+    snapshot = signal_set.snapshot_store().current_name()
+    first, second = (WarmLookupProcess(_WARM_PDQ_LOOKUPS) for _ in "ab")
+    try:
+        assert first.snapshot == second.snapshot == snapshot
+        assert first.ready == second.ready == 2
+        # Both map the same files: the host holds the PDQ entries once.
+        order = str(Path(settings.MODERATION_SNAPSHOT_DIR) / "pdq" / snapshot / "order.npy")
+        assert order in mapped_files(first.proc.pid) and order in mapped_files(second.proc.pid)
+        assert first.ask(new[0])["hits"] == []
+
+        import_pdq(partner, [old[0], *new])  # committed here, after the snapshot
+        added = SignalEntry.objects.get(value=new[0]).pk
+        assert not SignalEntry.objects.get(value=old[1]).active  # retracted by the import
+        for proc in (first, second):  # the very next lookup of each
+            answer = proc.ask(new[0])
+            assert answer["hits"] == [added] and answer["size"] == 3
+            assert proc.ask(old[1])["hits"] == []
+
+        entry = SignalEntry.objects.get(value=new[1])
+        assert signal_lists.entry_retract(entry=entry, reason="mistake")  # one entry
+        assert first.ask(new[1])["hits"] == []
+        hash_lists.hash_list_update(
+            hash_list=partner, max_distance=partner.max_distance, enabled=False, mode=partner.mode
+        )
+        assert second.ask(new[0])["hits"] == []  # a list switched off
+        assert signal_set.snapshot_store().current_name() == snapshot  # nothing rewrote it
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_past_its_pdq_delta_limit_writes_a_newer_pdq_snapshot_in_the_background(settings):
+    rng = np.random.default_rng(12)
+    old, new = ([bytes(r).hex() for r in rng.integers(0, 256, (3, 32), np.uint8)] for _ in "ab")
+    partner = HashList.objects.create(name="partner")
+    import_pdq(partner, old)
+    manage("banned_snapshot")
+    store = signal_set.snapshot_store()
+    start = store.current_name()
+    proc = WarmLookupProcess(_WARM_PDQ_LOOKUPS, MODERATION_SNAPSHOT_DELTA_LIMIT="3")
+    try:
+        assert proc.snapshot == start
+        import_pdq(partner, new, source="later")  # three entries: the limit
+        added = SignalEntry.objects.get(value=new[2]).pk
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while True:  # every answer is right, while the new snapshot is written and after
+            answer = proc.ask(new[2])
+            assert answer["hits"] == [added] and answer["size"] == 6
+            if answer["snapshot"] != start or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer["snapshot"] not in (None, start)
+        assert store.current_name() == answer["snapshot"]
+        assert not (Path(settings.MODERATION_SNAPSHOT_DIR) / "pdq" / start).exists()
     finally:
         proc.stop()
 

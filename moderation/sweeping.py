@@ -441,6 +441,8 @@ def sweep_task(fingerprint_ids: list[int] | None = None, sweep_id: int | None = 
         sweep = Sweep.objects.filter(pk=sweep_id).first()
         if sweep is None:
             return {"sweep": sweep_id, "note": "sweep missing"}
+        if sweep.hash_list_id is not None:  # its ranges run as list_sweep's tasks
+            return {"sweep": sweep_id, "note": "a list sweep"}
     result = run_sweep(sweep)
     sweep.refresh_from_db()
     return {

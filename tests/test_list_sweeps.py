@@ -9,6 +9,8 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
 from moderation import appeals, hash_lists, list_sweep, signal_lists, signals, stored_hashes
 from moderation.models import (
@@ -307,6 +309,27 @@ def test_an_overturned_takedown_is_restored_and_not_swept_again(stored, swept, m
     alice.refresh_from_db()
     assert alice.photo
     assert notice.signal_entry.__class__.objects.get(pk=notice.signal_entry_id).times_dismissed == 1
+
+
+def test_the_appeal_page_of_a_list_takedown_shows_the_kept_photo_and_names_the_entry(
+    stored, swept, moderator
+):
+    alice, alice_img, _, _ = stored
+    partner = HashList.objects.create(name="partner")
+    swept(import_lines, partner, [pdq_of(alice_img)])
+    notice = Notice.objects.get()
+    appeal = appeals.file_appeal(notice=notice, user=alice.user, text="It is my garden.")
+    client = Client()
+    client.force_login(moderator)
+
+    page = client.get(reverse("admin:moderation_appeal_change", args=[appeal.pk]))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert reverse("moderation:quarantined-file", args=[notice.kept_file]) in html
+    assert pdq_of(alice_img) in html and "It is my garden." in html
+    listed = client.get(reverse("admin:moderation_appeal_changelist"))
+    assert listed.status_code == 200 and "partner" in listed.content.decode()
 
 
 def test_a_range_whose_worker_died_mid_batch_is_redone_without_a_second_takedown(

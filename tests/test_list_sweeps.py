@@ -382,3 +382,15 @@ def test_the_worker_takes_down_a_stored_photo_whose_pdq_a_newly_imported_list_ho
     sweep = Sweep.objects.get(hash_list=partner)
     assert (sweep.state, sweep.checked, sweep.taken_down) == ("done", 2, 1)
     assert AuditEvent.objects.get(action=AuditEvent.Action.TAKEDOWN).signal_entry is not None
+
+
+def test_the_import_command_says_which_list_sweep_it_queued(stored, tmp_path, capsys):
+    _, alice_img, _, _ = stored
+    path = tmp_path / "list.txt"
+    path.write_text(pdq_of(alice_img) + "\n")
+
+    call_command("import_hashes", str(path), "--list", "partner", verbosity=0)
+
+    sweep = Sweep.objects.get(hash_list__name="partner")
+    assert f"List sweep #{sweep.pk} of the stored photos" in capsys.readouterr().out
+    assert sweep.state == "queued"  # the worker's, after the commit

@@ -268,8 +268,12 @@ def _act(sweep, target, found, signal_of, result: SweepResult) -> None:
             if e in in_force and in_force[e].signal_type != SignalType.PDQ
         ]
         matches = signals.exact_rule(exact) + signals.pdq_rule(pdq_rows, quality=signal.pdq_quality)
+        if instance is None or not target.image(instance):
+            continue
+        if target.hash_of(instance) != signal.dhash:
+            continue  # replaced since the batch was read: its new picture has its own row
         matches = _without_allowed(target, pk, signal.dhash, matches)
-        if instance is None or not target.image(instance) or not matches:
+        if not matches:
             continue
         blocking = next((m for m in matches if m.blocks), None)
         if blocking is not None:
@@ -327,8 +331,10 @@ def _take_down(sweep, target, blocks, in_force, result: SweepResult) -> None:
             guarded=sweep.guarded,
         ):
             result.taken_down.append(target.label(instance))
-        else:
-            _record_held(target, [(instance, match)], result)
+        elif target.objects.filter(
+            pk=instance.pk, **{target.hash_field: target.hash_of(instance)}
+        ).exists():
+            _record_held(target, [(instance, match)], result)  # the guard said no
 
 
 def _record_held(target, blocks, result: SweepResult) -> None:

@@ -12,8 +12,9 @@ photos' PDQs with 8 bits flipped (within the list's 31), and runs the list sweep
 owes, in this one process: planning (``list_sweep.plan``), then every range's task
 (``list_sweep_range_task``) one after the other, as one worker would. The matched photos
 have no file, so each takedown records the file as missing; the flood guard is off (its
-default limit would hold the list at 25 users). Times: the import, the planning, the first range (it loads
-and indexes the entries) and the whole sweep, with the rate in stored photos per second.
+default limit would hold the list at 25 users). Times: the import, the planning, the first
+range (it loads and indexes the entries) and the whole sweep, with the rate in stored photos
+per second.
 The last line printed is the summary.
 """
 

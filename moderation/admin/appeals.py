@@ -129,6 +129,12 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, _("Already decided."), messages.WARNING)
         elif not result.overturned:
             self.message_user(request, _("Upheld: the decision stands."), messages.SUCCESS)
+        elif result.restored and appeal.notice.fingerprint_id is None:
+            self.message_user(
+                request,
+                _("Overturned: the photo is back on the profile; list sweeps leave it alone."),
+                messages.SUCCESS,
+            )
         elif result.restored:
             self.message_user(
                 request,

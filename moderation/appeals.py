@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from moderation.models import (
     AuditEvent,
     EmailDelivery,
     Notice,
+    SignalEntry,
 )
 
 logger = logging.getLogger(__name__)
@@ -118,10 +120,17 @@ def decide_appeal(
             target=_subject(notice),
             reason=reason,
         )
-        if overturn:
+        if overturn and notice.fingerprint_id is not None:
             AllowedMatch.objects.create(
                 fingerprint_id=notice.fingerprint_id, dhash=notice.dhash, created_by=actor
             )
+        elif overturn:
+            # A list entry's takedown: the overturned appeal itself keeps a list sweep off
+            # this picture (``list_sweep``); the entry's owner hears of it as a dismissal.
+            SignalEntry.objects.filter(pk=notice.signal_entry_id).update(
+                times_dismissed=F("times_dismissed") + 1
+            )
+        if overturn:
             restored = restoring.restore_photo(
                 notice=notice,
                 actor=actor,
@@ -146,6 +155,8 @@ def decide_appeal(
 
 
 def _suspend_if_too_often_wrong(notice: Notice) -> None:
+    if notice.fingerprint_id is None:
+        return  # a list entry's: its list's owner retracts it
     limit = moderation_settings.MAX_DISMISSALS
     allowed = AllowedMatch.objects.in_force().filter(fingerprint_id=notice.fingerprint_id).count()
     if limit and allowed > limit:

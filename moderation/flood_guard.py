@@ -12,6 +12,12 @@ before the flag is held (``hold_flag``): it matches in shadow from the next look
 process (the change log carries it), moderators are alerted on the dashboard and by email (the
 review-queue subscribers), and the desk resumes it (the held takedowns run) or drops it.
 
+A hash list's sweep (``list_sweep``: stored photos against entries the list just gained) is
+guarded the same way, per list: what the list's entries took down in the window counts, and a
+list that would reach one user too many is held (``hold_list``: switched to shadow, audited,
+moderators alerted). A moderator who switches it back to enforce resumes it: that sweep is
+not guarded.
+
 A person refused and also taken down by the same flag counts twice (takedowns are counted by
 stored image, refusals by client address): the guard errs towards holding sooner. The other
 side of counting refusals: someone with more than the limit of addresses can hold a flag by
@@ -30,10 +36,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from moderation import review
-from moderation.banned_set import lock_banned_set, log_change
+from moderation.banned_set import lock_banned_set, log_change, log_list
 from moderation.conf import moderation_settings
-from moderation.models import AuditEvent, EmailDelivery, FlaggedFingerprint, RefusedUpload
+from moderation.models import (
+    AuditEvent,
+    EmailDelivery,
+    FlaggedFingerprint,
+    HashList,
+    RefusedUpload,
+)
 from moderation.models.banned_set import FLOOD_HELD
+from moderation.signal_set import log_signal_list
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +171,107 @@ def _alert(flagged: FlaggedFingerprint, count: int) -> None:
             f"Resume it (the held takedowns run) or drop it: {url}\n"
         ),
     )
+
+
+# --- hash lists' sweeps -----------------------------------------------------------------------
+
+
+def list_target(hash_list: HashList) -> str:
+    """How audit events name a list (as ``hash_lists`` and ``signal_lists`` do)."""
+    return f"hash list {hash_list.name}"[:200]
+
+
+def list_reached(hash_list_id: int, *, now=None) -> set[str]:
+    """The stored images the list's entries took down within the window (by label)."""
+    since = (now or timezone.now()) - timedelta(minutes=moderation_settings.FLOOD_WINDOW_MINUTES)
+    taken = (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.TAKEDOWN,
+            signal_entry__hash_list_id=hash_list_id,
+            created_at__gte=since,
+        )
+        .order_by()
+        .values_list("target", flat=True)
+        .distinct()
+    )
+    return {f"image:{label}" for label in taken}
+
+
+def may_take_down_for_list(*, hash_list: HashList, target: str, guarded: bool) -> bool:
+    """``may_take_down`` for a takedown by one of ``hash_list``'s entries (the caller holds the
+    list's row lock and has just read it): False for a list switched off or in shadow, and for
+    a takedown that would reach one user too many (the caller then holds the list)."""
+    if not hash_list.enabled or hash_list.shadow:
+        return False
+    if not guarded or not _limit():
+        return True
+    seen = list_reached(hash_list.pk)
+    return f"image:{target}" in seen or len(seen) < _limit()
+
+
+def list_allows_batch(*, hash_list_id: int, targets: Iterable[str], guarded: bool) -> bool:
+    """``allows_batch`` for a list sweep's batch: False (and the list is held) when the batch
+    would take the list past the limit, so none of it is taken down."""
+    hash_list = HashList.objects.filter(pk=hash_list_id).first()
+    if hash_list is None or not hash_list.enabled or hash_list.shadow:
+        return False
+    if not guarded or not _limit():
+        return True
+    total = len(list_reached(hash_list_id) | {f"image:{t}" for t in targets})
+    if total <= _limit():
+        return True
+    hold_list(hash_list_id=hash_list_id, reached=total)
+    return False
+
+
+def hold_list(*, hash_list_id: int, reached: int) -> bool:
+    """Switch a list to shadow (its entries block and take down nothing; what they would have
+    done is recorded as shadow hits), audited and logged for every process, and alert
+    moderators. False when it was off or in shadow already."""
+    with transaction.atomic():
+        lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list_id)
+        if not locked.enabled or locked.shadow:
+            return False
+        locked.mode = HashList.Mode.SHADOW
+        locked.save(update_fields=["mode"])
+        log_list(locked)
+        log_signal_list(locked)
+        reason = (
+            f"held in shadow by the flood guard: its entries reached {reached} users' photos "
+            f"within {moderation_settings.FLOOD_WINDOW_MINUTES} minutes (more than "
+            f"MODERATION_FLOOD_MAX_USERS={_limit()}); switching it back to enforce resumes it"
+        )
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_HOLD, target=list_target(locked), reason=reason
+        )
+        url = moderation_settings.SITE_URL.rstrip("/") + reverse(
+            "admin:moderation_hashlist_change", args=[locked.pk]
+        )
+        review.email_moderators(
+            kind=EmailDelivery.Kind.FLOOD_ALERT,
+            subject=f"[moderation] a hash list was held: it reached {reached} users' photos",
+            body=(
+                f"The hash list {locked.name} reached {reached} different users' photos "
+                f"within {moderation_settings.FLOOD_WINDOW_MINUTES} minutes, more than the "
+                f"{_limit()} allowed, and was switched to shadow before taking down more.\n\n"
+                f"Switch it back to enforce (its sweep runs again, unguarded) or leave it: "
+                f"{url}\n"
+            ),
+        )
+    logger.warning("hash list #%s %s", hash_list_id, reason)
+    return True
+
+
+def list_was_held(hash_list: HashList) -> bool:
+    """Whether the flood guard's hold is the list's last flood event (not resumed since)."""
+    last = (
+        AuditEvent.objects.filter(
+            target=list_target(hash_list),
+            action__in=[AuditEvent.Action.FLOOD_HOLD, AuditEvent.Action.FLOOD_RESUME],
+        )
+        .order_by("-created_at", "-pk")
+        .values_list("action", flat=True)
+        .first()
+    )
+    return last == AuditEvent.Action.FLOOD_HOLD

@@ -3,6 +3,8 @@
 Every change is logged to the banned set's change log with the list's flags, so every process
 enforces it from its next lookup. A distance can be put on trial (recorded, never enforced),
 then promoted (enforced; a wider distance sweeps the stored photos) or discarded. Audited.
+A list switched on, or from shadow to enforce, sweeps the stored photos against its PDQ, MD5
+and SHA-256 entries (``list_sweep``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from moderation import flood_guard
 from moderation.banned_set import lock_banned_set, log_list
 from moderation.conf import moderation_settings
-from moderation.models import AuditEvent, FlaggedFingerprint, HashList
+from moderation.list_sweep import sweep_list_after_commit
+from moderation.models import AuditEvent, FlaggedFingerprint, HashList, SignalEntry
 from moderation.signal_set import log_signal_list
 from moderation.sweeping import sweep_after_commit
 
@@ -57,6 +61,8 @@ def hash_list_update(
         locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
         pdq_distance = locked.pdq_distance if pdq_distance is None else pdq_distance
         before = (locked.max_distance, locked.enabled, locked.mode)
+        # Switched on, or from shadow to enforce while on: the stored photos meet its entries.
+        owes_sweep = enabled and (not locked.enabled or (locked.shadow and mode != locked.mode))
         changed = before != (max_distance, enabled, mode)
         signal_changed = changed or locked.pdq_distance != pdq_distance
         locked.max_distance, locked.enabled, locked.mode = max_distance, enabled, mode
@@ -66,6 +72,8 @@ def hash_list_update(
             log_list(locked)
         if signal_changed:
             log_signal_list(locked)
+        if owes_sweep and SignalEntry.objects.active().filter(hash_list=locked).exists():
+            _sweep_list_entries(locked, actor)
         if changed or signal_changed:
             logger.info(
                 "hash list %s: distance %s, PDQ distance %s, %s, %s (by %s)",
@@ -78,6 +86,21 @@ def hash_list_update(
             )
     hash_list.refresh_from_db()
     return hash_list
+
+
+def _sweep_list_entries(hash_list: HashList, actor) -> None:
+    """Owe a sweep of the stored photos against every active entry of the list; a list the
+    flood guard held and a moderator switched back to enforce is resumed: audited, and its
+    sweep is not guarded."""
+    resumed = not hash_list.shadow and flood_guard.list_was_held(hash_list)
+    if resumed:
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.FLOOD_RESUME,
+            actor=actor,
+            target=flood_guard.list_target(hash_list),
+            reason="switched back to enforce after the flood guard held it: swept unguarded",
+        )
+    sweep_list_after_commit(hash_list=hash_list, guarded=not resumed)
 
 
 def _check_list_distance(distance: int | None) -> None:

@@ -34,6 +34,7 @@ from moderation.models import (
     FlaggedFingerprint,
     Notice,
     RefusedUpload,
+    SignalEntry,
     quarantine_storage,
 )
 
@@ -44,9 +45,10 @@ REFUSAL_GROUND = (
 )
 
 
-def ground_of(flagged: FlaggedFingerprint) -> str:
-    """The ground a takedown by ``flagged`` is given: its list's public description."""
-    return flagged.hash_list.public_description.strip() or GENERIC_GROUND
+def ground_of(by: FlaggedFingerprint | SignalEntry) -> str:
+    """The ground a takedown by ``by`` (a flag or a list's entry) is given: its list's public
+    description."""
+    return by.hash_list.public_description.strip() or GENERIC_GROUND
 
 
 def notice_url(notice: Notice) -> str:
@@ -57,13 +59,15 @@ def notice_url(notice: Notice) -> str:
 def notify_takedown(
     *,
     instance: models.Model,
-    flagged: FlaggedFingerprint,
+    flagged: FlaggedFingerprint | None,
     dhash: int,
     event: AuditEvent,
     kept_file: str,
+    entry: SignalEntry | None = None,
 ) -> Notice | None:
-    """Write the statement of reasons for a takedown of ``instance``'s image, inside the
-    takedown's transaction, and owe its owner an email if they have a verified address.
+    """Write the statement of reasons for a takedown of ``instance``'s image by ``flagged`` or
+    by a list's ``entry``, inside the takedown's transaction, and owe its owner an email if
+    they have a verified address.
 
     ``dhash`` is the taken-down image's own dHash and ``kept_file`` its private copy (empty
     when the file was already gone). None when the image has no owner to tell."""
@@ -75,8 +79,9 @@ def notify_takedown(
     notice = Notice.objects.create(
         kind=Notice.Kind.TAKEDOWN,
         user=owner,
-        ground=ground_of(flagged),
+        ground=ground_of(flagged if flagged is not None else entry),
         fingerprint=flagged,
+        signal_entry=entry,
         dhash=dhash,
         target_key=target.key,
         object_id=instance.pk,

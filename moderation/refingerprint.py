@@ -28,6 +28,7 @@ from moderation.hashing import (
 )
 from moderation.models import AuditEvent, FingerprintVariant, FlaggedFingerprint
 from moderation.screening import signal_of_file
+from moderation.stored_hashes import Digests, file_digests
 
 ORIGINALS_KEY = "moderation.flaggedfingerprint.original"
 
@@ -50,6 +51,8 @@ class Batch:
     result: BatchResult
     updates: list = field(default_factory=list)  # (row, Original | CheckFingerprints)
     missing: list[models.Model] = field(default_factory=list)
+    # A stored image's file digests (MD5, SHA-256) by pk, for its signals row.
+    digests: dict[int, Digests] = field(default_factory=dict)
 
 
 def reindex_keys() -> list[str]:
@@ -72,15 +75,16 @@ class Original(NamedTuple):
     signal: bytes
 
 
-def _read_fingerprints(fieldfile) -> Original | CheckFingerprints:
+def _read_fingerprints(fieldfile) -> Original | tuple[CheckFingerprints, Digests]:
     """What a stored file is fingerprinted with now: a flag's original, every variant and its
     verification signal; any other stored image, as it was checked (its own picture, cuts,
-    framed picture). The one place reindex opens a stored file."""
+    framed picture), with its bytes' digests. The one place reindex opens a stored file."""
     with fieldfile.open("rb") as fh:
         if isinstance(fieldfile.instance, FlaggedFingerprint):
             return Original(fingerprint_variants(fh), signal_of_file(fh))
         checked = check_fingerprints(fh)
-        return CheckFingerprints(checked.frames[:1], checked.cuts, checked.inner)
+        fh.seek(0)
+        return CheckFingerprints(checked.frames[:1], checked.cuts, checked.inner), file_digests(fh)
 
 
 def _stored_upright(flagged: FlaggedFingerprint) -> Fingerprint:
@@ -118,6 +122,8 @@ def read_batch(key: str, *, after: int, batch_size: int, upto: int | None = None
         except ValidationError as e:
             result.unreadable.append(f"{obj._meta.label_lower} #{obj.pk}: {e.messages[0]}")
             continue
+        if not originals:
+            fresh, batch.digests[obj.pk] = fresh
         if originals:
             stored, fp = _stored_upright(obj), fresh.variants[0]
             probes_changed = bytes(obj.verification or b"") != fresh.signal
@@ -141,7 +147,8 @@ def write_batch(batch: Batch) -> None:
         return
     target = registry.target_by_key(key)
     target.refresh_fingerprints(
-        (obj.pk, target.hash_of(obj), checked) for obj, checked in batch.updates
+        ((obj.pk, target.hash_of(obj), checked) for obj, checked in batch.updates),
+        digests=batch.digests,
     )
     _mark_missing(target, batch.missing)
 

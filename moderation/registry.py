@@ -142,11 +142,13 @@ class ImageTarget:
         checked: CheckFingerprints | None,
         *,
         also: tuple[str, ...] = (),
+        digests: stored_hashes.Digests | None = None,
     ) -> None:
         """Point the instance at a stored file and what it was checked with, or at none
         (``""``, None), and save those columns (plus ``also``); a fingerprint is added to the
         index of stored images in the same transaction (after the row is written: its lock
-        and transaction id come first)."""
+        and transaction id come first), with the image's PDQ and its file's ``digests`` (MD5,
+        SHA-256 of the bytes the upload screened), for list sweeps."""
         fp = checked.frames[0] if checked is not None else None
         values = {
             self.file_field: name,
@@ -166,6 +168,11 @@ class ImageTarget:
             instance.save(update_fields=[*values, *also])
             if checked is not None:
                 stored_hashes.record(self.key, instance.pk, checked)
+                stored_hashes.record_signals(
+                    self.key, [stored_hashes.signal_row(instance.pk, checked, digests)]
+                )
+            else:
+                stored_hashes.forget_signals(self.key, instance.pk)
 
     def clear(self, instance: models.Model) -> None:
         """Take the image off the instance (its file is the caller's to move or delete)."""
@@ -178,12 +185,17 @@ class ImageTarget:
         instance.save(update_fields=fields)
 
     def refresh_fingerprints(
-        self, refreshed: Iterable[tuple[int, int | None, CheckFingerprints]]
+        self,
+        refreshed: Iterable[tuple[int, int | None, CheckFingerprints]],
+        *,
+        digests: dict[int, stored_hashes.Digests] | None = None,
     ) -> int:
         """Store fresh fingerprints (and probes) for images re-read from storage, given as
         ``(pk, old_hash, checked)``; each row counts as found again (not missing). Only rows
         still holding their ``old_hash`` are written: a photo replaced meanwhile keeps its own
-        fresh hash. Returns how many were written.
+        fresh hash. Returns how many were written. Each written image's signals row (PDQ, and
+        the stored file's ``digests`` by pk where the row has none from its upload) is
+        replaced too, whatever pipeline version the row had.
 
         A whole reindex batch in a few statements (rows locked, one ``bulk_update``, one insert
         into the stored-hash index), not several per row: per-row writes were half of a
@@ -227,6 +239,14 @@ class ImageTarget:
                         for pk, checked in fresh
                         for probe, dhash, phash in stored_hashes.rows_of_checked(checked)
                     ],
+                )
+                stored_hashes.record_signals(
+                    self.key,
+                    [
+                        stored_hashes.signal_row(pk, checked, (digests or {}).get(pk))
+                        for pk, checked in fresh
+                    ],
+                    keep_digests=True,
                 )
         return len(rows)
 

@@ -175,12 +175,17 @@ def record_trial_hits(
 
 
 def record_list_matches(
-    *, instance: models.Model, fingerprint: Fingerprint, matches: Iterable[ListMatch]
+    *,
+    instance: models.Model,
+    fingerprint: Fingerprint,
+    matches: Iterable[ListMatch],
+    found_by: str = ReviewItem.FoundBy.UPLOAD,
 ) -> tuple[list[ReviewItem], list[ShadowHit]]:
-    """What a stored image's upload matched in the hash lists' entries and did not block on:
-    a match that may only review (a low-quality PDQ) queues the image for review (once per
-    image and entry while pending); a shadow list's match is recorded as a ``ShadowHit``
-    (once per image and entry). ``fingerprint`` is the stored image's own."""
+    """What a stored image's upload (or a list sweep, ``found_by``) matched in the hash lists'
+    entries and did not block on: a match that may only review (a low-quality PDQ) queues the
+    image for review (once per image and entry while pending); a shadow list's match is
+    recorded as a ``ShadowHit`` (once per image and entry). ``fingerprint`` is the stored
+    image's own."""
     matches = list(matches)
     target = registry.target_for(instance)
     owner = target.owner_id(instance)
@@ -201,6 +206,7 @@ def record_list_matches(
                         "phash": fingerprint.phash_signed,
                         "uploader_id": owner,
                         "distance": m.distance,
+                        "found_by": found_by,
                     },
                 )
         except IntegrityError:  # queued by another process a moment ago

@@ -42,6 +42,7 @@ from moderation.hashing import (
 )
 from moderation.matching import BLOCK, PASS, REVIEW, Match, MatchRule, Verdict, decision_of
 from moderation.models import AllowedMatch, FlaggedFingerprint, RefusedUpload
+from moderation.stored_hashes import Digests
 from moderation.thumbnails import thumbnail_jpeg
 from moderation.variants import VARIANTS
 from moderation.verification import (
@@ -71,6 +72,9 @@ class Screening:
     # What the image's PDQ and its file's MD5 / SHA-256 matched in the hash lists' entries
     # (``signals.match_hashes``): an upload's; empty for a stored image.
     lists: tuple[signals.ListMatch, ...] = ()
+    # The MD5 and SHA-256 of the upload's bytes (an upload's; None for a stored image): kept
+    # beside the stored image for list sweeps.
+    digests: Digests | None = None
 
     @property
     def decision(self) -> str:
@@ -422,12 +426,16 @@ def _chunks(upload: Any) -> Iterable[bytes]:
 
 
 def list_matches(
-    upload: Any, checked: CheckFingerprints, *, count: bool = True
+    upload: Any,
+    checked: CheckFingerprints,
+    *,
+    count: bool = True,
+    digests: Digests | None = None,
 ) -> tuple[signals.ListMatch, ...]:
     """What an upload matches in the hash lists' entries: its first frame's PDQ (of what will
-    be stored), and the MD5 and SHA-256 of the bytes as uploaded. With ``count``, counts each
-    entry matched."""
-    md5, sha256 = signals.bytes_hashes(_chunks(upload))
+    be stored), and the MD5 and SHA-256 of the bytes as uploaded (``digests`` when the caller
+    has them). With ``count``, counts each entry matched."""
+    md5, sha256 = digests or signals.bytes_hashes(_chunks(upload))
     found = signals.match_hashes(pdq_hash=checked.frames[0].pdq, md5=md5, sha256=sha256)
     if count:
         signals.count_matches(found)
@@ -451,7 +459,12 @@ def screen_upload(
     image_signals = ImageSignals(lambda: open_image(picture, max_side=SIGNAL_SIDE))
     lookup = lookup_in(blocking=blocking)
     screening = screen(checked, lookup=lookup, verifier=Verifier(image_signals))
-    screening = replace(screening, lists=list_matches(upload, checked, count=record))
+    digests = Digests(*signals.bytes_hashes(_chunks(upload)))
+    screening = replace(
+        screening,
+        lists=list_matches(upload, checked, count=record, digests=digests),
+        digests=digests,
+    )
     if record:
         _log(screening)
     return screening

@@ -34,6 +34,7 @@ from django.utils import timezone
 from moderation import hash_formats, signals
 from moderation.background import enqueue_on_commit
 from moderation.banned_set import lock_banned_set
+from moderation.list_sweep import sweep_list_after_commit
 from moderation.models import (
     AuditEvent,
     FingerprintVariant,
@@ -99,6 +100,8 @@ def entry_add(
             target=f"hash list {hash_list.name}"[:200],
             reason=f"added {kind} {text}" + (f" from {source}" if source else ""),
         )
+        # The photos already stored meet it too (after commit, in the task worker).
+        sweep_list_after_commit(hash_list=hash_list, entry_ids=[entry.pk])
     return entry
 
 
@@ -346,6 +349,9 @@ def import_apply(signal_import: SignalImport) -> SignalImport:
                 f"{imp.malformed} malformed lines skipped"
             ),
         )
+        if added:
+            # The photos already stored meet the new entries too (after commit, in ranges).
+            sweep_list_after_commit(hash_list=imp.hash_list, signal_import=imp)
         if retracted:
             AuditEvent.objects.create(
                 action=AuditEvent.Action.RETRACT,

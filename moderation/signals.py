@@ -205,6 +205,12 @@ def pdq_rule(
     return _entry_matches(PDQ, ordered, weak_query=weak)
 
 
+def exact_rule(entries: Iterable[SignalEntry]) -> list[ListMatch]:
+    """The upload rule on MD5 / SHA-256 entries in force that equal a file's digest (each
+    with its ``hash_list``). Pure, as ``pdq_rule``."""
+    return [m for e in entries for m in _entry_matches(e.signal_type, [(e, 0)], weak_query=False)]
+
+
 def exact_matches(signal_type: str, value: str) -> list[ListMatch]:
     """The MD5 or SHA-256 entries in force equal to ``value``."""
     entries = (

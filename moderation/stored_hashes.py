@@ -1,4 +1,5 @@
-"""Writing the index of stored images' hashes (``models.StoredHash``): the one way rows are added.
+"""Writing the index of stored images' hashes (``models.StoredHash``): the one way rows are added;
+and each stored image's exchange signals (``models.StoredSignal``: PDQ, MD5, SHA-256).
 
 ``registry.ImageTarget`` calls ``record`` whenever a stored image gets a fingerprint (a new
 photo, a reindexed one), in the transaction that stores it, and the backfill calls
@@ -16,13 +17,15 @@ upload never waits for a sweep or another upload.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from typing import IO, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from moderation.hashing import CheckFingerprints
-from moderation.models import StoredHash, StoredHashTarget
+from moderation.models import StoredHash, StoredHashTarget, StoredSignal
 from moderation.probes import EVERY_VARIANT
 
 assert StoredHash.FRAMED == EVERY_VARIANT  # the stored probes' own number for the framed picture
@@ -116,3 +119,72 @@ def current_txid() -> int | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_current_xact_id()::text::bigint")
         return cursor.fetchone()[0]
+
+
+# --- exchange signals -------------------------------------------------------------------------
+
+
+class Digests(NamedTuple):
+    """The MD5 and SHA-256 (hex) of a file's bytes."""
+
+    md5: str
+    sha256: str
+
+
+def file_digests(fh: IO[bytes]) -> Digests:
+    """The digests of a file's bytes from where it stands, read in chunks."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    while chunk := fh.read(1 << 20):
+        md5.update(chunk)
+        sha256.update(chunk)
+    return Digests(md5.hexdigest(), sha256.hexdigest())
+
+
+def signal_row(pk: int, checked: CheckFingerprints, digests: Digests | None) -> StoredSignal:
+    """The signals row of an image stored with ``checked`` (its first frame's PDQ, when it has
+    one) and the file's ``digests`` (None: unknown)."""
+    fp = checked.frames[0]
+    return StoredSignal(
+        object_pk=pk,
+        dhash=fp.signed,
+        pdq=fp.pdq.hex if fp.pdq is not None else "",
+        pdq_quality=fp.pdq.quality if fp.pdq is not None else None,
+        md5=digests.md5 if digests else "",
+        sha256=digests.sha256 if digests else "",
+    )
+
+
+def record_signals(key: str, rows: list[StoredSignal], *, keep_digests: bool = False) -> None:
+    """Write (replace) the signals rows of these stored images of one kind. ``keep_digests``
+    (a reindex, which hashes the stored file, not the upload): a row's MD5 and SHA-256 already
+    known are kept. Call inside the transaction that stores the images."""
+    if not rows:
+        return
+    target_id = marker_id(key)
+    if keep_digests:
+        known = {
+            pk: (md5, sha256)
+            for pk, md5, sha256 in StoredSignal.objects.filter(
+                target_id=target_id, object_pk__in=[r.object_pk for r in rows]
+            )
+            .exclude(md5="")
+            .values_list("object_pk", "md5", "sha256")
+        }
+        for row in rows:
+            if row.object_pk in known:
+                row.md5, row.sha256 = known[row.object_pk]
+    now = timezone.now()
+    for row in rows:
+        row.target_id, row.updated_at = target_id, now
+    StoredSignal.objects.bulk_create(
+        rows,
+        batch_size=2000,
+        update_conflicts=True,
+        unique_fields=["target", "object_pk"],
+        update_fields=["dhash", "pdq", "pdq_quality", "md5", "sha256", "updated_at"],
+    )
+
+
+def forget_signals(key: str, pk: int) -> None:
+    """The image is gone from its row: its signals row goes too."""
+    StoredSignal.objects.filter(target_id=marker_id(key), object_pk=pk).delete()

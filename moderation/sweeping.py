@@ -49,6 +49,7 @@ from moderation.models import (
     FlaggedFingerprint,
     HashList,
     ReviewItem,
+    SignalEntry,
     Sweep,
 )
 from moderation.screening import (
@@ -99,8 +100,15 @@ def take_down_image(
         flag_row = FlaggedFingerprint.objects.select_for_update().get(pk=flagged.pk)
         allowed = flood_guard.may_take_down(flagged=flag_row, target=label)
         if allowed:
-            _move_to_quarantine(
-                locked, image, target, flagged, distance, actor, reason, label, expected
+            move_to_quarantine(
+                locked,
+                target=target,
+                distance=distance,
+                label=label,
+                expected=expected,
+                flagged=flagged,
+                actor=actor,
+                reason=reason,
             )
     if not allowed and flag_row.active and not flag_row.held:
         # After the transaction: holding takes the banned-set lock, which is always taken
@@ -111,11 +119,22 @@ def take_down_image(
     return allowed
 
 
-def _move_to_quarantine(
-    locked, image, target, flagged, distance, actor, reason, label, expected
+def move_to_quarantine(
+    locked: models.Model,
+    *,
+    target: registry.ImageTarget,
+    distance: int,
+    label: str,
+    expected: int,
+    flagged: FlaggedFingerprint | None = None,
+    entry: SignalEntry | None = None,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
 ) -> None:
-    """The takedown itself, inside ``take_down_image``'s transaction: quarantine, clear,
-    audit, and the owner's statement of reasons."""
+    """The takedown itself, inside the caller's transaction with ``locked`` (the image's row,
+    locked, still holding ``expected``): quarantine, clear, audit, and the owner's statement
+    of reasons. By a flag (``take_down_image``) or by a hash list's entry (``list_sweep``)."""
+    image = target.image(locked)
     public_name = image.name
     try:
         with storage_errors(), image.open("rb") as fh:
@@ -129,13 +148,19 @@ def _move_to_quarantine(
             action=AuditEvent.Action.TAKEDOWN,
             actor=actor,
             fingerprint=flagged,
+            signal_entry=entry,
             target=label,
             distance=distance,
-            reason=reason or flagged.reason,
+            reason=reason or (flagged.reason if flagged is not None else ""),
             evidence=stored,
         )
         notices.notify_takedown(
-            instance=locked, flagged=flagged, dhash=expected, event=event, kept_file=stored
+            instance=locked,
+            flagged=flagged,
+            entry=entry,
+            dhash=expected,
+            event=event,
+            kept_file=stored,
         )
     except BaseException:
         if stored:
@@ -416,6 +441,8 @@ def sweep_task(fingerprint_ids: list[int] | None = None, sweep_id: int | None = 
         sweep = Sweep.objects.filter(pk=sweep_id).first()
         if sweep is None:
             return {"sweep": sweep_id, "note": "sweep missing"}
+        if sweep.hash_list_id is not None:  # its ranges run as list_sweep's tasks
+            return {"sweep": sweep_id, "note": "a list sweep"}
     result = run_sweep(sweep)
     sweep.refresh_from_db()
     return {

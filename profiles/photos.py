@@ -32,6 +32,7 @@ from moderation.files import delete_after_commit
 from moderation.hashing import check_fingerprints
 from moderation.review import record_list_matches
 from moderation.screening import ScreenedUpload, screened_upload
+from moderation.stored_hashes import file_digests
 from moderation.sweeping import recheck_after_commit
 from profiles.models import Profile, photo_upload_to
 
@@ -100,7 +101,13 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     """
     if isinstance(upload, ScreenedUpload):
         content, checked = upload, upload.screening.checked
+        digests = upload.screening.digests
     else:
+        digests = None
+        if hasattr(upload, "seek"):
+            upload.seek(0)
+            digests = file_digests(upload)
+            upload.seek(0)
         content = reencode_photo(upload)
         checked = check_fingerprints(content)
     target = registry.target_for(Profile)
@@ -112,7 +119,9 @@ def profile_set_photo(*, profile: Profile, upload: Any) -> Profile:
     old_name = profile.photo.name
     try:
         with transaction.atomic():
-            target.set_image(profile, new_name, checked, also=("updated_at",))
+            target.set_image(
+                profile, new_name, checked, also=("updated_at",), digests=digests
+            )
             if isinstance(upload, ScreenedUpload) and upload.screening.lists:
                 record_list_matches(
                     instance=profile, fingerprint=checked.frames[0], matches=upload.screening.lists

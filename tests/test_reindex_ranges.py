@@ -116,7 +116,7 @@ def open_run(settings, size: int, **options) -> ReindexRun:
 
 def true_hashes(profiles) -> list[int]:
     return [
-        refingerprint._read_fingerprints(p.photo).frames[0].signed
+        refingerprint._read_fingerprints(p.photo)[0].frames[0].signed
         for p in Profile.objects.filter(pk__in=[p.pk for p in profiles]).order_by("pk")
     ]
 

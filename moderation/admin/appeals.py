@@ -49,7 +49,11 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("flag"))
     def flag(self, obj: Appeal) -> str:
-        return obj.notice.fingerprint.hex
+        notice = obj.notice
+        if notice.fingerprint_id is None:
+            entry = notice.signal_entry
+            return f"{entry.signal_type} {entry.value[:16]}… ({entry.hash_list})" if entry else ""
+        return notice.fingerprint.hex
 
     def has_decide_permission(self, request) -> bool:
         return request.user.has_perm("moderation.review_upload") and request.user.has_perm(
@@ -87,7 +91,8 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "notice": notice,
             "flagged": flagged,
             "photo_url": photo_url,
-            "original_url": private(flagged.original.name if flagged.original else ""),
+            "original_url": private(flagged.original.name if flagged and flagged.original else ""),
+            "entry": notice.signal_entry,
             "can_see": can_see,
             "photo_hex": Fingerprint.from_signed(notice.dhash).hex,
             "refused": refused,
@@ -118,6 +123,12 @@ class AppealAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, _("Already decided."), messages.WARNING)
         elif not result.overturned:
             self.message_user(request, _("Upheld: the decision stands."), messages.SUCCESS)
+        elif result.restored and appeal.notice.fingerprint_id is None:
+            self.message_user(
+                request,
+                _("Overturned: the photo is back on the profile; list sweeps leave it alone."),
+                messages.SUCCESS,
+            )
         elif result.restored:
             self.message_user(
                 request,

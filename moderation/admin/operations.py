@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from moderation import reindex
+from moderation import list_sweep, reindex
 from moderation.admin.base import PlainRelationsMixin, ReadOnlyAdminMixin
 from moderation.background import enqueue_on_commit
 from moderation.models import ReindexRun, Sweep, WorkRange
@@ -86,8 +86,9 @@ def sweeps_summary(fingerprint_ids: Iterable[int]) -> str:
 
 @admin.register(Sweep)
 class SweepAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every sweep, newest first: after a flag, or full (after a reindex); a failed one can be
-    run again (a retry is harmless: see ``sweeping.run_sweep``)."""
+    """Every sweep, newest first: after a flag, full (after a reindex), or of a hash list's new
+    entries (``list_sweep``); a failed one can be run again (a retry is harmless: see
+    ``sweeping.run_sweep``)."""
 
     actions = ["run_again"]
 
@@ -100,6 +101,8 @@ class SweepAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         for sweep in queryset.exclude(state=Sweep.State.DONE):
             if sweep.run_id is not None:
                 reindex.enqueue_ranges(sweep.run)  # its unfinished ranges
+            elif sweep.hash_list_id is not None:
+                enqueue_on_commit(list_sweep.plan_list_sweep_task, sweep.pk)  # its open ranges
             else:
                 enqueue_on_commit(sweep_task, sweep_id=sweep.pk)
             count += 1
@@ -109,11 +112,14 @@ class SweepAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    list_display = ["__str__", "full", "state_line", "created_at", "finished_at"]
+    list_display = ["__str__", "full", "hash_list", "state_line", "created_at", "finished_at"]
     list_filter = ["state", "full", "created_at"]
     fields = [
         "full",
         "run",
+        "hash_list",
+        "signal_import",
+        "guarded",
         "state",
         "state_line",
         "flags",
@@ -132,7 +138,8 @@ class SweepAdmin(PlainRelationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def state_line(self, obj: Sweep) -> str:
         """A full sweep in progress also says how far it is (ranges, rows, rate, time left),
         as the reindex runs do."""
-        if obj.full and obj.state != Sweep.State.DONE and obj.ranges.exists():
+        ranged = obj.full or obj.hash_list_id is not None
+        if ranged and obj.state != Sweep.State.DONE and obj.ranges.exists():
             return f"{progress(obj.ranges.all()).line()}; {describe_sweep(obj)}"
         return describe_sweep(obj)
 

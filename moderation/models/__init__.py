@@ -69,7 +69,7 @@ from moderation.models.signals import (
     SignalImportRow,
     SignalType,
 )
-from moderation.models.stored_index import StoredHash, StoredHashTarget
+from moderation.models.stored_index import StoredHash, StoredHashTarget, StoredSignal
 from moderation.models.wellness import ImageViewDay, ModeratorPreference
 
 __all__ = [
@@ -115,6 +115,7 @@ __all__ = [
     "SignalType",
     "StoredHash",
     "StoredHashTarget",
+    "StoredSignal",
     "Sweep",
     "WorkRange",
     "WorkerHeartbeat",

@@ -70,6 +70,17 @@ class Notice(models.Model):
     fingerprint = models.ForeignKey(
         FlaggedFingerprint,
         verbose_name=_("flag"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notices",
+    )
+    # ...or the hash list entry that took the photo down (a list sweep); one of the two is set.
+    signal_entry = models.ForeignKey(
+        "moderation.SignalEntry",
+        verbose_name=_("list entry"),
+        null=True,
+        blank=True,
         on_delete=models.PROTECT,
         related_name="notices",
     )

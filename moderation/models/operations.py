@@ -64,6 +64,28 @@ class Sweep(models.Model):
     run = models.ForeignKey(
         ReindexRun, null=True, blank=True, on_delete=models.CASCADE, related_name="sweeps"
     )
+    # A list sweep (``list_sweep``): stored images' PDQ, MD5 and SHA-256 against entries of
+    # this list: those ``signal_import`` added, else those of ``signal_entry_ids``, else every
+    # active one (the list was switched on or to enforce).
+    hash_list = models.ForeignKey(
+        "moderation.HashList",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="list_sweeps",
+    )
+    signal_import = models.ForeignKey(
+        "moderation.SignalImport",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="sweeps",
+    )
+    signal_entry_ids = models.JSONField(default=list, blank=True)
+    # False for the sweep a moderator started by switching a held list back to enforce.
+    guarded = models.BooleanField(
+        default=True, help_text=_("The flood guard may hold the list during this sweep.")
+    )
     state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
     checked = models.PositiveIntegerField(default=0)
     taken_down = models.PositiveIntegerField(default=0)
@@ -78,7 +100,7 @@ class Sweep(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        what = "full sweep" if self.full else "sweep"
+        what = "full sweep" if self.full else "list sweep" if self.hash_list_id else "sweep"
         return f"{what} #{self.pk} ({self.state})"
 
 

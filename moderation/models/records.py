@@ -108,6 +108,15 @@ class AuditEvent(models.Model):
         on_delete=models.PROTECT,
         related_name="audit_events",
     )
+    # A takedown by a hash list's entry (a list sweep) names the entry instead of a flag.
+    signal_entry = models.ForeignKey(
+        "moderation.SignalEntry",
+        verbose_name=_("list entry"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
     target = models.CharField(
         _("target"), max_length=200, blank=True, help_text=_("What was acted on, e.g. a profile.")
     )

@@ -66,3 +66,37 @@ class StoredHash(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_id}:{self.object_pk} probe {self.probe}"
+
+
+class StoredSignal(models.Model):
+    """The exchange signals of one stored image, so a hash list that gains entries reaches the
+    photos already stored without re-reading their files: the PDQ of the picture as stored
+    (hex, with its quality) and the MD5 / SHA-256 of the file's bytes as the upload screened
+    them (a reindex fills them from the stored file for rows that have none).
+
+    One row per stored image, replaced whenever the image gets a fingerprint
+    (``registry.ImageTarget``). ``dhash`` is the image's own dHash when the row was written: a
+    row whose image changed since (or was taken down) no longer matches the image row and is
+    ignored by sweeps.
+    """
+
+    target = models.ForeignKey(
+        StoredHashTarget, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    object_pk = models.BigIntegerField()
+    dhash = models.BigIntegerField()
+    pdq = models.CharField(max_length=64, blank=True)
+    pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    md5 = models.CharField(max_length=32, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target", "object_pk"], name="one_stored_signal_per_image"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target_id}:{self.object_pk} signals"

@@ -105,3 +105,9 @@ class Command(BaseCommand):
                 f"{imp.malformed} malformed lines skipped."
             )
         )
+        sweep = imp.sweeps.first()
+        if sweep is not None:
+            self.stdout.write(
+                f"List sweep #{sweep.pk} of the stored photos against the {imp.added} new "
+                "entries queued for the task worker (its progress: Sweeps in the admin)."
+            )

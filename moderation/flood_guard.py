@@ -176,6 +176,14 @@ def _alert(flagged: FlaggedFingerprint, count: int) -> None:
 # --- hash lists' sweeps -----------------------------------------------------------------------
 
 
+# A list's flood events, the last of which says whether it is held.
+LIST_FLOOD_ACTIONS = [
+    AuditEvent.Action.LIST_FLOOD_HOLD,
+    AuditEvent.Action.LIST_FLOOD_RESUME,
+    AuditEvent.Action.LIST_FLOOD_DROP,
+]
+
+
 def list_target(hash_list: HashList) -> str:
     """How audit events name a list (as ``hash_lists`` and ``signal_lists`` do)."""
     return f"hash list {hash_list.name}"[:200]
@@ -243,7 +251,7 @@ def hold_list(*, hash_list_id: int, reached: int) -> bool:
             f"MODERATION_FLOOD_MAX_USERS={_limit()}); switching it back to enforce resumes it"
         )
         AuditEvent.objects.create(
-            action=AuditEvent.Action.FLOOD_HOLD, target=list_target(locked), reason=reason
+            action=AuditEvent.Action.LIST_FLOOD_HOLD, target=list_target(locked), reason=reason
         )
         url = moderation_settings.SITE_URL.rstrip("/") + reverse(
             "admin:moderation_hashlist_change", args=[locked.pk]
@@ -268,10 +276,10 @@ def list_was_held(hash_list: HashList) -> bool:
     last = (
         AuditEvent.objects.filter(
             target=list_target(hash_list),
-            action__in=[AuditEvent.Action.FLOOD_HOLD, AuditEvent.Action.FLOOD_RESUME],
+            action__in=LIST_FLOOD_ACTIONS,
         )
         .order_by("-created_at", "-pk")
         .values_list("action", flat=True)
         .first()
     )
-    return last == AuditEvent.Action.FLOOD_HOLD
+    return last == AuditEvent.Action.LIST_FLOOD_HOLD

@@ -95,7 +95,7 @@ def _sweep_list_entries(hash_list: HashList, actor) -> None:
     resumed = not hash_list.shadow and flood_guard.list_was_held(hash_list)
     if resumed:
         AuditEvent.objects.create(
-            action=AuditEvent.Action.FLOOD_RESUME,
+            action=AuditEvent.Action.LIST_FLOOD_RESUME,
             actor=actor,
             target=flood_guard.list_target(hash_list),
             reason="switched back to enforce after the flood guard held it: swept unguarded",

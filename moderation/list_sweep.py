@@ -287,7 +287,7 @@ def _act(sweep, target, found, signal_of, result: SweepResult) -> None:
             instance=instance,
             fingerprint=target.fingerprint(instance),
             matches=matches,
-            found_by=ReviewItem.FoundBy.SWEEP,
+            found_by=ReviewItem.FoundBy.LIST_SWEEP,
         )
         result.queued += [target.label(instance)] * len(queued)
 

@@ -88,24 +88,40 @@ def check_moderation_settings(app_configs=None, **kwargs):
     return errors
 
 
+# The limits counted in the cache (``ratelimit``), by what they limit: each needs the cache
+# every web worker shares as much as the others.
+CACHED_RATE_LIMITS = {
+    "uploads": ("UPLOAD_RATE_PER_USER", "UPLOAD_RATE_PER_IP"),
+    "email changes": ("EMAIL_RATE_PER_USER", "EMAIL_RATE_PER_IP"),
+    "appeals": ("APPEAL_RATE_PER_USER",),
+    "reports": ("REPORT_RATE_PER_USER",),
+}
+
+
 @register(Tags.security, deploy=True)
 def check_rate_limit_cache(app_configs=None, **kwargs):
-    """Upload rate limits need a cache every web worker shares (``check --deploy`` only)."""
+    """Rate limits need a cache every web worker shares (``check --deploy`` only): in a
+    per-process cache each worker counts alone, so N workers allow N times the limit (for
+    email changes: N times the confirmation emails the site can be made to send)."""
     backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    rate_limited = (
-        moderation_settings.UPLOAD_RATE_PER_USER or moderation_settings.UPLOAD_RATE_PER_IP
-    )
-    if rate_limited and backend.endswith(("LocMemCache", "DummyCache")):
-        return [
-            Warning(
-                "Upload rate limits are counted in a per-process cache: with several web "
-                "workers each counts alone, and a restart forgets them.",
-                hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
-                obj="settings.CACHES",
-                id="moderation.W001",
-            )
-        ]
-    return []
+    if not backend.endswith(("LocMemCache", "DummyCache")):
+        return []
+    limited = [
+        what
+        for what, names in CACHED_RATE_LIMITS.items()
+        if any(getattr(moderation_settings, name) for name in names)
+    ]
+    if not limited:
+        return []
+    return [
+        Warning(
+            f"The rate limits on {', '.join(limited)} are counted in a per-process cache: "
+            "with several web workers each counts alone, and a restart forgets them.",
+            hint="Set DJANGO_CACHE_URL to a redis:// URL or to 'database'.",
+            obj="settings.CACHES",
+            id="moderation.W001",
+        )
+    ]
 
 
 @register(Tags.compatibility)

@@ -8,7 +8,7 @@ from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from moderation import precision, worker
+from moderation import flood_guard, precision, worker
 from moderation.conf import moderation_settings
 from moderation.models import (
     Appeal,
@@ -113,6 +113,8 @@ def summary() -> dict:
             .select_related("hash_list")
             .order_by("flood_held_at")
         ),
+        # Lists the flood guard switched to shadow, waiting for a moderator likewise.
+        "held_lists": list(flood_guard.held_lists()),
         # Active flags whose precision is poor, not re-reviewed since their last judged
         # decision (``precision.to_rereview``), worst first.
         "rereview_flags": [

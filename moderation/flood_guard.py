@@ -15,8 +15,8 @@ review-queue subscribers), and the desk resumes it (the held takedowns run) or d
 A hash list's sweep (``list_sweep``: stored photos against entries the list just gained) is
 guarded the same way, per list: what the list's entries took down in the window counts, and a
 list that would reach one user too many is held (``hold_list``: switched to shadow, audited,
-moderators alerted). A moderator who switches it back to enforce resumes it: that sweep is
-not guarded.
+moderators alerted; ``held_lists`` for the dashboard). A moderator who switches it back to
+enforce resumes it: that sweep is not guarded; one who drops it leaves it in shadow.
 
 A person refused and also taken down by the same flag counts twice (takedowns are counted by
 stored image, refusals by client address): the guard errs towards holding sooner. The other
@@ -31,7 +31,9 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Concat
 from django.urls import reverse
 from django.utils import timezone
 
@@ -176,6 +178,14 @@ def _alert(flagged: FlaggedFingerprint, count: int) -> None:
 # --- hash lists' sweeps -----------------------------------------------------------------------
 
 
+# A list's flood events, the last of which says whether it is held.
+LIST_FLOOD_ACTIONS = [
+    AuditEvent.Action.LIST_FLOOD_HOLD,
+    AuditEvent.Action.LIST_FLOOD_RESUME,
+    AuditEvent.Action.LIST_FLOOD_DROP,
+]
+
+
 def list_target(hash_list: HashList) -> str:
     """How audit events name a list (as ``hash_lists`` and ``signal_lists`` do)."""
     return f"hash list {hash_list.name}"[:200]
@@ -243,11 +253,9 @@ def hold_list(*, hash_list_id: int, reached: int) -> bool:
             f"MODERATION_FLOOD_MAX_USERS={_limit()}); switching it back to enforce resumes it"
         )
         AuditEvent.objects.create(
-            action=AuditEvent.Action.FLOOD_HOLD, target=list_target(locked), reason=reason
+            action=AuditEvent.Action.LIST_FLOOD_HOLD, target=list_target(locked), reason=reason
         )
-        url = moderation_settings.SITE_URL.rstrip("/") + reverse(
-            "admin:moderation_hashlist_change", args=[locked.pk]
-        )
+        url = moderation_settings.SITE_URL.rstrip("/") + reverse("admin:moderation_dashboard")
         review.email_moderators(
             kind=EmailDelivery.Kind.FLOOD_ALERT,
             subject=f"[moderation] a hash list was held: it reached {reached} users' photos",
@@ -255,8 +263,8 @@ def hold_list(*, hash_list_id: int, reached: int) -> bool:
                 f"The hash list {locked.name} reached {reached} different users' photos "
                 f"within {moderation_settings.FLOOD_WINDOW_MINUTES} minutes, more than the "
                 f"{_limit()} allowed, and was switched to shadow before taking down more.\n\n"
-                f"Switch it back to enforce (its sweep runs again, unguarded) or leave it: "
-                f"{url}\n"
+                f"Resume it (back to enforce: its sweep runs again, unguarded) or drop it "
+                f"(it stays in shadow) on the dashboard: {url}\n"
             ),
         )
     logger.warning("hash list #%s %s", hash_list_id, reason)
@@ -268,10 +276,39 @@ def list_was_held(hash_list: HashList) -> bool:
     last = (
         AuditEvent.objects.filter(
             target=list_target(hash_list),
-            action__in=[AuditEvent.Action.FLOOD_HOLD, AuditEvent.Action.FLOOD_RESUME],
+            action__in=LIST_FLOOD_ACTIONS,
         )
         .order_by("-created_at", "-pk")
         .values_list("action", flat=True)
         .first()
     )
-    return last == AuditEvent.Action.FLOOD_HOLD
+    return last == AuditEvent.Action.LIST_FLOOD_HOLD
+
+
+def held_lists() -> models.QuerySet:
+    """The lists the flood guard holds in shadow, waiting for a moderator (the hold is the last
+    of their flood events and they are still on and in shadow), oldest hold first; each with
+    ``held_at`` and ``taken_down`` (the photos its entries took down, before the hold)."""
+    flood_events = AuditEvent.objects.filter(
+        target=Concat(Value("hash list "), OuterRef("name"), output_field=models.CharField()),
+        action__in=LIST_FLOOD_ACTIONS,
+    ).order_by("-created_at", "-pk")
+    takedowns = (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.TAKEDOWN, signal_entry__hash_list_id=OuterRef("pk")
+        )
+        .order_by()
+        .values("signal_entry__hash_list_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        HashList.objects.filter(enabled=True, mode=HashList.Mode.SHADOW)
+        .annotate(
+            last_flood=Subquery(flood_events.values("action")[:1]),
+            held_at=Subquery(flood_events.values("created_at")[:1]),
+            taken_down=Coalesce(Subquery(takedowns), 0),
+        )
+        .filter(last_flood=AuditEvent.Action.LIST_FLOOD_HOLD)
+        .order_by("held_at", "pk")
+    )

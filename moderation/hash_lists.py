@@ -95,12 +95,57 @@ def _sweep_list_entries(hash_list: HashList, actor) -> None:
     resumed = not hash_list.shadow and flood_guard.list_was_held(hash_list)
     if resumed:
         AuditEvent.objects.create(
-            action=AuditEvent.Action.FLOOD_RESUME,
+            action=AuditEvent.Action.LIST_FLOOD_RESUME,
             actor=actor,
             target=flood_guard.list_target(hash_list),
             reason="switched back to enforce after the flood guard held it: swept unguarded",
         )
     sweep_list_after_commit(hash_list=hash_list, guarded=not resumed)
+
+
+def hash_list_flood_resume(*, hash_list: HashList, actor: AbstractBaseUser | None) -> bool:
+    """Resume a list the flood guard held: the moderator confirms its entries are right. It is
+    switched back to enforce (audited as a resume) and its sweep runs again, unguarded, once
+    this commits. False when it is not held (already decided, switched off, or never held)."""
+    with transaction.atomic():
+        lock_banned_set()
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if not _held(locked):
+            return False
+        hash_list_update(
+            hash_list=locked,
+            max_distance=locked.max_distance,
+            enabled=True,
+            mode=HashList.Mode.ENFORCE,
+            actor=actor,
+        )
+    hash_list.refresh_from_db()
+    return True
+
+
+def hash_list_flood_drop(
+    *, hash_list: HashList, actor: AbstractBaseUser | None, reason: str = ""
+) -> bool:
+    """Drop a list the flood guard held: its matches were a mistake. It stays in shadow (it
+    blocks nothing, what it would do is still recorded for its owner to read), the hold is
+    closed (audited), and switching it to enforce later is an ordinary, guarded change.
+    Photos it took down before the hold stay down, with their notices and appeals. False when
+    it is not held."""
+    with transaction.atomic():
+        locked = HashList.objects.select_for_update().get(pk=hash_list.pk)
+        if not _held(locked):
+            return False
+        AuditEvent.objects.create(
+            action=AuditEvent.Action.LIST_FLOOD_DROP,
+            actor=actor,
+            target=flood_guard.list_target(locked),
+            reason=reason or "dropped by a moderator after the flood guard held it: left in shadow",
+        )
+    return True
+
+
+def _held(hash_list: HashList) -> bool:
+    return hash_list.enabled and hash_list.shadow and flood_guard.list_was_held(hash_list)
 
 
 def _check_list_distance(distance: int | None) -> None:

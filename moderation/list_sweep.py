@@ -12,15 +12,11 @@ number of workers share it and the operator sees its progress where the other sw
 A range is read in batches of stored images with their signals rows (``StoredSignal``: the PDQ
 and file digests kept when each photo was stored; no file is read). Each batch looks the
 images' PDQs up in a ``PdqIndex`` of the sweep's entries (built once per process and sweep) and
-their digests in two dicts, then reads the candidate entries' rows: only entries still active,
-of a list still on, within its PDQ distance, count (a retraction or a list switched off applies
-at once). The decision is the upload rule's (``signals.pdq_rule``, ``signals.exact_rule``):
-enforce blocks (a low PDQ quality only reviews), shadow only records. The allowlist of list
-entries applies: a match a moderator dismissed for this picture, or overturned on appeal, is
-not acted on again. A block takes the photo down through the flags' takedown
-(``sweeping.move_to_quarantine``: quarantine, audit, notice), with the list's flood guard
-(``flood_guard.list_allows_batch`` / ``may_take_down_for_list``); a review queues it; a shadow
-match is a ``ShadowHit``.
+their digests in two dicts; each photo with candidates is then decided and acted on as the
+recheck after an upload does it (``list_takedowns``: only entries still active, of a list still
+on, within its PDQ distance, count; the upload rule; the allowlist of list entries; a block
+taken down with a notice under the list's flood guard, a review queued, a shadow match
+recorded).
 
 Each batch's cursor and counts commit after its work; a range that runs again (its worker
 died) resumes after the last committed batch and repeats at most the batch in flight, which is
@@ -33,20 +29,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import flood_guard, registry, review, signals, stored_hashes
+from moderation import list_takedowns, registry, stored_hashes
 from moderation.background import enqueue_on_commit
 from moderation.conf import moderation_settings
 from moderation.full_sweep import close_full_sweep, mark_failed, mark_running
 from moderation.models import (
-    Appeal,
     HashList,
     ReviewItem,
     SignalEntry,
@@ -57,7 +52,7 @@ from moderation.models import (
     WorkRange,
 )
 from moderation.pdq_index import PdqIndex, parse_hex, parse_hex_many
-from moderation.sweeping import SweepResult, move_to_quarantine
+from moderation.sweeping import SweepResult
 from moderation.work_ranges import plan_ranges, record_failure, start_attempt
 
 logger = logging.getLogger(__name__)
@@ -245,144 +240,31 @@ def sweep_list_batch(
 
 
 def _act(sweep, target, found, signal_of, result: SweepResult) -> None:
-    """Decide each image's candidates under the upload rule, after the allowlist, and act."""
-    ids = {pk for candidates in found.values() for pk in candidates}
-    in_force = {
-        e.pk: e
-        for e in SignalEntry.objects.in_force().filter(pk__in=ids).select_related("hash_list")
-    }
-    blocks: list[tuple[models.Model, signals.ListMatch]] = []
-    recorded: list[tuple[models.Model, list[signals.ListMatch]]] = []
+    """Decide each image's candidates as every list path does (``list_takedowns``), and act."""
+    in_force = list_takedowns.entries_in_force(
+        {pk for candidates in found.values() for pk in candidates}
+    )
     instances = target.objects.in_bulk(list(found))
-    for pk, candidates in found.items():
-        instance = instances.get(pk)
-        signal = signal_of[pk]
-        pdq_rows = [
-            (in_force[e], d)
-            for e, d in candidates.items()
-            if e in in_force and in_force[e].signal_type == SignalType.PDQ
-        ]
-        exact = [
-            in_force[e]
-            for e in candidates
-            if e in in_force and in_force[e].signal_type != SignalType.PDQ
-        ]
-        matches = signals.exact_rule(exact) + signals.pdq_rule(pdq_rows, quality=signal.pdq_quality)
-        if instance is None or not target.image(instance):
-            continue
-        if target.hash_of(instance) != signal.dhash:
-            continue  # replaced since the batch was read: its new picture has its own row
-        matches = _without_allowed(target, pk, signal.dhash, matches)
-        if not matches:
-            continue
-        blocking = next((m for m in matches if m.blocks), None)
-        if blocking is not None:
-            blocks.append((instance, blocking))
-        else:
-            recorded.append((instance, matches))
-    if blocks:
-        _take_down(sweep, target, blocks, in_force, result)
-    for instance, matches in recorded:
-        queued, _hits = review.record_list_matches(
-            instance=instance,
-            fingerprint=target.fingerprint(instance),
-            matches=matches,
-            found_by=ReviewItem.FoundBy.SWEEP,
-        )
-        result.queued += [target.label(instance)] * len(queued)
-
-
-def _without_allowed(target, pk: int, dhash: int, matches: list) -> list:
-    """``matches`` without the entries a moderator found innocent for this picture: a queued
-    match dismissed, or a takedown overturned on appeal (the allowlist of list entries)."""
-    ids = [m.entry_id for m in matches]
-    if not ids:
-        return matches
-    dismissed = ReviewItem.objects.filter(
-        target_key=target.key,
-        object_id=pk,
-        dhash=dhash,
-        signal_entry_id__in=ids,
-        status=ReviewItem.Status.DISMISSED,
-    ).values_list("signal_entry_id", flat=True)
-    overturned = Appeal.objects.filter(
-        Q(notice__target_key=target.key, notice__object_id=pk, notice__dhash=dhash),
-        notice__signal_entry_id__in=ids,
-        status=Appeal.Status.OVERTURNED,
-    ).values_list("notice__signal_entry_id", flat=True)
-    allowed = set(dismissed) | set(overturned)
-    return [m for m in matches if m.entry_id not in allowed]
-
-
-def _take_down(sweep, target, blocks, in_force, result: SweepResult) -> None:
-    """Take the batch's blocked images down, the whole batch weighed by the list's flood
-    guard first; what the guard holds is recorded as the shadow list it now is."""
-    labels = [target.label(instance) for instance, _ in blocks]
-    if not flood_guard.list_allows_batch(
-        hash_list_id=sweep.hash_list_id, targets=labels, guarded=sweep.guarded
-    ):
-        _record_held(target, blocks, result)
-        return
-    for instance, match in blocks:
-        if take_down_by_entry(
-            instance=instance,
-            entry=in_force[match.entry_id],
-            distance=match.distance,
-            guarded=sweep.guarded,
-        ):
-            result.taken_down.append(target.label(instance))
-        elif target.objects.filter(
-            pk=instance.pk, **{target.hash_field: target.hash_of(instance)}
-        ).exists():
-            _record_held(target, [(instance, match)], result)  # the guard said no
-
-
-def _record_held(target, blocks, result: SweepResult) -> None:
-    for instance, match in blocks:
-        result.held.append(target.label(instance))
-        fp = target.fingerprint(instance)
-        if fp is not None:
-            review.record_list_matches(
-                instance=instance,
-                fingerprint=fp,
-                matches=[replace(match, outcome=signals.SHADOW)],
+    decisions = [
+        decision
+        for pk, candidates in found.items()
+        if (
+            decision := list_takedowns.decide(
+                target, instances.get(pk), signal_of[pk], candidates, in_force
             )
-
-
-def take_down_by_entry(
-    *, instance: models.Model, entry: SignalEntry, distance: int, guarded: bool = True
-) -> bool:
-    """Take down a stored image a list's entry blocks (quarantine, audit, notice), unless
-    the image changed since it was read or the list's flood guard says no (``guarded``): then
-    False, and a list that would reach one user too many is held."""
-    target = registry.target_for(instance)
-    expected = target.hash_of(instance)
-    with transaction.atomic():
-        locked = target.objects.select_for_update().get(pk=instance.pk)
-        if not target.image(locked) or target.hash_of(locked) != expected:
-            return False
-        label = target.label(locked)
-        # Takedowns by one list count one after the other (the lock), so no two both see room.
-        hash_list = HashList.objects.select_for_update().get(pk=entry.hash_list_id)
-        allowed = flood_guard.may_take_down_for_list(
-            hash_list=hash_list, target=label, guarded=guarded
         )
-        if allowed:
-            move_to_quarantine(
-                locked,
-                target=target,
-                distance=distance,
-                label=label,
-                expected=expected,
-                entry=entry,
-                reason=f"{entry.signal_type} {entry.value} in list {hash_list.name}",
-            )
-    if not allowed and hash_list.enabled and not hash_list.shadow:
-        # After the transaction: holding takes the banned-set lock, always taken first.
-        flood_guard.hold_list(
-            hash_list_id=hash_list.pk, reached=len(flood_guard.list_reached(hash_list.pk)) + 1
-        )
-    return allowed
+        is not None
+    ]
+    done = list_takedowns.act(
+        target,
+        decisions,
+        in_force=in_force,
+        guarded=sweep.guarded,
+        found_by=ReviewItem.FoundBy.LIST_SWEEP,
+    )
+    result.taken_down += done.taken_down
+    result.queued += done.queued
+    result.held += done.held
 
 
 # --- ranges -----------------------------------------------------------------------------------

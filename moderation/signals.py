@@ -211,6 +211,26 @@ def exact_rule(entries: Iterable[SignalEntry]) -> list[ListMatch]:
     return [m for e in entries for m in _entry_matches(e.signal_type, [(e, 0)], weak_query=False)]
 
 
+def entry_candidates(*, pdq_hex: str = "", md5: str = "", sha256: str = "") -> dict[int, int]:
+    """Entry id -> distance of every active entry that may match a stored image's kept signals
+    (``StoredSignal``): PDQ entries within the widest list distance (this process's index,
+    synced first), MD5 / SHA-256 entries equal to its digests (one query). Which of them count
+    is the rule's (``pdq_rule``, ``exact_rule``) on the rows in force."""
+    found: dict[int, int] = {}
+    if pdq_hex:
+        pdq_set = signal_set.current()
+        pdq_set.sync()
+        found.update(pdq_set.candidates(pdq_hex))
+    query = Q()
+    for kind, value in ((MD5, md5), (SHA256, sha256)):
+        if value:
+            query |= Q(signal_type=kind, value=value)
+    if query:
+        exact = SignalEntry.objects.active().filter(query).values_list("pk", flat=True)
+        found.update(dict.fromkeys(exact, 0))
+    return found
+
+
 def exact_matches(signal_type: str, value: str) -> list[ListMatch]:
     """The MD5 or SHA-256 entries in force equal to ``value``."""
     entries = (

@@ -2,12 +2,13 @@
 
 Three ways a stored image meets the banned set after it was stored: the sweep after a flag
 (``sweep_task``, the new flags against every stored image), the recheck after an upload
-(``recheck_image_task``: an upload that passed just before a flag committed), and the full
-sweep after a reindex (a range at a time, ``sweep_stored_range``; ``full_sweep`` runs the
-ranges). All three screen a stored image with what it was checked with at upload (its
-fingerprint, cuts and framed picture: ``registry.ImageTarget.checked``) through
-``screening.screen``, as the upload path does. A take-down moves the file to quarantine and
-clears the image; it is audited, and its owner gets a statement of reasons (``notices``).
+(``recheck_image_task``: an upload that passed just before a flag or a list import committed;
+its lists' side is ``list_takedowns``), and the full sweep after a reindex (a range at a time,
+``sweep_stored_range``; ``full_sweep`` runs the ranges). All three screen a stored image with
+what it was checked with at upload (its fingerprint, cuts and framed picture:
+``registry.ImageTarget.checked``) through ``screening.screen``, as the upload path does. A
+take-down moves the file to quarantine and clears the image (``takedown``); it is audited, and
+its owner gets a statement of reasons (``notices``).
 ``preview_flag_impact`` says, before a flag, what its sweep would take down.
 
 Every sweep has a ``Sweep`` row, created queued with the flag (``sweep_after_commit``) and
@@ -29,15 +30,12 @@ from django.db.models.functions import Coalesce
 from django.tasks import task
 from django.utils import timezone
 
-from moderation import flood_guard, notices, probing, registry, review, stored_index
+from moderation import flood_guard, list_takedowns, probing, registry, review, stored_index
 from moderation.background import enqueue_on_commit
 from moderation.banned_index import BannedIndex, stored_variants, variant_entries
 from moderation.banned_set import active_variant_rows
 from moderation.decoding import open_image
 from moderation.files import (
-    copy_to_quarantine,
-    delete_from_quarantine,
-    remove_banned_copy_after_commit,
     storage_errors,
 )
 from moderation.hash_columns import HashColumns
@@ -45,11 +43,9 @@ from moderation.hashing import Fingerprint, fingerprint_variants
 from moderation.matching import REVIEW, Match, MatchRule, is_low_information
 from moderation.models import (
     DEFAULT_HASH_LIST,
-    AuditEvent,
     FlaggedFingerprint,
     HashList,
     ReviewItem,
-    SignalEntry,
     Sweep,
 )
 from moderation.screening import (
@@ -60,6 +56,7 @@ from moderation.screening import (
     screen,
     signal_of_file,
 )
+from moderation.takedown import move_to_quarantine
 from moderation.verification import MIN_FLAG_KEYPOINTS, compare
 
 
@@ -117,57 +114,6 @@ def take_down_image(
             flagged_id=flagged.pk, reached=len(flood_guard.reached(flagged.pk)) + 1
         )
     return allowed
-
-
-def move_to_quarantine(
-    locked: models.Model,
-    *,
-    target: registry.ImageTarget,
-    distance: int,
-    label: str,
-    expected: int,
-    flagged: FlaggedFingerprint | None = None,
-    entry: SignalEntry | None = None,
-    actor: AbstractBaseUser | None = None,
-    reason: str = "",
-) -> None:
-    """The takedown itself, inside the caller's transaction with ``locked`` (the image's row,
-    locked, still holding ``expected``): quarantine, clear, audit, and the owner's statement
-    of reasons. By a flag (``take_down_image``) or by a hash list's entry (``list_sweep``)."""
-    image = target.image(locked)
-    public_name = image.name
-    try:
-        with storage_errors(), image.open("rb") as fh:
-            stored = copy_to_quarantine(fh, "takedowns")
-    except FileNotFoundError:
-        stored = ""  # already gone from storage: clear the row, record that in the audit
-        reason = f"{reason} (file was missing from storage)".strip()
-    try:
-        target.clear(locked)
-        event = AuditEvent.objects.create(
-            action=AuditEvent.Action.TAKEDOWN,
-            actor=actor,
-            fingerprint=flagged,
-            signal_entry=entry,
-            target=label,
-            distance=distance,
-            reason=reason or (flagged.reason if flagged is not None else ""),
-            evidence=stored,
-        )
-        notices.notify_takedown(
-            instance=locked,
-            flagged=flagged,
-            entry=entry,
-            dhash=expected,
-            event=event,
-            kept_file=stored,
-        )
-    except BaseException:
-        if stored:
-            delete_from_quarantine(stored)
-        raise
-    if stored:
-        remove_banned_copy_after_commit(image.storage, public_name)
 
 
 def sweep_banned_matches(*, fingerprint_ids: Iterable[int] | None = None) -> SweepResult:
@@ -269,14 +215,17 @@ def sweep_stored_range(
 
 
 def recheck_stored_image(*, instance: models.Model) -> bool:
-    """Compare one stored image with the current banned set; take it down if it matches.
+    """Compare one stored image with the current banned set and hash lists; take it down if
+    it matches.
 
-    Runs after an upload commits: an upload that passed its check just before a flag
-    committed is caught here (the flag's own sweep could not see the uncommitted upload).
-    An image that is only near a banned fingerprint is queued for review instead; what
-    shadow-mode lists and distances on trial would have done is recorded. An image whose
-    uploader is escalated as a prober (``probing``) and that is not taken down is held for
-    review whatever it is near.
+    Runs after an upload commits: an upload that passed its check just before a flag or a
+    list import committed is caught here (the flag's sweep could not see the uncommitted
+    upload; the import's sweep may have passed its range before the upload was stored). An
+    image that is only near a banned fingerprint is queued for review instead; what
+    shadow-mode lists and distances on trial would have done is recorded. The lists' PDQ,
+    MD5 and SHA-256 entries are looked up with the image's kept signals and decided as a
+    list sweep decides (``list_takedowns``). An image whose uploader is escalated as a prober
+    (``probing``) and that is not taken down is held for review whatever it is near.
     """
     target = registry.target_for(instance)
     checked = target.checked(instance)
@@ -289,6 +238,8 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
     if verdict.trial and not verdict.blocked:
         review.record_trial_hits(instance=instance, fingerprint=fp, trials=verdict.trial)
     if not verdict.blocked:
+        if list_takedowns.recheck_stored_lists(instance=instance):
+            return True  # a list's entry took it down: nothing is left to hold or queue
         owner = target.owner_id(instance)
         escalation = probing.escalation_for(owner)
         if escalation is not None:  # an escalated prober's upload waits for a moderator
@@ -299,7 +250,10 @@ def recheck_stored_image(*, instance: models.Model) -> bool:
         return False
     nearest = verdict.matches[0]
     flagged = FlaggedFingerprint.objects.get(pk=nearest.fingerprint_id)
-    return take_down_image(instance=instance, flagged=flagged, distance=nearest.distance)
+    if take_down_image(instance=instance, flagged=flagged, distance=nearest.distance):
+        return True
+    # The flag's flood guard held it (or the image changed): the lists may still block it.
+    return list_takedowns.recheck_stored_lists(instance=instance)
 
 
 def _stored_signals(target: registry.ImageTarget, pk: int) -> ImageSignals:

@@ -1,7 +1,7 @@
 """In a browser: a partner's list imported into an enforced list takes down a photo already
 stored; its owner sees the statement of reasons and appeals; the moderator sees the list
 sweep on the Sweeps page and, on the appeal, the kept photo beside the list entry, and
-overturns it.
+overturns it. A list the flood guard held shows on the dashboard and is resumed there.
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``.
 """
@@ -89,3 +89,35 @@ def test_an_imported_list_takes_down_a_stored_photo_and_its_appeal_names_the_ent
     site.shot("overturned")
     admin_logout(site)
     assert Profile.objects.get(user=dora).photo
+
+
+def test_a_list_held_by_the_flood_guard_shows_on_the_dashboard_and_is_resumed_there(
+    site,  # noqa: F811
+    moderator_account,  # noqa: F811
+    settings,
+    make_profile,
+):
+    settings.MODERATION_FLOOD_MAX_USERS = 2
+    avatar = images.photo(1682)
+    for i in range(4):
+        make_profile(f"member{i}", avatar)
+    partner = HashList.objects.create(name="partner", description="Partner X's spam hashes")
+
+    import_lines(partner, [pdq_of(avatar)])  # would take down 4 photos: held, none down
+
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.SHADOW
+    assert Profile.objects.exclude(photo="").count() == 4
+    admin_login(site, "moira", MOD_PASSWORD)
+    site.get("/admin/moderation/reviewitem/dashboard/")
+    row = site.wait_for(f"#held-list-{partner.pk}")
+    assert "partner" in row.text and "0 taken down" in row.text
+    assert "hash list held by the flood guard" in site.find("#flood-held-lists h2").text
+    site.shot("dashboard-list-held")
+    site.submit(f"#held-list-{partner.pk} button[value=resume]")
+    assert "Resumed" in site.wait_for(".messagelist .success").text
+    assert site.find_all("#flood-held-lists") == []
+    site.shot("resumed")
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.ENFORCE
+    assert Profile.objects.exclude(photo="").count() == 0

@@ -172,3 +172,114 @@ def test_the_dashboard_counts_open_appeals_and_open_reports_and_links_their_list
     reports = reverse("admin:moderation_report_changelist") + "?status=open"
     assert f'<a href="{appeals}" id="dashboard-appeals-open">2 open appeals</a>' in html
     assert f'<a href="{reports}" id="dashboard-reports-open">1 open report</a>' in html
+
+
+# --- hash lists held by the flood guard ------------------------------------------------------
+
+
+@pytest.fixture
+def held_list(make_profile, settings, django_capture_on_commit_callbacks):
+    """A partner list whose import would have taken down three people's photos, with the
+    flood guard allowing one: held in shadow before any came down."""
+    from moderation.models import HashList
+    from tests.test_list_sweeps import import_lines, pdq_of
+
+    settings.MODERATION_FLOOD_MAX_USERS = 1
+    img = images.photo(951)
+    copies = [make_profile(name, img) for name in ("p1", "p2", "p3")]
+    partner = HashList.objects.create(name="partner", description="Partner X's spam hashes")
+    with django_capture_on_commit_callbacks(execute=True):
+        import_lines(partner, [pdq_of(img)])
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.SHADOW
+    return partner, copies
+
+
+def decide_list(user, hash_list, decision: str, capture):
+    client = Client()
+    client.force_login(user)
+    with capture(execute=True):
+        return client.post(
+            reverse("admin:moderation_hashlist_flood", args=[hash_list.pk]),
+            {"decision": decision},
+        )
+
+
+def test_a_list_held_by_the_flood_guard_is_shown_with_resume_and_drop(held_list, moderator):
+    partner, _ = held_list
+
+    html = page(moderator)
+
+    row = re.search(rf'<tr id="held-list-{partner.pk}">.*?</tr>', html, re.S).group(0)
+    assert "partner" in row and "Partner X&#x27;s spam hashes" in row
+    assert "0 taken down" in row
+    action = reverse("admin:moderation_hashlist_flood", args=[partner.pk])
+    assert row.count(f'action="{action}"') == 2
+    assert 'value="resume"' in row and 'value="drop"' in row
+
+
+def test_resuming_a_held_list_enforces_it_and_its_sweep_takes_the_photos_down(
+    held_list, moderator, django_capture_on_commit_callbacks
+):
+    from moderation.models import AuditEvent, HashList
+    from profiles.models import Profile
+
+    partner, copies = held_list
+
+    response = decide_list(moderator, partner, "resume", django_capture_on_commit_callbacks)
+
+    assert response.status_code == 302 and response.url == reverse(DASHBOARD)
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.ENFORCE
+    assert not any(Profile.objects.get(pk=p.pk).photo for p in copies)
+    resume = AuditEvent.objects.get(action=AuditEvent.Action.LIST_FLOOD_RESUME)
+    assert (resume.actor, resume.target) == (moderator, "hash list partner")
+    assert f'id="held-list-{partner.pk}"' not in page(moderator)
+
+
+def test_dropping_a_held_list_leaves_it_in_shadow_and_off_the_dashboard(
+    held_list, moderator, django_capture_on_commit_callbacks
+):
+    from moderation.models import AuditEvent, HashList
+    from profiles.models import Profile
+
+    partner, copies = held_list
+
+    response = decide_list(moderator, partner, "drop", django_capture_on_commit_callbacks)
+
+    assert response.status_code == 302
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.SHADOW
+    assert all(Profile.objects.get(pk=p.pk).photo for p in copies)
+    drop = AuditEvent.objects.get(action=AuditEvent.Action.LIST_FLOOD_DROP)
+    assert drop.get_action_display() == "Held hash list dropped (left in shadow)"
+    assert 'id="flood-held-lists"' not in page(moderator)
+    # Decided: a second click (another tab) changes nothing.
+    decide_list(moderator, partner, "resume", django_capture_on_commit_callbacks)
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.SHADOW
+
+
+def test_a_list_put_in_shadow_by_hand_is_not_shown_as_held(moderator):
+    from moderation.models import HashList
+
+    HashList.objects.create(name="trial", mode=HashList.Mode.SHADOW)
+
+    assert 'id="flood-held-lists"' not in page(moderator)
+
+
+def test_staff_who_may_not_change_lists_see_a_held_list_but_cannot_decide_it(
+    held_list, django_user_model, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Permission
+
+    partner, _ = held_list
+    viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_refusedupload"))
+
+    html = page(viewer)
+
+    assert f'id="held-list-{partner.pk}"' in html
+    assert reverse("admin:moderation_hashlist_flood", args=[partner.pk]) not in html
+    response = decide_list(viewer, partner, "resume", django_capture_on_commit_callbacks)
+    assert response.status_code == 403

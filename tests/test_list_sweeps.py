@@ -24,6 +24,7 @@ from moderation.models import (
     Sweep,
     WorkRange,
 )
+from moderation.sweeping import recheck_image_task
 from profiles.models import Profile
 from tests import images
 from tests.test_worker import (  # noqa: F401 - fixtures
@@ -260,9 +261,10 @@ def test_a_low_quality_stored_pdq_goes_to_the_review_queue(make_profile, swept):
     item = ReviewItem.objects.get()
     assert (item.object_id, item.found_by, item.signal_entry.value) == (
         profile.pk,
-        ReviewItem.FoundBy.SWEEP,
+        ReviewItem.FoundBy.LIST_SWEEP,
         signal.pdq,
     )
+    assert item.get_found_by_display() == "a sweep of a hash list's entries"
 
 
 def test_a_list_that_would_take_down_too_many_people_is_held_in_shadow(
@@ -279,8 +281,9 @@ def test_a_list_that_would_take_down_too_many_people_is_held_in_shadow(
     assert partner.mode == HashList.Mode.SHADOW
     assert all(Profile.objects.get(pk=p.pk).photo for p in copies)  # the batch was weighed first
     assert ShadowHit.objects.filter(hash_list=partner).count() == 3
-    hold = AuditEvent.objects.get(action=AuditEvent.Action.FLOOD_HOLD)
+    hold = AuditEvent.objects.get(action=AuditEvent.Action.LIST_FLOOD_HOLD)
     assert hold.target == "hash list partner"
+    assert hold.get_action_display() == "Hash list held in shadow by the flood guard"
 
     # A moderator who switches it back to enforce resumes it: swept, unguarded.
     swept(
@@ -291,7 +294,7 @@ def test_a_list_that_would_take_down_too_many_people_is_held_in_shadow(
         mode=HashList.Mode.ENFORCE,
     )
     assert not any(Profile.objects.get(pk=p.pk).photo for p in copies)
-    assert AuditEvent.objects.filter(action=AuditEvent.Action.FLOOD_RESUME).count() == 1
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.LIST_FLOOD_RESUME).count() == 1
 
 
 def test_an_overturned_takedown_is_restored_and_not_swept_again(stored, swept, moderator):
@@ -371,6 +374,9 @@ def test_the_worker_takes_down_a_stored_photo_whose_pdq_a_newly_imported_list_ho
     img = images.photo(410)
     alice = make_profile("alice", img)
     bob = make_profile("bob", images.photo(411))
+    # Their uploads' rechecks have run: what follows is the sweep's work, not theirs (a
+    # recheck running after the import would take Alice's photo down itself).
+    wait_until_tasks_done(worker, recheck_image_task, count=2)
     partner = HashList.objects.create(name="partner")
 
     import_lines(partner, [pdq_of(img)])

@@ -43,6 +43,37 @@ def test_check_deploy_warns_when_rate_limits_are_counted_per_process():
     assert "moderation.W001" in result.stderr + result.stdout
 
 
+# Every rate limit counted in the cache, switched off (0): the check has nothing to say.
+NO_CACHED_LIMITS = {
+    "MODERATION_UPLOAD_RATE_PER_USER": "0",
+    "MODERATION_UPLOAD_RATE_PER_IP": "0",
+    "MODERATION_EMAIL_RATE_PER_USER": "0",
+    "MODERATION_EMAIL_RATE_PER_IP": "0",
+    "MODERATION_APPEAL_RATE_PER_USER": "0",
+    "MODERATION_REPORT_RATE_PER_USER": "0",
+}
+
+
+@pytest.mark.parametrize(
+    "limit", ["MODERATION_EMAIL_RATE_PER_USER", "MODERATION_EMAIL_RATE_PER_IP"]
+)
+def test_check_deploy_warns_that_email_change_limits_need_a_shared_cache_too(limit):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_CACHE_URL"}
+    result = manage(
+        "check", "--deploy", "--fail-level", "WARNING", env={**env, **NO_CACHED_LIMITS, limit: "5"}
+    )
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "moderation.W001" in output
+    assert "email changes" in output and "uploads" not in output
+
+
+def test_check_deploy_says_nothing_of_the_cache_when_no_rate_limit_uses_it():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_CACHE_URL"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={**env, **NO_CACHED_LIMITS})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"])
 def test_production_refuses_to_start_without_required_variable(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}

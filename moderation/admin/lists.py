@@ -177,9 +177,42 @@ class HashListAdmin(PlainRelationsMixin, admin.ModelAdmin):
                 "<int:object_id>/trial/",
                 self.admin_site.admin_view(self.trial_view),
                 name="moderation_hashlist_trial",
-            )
+            ),
+            path(
+                "<int:object_id>/flood/",
+                self.admin_site.admin_view(self.flood_decision_view),
+                name="moderation_hashlist_flood",
+            ),
         ]
         return urls + super().get_urls()
+
+    def flood_decision_view(self, request, object_id: int):
+        """POST ``decision=resume`` (back to enforce: its sweep runs again, unguarded) or
+        ``decision=drop`` (left in shadow, the hold closed) for a list the flood guard held;
+        both need ``moderation.change_hashlist``. Back to the dashboard, which lists them."""
+        if request.method != "POST":
+            return HttpResponse(status=405, headers={"Allow": "POST"})
+        hash_list = HashList.objects.filter(pk=object_id).first()
+        if hash_list is None:
+            raise Http404(_("No such hash list."))
+        if not self.has_change_permission(request, hash_list):
+            raise PermissionDenied
+        decision = request.POST.get("decision")
+        if decision == "resume":
+            done = hash_lists.hash_list_flood_resume(hash_list=hash_list, actor=request.user)
+            message = _("Resumed: the list is enforced again and its sweep runs, unguarded.")
+        elif decision == "drop":
+            done = hash_lists.hash_list_flood_drop(hash_list=hash_list, actor=request.user)
+            message = _("Dropped: the list stays in shadow; it takes down nothing.")
+        else:
+            return HttpResponse(status=400)
+        if done:
+            self.message_user(request, message, messages.SUCCESS)
+        else:
+            self.message_user(
+                request, _("The list is not held (already decided)."), messages.WARNING
+            )
+        return redirect("admin:moderation_dashboard")
 
     def trial_view(self, request, object_id: int):
         """Try a distance on this list (shadow-test it), then promote or discard it.

@@ -125,6 +125,7 @@ class ReviewItemAdmin(
             else None,
             "can_resume": request.user.has_perm("moderation.flag_image"),
             "can_drop": request.user.has_perm("moderation.unflag_image"),
+            "can_decide_lists": request.user.has_perm("moderation.change_hashlist"),
         }
         return TemplateResponse(request, "admin/moderation/dashboard.html", context)
 

@@ -77,6 +77,12 @@ class AuditEvent(models.Model):
         FLOOD_HOLD = "flood_hold", _("Flag held in shadow by the flood guard")
         FLOOD_RESUME = "flood_resume", _("Held flag resumed (takedowns run)")
         FLOOD_DROP = "flood_drop", _("Held flag dropped (unflagged)")
+        LIST_FLOOD_HOLD = "list_flood_hold", _("Hash list held in shadow by the flood guard")
+        LIST_FLOOD_RESUME = (
+            "list_flood_resume",
+            _("Held hash list switched back to enforce (swept unguarded)"),
+        )
+        LIST_FLOOD_DROP = "list_flood_drop", _("Held hash list dropped (left in shadow)")
         REREVIEW = "rereview", _("Flag re-reviewed and kept")
         ESCALATE = "escalate", _("Uploader escalated as a prober")
         ESCALATION_CLOSE = "escalation_close", _("Prober escalation closed")

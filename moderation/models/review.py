@@ -36,7 +36,8 @@ class ReviewItem(models.Model):
 
     class FoundBy(models.TextChoices):
         UPLOAD = "upload", _("its upload")
-        SWEEP = "sweep", _("a sweep after a flag")
+        SWEEP = "sweep", _("a sweep after a flag or a reindex")
+        LIST_SWEEP = "list_sweep", _("a sweep of a hash list's entries")
         HELD = "held", _("held: its uploader is escalated as a prober")
 
     target_key = models.CharField(_("kind of image"), max_length=100)  # registry.ImageTarget.key

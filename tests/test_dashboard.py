@@ -283,3 +283,8 @@ def test_staff_who_may_not_change_lists_see_a_held_list_but_cannot_decide_it(
     assert reverse("admin:moderation_hashlist_flood", args=[partner.pk]) not in html
     response = decide_list(viewer, partner, "resume", django_capture_on_commit_callbacks)
     assert response.status_code == 403
+
+
+def test_the_per_day_table_is_left_out_when_nothing_was_refused(moderator):
+    html = page(moderator)
+    assert '<svg id="refusals-chart"' in html and 'id="refusals-table"' not in html

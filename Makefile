@@ -228,8 +228,11 @@ define pg_check
 pg_reason=$$("$(PY)" -c "$$PG_CHECK_PY" "$(DATABASE_URL_PG)" 2>&1) && pg_ok=1 || pg_ok=0
 endef
 
-SQLITE_ENV := env -u DATABASE_URL
-PG_ENV := env DATABASE_URL="$(DATABASE_URL_PG)"
+# Bytecode is written (into the git-ignored __pycache__ folders) even where the environment
+# says PYTHONDONTWRITEBYTECODE: without it every worker, and every process a test starts,
+# compiles the project again, and pytest rewrites the test modules' asserts again.
+SQLITE_ENV := env -u DATABASE_URL -u PYTHONDONTWRITEBYTECODE
+PG_ENV := env -u PYTHONDONTWRITEBYTECODE DATABASE_URL="$(DATABASE_URL_PG)"
 # Password-free form of DATABASE_URL_PG for messages.
 PG_SHOWN = $(shell printf '%s' '$(DATABASE_URL_PG)' | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')
 

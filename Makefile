@@ -16,7 +16,7 @@
 #   DATABASE_URL_PG=postgres://postgres@127.0.0.1:5432/moderation   the PostgreSQL test run
 #                                (pytest-django creates and drops test_<name>, e.g. test_moderation)
 #   PYTEST_ARGS='-k upload -x'   extra pytest arguments, for every pytest run
-#   TEST_WORKERS=3               worker processes per pytest run (0: one process, no xdist)
+#   TEST_WORKERS=2               worker processes per pytest run (0: one process, no xdist)
 #   RUNSERVER_ADDR=127.0.0.1:8000
 #   CI=true                      an unreachable PostgreSQL fails `make test` instead of being skipped
 #
@@ -30,7 +30,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATABASE_URL_PG ?= postgres://postgres@127.0.0.1:5432/moderation
 PYTEST_ARGS ?=
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 RUNSERVER_ADDR ?= 127.0.0.1:8000
 ARTIFACTS ?= artifacts

@@ -1,8 +1,9 @@
 # Developer entry points. The README's two commands are `make run` and `make test`.
 #
 #   make run            venv + requirements, migrate, demo moderator, dev server on 127.0.0.1:8000
-#   make test           venv + dev requirements, whole suite on SQLite, then the tests that
-#                       touch the database again on PostgreSQL
+#   make test           venv + dev requirements, whole suite on SQLite and, at the same time,
+#                       the tests that touch the database on PostgreSQL; each run spread over
+#                       TEST_WORKERS processes (pytest-xdist). About N min on the 2-core machine.
 #   make test-sqlite    whole suite on SQLite only
 #   make test-postgres  whole suite on PostgreSQL only (fails if it is not reachable)
 #   make lint           ruff check
@@ -15,6 +16,7 @@
 #   DATABASE_URL_PG=postgres://postgres@127.0.0.1:5432/moderation   the PostgreSQL test run
 #                                (pytest-django creates and drops test_<name>, e.g. test_moderation)
 #   PYTEST_ARGS='-k upload -x'   extra pytest arguments, for every pytest run
+#   TEST_WORKERS=2               worker processes per pytest run (0: one process, no xdist)
 #   RUNSERVER_ADDR=127.0.0.1:8000
 #   CI=true                      an unreachable PostgreSQL fails `make test` instead of being skipped
 #
@@ -28,6 +30,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATABASE_URL_PG ?= postgres://postgres@127.0.0.1:5432/moderation
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 RUNSERVER_ADDR ?= 127.0.0.1:8000
 ARTIFACTS ?= artifacts
@@ -42,7 +45,8 @@ STAMP_DEV := $(VENV)/.stamp-requirements-dev
 help:
 	@echo "make run            install into $(VENV) if needed, migrate, create the demo moderator,"
 	@echo "                    serve on http://$(RUNSERVER_ADDR)/"
-	@echo "make test           all tests on SQLite, then on PostgreSQL ($(DATABASE_URL_PG))"
+	@echo "make test           all tests on SQLite and, at the same time, the database ones on"
+	@echo "                    PostgreSQL ($(DATABASE_URL_PG)), $(TEST_WORKERS) workers each"
 	@echo "make test-sqlite    all tests on SQLite only"
 	@echo "make test-postgres  all tests on PostgreSQL only"
 	@echo "make lint           ruff check"
@@ -106,9 +110,12 @@ run: deps
 # ---------------------------------------------------------------------------------------------
 # Tests
 #
-# Both runs are the whole suite. The SQLite run has DATABASE_URL removed from its environment;
-# the PostgreSQL run has DATABASE_URL=$(DATABASE_URL_PG). Each run writes a JUnit report to
-# $(ARTIFACTS)/junit-<db>.xml, and the end of `make test` repeats the counts and skip reasons.
+# The SQLite run is the whole suite, with DATABASE_URL removed from its environment; the
+# PostgreSQL run has DATABASE_URL=$(DATABASE_URL_PG) and, in `make test`, only the tests that
+# touch the database. Each run writes a JUnit report to $(ARTIFACTS)/junit-<db>.xml, and the end
+# of `make test` repeats the counts and skip reasons. `make test` starts both runs at once (most
+# of a test's time is spent waiting on the processes, browsers and servers it starts), each
+# writing its output to $(ARTIFACTS)/pytest-<db>.log, printed when the run ends.
 
 # Python snippets run with the venv's Python (exported so the recipes can use "$$VAR").
 
@@ -182,12 +189,37 @@ print("%s: %d passed, %d failed, %d skipped" % (sys.argv[1], passed, failed, ski
 endef
 export JUNIT_TOTAL_PY
 
+# Each pytest run spreads its test files over TEST_WORKERS processes (pytest-xdist, whole
+# files per process: module fixtures such as a browser start once); TEST_WORKERS=0 runs it in
+# one process.
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST_SHOWN = $(if $(XDIST),$(TEST_WORKERS) workers each,one process each)
+
 # $(call run_pytest,<label>,<env command prefix>[,<more pytest options>]) -- sets $$rc to
 # pytest's exit status.
 define run_pytest
 mkdir -p "$(ARTIFACTS)"; rm -f "$(ARTIFACTS)/junit-$(1).xml"; \
 echo ""; echo ">>> pytest on $(1)"; \
-$(2) "$(PY)" -m pytest --junitxml="$(ARTIFACTS)/junit-$(1).xml" $(3) $(PYTEST_ARGS); rc=$$?; \
+$(2) "$(PY)" -m pytest --junitxml="$(ARTIFACTS)/junit-$(1).xml" $(XDIST) $(3) $(PYTEST_ARGS); \
+rc=$$?; \
+if [ $$rc -eq 5 ]; then echo ">>> pytest on $(1): NO TESTS were collected" >&2; fi
+endef
+
+# $(call start_pytest,<label>,<env command prefix>[,<more pytest options>]) -- the same run in
+# the background, its output in $(ARTIFACTS)/pytest-<label>.log; sets $$pid.
+define start_pytest
+mkdir -p "$(ARTIFACTS)"; rm -f "$(ARTIFACTS)/junit-$(1).xml"; \
+$(2) "$(PY)" -m pytest --junitxml="$(ARTIFACTS)/junit-$(1).xml" $(XDIST) $(3) $(PYTEST_ARGS) \
+    </dev/null >"$(ARTIFACTS)/pytest-$(1).log" 2>&1 & \
+pid=$$!
+endef
+
+# $(call finish_pytest,<label>,<pid>) -- waits for a run started by start_pytest and prints its
+# output; sets $$rc to pytest's exit status.
+define finish_pytest
+wait $(2); rc=$$?; \
+echo ""; echo ">>> pytest on $(1) (its output, also in $(ARTIFACTS)/pytest-$(1).log)"; \
+cat "$(ARTIFACTS)/pytest-$(1).log"; \
 if [ $$rc -eq 5 ]; then echo ">>> pytest on $(1): NO TESTS were collected" >&2; fi
 endef
 
@@ -196,16 +228,26 @@ define pg_check
 pg_reason=$$("$(PY)" -c "$$PG_CHECK_PY" "$(DATABASE_URL_PG)" 2>&1) && pg_ok=1 || pg_ok=0
 endef
 
-SQLITE_ENV := env -u DATABASE_URL
-PG_ENV := env DATABASE_URL="$(DATABASE_URL_PG)"
+# Bytecode is written (into the git-ignored __pycache__ folders) even where the environment
+# says PYTHONDONTWRITEBYTECODE: without it every worker, and every process a test starts,
+# compiles the project again, and pytest rewrites the test modules' asserts again.
+SQLITE_ENV := env -u DATABASE_URL -u PYTHONDONTWRITEBYTECODE
+PG_ENV := env -u PYTHONDONTWRITEBYTECODE DATABASE_URL="$(DATABASE_URL_PG)"
 # Password-free form of DATABASE_URL_PG for messages.
 PG_SHOWN = $(shell printf '%s' '$(DATABASE_URL_PG)' | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')
 
 test: dev-deps
-	@$(call run_pytest,sqlite,$(SQLITE_ENV)); sqlite_rc=$$rc; \
-	$(call pg_check); \
+	@$(call pg_check); \
+	$(call start_pytest,sqlite,$(SQLITE_ENV)); sqlite_pid=$$pid; pg_pid=; \
 	if [ $$pg_ok = 1 ]; then \
-	    $(call run_pytest,postgresql,$(PG_ENV),--database-tests-only); pg_rc=$$rc; \
+	    $(call start_pytest,postgresql,$(PG_ENV),--database-tests-only); pg_pid=$$pid; \
+	fi; \
+	trap 'kill $$sqlite_pid $$pg_pid 2>/dev/null; exit 130' INT TERM; \
+	both=; [ $$pg_ok = 1 ] && both=" and on postgresql, at the same time"; \
+	echo ">>> pytest on sqlite$$both ($(XDIST_SHOWN)); each run's output follows when it ends"; \
+	$(call finish_pytest,sqlite,$$sqlite_pid); sqlite_rc=$$rc; \
+	if [ $$pg_ok = 1 ]; then \
+	    $(call finish_pytest,postgresql,$$pg_pid); pg_rc=$$rc; \
 	else \
 	    pg_rc=skipped; \
 	fi; \

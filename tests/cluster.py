@@ -67,9 +67,9 @@ ACCESS_LINE = re.compile(
 )
 BOOTED_WORKER = re.compile(r"Booting worker with pid: (\d+)")
 
-# Redis: database 0 is a developer's own, 15 belongs to tests/test_ratelimit_redis.py.
+# Redis: database 0 is a developer's own; the tests claim one of the others each.
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_DBS = range(1, 15)
+REDIS_DBS = range(1, 16)
 REDIS_CLAIM_KEY = "moderation-tests:claimed-by"
 REDIS_CLAIM_SECONDS = 900  # a crashed run frees its database after this
 

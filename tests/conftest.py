@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings as django_settings
 
 from moderation import banned_set
+from tests import scheduling
 
 # Fixtures shared by the admin and access test modules.
 pytest_plugins = [
@@ -34,6 +37,13 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, files go to the workers in the order collected (longest first, see
+    tests/scheduling.py), not re-sorted by how many tests each has."""
+    if getattr(config.option, "loadscopereorder", False):
+        config.option.loadscopereorder = False
+
+
 def touches_database(item) -> bool:
     return (
         item.get_closest_marker("django_db") is not None
@@ -51,6 +61,9 @@ def pytest_collection_modifyitems(config, items):
             config.hook.pytest_deselected(items=[i for i in items if not touches_database(i)])
             items[:] = kept
     engine = django_settings.DATABASES["default"]["ENGINE"]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every worker collects, and all must agree: the order is the files' recorded durations.
+        scheduling.longest_files_first(items, "postgresql" if "postgresql" in engine else "sqlite")
     if "postgresql" in engine:
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: this run uses SQLite (make test runs both)")

@@ -100,8 +100,10 @@ def task_row(task, **filters) -> DBTaskResult | None:
 
 
 def wait_until_running(task, pool: Workers) -> DBTaskResult:
+    """The task's row once a worker has started it: running, or already finished, since a
+    short task (a recheck takes milliseconds) can start and end between two looks."""
     return wait_for(
-        lambda: task_row(task, status="RUNNING"),
+        lambda: task_row(task, started_at__isnull=False),
         timeout=TIMEOUT,
         what=f"{task.name} to start",
         process=pool.current,

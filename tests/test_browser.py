@@ -5,7 +5,8 @@ The main flow: a new user signs up and uploads a photo; a moderator logs into th
 copy is refused with the generic message; the public profile no longer shows the photo and its
 old URL is gone. Plus the admin's "Flag an image" page.
 
-Every step leaves a screenshot in ``artifacts/screenshots/<test name>/NN-step.png``.
+Every step leaves a screenshot in ``artifacts/screenshots/<test name>/NN-step.png`` (on
+PostgreSQL in ``artifacts/screenshots-postgresql/``).
 
 How the pieces fit:
 - ``live_server`` (pytest-django) runs the site in a thread of this process on a transactional
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -59,8 +61,14 @@ def site(driver, live_server, request):
     """The browser on a fresh session of the live server, with a screenshot recorder."""
     driver.get(live_server.url + "/")
     driver.delete_all_cookies()
-    folder = request.config.rootpath / "artifacts" / "screenshots" / request.node.name
+    folder = request.config.rootpath / "artifacts" / screenshots_folder() / request.node.name
     return Site(driver, live_server.url, browser.Screenshots(driver, folder))
+
+
+def screenshots_folder() -> str:
+    """``screenshots`` on SQLite, ``screenshots-postgresql`` on PostgreSQL: ``make test`` runs
+    the two at the same time, and each browser test in both."""
+    return "screenshots" if connection.vendor == "sqlite" else f"screenshots-{connection.vendor}"
 
 
 def make_moderator(django_user_model, username: str):

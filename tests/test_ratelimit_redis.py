@@ -6,41 +6,33 @@ With the per-process default cache each web worker would count alone; pointed at
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from tests import images
+from tests.cluster import claimed_redis_db
 from tests.processes import manage
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _redis_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture
 def redis_cache(settings):
-    if not _redis_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run should start it)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-    cache.clear()
-    yield REDIS_URL
-    cache.clear()
+    """The default cache on a Redis database this test alone holds (``claimed_redis_db``: a
+    run beside this one, on the other database or in another worker, claims another), emptied
+    when claimed and when given back. Skips without Redis (fails when ``CI`` is set)."""
+    with claimed_redis_db() as url:
+        before = settings.CACHES
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        }
+        try:
+            yield url
+        finally:
+            # Off Redis before the claim is given back: the autouse ``empty_cache`` clears the
+            # default cache after this, and must not empty a database another run claimed since.
+            settings.CACHES = before
 
 
 def test_uploads_counted_in_one_process_are_seen_by_another(

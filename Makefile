@@ -3,7 +3,7 @@
 #   make run            venv + requirements, migrate, demo moderator, dev server on 127.0.0.1:8000
 #   make test           venv + dev requirements, whole suite on SQLite and, at the same time,
 #                       the tests that touch the database on PostgreSQL; each run spread over
-#                       TEST_WORKERS processes (pytest-xdist). About N min on the 2-core machine.
+#                       TEST_WORKERS processes (pytest-xdist): 8.7 min on the quiet 2-core machine.
 #   make test-sqlite    whole suite on SQLite only
 #   make test-postgres  whole suite on PostgreSQL only (fails if it is not reachable)
 #   make lint           ruff check

@@ -325,7 +325,7 @@ bench: dev-deps
 clean:
 	find . -path "./$(VENV)" -prune -o -path ./.git -prune -o \
 	    -type d -name __pycache__ -exec rm -rf {} + 2>/dev/null || true
-	rm -rf .pytest_cache .ruff_cache .hypothesis "$(ARTIFACTS)"/junit-*.xml
+	rm -rf .pytest_cache .ruff_cache .hypothesis "$(ARTIFACTS)"/junit-*.xml "$(ARTIFACTS)"/pytest-*.log
 
 # Also the virtualenv and the local site's data (SQLite database, media, quarantine, static).
 distclean: clean

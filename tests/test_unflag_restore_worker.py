@@ -130,13 +130,10 @@ def assert_each_put_back_exactly_once(profiles, flagged):
     assert not Notice.objects.kept_takedowns().filter(fingerprint=flagged).exists()
 
 
-def test_an_unflag_with_more_photos_than_the_limit_puts_them_back_in_the_worker(
-    taken_down, moderator, client, settings, start_worker, mail_dir
-):
-    profiles, flagged = taken_down
-    settings.MODERATION_RESTORE_INLINE_MAX = 4
+def unflag_with_restore(client, moderator, flagged):
+    """The moderator unflags ``flagged`` in the admin, ticking "put back the photos"."""
     client.force_login(moderator)
-    response = client.post(
+    return client.post(
         reverse(FINGERPRINTS),
         {
             "action": "unflag_selected",
@@ -147,6 +144,14 @@ def test_an_unflag_with_more_photos_than_the_limit_puts_them_back_in_the_worker(
         },
         follow=True,
     )
+
+
+def test_an_unflag_with_more_photos_than_the_limit_puts_them_back_in_the_worker(
+    taken_down, moderator, client, settings, start_worker, mail_dir
+):
+    profiles, flagged = taken_down
+    settings.MODERATION_RESTORE_INLINE_MAX = 4
+    response = unflag_with_restore(client, moderator, flagged)
     page = response.content.decode()
     assert "5 photos will be put back in the background" in page
     assert "Put back" not in page  # nothing was put back by the request itself
@@ -176,18 +181,7 @@ def test_a_limit_of_photos_or_fewer_is_put_back_in_the_request(
 ):
     profiles, flagged = taken_down
     settings.MODERATION_RESTORE_INLINE_MAX = 5
-    client.force_login(moderator)
-    response = client.post(
-        reverse(FINGERPRINTS),
-        {
-            "action": "unflag_selected",
-            ACTION_CHECKBOX_NAME: [flagged.pk],
-            "confirm": "yes",
-            "reason": "not the bad image",
-            "restore_photos": "on",
-        },
-        follow=True,
-    )
+    response = unflag_with_restore(client, moderator, flagged)
     assert "Put back 5 photos" in response.content.decode()
     assert restore_rows() == []
     assert_each_put_back_exactly_once(profiles, flagged)

@@ -62,6 +62,16 @@ def test_the_pdq_of_a_full_size_image_is_threatexchanges_own(tmp_path):
     assert (ours.pdq, ours.pdq_quality) == pdq_from_file(path)
 
 
+def test_the_pdq_of_a_grey_image_is_threatexchanges_own(tmp_path):
+    """A grey picture (what a JPEG's luma-only decode gives) is handed to pdqhash as one
+    channel seen three times; a partner's threatexchange reads the file as RGB and gets the
+    same hex and quality."""
+    path = tmp_path / "grey.png"
+    path.write_bytes(encoded(images.photo(5).convert("L")))
+    ours = signals.file_hashes(path.read_bytes())
+    assert (ours.pdq, ours.pdq_quality) == pdq_from_file(path)
+
+
 def test_a_pdq_entry_matches_within_its_lists_pdq_distance_and_not_beyond():
     hash_list = HashList.objects.create(name="partner", pdq_distance=20)
     value = signals.file_hashes(encoded(images.photo(7))).pdq

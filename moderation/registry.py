@@ -164,7 +164,9 @@ class ImageTarget:
             values[self.missing_field] = None
         for field, value in values.items():
             setattr(instance, field, value)
-        with transaction.atomic():
+        # No savepoint: nothing here is retried on its own, and inside an upload's
+        # transaction each savepoint was two more round trips to the database.
+        with transaction.atomic(savepoint=False):
             instance.save(update_fields=[*values, *also])
             if checked is not None:
                 stored_hashes.record(self.key, instance.pk, checked)

@@ -75,7 +75,7 @@ def record_rows(key: str, rows: Iterable[tuple[int, int, int, int | None]]) -> i
     one transaction whose id is taken first (see the module docstring). Returns the count."""
     target_id = marker_id(key)
     rows = list(rows)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # a caller's transaction, or one of its own
         txid = current_txid()
         if txid is not None and len(rows) > COPY_ABOVE:
             _copy_in(target_id, txid, rows)

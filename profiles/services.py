@@ -55,8 +55,10 @@ def profile_for(*, user: AbstractBaseUser) -> Profile:
 
 
 def profile_update_details(*, profile: Profile, display_name: str) -> Profile:
-    profile.display_name = display_name
-    profile.save(update_fields=["display_name", "updated_at"])
+    """Save a changed display name (an unchanged one writes nothing)."""
+    if profile.display_name != display_name:
+        profile.display_name = display_name
+        profile.save(update_fields=["display_name", "updated_at"])
     return profile
 
 

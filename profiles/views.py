@@ -104,11 +104,13 @@ def profile_edit(request):
             limited = ratelimit.check_upload_rate(request)
             if limited is not None:
                 return _rate_limited(request, limited)
+        as_stored = {"display_name": profile.display_name, "photo": profile.photo.name}
         form = ProfileForm(request.POST, request.FILES, instance=profile)
         if form.is_valid():
-            # The form has already put the upload on `profile`; the services store a
-            # re-encoded copy instead, so they work on a clean instance.
-            profile = Profile.objects.get(pk=profile.pk)
+            # The form has already put its values (the upload too) on `profile`; the services
+            # make the changes and store a re-encoded copy, so they start from the row as it is.
+            for field, value in as_stored.items():
+                setattr(profile, field, value)
             services.profile_update_details(
                 profile=profile, display_name=form.cleaned_data["display_name"]
             )

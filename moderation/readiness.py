@@ -9,7 +9,8 @@ failed and never how it is configured (no hosts, keys or error text from a drive
   (Redis in production), both storages (public photos and quarantine: a file written, read and
   deleted), plus two of ours: the task workers (with tasks on the database backend, at least one
   sent a heartbeat within the lease; otherwise flags are recorded but their sweeps wait) and the
-  banned set (this process has it loaded and has applied every change committed to the log).
+  banned set (this process has it loaded and has applied every change committed to the log),
+  and likewise the hash lists' PDQ entries (their own change log).
   Tasks that failed for good are reported, not fatal: they wait for a moderator's retry, and
   taking every web host out of rotation would not help them.
 
@@ -34,8 +35,8 @@ from health_check import Cache, Database, HealthCheck, Storage
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 
-from moderation import banned_set, worker
-from moderation.models import BannedSetChange
+from moderation import banned_set, signal_set, worker
+from moderation.models import BannedSetChange, SignalChange
 
 
 class InRequestThread:
@@ -95,6 +96,26 @@ class BannedSetCheck(HealthCheck):
             raise ServiceUnavailable("behind the change log")
 
 
+@dataclasses.dataclass
+class HashListsCheck(HealthCheck):
+    """This process's PDQ entries of the hash lists are loaded (from the host's snapshot or
+    the table) and have applied every committed ``SignalChange``: an upload here is checked
+    against the lists as they stand."""
+
+    async def run(self) -> None:
+        await sync_to_async(self._run, thread_sensitive=True)()
+
+    def _run(self) -> None:
+        try:
+            committed = SignalChange.objects.aggregate(last=Max("id"))["last"] or 0
+            entries = signal_set.current()
+            entries.sync()  # loads them the first time
+        except DatabaseError as e:
+            raise ServiceUnavailable("database unavailable") from e
+        if entries.last_change_id is None or entries.last_change_id < committed:
+            raise ServiceUnavailable("behind the change log")
+
+
 # The name each check is reported under.
 CHECKS = {
     "database": (DatabaseCheck, {}),
@@ -103,6 +124,7 @@ CHECKS = {
     "quarantine": (StorageCheck, {"alias": "quarantine"}),
     "task_workers": (TaskWorkersCheck, {}),
     "banned_set": (BannedSetCheck, {}),
+    "hash_lists": (HashListsCheck, {}),
 }
 
 

@@ -149,6 +149,7 @@ def test_ready_when_every_service_answers(deployment):
         "quarantine",
         "task_workers",
         "banned_set",
+        "hash_lists",
     }
 
 
@@ -156,8 +157,8 @@ def test_not_ready_while_postgresql_is_stopped_and_ready_once_it_is_back(deploym
     deployment.postgres.stop()
     try:
         body = deployment.wait_until(503)
-        assert {"database", "banned_set"} <= failing(body)
-        assert failing(body) <= {"database", "banned_set", "task_workers"}
+        assert {"database", "banned_set", "hash_lists"} <= failing(body)
+        assert failing(body) <= {"database", "banned_set", "hash_lists", "task_workers"}
         assert str(deployment.postgres.port) not in json.dumps(body)
         assert deployment.live() == (200, {"alive": True})
     finally:

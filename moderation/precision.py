@@ -106,18 +106,32 @@ def _appeals(status: str) -> QuerySet:
     return Appeal.objects.filter(notice__fingerprint=OuterRef("pk"), status=status)
 
 
-def _rated(queryset: QuerySet) -> QuerySet:
+def _rated(queryset: QuerySet, judged_any: Q) -> QuerySet:
     """Add ``record_judged``, ``record_precision`` (0-1, None before any judged decision) and
-    ``record_rating`` to a queryset annotated with ``record_right`` and ``record_wrong``."""
+    ``record_rating`` to a queryset annotated with ``record_right`` and ``record_wrong``.
+
+    ``judged_any`` says which rows have a judged decision at all, from the few decision rows
+    (one hashed set for the whole query): precision and rating count a row's decisions only
+    for those. Sorting or filtering every flag by precision then runs the counting subqueries
+    for the flags that were ever judged, not for every flag (``benchmarks/flag_list_sort.py``).
+    """
     min_judged = moderation_settings.PRECISION_MIN_JUDGED
     poor_below = moderation_settings.PRECISION_POOR_BELOW
     return queryset.annotate(
         record_judged=F("record_right") + F("record_wrong"),
     ).annotate(
-        record_precision=Cast("record_right", FloatField())
-        / NullIf(Cast("record_judged", FloatField()), 0.0),
+        record_precision=Case(
+            When(
+                judged_any,
+                then=Cast("record_right", FloatField())
+                / NullIf(Cast("record_judged", FloatField()), 0.0),
+            ),
+            default=None,
+            output_field=FloatField(),
+        ),
         # In integers: right / judged < poor_below % is right * 100 < poor_below * judged.
         record_rating=Case(
+            When(~judged_any, then=Value(NOT_ENOUGH)),
             When(record_judged__lt=min_judged, then=Value(NOT_ENOUGH)),
             When(
                 LessThan(F("record_right") * 100, F("record_judged") * poor_below),
@@ -126,6 +140,18 @@ def _rated(queryset: QuerySet) -> QuerySet:
             default=Value(OK),
         ),
     )
+
+
+def _flags_judged() -> Q:
+    """Flags with a judged decision: a near miss banned or dismissed, an appeal decided."""
+    near = _near_misses_of_any_flag().filter(
+        status__in=[ReviewItem.Status.BANNED, ReviewItem.Status.DISMISSED]
+    )
+    appeals = Appeal.objects.filter(
+        notice__fingerprint__isnull=False,
+        status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
+    )
+    return Q(pk__in=near.values("fingerprint")) | Q(pk__in=appeals.values("notice__fingerprint"))
 
 
 def with_record(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerprint]:
@@ -158,7 +184,8 @@ def with_record(flags: QuerySet[FlaggedFingerprint]) -> QuerySet[FlaggedFingerpr
             record_matched=F("record_taken_down") + F("record_refused") + F("record_queued"),
             record_right=F("record_upheld") + F("record_banned"),
             record_wrong=F("record_overturned") + F("record_dismissed"),
-        )
+        ),
+        _flags_judged(),
     )
 
 
@@ -232,7 +259,13 @@ def entries_with_record(entries: QuerySet[SignalEntry]) -> QuerySet[SignalEntry]
         ).annotate(
             record_right=F("record_banned"),
             record_wrong=F("record_dismissed"),
-        )
+        ),
+        Q(times_dismissed__gt=0)
+        | Q(
+            pk__in=ReviewItem.objects.filter(
+                signal_entry__isnull=False, status=ReviewItem.Status.BANNED
+            ).values("signal_entry")
+        ),
     )
 
 

@@ -16,7 +16,8 @@ A hash list's sweep (``list_sweep``: stored photos against entries the list just
 guarded the same way, per list: what the list's entries took down in the window counts, and a
 list that would reach one user too many is held (``hold_list``: switched to shadow, audited,
 moderators alerted; ``held_lists`` for the dashboard). A moderator who switches it back to
-enforce resumes it: that sweep is not guarded; one who drops it leaves it in shadow.
+enforce resumes it: that sweep is not guarded, and later imports count only the takedowns of
+entries added since; one who drops it leaves it in shadow.
 
 A person refused and also taken down by the same flag counts twice (takedowns are counted by
 stored image, refusals by client address): the guard errs towards holding sooner. The other
@@ -32,7 +33,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import models, transaction
-from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models import Count, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Concat
 from django.urls import reverse
 from django.utils import timezone
@@ -191,20 +192,26 @@ def list_target(hash_list: HashList) -> str:
     return f"hash list {hash_list.name}"[:200]
 
 
-def list_reached(hash_list_id: int, *, now=None) -> set[str]:
-    """The stored images the list's entries took down within the window (by label)."""
+def list_reached(hash_list: HashList, *, now=None) -> set[str]:
+    """The stored images the list's entries took down within the window (by label). After a
+    moderator resumed the list, only its entries added since count: the resume accepted what
+    the entries it had would take down (its sweep runs unguarded), so they do not hold it again.
+    """
     since = (now or timezone.now()) - timedelta(minutes=moderation_settings.FLOOD_WINDOW_MINUTES)
-    taken = (
-        AuditEvent.objects.filter(
-            action=AuditEvent.Action.TAKEDOWN,
-            signal_entry__hash_list_id=hash_list_id,
-            created_at__gte=since,
-        )
-        .order_by()
-        .values_list("target", flat=True)
-        .distinct()
+    resumed = AuditEvent.objects.filter(
+        action=AuditEvent.Action.LIST_FLOOD_RESUME,
+        target=list_target(hash_list),
+        created_at__gte=since,
+    ).aggregate(last=Max("created_at"))["last"]
+    taken = AuditEvent.objects.filter(
+        action=AuditEvent.Action.TAKEDOWN,
+        signal_entry__hash_list_id=hash_list.pk,
+        created_at__gte=since,
     )
-    return {f"image:{label}" for label in taken}
+    if resumed is not None:
+        taken = taken.filter(signal_entry__added_at__gt=resumed)
+    labels = taken.order_by().values_list("target", flat=True).distinct()
+    return {f"image:{label}" for label in labels}
 
 
 def may_take_down_for_list(*, hash_list: HashList, target: str, guarded: bool) -> bool:
@@ -215,7 +222,7 @@ def may_take_down_for_list(*, hash_list: HashList, target: str, guarded: bool) -
         return False
     if not guarded or not _limit():
         return True
-    seen = list_reached(hash_list.pk)
+    seen = list_reached(hash_list)
     return f"image:{target}" in seen or len(seen) < _limit()
 
 
@@ -227,7 +234,7 @@ def list_allows_batch(*, hash_list_id: int, targets: Iterable[str], guarded: boo
         return False
     if not guarded or not _limit():
         return True
-    total = len(list_reached(hash_list_id) | {f"image:{t}" for t in targets})
+    total = len(list_reached(hash_list) | {f"image:{t}" for t in targets})
     if total <= _limit():
         return True
     hold_list(hash_list_id=hash_list_id, reached=total)

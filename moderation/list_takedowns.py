@@ -200,7 +200,7 @@ def take_down_by_entry(
     if not allowed and hash_list.enabled and not hash_list.shadow:
         # After the transaction: holding takes the banned-set lock, always taken first.
         flood_guard.hold_list(
-            hash_list_id=hash_list.pk, reached=len(flood_guard.list_reached(hash_list.pk)) + 1
+            hash_list_id=hash_list.pk, reached=len(flood_guard.list_reached(hash_list)) + 1
         )
     return allowed
 

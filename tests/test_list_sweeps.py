@@ -297,6 +297,34 @@ def test_a_list_that_would_take_down_too_many_people_is_held_in_shadow(
     assert AuditEvent.objects.filter(action=AuditEvent.Action.LIST_FLOOD_RESUME).count() == 1
 
 
+def test_a_resumed_list_counts_only_what_it_took_down_since_the_resume(
+    make_profile, swept, settings
+):
+    """The takedowns a moderator accepted by resuming a list do not hold its next import:
+    within the same window, a later entry that reaches one more person is enforced."""
+    settings.MODERATION_FLOOD_MAX_USERS = 1
+    img, other = images.photo(408), images.photo(409)
+    copies = [make_profile(name, img) for name in ("p1", "p2", "p3")]
+    partner = HashList.objects.create(name="partner")
+    swept(import_lines, partner, [pdq_of(img)])  # held: three people
+    swept(
+        hash_lists.hash_list_update,
+        hash_list=partner,
+        max_distance=None,
+        enabled=True,
+        mode=HashList.Mode.ENFORCE,
+    )  # resumed: the three copies go, unguarded
+    assert not any(Profile.objects.get(pk=p.pk).photo for p in copies)
+    late = make_profile("p4", other)
+
+    swept(import_lines, partner, [pdq_of(img), pdq_of(other)])
+
+    partner.refresh_from_db()
+    assert partner.mode == HashList.Mode.ENFORCE
+    assert not Profile.objects.get(pk=late.pk).photo
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.LIST_FLOOD_HOLD).count() == 1
+
+
 def test_an_overturned_takedown_is_restored_and_not_swept_again(stored, swept, moderator):
     alice, alice_img, _, _ = stored
     partner = HashList.objects.create(name="partner")

@@ -1,7 +1,8 @@
 """What happens to a profile photo, from the upload to the stored file.
 
 1. The form re-encodes the upload (``reencoded_photo``): a clean JPEG, upright, metadata
-   dropped, at most ``STORED_MAX_SIDE`` px. What will be stored and shown is what is checked.
+   dropped, at most ``STORED_MAX_SIDE`` px (a large JPEG from a reduced decode, at least
+   ``STORED_LEAST_SIDE``). What will be stored and shown is what is checked.
 2. It is screened against the banned set (``prepare_photo`` -> ``moderation.screening``): the
    re-encoding's fingerprint, its cuts and the picture inside its frame, plus the upload's
    further animation frames (which the re-encoding drops). A blocked upload is refused with
@@ -27,7 +28,7 @@ from django.db import transaction
 from PIL import Image
 
 from moderation import registry
-from moderation.decoding import open_image
+from moderation.decoding import open_to_store
 from moderation.files import delete_after_commit
 from moderation.hashing import check_fingerprints
 from moderation.review import record_list_matches
@@ -39,8 +40,12 @@ from profiles.models import Profile, photo_upload_to
 logger = logging.getLogger(__name__)
 
 # Longest side of the stored photo: plenty for a profile page, and it keeps 24 MP uploads
-# from filling storage.
+# from filling storage. A large JPEG may be stored a little smaller, down to
+# STORED_LEAST_SIDE, when that is what its 1/2, 1/4 or 1/8 scale decode gives: a 4000 x 3000
+# phone photo is stored at 2000 x 1500 from a half-scale decode instead of decoded whole and
+# resampled (``decoding.open_to_store``).
 STORED_MAX_SIDE = 2048
+STORED_LEAST_SIDE = 1440  # a 24 MP camera photo (6000 px) at 1/4: 1500
 JPEG_QUALITY = 90
 
 
@@ -64,9 +69,7 @@ def reencode_photo(file: Any) -> ContentFile:
 
 def reencoded_photo(file: Any) -> ReencodedPhoto:
     """``file`` decoded safely (same checks as the validator) and re-encoded as a clean JPEG."""
-    # Shrunk to fit by open_image, which may decode a big JPEG at reduced scale to do it
-    # (never below STORED_MAX_SIDE on the longer side, so no detail the result could show).
-    img = open_image(file, max_side=STORED_MAX_SIDE)
+    img = open_to_store(file, max_side=STORED_MAX_SIDE, least_side=STORED_LEAST_SIDE)
     if img.mode != "RGB":
         img = img.convert("RGB")
     # Pillow carries ``info`` through transpose/convert/resize, and its JPEG writer copies

@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 
 from moderation import decoding, hashing, resampling
-from moderation.decoding import open_for_hashing, open_image
+from moderation.decoding import open_for_hashing, open_image, open_to_store
 from moderation.hashing import fingerprint, hamming
 from tests import images
 
@@ -389,14 +389,55 @@ def test_storage_decode_never_drops_below_the_stored_size(draft_calls):
     assert draft_calls == []
 
 
+# profiles is imported inside these tests: the corpus tests' spawned workers import this
+# module without Django set up.
+
+
 def test_stored_profile_photo_of_a_big_jpeg_comes_from_a_reduced_decode(draft_calls):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from profiles.photos import STORED_MAX_SIDE, reencode_photo
+    from profiles.photos import STORED_LEAST_SIDE, STORED_MAX_SIDE, reencode_photo
 
     data = _jpeg(images.photo(52, (6001, 4003)), 6)
     stored = Image.open(reencode_photo(SimpleUploadedFile("big.jpg", data, "image/jpeg")))
-    assert draft_calls == [(None, (2001, 3000))]  # stored sideways: 4003 x 6001, halved
+    assert draft_calls == [(None, (1000, 1500))]  # stored sideways: 4003 x 6001, a quarter
     assert stored.format == "JPEG"
-    assert stored.size == (STORED_MAX_SIDE, round(4003 * STORED_MAX_SIDE / 6001))  # upright
+    assert stored.size == (1501, 1001)  # upright, as decoded: 1501 >= STORED_LEAST_SIDE
+    assert STORED_LEAST_SIDE <= max(stored.size) <= STORED_MAX_SIDE
     assert not stored.getexif()  # orientation applied, metadata gone
+
+
+def test_a_phone_photo_is_stored_from_its_half_scale_decode_without_resampling(draft_calls):
+    """4000 x 3000 halves to 2000 x 1500, within the stored bounds: decoded at half scale and
+    stored as decoded. It is the same picture as the full decode shrunk to that size."""
+    from profiles.photos import STORED_LEAST_SIDE, STORED_MAX_SIDE
+
+    upright = images.photo(53, (4000, 3000))
+    data = _jpeg(upright)
+    stored = open_to_store(
+        io.BytesIO(data), max_side=STORED_MAX_SIDE, least_side=STORED_LEAST_SIDE
+    )
+    assert draft_calls == [(None, (2000, 1500))]
+    assert stored.size == (2000, 1500) and stored.mode == "RGB"
+    full = open_image(io.BytesIO(data)).resize((2000, 1500), Image.Resampling.LANCZOS)
+    diff = np.asarray(stored, float) - np.asarray(full, float)
+    psnr = 10 * math.log10(255**2 / np.mean(diff**2))
+    assert psnr > 45, psnr
+
+
+def test_a_jpeg_whose_reductions_miss_the_stored_bounds_is_shrunk_from_the_nearest(draft_calls):
+    """2600 px halves to 1300, under STORED_LEAST_SIDE: decoded at full size and shrunk to
+    STORED_MAX_SIDE, as ``open_image`` does; a PNG is never decoded at reduced scale."""
+    from profiles.photos import STORED_LEAST_SIDE, STORED_MAX_SIDE
+
+    data = _jpeg(images.photo(54, (2600, 1950)))
+    stored = open_to_store(
+        io.BytesIO(data), max_side=STORED_MAX_SIDE, least_side=STORED_LEAST_SIDE
+    )
+    assert draft_calls == [] and stored.size == (2048, 1536)
+    png = io.BytesIO()
+    images.photo(54, (4000, 3000)).save(png, "PNG")
+    png.seek(0)
+    assert open_to_store(
+        png, max_side=STORED_MAX_SIDE, least_side=STORED_LEAST_SIDE
+    ).size == (2048, 1536)

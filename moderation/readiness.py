@@ -22,6 +22,7 @@ in a thread pool.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
@@ -78,42 +79,44 @@ class TaskWorkersCheck(HealthCheck):
         return isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend)
 
 
+class InStepCheck(HealthCheck):
+    """A set this process holds is loaded and has applied every change committed to its log.
+
+    ``current`` gives the process's set (``sync()`` loads it the first time, from the host's
+    snapshot or the table); ``log`` is the change log's model."""
+
+    current: Any = None
+    log: Any = None
+
+    async def run(self) -> None:
+        await sync_to_async(self._run, thread_sensitive=True)()
+
+    def _run(self) -> None:
+        try:
+            committed = self.log.objects.aggregate(last=Max("id"))["last"] or 0
+            held = self.current()
+            held.sync()
+        except DatabaseError as e:
+            raise ServiceUnavailable("database unavailable") from e
+        if held.last_change_id is None or held.last_change_id < committed:
+            raise ServiceUnavailable("behind the change log")
+
+
 @dataclasses.dataclass
-class BannedSetCheck(HealthCheck):
+class BannedSetCheck(InStepCheck):
     """This process's banned set is loaded and has applied every committed change."""
 
-    async def run(self) -> None:
-        await sync_to_async(self._run, thread_sensitive=True)()
-
-    def _run(self) -> None:
-        try:
-            committed = BannedSetChange.objects.aggregate(last=Max("id"))["last"] or 0
-            banned = banned_set.current()
-            banned.sync()  # loads it the first time (from the host's snapshot)
-        except DatabaseError as e:
-            raise ServiceUnavailable("database unavailable") from e
-        if banned.last_change_id is None or banned.last_change_id < committed:
-            raise ServiceUnavailable("behind the change log")
+    current = staticmethod(banned_set.current)
+    log = BannedSetChange
 
 
 @dataclasses.dataclass
-class HashListsCheck(HealthCheck):
-    """This process's PDQ entries of the hash lists are loaded (from the host's snapshot or
-    the table) and have applied every committed ``SignalChange``: an upload here is checked
-    against the lists as they stand."""
+class HashListsCheck(InStepCheck):
+    """This process's PDQ entries of the hash lists are loaded and have applied every
+    committed ``SignalChange``: an upload here is checked against the lists as they stand."""
 
-    async def run(self) -> None:
-        await sync_to_async(self._run, thread_sensitive=True)()
-
-    def _run(self) -> None:
-        try:
-            committed = SignalChange.objects.aggregate(last=Max("id"))["last"] or 0
-            entries = signal_set.current()
-            entries.sync()  # loads them the first time
-        except DatabaseError as e:
-            raise ServiceUnavailable("database unavailable") from e
-        if entries.last_change_id is None or entries.last_change_id < committed:
-            raise ServiceUnavailable("behind the change log")
+    current = staticmethod(signal_set.current)
+    log = SignalChange
 
 
 # The name each check is reported under.

@@ -59,6 +59,13 @@ def signal_of(profile: Profile) -> StoredSignal:
     )
 
 
+def enforce(hash_list: HashList) -> None:
+    """A moderator switches the list (back) to enforce, as the admin's list page does."""
+    hash_lists.hash_list_update(
+        hash_list=hash_list, max_distance=None, enabled=True, mode=HashList.Mode.ENFORCE
+    )
+
+
 @pytest.fixture
 def stored(make_profile):
     """Alice's and Bob's stored photos (two different scenes)."""
@@ -234,13 +241,7 @@ def test_switching_a_shadow_list_to_enforce_sweeps_its_entries(stored, swept):
     alice.refresh_from_db()
     assert alice.photo
 
-    swept(
-        hash_lists.hash_list_update,
-        hash_list=partner,
-        max_distance=None,
-        enabled=True,
-        mode=HashList.Mode.ENFORCE,
-    )
+    swept(enforce, partner)
 
     alice.refresh_from_db()
     assert not alice.photo
@@ -286,13 +287,7 @@ def test_a_list_that_would_take_down_too_many_people_is_held_in_shadow(
     assert hold.get_action_display() == "Hash list held in shadow by the flood guard"
 
     # A moderator who switches it back to enforce resumes it: swept, unguarded.
-    swept(
-        hash_lists.hash_list_update,
-        hash_list=partner,
-        max_distance=None,
-        enabled=True,
-        mode=HashList.Mode.ENFORCE,
-    )
+    swept(enforce, partner)
     assert not any(Profile.objects.get(pk=p.pk).photo for p in copies)
     assert AuditEvent.objects.filter(action=AuditEvent.Action.LIST_FLOOD_RESUME).count() == 1
 
@@ -307,13 +302,7 @@ def test_a_resumed_list_counts_only_what_it_took_down_since_the_resume(
     copies = [make_profile(name, img) for name in ("p1", "p2", "p3")]
     partner = HashList.objects.create(name="partner")
     swept(import_lines, partner, [pdq_of(img)])  # held: three people
-    swept(
-        hash_lists.hash_list_update,
-        hash_list=partner,
-        max_distance=None,
-        enabled=True,
-        mode=HashList.Mode.ENFORCE,
-    )  # resumed: the three copies go, unguarded
+    swept(enforce, partner)  # resumed: the three copies go, unguarded
     assert not any(Profile.objects.get(pk=p.pk).photo for p in copies)
     late = make_profile("p4", other)
 

@@ -24,6 +24,10 @@ What it does, all on this machine:
    upload is fingerprinted, looked up among the N banned fingerprints, re-encoded, stored, and
    its re-check is queued for the task worker.
 
+4. Times the image work of one upload in this process (re-encoding and fingerprints, no
+   database): the same work on any machine, printed so that runs on machines of different
+   speed can be compared.
+
 Not part of the test run. The numbers in docs/performance.md come from this script.
 """
 
@@ -546,6 +550,12 @@ def main() -> None:
         f"(backends seen at start), this client {client / n * 1000:.1f} ms"
     )
     print(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    machine = machine_speed(photos[:24])
+    print(
+        f"  this machine: the image work of one upload (re-encoding and check_fingerprints, "
+        f"no database) takes {machine:.1f} ms of CPU here, median of 24 photos; compare runs "
+        f"on different machines by it"
+    )
     print_decisions(photos[: args.requests])
     if args.json:
         print(json.dumps({
@@ -555,7 +565,24 @@ def main() -> None:
             "p50_ms": pct(50) * 1000, "p90_ms": pct(90) * 1000, "p99_ms": pct(99) * 1000,
             "max_ms": latencies[-1] * 1000, "web_cpu_ms": web / n * 1000,
             "db_cpu_ms": db / n * 1000, "workers": workers, "threads": threads,
+            "image_work_ms": machine,
         }))  # fmt: skip
+
+
+def machine_speed(photos: list[bytes]) -> float:
+    """Median CPU ms of an upload's image work in this process (the re-encoding and its
+    fingerprints, as ``profiles.photos.prepare_photo`` does them, without the lookups): the
+    same work on every machine, so it says how fast this one is. The benchmark's own machine
+    has run 1.6 times slower from one session to the next."""
+    from moderation.hashing import check_fingerprints
+    from profiles.photos import reencoded_photo
+
+    took = []
+    for photo in photos:
+        started = time.process_time()
+        check_fingerprints(io.BytesIO(reencoded_photo(io.BytesIO(photo)).content))
+        took.append(time.process_time() - started)
+    return statistics.median(took) * 1000
 
 
 def print_decisions(photos: list[bytes]) -> None:

@@ -99,7 +99,7 @@ def corpus_hashes(tmp_path_factory):
     def hashes(label: str):
         if label not in done:
             target = root / label
-            target.mkdir()
+            target.mkdir(exist_ok=True)  # a failed first use shows its own error again
             with ProcessPoolExecutor(
                 _workers(), mp_context=get_context("spawn"), initializer=_worker_setup
             ) as pool:

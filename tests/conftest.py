@@ -10,10 +10,11 @@ from django.conf import settings as django_settings
 from moderation import banned_set
 from tests import scheduling
 
-# Fixtures shared by the admin and access test modules.
+# Fixtures shared by the admin, access and browser test modules.
 pytest_plugins = [
     "tests.access_roles",
     "tests.admin_pages",
+    "tests.browser_site",
     "tests.record_scenes",
     "tests.review_scenes",
 ]

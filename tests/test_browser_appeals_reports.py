@@ -5,7 +5,7 @@ for that flag, with every step in the audit trail; and a person reports a photo,
 bans it from the report in one step, and the sweep takes a copy down too.
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``. The browser, live server and
-helpers are those of ``test_browser.py``.
+helpers are those of ``tests/browser_site.py``.
 """
 
 from __future__ import annotations
@@ -17,25 +17,22 @@ from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
 from tests import browser, images
-from tests.helpers import ban
-from tests.test_browser import (  # noqa: F401 - fixtures
+from tests.browser_site import (
     MOD_PASSWORD,
     USER_PASSWORD,
     admin_login,
     admin_logout,
-    driver,
-    moderator_account,
-    site,
     site_login,
     site_logout,
 )
+from tests.helpers import ban
 
 pytestmark = pytest.mark.browser
 
 
 def test_takedown_notice_appeal_overturn_and_the_photo_is_back(
-    site,  # noqa: F811 - the fixture imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
 ):
     # A person with a photo; a moderator flags a re-compressed copy of it in a list whose
@@ -126,8 +123,8 @@ def test_takedown_notice_appeal_overturn_and_the_photo_is_back(
 
 
 def test_report_then_ban_in_one_step_and_the_sweep_takes_down_a_copy(
-    site,  # noqa: F811 - the fixture imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
 ):
     # Uma's photo, and Xavier's re-compressed copy of it.

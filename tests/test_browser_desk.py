@@ -5,7 +5,7 @@ names it), as does an appeal of it, and "Ban it" asks for the reason, from the
 keyboard too.
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``. The browser, live server and
-helpers are those of ``test_browser.py``.
+helpers are those of ``tests/browser_site.py``.
 """
 
 from __future__ import annotations
@@ -25,17 +25,14 @@ from moderation.models import (
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
 from tests import browser, images
-from tests.helpers import ban
-from tests.test_browser import (  # noqa: F401 - fixtures
+from tests.browser_site import (
     MOD_PASSWORD,
     USER_PASSWORD,
     admin_login,
-    driver,
-    moderator_account,
-    site,
     site_login,
     site_logout,
 )
+from tests.helpers import ban
 
 pytestmark = pytest.mark.browser
 
@@ -68,8 +65,8 @@ def overflow(page) -> dict:
 
 
 def test_the_refused_audit_review_and_profile_lists_fit_a_1280_screen_with_long_data(
-    site,  # noqa: F811 - the fixture imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
 ):
     site.driver.set_window_size(1280, 800)
@@ -128,8 +125,8 @@ def test_the_refused_audit_review_and_profile_lists_fit_a_1280_screen_with_long_
 
 
 def test_a_refused_mirrored_copy_shows_itself_beside_the_matched_picture_blurred_and_mirrored(
-    site,  # noqa: F811
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
     tmp_path,
 ):
@@ -202,8 +199,8 @@ def test_a_refused_mirrored_copy_shows_itself_beside_the_matched_picture_blurred
 
 
 def test_ban_it_asks_for_the_reason_and_the_b_key_opens_the_prompt(
-    site,  # noqa: F811
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
     settings,
 ):

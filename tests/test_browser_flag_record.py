@@ -3,7 +3,7 @@ finds it under "Flags to re-review" on the dashboard, follows the link to the fi
 keeps the flag from its page.
 
 Screenshots go to the test's pytest tmp folder (``<tmp>/screenshots/NN-step.png``); the fixtures
-and page helpers are the main browser module's (``tests/test_browser.py``)."""
+and page helpers are ``tests/browser_site.py``'s."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ import pytest
 
 from moderation.models import AuditEvent
 from tests import browser
-from tests import test_browser as main
-from tests.test_browser import MOD_PASSWORD, Site, admin_login
-
-# The main browser module's fixtures: one Chromium per module, a fresh session per test.
-driver = main.driver
-moderator_account = main.moderator_account
+from tests.browser_site import MOD_PASSWORD, Site, admin_login
 
 pytestmark = pytest.mark.browser
 

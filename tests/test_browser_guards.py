@@ -4,7 +4,7 @@ after N refused attempts while seeing only the generic message; a default avatar
 mistake is held in shadow before it takes down more than N photos, and resumed.
 
 Screenshots of each step go to ``artifacts/screenshots/<test name>/``. The fixtures and page
-helpers are the main browser module's (``tests/test_browser.py``)."""
+helpers are ``tests/browser_site.py``'s."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from moderation.models import (
 )
 from profiles.models import Profile
 from tests import browser, images
-from tests import test_browser as main
-from tests.test_browser import (
+from tests.browser_site import (
     GENERIC,
     MOD_PASSWORD,
     USER_PASSWORD,
@@ -30,11 +29,6 @@ from tests.test_browser import (
     site_logout,
     write_jpeg,
 )
-
-# The main browser module's fixtures: one Chromium per module, a fresh session per test.
-driver = main.driver
-site = main.site
-moderator_account = main.moderator_account
 
 pytestmark = pytest.mark.browser
 

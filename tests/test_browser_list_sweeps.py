@@ -15,14 +15,11 @@ from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
 from tests import browser, images
-from tests.test_browser import (  # noqa: F401 - fixtures
+from tests.browser_site import (
     MOD_PASSWORD,
     USER_PASSWORD,
     admin_login,
     admin_logout,
-    driver,
-    moderator_account,
-    site,
     site_login,
     site_logout,
 )
@@ -32,8 +29,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_an_imported_list_takes_down_a_stored_photo_and_its_appeal_names_the_entry(
-    site,  # noqa: F811 - the fixture imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
 ):
     scene = images.photo(1681)
@@ -92,8 +89,8 @@ def test_an_imported_list_takes_down_a_stored_photo_and_its_appeal_names_the_ent
 
 
 def test_a_list_held_by_the_flood_guard_shows_on_the_dashboard_and_is_resumed_there(
-    site,  # noqa: F811
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     settings,
     make_profile,
 ):

@@ -1,6 +1,6 @@
 """Staff accounts in a real headless Chromium (``-m browser``): a moderator enrols an
 authenticator app at the first admin login and logs in with password and code after that;
-guessed passwords end in the lockout page. Fixtures and helpers: ``tests/test_browser.py``."""
+guessed passwords end in the lockout page. Fixtures and helpers: ``tests/browser_site.py``."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from moderation.models import AuditEvent
-from tests.test_browser import (  # noqa: F401 - driver, site and moderator_account are fixtures
+from tests.browser_site import (
     MOD_PASSWORD,
     admin_logout,
     admin_password_step,
-    driver,
     make_moderator,
-    moderator_account,
-    site,
 )
 from tests.two_factor import fresh_totp_code
 
@@ -36,7 +33,7 @@ def code_from_key(secret_shown: str) -> str:
 
 
 def test_a_moderator_enrols_an_authenticator_then_logs_in_with_password_and_code(
-    site,  # noqa: F811 - the fixture imported above
+    site,
     django_user_model,
 ):
     mod = make_moderator(django_user_model, "nora")
@@ -85,8 +82,8 @@ def test_a_moderator_enrols_an_authenticator_then_logs_in_with_password_and_code
 
 
 def test_guessed_passwords_on_the_admin_login_end_in_a_lockout_page(
-    site,  # noqa: F811 - the fixtures imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     settings,
 ):
     for attempt in range(settings.AXES_FAILURE_LIMIT):

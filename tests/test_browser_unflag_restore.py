@@ -4,7 +4,7 @@ back on their profile, and the flag's page names who flagged it in plain text (t
 may not view users).
 
 Screenshots: ``artifacts/screenshots/<test name>/NN-step.png``. The browser, live server and
-helpers are those of ``test_browser.py``.
+helpers are those of ``tests/browser_site.py``.
 """
 
 from __future__ import annotations
@@ -17,24 +17,21 @@ from profiles.models import Profile
 from profiles.photos import profile_set_photo
 from profiles.services import profile_for
 from tests import browser, images
-from tests.helpers import ban
-from tests.test_browser import (  # noqa: F401 - fixtures
+from tests.browser_site import (
     MOD_PASSWORD,
     USER_PASSWORD,
     admin_login,
     admin_logout,
-    driver,
-    moderator_account,
-    site,
     site_login,
 )
+from tests.helpers import ban
 
 pytestmark = pytest.mark.browser
 
 
 def test_unflag_with_restore_puts_the_photo_back_and_tells_the_person(
-    site,  # noqa: F811 - the fixture imported above
-    moderator_account,  # noqa: F811
+    site,
+    moderator_account,
     django_user_model,
 ):
     # Dana's photo is taken down by the sweep of a flag of a re-compressed copy of it.

@@ -9,6 +9,7 @@ defines its own tasks next to the functions they call; every enqueue goes throug
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -66,12 +67,35 @@ def enqueue_now(task_: Task, /, *args: Any, **kwargs: Any) -> TaskResult:
     return task_.enqueue(*args, **kwargs)
 
 
-def queued_by(task_: Task, when) -> bool:
-    """Whether a run of ``task_`` is already waiting in the database queue to start at or
-    before ``when`` (so a task that sweeps up everything due need not be queued again). Always
-    False for a backend without a queue table."""
+def enqueue_unless_queued_by(task_: Task, when) -> bool:
+    """Queue a run of ``task_`` to start at ``when``, with the current transaction, unless one
+    is already waiting to start at or before ``when`` (a task that sweeps up everything due
+    need not be queued twice). Returns whether it queued one.
+
+    The look and the insert are one step for every process: on PostgreSQL a transaction-scoped
+    advisory lock named after the task is held from the look to the commit, so two uploads
+    refused at the same moment on two servers queue one run, not two (each would otherwise see
+    an empty queue and insert). A backend without a queue table always queues.
+    """
     if not isinstance(task_.get_backend(), DatabaseBackend):
-        return False
-    return DBTaskResult.objects.filter(
-        task_path=task_.module_path, status="READY", run_after__lte=when
-    ).exists()
+        enqueue_on_commit(task_.using(run_after=when))
+        return True
+    alias = router.db_for_write(DBTaskResult)
+    with transaction.atomic(using=alias, savepoint=False):
+        connection = transaction.get_connection(alias)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(task_)])
+        waiting = DBTaskResult.objects.using(alias).filter(
+            task_path=task_.module_path, status="READY", run_after__lte=when
+        )
+        if waiting.exists():
+            return False
+        enqueue_on_commit(task_.using(run_after=when))
+        return True
+
+
+def _lock_key(task_: Task) -> int:
+    """A stable 63-bit advisory lock key for ``task_`` (the same in every process)."""
+    digest = hashlib.blake2b(task_.module_path.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1

@@ -24,7 +24,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from moderation import background, registry, review
-from moderation.background import enqueue_on_commit
 from moderation.conf import moderation_settings
 from moderation.files import storage_errors
 from moderation.models import (
@@ -220,8 +219,7 @@ def schedule_purge(when) -> None:
     cannot wait), ``manage.py purge_kept_takedowns`` runs from cron."""
     if not purge_kept_takedowns_task.get_backend().supports_defer:
         return
-    if not background.queued_by(purge_kept_takedowns_task, when):
-        enqueue_on_commit(purge_kept_takedowns_task.using(run_after=when))
+    background.enqueue_unless_queued_by(purge_kept_takedowns_task, when)
 
 
 def _schedule_next_purge() -> None:

@@ -264,3 +264,57 @@ def test_with_a_worker_backend_one_purge_waits_in_the_queue_and_each_run_queues_
     [next_run] = DBTaskResult.objects.filter(task_path=path, status="READY")
     second = Notice.objects.filter(purged_at__isnull=True).order_by("created_at").first()
     assert next_run.run_after == second.created_at + timedelta(days=10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_transactions_scheduling_a_purge_at_once_queue_one_run(settings):
+    """Two refusals on two servers, each in its own transaction, both find the queue empty:
+    the second waits for the first's commit (an advisory lock on the task) and then sees its
+    run, so one purge waits in the queue, not two."""
+    import threading
+
+    from django.db import connection, transaction
+    from django_tasks_db.models import DBTaskResult
+
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+    when = timezone.now() + timedelta(days=30)
+    first_has_looked = threading.Event()
+    second_is_waiting = threading.Event()
+    queued: dict[str, bool] = {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                queued["first"] = notices.background.enqueue_unless_queued_by(
+                    notices.purge_kept_takedowns_task, when
+                )
+                first_has_looked.set()
+                # Hold the transaction open until the second has started to look.
+                second_is_waiting.wait(timeout=10)
+                threading.Event().wait(0.3)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            first_has_looked.wait(timeout=10)
+            with transaction.atomic():
+                second_is_waiting.set()
+                queued["second"] = notices.background.enqueue_unless_queued_by(
+                    notices.purge_kept_takedowns_task, when + timedelta(hours=1)
+                )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert queued == {"first": True, "second": False}
+    path = notices.purge_kept_takedowns_task.module_path
+    assert DBTaskResult.objects.filter(task_path=path, status="READY").count() == 1

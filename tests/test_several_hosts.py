@@ -291,7 +291,8 @@ def test_flag_on_one_server_refuses_next_copy_on_other_sweeps_once_and_reindex_d
     )
     assert new_tasks[purge_kept_takedowns_task.module_path].status == "READY"  # months away
     sweep = new_tasks[sweep_task.module_path]
-    assert len([task for task in tasks if task.id not in before_flag]) == 3
+    after_flag = [task for task in tasks if task.id not in before_flag]
+    assert len(after_flag) == 3, [(t.task_path, t.args_kwargs, t.status) for t in after_flag]
     assert sweep.status == "SUCCESSFUL"
     assert len(sweep.worker_ids) == 1 and set(sweep.worker_ids) <= hosts.worker_ids
     [takedown] = AuditEvent.objects.filter(action=AuditEvent.Action.TAKEDOWN)

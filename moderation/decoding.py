@@ -130,16 +130,27 @@ class Decoded:
         thumbnails of a 5-15% crop can see. At full size the cut is exact.
         """
 
-        def kept(cells: np.ndarray, start: int, stop: int) -> slice:
-            ends = np.cumsum(cells)  # where each sample's pixels end, in full-size pixels
-            # Skip the samples that end by `start`; keep those that end by `stop`.
-            first = int(np.searchsorted(ends, start, side="right"))
-            return slice(first, int(np.searchsorted(ends, stop, side="right")))
-
-        columns = kept(self.cells_x, box[0], box[2])
-        rows = kept(self.cells_y, box[1], box[3])
+        columns = _kept(self.cells_x, box[0], box[2])
+        rows = self.rows_kept(box)
         image = self.image.crop((columns.start, rows.start, columns.stop, rows.stop))
         return Decoded(image, self.scale, self.cells_x[columns], self.cells_y[rows])
+
+    def rows_kept(self, box: tuple[int, int, int, int]) -> slice:
+        """The rows of ``image`` that ``cropped(box)`` keeps."""
+        return _kept(self.cells_y, box[1], box[3])
+
+    def keeps_every_column(self, box: tuple[int, int, int, int]) -> bool:
+        """Whether ``cropped(box)`` keeps every column of ``image``."""
+        columns = _kept(self.cells_x, box[0], box[2])
+        return columns.start == 0 and columns.stop == len(self.cells_x)
+
+
+def _kept(cells: np.ndarray, start: int, stop: int) -> slice:
+    """The samples a cut from ``start`` to ``stop`` (full-size pixels) keeps, on one axis."""
+    ends = np.cumsum(cells)  # where each sample's pixels end, in full-size pixels
+    # Skip the samples that end by `start`; keep those that end by `stop`.
+    first = int(np.searchsorted(ends, start, side="right"))
+    return slice(first, int(np.searchsorted(ends, stop, side="right")))
 
 
 def _decode(

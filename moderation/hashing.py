@@ -54,7 +54,11 @@ from moderation.decoding import (
 from moderation.framing import SEARCH_SIDE, picture_box
 from moderation.pdq import Pdq, dihedral_of_image, pdq_of_image
 from moderation.probes import EVERY_VARIANT, pack_probes, unpack_probes
-from moderation.resampling import lanczos_thumbnail_of_expanded
+from moderation.resampling import (
+    horizontal_first,
+    horizontal_pass,
+    lanczos_thumbnail_of_expanded,
+)
 from moderation.variants import UPLOAD_CUTS, VARIANTS, Variant, crop_box
 
 # Bump when anything changes the hash of the same file or the fingerprints a flag stores
@@ -222,15 +226,59 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
     return _fingerprint_of_thumbnails(dthumb, phash_thumbnail(grey))
 
 
-def _fingerprint_decoded(decoded: Decoded, variant: Variant = VARIANTS[0]) -> Fingerprint:
-    """The fingerprint of one variant of a decoded image (cut, then turned), at any scale."""
+class _RowPasses:
+    """The dHash thumbnail's first pass over every row of one upright decode, made once for
+    the whole picture and the cuts that keep every column (the top, the bottom, the caption
+    band, a letterboxed picture).
+
+    Pillow's resize to 9x8 goes across first for any picture not far taller than wide, and a
+    row's pass depends only on that row and on the columns' weights: such a cut's pass is the
+    rows it keeps of the whole picture's (``resampling.horizontal_pass``), not computed again.
+    For a 2 MP upload that is most of the caption band's dHash, about 2 ms.
+    """
+
+    def __init__(self, decoded: Decoded) -> None:
+        self._decoded = decoded
+        self._across: np.ndarray | None = None
+
+    def across(self, variant: Variant) -> np.ndarray | None:
+        """The first pass of ``variant``'s dHash thumbnail, or None where it is not shared."""
+        decoded = self._decoded
+        if variant.transpose is not None:
+            return None
+        if not horizontal_first(*decoded.full_size, (HASH_SIZE + 1, HASH_SIZE)):
+            return None  # and so for no cut of it worth sharing
+        if variant.is_crop:
+            box = crop_box(decoded.full_size, variant.cut)
+            if not decoded.keeps_every_column(box):
+                return None
+            rows = decoded.rows_kept(box)
+        else:
+            rows = slice(None)
+        if self._across is None:
+            self._across = horizontal_pass(
+                np.asarray(_grey(decoded.image)), decoded.cells_x, HASH_SIZE + 1
+            )
+        return self._across[:, rows]
+
+
+def _grey(image: Image.Image) -> Image.Image:
+    return image if image.mode == "L" else image.convert("L")
+
+
+def _fingerprint_decoded(
+    decoded: Decoded, variant: Variant = VARIANTS[0], passes: _RowPasses | None = None
+) -> Fingerprint:
+    """The fingerprint of one variant of a decoded image (cut, then turned), at any scale.
+    ``passes``: the decode's shared first passes, for a caller hashing several variants."""
+    across = None if passes is None else passes.across(variant)
     if variant.is_crop:
         decoded = decoded.cropped(crop_box(decoded.full_size, variant.cut))
     transpose = variant.transpose
-    grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
+    grey = _grey(decoded.image)
     if transpose is not None:
         grey = grey.transpose(transpose)
-    if decoded.scale == 1:
+    if decoded.scale == 1 and across is None:
         return fingerprint_image(grey)
     cells_x, cells_y = decoded.cells_x, decoded.cells_y
     if transpose is not None:
@@ -239,7 +287,7 @@ def _fingerprint_decoded(decoded: Decoded, variant: Variant = VARIANTS[0]) -> Fi
     # one; the pHash thumbnail straight from the reduced pixels.
     return _fingerprint_of_thumbnails(
         lanczos_thumbnail_of_expanded(
-            np.asarray(grey), cells_x, cells_y, (HASH_SIZE + 1, HASH_SIZE)
+            np.asarray(grey), cells_x, cells_y, (HASH_SIZE + 1, HASH_SIZE), across=across
         ),
         phash_thumbnail(grey),
     )
@@ -268,8 +316,11 @@ def fingerprint_variants(file: str | os.PathLike | IO[bytes] | Any) -> list[Fing
     """
     decoded = decode_for_hashing(file)
     pdqs = dihedral_of_image(decoded.image)
+    passes = _RowPasses(decoded)
     return [
-        _with_pdq(_fingerprint_decoded(decoded, variant), pdqs[i] if i < len(pdqs) else None)
+        _with_pdq(
+            _fingerprint_decoded(decoded, variant, passes), pdqs[i] if i < len(pdqs) else None
+        )
         for i, variant in enumerate(VARIANTS)
     ]
 
@@ -351,11 +402,12 @@ def check_fingerprints(
     ``further_frame_fingerprints`` for the bounds on animations.
     """
     decoded = decode_for_hashing(file)  # every check on the file itself happens here
-    first = _with_pdq(_fingerprint_decoded(decoded), pdq_of_image(decoded.image))
-    cuts = {number: _fingerprint_decoded(decoded, VARIANTS[number]) for number in UPLOAD_CUTS}
-    grey = decoded.image if decoded.image.mode == "L" else decoded.image.convert("L")
+    passes = _RowPasses(decoded)
+    first = _with_pdq(_fingerprint_decoded(decoded, passes=passes), pdq_of_image(decoded.image))
+    cuts = {n: _fingerprint_decoded(decoded, VARIANTS[n], passes) for n in UPLOAD_CUTS}
+    grey = _grey(decoded.image)
     framed = _picture_in_frame(decoded, grey)
-    inner = None if framed is None else _fingerprint_decoded(decoded, framed)
+    inner = None if framed is None else _fingerprint_decoded(decoded, framed, passes)
     if decoded.format in JPEG_FORMATS:
         return CheckFingerprints([first], cuts, inner)
     return CheckFingerprints(

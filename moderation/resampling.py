@@ -100,23 +100,46 @@ def _narrow_matmul(small: np.ndarray, big: np.ndarray) -> np.ndarray:
     return out
 
 
+def horizontal_first(width: int, height: int, size: tuple[int, int]) -> bool:
+    """Whether Pillow 13 resizes ``width x height`` to ``size`` across first (it does unless
+    the height shrinks more than twice as much as the width: ImagingResampleInner); the
+    rounding in between depends on the order."""
+    return 2 * (width - size[0]) >= height - size[1]
+
+
+def horizontal_pass(pixels: np.ndarray, cells_x: np.ndarray, out_width: int) -> np.ndarray:
+    """The first (horizontal) pass of the resize to ``out_width``, rounded to bytes as Pillow
+    keeps it: ``out_width x rows``, column ``j`` from row ``j`` of ``pixels`` alone. So a cut
+    that keeps every column (the top, the bottom, a caption band) is a slice of the whole
+    picture's pass; ``lanczos_thumbnail_of_expanded(..., across=...)`` takes it."""
+    return _clip8(_narrow_matmul(_cell_weights(cells_x, out_width), pixels.T))
+
+
 def lanczos_thumbnail_of_expanded(
-    pixels: np.ndarray, cells_x: np.ndarray, cells_y: np.ndarray, size: tuple[int, int]
+    pixels: np.ndarray,
+    cells_x: np.ndarray,
+    cells_y: np.ndarray,
+    size: tuple[int, int],
+    *,
+    across: np.ndarray | None = None,
 ) -> np.ndarray:
     """``Image.fromarray(expanded).resize(size, LANCZOS)`` as uint8, without ``expanded``.
 
     ``expanded`` is the 2-D grey ``pixels`` with column ``i`` repeated ``cells_x[i]`` times and
     row ``j`` repeated ``cells_y[j]`` times; all ones for the resize of ``pixels`` itself.
+    ``across``: ``horizontal_pass(pixels, cells_x, size[0])`` when the caller has it already
+    (only for a resize that goes across first).
     """
     width, height = int(cells_x.sum()), int(cells_y.sum())
-    horizontal = _cell_weights(cells_x, size[0])  # size[0] x reduced width
     vertical = _cell_weights(cells_y, size[1])  # size[1] x reduced height
-    # Pillow 13 runs the horizontal pass first unless the height shrinks more than twice as
-    # much as the width (ImagingResampleInner); the rounding in between depends on the order.
-    if 2 * (width - size[0]) >= height - size[1]:
-        across = _clip8(_narrow_matmul(horizontal, pixels.T))  # size[0] x reduced height
+    if horizontal_first(width, height, size):
+        if across is None:
+            across = horizontal_pass(pixels, cells_x, size[0])  # size[0] x reduced height
         out = _clip8(vertical @ across.T)
     else:
+        if across is not None:
+            raise ValueError("this resize goes down first: a horizontal pass does not apply")
+        horizontal = _cell_weights(cells_x, size[0])  # size[0] x reduced width
         down = _clip8(_narrow_matmul(vertical, pixels))  # size[1] x reduced width
         out = _clip8(horizontal @ down.T).T
     return out.astype(np.uint8)

@@ -349,6 +349,52 @@ def test_cell_counts_follow_pillows_transposes(method):
     assert np.array_equal(_expand(transposed, moved_x, moved_y), expected)
 
 
+# --- the whole picture's first pass, shared with its cuts ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt"),
+    [
+        ((1788, 1118), "PNG"),  # full size, across first
+        ((3000, 2000), "JPEG"),  # decoded at 1/2
+        ((6001, 2883), "JPEG"),  # 1/4, awkward cells
+        ((700, 2600), "PNG"),  # so tall that Pillow goes down first: nothing shared
+    ],
+)
+def test_a_cut_that_keeps_every_column_hashes_the_same_from_the_whole_pictures_pass(size, fmt):
+    from moderation.variants import VARIANTS, Variant
+
+    decoded = decoding.decode_for_hashing(io.BytesIO(images.encode(images.photo(43, size), fmt)))
+    letterbox = Variant("letterboxed picture", cut=(0.0, 0.11, 0.0, 0.13))
+    passes = hashing._RowPasses(decoded)
+    across_first = resampling.horizontal_first(*decoded.full_size, (9, 8))
+    for variant in [*VARIANTS, letterbox]:
+        shared = passes.across(variant)
+        keeps_columns = variant.transpose is None and (
+            variant.cut is None or (variant.cut[0], variant.cut[2]) == (0.0, 0.0)
+        )
+        assert (shared is not None) == (across_first and keeps_columns), variant.label
+        assert hashing._fingerprint_decoded(decoded, variant, passes) == (
+            hashing._fingerprint_decoded(decoded, variant)
+        ), variant.label
+
+
+def test_an_uploads_cuts_and_framed_picture_are_those_of_each_cut_hashed_alone():
+    # A letterboxed picture: the frame search finds the picture between the bars.
+    picture = images.photo(44, (1600, 900))
+    framed = Image.new("RGB", (1600, 1300), (0, 0, 0))
+    framed.paste(picture, (0, 200))
+    data = images.encode(framed, "JPEG", quality=92)
+    checked = hashing.check_fingerprints(io.BytesIO(data))
+    decoded = decoding.decode_for_hashing(io.BytesIO(data))
+    assert checked.inner is not None
+    framed_variant = hashing._picture_in_frame(decoded, hashing._grey(decoded.image))
+    assert checked.inner == hashing._fingerprint_decoded(decoded, framed_variant)
+    for number, fp in checked.cuts.items():
+        assert fp == hashing._fingerprint_decoded(decoded, hashing.VARIANTS[number])
+    assert checked.frames[0].dhash == hashing._fingerprint_decoded(decoded).dhash
+
+
 # --- open_image for storing: reduced decode, same picture ----------------------------------
 
 

@@ -9,7 +9,6 @@ defines its own tasks next to the functions they call; every enqueue goes throug
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -17,6 +16,8 @@ from django.db import router, transaction
 from django.tasks import Task, TaskResult
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
+
+from moderation import db_locks
 
 
 def _require_json(value: Any, what: str) -> None:
@@ -82,10 +83,7 @@ def enqueue_unless_queued_by(task_: Task, when) -> bool:
         return True
     alias = router.db_for_write(DBTaskResult)
     with transaction.atomic(using=alias, savepoint=False):
-        connection = transaction.get_connection(alias)
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(task_)])
+        db_locks.hold_until_commit(db_locks.key_for(task_.module_path), task_.name, using=alias)
         waiting = DBTaskResult.objects.using(alias).filter(
             task_path=task_.module_path, status="READY", run_after__lte=when
         )
@@ -93,9 +91,3 @@ def enqueue_unless_queued_by(task_: Task, when) -> bool:
             return False
         enqueue_on_commit(task_.using(run_after=when))
         return True
-
-
-def _lock_key(task_: Task) -> int:
-    """A stable 63-bit advisory lock key for ``task_`` (the same in every process)."""
-    digest = hashlib.blake2b(task_.module_path.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from django.db import connection
 from django.db.models import BooleanField, Case, Max, Q, Value, When
 
-from moderation import hashing, host_snapshot
+from moderation import db_locks, hashing, host_snapshot
 from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, variant_entries
 from moderation.banned_snapshot import Snapshot, SnapshotStore
 from moderation.conf import moderation_settings
@@ -47,11 +46,7 @@ def lock_banned_set() -> None:
     The lock lasts until the transaction ends, so it must be taken inside
     ``transaction.atomic()``: in autocommit it would end at once.
     """
-    if not connection.in_atomic_block:
-        raise RuntimeError("the banned-set lock must be taken inside transaction.atomic()")
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BANNED_SET_LOCK_KEY])
+    db_locks.hold_until_commit(BANNED_SET_LOCK_KEY, "banned-set")
 
 
 def log_change(

@@ -234,7 +234,7 @@ class _RowPasses:
     Pillow's resize to 9x8 goes across first for any picture not far taller than wide, and a
     row's pass depends only on that row and on the columns' weights: such a cut's pass is the
     rows it keeps of the whole picture's (``resampling.horizontal_pass``), not computed again.
-    For a 2 MP upload that is most of the caption band's dHash, about 2 ms.
+    For a 2 MP upload, whole picture and cuts: 7.2 -> 6.4 ms (benchmarks/upload_image_work.py).
     """
 
     def __init__(self, decoded: Decoded) -> None:

@@ -93,3 +93,25 @@ def test_oversized_request_gets_a_friendly_413(client, settings):
     response = client.post("/profile/", data=b"x" * 2000, content_type="application/octet-stream")
     assert response.status_code == 413
     assert "too large" in response.content.decode()
+
+
+def test_loading_the_wsgi_application_takes_its_objects_out_of_full_collections():
+    """config/wsgi.py freezes what loading the app allocated: a full collection in a web worker
+    walks what requests made since, not Django, the apps, numpy and Pillow again."""
+    code = (
+        "import gc\nfrom config.wsgi import application\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects()))"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    frozen, still_tracked = map(int, result.stdout.split()[-2:])
+    assert frozen > 50_000
+    assert still_tracked < frozen // 10

@@ -6,8 +6,10 @@ apps, numpy, Pillow. They live as long as the worker, and a full collection walk
 each time, 65-80 ms in which the worker answered nothing. That happened about once per
 80 uploads in each worker, and each pause also held up the uploads queued behind it. After
 the freeze a full collection takes 8-11 ms (``python benchmarks/gc_pause.py``;
-docs/performance.md). Nothing is lost: objects made at import are never garbage, and every
-object made afterwards is collected as before.
+docs/performance.md). Refcounting still frees frozen objects; only a reference cycle among
+them would wait for the worker's recycling (every ~2,000 requests, config/gunicorn.conf.py),
+and what loading makes lives as long as the process anyway. Every object made afterwards is
+collected as before.
 """
 
 import gc

@@ -20,7 +20,8 @@ What it does, all on this machine:
    worker (each loads the banned set once), then has each user upload distinct ~2 MP JPEGs
    through the real /profile/ form, CONCURRENCY at a time, and reports p50/p90/p99/max latency,
    throughput, and the CPU time each upload cost the web workers, PostgreSQL and this client
-   (read from /proc, so it stays meaningful on a busy machine, where latency does not). Every
+   (read from /proc, so it stays meaningful on a busy machine, where latency does not), and
+   how much of the cores' time the hypervisor gave to other guests (steal). Every
    upload is fingerprinted, looked up among the N banned fingerprints, re-encoded, stored, and
    its re-check is queued for the task worker.
 
@@ -382,6 +383,17 @@ def cpu_seconds(pids) -> float:
     return total / _CLOCK_TICKS
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to other guests while this machine's cores wanted it
+    ("steal" in /proc/stat, all cores together; 0 on bare metal or without /proc). A run
+    with much of it was slowed by the host, not by the code."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def worker_pids(master: int) -> list[int]:
     try:
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -491,6 +503,7 @@ def main() -> None:
         server_pids = worker_pids(server.pid)
         db_pids = postgres_backend_pids()
         cpu_before = (cpu_seconds(server_pids), cpu_seconds(db_pids), time.process_time())
+        stolen_before = stolen_seconds()
 
         latencies: list[float] = []
         statuses: dict[int, int] = {}
@@ -517,6 +530,7 @@ def main() -> None:
             t.join()
         wall = time.perf_counter() - started
         cpu_after = (cpu_seconds(server_pids), cpu_seconds(db_pids), time.process_time())
+        stolen = stolen_seconds() - stolen_before
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -550,6 +564,8 @@ def main() -> None:
         f"(backends seen at start), this client {client / n * 1000:.1f} ms"
     )
     print(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    steal = stolen / (wall * (os.cpu_count() or 1)) * 100
+    print(f"  CPU taken by the host (steal): {steal:.1f}% of the run's core time")
     machine = machine_speed(photos[:24])
     print(
         f"  this machine: the image work of one upload (re-encoding and check_fingerprints, "
@@ -565,7 +581,7 @@ def main() -> None:
             "p50_ms": pct(50) * 1000, "p90_ms": pct(90) * 1000, "p99_ms": pct(99) * 1000,
             "max_ms": latencies[-1] * 1000, "web_cpu_ms": web / n * 1000,
             "db_cpu_ms": db / n * 1000, "workers": workers, "threads": threads,
-            "image_work_ms": machine,
+            "image_work_ms": machine, "steal_pct": steal,
         }))  # fmt: skip
 
 

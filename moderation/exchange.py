@@ -30,6 +30,7 @@ import base64
 import binascii
 import csv
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -172,6 +173,34 @@ def import_fingerprint(
     )
     sweep_after_commit([flagged.pk])
     return True
+
+
+# --- flags decided by the rule alone ------------------------------------------------------
+
+# How often the dHash + pHash rule alone (no verification) matched an innocent upload with a
+# flag of another picture, per (upload, flag) pair: benchmarks/false_matches.py on the 72
+# corpus photos before verification existed (docs/matching.md, "False matches at scale"). A
+# flag without a verification signal (a list of bare hashes) is decided by that rule alone.
+RULE_ALONE_PAIR_RATE = 3.0e-5
+# ``import_fingerprints`` warns when the enforced flags without a signal would, at that rate,
+# refuse at least this share of ordinary uploads.
+WARN_AT_SHARE = 0.01
+
+
+def unverified_enforced_flags() -> int:
+    """Active flags without a verification signal in lists that are on and enforcing: the
+    ones whose matches refuse an upload on the dHash + pHash rule alone."""
+    return (
+        FlaggedFingerprint.objects.active()
+        .filter(verification=b"", hash_list__enabled=True, hash_list__mode=HashList.Mode.ENFORCE)
+        .count()
+    )
+
+
+def share_refused_by_rule_alone(flags: int) -> float:
+    """The share of ordinary uploads ``flags`` such flags would refuse at the measured rate,
+    1 - (1 - rate)^flags (collisions taken as independent: an estimate, somewhat high)."""
+    return -math.expm1(flags * math.log1p(-RULE_ALONE_PAIR_RATE))
 
 
 # --- the file formats ---------------------------------------------------------------------

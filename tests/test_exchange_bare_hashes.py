@@ -66,7 +66,7 @@ def test_a_dry_run_of_bare_hashes_into_an_enforcing_list_says_what_share_of_uplo
 
     assert f"Would import {AT_THE_LINE} fingerprints" in out
     assert f"{AT_THE_LINE} of these fingerprints carry no verification signal" in err
-    assert "about 1% of ordinary uploads refused" in err
+    assert "about 1.0% of ordinary uploads refused" in err
     assert "--mode shadow" in err
     assert not FlaggedFingerprint.objects.exists()
 

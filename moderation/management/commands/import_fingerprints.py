@@ -105,8 +105,8 @@ class Command(BaseCommand):
                 f"{bare_enforced} of these fingerprints carry no verification signal and go "
                 f"into an enforcing list. With them, {total} enforced flags would decide "
                 f"uploads on the dHash + pHash rule alone, which matched innocent photos at "
-                f"{exchange.RULE_ALONE_PAIR_RATE:.1e} per (upload, flag) pair here "
-                f"(docs/matching.md): about {share:.0%} of ordinary uploads refused. Import "
+                f"{exchange.RULE_ALONE_PAIR_RATE:.1e} per (upload, flag) pair on the test "
+                f"corpus (docs/matching.md): about {share:.1%} of ordinary uploads refused. Import "
                 f"them with --mode shadow, or switch their list to shadow in the admin, and "
                 f"read its shadow matches before enforcing it."
             )

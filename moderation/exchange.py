@@ -30,7 +30,6 @@ import base64
 import binascii
 import csv
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -198,9 +197,11 @@ def unverified_enforced_flags() -> int:
 
 
 def share_refused_by_rule_alone(flags: int) -> float:
-    """The share of ordinary uploads ``flags`` such flags would refuse at the measured rate,
-    1 - (1 - rate)^flags (collisions taken as independent: an estimate, somewhat high)."""
-    return -math.expm1(flags * math.log1p(-RULE_ALONE_PAIR_RATE))
+    """The share of ordinary uploads ``flags`` such flags would refuse at the measured rate
+    (``false_matches.share_refused``: collisions taken as independent, an estimate)."""
+    from moderation.false_matches import share_refused  # the benchmark's module: numpy, PIL
+
+    return share_refused(RULE_ALONE_PAIR_RATE, flags)
 
 
 # --- the file formats ---------------------------------------------------------------------

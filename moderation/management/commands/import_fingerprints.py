@@ -54,12 +54,11 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: {e}") from e
         added = skipped = 0
         bare_enforced = 0  # records added without a signal into a list that enforces
-        enforcing = set(
-            HashList.objects.filter(enabled=True, mode=HashList.Mode.ENFORCE).values_list(
-                "name", flat=True
-            )
-        )
-        existing = set(HashList.objects.values_list("name", flat=True))
+        # An existing list keeps its settings; a new one gets the record's.
+        enforces = {
+            name: enabled and mode == HashList.Mode.ENFORCE
+            for name, enabled, mode in HashList.objects.values_list("name", "enabled", "mode")
+        }
         try:
             with (
                 progress_bar(
@@ -70,11 +69,10 @@ class Command(BaseCommand):
                 for record in records:
                     if exchange.import_fingerprint(record=record, dry_run=dry_run):
                         added += 1
-                        if not record.verification and (
-                            record.list in enforcing
-                            if record.list in existing
-                            else record.list_enabled and record.list_mode == HashList.Mode.ENFORCE
-                        ):
+                        new_list_enforces = (
+                            record.list_enabled and record.list_mode == HashList.Mode.ENFORCE
+                        )
+                        if not record.verification and enforces.get(record.list, new_list_enforces):
                             bare_enforced += 1
                     else:
                         skipped += 1

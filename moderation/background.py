@@ -10,6 +10,7 @@ defines its own tasks next to the functions they call; every enqueue goes throug
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.db import router, transaction
@@ -68,7 +69,7 @@ def enqueue_now(task_: Task, /, *args: Any, **kwargs: Any) -> TaskResult:
     return task_.enqueue(*args, **kwargs)
 
 
-def enqueue_unless_queued_by(task_: Task, when) -> bool:
+def enqueue_unless_queued_by(task_: Task, when, *, slack=timedelta(0)) -> bool:
     """Queue a run of ``task_`` to start at ``when``, with the current transaction, unless one
     is already waiting to start at or before ``when`` (a task that sweeps up everything due
     need not be queued twice). Returns whether it queued one.
@@ -76,7 +77,9 @@ def enqueue_unless_queued_by(task_: Task, when) -> bool:
     The look and the insert are one step for every process: on PostgreSQL a transaction-scoped
     advisory lock named after the task is held from the look to the commit, so two uploads
     refused at the same moment on two servers queue one run, not two (each would otherwise see
-    an empty queue and insert). A backend without a queue table always queues.
+    an empty queue and insert). ``slack``: a run waiting to start up to this long after
+    ``when`` also counts (two refusals a moment apart compute ``when`` a moment apart, in
+    either order of taking the lock). A backend without a queue table always queues.
     """
     if not isinstance(task_.get_backend(), DatabaseBackend):
         enqueue_on_commit(task_.using(run_after=when))
@@ -85,7 +88,7 @@ def enqueue_unless_queued_by(task_: Task, when) -> bool:
     with transaction.atomic(using=alias, savepoint=False):
         db_locks.hold_until_commit(db_locks.key_for(task_.module_path), task_.name, using=alias)
         waiting = DBTaskResult.objects.using(alias).filter(
-            task_path=task_.module_path, status="READY", run_after__lte=when
+            task_path=task_.module_path, status="READY", run_after__lte=when + slack
         )
         if waiting.exists():
             return False

@@ -211,6 +211,11 @@ def _appealed_refusals():
     ).values("refused_upload_id")
 
 
+# A purge due after a keep period of days may start this much late: refusals on two servers a
+# moment apart then share one waiting run.
+PURGE_SLACK = timedelta(minutes=5)
+
+
 def schedule_purge(when) -> None:
     """With a worker backend, make sure a purge runs by the end of this copy's (or refusal
     thumbnail's) keep period: one purge task waits in the queue at a time (each run queues the
@@ -219,7 +224,7 @@ def schedule_purge(when) -> None:
     cannot wait), ``manage.py purge_kept_takedowns`` runs from cron."""
     if not purge_kept_takedowns_task.get_backend().supports_defer:
         return
-    background.enqueue_unless_queued_by(purge_kept_takedowns_task, when)
+    background.enqueue_unless_queued_by(purge_kept_takedowns_task, when, slack=PURGE_SLACK)
 
 
 def _schedule_next_purge() -> None:

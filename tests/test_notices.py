@@ -318,3 +318,24 @@ def test_two_transactions_scheduling_a_purge_at_once_queue_one_run(settings):
     assert queued == {"first": True, "second": False}
     path = notices.purge_kept_takedowns_task.module_path
     assert DBTaskResult.objects.filter(task_path=path, status="READY").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_purge_scheduled_a_moment_earlier_than_the_waiting_run_shares_it(settings):
+    """Two refusals a moment apart compute their purge times a moment apart, and the later
+    may take the lock first: the earlier one still finds the waiting run, a moment late is
+    nothing against a keep period of days."""
+    from django.db import transaction
+    from django_tasks_db.models import DBTaskResult
+
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+    when = timezone.now() + timedelta(days=30)
+    with transaction.atomic():
+        notices.schedule_purge(when)
+    with transaction.atomic():
+        notices.schedule_purge(when - timedelta(seconds=1))
+
+    path = notices.purge_kept_takedowns_task.module_path
+    assert DBTaskResult.objects.filter(task_path=path, status="READY").count() == 1

@@ -15,10 +15,11 @@ What it does, all on this machine:
    with ``--snapshot``, ``manage.py banned_snapshot`` writes the host's snapshot first (as at
    deploy), the cold start is a process mapping it, and the web workers map it too (without
    it they each load their own copy from the database, as before snapshots).
-3. Starts gunicorn on 127.0.0.1 with the production config (config/gunicorn.conf.py: 2 x cores
-   + 1 sync workers; --workers/--threads override), logs in CONCURRENCY users, warms every
-   worker (each loads the banned set once), then has each user upload distinct ~2 MP JPEGs
-   through the real /profile/ form, CONCURRENCY at a time, and reports p50/p90/p99/max latency,
+3. Starts gunicorn on 127.0.0.1 with the production config (config/gunicorn.conf.py: with
+   photos on disk, as here, one sync worker per core; --workers/--threads override), logs in
+   CONCURRENCY users, warms every worker (each loads the banned set once), then has each user
+   upload distinct ~2 MP JPEGs through the real /profile/ form, CONCURRENCY at a time, and
+   reports p50/p90/p99/max latency,
    throughput, and the CPU time each upload cost the web workers, PostgreSQL and this client
    (read from /proc, so it stays meaningful on a busy machine, where latency does not), and
    how much of the cores' time the hypervisor gave to other guests (steal). Every

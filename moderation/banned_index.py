@@ -310,21 +310,26 @@ class BannedIndex:
         radius finds thousands of entries, nearly all strangers that the pHash rules out.
         """
         index = self._index if variant is None else self._cut_indexes[variant]
-        keys, distances = index.query_arrays(fingerprint.dhash, max_distance)
+        keys, distances = index.query_arrays(fingerprint.dhash, max_distance, ordered=False)
         if not len(keys):
             return []
         phashes, flags = self._data.lookup(keys)
         has = (flags & _HAS_PHASH).astype(bool)
-        if fingerprint.phash is None:
-            confirm = [None] * len(keys)
-        else:
+        bits = None
+        if fingerprint.phash is not None:
             bits = np.bitwise_count(phashes ^ np.uint64(fingerprint.phash))
             if max_confirm_distance < 64:
                 keep = ~has | (bits <= max_confirm_distance)
                 keys, distances, bits, has, flags = (
                     keys[keep], distances[keep], bits[keep], has[keep], flags[keep]
                 )
-            confirm = [b if h else None for b, h in zip(bits.tolist(), has.tolist())]
+        # Nearest first, ties by key; sorted only once the pHash has dropped the strangers.
+        order = np.lexsort((keys, distances))
+        keys, distances, has, flags = keys[order], distances[order], has[order], flags[order]
+        if bits is None:
+            confirm = [None] * len(keys)
+        else:
+            confirm = [b if h else None for b, h in zip(bits[order].tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
         list_distance = [

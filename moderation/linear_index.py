@@ -134,11 +134,15 @@ class LinearIndex:
     def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
         return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
 
-    def query_arrays(self, hash: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-        """``query`` as two numpy arrays (ids, distances), for callers that filter further."""
+    def query_arrays(
+        self, hash: int, max_distance: int, *, ordered: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``query`` as two numpy arrays (ids, distances), for callers that filter further;
+        ``ordered=False``: in no particular order."""
         q, r = check_hash(hash), check_distance(max_distance)
         pos, d = scan(self._hashes[: self._n], np.uint64(q), r)
-        return sorted_by_distance(self._ids[pos], d)
+        ids = self._ids[pos]
+        return sorted_by_distance(ids, d) if ordered else (ids, d)
 
     def nbytes(self) -> int:
         return self._ids.nbytes + self._hashes.nbytes

@@ -261,7 +261,7 @@ class StoredIndex:
                 for index in (self._whole, self._cuts.get(number)):
                     if index is None:
                         continue
-                    ids, _ = index.query_arrays(dhash, rule.radius)
+                    ids, _ = index.query_arrays(dhash, rule.radius, ordered=False)
                     rows = self._rows.get(ids)
                     keep = rows["target"] == target_id
                     if phash is not None:

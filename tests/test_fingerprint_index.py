@@ -120,6 +120,21 @@ def test_default_settings_mixing_tables_and_full_scans_stay_exact():
     assert_same_answers(index, reference, queries(rng, hashes, 12), [0, 4, 10, 12, 18, 30])
 
 
+@pytest.mark.parametrize("cls", [FingerprintIndex, LinearIndex])
+def test_an_unordered_query_finds_the_same_ids_at_the_same_distances(cls):
+    rng = np.random.default_rng(6)
+    hashes = clustered(rng, 20_000)
+    index = cls(**INDEXED) if cls is FingerprintIndex else cls()
+    index.build(range(20_000), hashes)
+    index.add(20_000, hashes[0])  # one in the delta as well
+    for q in queries(rng, hashes, 20):
+        ordered = index.query_arrays(q, 12)
+        ids, distances = index.query_arrays(q, 12, ordered=False)
+        assert sorted(zip(distances.tolist(), ids.tolist())) == list(
+            zip(ordered[1].tolist(), ordered[0].tolist())
+        ), hex(q)
+
+
 def test_popular_chunk_values_are_skipped_without_losing_matches():
     # Three quarters of the set share their top 48 bits: three of four contiguous chunks are
     # one huge bucket, so the planner must route around them and still find everything.

@@ -19,8 +19,8 @@ What it does, all on this machine:
    photos on disk, as here, one sync worker per core; --workers/--threads override), logs in
    CONCURRENCY users, warms every worker (each loads the banned set once), then has each user
    upload distinct ~2 MP JPEGs through the real /profile/ form, CONCURRENCY at a time, and
-   reports p50/p90/p99/max latency,
-   throughput, and the CPU time each upload cost the web workers, PostgreSQL and this client
+   reports p50/p90/p99/max latency, throughput, and the CPU time each upload cost the web
+   workers, PostgreSQL and this client
    (read from /proc, so it stays meaningful on a busy machine, where latency does not), and
    how much of the cores' time the hypervisor gave to other guests (steal). Every
    upload is fingerprinted, looked up among the N banned fingerprints, re-encoded, stored, and

@@ -10,14 +10,13 @@ def default_workers(environ, cores: int) -> int:
     """Sync workers for this host when ``WEB_CONCURRENCY`` is not set.
 
     A sync worker serves one request from start to end, and an upload is almost all CPU:
-    decoding, re-encoding and fingerprinting. With photos on local disk a host has nothing
-    else to wait on (the proxy in front buffers request bodies, as sync workers require), so
-    one worker per core lets uploads queue in order instead of sharing cores: in the upload
-    benchmark at 10M entries it had the lower p99 in nearly every interleaved round against
-    2 x cores + 1, at no more CPU per upload (docs/performance.md, "One web worker per core
-    by default"). With S3 storage (``MODERATION_S3_BUCKET``)
-    each upload also waits on the object store, and gunicorn's 2 x cores + 1 keeps the cores
-    busy meanwhile.
+    decoding, re-encoding and fingerprinting. With photos on local disk a host waits on little
+    else (the proxy in front buffers request bodies, as sync workers require), so one worker
+    per core lets uploads queue in order instead of sharing cores: in the upload benchmark at
+    10M entries it had the lower p99 in nearly every interleaved round against 2 x cores + 1,
+    at no more CPU per upload (docs/performance.md, "One web worker per core by default").
+    With S3 storage (``MODERATION_S3_BUCKET``) each upload also waits on the object store,
+    and gunicorn's 2 x cores + 1 keeps the cores busy meanwhile.
     """
     if environ.get("MODERATION_S3_BUCKET", "").strip():
         return 2 * cores + 1

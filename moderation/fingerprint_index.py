@@ -573,14 +573,10 @@ class FingerprintIndex:
         ties by ascending id; identical to a brute-force scan."""
         return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
 
-    def query_arrays(
-        self, hash: int, max_distance: int, *, ordered: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``query`` as two numpy arrays (ids, distances), same order: a caller that filters
-        thousands of candidates further (the banned set's pHash check) makes no Python object
-        for the ones it drops. ``ordered=False``: the same pairs in no particular order, for a
-        caller that filters first and sorts what is left (a query near a dense cluster finds
-        ~20,000 entries at 10M, and sorting them all cost more than a millisecond)."""
+    def query_arrays(self, hash: int, max_distance: int, *, ordered: bool = True) -> tuple:
+        """``query`` as two arrays (ids, distances), for a caller that filters thousands further
+        (the banned set's pHash check). ``ordered=False``: unsorted, for one that sorts only what
+        it keeps (near a dense cluster at 10M a query finds ~20,000; sorting all cost ~1 ms)."""
         q, r = check_hash(hash), check_distance(max_distance)
         pos, d = self._main.search(q, r, self._scan_fallback)
         ids = self._main.ids[pos]

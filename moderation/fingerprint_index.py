@@ -39,6 +39,7 @@ import numpy as np
 
 from moderation.linear_index import (
     HASH_BITS,
+    IdsAndDistances,
     as_id,
     check_distance,
     check_hash,
@@ -569,11 +570,10 @@ class FingerprintIndex:
         self._install(*self.live_arrays())
 
     def query(self, hash: int, max_distance: int) -> list[tuple[int, int]]:
-        """[(id, distance)] for every entry within max_distance (inclusive), nearest first,
-        ties by ascending id; identical to a brute-force scan."""
+        """Every (id, distance) within max_distance, nearest first, ties by id: a full scan's."""
         return list(zip(*(a.tolist() for a in self.query_arrays(hash, max_distance))))
 
-    def query_arrays(self, hash: int, max_distance: int, *, ordered: bool = True) -> tuple:
+    def query_arrays(self, hash: int, max_distance: int, *, ordered=True) -> IdsAndDistances:
         """``query`` as two arrays (ids, distances), for a caller that filters thousands further
         (the banned set's pHash check). ``ordered=False``: unsorted, for one that sorts only what
         it keeps (near a dense cluster at 10M a query finds ~20,000; sorting all cost ~1 ms)."""

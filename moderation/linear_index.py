@@ -14,6 +14,8 @@ from typing import Final
 import numpy as np
 
 HASH_BITS: Final = 64
+# What a query answers as arrays: (ids, distances), aligned.
+IdsAndDistances = tuple[np.ndarray, np.ndarray]
 _INT64_MIN: Final = -(1 << 63)
 _INT64_END: Final = 1 << 63
 
@@ -77,7 +79,7 @@ def scan(hashes: np.ndarray, q: np.uint64, r: int) -> tuple[np.ndarray, np.ndarr
     return pos, d[pos]
 
 
-def sorted_by_distance(ids: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sorted_by_distance(ids: np.ndarray, distances: np.ndarray) -> IdsAndDistances:
     """(ids, distances), nearest first, ties by ascending id."""
     order = np.lexsort((ids, distances))
     return ids[order], distances[order]
@@ -136,7 +138,7 @@ class LinearIndex:
 
     def query_arrays(
         self, hash: int, max_distance: int, *, ordered: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> IdsAndDistances:
         """``query`` as two numpy arrays (ids, distances), for callers that filter further;
         ``ordered=False``: in no particular order."""
         q, r = check_hash(hash), check_distance(max_distance)

@@ -56,8 +56,8 @@ class Command(BaseCommand):
         bare_enforced = 0  # records added without a signal into a list that enforces
         # An existing list keeps its settings; a new one gets the record's.
         enforces = {
-            name: enabled and mode == HashList.Mode.ENFORCE
-            for name, enabled, mode in HashList.objects.values_list("name", "enabled", "mode")
+            name: enabled and list_mode == HashList.Mode.ENFORCE
+            for name, enabled, list_mode in HashList.objects.values_list("name", "enabled", "mode")
         }
         try:
             with (

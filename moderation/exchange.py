@@ -276,7 +276,9 @@ def read(source: IO[str], fmt: str) -> Iterator[FingerprintRecord]:
                     list_mode=row.get("list_mode") or "enforce",
                     verification=row.get("verification") or "",
                 )
-            except (KeyError, TypeError, ValueError) as e:
+            except KeyError as e:
+                raise ValueError(f"line {line}: the record has no {e} field") from e
+            except (TypeError, ValueError) as e:
                 raise ValueError(f"line {line}: {e}") from e
     elif fmt == "jsonl":
         for line, text in enumerate(source, start=1):
@@ -286,7 +288,9 @@ def read(source: IO[str], fmt: str) -> Iterator[FingerprintRecord]:
                 row = json.loads(text)
                 row["variants"] = tuple(tuple(v) for v in row["variants"])
                 yield FingerprintRecord(**{k: v for k, v in row.items() if k in FIELDS})
-            except (KeyError, TypeError, ValueError) as e:
+            except KeyError as e:
+                raise ValueError(f"line {line}: the record has no {e} field") from e
+            except (TypeError, ValueError) as e:
                 raise ValueError(f"line {line}: {e}") from e
     else:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")

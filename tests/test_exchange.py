@@ -174,6 +174,22 @@ def test_a_malformed_record_imports_nothing(two_lists, tmp_path):
     assert not FlaggedFingerprint.objects.exists()
 
 
+def test_a_record_without_its_variants_is_named_with_its_line_and_imports_nothing(
+    two_lists, tmp_path
+):
+    path = tmp_path / "banned.jsonl"
+    run("export_fingerprints", "-o", str(path))
+    lines = path.read_text().splitlines()
+    empty_the_banned_set()
+    bare = json.loads(lines[1])
+    del bare["variants"]
+    path.write_text("\n".join([lines[0], json.dumps(bare)]) + "\n")
+
+    with pytest.raises(CommandError, match="line 2: the record has no 'variants' field"):
+        run("import_fingerprints", str(path))
+    assert not FlaggedFingerprint.objects.exists()
+
+
 def test_an_imported_flag_takes_down_existing_matching_photos(
     django_user_model, tmp_path, django_capture_on_commit_callbacks
 ):

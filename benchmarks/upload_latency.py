@@ -22,7 +22,9 @@ What it does, all on this machine:
    reports p50/p90/p99/max latency, throughput, and the CPU time each upload cost the web
    workers, PostgreSQL and this client
    (read from /proc, so it stays meaningful on a busy machine, where latency does not), and
-   how much of the cores' time the hypervisor gave to other guests (steal). Every
+   how much of the cores' time the hypervisor gave to other guests (steal), and the mean
+   latency that CPU alone sets (Little's law: with every core busy, CONCURRENCY x CPU per
+   upload / cores), below which no number of workers or threads can go. Every
    upload is fingerprinted, looked up among the N banned fingerprints, re-encoded, stored, and
    its re-check is queued for the task worker.
 
@@ -564,6 +566,16 @@ def main() -> None:
         f"  CPU per upload: web workers {web / n * 1000:.1f} ms, PostgreSQL {db / n * 1000:.1f} ms "
         f"(backends seen at start), this client {client / n * 1000:.1f} ms"
     )
+    # Little's law: with every core busy, uploads finish at cores / CPU per upload a second,
+    # so ``concurrency`` uploads in flight wait that many service times between them.
+    cores = os.cpu_count() or 1
+    per_upload = (web + db + client) / n * 1000
+    floor = per_upload * max(1.0, args.concurrency / cores)
+    print(
+        f"  the CPU alone sets a mean latency of at least {floor:.0f} ms here "
+        f"({args.concurrency} uploads at a time x {per_upload:.1f} ms of CPU each / "
+        f"{min(cores, args.concurrency)} cores): no shape of workers goes below it"
+    )
     print(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     steal = stolen / (wall * (os.cpu_count() or 1)) * 100
     print(f"  CPU taken by the host (steal): {steal:.1f}% of the run's core time")
@@ -582,7 +594,7 @@ def main() -> None:
             "p50_ms": pct(50) * 1000, "p90_ms": pct(90) * 1000, "p99_ms": pct(99) * 1000,
             "max_ms": latencies[-1] * 1000, "web_cpu_ms": web / n * 1000,
             "db_cpu_ms": db / n * 1000, "workers": workers, "threads": threads,
-            "image_work_ms": machine, "steal_pct": steal,
+            "image_work_ms": machine, "steal_pct": steal, "cpu_floor_ms": floor,
         }))  # fmt: skip
 
 

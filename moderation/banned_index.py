@@ -150,15 +150,33 @@ class _EntryData:
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pHashes and flags of ``keys`` (flags 0 for a key never set)."""
-        pos = np.searchsorted(self._keys, keys)
-        pos = np.minimum(pos, max(len(self._keys) - 1, 0))
-        if len(self._keys):
-            found = self._keys[pos] == keys
-            phashes = np.where(found, self._phashes[pos], np.uint64(0))
-            flags = np.where(found, self._flags[pos], _FLAGS(0))
-        else:
-            phashes = np.zeros(len(keys), np.uint64)
-            flags = np.zeros(len(keys), _FLAGS)
+        return self._with_recent(keys, *self._stored(keys))
+
+    def at_rows(self, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup(keys)`` for keys known to sit at ``rows`` of the merged arrays (-1: not
+        known, looked up): two gathers instead of a binary search among millions per key."""
+        known = rows >= 0
+        if known.all():
+            return self._with_recent(keys, self._phashes[rows], self._flags[rows])
+        phashes, flags = self._stored(keys)  # the few unknown: entries added since
+        phashes[known], flags[known] = self._phashes[rows[known]], self._flags[rows[known]]
+        return self._with_recent(keys, phashes, flags)
+
+    def _stored(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """pHashes and flags of ``keys`` in the merged arrays (flags 0 where absent)."""
+        if not len(self._keys):
+            return np.zeros(len(keys), np.uint64), np.zeros(len(keys), _FLAGS)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[pos] == keys
+        return (
+            np.where(found, self._phashes[pos], np.uint64(0)),
+            np.where(found, self._flags[pos], _FLAGS(0)),
+        )
+
+    def _with_recent(
+        self, keys: np.ndarray, phashes: np.ndarray, flags: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``phashes`` and ``flags`` of ``keys`` with the changes not merged yet applied."""
         if self._recent:
             recent, recent_phashes, recent_flags = self._recent_sorted()
             pos = np.minimum(np.searchsorted(recent, keys), len(recent) - 1)
@@ -182,6 +200,61 @@ class _EntryData:
         )
 
 
+# The snapshot array that aligns the entry data with the dHash index's main part (``_Rows``).
+# Snapshots carry it since format 2; an index made from arrays without it answers by search.
+ROWS = "data_rows"
+
+
+class _Rows:
+    """For each position of the dHash index's main part, the row of the same key in the entry
+    data's merged (key-sorted) arrays: a candidate's pHash and flags are then two gathers.
+
+    Without it each of a query's candidates is a binary search among all the keys: near a dense
+    cluster of the 10M benchmark set (~20,000 candidates within 12 bits), 6-7 ms of cache
+    misses against 0.1 ms (docs/performance.md). 4 bytes per entry, in the snapshot. It holds
+    while both parts keep the arrays it was made for: a merge of either makes new ones, and
+    lookups go back to the binary search until the next build or snapshot.
+    """
+
+    def __init__(self, rows: np.ndarray, index: FingerprintIndex, data: _EntryData) -> None:
+        self.rows, self._ids, self._keys = rows, index.main_ids, data._keys
+
+    @classmethod
+    def aligning(cls, index: FingerprintIndex, data: _EntryData) -> _Rows | None:
+        """The rows for a freshly built pair (None if they hold different keys)."""
+        ids = index.main_ids
+        state = index.state()
+        row_type = np.int32 if len(ids) < 1 << 31 else np.int64
+        rows = np.arange(len(ids), dtype=row_type)
+        if state.get("by_id") is not None:  # by_id: main positions in key order
+            rows[state["by_id"]] = rows.copy()
+        if len(ids) != len(data._keys) or not np.array_equal(data._keys[rows], ids):
+            return None
+        return cls(rows, index, data)
+
+    @classmethod
+    def mapped(cls, rows: np.ndarray, index: BannedIndex) -> _Rows:
+        """Rows read from a snapshot, checked for size and on a sample of positions (the
+        snapshot's checksums already cover damage; a full check would read every page)."""
+        ids, keys = index._index.main_ids, index._data._keys
+        if len(rows) != len(ids):
+            raise ValueError("the entry data rows and the index differ in size")
+        sample = np.linspace(0, len(ids) - 1, num=min(len(ids), 64), dtype=np.int64)
+        if len(sample) and not np.array_equal(keys[rows[sample]], ids[sample]):
+            raise ValueError("the entry data rows do not match the index")
+        return cls(rows, index._index, index._data)
+
+    def fits(self, index: FingerprintIndex, data: _EntryData) -> bool:
+        return index.main_ids is self._ids and data._keys is self._keys
+
+    def of(self, positions: np.ndarray) -> np.ndarray:
+        """The rows of main-part ``positions`` (-1, an entry in the delta, stays -1)."""
+        rows = np.full(len(positions), -1, dtype=np.int64)
+        main = positions >= 0
+        rows[main] = self.rows[positions[main]]
+        return rows
+
+
 class BannedIndex:
     """Banned fingerprints in memory, looked up by dHash and confirmed by pHash. No database.
 
@@ -198,6 +271,7 @@ class BannedIndex:
         self._index = FingerprintIndex()
         self._data = _EntryData()
         self._cut_indexes = {number: FingerprintIndex() for number in UPLOAD_CUTS}
+        self._rows: _Rows | None = None
 
     def __len__(self) -> int:
         return len(self._index)
@@ -230,6 +304,7 @@ class BannedIndex:
             own = keys % KEYS_PER_FLAG == number
             self._cut_indexes[number] = FingerprintIndex()
             self._cut_indexes[number].build(keys[own], dhashes[own])
+        self._rows = _Rows.aligning(self._index, self._data)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(keys, dhashes, phashes, flags) of every entry, changes applied, sorted by key."""
@@ -244,7 +319,11 @@ class BannedIndex:
         pending changes (``build_arrays`` one from ``arrays()`` first)."""
         parts = {"index": self._index, **{f"cut{n}": i for n, i in self._cut_indexes.items()}}
         named = {f"{part}.{k}": v for part, i in parts.items() for k, v in i.state().items()}
-        return named | {f"data.{k}": v for k, v in self._data.state().items()}
+        rows = self._current_rows()
+        if rows is None:
+            rows = _Rows.aligning(self._index, self._data)
+        aligned = {} if rows is None else {ROWS: rows.rows}
+        return named | {f"data.{k}": v for k, v in self._data.state().items()} | aligned
 
     @classmethod
     def from_state(cls, arrays: Mapping[str, np.ndarray]) -> BannedIndex:
@@ -260,7 +339,15 @@ class BannedIndex:
         index._cut_indexes = {n: FingerprintIndex.from_state(part(f"cut{n}")) for n in UPLOAD_CUTS}
         if len(index._data._keys) != len(index._index):
             raise ValueError("the entry data and the index differ in size")
+        index._rows = None if ROWS not in arrays else _Rows.mapped(arrays[ROWS], index)
         return index
+
+    def _current_rows(self) -> _Rows | None:
+        """The entry-data row of each main-part position, while neither part has merged since."""
+        rows = self._rows
+        if rows is None or not rows.fits(self._index, self._data):
+            return None
+        return rows
 
     def pending(self) -> int:
         """Entries changed since the index was built or mapped (held privately when frozen)."""
@@ -310,10 +397,15 @@ class BannedIndex:
         radius finds thousands of entries, nearly all strangers that the pHash rules out.
         """
         index = self._index if variant is None else self._cut_indexes[variant]
-        keys, distances = index.query_arrays(fingerprint.dhash, max_distance, ordered=False)
+        rows = self._current_rows() if variant is None else None
+        if rows is None:
+            keys, distances = index.query_arrays(fingerprint.dhash, max_distance, ordered=False)
+            phashes, flags = self._data.lookup(keys)
+        else:
+            keys, distances, positions = index.query_positions(fingerprint.dhash, max_distance)
+            phashes, flags = self._data.at_rows(rows.of(positions), keys)
         if not len(keys):
             return []
-        phashes, flags = self._data.lookup(keys)
         has = (flags & _HAS_PHASH).astype(bool)
         bits = None
         if fingerprint.phash is not None:
@@ -321,7 +413,11 @@ class BannedIndex:
             if max_confirm_distance < 64:
                 keep = ~has | (bits <= max_confirm_distance)
                 keys, distances, bits, has, flags = (
-                    keys[keep], distances[keep], bits[keep], has[keep], flags[keep]
+                    keys[keep],
+                    distances[keep],
+                    bits[keep],
+                    has[keep],
+                    flags[keep],
                 )
         # Nearest first, ties by key; sorted only once the pHash has dropped the strangers.
         order = np.lexsort((keys, distances))
@@ -332,9 +428,7 @@ class BannedIndex:
             confirm = [b if h else None for b, h in zip(bits[order].tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
-        list_distance = [
-            d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()
-        ]
+        list_distance = [d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()]
         proposed = [d - 1 if d else None for d in ((flags >> _PROPOSED_SHIFT) & 0xFF).tolist()]
         return [
             Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh, pd)
@@ -390,7 +484,8 @@ class BannedIndex:
 
     def nbytes(self) -> int:
         cut_indexes = sum(index.nbytes() for index in self._cut_indexes.values())
-        return self._index.nbytes() + cut_indexes + self._data.nbytes()
+        rows = 0 if self._rows is None else self._rows.rows.nbytes
+        return self._index.nbytes() + cut_indexes + self._data.nbytes() + rows
 
 
 def stored_variants(variants: list[Fingerprint]) -> list[tuple[int, Fingerprint]]:
@@ -417,9 +512,7 @@ def variant_entries(rows: Iterable[tuple]):
     for flag_id, variant, dhash, phash, information, *policy in rows:
         if policy:
             max_distance, shadow, *proposed = policy
-            packed = list_policy(
-                max_distance, shadow is True or shadow == "shadow", *proposed
-            )
+            packed = list_policy(max_distance, shadow is True or shadow == "shadow", *proposed)
         else:
             packed = 0
         yield (

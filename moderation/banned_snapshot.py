@@ -55,7 +55,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 # Bump when the files or the meaning of an array change: older snapshots are then ignored.
-FORMAT_VERSION = 1
+# 2: the banned set's ``data_rows`` (``banned_index._Rows``).
+FORMAT_VERSION = 2
 CURRENT = "current"
 LOCK = "lock"
 PREFIX = "snap-"

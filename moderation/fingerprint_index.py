@@ -494,6 +494,14 @@ class FingerprintIndex:
         """``query`` as two arrays (ids, distances), for a caller that filters thousands further
         (the banned set's pHash check). ``ordered=False``: unsorted, for one that sorts only what
         it keeps (near a dense cluster at 10M a query finds ~20,000; sorting all cost ~1 ms)."""
+        ids, d, _ = self.query_positions(hash, max_distance)
+        return sorted_by_distance(ids, d) if ordered else (ids, d)
+
+    def query_positions(
+        self, hash: int, max_distance: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``query_arrays(..., ordered=False)`` and a third array: where each id sits in the main
+        part (its index in ``main_ids``; -1 for one in the delta), for data kept in that order."""
         q, r = check_hash(hash), check_distance(max_distance)
         pos, d = self._main.search(q, r, self._scan_fallback)
         ids = self._main.ids[pos]
@@ -501,7 +509,14 @@ class FingerprintIndex:
             dpos, dd = scan(self._delta_hashes[: self._delta_n], np.uint64(q), r)
             ids = np.concatenate((ids, self._delta_ids[dpos]))
             d = np.concatenate((d, dd))
-        return sorted_by_distance(ids, d) if ordered else (ids, d)
+            pos = np.concatenate((pos, np.full(len(dpos), -1, dtype=pos.dtype)))
+        return ids, d, pos
+
+    @property
+    def main_ids(self) -> np.ndarray:
+        """The main part's ids in its own order: a new array after each merge, so a caller that
+        keeps data in this order (``query_positions``) can tell when it no longer applies."""
+        return self._main.ids
 
     def nbytes(self) -> int:
         """Bytes held: every numpy array, plus an estimate for the delta's id -> slot dict."""

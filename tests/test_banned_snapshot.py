@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from moderation import banned_set, flagging
-from moderation.banned_index import KEYS_PER_FLAG, BannedIndex, entry_key, list_policy
+from moderation.banned_index import KEYS_PER_FLAG, ROWS, BannedIndex, entry_key, list_policy
 from moderation.banned_snapshot import CURRENT, SnapshotStore, is_mapped
 from moderation.fingerprint_index import FingerprintIndex
 from moderation.hashing import Fingerprint
@@ -160,6 +160,85 @@ def test_a_banned_index_mapped_from_a_snapshot_answers_as_the_one_it_was_written
     rebuilt.build_arrays(*built.arrays())
     same_answers(mapped, rebuilt, probes, phash=int(arrays[2][0]))
     assert len(rebuilt) == len(mapped) == (800 - 30) * KEYS_PER_FLAG
+
+
+def read_by_key_search(index: BannedIndex) -> BannedIndex:
+    """The same index answering without its entry-data rows: every candidate's pHash and flags
+    found by binary search among the keys, as before the rows existed."""
+    plain = BannedIndex.from_state({k: v for k, v in index.state().items() if k != ROWS})
+    assert plain._current_rows() is None
+    return plain
+
+
+@pytest.mark.parametrize("flags", [800, 10_000], ids=["scanned", "chunk tables"])
+def test_candidates_read_through_the_entry_rows_are_those_found_by_key_search(tmp_path, flags):
+    rng = np.random.default_rng(flags)
+    arrays = random_entries(rng, flags)
+    built = BannedIndex()
+    built.build_arrays(*arrays)
+    mapped = BannedIndex.from_state(written(store_in(tmp_path), built.state()))
+    plain = read_by_key_search(built)
+    assert built._current_rows() is not None and mapped._current_rows() is not None
+    probes = queries(rng, arrays[1].tolist(), 60)
+    for index in (built, mapped):
+        same_answers(index, plain, probes, phash=int(arrays[2][3]))
+
+    # Removed entries, new ones (in the delta) and changed ones (a new pHash and list policy
+    # for a key the rows still point at): the changes win over the rows.
+    n = len(arrays[0])
+    for i in range(0, 400):
+        key = int(arrays[0][i])
+        for index in (built, mapped, plain):
+            if i % 3 == 0:
+                index.remove(key)
+            elif i % 3 == 1:
+                index.add(
+                    key, int(arrays[1][i]), int(arrays[2][n - 1 - i]), True, list_policy(9, True)
+                )
+            else:
+                index.add(key + n + KEYS_PER_FLAG, int(arrays[1][i]), int(arrays[2][i]), False, 0)
+    probes += [int(h) for h in arrays[1][:400:7]]
+    for index in (built, mapped):
+        same_answers(index, plain, probes, phash=int(arrays[2][n - 2]))
+    assert mapped._current_rows() is not None  # a frozen index never merges: its rows hold
+
+
+def test_a_merge_retires_the_rows_and_answers_stay_those_of_the_key_search():
+    rng = np.random.default_rng(5)
+    arrays = random_entries(rng, 10_000)
+    built = BannedIndex()
+    built.build_arrays(*arrays)
+    plain = read_by_key_search(built)
+    n = len(arrays[0])
+    for i in range(70_000):  # past both parts' merge limits
+        for index in (built, plain):
+            index.add(n + KEYS_PER_FLAG + i, int(arrays[1][i]), int(arrays[2][i]), False, 0)
+    assert built.pending() < 70_000 and built._current_rows() is None
+    same_answers(built, plain, queries(rng, arrays[1].tolist(), 40), phash=int(arrays[2][1]))
+    again = BannedIndex()  # the next build (a new snapshot) aligns them again
+    again.build_arrays(*built.arrays())
+    assert again._current_rows() is not None
+    same_answers(again, plain, queries(rng, arrays[1].tolist(), 40), phash=int(arrays[2][1]))
+
+
+def test_an_empty_snapshot_then_added_entries_are_found():
+    empty = BannedIndex()
+    empty.build_arrays(*(np.empty(0, t) for t in (np.int64, np.uint64, np.uint64, np.uint32)))
+    mapped = BannedIndex.from_state(empty.state())
+    mapped.add(entry_key(3, 0), 0xF0F0, 0x1234, False)
+    [match] = mapped.candidates(Fingerprint(dhash=0xF0F1, phash=0x1234), 4)
+    assert (match.fingerprint_id, match.distance, match.confirm_distance) == (3, 1, 0)
+
+
+def test_entry_rows_that_do_not_fit_the_index_are_refused(tmp_path):
+    rng = np.random.default_rng(8)
+    built = BannedIndex()
+    built.build_arrays(*random_entries(rng, 10_000))
+    state = built.state()
+    with pytest.raises(ValueError, match="do not match"):
+        BannedIndex.from_state(state | {ROWS: np.roll(state[ROWS], 1)})
+    with pytest.raises(ValueError, match="differ in size"):
+        BannedIndex.from_state(state | {ROWS: state[ROWS][:-1]})
 
 
 def damage_truncate(path: Path) -> None:

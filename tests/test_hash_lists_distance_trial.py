@@ -126,13 +126,13 @@ def test_the_trial_is_decided_from_the_one_index_lookup(scene, monkeypatch):
     screening.check(fp)  # warm
     hash_lists.hash_list_propose_distance(hash_list=scene["list"], distance=8)
     calls = []
-    original = FingerprintIndex.query_arrays
+    original = FingerprintIndex.query_positions  # every query goes through it (query_arrays too)
 
     def counted(self, *args, **kwargs):
         calls.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(FingerprintIndex, "query_arrays", counted)
+    monkeypatch.setattr(FingerprintIndex, "query_positions", counted)
 
     verdict = screening.check(fp)
 

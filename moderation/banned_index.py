@@ -413,11 +413,7 @@ class BannedIndex:
             if max_confirm_distance < 64:
                 keep = ~has | (bits <= max_confirm_distance)
                 keys, distances, bits, has, flags = (
-                    keys[keep],
-                    distances[keep],
-                    bits[keep],
-                    has[keep],
-                    flags[keep],
+                    keys[keep], distances[keep], bits[keep], has[keep], flags[keep]
                 )
         # Nearest first, ties by key; sorted only once the pHash has dropped the strangers.
         order = np.lexsort((keys, distances))
@@ -428,7 +424,9 @@ class BannedIndex:
             confirm = [b if h else None for b, h in zip(bits[order].tolist(), has.tolist())]
         low = (flags & _LOW_INFORMATION).astype(bool).tolist()
         shadow = (flags & _SHADOW).astype(bool).tolist()
-        list_distance = [d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()]
+        list_distance = [
+            d - 1 if d else None for d in ((flags >> _DISTANCE_SHIFT) & 0xFF).tolist()
+        ]
         proposed = [d - 1 if d else None for d in ((flags >> _PROPOSED_SHIFT) & 0xFF).tolist()]
         return [
             Match(key // KEYS_PER_FLAG, distance, key % KEYS_PER_FLAG, c, lo, ld, sh, pd)
@@ -512,7 +510,9 @@ def variant_entries(rows: Iterable[tuple]):
     for flag_id, variant, dhash, phash, information, *policy in rows:
         if policy:
             max_distance, shadow, *proposed = policy
-            packed = list_policy(max_distance, shadow is True or shadow == "shadow", *proposed)
+            packed = list_policy(
+                max_distance, shadow is True or shadow == "shadow", *proposed
+            )
         else:
             packed = 0
         yield (

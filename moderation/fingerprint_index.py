@@ -7,11 +7,11 @@ Pure numpy, no Django. ``FingerprintIndex`` has the interface of ``linear_index.
 scan it is tested against, and every answer equals that scan's.
 
 It is multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012), made adaptive for clustered,
-skewed real-world hash sets: the 64 bits are split into chunks (chosen on a sample so that
-correlated dHash bits do not share one), stored hashes are bucketed by each chunk's value, and a
-query probes the buckets within a few flips per chunk, choosing the depths per query so that a
-popular chunk value is probed shallowly (exact as long as the depths sum past the radius), or
-scans when a small cost model says scanning is cheaper. Updates go to a small delta buffer and
+skewed real-world hash sets: the 64 bits are split into chunks (``hash_layout``: chosen on a
+sample so that correlated dHash bits do not share one), stored hashes are bucketed by each
+chunk's value, and a query probes the buckets within a few flips per chunk, choosing the depths
+per query so that a popular chunk value is probed shallowly (exact as long as the depths sum
+past the radius), or scans when a small cost model says scanning is cheaper. Updates go to a small delta buffer and
 tombstones, merged into new tables every N/128 changes.
 
 Shared snapshots (``banned_snapshot``): ``from_state`` wraps ``state()`` arrays (read-only maps

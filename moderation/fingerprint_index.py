@@ -11,8 +11,8 @@ skewed real-world hash sets: the 64 bits are split into chunks (``hash_layout``:
 sample so that correlated dHash bits do not share one), stored hashes are bucketed by each
 chunk's value, and a query probes the buckets within a few flips per chunk, choosing the depths
 per query so that a popular chunk value is probed shallowly (exact as long as the depths sum
-past the radius), or scans when a small cost model says scanning is cheaper. Updates go to a small delta buffer and
-tombstones, merged into new tables every N/128 changes.
+past the radius), or scans when a small cost model says scanning is cheaper. Updates go to a
+small delta buffer and tombstones, merged into new tables every N/128 changes.
 
 Shared snapshots (``banned_snapshot``): ``from_state`` wraps ``state()`` arrays (read-only maps
 shared by a host's processes) in a *frozen* index: tombstones are a private set, additions a

@@ -158,8 +158,10 @@ class _EntryData:
         known = rows >= 0
         if known.all():
             return self._with_recent(keys, self._phashes[rows], self._flags[rows])
-        phashes, flags = self._stored(keys)  # the few unknown: entries added since
+        phashes, flags = np.empty(len(keys), np.uint64), np.empty(len(keys), _FLAGS)
         phashes[known], flags[known] = self._phashes[rows[known]], self._flags[rows[known]]
+        unknown = ~known  # the few entries added since (in the index's delta): searched by key
+        phashes[unknown], flags[unknown] = self._stored(keys[unknown])
         return self._with_recent(keys, phashes, flags)
 
     def _stored(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

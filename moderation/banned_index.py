@@ -160,7 +160,9 @@ class _EntryData:
             return self._with_recent(keys, self._phashes[rows], self._flags[rows])
         phashes, flags = np.empty(len(keys), np.uint64), np.empty(len(keys), _FLAGS)
         phashes[known], flags[known] = self._phashes[rows[known]], self._flags[rows[known]]
-        unknown = ~known  # the few entries added since (in the index's delta): searched by key
+        # The few entries in the index's delta were added since the rows were made, so their
+        # data is a recent change, applied below; the search by key only guards that.
+        unknown = ~known
         phashes[unknown], flags[unknown] = self._stored(keys[unknown])
         return self._with_recent(keys, phashes, flags)
 
